@@ -1,0 +1,47 @@
+"""The chain layer: compile, deploy and call the idlegrid contracts on any EVM.
+
+ABI and web3 objects stay inside this package; callers get typed clients,
+plain dataclasses and idlegrid exceptions.
+"""
+
+from ._anvil import AnvilNode, find_anvil, free_port, wait_for_rpc
+from ._backend import ChainBackend, EmbeddedBackend, RpcBackend, TxResult
+from ._compile import compile_all, contracts_dir
+from ._devkeys import DEV_MNEMONIC, dev_accounts
+from ._ledger import Ledger, MarketClient, RegistryClient, TokenClient, deploy_contract
+from ._types import (
+    TOKEN,
+    ChannelState,
+    ChannelTerms,
+    Contribution,
+    Deployment,
+    LedgerConfig,
+    ProviderInfo,
+)
+
+__all__ = [
+    "AnvilNode",
+    "find_anvil",
+    "free_port",
+    "wait_for_rpc",
+    "DEV_MNEMONIC",
+    "TOKEN",
+    "ChainBackend",
+    "ChannelState",
+    "ChannelTerms",
+    "Contribution",
+    "Deployment",
+    "EmbeddedBackend",
+    "Ledger",
+    "LedgerConfig",
+    "MarketClient",
+    "ProviderInfo",
+    "RegistryClient",
+    "RpcBackend",
+    "TokenClient",
+    "TxResult",
+    "compile_all",
+    "contracts_dir",
+    "deploy_contract",
+    "dev_accounts",
+]

@@ -1,0 +1,224 @@
+"""Chain backends: where transactions go. One interface, two implementations.
+
+* :class:`EmbeddedBackend` runs py-evm in this process through eth-tester (the
+  default: needs nothing but pip).
+* :class:`RpcBackend` talks JSON-RPC to any EVM node (anvil, a testnet, a rollup).
+
+Both sign transactions locally with the sender's key and send them raw, so the
+same code path is exercised everywhere. Development-only operations
+(``advance_time``, ``snapshot``/``revert``) work on the embedded chain and on
+anvil, and raise ConfigError on a node that lacks them.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
+
+from .._exceptions import ChainUnavailable, ConfigError, ContractReverted
+from ..protocol import Account
+from ._devkeys import DEV_MNEMONIC, dev_accounts
+from ._errors import revert_reason, translate
+
+__all__ = ["ChainBackend", "EmbeddedBackend", "RpcBackend", "TxResult"]
+
+DEFAULT_TX_TIMEOUT = 60.0
+DEFAULT_RPC_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """A mined, successful transaction."""
+
+    tx_hash: str
+    block: int
+    gas_used: int
+    receipt: Any  # the node's receipt; only idlegrid.chain reads it
+
+
+class ChainBackend(ABC):
+    """An EVM chain we can read and send signed transactions to."""
+
+    def __init__(self, w3: Web3, *, tx_timeout: float = DEFAULT_TX_TIMEOUT) -> None:
+        self._w3 = w3
+        self._tx_timeout = tx_timeout
+        self._nonce_lock = threading.Lock()
+        self._chain_id: int | None = None
+
+    # -- reads -------------------------------------------------------------
+    @property
+    def w3(self) -> Web3:
+        """The web3 handle; for idlegrid.chain only."""
+        return self._w3
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            with translate("eth_chainId"):
+                self._chain_id = int(self._w3.eth.chain_id)
+        return self._chain_id
+
+    def block_number(self) -> int:
+        with translate("eth_blockNumber"):
+            return int(self._w3.eth.block_number)
+
+    def timestamp(self) -> int:
+        """Timestamp of the latest block."""
+        with translate("eth_getBlockByNumber"):
+            return int(self._w3.eth.get_block("latest")["timestamp"])
+
+    def eth_balance(self, address: str) -> int:
+        with translate("eth_getBalance"):
+            return int(self._w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    # -- writes ------------------------------------------------------------
+    def send(self, sender: Account, tx: dict[str, Any], *, function: str) -> TxResult:
+        """Fill in, sign and send ``tx`` from ``sender``; wait for it to be mined.
+
+        Gas is estimated first, so a call that would revert raises
+        ContractReverted with the contract's reason and costs nothing.
+        """
+        w3 = self._w3
+        with translate(function):
+            tx = dict(tx)
+            tx["from"] = sender.address
+            tx.setdefault("chainId", self.chain_id)
+            tx.setdefault("value", 0)
+            if "gas" not in tx:
+                tx["gas"] = int(w3.eth.estimate_gas(tx)) * 12 // 10 + 10_000
+            if "maxFeePerGas" not in tx and "gasPrice" not in tx:
+                base = int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+                tip = 10**9
+                tx["maxPriorityFeePerGas"] = tip
+                tx["maxFeePerGas"] = 2 * base + tip
+            with self._nonce_lock:
+                tx["nonce"] = int(w3.eth.get_transaction_count(sender.address, "pending"))
+                signed = w3.eth.account.sign_transaction(tx, sender.key)
+                tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+            receipt = w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=self._tx_timeout, poll_latency=0.05
+            )
+        if receipt["status"] != 1:
+            raise ContractReverted(self._replay_reason(tx, receipt["blockNumber"]), function=function)
+        return TxResult(
+            tx_hash="0x" + bytes(tx_hash).hex(),
+            block=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            receipt=receipt,
+        )
+
+    def _replay_reason(self, tx: dict[str, Any], block: int) -> str:
+        call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+        try:
+            self._w3.eth.call(call, block - 1)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - any failure here only loses the reason
+            return revert_reason(getattr(exc, "message", None) or exc)
+        return "transaction failed (out of gas?)"
+
+    # -- development chains -------------------------------------------------
+    @abstractmethod
+    def dev_accounts(self) -> list[Account]:
+        """Pre-funded development accounts (empty on a real chain)."""
+
+    @abstractmethod
+    def advance_time(self, seconds: int) -> None:
+        """Move the chain's clock forward and mine a block."""
+
+    @abstractmethod
+    def snapshot(self) -> Any:
+        """Save the chain state; pass the result to :meth:`revert`."""
+
+    @abstractmethod
+    def revert(self, snapshot: Any) -> None:
+        """Go back to a saved state."""
+
+    def close(self) -> None:
+        """Release resources (connections, processes)."""
+
+
+class EmbeddedBackend(ChainBackend):
+    """py-evm in this process, via eth-tester. Accounts are anvil's dev accounts."""
+
+    def __init__(self, *, accounts: int = 10, tx_timeout: float = DEFAULT_TX_TIMEOUT) -> None:
+        from eth_tester import EthereumTester, PyEVMBackend
+
+        backend = PyEVMBackend.from_mnemonic(
+            DEV_MNEMONIC,
+            num_accounts=accounts,
+            hd_path="m/44'/60'/0'/0",  # the same keys as anvil's dev accounts
+        )
+        self._tester = EthereumTester(backend)
+        self._accounts = dev_accounts(accounts)
+        super().__init__(Web3(EthereumTesterProvider(self._tester)), tx_timeout=tx_timeout)
+
+    @property
+    def tester(self) -> Any:
+        """The eth-tester instance (for the JSON-RPC server)."""
+        return self._tester
+
+    def dev_accounts(self) -> list[Account]:
+        return list(self._accounts)
+
+    def advance_time(self, seconds: int) -> None:
+        self._tester.time_travel(self.timestamp() + int(seconds))
+
+    def snapshot(self) -> Any:
+        return self._tester.take_snapshot()
+
+    def revert(self, snapshot: Any) -> None:
+        self._tester.revert_to_snapshot(snapshot)
+
+
+class RpcBackend(ChainBackend):
+    """Any EVM JSON-RPC endpoint over HTTP."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        dev_account_count: int = 0,
+        rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
+        tx_timeout: float = DEFAULT_TX_TIMEOUT,
+    ) -> None:
+        self.url = url
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": rpc_timeout}))
+        super().__init__(w3, tx_timeout=tx_timeout)
+        self._dev_count = dev_account_count
+
+    def check(self) -> None:
+        """Raise ChainUnavailable unless the endpoint answers."""
+        try:
+            _ = self.chain_id
+        except ChainUnavailable:
+            raise
+        except Exception as exc:
+            raise ChainUnavailable(f"{self.url} does not answer JSON-RPC: {exc}") from exc
+
+    def dev_accounts(self) -> list[Account]:
+        return dev_accounts(self._dev_count)
+
+    def _dev_rpc(self, method: str, params: list[Any]) -> Any:
+        with translate(method):
+            response = self._w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        if "error" in response:
+            raise ConfigError(
+                f"{self.url} does not support {method} (not a development node?): "
+                f"{response['error']}"
+            )
+        return response.get("result")
+
+    def advance_time(self, seconds: int) -> None:
+        self._dev_rpc("evm_increaseTime", [int(seconds)])
+        self._dev_rpc("evm_mine", [])
+
+    def snapshot(self) -> Any:
+        return self._dev_rpc("evm_snapshot", [])
+
+    def revert(self, snapshot: Any) -> None:
+        if not self._dev_rpc("evm_revert", [snapshot]):
+            raise ConfigError(f"{self.url} could not revert to snapshot {snapshot}")

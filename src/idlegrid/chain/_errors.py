@@ -1,0 +1,57 @@
+"""Translate web3 / eth-tester / transport errors into idlegrid's exception tree."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+from eth_tester.exceptions import TransactionFailed
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    ProviderConnectionError,
+    TimeExhausted,
+    Web3Exception,
+    Web3RPCError,
+)
+
+from .._exceptions import ChainTimeout, ChainUnavailable, ContractReverted, IdlegridError
+
+__all__ = ["revert_reason", "translate"]
+
+_PREFIXES = re.compile(r"^(execution reverted:?\s*|VM Exception while processing transaction:\s*revert\s*)")
+
+
+def revert_reason(message: object) -> str:
+    """The contract's own reason string from a node's revert message."""
+    text = str(message or "").strip().strip("'\"")
+    text = _PREFIXES.sub("", text).strip()
+    return text or "reverted without a reason"
+
+
+@contextmanager
+def translate(function: str | None = None) -> Iterator[None]:
+    """Re-raise foreign errors from a chain call as idlegrid errors (``raise ... from``)."""
+    try:
+        yield
+    except IdlegridError:
+        raise
+    except ContractLogicError as exc:
+        raise ContractReverted(revert_reason(exc.message), function=function) from exc
+    except TransactionFailed as exc:
+        raise ContractReverted(revert_reason(exc.args[0] if exc.args else ""), function=function) from exc
+    except TimeExhausted as exc:
+        raise ChainTimeout(f"{function or 'transaction'}: not mined in time ({exc})") from exc
+    except (ProviderConnectionError, requests.exceptions.RequestException, ConnectionError) as exc:
+        raise ChainUnavailable(f"chain endpoint unreachable: {exc}") from exc
+    except Web3RPCError as exc:
+        message = exc.message or str(exc)
+        if "revert" in message.lower():
+            raise ContractReverted(revert_reason(message), function=function) from exc
+        raise ChainUnavailable(f"chain RPC error: {message}") from exc
+    except BadFunctionCallOutput as exc:
+        raise ChainUnavailable(f"unexpected answer from chain (is the contract deployed?): {exc}") from exc
+    except Web3Exception as exc:
+        raise ChainUnavailable(f"chain error: {exc}") from exc

@@ -1,0 +1,187 @@
+"""EIP-712 typed data: the voucher a client signs for a provider, and EIP-2612 permits.
+
+The type strings here and in ``contracts/`` must agree byte for byte; the
+contract tests check that a Python signature verifies on chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account as _EthAccount
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+
+from .._exceptions import BadSignature, InvalidInput
+from ._keys import Account, checksum
+
+__all__ = [
+    "MARKET_DOMAIN_NAME",
+    "Domain",
+    "Permit",
+    "Signature",
+    "Voucher",
+    "recover_voucher_signer",
+    "sign_permit",
+    "sign_voucher",
+    "voucher_digest",
+]
+
+MARKET_DOMAIN_NAME = "idlegrid JobMarket"
+_SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+_VOUCHER_TYPE = [
+    {"name": "channel", "type": "bytes32"},
+    {"name": "amount", "type": "uint256"},
+    {"name": "jobs", "type": "uint256"},
+    {"name": "units", "type": "uint256"},
+    {"name": "receiptsRoot", "type": "bytes32"},
+]
+_PERMIT_TYPE = [
+    {"name": "owner", "type": "address"},
+    {"name": "spender", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """An EIP-712 domain: binds a signature to one contract on one chain."""
+
+    name: str
+    chain_id: int
+    verifying_contract: str
+    version: str = "1"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "chainId": self.chain_id,
+            "verifyingContract": checksum(self.verifying_contract),
+        }
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A secp256k1 signature split as the contracts take it."""
+
+    v: int
+    r: bytes
+    s: bytes
+
+    def to_bytes(self) -> bytes:
+        """65 bytes r || s || v."""
+        return self.r + self.s + bytes([self.v])
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Signature:
+        """Parse r || s || v; raise BadSignature if malformed."""
+        if len(raw) != 65:
+            raise BadSignature(f"signature must be 65 bytes, got {len(raw)}")
+        v = raw[64]
+        if v in (0, 1):
+            v += 27
+        if v not in (27, 28):
+            raise BadSignature(f"signature v must be 27 or 28, got {raw[64]}")
+        if int.from_bytes(raw[32:64], "big") > _SECP256K1_HALF_N:
+            raise BadSignature("signature s is in the upper half of the curve order")
+        return cls(v=v, r=raw[:32], s=raw[32:64])
+
+
+@dataclass(frozen=True)
+class Voucher:
+    """A client's cumulative promise to pay on one channel."""
+
+    channel: bytes
+    amount: int
+    jobs: int
+    units: int
+    receipts_root: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.channel) != 32 or len(self.receipts_root) != 32:
+            raise InvalidInput("voucher channel and receipts_root must be 32 bytes")
+        if min(self.amount, self.jobs, self.units) < 0:
+            raise InvalidInput("voucher amount, jobs and units must be non-negative")
+
+
+@dataclass(frozen=True)
+class Permit:
+    """An EIP-2612 approval by signature."""
+
+    owner: str
+    spender: str
+    value: int
+    nonce: int
+    deadline: int
+
+
+def _typed(domain: Domain, primary: str, fields: list[dict[str, str]], message: dict[str, Any]) -> Any:
+    return encode_typed_data(
+        full_message={
+            "types": {"EIP712Domain": _DOMAIN_TYPE, primary: fields},
+            "primaryType": primary,
+            "domain": domain.as_dict(),
+            "message": message,
+        }
+    )
+
+
+def _voucher_message(voucher: Voucher) -> dict[str, Any]:
+    return {
+        "channel": voucher.channel,
+        "amount": voucher.amount,
+        "jobs": voucher.jobs,
+        "units": voucher.units,
+        "receiptsRoot": voucher.receipts_root,
+    }
+
+
+def _sign(account: Account, signable: Any) -> Signature:
+    signed = _EthAccount.sign_message(signable, private_key=account.key)
+    return Signature(
+        v=int(signed.v), r=int(signed.r).to_bytes(32, "big"), s=int(signed.s).to_bytes(32, "big")
+    )
+
+
+def voucher_digest(domain: Domain, voucher: Voucher) -> bytes:
+    """The 32-byte EIP-712 digest of ``voucher`` (what the market's ``voucher_digest`` returns)."""
+    signable = _typed(domain, "Voucher", _VOUCHER_TYPE, _voucher_message(voucher))
+    return bytes(keccak(b"\x19" + signable.version + signable.header + signable.body))
+
+
+def sign_voucher(account: Account, domain: Domain, voucher: Voucher) -> Signature:
+    """Sign ``voucher`` for the market in ``domain``."""
+    return _sign(account, _typed(domain, "Voucher", _VOUCHER_TYPE, _voucher_message(voucher)))
+
+
+def recover_voucher_signer(domain: Domain, voucher: Voucher, signature: Signature) -> str:
+    """The address that signed ``voucher`` in ``domain``; raise BadSignature if unrecoverable."""
+    signable = _typed(domain, "Voucher", _VOUCHER_TYPE, _voucher_message(voucher))
+    try:
+        return str(_EthAccount.recover_message(signable, signature=signature.to_bytes()))
+    except (ValueError, TypeError) as exc:
+        raise BadSignature(f"cannot recover voucher signer: {exc}") from exc
+
+
+def sign_permit(account: Account, domain: Domain, permit: Permit) -> Signature:
+    """Sign an EIP-2612 permit for the token in ``domain``."""
+    if checksum(permit.owner) != account.address:
+        raise InvalidInput("a permit must be signed by its owner")
+    message = {
+        "owner": checksum(permit.owner),
+        "spender": checksum(permit.spender),
+        "value": permit.value,
+        "nonce": permit.nonce,
+        "deadline": permit.deadline,
+    }
+    return _sign(account, _typed(domain, "Permit", _PERMIT_TYPE, message))

@@ -1,0 +1,65 @@
+"""Job receipts: what a provider signs for each job, and the Merkle leaf it becomes.
+
+A receipt's leaf is ``keccak256(keccak256(abi_encode(channel, job_id, provider,
+units, amount, result_hash)))``. Hashing twice keeps a leaf from ever equalling an
+inner node (``hash_pair`` of two 32-byte nodes), the second-preimage guard that
+OpenZeppelin's MerkleProof recommends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eth_abi import encode
+from eth_utils import keccak
+
+from .._exceptions import InvalidInput
+from ._keys import checksum
+from ._merkle import merkle_proof, merkle_root
+
+__all__ = ["Receipt", "receipts_proof", "receipts_root"]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One job done on one channel: what was computed and what it cost."""
+
+    channel: bytes
+    job_id: bytes
+    provider: str
+    units: int
+    amount: int
+    result_hash: bytes
+
+    def __post_init__(self) -> None:
+        for name in ("channel", "job_id", "result_hash"):
+            if len(getattr(self, name)) != 32:
+                raise InvalidInput(f"receipt {name} must be 32 bytes")
+        if self.units < 0 or self.amount < 0:
+            raise InvalidInput("receipt units and amount must be non-negative")
+
+    def leaf(self) -> bytes:
+        """The Merkle leaf of this receipt."""
+        encoded = encode(
+            ["bytes32", "bytes32", "address", "uint256", "uint256", "bytes32"],
+            [
+                self.channel,
+                self.job_id,
+                checksum(self.provider),
+                self.units,
+                self.amount,
+                self.result_hash,
+            ],
+        )
+        return bytes(keccak(keccak(encoded)))
+
+
+def receipts_root(receipts: Sequence[Receipt]) -> bytes:
+    """Merkle root over the receipts' leaves, in order."""
+    return merkle_root([r.leaf() for r in receipts])
+
+
+def receipts_proof(receipts: Sequence[Receipt], index: int) -> list[bytes]:
+    """Proof that ``receipts[index]`` is under :func:`receipts_root` of ``receipts``."""
+    return merkle_proof([r.leaf() for r in receipts], index)

@@ -1,0 +1,98 @@
+"""Shared fixtures.
+
+``env`` is the factory fixture behind the contract suites: every test that
+takes it runs twice, on the embedded EVM (py-evm) and on a real anvil node,
+against one deployment per backend, each test inside a snapshot that is
+reverted afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from idlegrid.chain import (
+    TOKEN,
+    AnvilNode,
+    ChainBackend,
+    EmbeddedBackend,
+    Ledger,
+    LedgerConfig,
+    RpcBackend,
+)
+from idlegrid.protocol import Account
+
+ACCOUNTS = 20
+CONFIG = LedgerConfig(min_stake=100 * TOKEN, unbonding_delay=7 * 24 * 3600, close_window=24 * 3600)
+START_BALANCE = 10_000 * TOKEN
+
+
+@dataclass
+class Env:
+    """A deployed ledger with funded accounts: owner (faucet) plus users."""
+
+    kind: str
+    backend: ChainBackend
+    ledger: Ledger
+    owner: Account
+    users: list[Account]
+
+    @property
+    def token(self):  # type: ignore[no-untyped-def]
+        return self.ledger.token
+
+    @property
+    def registry(self):  # type: ignore[no-untyped-def]
+        return self.ledger.registry
+
+    @property
+    def market(self):  # type: ignore[no-untyped-def]
+        return self.ledger.market
+
+    def now(self) -> int:
+        return self.backend.timestamp()
+
+    def all_addresses(self) -> list[str]:
+        return [self.owner.address, *(u.address for u in self.users)]
+
+    def conservation(self) -> None:
+        """Supply equals the sum of balances of every address that ever held tokens."""
+        holders = [*self.all_addresses(), self.registry.address, self.market.address]
+        assert self.token.total_supply() == sum(self.token.balance_of(h) for h in holders)
+
+
+@pytest.fixture(scope="session")
+def anvil_node() -> Iterator[AnvilNode]:
+    with AnvilNode(accounts=ACCOUNTS) as node:
+        yield node
+
+
+def _make_env(kind: str, request: pytest.FixtureRequest) -> Env:
+    backend: ChainBackend
+    if kind == "embedded":
+        backend = EmbeddedBackend(accounts=ACCOUNTS)
+    else:
+        node = request.getfixturevalue("anvil_node")
+        backend = RpcBackend(node.url, dev_account_count=ACCOUNTS)
+    accounts = backend.dev_accounts()
+    owner, users = accounts[0], accounts[1:]
+    ledger = Ledger.deploy(backend, owner, CONFIG)
+    for user in users:
+        ledger.token.mint(user.address, START_BALANCE, sender=owner)
+    return Env(kind, backend, ledger, owner, users)
+
+
+@pytest.fixture(scope="session", params=["embedded", "anvil"])
+def session_env(request: pytest.FixtureRequest) -> Env:
+    return _make_env(request.param, request)
+
+
+@pytest.fixture
+def env(session_env: Env) -> Iterator[Env]:
+    snap = session_env.backend.snapshot()
+    try:
+        yield session_env
+    finally:
+        session_env.backend.revert(snap)
