@@ -1,0 +1,5 @@
+"""Benchmarks behind `idlegrid bench`: each returns one JSON-ready dict with its method."""
+
+from ._settlement import run_settlement
+
+__all__ = ["run_settlement"]

@@ -1,0 +1,432 @@
+"""JobMarket: success / failure pairs for every external function."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from idlegrid import ContractReverted, InvalidInput
+from idlegrid.chain import TOKEN, ChannelTerms
+from idlegrid.protocol import (
+    Account,
+    Domain,
+    Receipt,
+    Signature,
+    Voucher,
+    receipts_proof,
+    receipts_root,
+    sign_voucher,
+    voucher_digest,
+)
+
+from ..conftest import Env
+
+ROOT = b"\x11" * 32
+MAX = 2**256 - 1
+
+
+def _reason(exc: pytest.ExceptionInfo[ContractReverted]) -> str:
+    return exc.value.reason
+
+
+@pytest.fixture
+def parties(env: Env) -> tuple[Account, Account]:
+    """A client with the market approved and a registered provider."""
+    client, provider = env.users[0], env.users[1]
+    env.token.approve(env.market.address, MAX, sender=client)
+    env.token.approve(env.registry.address, MAX, sender=provider)
+    env.registry.register("http://127.0.0.1:1", 10, b"\x01" * 32, 100 * TOKEN, sender=provider)
+    return client, provider
+
+
+def _open(env: Env, client: Account, provider: Account, amount: int = 50 * TOKEN) -> ChannelTerms:
+    terms, _ = env.market.open_channel(provider.address, amount, env.now() + 3600, sender=client)
+    return terms
+
+
+def _voucher(
+    env: Env, client: Account, terms: ChannelTerms, amount: int, jobs: int, units: int
+) -> tuple[Voucher, Signature]:
+    voucher = Voucher(terms.id, amount, jobs, units, ROOT)
+    return voucher, sign_voucher(client, env.market.domain(), voucher)
+
+
+# -- deposit / withdraw ------------------------------------------------------
+
+
+def test_deposit_moves_tokens_into_market_balance(env: Env) -> None:
+    user = env.users[0]
+    env.token.approve(env.market.address, 30 * TOKEN, sender=user)
+
+    env.market.deposit(30 * TOKEN, sender=user)
+
+    assert env.market.balance_of(user.address) == 30 * TOKEN
+    assert env.token.balance_of(env.market.address) == 30 * TOKEN
+    env.conservation()
+
+
+def test_deposit_without_allowance_reverts(env: Env) -> None:
+    with pytest.raises(ContractReverted) as exc:
+        env.market.deposit(1, sender=env.users[0])
+    assert _reason(exc) == "token: insufficient allowance"
+
+
+def test_deposit_zero_reverts(env: Env) -> None:
+    with pytest.raises(ContractReverted) as exc:
+        env.market.deposit(0, sender=env.users[0])
+    assert _reason(exc) == "market: zero amount"
+
+
+def test_withdraw_returns_tokens_to_wallet(env: Env) -> None:
+    user = env.users[0]
+    env.token.approve(env.market.address, 30 * TOKEN, sender=user)
+    env.market.deposit(30 * TOKEN, sender=user)
+    before = env.token.balance_of(user.address)
+
+    env.market.withdraw(10 * TOKEN, sender=user)
+
+    assert env.market.balance_of(user.address) == 20 * TOKEN
+    assert env.token.balance_of(user.address) == before + 10 * TOKEN
+    env.conservation()
+
+
+def test_withdraw_more_than_balance_reverts(env: Env) -> None:
+    user = env.users[0]
+    env.token.approve(env.market.address, 5, sender=user)
+    env.market.deposit(5, sender=user)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.withdraw(6, sender=user)
+    assert _reason(exc) == "market: insufficient balance"
+    assert env.market.balance_of(user.address) == 5
+
+
+# -- open_channel -------------------------------------------------------------
+
+
+def test_open_channel_from_balance_then_wallet(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    env.market.deposit(20 * TOKEN, sender=client)
+    wallet = env.token.balance_of(client.address)
+
+    terms = _open(env, client, provider, 50 * TOKEN)
+
+    assert env.market.balance_of(client.address) == 0
+    assert env.token.balance_of(client.address) == wallet - 30 * TOKEN
+    state = env.market.channel(terms)
+    assert state.id == terms.id == env.market.channel_id(terms)
+    assert (state.deposit, state.paid, state.open, state.closed) == (50 * TOKEN, 0, True, False)
+    env.conservation()
+
+
+@pytest.mark.parametrize(
+    ("who", "amount", "expiry_delta", "reason"),
+    [
+        ("self", 1, 3600, "market: channel to self"),
+        ("zero", 1, 3600, "market: provider is the zero address"),
+        ("provider", 0, 3600, "market: zero deposit"),
+        ("provider", 2**96, 3600, "market: deposit too large"),
+        ("provider", 1, -10, "market: expiry in the past"),
+    ],
+)
+def test_open_channel_rejects_bad_terms(
+    env: Env,
+    parties: tuple[Account, Account],
+    who: str,
+    amount: int,
+    expiry_delta: int,
+    reason: str,
+) -> None:
+    client, provider = parties
+    target = {"self": client.address, "zero": "0x" + "00" * 20, "provider": provider.address}[who]
+    with pytest.raises(ContractReverted) as exc:
+        env.market.open_channel(target, amount, env.now() + expiry_delta, sender=client)
+    assert _reason(exc) == reason
+
+
+def test_open_channel_twice_with_same_terms_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.open_channel(
+            provider.address, terms.deposit, terms.expiry, sender=client, salt=terms.salt
+        )
+    assert _reason(exc) == "market: channel exists"
+
+
+def test_open_channel_without_funds_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    with pytest.raises(ContractReverted) as exc:
+        env.market.open_channel(provider.address, 20_000 * TOKEN, env.now() + 60, sender=client)
+    assert _reason(exc) == "token: transfer amount exceeds balance"
+
+
+# -- top_up ------------------------------------------------------------------
+
+
+def test_top_up_adds_deposit_and_extends_expiry(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider, 10 * TOKEN)
+
+    env.market.top_up(terms, 5 * TOKEN, terms.expiry + 100, sender=client)
+    env.market.top_up(terms, 1 * TOKEN, terms.expiry + 100, sender=client)
+
+    state = env.market.channel(terms)
+    assert (state.deposit, state.expiry) == (16 * TOKEN, terms.expiry + 100)
+    voucher, sig = _voucher(env, client, terms, 16 * TOKEN, 1, 1)
+    env.market.redeem(terms, voucher, sig, sender=provider)
+    assert env.market.record(provider.address).earned == 16 * TOKEN
+    env.conservation()
+
+
+@pytest.mark.parametrize(
+    ("sender_index", "expiry_delta", "reason"),
+    [
+        (1, 0, "market: caller is not the channel's client"),
+        (0, -1, "market: expiry earlier than current"),
+    ],
+)
+def test_top_up_failures(
+    env: Env, parties: tuple[Account, Account], sender_index: int, expiry_delta: int, reason: str
+) -> None:
+    terms = _open(env, *parties)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.top_up(terms, 1, terms.expiry + expiry_delta, sender=parties[sender_index])
+    assert _reason(exc) == reason
+
+
+def test_top_up_unknown_channel_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = ChannelTerms(client.address, provider.address, 1, env.now() + 10, 7)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.top_up(terms, 1, terms.expiry, sender=client)
+    assert _reason(exc) == "market: unknown channel"
+
+
+# -- redeem ------------------------------------------------------------------
+
+
+def test_redeem_pays_only_the_increase_and_records(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider, 50 * TOKEN)
+
+    v1, s1 = _voucher(env, client, terms, 3 * TOKEN, 3, 300)
+    env.market.redeem(terms, v1, s1, sender=provider)
+    v2, s2 = _voucher(env, client, terms, 7 * TOKEN, 8, 800)
+    result = env.market.redeem(terms, v2, s2, sender=provider)
+
+    assert env.market.balance_of(provider.address) == 7 * TOKEN
+    assert env.market.record(provider.address) == dataclasses.replace(
+        env.market.record(provider.address), earned=7 * TOKEN, jobs=8, units=800
+    )
+    state = env.market.channel(terms)
+    assert (state.paid, state.jobs, state.units) == (7 * TOKEN, 8, 800)
+    events = env.market._events("VoucherRedeemed", result)
+    assert events[0]["amount"] == 4 * TOKEN and events[0]["receipts_root"] == ROOT
+    # earnings are spendable: withdraw them to the wallet
+    wallet = env.token.balance_of(provider.address)
+    env.market.withdraw(7 * TOKEN, sender=provider)
+    assert env.token.balance_of(provider.address) == wallet + 7 * TOKEN
+    env.conservation()
+
+
+def test_redeem_replayed_voucher_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    voucher, sig = _voucher(env, client, terms, TOKEN, 1, 1)
+    env.market.redeem(terms, voucher, sig, sender=provider)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(terms, voucher, sig, sender=provider)
+    assert _reason(exc) == "market: voucher already redeemed"
+    assert env.market.record(provider.address).earned == TOKEN
+
+
+def test_redeem_stale_voucher_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    old, old_sig = _voucher(env, client, terms, TOKEN, 1, 1)
+    new, new_sig = _voucher(env, client, terms, 2 * TOKEN, 2, 2)
+    env.market.redeem(terms, new, new_sig, sender=provider)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(terms, old, old_sig, sender=provider)
+    assert _reason(exc) == "market: stale voucher"
+
+
+SIGNER_REASON = "market: voucher not signed by the channel's client (wrong signer, chain or contract)"
+
+
+@pytest.mark.parametrize("case", ["wrong_signer", "wrong_chain", "wrong_contract"])
+def test_redeem_rejects_voucher_from_wrong_signer_or_domain(
+    env: Env, parties: tuple[Account, Account], case: str
+) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    voucher = Voucher(terms.id, TOKEN, 1, 1, ROOT)
+    domain = env.market.domain()
+    signer = client
+    if case == "wrong_signer":
+        signer = env.users[5]
+    elif case == "wrong_chain":
+        domain = dataclasses.replace(domain, chain_id=domain.chain_id + 1)
+    else:
+        domain = dataclasses.replace(domain, verifying_contract=env.token.address)
+    sig = sign_voucher(signer, domain, voucher)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(terms, voucher, sig, sender=provider)
+    assert _reason(exc) == SIGNER_REASON
+    assert env.market.channel(terms).paid == 0
+
+
+def test_redeem_rejects_malleable_signature(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    voucher, sig = _voucher(env, client, terms, TOKEN, 1, 1)
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    flipped = Signature(
+        v=55 - sig.v, r=sig.r, s=(n - int.from_bytes(sig.s, "big")).to_bytes(32, "big")
+    )
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(terms, voucher, flipped, sender=provider)
+    assert _reason(exc) == "market: malleable voucher signature"
+
+
+def test_redeem_more_than_deposit_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider, 5 * TOKEN)
+    voucher, sig = _voucher(env, client, terms, 5 * TOKEN + 1, 1, 1)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(terms, voucher, sig, sender=provider)
+    assert _reason(exc) == "market: voucher exceeds channel deposit"
+
+
+def test_redeem_by_non_provider_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    voucher, sig = _voucher(env, client, terms, TOKEN, 1, 1)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(terms, voucher, sig, sender=client)
+    assert _reason(exc) == "market: caller is not the channel's provider"
+
+
+def test_redeem_unknown_or_closed_channel_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    ghost = ChannelTerms(client.address, provider.address, TOKEN, env.now() + 10, 1)
+    voucher, sig = _voucher(env, client, ghost, 1, 1, 1)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(ghost, voucher, sig, sender=provider)
+    assert _reason(exc) == "market: unknown channel"
+
+    terms = _open(env, client, provider)
+    env.market.close(terms, sender=provider)
+    voucher, sig = _voucher(env, client, terms, 1, 1, 1)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(terms, voucher, sig, sender=provider)
+    assert _reason(exc) == "market: channel closed"
+
+
+def test_redeem_voucher_for_other_channel_is_refused_in_python(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
+    client, provider = parties
+    a, b = _open(env, client, provider), _open(env, client, provider)
+    voucher, sig = _voucher(env, client, a, 1, 1, 1)
+    with pytest.raises(InvalidInput):
+        env.market.redeem(b, voucher, sig, sender=provider)
+
+
+def test_provider_redeems_after_expiry_inside_window(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    voucher, sig = _voucher(env, client, terms, TOKEN, 1, 1)
+    env.backend.advance_time(3600 + 3600)  # expired, but the close window (1 day) is open
+
+    env.market.redeem(terms, voucher, sig, sender=provider)
+
+    assert env.market.channel(terms).paid == TOKEN
+
+
+# -- close ---------------------------------------------------------------------
+
+
+def test_client_closes_after_window_and_gets_the_rest(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider, 50 * TOKEN)
+    voucher, sig = _voucher(env, client, terms, 8 * TOKEN, 2, 2)
+    env.market.redeem(terms, voucher, sig, sender=provider)
+    env.backend.advance_time(3600 + 24 * 3600 + 1)
+
+    env.market.close(terms, sender=client)
+
+    assert env.market.balance_of(client.address) == 42 * TOKEN
+    state = env.market.channel(terms)
+    assert state.closed and not state.open
+    env.conservation()
+
+
+def test_client_cannot_close_inside_window(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    env.backend.advance_time(3600 + 60)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.close(terms, sender=client)
+    assert _reason(exc) == "market: channel not expired or still in its redeem window"
+
+
+def test_provider_may_close_early(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider, 50 * TOKEN)
+    env.market.close(terms, sender=provider)
+    assert env.market.balance_of(client.address) == 50 * TOKEN
+
+
+def test_close_by_stranger_or_twice_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.close(terms, sender=env.users[7])
+    assert _reason(exc) == "market: caller is not a party of the channel"
+    env.market.close(terms, sender=provider)
+    with pytest.raises(ContractReverted) as exc:
+        env.market.close(terms, sender=provider)
+    assert _reason(exc) == "market: channel closed"
+    env.conservation()
+
+
+# -- arbiter / slash hook ------------------------------------------------------
+
+
+def test_set_arbiter_owner_only(env: Env) -> None:
+    env.market.set_arbiter(env.users[3].address, sender=env.owner)
+    assert env.market.arbiter() == env.users[3].address
+    with pytest.raises(ContractReverted) as exc:
+        env.market.set_arbiter(env.users[4].address, sender=env.users[4])
+    assert _reason(exc) == "ownable: caller is not the owner"
+
+
+# -- views shared with Python --------------------------------------------------
+
+
+def test_voucher_digest_matches_python(env: Env, parties: tuple[Account, Account]) -> None:
+    terms = _open(env, *parties)
+    voucher = Voucher(terms.id, 123, 4, 5, ROOT)
+    assert env.market.voucher_digest(voucher) == voucher_digest(env.market.domain(), voucher)
+
+
+def test_wrong_domain_digest_differs(env: Env) -> None:
+    voucher = Voucher(b"\x01" * 32, 1, 1, 1, ROOT)
+    domain = env.market.domain()
+    other = Domain(domain.name, domain.chain_id + 1, domain.verifying_contract)
+    assert voucher_digest(other, voucher) != env.market.voucher_digest(voucher)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 8])
+def test_receipt_proofs_verify_on_chain(env: Env, count: int) -> None:
+    receipts = [
+        Receipt(b"\x05" * 32, i.to_bytes(32, "big"), env.users[1].address, 10 + i, 100 + i, b"\x09" * 32)
+        for i in range(count)
+    ]
+    root = receipts_root(receipts)
+    for i, receipt in enumerate(receipts):
+        assert env.market.verify_receipt(receipt.leaf(), receipts_proof(receipts, i), root)
+    tampered = dataclasses.replace(receipts[0], amount=receipts[0].amount + 1)
+    assert not env.market.verify_receipt(tampered.leaf(), receipts_proof(receipts, 0), root)
