@@ -13,7 +13,7 @@ and re-raised as one of these, with the original chained as ``__cause__``::
     │   ├── ChainUnavailable        the JSON-RPC endpoint is unreachable or erroring
     │   └── ChainTimeout            a transaction was not mined in time
     └── PeerError                   a peer sent something that does not check out
-        ├── BadSignature            a signature is invalid, by the wrong signer or for another domain
+        ├── BadSignature            invalid, by the wrong signer, or for another domain
         └── BadProof                a Merkle proof or receipt does not match its root
 """
 

@@ -144,7 +144,9 @@ def test_open_channel_rejects_bad_terms(
     assert _reason(exc) == reason
 
 
-def test_open_channel_twice_with_same_terms_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+def test_open_channel_twice_with_same_terms_reverts(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
     client, provider = parties
     terms = _open(env, client, provider)
     with pytest.raises(ContractReverted) as exc:
@@ -206,7 +208,9 @@ def test_top_up_unknown_channel_reverts(env: Env, parties: tuple[Account, Accoun
 # -- redeem ------------------------------------------------------------------
 
 
-def test_redeem_pays_only_the_increase_and_records(env: Env, parties: tuple[Account, Account]) -> None:
+def test_redeem_pays_only_the_increase_and_records(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
     client, provider = parties
     terms = _open(env, client, provider, 50 * TOKEN)
 
@@ -252,7 +256,9 @@ def test_redeem_stale_voucher_reverts(env: Env, parties: tuple[Account, Account]
     assert _reason(exc) == "market: stale voucher"
 
 
-SIGNER_REASON = "market: voucher not signed by the channel's client (wrong signer, chain or contract)"
+SIGNER_REASON = (
+    "market: voucher not signed by the channel's client (wrong signer, chain or contract)"
+)
 
 
 @pytest.mark.parametrize("case", ["wrong_signer", "wrong_chain", "wrong_contract"])
@@ -308,7 +314,9 @@ def test_redeem_by_non_provider_reverts(env: Env, parties: tuple[Account, Accoun
     assert _reason(exc) == "market: caller is not the channel's provider"
 
 
-def test_redeem_unknown_or_closed_channel_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+def test_redeem_unknown_or_closed_channel_reverts(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
     client, provider = parties
     ghost = ChannelTerms(client.address, provider.address, TOKEN, env.now() + 10, 1)
     voucher, sig = _voucher(env, client, ghost, 1, 1, 1)
@@ -334,7 +342,9 @@ def test_redeem_voucher_for_other_channel_is_refused_in_python(
         env.market.redeem(b, voucher, sig, sender=provider)
 
 
-def test_provider_redeems_after_expiry_inside_window(env: Env, parties: tuple[Account, Account]) -> None:
+def test_provider_redeems_after_expiry_inside_window(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
     client, provider = parties
     terms = _open(env, client, provider)
     voucher, sig = _voucher(env, client, terms, TOKEN, 1, 1)
@@ -348,7 +358,9 @@ def test_provider_redeems_after_expiry_inside_window(env: Env, parties: tuple[Ac
 # -- close ---------------------------------------------------------------------
 
 
-def test_client_closes_after_window_and_gets_the_rest(env: Env, parties: tuple[Account, Account]) -> None:
+def test_client_closes_after_window_and_gets_the_rest(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
     client, provider = parties
     terms = _open(env, client, provider, 50 * TOKEN)
     voucher, sig = _voucher(env, client, terms, 8 * TOKEN, 2, 2)
@@ -422,7 +434,9 @@ def test_wrong_domain_digest_differs(env: Env) -> None:
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 8])
 def test_receipt_proofs_verify_on_chain(env: Env, count: int) -> None:
     receipts = [
-        Receipt(b"\x05" * 32, i.to_bytes(32, "big"), env.users[1].address, 10 + i, 100 + i, b"\x09" * 32)
+        Receipt(
+            b"\x05" * 32, i.to_bytes(32, "big"), env.users[1].address, 10 + i, 100 + i, b"\x09" * 32
+        )
         for i in range(count)
     ]
     root = receipts_root(receipts)

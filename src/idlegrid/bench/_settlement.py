@@ -59,7 +59,9 @@ def _jobs(ledger: Ledger, client: Account, provider: Account, n: int) -> tuple[i
     t0 = time.perf_counter()
     voucher = signature = None
     for j in range(1, n + 1):
-        receipt = Receipt(terms.id, j.to_bytes(32, "big"), provider.address, UNITS, PRICE, bytes(32))
+        receipt = Receipt(
+            terms.id, j.to_bytes(32, "big"), provider.address, UNITS, PRICE, bytes(32)
+        )
         leaves.append(receipt.leaf())
         voucher = Voucher(terms.id, j * PRICE, j, j * UNITS, merkle_root(leaves))
         signature = sign_voucher(client, domain, voucher)
@@ -70,7 +72,10 @@ def _jobs(ledger: Ledger, client: Account, provider: Account, n: int) -> tuple[i
 
 
 def run_settlement(
-    *, backend: str = "anvil", naive_samples: int = 20, progress: Callable[[str], None] | None = None
+    *,
+    backend: str = "anvil",
+    naive_samples: int = 20,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the settlement benchmark and return its figures as a JSON-ready dict."""
     say = progress or (lambda _msg: None)
@@ -89,7 +94,9 @@ def run_settlement(
         for who in (client, provider):
             token.mint(who.address, 100_000 * TOKEN, sender=owner)
         token.approve(ledger.registry.address, 2**256 - 1, sender=provider)
-        ledger.registry.register("http://127.0.0.1:1", PRICE // UNITS, bytes(32), 100 * TOKEN, sender=provider)
+        ledger.registry.register(
+            "http://127.0.0.1:1", PRICE // UNITS, bytes(32), 100 * TOKEN, sender=provider
+        )
         token.approve(ledger.market.address, 2**256 - 1, sender=client)
         deposit_gas = ledger.market.deposit(50_000 * TOKEN, sender=client).gas_used
 

@@ -20,12 +20,9 @@ from ._types import (
 )
 
 __all__ = [
-    "AnvilNode",
-    "find_anvil",
-    "free_port",
-    "wait_for_rpc",
     "DEV_MNEMONIC",
     "TOKEN",
+    "AnvilNode",
     "ChainBackend",
     "ChannelState",
     "ChannelTerms",
@@ -44,4 +41,7 @@ __all__ = [
     "contracts_dir",
     "deploy_contract",
     "dev_accounts",
+    "find_anvil",
+    "free_port",
+    "wait_for_rpc",
 ]

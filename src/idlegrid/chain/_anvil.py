@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import requests
 
@@ -43,10 +44,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_rpc(url: str, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``eth_chainId`` at ``url`` until it answers; raise ChainUnavailable after ``timeout``."""
+def wait_for_rpc(
+    url: str, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll ``eth_chainId`` at ``url`` until it answers; ChainUnavailable after ``timeout``."""
     deadline = time.monotonic() + timeout
-    payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    payload: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise ChainUnavailable(f"node process exited with code {proc.returncode}")
@@ -77,10 +80,14 @@ class AnvilNode:
         self._proc = subprocess.Popen(
             [
                 str(path),
-                "--host", "127.0.0.1",
-                "--port", str(self.port),
-                "--accounts", str(accounts),
-                "--balance", "1000000",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--accounts",
+                str(accounts),
+                "--balance",
+                "1000000",
                 "--silent",
             ],
             stdout=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
@@ -90,21 +90,25 @@ class ChainBackend(ABC):
             tx.setdefault("chainId", self.chain_id)
             tx.setdefault("value", 0)
             if "gas" not in tx:
-                tx["gas"] = int(w3.eth.estimate_gas(tx)) * 12 // 10 + 10_000
+                tx["gas"] = int(w3.eth.estimate_gas(cast(Any, tx))) * 12 // 10 + 10_000
             if "maxFeePerGas" not in tx and "gasPrice" not in tx:
                 base = int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
                 tip = 10**9
                 tx["maxPriorityFeePerGas"] = tip
                 tx["maxFeePerGas"] = 2 * base + tip
             with self._nonce_lock:
-                tx["nonce"] = int(w3.eth.get_transaction_count(sender.address, "pending"))
+                tx["nonce"] = int(
+                    w3.eth.get_transaction_count(cast(Any, sender.address), "pending")
+                )
                 signed = w3.eth.account.sign_transaction(tx, sender.key)
                 tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = w3.eth.wait_for_transaction_receipt(
                 tx_hash, timeout=self._tx_timeout, poll_latency=0.05
             )
         if receipt["status"] != 1:
-            raise ContractReverted(self._replay_reason(tx, receipt["blockNumber"]), function=function)
+            raise ContractReverted(
+                self._replay_reason(tx, receipt["blockNumber"]), function=function
+            )
         return TxResult(
             tx_hash="0x" + bytes(tx_hash).hex(),
             block=int(receipt["blockNumber"]),
@@ -116,7 +120,7 @@ class ChainBackend(ABC):
         call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
         try:
             self._w3.eth.call(call, block - 1)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - any failure here only loses the reason
+        except Exception as exc:
             return revert_reason(getattr(exc, "message", None) or exc)
         return "transaction failed (out of gas?)"
 
@@ -137,7 +141,7 @@ class ChainBackend(ABC):
     def revert(self, snapshot: Any) -> None:
         """Go back to a saved state."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release resources (connections, processes)."""
 
 

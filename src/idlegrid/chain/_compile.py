@@ -97,9 +97,7 @@ def compile_all() -> dict[str, Artifact]:
     if path.is_file():
         try:
             raw = json.loads(path.read_text())
-            return {
-                n: Artifact(n, a["abi"], bytes.fromhex(a["bytecode"])) for n, a in raw.items()
-            }
+            return {n: Artifact(n, a["abi"], bytes.fromhex(a["bytecode"])) for n, a in raw.items()}
         except (ValueError, KeyError):
             pass  # a torn or foreign cache file: compile again and overwrite it
     artifacts = _compile(root)

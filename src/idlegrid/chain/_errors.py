@@ -21,7 +21,9 @@ from .._exceptions import ChainTimeout, ChainUnavailable, ContractReverted, Idle
 
 __all__ = ["revert_reason", "translate"]
 
-_PREFIXES = re.compile(r"^(execution reverted:?\s*|VM Exception while processing transaction:\s*revert\s*)")
+_PREFIXES = re.compile(
+    r"^(execution reverted:?\s*|VM Exception while processing transaction:\s*revert\s*)"
+)
 
 
 def revert_reason(message: object) -> str:
@@ -41,7 +43,9 @@ def translate(function: str | None = None) -> Iterator[None]:
     except ContractLogicError as exc:
         raise ContractReverted(revert_reason(exc.message), function=function) from exc
     except TransactionFailed as exc:
-        raise ContractReverted(revert_reason(exc.args[0] if exc.args else ""), function=function) from exc
+        raise ContractReverted(
+            revert_reason(exc.args[0] if exc.args else ""), function=function
+        ) from exc
     except TimeExhausted as exc:
         raise ChainTimeout(f"{function or 'transaction'}: not mined in time ({exc})") from exc
     except (ProviderConnectionError, requests.exceptions.RequestException, ConnectionError) as exc:
@@ -52,6 +56,8 @@ def translate(function: str | None = None) -> Iterator[None]:
             raise ContractReverted(revert_reason(message), function=function) from exc
         raise ChainUnavailable(f"chain RPC error: {message}") from exc
     except BadFunctionCallOutput as exc:
-        raise ChainUnavailable(f"unexpected answer from chain (is the contract deployed?): {exc}") from exc
+        raise ChainUnavailable(
+            f"unexpected answer from chain (is the contract deployed?): {exc}"
+        ) from exc
     except Web3Exception as exc:
         raise ChainUnavailable(f"chain error: {exc}") from exc

@@ -38,12 +38,16 @@ from ._types import (
 __all__ = ["Ledger", "MarketClient", "RegistryClient", "TokenClient", "deploy_contract"]
 
 
-def deploy_contract(backend: ChainBackend, name: str, args: Sequence[Any], *, sender: Account) -> str:
+def deploy_contract(
+    backend: ChainBackend, name: str, args: Sequence[Any], *, sender: Account
+) -> str:
     """Deploy compiled contract ``name`` with constructor ``args``; return its address."""
     art = compile_all()[name]
     factory = backend.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
     with translate(f"{name}.__init__"):
-        tx = factory.constructor(*args).build_transaction({"from": sender.address, "gas": 8_000_000})
+        tx = factory.constructor(*args).build_transaction(
+            {"from": sender.address, "gas": 8_000_000}
+        )
     result = backend.send(sender, {"data": tx["data"], "gas": tx["gas"]}, function=f"deploy {name}")
     return checksum(result.receipt["contractAddress"])
 
@@ -110,7 +114,9 @@ class TokenClient(_Client):
 
     def domain(self) -> Domain:
         """The EIP-712 domain of ``permit``."""
-        return Domain(name=self.name(), chain_id=self.backend.chain_id, verifying_contract=self.address)
+        return Domain(
+            name=self.name(), chain_id=self.backend.chain_id, verifying_contract=self.address
+        )
 
     def transfer(self, to: str, amount: int, *, sender: Account) -> TxResult:
         return self._send("transfer", checksum(to), amount, sender=sender)
@@ -163,7 +169,9 @@ class RegistryClient(_Client):
         """Register ``sender`` as a provider, locking ``stake`` (approve the registry first)."""
         return self._send("register", endpoint, price, _b32(capabilities), stake, sender=sender)
 
-    def update(self, endpoint: str, price: int, capabilities: bytes, *, sender: Account) -> TxResult:
+    def update(
+        self, endpoint: str, price: int, capabilities: bytes, *, sender: Account
+    ) -> TxResult:
         return self._send("update", endpoint, price, _b32(capabilities), sender=sender)
 
     def add_stake(self, amount: int, *, sender: Account) -> TxResult:
@@ -332,7 +340,8 @@ class Ledger:
     def __init__(self, backend: ChainBackend, deployment: Deployment) -> None:
         if deployment.chain_id != backend.chain_id:
             raise ConfigError(
-                f"deployment is for chain {deployment.chain_id}, backend is chain {backend.chain_id}"
+                f"deployment is for chain {deployment.chain_id}, "
+                f"backend is chain {backend.chain_id}"
             )
         self.backend = backend
         self.deployment = deployment
@@ -351,7 +360,9 @@ class Ledger:
         registry = deploy_contract(
             backend, "ProviderRegistry", [token, cfg.min_stake, cfg.unbonding_delay], sender=owner
         )
-        market = deploy_contract(backend, "JobMarket", [token, registry, cfg.close_window], sender=owner)
+        market = deploy_contract(
+            backend, "JobMarket", [token, registry, cfg.close_window], sender=owner
+        )
         RegistryClient(backend, registry).set_market(market, sender=owner)
         return cls(backend, Deployment(backend.chain_id, token, registry, market, start))
 

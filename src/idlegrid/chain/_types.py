@@ -79,7 +79,7 @@ class ChannelTerms:
 
     @property
     def id(self) -> bytes:
-        """keccak256(abi_encode(client, provider, deposit, expiry, salt)), as the market computes it."""
+        """keccak256(abi_encode(client, provider, deposit, expiry, salt)), as the market does."""
         return bytes(
             keccak(
                 encode(

@@ -125,7 +125,9 @@ class Permit:
     deadline: int
 
 
-def _typed(domain: Domain, primary: str, fields: list[dict[str, str]], message: dict[str, Any]) -> Any:
+def _typed(
+    domain: Domain, primary: str, fields: list[dict[str, str]], message: dict[str, Any]
+) -> Any:
     return encode_typed_data(
         full_message={
             "types": {"EIP712Domain": _DOMAIN_TYPE, primary: fields},
