@@ -1,0 +1,46 @@
+# The two commands (see README): `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test check setup setup-dev lint typecheck clean
+
+demo: $(VENV)/.core
+	$(BIN)/idlegrid demo
+
+test: check
+
+# format check, lint, type check and the test suite, in that order (one check script)
+check: $(VENV)/.dev node_modules/.installed
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+setup: $(VENV)/.core
+setup-dev: $(VENV)/.dev node_modules/.installed
+
+$(VENV)/.core: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.core
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint:
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+typecheck:
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
