@@ -58,6 +58,8 @@ def test_revert_reason_keeps_the_contract_reason() -> None:
     assert revert_reason("execution reverted: market: stale voucher") == "market: stale voucher"
     assert revert_reason("'market: x'") == "market: x"
     assert revert_reason("") == "reverted without a reason"
+    assert revert_reason("execution reverted: b''") == "reverted without a reason"
+    assert revert_reason("execution reverted: b'token: x'") == "token: x"
     with pytest.raises(ContractReverted) as exc, translate("JobMarket.redeem"):
         raise ContractLogicError("execution reverted: market: stale voucher")
     assert exc.value.reason == "market: stale voucher"

@@ -21,6 +21,7 @@ from .._exceptions import ChainTimeout, ChainUnavailable, ContractReverted, Idle
 
 __all__ = ["revert_reason", "translate"]
 
+_BYTES_REPR = re.compile(r"b(['\"])(.*)\1", re.DOTALL)
 _PREFIXES = re.compile(
     r"^(execution reverted:?\s*|VM Exception while processing transaction:\s*revert\s*)"
 )
@@ -28,8 +29,11 @@ _PREFIXES = re.compile(
 
 def revert_reason(message: object) -> str:
     """The contract's own reason string from a node's revert message."""
-    text = str(message or "").strip().strip("'\"")
-    text = _PREFIXES.sub("", text).strip()
+    text = _PREFIXES.sub("", str(message or "").strip()).strip()
+    raw = _BYTES_REPR.fullmatch(text)
+    if raw:  # eth-tester reports a reason-less revert as the repr of its (empty) data
+        text = raw.group(2)
+    text = text.strip("'\"").strip()
     return text or "reverted without a reason"
 
 

@@ -74,6 +74,14 @@ class _Client:
             data = self._c.encode_abi(fn, args=list(args))
         return self.backend.send(sender, {"to": self.address, "data": data}, function=label)
 
+    def owner(self) -> str:
+        """The contract's owner (the ``ownable`` module)."""
+        return checksum(self._call("owner"))
+
+    def transfer_ownership(self, new_owner: str, *, sender: Account) -> TxResult:
+        """Hand the owner role to ``new_owner`` (owner only)."""
+        return self._send("transfer_ownership", checksum(new_owner), sender=sender)
+
     def _events(self, event: str, result: TxResult) -> list[dict[str, Any]]:
         """Decoded ``event`` logs of one transaction, as plain dicts."""
         from web3.logs import DISCARD
@@ -108,9 +116,6 @@ class TokenClient(_Client):
     def nonce(self, owner: str) -> int:
         """The owner's next EIP-2612 permit nonce."""
         return int(self._call("nonces", checksum(owner)))
-
-    def owner(self) -> str:
-        return checksum(self._call("owner"))
 
     def domain(self) -> Domain:
         """The EIP-712 domain of ``permit``."""
