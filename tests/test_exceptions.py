@@ -21,6 +21,7 @@ from idlegrid import (
     ChainUnavailable,
     ContractReverted,
     IdlegridError,
+    PeerError,
 )
 from idlegrid.chain import RpcBackend, free_port
 from idlegrid.chain._errors import revert_reason, translate
@@ -46,6 +47,7 @@ def test_every_exception_descends_from_the_root_and_is_documented() -> None:
         (ConnectionRefusedError("refused"), ChainUnavailable),
         (Web3RPCError("nonce too low"), ChainUnavailable),
         (BadFunctionCallOutput("no code"), ChainUnavailable),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), PeerError),
     ],
 )
 def test_translate_maps_foreign_errors(foreign: Exception, ours: type[IdlegridError]) -> None:

@@ -8,6 +8,16 @@ from ._anvil import AnvilNode, find_anvil, free_port, wait_for_rpc
 from ._backend import ChainBackend, EmbeddedBackend, RpcBackend, TxResult
 from ._compile import compile_all, contracts_dir
 from ._devkeys import DEV_MNEMONIC, dev_accounts
+from ._index_types import (
+    ChannelStatus,
+    IndexedChannel,
+    IndexedProvider,
+    ProviderContribution,
+    Redemption,
+    Slash,
+    SyncReport,
+)
+from ._indexer import Indexer
 from ._ledger import Ledger, MarketClient, RegistryClient, TokenClient, deploy_contract
 from ._types import (
     TOKEN,
@@ -25,16 +35,24 @@ __all__ = [
     "AnvilNode",
     "ChainBackend",
     "ChannelState",
+    "ChannelStatus",
     "ChannelTerms",
     "Contribution",
     "Deployment",
     "EmbeddedBackend",
+    "IndexedChannel",
+    "IndexedProvider",
+    "Indexer",
     "Ledger",
     "LedgerConfig",
     "MarketClient",
+    "ProviderContribution",
     "ProviderInfo",
+    "Redemption",
     "RegistryClient",
     "RpcBackend",
+    "Slash",
+    "SyncReport",
     "TokenClient",
     "TxResult",
     "compile_all",

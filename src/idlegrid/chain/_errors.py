@@ -17,7 +17,13 @@ from web3.exceptions import (
     Web3RPCError,
 )
 
-from .._exceptions import ChainTimeout, ChainUnavailable, ContractReverted, IdlegridError
+from .._exceptions import (
+    ChainTimeout,
+    ChainUnavailable,
+    ContractReverted,
+    IdlegridError,
+    PeerError,
+)
 
 __all__ = ["revert_reason", "translate"]
 
@@ -50,6 +56,9 @@ def translate(function: str | None = None) -> Iterator[None]:
         raise ContractReverted(
             revert_reason(exc.args[0] if exc.args else ""), function=function
         ) from exc
+    except UnicodeDecodeError as exc:
+        # a String field holding bytes that are not UTF-8: the chain accepts them
+        raise PeerError(f"{function or 'call'}: chain data is not valid UTF-8 text") from exc
     except TimeExhausted as exc:
         raise ChainTimeout(f"{function or 'transaction'}: not mined in time ({exc})") from exc
     except (ProviderConnectionError, requests.exceptions.RequestException, ConnectionError) as exc:

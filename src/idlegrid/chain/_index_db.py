@@ -1,0 +1,461 @@
+"""The indexer's SQLite schema and how each ledger event changes it.
+
+Pure SQLite: events arrive already decoded as :class:`LogEvent` and are applied
+inside a transaction the caller holds. Token amounts and other uint256 values
+do not fit SQLite's 64-bit integers, so they are stored as 78-digit zero-padded
+decimal text, which sorts like the numbers and reads like them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._exceptions import ConfigError
+
+__all__ = ["EVENTS", "SCHEMA", "SCHEMA_VERSION", "LogEvent", "apply", "num", "u256"]
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- every applied event, once: the guard against applying one twice
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    tx_hash TEXT NOT NULL,
+    log_index INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (tx_hash, log_index)
+);
+CREATE TABLE IF NOT EXISTS providers (
+    address TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    price TEXT NOT NULL,
+    capabilities BLOB NOT NULL,
+    stake TEXT NOT NULL,
+    unbonding TEXT NOT NULL,
+    withdrawable_at TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    registered_block INTEGER NOT NULL,
+    slashed_total TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS providers_by_active ON providers (active, registered_block);
+CREATE TABLE IF NOT EXISTS channels (
+    id BLOB PRIMARY KEY,
+    client TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    deposit TEXT NOT NULL,
+    expiry TEXT NOT NULL,
+    salt TEXT NOT NULL,
+    opening_deposit TEXT NOT NULL,
+    opening_expiry TEXT NOT NULL,
+    paid TEXT NOT NULL,
+    jobs TEXT NOT NULL,
+    units TEXT NOT NULL,
+    receipts_root BLOB,
+    status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+    refund TEXT,
+    opened_block INTEGER NOT NULL,
+    opened_seq INTEGER NOT NULL,
+    closed_block INTEGER
+);
+CREATE INDEX IF NOT EXISTS channels_by_client ON channels (client, opened_seq);
+CREATE INDEX IF NOT EXISTS channels_by_provider ON channels (provider, opened_seq);
+CREATE TABLE IF NOT EXISTS redemptions (
+    seq INTEGER PRIMARY KEY REFERENCES events (seq),
+    channel BLOB NOT NULL,
+    provider TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    paid TEXT NOT NULL,
+    jobs TEXT NOT NULL,
+    units TEXT NOT NULL,
+    receipts_root BLOB NOT NULL,
+    block INTEGER NOT NULL,
+    tx_hash TEXT NOT NULL,
+    log_index INTEGER NOT NULL,
+    UNIQUE (tx_hash, log_index)
+);
+CREATE INDEX IF NOT EXISTS redemptions_by_channel ON redemptions (channel, seq);
+CREATE INDEX IF NOT EXISTS redemptions_by_provider ON redemptions (provider, seq);
+-- per provider sums of redemptions (a derived table, kept in step by `apply`)
+CREATE TABLE IF NOT EXISTS contributions (
+    provider TEXT PRIMARY KEY,
+    earned TEXT NOT NULL,
+    jobs TEXT NOT NULL,
+    units TEXT NOT NULL,
+    redemptions INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS slashes (
+    seq INTEGER PRIMARY KEY REFERENCES events (seq),
+    provider TEXT NOT NULL,
+    beneficiary TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    stake TEXT NOT NULL,
+    unbonding TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    tx_hash TEXT NOT NULL,
+    log_index INTEGER NOT NULL,
+    UNIQUE (tx_hash, log_index)
+);
+CREATE INDEX IF NOT EXISTS slashes_by_provider ON slashes (provider, seq);
+-- market balances (the market's balance_of): deposits, refunds and earnings
+-- in, withdrawals and channel deposits out
+CREATE TABLE IF NOT EXISTS accounts (
+    account TEXT PRIMARY KEY,
+    balance TEXT NOT NULL
+);
+"""
+
+_WIDTH = 78  # decimal digits of 2**256 - 1
+ZERO = "0" * _WIDTH
+
+
+def u256(value: int) -> str:
+    """A uint256 as sortable text."""
+    if not 0 <= value < 2**256:
+        raise ValueError(f"not a uint256: {value}")
+    return f"{value:0{_WIDTH}d}"
+
+
+def num(text: str) -> int:
+    """The inverse of :func:`u256`."""
+    return int(text)
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """A decoded ledger event, with where it sits in the chain."""
+
+    name: str
+    block: int
+    tx_hash: str
+    log_index: int
+    args: dict[str, Any]
+
+
+_Handler = Callable[[sqlite3.Connection, LogEvent, int], None]
+
+
+def apply(conn: sqlite3.Connection, event: LogEvent) -> bool:
+    """Apply ``event`` inside the caller's transaction.
+
+    Returns False, changing nothing, when this (tx_hash, log_index) was applied
+    before. Raises ConfigError when the event refers to a provider or channel
+    the index has never seen (it was started after the ledger's deployment).
+    """
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO events (tx_hash, log_index, block, name) VALUES (?, ?, ?, ?)",
+        (event.tx_hash, event.log_index, event.block, event.name),
+    )
+    if cur.rowcount == 0:
+        return False
+    seq = cur.lastrowid
+    assert seq is not None
+    _HANDLERS[event.name](conn, event, seq)
+    return True
+
+
+def _unknown(kind: str, key: object, event: LogEvent) -> ConfigError:
+    return ConfigError(
+        f"{event.name} in block {event.block} is for a {kind} the index has never seen "
+        f"({key!r}); the index must start at or before the ledger's deployment block"
+    )
+
+
+# every registry event names its provider and every channel event its channel
+_ROWS = {"provider": ("providers", "address"), "channel": ("channels", "id")}
+
+
+def _set(conn: sqlite3.Connection, ev: LogEvent, kind: str, **cols: str | int | bytes) -> None:
+    """Update the provider or channel that ``ev`` names."""
+    table, key = _ROWS[kind]
+    sets = ", ".join(f"{c} = ?" for c in cols)
+    cur = conn.execute(
+        f"UPDATE {table} SET {sets} WHERE {key} = ?", (*cols.values(), ev.args[kind])
+    )
+    if cur.rowcount != 1:
+        raise _unknown(kind, ev.args[kind], ev)
+
+
+def _get(conn: sqlite3.Connection, ev: LogEvent, kind: str, cols: str) -> tuple[Any, ...]:
+    """Columns of the provider or channel that ``ev`` names."""
+    table, key = _ROWS[kind]
+    row = conn.execute(f"SELECT {cols} FROM {table} WHERE {key} = ?", (ev.args[kind],)).fetchone()
+    if row is None:
+        raise _unknown(kind, ev.args[kind], ev)
+    return tuple(row)
+
+
+def _credit(conn: sqlite3.Connection, account: str, amount: int) -> None:
+    _set_balance(conn, account, _balance(conn, account) + amount)
+
+
+def _debit(conn: sqlite3.Connection, account: str, amount: int) -> None:
+    # paying into a channel, the market spends the balance first and pulls any
+    # shortfall from the wallet
+    _set_balance(conn, account, max(_balance(conn, account) - amount, 0))
+
+
+def _set_balance(conn: sqlite3.Connection, account: str, balance: int) -> None:
+    conn.execute(
+        "INSERT INTO accounts (account, balance) VALUES (?, ?) "
+        "ON CONFLICT (account) DO UPDATE SET balance = excluded.balance",
+        (account, u256(balance)),
+    )
+
+
+def _balance(conn: sqlite3.Connection, account: str) -> int:
+    row = conn.execute("SELECT balance FROM accounts WHERE account = ?", (account,)).fetchone()
+    return num(row[0]) if row else 0
+
+
+# -- registry ---------------------------------------------------------------
+def _registered(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    conn.execute(
+        "INSERT INTO providers (address, endpoint, price, capabilities, stake, unbonding, "
+        "withdrawable_at, active, registered_block, slashed_total) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+        (
+            a["provider"],
+            a["endpoint"],
+            u256(a["price"]),
+            a["capabilities"],
+            u256(a["stake"]),
+            ZERO,
+            ZERO,
+            ev.block,
+            ZERO,
+        ),
+    )
+
+
+def _updated(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    _set(
+        conn,
+        ev,
+        "provider",
+        endpoint=a["endpoint"],
+        price=u256(a["price"]),
+        capabilities=a["capabilities"],
+    )
+
+
+def _stake_added(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    _set(conn, ev, "provider", stake=u256(a["stake"]))
+
+
+def _unbonding(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    _set(
+        conn,
+        ev,
+        "provider",
+        stake=u256(a["stake"]),
+        unbonding=u256(a["unbonding"]),
+        withdrawable_at=u256(a["withdrawable_at"]),
+    )
+
+
+def _withdrawn_stake(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    # the registry pays out all unbonding tokens at once
+    _set(conn, ev, "provider", unbonding=ZERO)
+
+
+def _slashed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    (total,) = _get(conn, ev, "provider", "slashed_total")
+    _set(
+        conn,
+        ev,
+        "provider",
+        stake=u256(a["stake"]),
+        unbonding=u256(a["unbonding"]),
+        slashed_total=u256(num(total) + a["amount"]),
+    )
+    conn.execute(
+        "INSERT INTO slashes (seq, provider, beneficiary, amount, stake, unbonding, block, "
+        "tx_hash, log_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            seq,
+            a["provider"],
+            a["beneficiary"],
+            u256(a["amount"]),
+            u256(a["stake"]),
+            u256(a["unbonding"]),
+            ev.block,
+            ev.tx_hash,
+            ev.log_index,
+        ),
+    )
+
+
+def _activated(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    _set(conn, ev, "provider", active=1)
+
+
+def _deactivated(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    _set(conn, ev, "provider", active=0)
+
+
+# -- market -----------------------------------------------------------------
+def _opened(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    deposit, expiry = u256(a["deposit"]), u256(a["expiry"])
+    conn.execute(
+        "INSERT INTO channels (id, client, provider, deposit, expiry, salt, opening_deposit, "
+        "opening_expiry, paid, jobs, units, receipts_root, status, refund, opened_block, "
+        "opened_seq, closed_block) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'open', NULL, ?, ?, NULL)",
+        (
+            a["channel"],
+            a["client"],
+            a["provider"],
+            deposit,
+            expiry,
+            u256(a["salt"]),
+            deposit,
+            expiry,
+            ZERO,
+            ZERO,
+            ZERO,
+            ev.block,
+            seq,
+        ),
+    )
+    _debit(conn, a["client"], a["deposit"])
+
+
+def _topped_up(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    (client,) = _get(conn, ev, "channel", "client")
+    _set(
+        conn,
+        ev,
+        "channel",
+        deposit=u256(a["deposit"]),
+        expiry=u256(a["expiry"]),
+    )
+    _debit(conn, client, a["amount"])
+
+
+def _redeemed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    provider = a["provider"]
+    jobs_before, units_before = _get(conn, ev, "channel", "jobs, units")
+    _set(
+        conn,
+        ev,
+        "channel",
+        paid=u256(a["paid"]),
+        jobs=u256(a["jobs"]),
+        units=u256(a["units"]),
+        receipts_root=a["receipts_root"],
+    )
+    conn.execute(
+        "INSERT INTO redemptions (seq, channel, provider, amount, paid, jobs, units, "
+        "receipts_root, block, tx_hash, log_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            seq,
+            a["channel"],
+            provider,
+            u256(a["amount"]),
+            u256(a["paid"]),
+            u256(a["jobs"]),
+            u256(a["units"]),
+            a["receipts_root"],
+            ev.block,
+            ev.tx_hash,
+            ev.log_index,
+        ),
+    )
+    # the event's jobs and units are the channel's totals; the provider's grow by the increase
+    row = conn.execute(
+        "SELECT earned, jobs, units, redemptions FROM contributions WHERE provider = ?",
+        (provider,),
+    ).fetchone()
+    earned, jobs, units, count = (
+        (num(row[0]), num(row[1]), num(row[2]), row[3]) if row else (0, 0, 0, 0)
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO contributions (provider, earned, jobs, units, redemptions) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (
+            provider,
+            u256(earned + a["amount"]),
+            u256(jobs + a["jobs"] - num(jobs_before)),
+            u256(units + a["units"] - num(units_before)),
+            count + 1,
+        ),
+    )
+    _credit(conn, provider, a["amount"])
+
+
+def _closed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    _set(
+        conn,
+        ev,
+        "channel",
+        status="closed",
+        refund=u256(a["refund"]),
+        closed_block=ev.block,
+    )
+    _credit(conn, a["client"], a["refund"])
+
+
+def _deposited(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    _credit(conn, ev.args["account"], ev.args["amount"])
+
+
+def _withdrawn(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    account = ev.args["account"]
+    _set_balance(conn, account, _balance(conn, account) - ev.args["amount"])
+
+
+_HANDLERS: dict[str, _Handler] = {
+    "ProviderRegistered": _registered,
+    "ProviderUpdated": _updated,
+    "StakeAdded": _stake_added,
+    "UnbondingStarted": _unbonding,
+    "StakeWithdrawn": _withdrawn_stake,
+    "ProviderSlashed": _slashed,
+    "ProviderActivated": _activated,
+    "ProviderDeactivated": _deactivated,
+    "ChannelOpened": _opened,
+    "ChannelToppedUp": _topped_up,
+    "VoucherRedeemed": _redeemed,
+    "ChannelClosed": _closed,
+    "Deposited": _deposited,
+    "Withdrawn": _withdrawn,
+}
+
+#: contract name -> the events of it the index applies
+EVENTS: dict[str, tuple[str, ...]] = {
+    "ProviderRegistry": (
+        "ProviderRegistered",
+        "ProviderUpdated",
+        "StakeAdded",
+        "UnbondingStarted",
+        "StakeWithdrawn",
+        "ProviderSlashed",
+        "ProviderActivated",
+        "ProviderDeactivated",
+    ),
+    "JobMarket": (
+        "ChannelOpened",
+        "ChannelToppedUp",
+        "VoucherRedeemed",
+        "ChannelClosed",
+        "Deposited",
+        "Withdrawn",
+    ),
+}

@@ -1,0 +1,74 @@
+"""The `idlegrid` command, run as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _idlegrid(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "idlegrid.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def test_demo_json_adds_up() -> None:
+    proc = _idlegrid("demo", "--json")
+
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["balances_conserved"] is True
+    assert result["receipt_proof"] == {"python": True, "on_chain": True, "proof_length": 4}
+    providers = result["providers"]
+    assert [p["jobs"] for p in providers] == [12, 10]
+    for p in providers:
+        assert p["tokens_earned"] > 0 and p["units"] > 0 and p["stake"] == 100 * 10**18
+    before = sum(b["wallet"] + b["market"] for b in result["balances_before"].values())
+    after = sum(b["wallet"] + b["market"] for b in result["balances_after"].values())
+    stakes = sum(p["stake"] for p in providers)
+    assert before == after + stakes  # only the stakes left the three accounts
+
+
+def test_demo_table() -> None:
+    proc = _idlegrid("demo")
+    assert proc.returncode == 0, proc.stderr
+    assert "balances conserved: True" in proc.stdout
+    assert "alice" in proc.stdout and "bob" in proc.stdout
+
+
+def test_bench_settlement_json_on_anvil() -> None:
+    proc = _idlegrid("bench", "settlement", "--json")
+
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["chain"].startswith("anvil")
+    assert set(result["gas_per_job"]) == {"1", "10", "100", "1000"}
+    per_job = [result["gas_per_job"][n] for n in ("1", "10", "100", "1000")]
+    assert per_job == sorted(per_job, reverse=True)  # amortisation: more jobs, less gas each
+    assert result["naive_gas_per_job"] > per_job[1]
+    assert "method" in result
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = _idlegrid("devnet", "down", "--dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "ConfigError" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["bench", "--help"], ["devnet", "--help"]])
+def test_help(args: list[str]) -> None:
+    proc = _idlegrid(*args)
+    assert proc.returncode == 0
+    assert "Usage" in proc.stdout
