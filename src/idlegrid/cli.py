@@ -114,7 +114,14 @@ def devnet_up(
 
     if backend not in {"auto", "anvil", "embedded"}:
         raise typer.BadParameter("backend must be auto, anvil or embedded")
-    info = up(directory, providers=providers, accounts=accounts, backend=backend, port=port)
+    info = up(
+        directory,
+        providers=providers,
+        accounts=accounts,
+        backend=backend,
+        port=port,
+        progress=_progress(True),
+    )
     console.print(
         f"devnet up: {info['rpc_url']} (chain {info['chain_id']}) · "
         f"token {info['contracts']['token']} · {directory / 'devnet.json'}"

@@ -19,6 +19,7 @@ from ._index_types import (
 )
 from ._indexer import Indexer
 from ._ledger import Ledger, MarketClient, RegistryClient, TokenClient, deploy_contract
+from ._rpchttp import RpcServer, serve
 from ._types import (
     TOKEN,
     ChannelState,
@@ -51,6 +52,7 @@ __all__ = [
     "Redemption",
     "RegistryClient",
     "RpcBackend",
+    "RpcServer",
     "Slash",
     "SyncReport",
     "TokenClient",
@@ -61,5 +63,6 @@ __all__ = [
     "dev_accounts",
     "find_anvil",
     "free_port",
+    "serve",
     "wait_for_rpc",
 ]

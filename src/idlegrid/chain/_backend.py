@@ -169,7 +169,8 @@ class EmbeddedBackend(ChainBackend):
         return list(self._accounts)
 
     def advance_time(self, seconds: int) -> None:
-        self._tester.time_travel(self.timestamp() + int(seconds))
+        # eth-tester mines the time-travel block one second before its target
+        self._tester.time_travel(self.timestamp() + int(seconds) + 1)
 
     def snapshot(self) -> Any:
         return self._tester.take_snapshot()
