@@ -6,6 +6,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from eth_account import Account as EthAccount
+from hypothesis import given
+from hypothesis import strategies as st
 
 from idlegrid import BadSignature, ConfigError, InvalidInput
 from idlegrid.protocol import (
@@ -16,7 +19,11 @@ from idlegrid.protocol import (
     Receipt,
     Signature,
     Voucher,
+    address_bytes,
+    eth_account_voucher_digest,
+    recover_digest,
     recover_voucher_signer,
+    sign_digest,
     sign_permit,
     sign_voucher,
     voucher_digest,
@@ -89,3 +96,30 @@ def test_keys_from_env_and_keystore(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         Account.from_env()
     with pytest.raises(InvalidInput):
         Account.from_key("0x1234")
+
+
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**256 - 1),
+    st.integers(0, 2**64),
+    st.integers(0, 2**128),
+    st.integers(1, 2**64),
+)
+def test_fast_digest_matches_eth_account(
+    channel: bytes, amount: int, jobs: int, units: int, chain_id: int
+) -> None:
+    domain = dataclasses.replace(DOMAIN, chain_id=chain_id)
+    voucher = Voucher(channel, amount, jobs, units, b"\x07" * 32)
+    assert voucher_digest(domain, voucher) == eth_account_voucher_digest(domain, voucher)
+
+
+def test_fast_signature_recovers_like_eth_account() -> None:
+    account = Account.create()
+    sig = sign_voucher(account, DOMAIN, VOUCHER)
+    digest = voucher_digest(DOMAIN, VOUCHER)
+    assert EthAccount._recover_hash(digest, signature=sig.to_bytes()) == account.address
+    assert recover_digest(digest, sig.to_bytes()) == address_bytes(account.address)
+    with pytest.raises(BadSignature):
+        recover_digest(digest, sig.to_bytes()[:64])
+    with pytest.raises(InvalidInput):
+        sign_digest(account.key, b"short")

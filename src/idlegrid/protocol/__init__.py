@@ -6,11 +6,15 @@ from ._eip712 import (
     Permit,
     Signature,
     Voucher,
+    domain_separator,
+    eth_account_voucher_digest,
     recover_voucher_signer,
     sign_permit,
     sign_voucher,
+    typed_digest,
     voucher_digest,
 )
+from ._fastsig import address_bytes, recover_digest, sign_digest
 from ._keys import KEY_ENV, Account, checksum
 from ._merkle import EMPTY_ROOT, hash_pair, merkle_proof, merkle_root, verify_proof
 from ._receipts import Receipt, receipts_proof, receipts_root
@@ -25,15 +29,21 @@ __all__ = [
     "Receipt",
     "Signature",
     "Voucher",
+    "address_bytes",
     "checksum",
+    "domain_separator",
+    "eth_account_voucher_digest",
     "hash_pair",
     "merkle_proof",
     "merkle_root",
     "receipts_proof",
     "receipts_root",
+    "recover_digest",
     "recover_voucher_signer",
+    "sign_digest",
     "sign_permit",
     "sign_voucher",
+    "typed_digest",
     "verify_proof",
     "voucher_digest",
 ]
