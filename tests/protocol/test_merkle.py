@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from idlegrid import InvalidInput
-from idlegrid.protocol import EMPTY_ROOT, hash_pair, merkle_proof, merkle_root, verify_proof
+from idlegrid.protocol import (
+    EMPTY_ROOT,
+    MerkleAccumulator,
+    hash_pair,
+    merkle_proof,
+    merkle_root,
+    verify_proof,
+)
 
 leaves_st = st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=40)
 
@@ -41,3 +48,13 @@ def test_bad_input_is_refused() -> None:
         merkle_root([b"short"])
     with pytest.raises(InvalidInput):
         merkle_proof([b"\x00" * 32], 1)
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=70))
+def test_accumulator_root_equals_tree_root_at_every_count(leaves: list[bytes]) -> None:
+    acc = MerkleAccumulator()
+    assert acc.root() == EMPTY_ROOT
+    for i, leaf in enumerate(leaves, start=1):
+        acc.append(leaf)
+        assert acc.count == i
+        assert acc.root() == merkle_root(leaves[:i])

@@ -26,7 +26,14 @@ from ._envelope import (
 )
 from ._fastsig import address_bytes, recover_digest, sign_digest
 from ._keys import KEY_ENV, Account, checksum
-from ._merkle import EMPTY_ROOT, hash_pair, merkle_proof, merkle_root, verify_proof
+from ._merkle import (
+    EMPTY_ROOT,
+    MerkleAccumulator,
+    hash_pair,
+    merkle_proof,
+    merkle_root,
+    verify_proof,
+)
 from ._receipts import Receipt, receipts_proof, receipts_root
 
 __all__ = [
@@ -36,6 +43,7 @@ __all__ = [
     "NODE_DOMAIN_NAME",
     "Account",
     "Domain",
+    "MerkleAccumulator",
     "Permit",
     "Receipt",
     "ReplayGuard",

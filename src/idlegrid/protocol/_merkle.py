@@ -13,7 +13,14 @@ from eth_utils import keccak
 
 from .._exceptions import InvalidInput
 
-__all__ = ["EMPTY_ROOT", "hash_pair", "merkle_proof", "merkle_root", "verify_proof"]
+__all__ = [
+    "EMPTY_ROOT",
+    "MerkleAccumulator",
+    "hash_pair",
+    "merkle_proof",
+    "merkle_root",
+    "verify_proof",
+]
 
 EMPTY_ROOT = b"\x00" * 32
 
@@ -68,3 +75,36 @@ def verify_proof(leaf: bytes, proof: Sequence[bytes], root: bytes) -> bool:
     for sibling in proof:
         node = hash_pair(node, sibling)
     return node == root
+
+
+class MerkleAccumulator:
+    """Append-only leaves with the :func:`merkle_root` of all of them in O(log n).
+
+    The tree above splits its leaves into perfect subtrees by the binary digits
+    of their count (a level with an odd count carries its last node up), so
+    the root is ``hash_pair(P1, hash_pair(P2, ...))`` over the roots of those
+    subtrees, largest first: the same frontier a Merkle mountain range keeps.
+    """
+
+    def __init__(self) -> None:
+        self._frontier: list[tuple[int, bytes]] = []  # (size, root), sizes strictly falling
+        self.count = 0
+
+    def append(self, leaf: bytes) -> None:
+        if len(leaf) != 32:
+            raise InvalidInput(f"merkle leaves must be 32 bytes, got {len(leaf)}")
+        size, node = 1, leaf
+        while self._frontier and self._frontier[-1][0] == size:
+            _, left = self._frontier.pop()
+            node = hash_pair(left, node)
+            size *= 2
+        self._frontier.append((size, node))
+        self.count += 1
+
+    def root(self) -> bytes:
+        if not self._frontier:
+            return EMPTY_ROOT
+        node = self._frontier[-1][1]
+        for _, left in reversed(self._frontier[:-1]):
+            node = hash_pair(left, node)
+        return node
