@@ -16,6 +16,7 @@ from web3.exceptions import (
 )
 
 import idlegrid
+import idlegrid.store
 from idlegrid import (
     ChainTimeout,
     ChainUnavailable,
@@ -75,7 +76,7 @@ def test_dead_endpoint_raises_chain_unavailable() -> None:
 
 
 def test_public_namespace_matches_all() -> None:
-    for module in (idlegrid, idlegrid.chain, idlegrid.protocol):
+    for module in (idlegrid, idlegrid.chain, idlegrid.protocol, idlegrid.store):
         public = {
             n
             for n, obj in vars(module).items()

@@ -8,6 +8,8 @@ and re-raised as one of these, with the original chained as ``__cause__``::
     ├── UsageError                  the caller asked for something wrong
     │   ├── ConfigError             missing or invalid configuration, key or tool
     │   ├── InvalidInput            a malformed argument, spec, hash or payload
+    │   │   ├── PayloadTooLarge     a payload or blob is over a size limit or quota
+    │   │   └── BlobNotFound        no blob with that sha256 is stored
     │   └── ContractReverted        a contract refused the call; ``.reason`` says why
     ├── UnavailableError            the network or the chain is failing
     │   ├── ChainUnavailable        the JSON-RPC endpoint is unreachable or erroring
@@ -22,12 +24,14 @@ from __future__ import annotations
 __all__ = [
     "BadProof",
     "BadSignature",
+    "BlobNotFound",
     "ChainTimeout",
     "ChainUnavailable",
     "ConfigError",
     "ContractReverted",
     "IdlegridError",
     "InvalidInput",
+    "PayloadTooLarge",
     "PeerError",
     "UnavailableError",
     "UsageError",
@@ -48,6 +52,18 @@ class ConfigError(UsageError):
 
 class InvalidInput(UsageError):
     """An argument, spec, hash or payload is malformed or out of range."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """A payload, blob or upload is larger than a limit, or would exceed a quota."""
+
+
+class BlobNotFound(InvalidInput):
+    """No blob with the asked-for sha256 digest is stored."""
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+        super().__init__(f"no blob with sha256 {digest}")
 
 
 class ContractReverted(UsageError):
