@@ -25,6 +25,16 @@ from ._envelope import (
     verify_response,
 )
 from ._fastsig import address_bytes, recover_digest, sign_digest
+from ._jobs import (
+    ChannelModel,
+    JobRequest,
+    JobResult,
+    NodeInfo,
+    VoucherModel,
+    VoucherSubmission,
+    array_from_npy,
+    npy_bytes,
+)
 from ._keys import KEY_ENV, Account, checksum
 from ._merkle import (
     EMPTY_ROOT,
@@ -34,7 +44,7 @@ from ._merkle import (
     merkle_root,
     verify_proof,
 )
-from ._receipts import Receipt, receipts_proof, receipts_root
+from ._receipts import Receipt, receipt_digest, receipts_proof, receipts_root
 
 __all__ = [
     "EMPTY_ROOT",
@@ -42,15 +52,22 @@ __all__ = [
     "MARKET_DOMAIN_NAME",
     "NODE_DOMAIN_NAME",
     "Account",
+    "ChannelModel",
     "Domain",
+    "JobRequest",
+    "JobResult",
     "MerkleAccumulator",
+    "NodeInfo",
     "Permit",
     "Receipt",
     "ReplayGuard",
     "Signature",
     "SignedRequest",
     "Voucher",
+    "VoucherModel",
+    "VoucherSubmission",
     "address_bytes",
+    "array_from_npy",
     "checksum",
     "domain_separator",
     "eth_account_voucher_digest",
@@ -58,6 +75,8 @@ __all__ = [
     "merkle_proof",
     "merkle_root",
     "node_domain",
+    "npy_bytes",
+    "receipt_digest",
     "receipts_proof",
     "receipts_root",
     "recover_digest",

@@ -15,10 +15,11 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from .._exceptions import InvalidInput
+from ._eip712 import Domain, typed_digest
 from ._keys import checksum
 from ._merkle import merkle_proof, merkle_root
 
-__all__ = ["Receipt", "receipts_proof", "receipts_root"]
+__all__ = ["Receipt", "receipt_digest", "receipts_proof", "receipts_root"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,11 @@ def receipts_root(receipts: Sequence[Receipt]) -> bytes:
 def receipts_proof(receipts: Sequence[Receipt], index: int) -> list[bytes]:
     """Proof that ``receipts[index]`` is under :func:`receipts_root` of ``receipts``."""
     return merkle_proof([r.leaf() for r in receipts], index)
+
+
+_RECEIPT_TYPEHASH = keccak(b"Receipt(bytes32 leaf)")
+
+
+def receipt_digest(domain: Domain, leaf: bytes) -> bytes:
+    """What a provider signs for a receipt: the leaf, in the node domain (EIP-712)."""
+    return typed_digest(domain, bytes(keccak(_RECEIPT_TYPEHASH + leaf)))

@@ -1,0 +1,161 @@
+"""JSON bodies of the provider API (pydantic models: the wire format lives here).
+
+Big integers (token amounts, units) travel as JSON numbers; Python reads them
+exactly. Bytes travel as 0x-hex (hashes, signatures) or base64 (arrays in
+``.npy`` format). Conversion to and from the plain types the rest of the code
+uses (``ChannelTerms``, ``Voucher``, ``Receipt``, numpy arrays) is here too.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from .._exceptions import InvalidInput
+from ._eip712 import Signature, Voucher
+
+__all__ = [
+    "Bytes32Hex",
+    "ChannelModel",
+    "JobRequest",
+    "JobResult",
+    "NodeInfo",
+    "Sha256Hex",
+    "VoucherModel",
+    "VoucherSubmission",
+    "array_from_npy",
+    "npy_bytes",
+]
+
+Bytes32Hex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{64}$")]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+AddressHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{40}$")]
+SignatureHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{130}$")]
+Uint = Annotated[int, Field(ge=0, lt=2**256)]
+
+#: an ``.npy`` payload larger than this must go through the blob store
+MAX_INLINE_BYTES = 8 * 2**20
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelModel(_Model):
+    """A payment channel's terms (its id is their hash)."""
+
+    client: AddressHex
+    provider: AddressHex
+    deposit: Uint
+    expiry: Uint
+    salt: Uint
+
+
+class VoucherModel(_Model):
+    """A client-signed cumulative voucher for one channel."""
+
+    amount: Uint
+    jobs: Uint
+    units: Uint
+    receipts_root: Bytes32Hex
+    signature: SignatureHex
+
+    def to_voucher(self, channel: bytes) -> tuple[Voucher, Signature]:
+        voucher = Voucher(
+            channel, self.amount, self.jobs, self.units, bytes.fromhex(self.receipts_root[2:])
+        )
+        return voucher, Signature.from_bytes(bytes.fromhex(self.signature[2:]))
+
+    @classmethod
+    def of(cls, voucher: Voucher, signature: Signature) -> VoucherModel:
+        return cls(
+            amount=voucher.amount,
+            jobs=voucher.jobs,
+            units=voucher.units,
+            receipts_root="0x" + voucher.receipts_root.hex(),
+            signature="0x" + signature.to_bytes().hex(),
+        )
+
+
+class JobRequest(_Model):
+    """One job: a workload, its content-hashed artifacts, and how it is paid."""
+
+    job_id: Bytes32Hex
+    kind: Literal["onnx", "embed"]
+    model: Sha256Hex | None = Field(None, description="sha256 of the ONNX model (kind onnx)")
+    input_npy: str | None = Field(None, description="base64 of an .npy array (kind onnx)")
+    input_blob: Sha256Hex | None = Field(None, description="sha256 of an uploaded .npy input")
+    texts: list[str] | None = Field(None, description="sentences to embed (kind embed)")
+    channel: ChannelModel
+    seq: Annotated[int, Field(ge=1, lt=2**48)]
+    unit_price: Uint
+    max_units: Uint
+    voucher: VoucherModel | None = Field(
+        None, description="the latest voucher for results already delivered on this channel"
+    )
+
+
+class JobResult(_Model):
+    """A job's output and the receipt the client will include in its vouchers."""
+
+    job_id: Bytes32Hex
+    seq: int
+    output_npy: str
+    units: Uint
+    amount: Uint
+    result_hash: Bytes32Hex
+    receipt_signature: SignatureHex
+    rows: int
+    flops_per_row: int
+
+
+class VoucherSubmission(_Model):
+    """A voucher sent on its own (the last one of a batch, say)."""
+
+    channel: ChannelModel
+    voucher: VoucherModel
+
+
+class NodeInfo(_Model):
+    """What a node tells anyone who asks (unsigned)."""
+
+    address: AddressHex
+    chain_id: int
+    market: AddressHex
+    unit_price: Uint
+    workloads: list[str]
+    hardware: dict[str, object]
+    capabilities_hash: Bytes32Hex
+    limits: dict[str, float | int | None]
+    version: str
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as ``.npy`` bytes (no pickle)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def array_from_npy(data: bytes | str, *, max_bytes: int = MAX_INLINE_BYTES) -> np.ndarray:
+    """Parse ``.npy`` bytes (or their base64); never unpickles; InvalidInput if malformed."""
+    if isinstance(data, str):
+        if len(data) > max_bytes * 4 // 3 + 4:
+            raise InvalidInput(f"inline array larger than {max_bytes} bytes: upload it as a blob")
+        try:
+            data = base64.b64decode(data, validate=True)
+        except ValueError as exc:
+            raise InvalidInput("array is not valid base64") from exc
+    if len(data) > max_bytes:
+        raise InvalidInput(f"array larger than {max_bytes} bytes")
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidInput(f"not a valid .npy array: {exc}") from exc
+    if not isinstance(array, np.ndarray) or array.dtype.hasobject:
+        raise InvalidInput("array must be a plain numeric .npy array")
+    return array
