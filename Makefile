@@ -28,7 +28,8 @@ $(VENV)/.core: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.core
-	$(PIP) install -e '.[dev]'
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev,embed]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

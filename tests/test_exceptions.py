@@ -17,6 +17,7 @@ from web3.exceptions import (
 
 import idlegrid
 import idlegrid.store
+import idlegrid.workloads
 from idlegrid import (
     ChainTimeout,
     ChainUnavailable,
@@ -76,7 +77,13 @@ def test_dead_endpoint_raises_chain_unavailable() -> None:
 
 
 def test_public_namespace_matches_all() -> None:
-    for module in (idlegrid, idlegrid.chain, idlegrid.protocol, idlegrid.store):
+    for module in (
+        idlegrid,
+        idlegrid.chain,
+        idlegrid.protocol,
+        idlegrid.store,
+        idlegrid.workloads,
+    ):
         public = {
             n
             for n, obj in vars(module).items()

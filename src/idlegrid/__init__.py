@@ -14,6 +14,7 @@ from ._exceptions import (
     PeerError,
     UnavailableError,
     UsageError,
+    WorkloadError,
 )
 
 __version__ = "0.1.0"
@@ -32,5 +33,6 @@ __all__ = [
     "PeerError",
     "UnavailableError",
     "UsageError",
+    "WorkloadError",
     "__version__",
 ]

@@ -13,7 +13,8 @@ and re-raised as one of these, with the original chained as ``__cause__``::
     │   └── ContractReverted        a contract refused the call; ``.reason`` says why
     ├── UnavailableError            the network or the chain is failing
     │   ├── ChainUnavailable        the JSON-RPC endpoint is unreachable or erroring
-    │   └── ChainTimeout            a transaction was not mined in time
+    │   ├── ChainTimeout            a transaction was not mined in time
+    │   └── WorkloadError           the runtime or device failed (not the job): retry elsewhere
     └── PeerError                   a peer sent something that does not check out
         ├── BadSignature            invalid, by the wrong signer, or for another domain
         └── BadProof                a Merkle proof or receipt does not match its root
@@ -35,6 +36,7 @@ __all__ = [
     "PeerError",
     "UnavailableError",
     "UsageError",
+    "WorkloadError",
 ]
 
 
@@ -86,6 +88,10 @@ class ChainUnavailable(UnavailableError):
 
 class ChainTimeout(UnavailableError):
     """A transaction was sent but not mined within the timeout."""
+
+
+class WorkloadError(UnavailableError):
+    """The runtime or the device failed (out of memory, lost GPU), not the job; retry elsewhere."""
 
 
 class PeerError(IdlegridError):
