@@ -279,7 +279,11 @@ def redeem(
     record_earned: uint256 = (record & MASK_96) + earned
     record_jobs: uint256 = ((record >> 96) & MASK_56) + jobs - done_jobs
     record_units: uint256 = (record >> 152) + units - done_units
-    assert record_jobs <= MASK_56 and record_units <= MASK_104, "market: provider record overflow"
+    # lifetime earnings are bounded by 96 bits like any amount: past 2**96 - 1 (more
+    # than the whole supply, reachable only as tokens circulate) the provider must use
+    # a new address; refusing here keeps the record exact and strands nothing (the
+    # client still closes the channel and takes its deposit back)
+    assert record_earned <= MASK_96 and record_jobs <= MASK_56 and record_units <= MASK_104, "market: provider record overflow"
     self._record[msg.sender] = record_earned | (record_jobs << 96) | (record_units << 152)
     log VoucherRedeemed(
         channel=channel,

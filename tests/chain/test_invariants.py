@@ -1,0 +1,811 @@
+"""Stateful invariant test of the whole ledger: token, registry and market together.
+
+Hypothesis drives random sequences of registrations, stake changes, unbonding and
+withdrawal of stake, arbiter changes and slashes, market deposits and withdrawals
+(earnings included), channels, top-ups, off-chain vouchers, redemptions (latest,
+stale, replayed or forged), closes (client after expiry and window, provider early,
+strangers never), approvals and the passing of time against one deployment, on the
+embedded EVM and on anvil. A Python model applies the contracts' rules and says
+whether each call must revert, and with which reason. After every step that changes
+the chain the machine checks:
+
+1. token supply == the sum of the balances of every holder;
+2. token.balanceOf(registry) == sum of stake + unbonding over providers;
+3. token.balanceOf(market) == sum of market balances + (deposit - paid) over
+   open channels;
+4. every wallet, market balance, allowance, provider entry (and the registry's
+   active set), provider record and channel equals the model's: no token moved
+   except by the rules.
+
+An expected revert that mines no block cannot have changed anything; one that does
+gets the full check. Each example starts from a snapshot of the session's
+deployment and reverts to it when it ends.
+
+The last test is a regression test for a bug found while modelling the market:
+provider records overflow once cumulative earnings pass 96 bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+import pytest
+from eth_utils import keccak
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from idlegrid import ContractReverted
+from idlegrid.chain import TOKEN, ChannelTerms, Contribution
+from idlegrid.protocol import Account, Signature, Voucher, sign_voucher
+
+from ..conftest import CONFIG, Env
+
+T = TypeVar("T")
+
+MIN_STAKE = CONFIG.min_stake
+DELAY = CONFIG.unbonding_delay
+WINDOW = CONFIG.close_window
+MAX = 2**256 - 1
+MAX_SUPPLY = 2**96 - 1  # the token's cap
+HOUR = 3600
+CAPS = b"\x01" * 32
+ENDPOINT = "http://provider.test:1"
+ACTORS = 3  # users[0:3] act; the other users only hold tokens
+MAX_CHANNELS = 5  # bounds the reads of each check
+# A transaction's block.timestamp is the latest block's or a few seconds later.
+# A step whose outcome hangs on a deadline closer than this is skipped.
+MARGIN = 600
+
+# About 300 steps a backend; the embedded chain sends 15-30 transactions a second.
+# Derandomized, so every run tries the same examples.
+SETTINGS = settings(
+    max_examples=15,
+    stateful_step_count=20,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=False,
+    report_multiple_bugs=False,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+def _mostly(usual: T, rarely: T) -> st.SearchStrategy[T]:
+    """``usual`` three times in four, else ``rarely``."""
+    return st.sampled_from([usual, usual, usual, rarely])
+
+
+# -- strategies ----------------------------------------------------------------
+
+actor = st.integers(0, ACTORS - 1)
+party = st.integers(-1, ACTORS - 1)  # -1 is the owner
+amounts = st.one_of(
+    st.integers(1, 3_000).map(lambda n: n * TOKEN),
+    st.integers(1, 3_000).map(lambda n: n * TOKEN),
+    st.integers(1, 10**18),
+    st.sampled_from([0, 20_000 * TOKEN]),  # nothing; more than anyone has
+)
+valid_stakes = st.integers(100, 2_000).map(lambda n: n * TOKEN)
+stakes = st.one_of(
+    valid_stakes, valid_stakes, st.sampled_from([MIN_STAKE, MIN_STAKE - 1, 20_000 * TOKEN])
+)
+# a share of some current value in percent; 101 means the value plus one wei
+percent = st.sampled_from([50, 100, 1, 0, 101])
+hours = st.sampled_from([1, 12, 25, 7 * 24 + 1])
+
+
+def _share(total: int, pct: int) -> int:
+    return total + 1 if pct > 100 else total * pct // 100
+
+
+def _first(*checks: tuple[bool, str]) -> str | None:
+    """The reason of the first failing check, in the contract's order; None if all pass."""
+    return next((reason for failed, reason in checks if failed), None)
+
+
+# -- the model -----------------------------------------------------------------
+
+
+@dataclass
+class _Provider:
+    stake: int = 0
+    unbonding: int = 0
+    withdrawable_at: int = 0
+    registered: bool = False
+
+
+@dataclass
+class _Record:
+    earned: int = 0
+    jobs: int = 0
+    units: int = 0
+
+
+@dataclass(eq=False)
+class _Channel:
+    terms: ChannelTerms
+    client: Account
+    provider: Account
+    deposit: int
+    expiry: int
+    paid: int = 0
+    jobs: int = 0
+    units: int = 0
+    closed: bool = False
+    latest: _Signed | None = None  # the client's latest voucher
+
+
+@dataclass(frozen=True)
+class _Start:
+    """What the chain holds when each example begins: the same every time."""
+
+    supply: int
+    wallet: dict[str, int]  # the modelled accounts, the registry and the market
+    others_total: int  # every other account
+    allowance: dict[tuple[str, str], int]
+    free: dict[str, int]
+
+
+@dataclass(frozen=True, eq=False)
+class _Signed:
+    channel: _Channel
+    voucher: Voucher
+    signature: Signature
+    genuine: bool  # signed by the channel's client
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Random calls against the ledger, checked against a model of its rules."""
+
+    env: ClassVar[Env]
+    start: ClassVar[_Start]
+    channels = Bundle("channels")
+    vouchers = Bundle("vouchers")
+
+    def __init__(self) -> None:
+        super().__init__()
+        env, start = self.env, self.start
+        self.token, self.registry, self.market = env.token, env.registry, env.market
+        self.domain = self.market.domain()
+        self.snapshot = env.backend.snapshot()
+        self.owner = env.owner
+        self.actors = env.users[:ACTORS]
+        self.others = [u.address for u in env.users[ACTORS:]]
+        self.accounts = [self.owner.address, *(a.address for a in self.actors)]
+        self.supply = start.supply
+        self.wallet = dict(start.wallet)
+        self.others_total = start.others_total
+        self.allowance = dict(start.allowance)
+        self.free = dict(start.free)
+        self.providers = {a.address: _Provider() for a in self.actors}
+        self.records = {a.address: _Record() for a in self.actors}
+        self.active: list[str] = []  # the registry's enumeration, in its order
+        self.arbiter = ""  # none of ours until the initialize step names one
+        self.all_channels: list[_Channel] = []
+        self.salt = 0
+        self.dirty = True
+        self.last_sender = self.owner.address
+
+    def teardown(self) -> None:
+        try:
+            # holders outside the model never gain or lose a token
+            assert sum(self.token.balance_of(o) for o in self.others) == self.others_total
+        finally:
+            self.env.backend.revert(self.snapshot)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _party(self, index: int) -> Account:
+        return self.owner if index < 0 else self.actors[index]
+
+    def _ranked(self, index: int, key: Callable[[str], int]) -> Account:
+        """Actor ``index`` in order of ``key`` (truthy and large first), so that the small
+        indices Hypothesis favours mostly hit actors for whom the call can succeed."""
+        return sorted(self.actors, key=lambda a: key(a.address), reverse=True)[index]
+
+    def _attempt(self, sender: Account, reason: str | None, call: Callable[[], object]) -> bool:
+        """Send ``call``; it must succeed when ``reason`` is None, else revert with ``reason``.
+
+        A revert that mined no block cannot have changed any state, so the last full
+        check still holds; if a block was mined the next check runs in full.
+        """
+        self.last_sender = sender.address
+        if reason is None:
+            call()
+            self.dirty = True
+            return True
+        block = self.env.backend.block_number()
+        with pytest.raises(ContractReverted) as exc:
+            call()
+        assert exc.value.reason == reason
+        if self.env.backend.block_number() != block:
+            self.dirty = True
+        return False
+
+    def _reached(self, deadline: int) -> bool | None:
+        """Whether the next block's timestamp is at least ``deadline``; None if too close."""
+        now = self.env.now()
+        if deadline <= now:
+            return True
+        if deadline > now + MARGIN:
+            return False
+        return None
+
+    def _wait_until(self, deadline: int) -> None:
+        now = self.env.now()
+        if deadline + MARGIN > now:
+            self.env.backend.advance_time(deadline + MARGIN - now)
+
+    def _sync_active(self, provider: str) -> None:
+        # active == registered with at least the minimum stake; leaving is swap-and-pop
+        entry = self.providers[provider]
+        should = entry.registered and entry.stake >= MIN_STAKE
+        if should and provider not in self.active:
+            self.active.append(provider)
+        elif not should and provider in self.active:
+            position = self.active.index(provider)
+            self.active[position] = self.active[-1]
+            self.active.pop()
+
+    def _pull_reason(self, owner: str, spender: str, amount: int) -> str | None:
+        return _first(
+            (self.allowance[owner, spender] < amount, "token: insufficient allowance"),
+            (self.wallet[owner] < amount, "token: transfer amount exceeds balance"),
+        )
+
+    def _pull(self, owner: str, spender: str, amount: int) -> None:
+        self.allowance[owner, spender] -= amount
+        self.wallet[owner] -= amount
+        self.wallet[spender] += amount
+
+    def _debit_reason(self, account: str, amount: int) -> str | None:
+        # the market spends the market balance first, then pulls the shortfall
+        shortfall = amount - self.free[account]
+        return (
+            None if shortfall <= 0 else self._pull_reason(account, self.market.address, shortfall)
+        )
+
+    def _debit(self, account: str, amount: int) -> None:
+        shortfall = amount - self.free[account]
+        if shortfall <= 0:
+            self.free[account] -= amount
+        else:
+            self.free[account] = 0
+            self._pull(account, self.market.address, shortfall)
+
+    def _register(self, account: Account, stake: int, endpoint: str = ENDPOINT) -> None:
+        entry = self.providers[account.address]
+        reason = _first(
+            (entry.registered, "registry: already registered"),
+            (not endpoint, "registry: empty endpoint"),
+            (stake < MIN_STAKE, "registry: stake below minimum"),
+        ) or self._pull_reason(account.address, self.registry.address, stake)
+        if self._attempt(
+            account,
+            reason,
+            lambda: self.registry.register(endpoint, 7, CAPS, stake, sender=account),
+        ):
+            self._pull(account.address, self.registry.address, stake)
+            entry.registered, entry.stake = True, stake
+            self._sync_active(account.address)
+
+    def _open(
+        self, client: Account, provider: Account, amount: int, expiry_hours: int
+    ) -> _Channel | None:
+        expiry = self.env.now() + expiry_hours * HOUR
+        self.salt += 1
+        salt = self.salt
+        reason = _first(
+            (provider == client, "market: channel to self"),
+            (amount == 0, "market: zero deposit"),
+            (expiry_hours == 0, "market: expiry in the past"),
+        ) or self._debit_reason(client.address, amount)
+
+        def call() -> object:
+            return self.market.open_channel(
+                provider.address, amount, expiry, sender=client, salt=salt
+            )
+
+        if not self._attempt(client, reason, call):
+            return None
+        self._debit(client.address, amount)
+        terms = ChannelTerms(client.address, provider.address, amount, expiry, salt)
+        channel = _Channel(terms, client, provider, amount, expiry)
+        self.all_channels.append(channel)
+        return channel
+
+    # -- setup ---------------------------------------------------------------
+
+    @initialize(
+        target=channels,
+        stakes=st.tuples(valid_stakes, valid_stakes),
+        unbond=st.sampled_from([50, 100, 1]),
+        deposit=st.integers(1, 1_000).map(lambda n: n * TOKEN),
+        pct=st.sampled_from([10, 50, 100]),
+    )
+    def setup_market(
+        self, stakes: tuple[int, int], unbond: int, deposit: int, pct: int
+    ) -> _Channel:
+        """Start where every rule can do something: the owner is the arbiter, actors 1
+        and 2 are providers, 2 is unbonding part of its stake, and 0 has paid 1 for some
+        jobs through a channel."""
+        self._attempt(
+            self.owner, None, lambda: self.market.set_arbiter(self.owner.address, sender=self.owner)
+        )
+        self.arbiter = self.owner.address
+        self._register(self.actors[1], stakes[0])
+        self._register(self.actors[2], stakes[1])
+        self._begin_unbonding(self.actors[2], _share(stakes[1], unbond))
+        channel = self._open(self.actors[0], self.actors[1], deposit, 24)
+        assert channel is not None
+        self._redeem(self._sign(channel, pct, 1, 100, forged=False), by_provider=True)
+        return channel
+
+    # -- token -----------------------------------------------------------------
+
+    @rule(
+        who=actor,
+        spender=st.sampled_from(["market", "registry"]),
+        amount=st.sampled_from([MAX, 1_000 * TOKEN, 50 * TOKEN, 0]),
+    )
+    def approve(self, who: int, spender: str, amount: int) -> None:
+        account = self.actors[who]
+        target = self.registry.address if spender == "registry" else self.market.address
+        self._attempt(account, None, lambda: self.token.approve(target, amount, sender=account))
+        self.allowance[account.address, target] = amount
+
+    # -- registry ----------------------------------------------------------------
+
+    @rule(who=actor, stake=stakes, endpoint=_mostly(ENDPOINT, ""))
+    def register(self, who: int, stake: int, endpoint: str) -> None:
+        self._register(self.actors[who], stake, endpoint)
+
+    @precondition(lambda self: any(p.registered for p in self.providers.values()))
+    @rule(who=actor, amount=amounts)
+    def add_stake(self, who: int, amount: int) -> None:
+        account = self._ranked(who, lambda a: self.providers[a].registered)
+        entry = self.providers[account.address]
+        reason = _first(
+            (not entry.registered, "registry: not registered"),
+            (amount == 0, "registry: zero amount"),
+        ) or self._pull_reason(account.address, self.registry.address, amount)
+        if self._attempt(account, reason, lambda: self.registry.add_stake(amount, sender=account)):
+            self._pull(account.address, self.registry.address, amount)
+            entry.stake += amount
+            self._sync_active(account.address)
+
+    @precondition(lambda self: any(p.registered for p in self.providers.values()))
+    @rule(who=actor, pct=percent)
+    def begin_unbonding(self, who: int, pct: int) -> None:
+        account = self._ranked(who, lambda a: self.providers[a].registered)
+        self._begin_unbonding(account, _share(self.providers[account.address].stake, pct))
+
+    def _begin_unbonding(self, account: Account, amount: int) -> None:
+        entry = self.providers[account.address]
+        reason = _first(
+            (not entry.registered, "registry: not registered"),
+            (amount == 0, "registry: zero amount"),
+            (amount > entry.stake, "registry: amount exceeds stake"),
+        )
+        if self._attempt(
+            account, reason, lambda: self.registry.begin_unbonding(amount, sender=account)
+        ):
+            entry.stake -= amount
+            entry.unbonding += amount
+            entry.withdrawable_at = self.env.now() + DELAY  # the block of this transaction
+            self._sync_active(account.address)
+
+    @precondition(lambda self: any(p.unbonding for p in self.providers.values()))
+    @rule(who=actor, wait=_mostly(True, False))
+    def withdraw_stake(self, who: int, wait: bool) -> None:
+        """Withdraw unbonded stake, after waiting out the delay or (mostly failing) not."""
+        account = self._ranked(who, lambda a: self.providers[a].unbonding)
+        entry = self.providers[account.address]
+        if wait and entry.unbonding > 0:
+            self._wait_until(entry.withdrawable_at)
+        reached = self._reached(entry.withdrawable_at)
+        if reached is None:
+            return
+        reason = _first(
+            (entry.unbonding == 0, "registry: nothing unbonding"),
+            (not reached, "registry: unbonding delay not over"),
+        )
+        if self._attempt(account, reason, lambda: self.registry.withdraw(sender=account)):
+            self.wallet[self.registry.address] -= entry.unbonding
+            self.wallet[account.address] += entry.unbonding
+            entry.unbonding = 0
+
+    @rule(seconds=hours.map(lambda h: h * HOUR))
+    def advance_time(self, seconds: int) -> None:
+        """Mine an empty block later in time; it changes no state, so no check follows."""
+        self.env.backend.advance_time(seconds)
+
+    # -- arbiter and slashing ------------------------------------------------------
+
+    @rule(by_owner=_mostly(True, False), who=party)
+    def set_arbiter(self, by_owner: bool, who: int) -> None:
+        sender = self.owner if by_owner else self.actors[0]
+        arbiter = self._party(who).address
+        reason = _first((not by_owner, "ownable: caller is not the owner"))
+        if self._attempt(sender, reason, lambda: self.market.set_arbiter(arbiter, sender=sender)):
+            self.arbiter = arbiter
+
+    @rule(
+        by_arbiter=_mostly(True, False),
+        caller=party,
+        provider=actor,
+        pct=percent,
+        beneficiary=party,
+        direct=_mostly(False, True),
+    )
+    def slash(
+        self, by_arbiter: bool, caller: int, provider: int, pct: int, beneficiary: int, direct: bool
+    ) -> None:
+        """Slash as the arbiter or as someone else, through the market or (never
+        allowed) straight at the registry."""
+        arbiter = next((p for p in (self.owner, *self.actors) if p.address == self.arbiter), None)
+        sender = arbiter if by_arbiter and arbiter is not None else self._party(caller)
+        target = self._ranked(provider, lambda a: self.providers[a].registered).address
+        receiver = self._party(beneficiary).address
+        entry = self.providers[target]
+        amount = _share(entry.stake + entry.unbonding, pct)
+        if direct:
+            self._attempt(
+                sender,
+                "registry: caller is not the market",
+                lambda: self.registry.slash(target, amount, receiver, sender=sender),
+            )
+            return
+        reason = _first(
+            (sender.address != self.arbiter, "market: caller is not the arbiter"),
+            (amount == 0, "registry: zero amount"),
+            (amount > entry.stake + entry.unbonding, "registry: slash exceeds stake"),
+        )
+        if self._attempt(
+            sender, reason, lambda: self.market.slash(target, amount, receiver, sender=sender)
+        ):
+            from_stake = min(amount, entry.stake)
+            entry.stake -= from_stake
+            entry.unbonding -= amount - from_stake
+            self._sync_active(target)
+            self.wallet[self.registry.address] -= amount
+            self.wallet[receiver] += amount
+
+    # -- market balances -----------------------------------------------------------
+
+    @rule(who=actor, amount=amounts)
+    def deposit(self, who: int, amount: int) -> None:
+        account = self.actors[who]
+        reason = _first((amount == 0, "market: zero amount")) or self._pull_reason(
+            account.address, self.market.address, amount
+        )
+        if self._attempt(account, reason, lambda: self.market.deposit(amount, sender=account)):
+            self._pull(account.address, self.market.address, amount)
+            self.free[account.address] += amount
+
+    @precondition(lambda self: any(self.free.values()))
+    @rule(who=actor, pct=percent)
+    def withdraw(self, who: int, pct: int) -> None:
+        """Withdraw a share of the market balance, unswept earnings included."""
+        account = self._ranked(who, self.free.__getitem__)
+        amount = _share(self.free[account.address], pct)
+        reason = _first(
+            (amount == 0, "market: zero amount"),
+            (amount > self.free[account.address], "market: insufficient balance"),
+        )
+        if self._attempt(account, reason, lambda: self.market.withdraw(amount, sender=account)):
+            self.free[account.address] -= amount
+            self.wallet[self.market.address] -= amount
+            self.wallet[account.address] += amount
+
+    # -- channels ------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.all_channels) < MAX_CHANNELS)
+    @rule(
+        target=channels,
+        client=actor,
+        to=st.sampled_from([1, 2, 1, 2, 0]),
+        amount=amounts,
+        expiry_hours=st.sampled_from([24, 1, 72, 0]),
+    )
+    def open_channel(self, client: int, to: int, amount: int, expiry_hours: int) -> object:
+        """Open a channel to the actor ``to`` places after the client (0: itself)."""
+        payer, payee = self.actors[client], self.actors[(client + to) % ACTORS]
+        channel = self._open(payer, payee, amount, expiry_hours)
+        return multiple() if channel is None else channel
+
+    @rule(channel=channels)
+    def reopen_channel(self, channel: _Channel) -> None:
+        """Opening a channel with the same terms again never works."""
+        terms = channel.terms
+        reached = self._reached(terms.expiry)
+        if reached is None:
+            return
+        reason = "market: expiry in the past" if reached else "market: channel exists"
+        self._attempt(
+            channel.client,
+            reason,
+            lambda: self.market.open_channel(
+                terms.provider, terms.deposit, terms.expiry, sender=channel.client, salt=terms.salt
+            ),
+        )
+
+    @rule(
+        channel=channels,
+        by_client=_mostly(True, False),
+        amount=amounts,
+        extend_hours=st.sampled_from([24, 0, 1, -1]),
+    )
+    def top_up(self, channel: _Channel, by_client: bool, amount: int, extend_hours: int) -> None:
+        sender = channel.client if by_client else channel.provider
+        expiry = channel.expiry + extend_hours * HOUR
+        reason = _first(
+            (not by_client, "market: caller is not the channel's client"),
+            (channel.closed, "market: channel closed"),
+            (expiry < channel.expiry, "market: expiry earlier than current"),
+        ) or self._debit_reason(sender.address, amount)
+        if self._attempt(
+            sender,
+            reason,
+            lambda: self.market.top_up(channel.terms, amount, expiry, sender=sender),
+        ):
+            self._debit(sender.address, amount)
+            channel.deposit += amount
+            channel.expiry = expiry
+
+    @rule(
+        target=vouchers,
+        channel=channels,
+        pct=st.sampled_from([10, 50, 100, 0, 101]),
+        jobs=st.integers(0, 3),
+        units=st.integers(0, 1_000),
+        forged=_mostly(False, True),
+    )
+    def sign_voucher(
+        self, channel: _Channel, pct: int, jobs: int, units: int, forged: bool
+    ) -> _Signed:
+        """Off-chain: the client signs its next cumulative voucher, for a share of what is
+        left in the channel (101: one wei more than that), or the provider forges one."""
+        return self._sign(channel, pct, jobs, units, forged=forged)
+
+    @rule(
+        target=vouchers,
+        channel=channels,
+        pct=st.sampled_from([10, 50, 100]),
+        jobs=st.integers(1, 3),
+        units=st.integers(1, 1_000),
+    )
+    def pay(self, channel: _Channel, pct: int, jobs: int, units: int) -> _Signed:
+        """Jobs are done: the client signs its next voucher and the provider redeems it."""
+        signed = self._sign(channel, pct, jobs, units, forged=False)
+        self._redeem(signed, by_provider=True)
+        return signed
+
+    @rule(signed=vouchers, by_provider=_mostly(True, False))
+    def redeem(self, signed: _Signed, by_provider: bool) -> None:
+        """Redeem any voucher signed so far: the latest, a stale or replayed one, a forgery."""
+        self._redeem(signed, by_provider)
+
+    def _sign(self, channel: _Channel, pct: int, jobs: int, units: int, *, forged: bool) -> _Signed:
+        base = (
+            channel.latest.voucher
+            if channel.latest
+            else Voucher(channel.terms.id, 0, 0, 0, b"\x00" * 32)
+        )
+        amount = base.amount + _share(max(channel.deposit - base.amount, 0), pct)
+        root = keccak(base.receipts_root + amount.to_bytes(32, "big"))
+        voucher = Voucher(channel.terms.id, amount, base.jobs + jobs, base.units + units, root)
+        signer = channel.provider if forged else channel.client
+        signed = _Signed(channel, voucher, sign_voucher(signer, self.domain, voucher), not forged)
+        if not forged:
+            channel.latest = signed
+        return signed
+
+    def _redeem(self, signed: _Signed, by_provider: bool) -> None:
+        channel, v = signed.channel, signed.voucher
+        sender = channel.provider if by_provider else channel.client
+        reason = _first(
+            (not by_provider, "market: caller is not the channel's provider"),
+            (channel.closed, "market: channel closed"),
+            (
+                v.amount < channel.paid or v.jobs < channel.jobs or v.units < channel.units,
+                "market: stale voucher",
+            ),
+            (
+                (v.amount, v.jobs, v.units) == (channel.paid, channel.jobs, channel.units),
+                "market: voucher already redeemed",
+            ),
+            (v.amount > channel.deposit, "market: voucher exceeds channel deposit"),
+            (
+                not signed.genuine,
+                "market: voucher not signed by the channel's client"
+                " (wrong signer, chain or contract)",
+            ),
+        )
+        if self._attempt(
+            sender,
+            reason,
+            lambda: self.market.redeem(channel.terms, v, signed.signature, sender=sender),
+        ):
+            record = self.records[channel.provider.address]
+            record.earned += v.amount - channel.paid
+            record.jobs += v.jobs - channel.jobs
+            record.units += v.units - channel.units
+            self.free[channel.provider.address] += v.amount - channel.paid
+            channel.paid, channel.jobs, channel.units = v.amount, v.jobs, v.units
+
+    @rule(
+        channel=channels,
+        caller=st.sampled_from(["client", "provider", "client", "stranger"]),
+        wait=_mostly(True, False),
+    )
+    def close(self, channel: _Channel, caller: str, wait: bool) -> None:
+        """Close as the client (after expiry and the window, waiting for it or not), as the
+        provider (any time) or as a stranger (never)."""
+        if caller == "client":
+            sender = channel.client
+            if wait:
+                self._wait_until(channel.expiry + WINDOW)
+            reached = self._reached(channel.expiry + WINDOW)
+            if reached is None:
+                return
+        else:
+            reached = True
+            parties = (channel.client, channel.provider)
+            sender = (
+                channel.provider
+                if caller == "provider"
+                else next(a for a in self.actors if a not in parties)
+            )
+        reason = _first(
+            (caller == "stranger", "market: caller is not a party of the channel"),
+            (channel.closed, "market: channel closed"),
+            (not reached, "market: channel not expired or still in its redeem window"),
+        )
+        if self._attempt(sender, reason, lambda: self.market.close(channel.terms, sender=sender)):
+            self.free[channel.client.address] += channel.deposit - channel.paid
+            channel.closed = True
+
+    # -- the check -------------------------------------------------------------------
+
+    @invariant()
+    def ledger_matches_model(self) -> None:
+        if not self.dirty:  # signing a voucher sends nothing to the chain
+            return
+        self.dirty = False
+        token, registry, market = self.token, self.registry, self.market
+
+        supply = token.total_supply()
+        wallets = {h: token.balance_of(h) for h in self.wallet}
+        providers = {a: registry.provider(a) for a in self.providers}
+        free = {a: market.balance_of(a) for a in self.accounts}
+        states = [market.channel(c.terms) for c in self.all_channels]
+        records = {a: market.record(a) for a in self.records}
+        active = registry.active_providers()
+        allowances = {
+            (self.last_sender, s): token.allowance(self.last_sender, s)
+            for s in (registry.address, market.address)
+        }
+
+        # (1) nothing is created or destroyed; the holders outside the model are
+        # checked at teardown, and a token sent to them breaks this sum at once
+        assert supply == self.supply
+        assert supply == sum(wallets.values()) + self.others_total
+        # (2) the registry holds exactly the stakes and unbonding tokens
+        assert wallets[registry.address] == sum(p.stake + p.unbonding for p in providers.values())
+        # (3) the market holds exactly the free balances and what open channels have left
+        assert wallets[market.address] == sum(free.values()) + sum(
+            s.deposit - s.paid for s in states if s.open
+        )
+        # (4) and every entry is what the rules say
+        assert wallets == self.wallet
+        assert free == self.free
+        for address, info in providers.items():
+            entry = self.providers[address]
+            assert (info.stake, info.unbonding, info.withdrawable_at, info.registered) == (
+                entry.stake,
+                entry.unbonding,
+                entry.withdrawable_at,
+                entry.registered,
+            )
+            assert info.active == (address in self.active)
+        assert active == self.active
+        for address, got in records.items():
+            record = self.records[address]
+            assert (got.earned, got.jobs, got.units) == (record.earned, record.jobs, record.units)
+        for channel, state in zip(self.all_channels, states, strict=True):
+            assert state.id == channel.terms.id
+            assert (state.deposit, state.expiry, state.paid, state.jobs, state.units) == (
+                channel.deposit,
+                channel.expiry,
+                channel.paid,
+                channel.jobs,
+                channel.units,
+            )
+            assert (state.open, state.closed) == (not channel.closed, channel.closed)
+        for key, value in allowances.items():
+            assert value == self.allowance[key]
+
+
+def _start(env: Env) -> _Start:
+    """Approve both contracts from every actor's wallet; read what everyone holds."""
+    actors = [u.address for u in env.users[:ACTORS]]
+    for user in env.users[:ACTORS]:
+        env.token.approve(env.registry.address, MAX, sender=user)
+        env.token.approve(env.market.address, MAX, sender=user)
+    accounts = [env.owner.address, *actors]
+    contracts = [env.registry.address, env.market.address]
+    return _Start(
+        supply=env.token.total_supply(),
+        wallet={h: env.token.balance_of(h) for h in [*accounts, *contracts]},
+        others_total=sum(env.token.balance_of(u.address) for u in env.users[ACTORS:]),
+        allowance={(a, c): env.token.allowance(a, c) for a in accounts for c in contracts},
+        free={a: env.market.balance_of(a) for a in accounts},
+    )
+
+
+def test_ledger_invariants(session_env: Env) -> None:
+    """Random sequences of calls keep the books (see the module docstring)."""
+    env = session_env
+    outer = env.backend.snapshot()
+    # Reads name a sender: eth-tester otherwise looks up its account list on every call.
+    w3 = env.backend.w3
+    default_account = w3.eth.default_account
+    w3.eth.default_account = w3.to_checksum_address(env.owner.address)
+    try:
+        machine = type("Machine", (LedgerMachine,), {"env": env, "start": _start(env)})
+        run_state_machine_as_test(machine, settings=SETTINGS)
+    finally:
+        w3.eth.default_account = default_account
+        env.backend.revert(outer)
+
+
+def test_provider_earnings_beyond_96_bits_are_refused_and_strand_nothing(env: Env) -> None:
+    """Earnings circulate, so a provider's cumulative earnings could pass the 2**96 - 1
+    that caps the supply (and the width of the packed record). The market refuses that
+    redemption with a reason; the record stays exact, and the client's deposit is not
+    stranded: it comes back when the client closes the channel.
+    """
+    client, provider = env.users[0], env.users[1]
+    env.token.mint(client.address, MAX_SUPPLY - env.token.total_supply(), sender=env.owner)
+    env.token.approve(env.market.address, MAX, sender=client)
+
+    def channel(amount: int, salt: int) -> tuple[ChannelTerms, Voucher, Signature]:
+        terms, _ = env.market.open_channel(
+            provider.address, amount, env.now() + HOUR, sender=client, salt=salt
+        )
+        voucher = Voucher(terms.id, amount, 1, 1, b"\x11" * 32)
+        return terms, voucher, sign_voucher(client, env.market.domain(), voucher)
+
+    first = env.token.balance_of(client.address)
+    env.market.redeem(*channel(first, salt=1), sender=provider)
+    env.market.withdraw(first, sender=provider)  # the provider spends its earnings,
+    env.token.transfer(client.address, first, sender=provider)  # and they come back
+    second = MAX_SUPPLY - first + 1  # cumulative earnings would reach exactly 2**96
+    terms, voucher, signature = channel(second, salt=2)
+
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(terms, voucher, signature, sender=provider)
+
+    assert exc.value.reason == "market: provider record overflow"
+    assert env.market.record(provider.address) == Contribution(first, 1, 1)
+    assert env.market.balance_of(provider.address) == 0
+    wallet = env.token.balance_of(client.address)
+    env.backend.advance_time(HOUR + env.market.close_window() + 1)
+    env.market.close(terms, sender=client)
+    env.market.withdraw(second, sender=client)
+    assert env.token.balance_of(client.address) == wallet + second
+    env.conservation()
