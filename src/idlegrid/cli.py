@@ -24,8 +24,10 @@ devnet_app = typer.Typer(
     help="A local chain with the idlegrid contracts, for trying things by hand."
 )
 bench_app = typer.Typer(help="Measured benchmarks; each prints one JSON object with --json.")
+node_app = typer.Typer(help="Run a provider node: stake, serve jobs, earn tokens.")
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(bench_app, name="bench")
+app.add_typer(node_app, name="node")
 
 console = Console(stderr=True)
 out = Console()
@@ -137,6 +139,123 @@ def devnet_down(
 
     pids = down(directory)
     console.print(f"devnet down: stopped {len(pids)} process(es)")
+
+
+NetworkOpt = Annotated[
+    Path,
+    typer.Option(
+        "--network", "--devnet", help="devnet.json-style file: rpc_url, chain_id, contracts."
+    ),
+]
+AccountOpt = Annotated[
+    int | None, typer.Option("--account", help="Index of a dev account in the network file.")
+]
+KeystoreOpt = Annotated[
+    Path | None, typer.Option(help="eth-account keystore file (password from $IDLEGRID_PASSWORD).")
+]
+
+
+def _identity(network: Path, account: int | None, keystore: Path | None, default: int) -> Any:
+    """(Account, Ledger) from a network file and a key source."""
+    import os
+
+    from .devnet import load_devnet
+    from .protocol import KEY_ENV, Account
+
+    info = load_devnet(network)
+    if keystore is not None:
+        key = Account.from_keystore(keystore, os.environ.get("IDLEGRID_PASSWORD", ""))
+    elif account is not None or not os.environ.get(KEY_ENV):
+        index = default if account is None else account
+        if not 0 <= index < len(info.accounts):
+            raise typer.BadParameter(f"the network file has {len(info.accounts)} accounts")
+        key = info.accounts[index]
+    else:
+        key = Account.from_env()
+    return key, info.ledger()
+
+
+@node_app.command("start")
+def node_start(
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: a free one).")] = 8700,
+    public_url: Annotated[str | None, typer.Option(help="URL registered on chain.")] = None,
+    price: Annotated[
+        int, typer.Option(help="Tokens (wei) per compute unit (1 unit = 1 FLOP).")
+    ] = 10**12,
+    stake: Annotated[float, typer.Option(help="Stake in tokens.")] = 100.0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Blobs and journal (default .idlegrid/node-ADDRESS).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Concurrent jobs (worker processes).")] = 2,
+    job_timeout: Annotated[float, typer.Option(help="Wall-time limit per job, seconds.")] = 30.0,
+    memory_mb: Annotated[int, typer.Option(help="Memory limit per worker, MiB (0: none).")] = 4096,
+    embed: Annotated[
+        bool, typer.Option(help="Also serve sentence embeddings (needs idlegrid[embed]).")
+    ] = False,
+) -> None:
+    """Join the network as a provider: probe hardware, stake, register, serve /v1."""
+    from .chain import TOKEN, free_port
+    from .provider._config import NodeConfig
+    from .provider._run import build_node, serve_node
+
+    key, ledger = _identity(network, account, keystore, default=1)
+    config = NodeConfig(
+        data_dir=data_dir or Path(".idlegrid") / f"node-{key.address.lower()}",
+        host=host,
+        port=port or free_port(),
+        public_url=public_url,
+        unit_price=price,
+        stake=int(stake * TOKEN),
+        workers=workers,
+        job_timeout_s=job_timeout,
+        memory_mb=memory_mb or None,
+        workloads=("onnx", "embed") if embed else ("onnx",),
+    )
+    node = build_node(key, ledger, config)
+    serve_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))
+
+
+@app.command()
+def infer(
+    model: Annotated[Path, typer.Option(help="ONNX model file.")],
+    input: Annotated[Path, typer.Option("--input", help=".npy array of input rows.")],
+    output: Annotated[Path, typer.Option(help="Where to write the .npy output.")],
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    rows_per_shard: Annotated[
+        int | None, typer.Option(help="Rows per job (default: auto).")
+    ] = None,
+) -> None:
+    """Run an ONNX model over a batch on the network, paying providers through channels."""
+    import numpy as np
+    from rich.progress import Progress
+
+    from .client import Client
+
+    key, ledger = _identity(network, account, keystore, default=0)
+    try:
+        x = np.load(input, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {input} as .npy: {exc}") from exc
+    with Client(key, ledger) as client, Progress(console=console, transient=True) as bar:
+        task = bar.add_task("inference", total=None)
+        y = client.infer(
+            model,
+            x,
+            rows_per_shard=rows_per_shard,
+            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+        report = client.last_report
+    np.save(output, y, allow_pickle=False)
+    console.print(
+        f"{x.shape[0]} rows in {report.shards} jobs on {len(report.by_provider)} provider(s) "
+        f"in {report.seconds:.2f}s, {len(report.failovers)} fail-over(s) -> {output}"
+    )
 
 
 @bench_app.command("settlement")

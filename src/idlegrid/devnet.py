@@ -47,8 +47,9 @@ FORMAT = 1
 
 BACKENDS = ("auto", "anvil", "embedded")
 MINT_PER_ACCOUNT = 10_000 * TOKEN
-PROVIDER_PRICE = 10**15  # token wei per compute unit
-PROVIDER_PORT_BASE = 8600  # placeholder endpoints until provider processes exist
+PROVIDER_PRICE = 10**12  # token wei per compute unit (1 unit = 1 FLOP)
+PROVIDER_PORT_BASE = 8600  # registered endpoints of providers started without a node
+NODE_START_TIMEOUT = 120.0
 ETHER_PER_ACCOUNT = 1_000_000  # what both chains give each development account
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -93,14 +94,16 @@ def devnet_up(
     backend: str = "auto",
     port: int | None = None,
     progress: Progress | None = None,
+    nodes: bool = True,
 ) -> dict[str, Any]:
     """Start a chain in the background, deploy and fund the ledger, write ``devnet.json``.
 
     ``backend``: "anvil", "embedded", or "auto" (anvil if installed). Accounts
-    1..``providers`` are registered as providers with the minimum stake. Each
-    step is reported to ``progress``. Returns what was written to devnet.json.
-    Raises ConfigError if a devnet already runs in ``directory``; on any failure
-    stops what it started.
+    1..``providers`` are registered as providers with the minimum stake and, with
+    ``nodes``, each runs a provider node process (``idlegrid node start``) on a
+    free loopback port. Each step is reported to ``progress``. Returns what was
+    written to devnet.json. Raises ConfigError if a devnet already runs in
+    ``directory``; on any failure stops what it started.
     """
     _check_args(providers=providers, accounts=accounts, backend=backend, port=port)
     say = progress or _quiet
@@ -119,8 +122,12 @@ def devnet_up(
         try:
             record = _provision(url, kind, ref, providers=providers, accounts=accounts, say=say)
             _write_json(directory / DEVNET_FILE, record)
+            if nodes and providers:
+                _start_nodes(directory, record, say=say)
+                _write_json(directory / DEVNET_FILE, record)
         except BaseException:
-            stop(ref, timeout=STOP_TIMEOUT)
+            for started in reversed(_process_refs(directory) or [ref]):
+                stop(started, timeout=STOP_TIMEOUT)
             _remove_files(directory)
             raise
     say(f"wrote {directory / DEVNET_FILE}")
@@ -139,7 +146,8 @@ def devnet_down(directory: Path) -> list[int]:
     _make_state_dir(directory)
     with _locked(directory):
         refs = _process_refs(directory)
-        stopped = [ref.pid for ref in refs if stop(ref, timeout=STOP_TIMEOUT)]
+        # providers first (they redeem their vouchers as they stop), the chain last
+        stopped = [ref.pid for ref in reversed(refs) if stop(ref, timeout=STOP_TIMEOUT)]
         _remove_files(directory)
     return stopped
 
@@ -267,6 +275,60 @@ def _provision(
         "log": str(Path(STATE_DIR) / CHAIN_LOG),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def node_argv(network: Path, account: int, port: int, data_dir: Path) -> list[str]:
+    """The command line of a provider node for dev account ``account``."""
+    return [
+        sys.executable, "-m", "idlegrid.cli", "node", "start",
+        "--network", str(network),
+        "--account", str(account),
+        "--port", str(port),
+        "--data-dir", str(data_dir),
+        "--price", str(PROVIDER_PRICE),
+    ]  # fmt: skip
+
+
+def wait_for_node(url: str, proc: Any, *, timeout: float = NODE_START_TIMEOUT) -> None:
+    """Poll ``url``/v1/health until the node answers; ConfigError if it exits or times out."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigError(f"provider node at {url} exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise ConfigError(f"provider node at {url} did not answer within {timeout:.0f}s")
+
+
+def _start_nodes(directory: Path, record: dict[str, Any], *, say: Progress) -> None:
+    """Start one provider node per registered provider; they update their endpoints."""
+    network = directory / DEVNET_FILE
+    started = []
+    for i, provider in enumerate(record["providers"], start=1):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = directory / STATE_DIR / f"node-{i}.log"
+        say(f"starting provider node {i} ({provider['address']}) on {url} (log: {log})")
+        argv = node_argv(network, i, port, directory / STATE_DIR / f"node-{i}")
+        proc, ref = spawn(argv, log=log, role=f"provider-{i}", cwd=directory)
+        record["processes"].append(ref.as_dict())
+        _write_json(directory / STATE_DIR / PID_FILE, {"processes": record["processes"]})
+        provider["endpoint"] = url
+        started.append((url, proc, log))
+    for url, proc, log in started:
+        try:
+            wait_for_node(url, proc)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; its log ends:\n{_tail(log)}") from exc
+    say(f"{len(started)} provider node(s) serving")
 
 
 # -- files ------------------------------------------------------------------------------------

@@ -165,25 +165,27 @@ class OnnxRunner:
         with self._lock:
             return list(self._sessions)
 
-    def run(self, model: bytes, inputs: Inputs) -> list[Array]:
+    def run(self, model: bytes, inputs: Inputs, *, digest: str | None = None) -> list[Array]:
         """Run ``model`` on ``inputs`` (an array for a one-input model, or name -> array).
 
-        Returns every output, in the model's order, as numpy arrays.
+        Returns every output, in the model's order, as numpy arrays. A caller that
+        already knows the model's sha256 passes it as ``digest`` to skip hashing.
         """
-        loaded = self._load(model)
+        loaded = self._load(model, digest)
         feeds = self._feeds(loaded, inputs)
         with translate_onnx("the model failed to run"):
             outputs = loaded.session.run(list(loaded.output_names), feeds)
         return [np.asarray(out) for out in outputs]
 
-    def run_first(self, model: bytes, inputs: Inputs) -> Array:
+    def run_first(self, model: bytes, inputs: Inputs, *, digest: str | None = None) -> Array:
         """The first output of ``run``."""
-        return self.run(model, inputs)[0]
+        return self.run(model, inputs, digest=digest)[0]
 
-    def _load(self, model: bytes) -> _Loaded:
+    def _load(self, model: bytes, digest: str | None = None) -> _Loaded:
         if not isinstance(model, bytes) or not model:
             raise InvalidInput("an ONNX model must be non-empty bytes")
-        digest = hashlib.sha256(model).hexdigest()
+        if digest is None:
+            digest = hashlib.sha256(model).hexdigest()
         with self._lock:
             if digest in self._sessions:
                 self._sessions.move_to_end(digest)

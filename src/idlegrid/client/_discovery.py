@@ -1,0 +1,96 @@
+"""Finding providers: the chain's registry (through the local index) plus each node's /v1/info."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+
+from .._exceptions import ConfigError
+from ..chain import Indexer, Ledger
+from ..chain._compile import cache_dir
+from ._selection import Candidate
+
+__all__ = ["discover", "open_index"]
+
+log = logging.getLogger("idlegrid.client")
+
+
+def open_index(ledger: Ledger, path: Path | None = None) -> Indexer:
+    """The client's event index for this deployment (a cache: rebuilt if the chain was reset)."""
+    d = ledger.deployment
+    if path is None:
+        path = cache_dir() / "index" / f"{d.chain_id}-{d.market.lower()}.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        index = Indexer(ledger.backend, d, path)
+        index.sync()
+        return index
+    except ConfigError:
+        # another chain under the same addresses (a restarted devnet): start over
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        index = Indexer(ledger.backend, d, path)
+        index.sync()
+        return index
+
+
+async def _probe(
+    http: httpx.AsyncClient, endpoint: str, address: str, ledger: Ledger, timeout: float
+) -> tuple[float, tuple[str, ...]] | None:
+    base = endpoint.rstrip("/")
+    try:
+        info = (await http.get(f"{base}/v1/info", timeout=timeout)).json()
+        if (
+            info.get("address", "").lower() != address.lower()
+            or int(info.get("chain_id", -1)) != ledger.backend.chain_id
+            or info.get("market", "").lower() != ledger.market.address.lower()
+        ):
+            log.info("provider %s at %s answers for another identity or chain", address, base)
+            return None
+        samples = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            (await http.get(f"{base}/v1/health", timeout=timeout)).raise_for_status()
+            samples.append((time.perf_counter() - t0) * 1000)
+    except (httpx.HTTPError, ValueError, TypeError) as exc:
+        log.info("provider %s at %s unreachable: %s", address, base, exc)
+        return None
+    return statistics.median(samples), tuple(info.get("workloads", ()))
+
+
+async def discover(
+    ledger: Ledger,
+    index: Indexer,
+    http: httpx.AsyncClient,
+    *,
+    workload: str = "onnx",
+    timeout: float = 2.0,
+) -> list[Candidate]:
+    """Active, reachable providers serving ``workload``, with latency and reputation."""
+    await asyncio.to_thread(index.sync)
+    providers = index.providers(active_only=True)
+    probes = await asyncio.gather(
+        *(_probe(http, p.endpoint, p.address, ledger, timeout) for p in providers)
+    )
+    out = []
+    for p, probe in zip(providers, probes, strict=True):
+        if probe is None or workload not in probe[1]:
+            continue
+        contribution = index.contribution(p.address)
+        out.append(
+            Candidate(
+                address=p.address,
+                endpoint=p.endpoint,
+                unit_price=p.price,
+                latency_ms=probe[0],
+                redemptions=contribution.redemptions,
+                slashed=p.slashed_total,
+                workloads=probe[1],
+            )
+        )
+    return out

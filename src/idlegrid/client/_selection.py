@@ -1,0 +1,89 @@
+"""Choosing providers: a score from price, reputation and latency, and backoff on failure.
+
+Pure functions and a small clock-driven tracker; no I/O. A provider that
+failed is avoided for ``base * 2**(failures-1)`` seconds (capped), so a node
+that keeps failing is tried less and less often — and a client never picks a
+failed provider again while its backoff runs (a long-standing complaint about
+Golem's market).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["Backoff", "Candidate", "Weights", "rank", "reputation", "score"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the client knows about one provider."""
+
+    address: str
+    endpoint: str
+    unit_price: int
+    latency_ms: float
+    redemptions: int = 0
+    slashed: int = 0
+    workloads: tuple[str, ...] = ("onnx",)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Relative importance of price, latency and reputation (lower score is better)."""
+
+    price: float = 1.0
+    latency: float = 1.0
+    reputation: float = 0.5
+
+
+def reputation(redemptions: int, slashed: int) -> float:
+    """From the chain: valid redemptions earn trust (log-scaled), any slash costs a lot."""
+    return math.log1p(max(redemptions, 0)) - 5.0 * (1 if slashed > 0 else 0)
+
+
+def score(c: Candidate, cheapest: int, fastest_ms: float, w: Weights = Weights()) -> float:
+    """Lower is better: relative price and latency, minus reputation."""
+    price = c.unit_price / cheapest if cheapest > 0 else (1.0 if c.unit_price == 0 else 2.0)
+    latency = (c.latency_ms + 1.0) / (fastest_ms + 1.0)
+    return (
+        w.price * price + w.latency * latency - w.reputation * reputation(c.redemptions, c.slashed)
+    )
+
+
+def rank(candidates: Sequence[Candidate], w: Weights = Weights()) -> list[Candidate]:
+    """Candidates best first."""
+    if not candidates:
+        return []
+    cheapest = min(c.unit_price for c in candidates)
+    fastest = min(c.latency_ms for c in candidates)
+    return sorted(candidates, key=lambda c: (score(c, cheapest, fastest, w), c.address))
+
+
+@dataclass
+class Backoff:
+    """Failures per provider and when each may be tried again."""
+
+    base_s: float = 2.0
+    cap_s: float = 300.0
+    _failures: dict[str, int] = field(default_factory=dict)
+    _until: dict[str, float] = field(default_factory=dict)
+
+    def fail(self, address: str, now: float) -> float:
+        """Record a failure; return when the provider may be tried again."""
+        n = self._failures.get(address, 0) + 1
+        self._failures[address] = n
+        until = now + min(self.cap_s, self.base_s * float(2 ** (n - 1)))
+        self._until[address] = until
+        return until
+
+    def succeed(self, address: str) -> None:
+        self._failures.pop(address, None)
+        self._until.pop(address, None)
+
+    def available(self, address: str, now: float) -> bool:
+        return self._until.get(address, 0.0) <= now
+
+    def failures(self, address: str) -> int:
+        return self._failures.get(address, 0)

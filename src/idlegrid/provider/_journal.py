@@ -1,0 +1,271 @@
+"""The provider's SQLite journal: jobs, receipts and vouchers.
+
+A node that restarts keeps every voucher it was given and redeems it; a
+duplicate job id is refused. Writes are small transactions in WAL mode with
+``synchronous=NORMAL``: a power cut may lose the last few milliseconds, never
+corrupt the file, and a voucher is stored before the job's reply is sent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._exceptions import InvalidInput
+from ..chain import ChannelTerms
+from ..protocol import Signature, Voucher
+
+__all__ = ["DuplicateJob", "Journal", "StoredVoucher"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS channels (
+    id BLOB PRIMARY KEY,
+    client TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    deposit TEXT NOT NULL,
+    expiry INTEGER NOT NULL,
+    salt TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id BLOB PRIMARY KEY,
+    channel BLOB NOT NULL REFERENCES channels(id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,           -- running | done | failed
+    units INTEGER,
+    amount TEXT,
+    result_hash BLOB,
+    leaf BLOB,
+    error TEXT,
+    created REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_seq ON jobs(channel, seq) WHERE status != 'failed';
+CREATE TABLE IF NOT EXISTS vouchers (
+    channel BLOB PRIMARY KEY REFERENCES channels(id),
+    amount TEXT NOT NULL,
+    jobs INTEGER NOT NULL,
+    units TEXT NOT NULL,
+    root BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    received REAL NOT NULL,
+    redeemed_amount TEXT NOT NULL DEFAULT '0',
+    redeemed_jobs INTEGER NOT NULL DEFAULT 0,
+    redeemed_units TEXT NOT NULL DEFAULT '0',
+    redeemed_at REAL,
+    redeem_tx TEXT
+);
+"""
+
+
+class DuplicateJob(InvalidInput):
+    """A job id (or a channel sequence number) was already used on this node."""
+
+
+@dataclass(frozen=True)
+class StoredVoucher:
+    """The latest voucher of a channel, with what of it is already redeemed."""
+
+    terms: ChannelTerms
+    voucher: Voucher
+    signature: Signature
+    received: float
+    redeemed_amount: int
+
+    @property
+    def pending(self) -> int:
+        """Tokens not yet redeemed on chain."""
+        return self.voucher.amount - self.redeemed_amount
+
+
+class Journal:
+    """Thread-safe journal on one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- jobs ---------------------------------------------------------------------
+    def begin_job(self, job_id: bytes, terms: ChannelTerms, seq: int, kind: str) -> None:
+        """Record a job as running; DuplicateJob if its id or its channel seq is taken."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    "INSERT OR IGNORE INTO channels VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        terms.id,
+                        terms.client,
+                        terms.provider,
+                        str(terms.deposit),
+                        terms.expiry,
+                        str(terms.salt),
+                    ),
+                )
+                self._db.execute(
+                    "INSERT INTO jobs (job_id, channel, seq, kind, status, created)"
+                    " VALUES (?, ?, ?, ?, 'running', ?)",
+                    (job_id, terms.id, seq, kind, time.time()),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                self._db.execute("ROLLBACK")
+                what = (
+                    "job id" if "job_id" in str(exc) else f"sequence number {seq} on this channel"
+                )
+                raise DuplicateJob(f"duplicate {what}: {job_id.hex()}") from exc
+
+    def finish_job(
+        self, job_id: bytes, *, units: int, amount: int, result_hash: bytes, leaf: bytes
+    ) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET status='done', units=?, amount=?, result_hash=?, leaf=?"
+                " WHERE job_id=?",
+                (units, str(amount), result_hash, leaf, job_id),
+            )
+
+    def fail_job(self, job_id: bytes, error: str) -> None:
+        """Mark a job failed; its sequence number may be used again."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET status='failed', error=? WHERE job_id=?", (error[:500], job_id)
+            )
+
+    def receipts(self, channel: bytes) -> list[tuple[int, bytes, int, int]]:
+        """(seq, leaf, units, amount) of the channel's finished jobs, by seq."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, leaf, units, amount FROM jobs"
+                " WHERE channel=? AND status='done' ORDER BY seq",
+                (channel,),
+            ).fetchall()
+        return [(int(s), bytes(leaf), int(u), int(a)) for s, leaf, u, a in rows]
+
+    def delivered(self, channel: bytes) -> tuple[int, int]:
+        """(jobs done, tokens owed for them) on a channel."""
+        with self._lock:
+            count, owed = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(CAST(amount AS INTEGER)), 0) FROM jobs"
+                " WHERE channel=? AND status='done'",
+                (channel,),
+            ).fetchone()
+        return int(count), int(owed)
+
+    def job_status(self, job_id: bytes) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT status FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- vouchers -----------------------------------------------------------------
+    def record_voucher(self, terms: ChannelTerms, voucher: Voucher, signature: Signature) -> bool:
+        """Keep ``voucher`` if it is newer than the stored one; return whether it was kept."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT amount, jobs FROM vouchers WHERE channel=?", (terms.id,)
+            ).fetchone()
+            if row is not None and (int(row[0]), int(row[1])) >= (voucher.amount, voucher.jobs):
+                return False
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR IGNORE INTO channels VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    terms.id,
+                    terms.client,
+                    terms.provider,
+                    str(terms.deposit),
+                    terms.expiry,
+                    str(terms.salt),
+                ),
+            )
+            self._db.execute(
+                "INSERT INTO vouchers (channel, amount, jobs, units, root, signature, received)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(channel) DO UPDATE SET amount=excluded.amount, jobs=excluded.jobs,"
+                " units=excluded.units, root=excluded.root, signature=excluded.signature,"
+                " received=excluded.received",
+                (
+                    terms.id,
+                    str(voucher.amount),
+                    voucher.jobs,
+                    str(voucher.units),
+                    voucher.receipts_root,
+                    signature.to_bytes(),
+                    time.time(),
+                ),
+            )
+            self._db.execute("COMMIT")
+            return True
+
+    def latest_voucher(self, channel: bytes) -> StoredVoucher | None:
+        rows = self._vouchers("WHERE v.channel=?", (channel,))
+        return rows[0] if rows else None
+
+    def unredeemed(self) -> list[StoredVoucher]:
+        """Latest vouchers with something not yet redeemed on chain."""
+        return self._vouchers(
+            "WHERE CAST(v.amount AS INTEGER) > CAST(v.redeemed_amount AS INTEGER)"
+            " OR v.jobs > v.redeemed_jobs",
+            (),
+        )
+
+    def mark_redeemed(self, channel: bytes, voucher: Voucher, tx_hash: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE vouchers SET redeemed_amount=?, redeemed_jobs=?, redeemed_units=?,"
+                " redeemed_at=?, redeem_tx=? WHERE channel=?",
+                (
+                    str(voucher.amount),
+                    voucher.jobs,
+                    str(voucher.units),
+                    time.time(),
+                    tx_hash,
+                    channel,
+                ),
+            )
+
+    def _vouchers(self, where: str, args: tuple[object, ...]) -> list[StoredVoucher]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.client, c.provider, c.deposit, c.expiry, c.salt, v.amount, v.jobs,"
+                " v.units, v.root, v.signature, v.received, v.redeemed_amount"
+                f" FROM vouchers v JOIN channels c ON c.id = v.channel {where}",
+                args,
+            ).fetchall()
+        out = []
+        for (
+            client,
+            provider,
+            deposit,
+            expiry,
+            salt,
+            amount,
+            jobs,
+            units,
+            root,
+            sig,
+            rec,
+            red,
+        ) in rows:
+            terms = ChannelTerms(client, provider, int(deposit), int(expiry), int(salt))
+            out.append(
+                StoredVoucher(
+                    terms=terms,
+                    voucher=Voucher(terms.id, int(amount), int(jobs), int(units), bytes(root)),
+                    signature=Signature.from_bytes(bytes(sig)),
+                    received=float(rec),
+                    redeemed_amount=int(red),
+                )
+            )
+        return out

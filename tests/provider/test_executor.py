@@ -1,0 +1,510 @@
+"""Executors: one suite run against every implementation, then process specifics.
+
+``make_executor`` is the factory fixture: each test that takes it runs once per
+implementation (the process executor over forkserver and over spawn; a Ray
+executor joins the params when it exists). Task functions live in ``_tasks``.
+Each test runs its own event loop with ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Collection, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import pytest
+
+from idlegrid import BlobNotFound, ConfigError, InvalidInput, UsageError
+from idlegrid._process import ProcessRef
+from idlegrid.provider import (
+    Executor,
+    ExecutorBusy,
+    ExecutorClosed,
+    ExecutorLimits,
+    JobCrashed,
+    JobFailed,
+    JobTimeout,
+    ProcessExecutor,
+)
+
+from . import _tasks as t
+
+T = TypeVar("T")
+
+ECHO = t.name(t.echo)
+SPAN = t.name(t.span)
+COUNT = t.name(t.count_calls)
+SLEEP = t.name(t.sleep_forever)
+TASKS = [
+    t.name(fn)
+    for fn in (
+        t.echo,
+        t.span,
+        t.count_calls,
+        t.sleep_forever,
+        t.exit_hard,
+        t.segfault,
+        t.raise_value_error,
+        t.raise_invalid_input,
+        t.raise_blob_not_found,
+        t.raise_unloaded_error,
+        t.return_text,
+        t.allocate_mib,
+        t.make_bytes,
+        t.heavy_modules,
+    )
+]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ExecutorFactory(Protocol):
+    def __call__(self, *, allowed_tasks: Collection[str] = ..., **limits: Any) -> Executor: ...
+
+
+@pytest.fixture(params=["process-forkserver", "process-spawn"])
+def make_executor(request: pytest.FixtureRequest) -> ExecutorFactory:
+    method = request.param.removeprefix("process-")
+
+    def process(*, allowed_tasks: Collection[str] = TASKS, **limits: Any) -> Executor:
+        return ProcessExecutor(
+            ExecutorLimits(**limits), allowed_tasks=allowed_tasks, start_method=method
+        )
+
+    return process
+
+
+def run(body: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(body())
+
+
+def stray_processes() -> set[str]:
+    """Descendants of this process, zombies included, but for multiprocessing's helpers.
+
+    The helpers are the forkserver and the resource tracker: children of this
+    process that multiprocessing starts once and keeps. Workers forked by the
+    forkserver are its children, so they count.
+    """
+    me = os.getpid()
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat[stat.rfind(")") + 2 :].split()[1])
+        commands[pid] = command
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == me:
+                return True
+        return False
+
+    helpers = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
+    return {
+        f"{pid} {commands[pid] or '<zombie>'}"
+        for pid in parents
+        if descends(pid) and not (parents[pid] == me and any(h in commands[pid] for h in helpers))
+    }
+
+
+@pytest.fixture(autouse=True)
+def no_stray_processes() -> Iterator[None]:
+    """Every test leaves behind no process it started: no worker, no zombie."""
+    before = stray_processes()
+    yield
+    assert stray_processes() - before == set()
+
+
+def pids_in(folder: Path, n: int, *, within: float = 10.0) -> set[int]:
+    """The pids that ``sleep_forever`` jobs wrote into ``folder``, once there are ``n``."""
+    deadline = time.monotonic() + within
+    while len(found := {int(p.name) for p in folder.iterdir()}) < n:
+        assert time.monotonic() < deadline, f"only {len(found)} of {n} jobs started"
+        time.sleep(0.01)
+    return found
+
+
+# -- results -------------------------------------------------------------------------
+def test_submit_returns_the_task_result(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        async with make_executor() as ex:
+            assert await ex.submit(ECHO, b"hello") == b"hello"
+            assert await ex.submit(ECHO, b"") == b""
+            assert await ex.submit(ECHO, bytes(range(256))) == bytes(range(256))
+            assert ex.stats().completed == 3
+
+    run(body)
+
+
+def test_large_payload_and_result_cross_intact(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        async with make_executor() as ex:
+            big = os.urandom(8 * 2**20)
+            assert await ex.submit(ECHO, big) == big
+            out = await ex.submit(t.name(t.make_bytes), b"%d" % (16 * 2**20 + 3))
+            assert out == t.make_bytes(b"%d" % (16 * 2**20 + 3))
+
+    run(body)
+
+
+def test_a_worker_keeps_its_state_between_jobs(make_executor: ExecutorFactory) -> None:
+    async def body() -> list[dict[str, int]]:
+        async with make_executor(workers=1) as ex:
+            return [json.loads(await ex.submit(COUNT, b"")) for _ in range(3)]
+
+    replies = run(body)
+    assert [r["calls"] for r in replies] == [1, 2, 3]
+    assert len({r["pid"] for r in replies}) == 1
+
+
+def test_workers_do_not_import_heavy_libraries(make_executor: ExecutorFactory) -> None:
+    async def body() -> list[str]:
+        async with make_executor(workers=1) as ex:
+            loaded: list[str] = json.loads(await ex.submit(t.name(t.heavy_modules), b""))
+            return loaded
+
+    assert run(body) == []
+
+
+def test_concurrency_never_exceeds_workers(make_executor: ExecutorFactory) -> None:
+    async def body() -> tuple[list[dict[str, Any]], int]:
+        async with make_executor(workers=2, queue=16) as ex:
+            peak = 0
+
+            async def job() -> dict[str, Any]:
+                nonlocal peak
+                future = asyncio.ensure_future(ex.submit(SPAN, b"0.05"))
+                peak = max(peak, ex.stats().running)
+                reply: dict[str, Any] = json.loads(await future)
+                return reply
+
+            spans = await asyncio.gather(*(job() for _ in range(12)))
+            return spans, peak
+
+    spans, peak = run(body)
+    assert peak <= 2
+    assert len({s["pid"] for s in spans}) <= 2
+    # at no moment were more than two jobs running
+    events = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans])
+    running = 0
+    for _, step in events:
+        running += step
+        assert running <= 2
+
+
+# -- failures ------------------------------------------------------------------------
+def test_runaway_job_times_out_and_the_executor_goes_on(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        async with make_executor(workers=1, wall_time_s=0.5) as ex:
+            with pytest.raises(JobTimeout) as exc:
+                await ex.submit(SLEEP, b"")
+            assert exc.value.seconds == 0.5
+            assert exc.value.task == SLEEP
+            assert await ex.submit(ECHO, b"next") == b"next"
+            stats = ex.stats()
+            assert stats.restarts >= 1
+            assert (stats.completed, stats.failed) == (1, 1)
+
+    run(body)
+
+
+def test_timeout_argument_lowers_the_limit(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        async with make_executor(workers=1, wall_time_s=30.0) as ex:
+            with pytest.raises(JobTimeout) as exc:
+                await ex.submit(SLEEP, b"", timeout=0.2)
+            assert exc.value.seconds == 0.2
+            assert await ex.submit(ECHO, b"x", timeout=100.0) == b"x"
+
+    run(body)
+
+
+@pytest.mark.parametrize("task", [t.exit_hard, t.segfault])
+def test_crashing_job_raises_job_crashed_and_queued_jobs_go_on(
+    make_executor: ExecutorFactory, task: Callable[[bytes], bytes]
+) -> None:
+    async def body() -> None:
+        async with make_executor(workers=1) as ex:
+            crash = asyncio.ensure_future(ex.submit(t.name(task), b""))
+            queued = [asyncio.ensure_future(ex.submit(ECHO, b"%d" % i)) for i in range(3)]
+            with pytest.raises(JobCrashed) as exc:
+                await crash
+            assert exc.value.exitcode == (1 if task is t.exit_hard else -signal.SIGSEGV)
+            assert await asyncio.gather(*queued) == [b"0", b"1", b"2"]
+            assert ex.stats().restarts == 1
+
+    run(body)
+
+
+def test_memory_hog_is_stopped_and_the_node_survives(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        async with make_executor(workers=1, memory_mb=512) as ex:
+            with pytest.raises((JobCrashed, JobFailed)) as exc:
+                await ex.submit(t.name(t.allocate_mib), b"4096")
+            if isinstance(exc.value, JobFailed):
+                assert exc.value.exc_type == "MemoryError"
+            assert await ex.submit(t.name(t.allocate_mib), b"64") == b"%d" % (64 * 2**20)
+
+    run(body)
+
+
+def test_task_exception_comes_back_as_job_failed(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        async with make_executor() as ex:
+            with pytest.raises(JobFailed) as exc:
+                await ex.submit(t.name(t.raise_value_error), b"bad value")
+            assert (exc.value.exc_type, exc.value.message) == ("ValueError", "bad value")
+            assert "raise_value_error" in exc.value.traceback
+            with pytest.raises(JobFailed) as long:
+                await ex.submit(t.name(t.raise_value_error), b"x" * 100_000)
+            assert 100 < len(long.value.message) <= 2000
+            with pytest.raises(JobFailed) as wrong:
+                await ex.submit(t.name(t.return_text), b"not bytes")
+            assert wrong.value.exc_type == "TypeError"
+            assert ex.stats().failed == 3
+            assert await ex.submit(ECHO, b"ok") == b"ok"
+
+    run(body)
+
+
+def test_idlegrid_errors_keep_their_class(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        async with make_executor() as ex:
+            with pytest.raises(InvalidInput) as exc:
+                await ex.submit(t.name(t.raise_invalid_input), b"rows must be > 0")
+            assert type(exc.value) is InvalidInput
+            assert str(exc.value) == "rows must be > 0"
+
+            digest = "ab" * 32
+            with pytest.raises(BlobNotFound) as missing:
+                await ex.submit(t.name(t.raise_blob_not_found), digest.encode())
+            assert missing.value.digest == digest
+            assert str(missing.value) == str(BlobNotFound(digest))
+
+            # a subclass the executor has not loaded arrives as its nearest loaded base
+            with pytest.raises(InvalidInput) as unloaded:
+                await ex.submit(t.name(t.raise_unloaded_error), b"odd")
+            assert type(unloaded.value) is InvalidInput
+            assert str(unloaded.value) == "odd"
+
+    run(body)
+
+
+# -- refusals ------------------------------------------------------------------------
+def test_task_not_allowed_is_refused_before_anything_runs(
+    make_executor: ExecutorFactory, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+
+    async def body() -> None:
+        async with make_executor(allowed_tasks=[ECHO]) as ex:
+            with pytest.raises(InvalidInput, match="not allowed"):
+                await ex.submit(t.name(t.touch), str(marker).encode())
+            with pytest.raises(InvalidInput):
+                await ex.submit("os:system", b"true")
+            stats = ex.stats()
+            assert (stats.completed, stats.failed, stats.running, stats.queued) == (0, 0, 0, 0)
+
+    run(body)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [[], "tests.provider._tasks:echo", ["echo"], ["os.system"], ["a:b; rm -rf /"], [b"a:b"]],
+)
+def test_malformed_allow_list_is_a_config_error(
+    make_executor: ExecutorFactory, allowed: Any
+) -> None:
+    with pytest.raises(ConfigError):
+        make_executor(allowed_tasks=allowed)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"workers": 0},
+        {"queue": -1},
+        {"wall_time_s": 0},
+        {"wall_time_s": float("inf")},
+        {"memory_mb": 0},
+    ],
+)
+def test_bad_limits_are_a_config_error(limits: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        ExecutorLimits(**limits)
+
+
+def test_bad_arguments_are_invalid_input(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        async with make_executor() as ex:
+            with pytest.raises(InvalidInput):
+                await ex.submit(ECHO, "text")  # type: ignore[arg-type]
+            with pytest.raises(InvalidInput):
+                await ex.submit(ECHO, b"", timeout=0)
+
+    run(body)
+
+
+def test_full_queue_raises_executor_busy(make_executor: ExecutorFactory, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with make_executor(workers=1, queue=2) as ex:
+            running = asyncio.ensure_future(ex.submit(SLEEP, str(tmp_path).encode()))
+            queued = [asyncio.ensure_future(ex.submit(ECHO, b"q")) for _ in range(2)]
+            await asyncio.sleep(0)
+            with pytest.raises(ExecutorBusy):
+                await ex.submit(ECHO, b"one too many")
+            assert (ex.stats().running, ex.stats().queued) == (1, 2)
+            await asyncio.to_thread(pids_in, tmp_path, 1)
+        for job in (running, *queued):
+            with pytest.raises(ExecutorClosed):
+                await job
+
+    run(body)
+
+
+def test_cancelled_jobs_leave_the_queue_and_keep_the_worker(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        async with make_executor(workers=1, queue=4) as ex:
+            first = json.loads(await ex.submit(COUNT, b""))
+            slow = asyncio.ensure_future(ex.submit(SPAN, b"0.2"))
+            waiting = asyncio.ensure_future(ex.submit(ECHO, b"never"))
+            await asyncio.sleep(0)  # both submitted: one running, one queued
+            assert (ex.stats().running, ex.stats().queued) == (1, 1)
+            waiting.cancel()
+            slow.cancel()
+            await asyncio.sleep(0)
+            assert ex.stats().queued == 0
+            again = json.loads(await ex.submit(COUNT, b""))
+            assert again["pid"] == first["pid"]  # the running job finished; no restart
+            assert ex.stats().restarts == 0
+
+    run(body)
+
+
+# -- closing -------------------------------------------------------------------------
+def test_close_fails_pending_jobs_and_leaves_no_process(
+    make_executor: ExecutorFactory, tmp_path: Path
+) -> None:
+    async def body() -> set[int]:
+        ex = make_executor(workers=2, queue=8)
+        await ex.start()
+        jobs = [asyncio.ensure_future(ex.submit(SLEEP, str(tmp_path).encode())) for _ in range(5)]
+        pids = await asyncio.to_thread(pids_in, tmp_path, 2)
+        await ex.close()
+        for job in jobs:
+            with pytest.raises(ExecutorClosed):
+                await job
+        with pytest.raises(ExecutorClosed):
+            await ex.submit(ECHO, b"late")
+        await ex.close()  # again: nothing happens
+        assert ex.stats().workers == 0
+        return pids
+
+    pids = run(body)
+    assert len(pids) == 2
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # not even as zombies
+
+
+def test_close_while_workers_start(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        ex = make_executor(workers=2)
+        job = asyncio.ensure_future(ex.submit(ECHO, b"early"))
+        await asyncio.sleep(0)
+        await ex.close()
+        with pytest.raises(ExecutorClosed):
+            await job
+
+    run(body)
+
+
+def test_closing_an_unused_executor_is_fine(make_executor: ExecutorFactory) -> None:
+    async def body() -> None:
+        ex = make_executor()
+        await ex.close()
+        with pytest.raises(ExecutorClosed):
+            await ex.submit(ECHO, b"")
+
+    run(body)
+
+
+# -- process executor specifics ---------------------------------------------------------
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_exit_when_the_node_dies(method: str, tmp_path: Path) -> None:
+    script = f"""
+import asyncio, os, signal
+from idlegrid.provider import ExecutorLimits, ProcessExecutor
+
+async def main():
+    ex = ProcessExecutor(ExecutorLimits(workers=2), allowed_tasks=[{SLEEP!r}],
+                         start_method={method!r})
+    jobs = [asyncio.ensure_future(ex.submit({SLEEP!r}, {str(tmp_path).encode()!r}))
+            for _ in range(2)]
+    while len(os.listdir({str(tmp_path)!r})) < 2:
+        await asyncio.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    node = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, timeout=60)
+    assert node.returncode == -signal.SIGKILL
+    pids = pids_in(tmp_path, 2)
+    deadline = time.monotonic() + 10
+    while any(ProcessRef(pid, None).alive() for pid in pids):
+        assert time.monotonic() < deadline, "workers outlived their node"
+        time.sleep(0.02)
+
+
+def test_workers_that_cannot_start_fail_jobs_instead_of_hanging() -> None:
+    async def body() -> None:
+        # 1 MiB of address space: a worker dies before it is ready, every time
+        ex = ProcessExecutor(ExecutorLimits(workers=1, memory_mb=1), allowed_tasks=[ECHO])
+        async with asyncio.timeout(30):
+            job = asyncio.ensure_future(ex.submit(ECHO, b""))
+            with pytest.raises(ConfigError, match="do not start"):
+                await ex.start()
+            with pytest.raises(JobCrashed, match="do not start"):
+                await job
+        await ex.close()
+
+    run(body)
+
+
+def test_an_executor_belongs_to_one_event_loop() -> None:
+    ex = ProcessExecutor(ExecutorLimits(workers=1), allowed_tasks=[ECHO])
+
+    async def first() -> bytes:
+        return await ex.submit(ECHO, b"a")
+
+    async def second() -> None:
+        with pytest.raises(UsageError):
+            await ex.submit(ECHO, b"b")
+
+    async def cleanup() -> None:
+        await ex.close()
+
+    with asyncio.Runner() as runner:
+        assert runner.run(first()) == b"a"
+        asyncio.run(second())
+        runner.run(cleanup())
+
+
+def test_start_method_fork_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        ProcessExecutor(ExecutorLimits(), allowed_tasks=[ECHO], start_method="fork")  # type: ignore[arg-type]
