@@ -258,6 +258,40 @@ def infer(
     )
 
 
+@app.command()
+def embed(
+    input: Annotated[Path, typer.Option("--input", help="Text file, one sentence per line.")],
+    output: Annotated[Path, typer.Option(help="Where to write the .npy embeddings [n, 384].")],
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+) -> None:
+    """Sentence embeddings (all-MiniLM-L6-v2) for each line of a text file, on the network."""
+    import numpy as np
+    from rich.progress import Progress
+
+    from .client import Client
+
+    try:
+        texts = [line for line in input.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {input}: {exc.strerror}") from exc
+    if not texts:
+        raise typer.BadParameter(f"{input} has no non-empty lines")
+    key, ledger = _identity(network, account, keystore, default=0)
+    with Client(key, ledger) as client, Progress(console=console, transient=True) as bar:
+        task = bar.add_task("embedding", total=None)
+        vectors = client.embed(
+            texts, on_progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+        report = client.last_report
+    np.save(output, vectors, allow_pickle=False)
+    console.print(
+        f"{len(texts)} texts in {report.shards} jobs on {len(report.by_provider)} provider(s) "
+        f"in {report.seconds:.2f}s -> {output}"
+    )
+
+
 @bench_app.command("settlement")
 def bench_settlement(
     as_json: JsonFlag = False,

@@ -170,6 +170,24 @@ class Client:
             raise InvalidInput("inputs must have at least one row")
         return self._run(self._infer(model, array, rows_per_shard, on_progress))
 
+    def embed(
+        self,
+        texts: list[str],
+        *,
+        texts_per_shard: int = 32,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Sentence embeddings (all-MiniLM-L6-v2, 384 floats, L2-normalised) for ``texts``.
+
+        The bill is checked with the documented FLOPs formula, which needs only
+        the tokenizer here (``pip install 'idlegrid[embed]'``).
+        """
+        if self._closed:
+            raise InvalidInput("client is closed")
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidInput("texts must be a non-empty list of strings")
+        return self._run(self._embed(list(texts), texts_per_shard, on_progress))
+
     def flush(self) -> None:
         """Hand every provider the voucher for everything it delivered."""
         self._run(self._flush())
@@ -314,18 +332,45 @@ class Client:
                 channel, digest, shard.rows, flops_per_row=flops, out_rows=shard.rows.shape[0]
             )
 
-        done = 0
+        outputs = await dispatch(
+            shards,
+            sessions,
+            run,
+            prepare=prepare,
+            backoff=self.backoff,
+            inflight=self.inflight,
+            max_providers=self.max_providers,
+            on_done=self._on_done(report, len(shards), on_progress),
+            on_failover=self._on_failover(report),
+        )
+        report.seconds = time.perf_counter() - started
+        self.last_report = report
+        return np.concatenate([outputs[i] for i in range(len(shards))], axis=0)
 
-        def on_done(shard: Shard, address: str) -> None:
-            nonlocal done
-            done += 1
-            report.by_provider[address] = report.by_provider.get(address, 0) + 1
-            if on_progress is not None:
-                on_progress(done, len(shards))
+    async def _embed(
+        self, texts: list[str], per: int, on_progress: Callable[[int, int], None] | None
+    ) -> np.ndarray:
+        from ..workloads import embed_flops
 
-        def on_failover(address: str, reason: str) -> None:
-            report.failovers.append((address, reason))
-            log.warning("provider %s failed, its shards go elsewhere: %s", address, reason)
+        started = time.perf_counter()
+        groups = [texts[i : i + per] for i in range(0, len(texts), per)]
+        units = [embed_flops(g) for g in groups]
+        shards = [Shard(i, np.arange(len(g))) for i, g in enumerate(groups)]
+        report = BatchReport(shards=len(shards))
+        candidates = rank(await self._discover("embed"), self.weights)
+        price = max((c.unit_price for c in candidates), default=0)
+
+        async def sessions() -> list[ProviderSession]:
+            return [self._session(c) for c in rank(await self._discover("embed"), self.weights)]
+
+        async def prepare(session: ProviderSession) -> None:
+            share = sum(units) * price // max(1, min(len(candidates), self.max_providers))
+            await self._channel(session, share * 3 // 2 + max(units) * price * 2, reserve=False)
+
+        async def run(session: ProviderSession, shard: Shard) -> np.ndarray:
+            cost = units[shard.index] * session.candidate.unit_price
+            channel = await self._channel(session, cost)
+            return await session.run_embed(channel, groups[shard.index], units=units[shard.index])
 
         outputs = await dispatch(
             shards,
@@ -335,12 +380,29 @@ class Client:
             backoff=self.backoff,
             inflight=self.inflight,
             max_providers=self.max_providers,
-            on_done=on_done,
-            on_failover=on_failover,
+            on_done=self._on_done(report, len(shards), on_progress),
+            on_failover=self._on_failover(report),
         )
         report.seconds = time.perf_counter() - started
         self.last_report = report
         return np.concatenate([outputs[i] for i in range(len(shards))], axis=0)
+
+    def _on_done(
+        self, report: BatchReport, total: int, on_progress: Callable[[int, int], None] | None
+    ) -> Callable[[Shard, str], None]:
+        def on_done(shard: Shard, address: str) -> None:
+            report.by_provider[address] = report.by_provider.get(address, 0) + 1
+            if on_progress is not None:
+                on_progress(sum(report.by_provider.values()), total)
+
+        return on_done
+
+    def _on_failover(self, report: BatchReport) -> Callable[[str, str], None]:
+        def on_failover(address: str, reason: str) -> None:
+            report.failovers.append((address, reason))
+            log.warning("provider %s failed, its shards go elsewhere: %s", address, reason)
+
+        return on_failover
 
     async def _flush(self) -> None:
         for channel in list(self._all_channels):

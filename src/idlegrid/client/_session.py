@@ -210,17 +210,28 @@ class ProviderSession:
         flops_per_row: int,
         out_rows: int,
     ) -> np.ndarray:
-        """Run one shard; return its output after every check passed."""
+        """Run one ONNX shard; return its output after every check passed."""
         units = flops_per_row * inputs.shape[0]
+        work = {"model": model, "input_npy": base64.b64encode(npy_bytes(inputs)).decode()}
+        return await self._job(channel, "onnx", work, units, out_rows)
+
+    async def run_embed(
+        self, channel: ClientChannel, texts: list[str], *, units: int
+    ) -> np.ndarray:
+        """Embed one shard of texts; ``units`` is what the client computed for them."""
+        return await self._job(channel, "embed", {"texts": texts}, units, len(texts))
+
+    async def _job(
+        self, channel: ClientChannel, kind: str, work: dict[str, Any], units: int, out_rows: int
+    ) -> np.ndarray:
         amount = units * self.candidate.unit_price
         seq = channel.take_seq()
         job_id = os.urandom(32)
         voucher = channel.voucher_model()
         request = {
             "job_id": "0x" + job_id.hex(),
-            "kind": "onnx",
-            "model": model,
-            "input_npy": base64.b64encode(npy_bytes(inputs)).decode(),
+            "kind": kind,
+            **work,
             "channel": channel.terms_json(),
             "seq": seq,
             "unit_price": self.candidate.unit_price,
