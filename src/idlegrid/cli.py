@@ -196,6 +196,9 @@ def node_start(
     embed: Annotated[
         bool, typer.Option(help="Also serve sentence embeddings (needs idlegrid[embed]).")
     ] = False,
+    redeem_after: Annotated[
+        float, typer.Option(help="Redeem a voucher once it is this many seconds old.")
+    ] = 30.0,
 ) -> None:
     """Join the network as a provider: probe hardware, stake, register, serve /v1."""
     from .chain import TOKEN, free_port
@@ -214,6 +217,7 @@ def node_start(
         job_timeout_s=job_timeout,
         memory_mb=memory_mb or None,
         workloads=("onnx", "embed") if embed else ("onnx",),
+        redeem_max_age_s=redeem_after,
     )
     node = build_node(key, ledger, config)
     serve_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))

@@ -50,6 +50,7 @@ MINT_PER_ACCOUNT = 10_000 * TOKEN
 PROVIDER_PRICE = 10**12  # token wei per compute unit (1 unit = 1 FLOP)
 PROVIDER_PORT_BASE = 8600  # registered endpoints of providers started without a node
 NODE_START_TIMEOUT = 120.0
+NODE_REDEEM_AFTER_S = 2.0  # dev nodes redeem vouchers quickly, so earnings show at once
 ETHER_PER_ACCOUNT = 1_000_000  # what both chains give each development account
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -286,6 +287,7 @@ def node_argv(network: Path, account: int, port: int, data_dir: Path) -> list[st
         "--port", str(port),
         "--data-dir", str(data_dir),
         "--price", str(PROVIDER_PRICE),
+        "--redeem-after", str(NODE_REDEEM_AFTER_S),
     ]  # fmt: skip
 
 

@@ -86,8 +86,8 @@ class Client:
         self._channels: dict[str, ClientChannel] = {}
         self._all_channels: list[ClientChannel] = []
         self._sessions: dict[str, ProviderSession] = {}
-        self._candidates: list[Candidate] = []
-        self._discovered_at = 0.0
+        self._candidates: dict[str, list[Candidate]] = {}
+        self._discovered_at: dict[str, float] = {}
         self._models: dict[str, tuple[bytes, int]] = {}
         self._chain_lock: asyncio.Lock | None = None
         self._loop = asyncio.new_event_loop()
@@ -194,14 +194,21 @@ class Client:
 
     # -- internals ------------------------------------------------------------------
     async def _discover(self, workload: str, *, force: bool = False) -> list[Candidate]:
-        if force or time.time() - self._discovered_at > 30 or not self._candidates:
+        """Candidates for ``workload``, re-discovered every 30 s (or when forced)."""
+        cached = self._candidates.get(workload)
+        if force or cached is None or time.time() - self._discovered_at.get(workload, 0) > 30:
             if self._index is None:
                 self._index = await asyncio.to_thread(open_index, self.ledger, self._index_path)
-            self._candidates = await discover(
-                self.ledger, self._index, self._http, workload=workload
+            cached = await discover(
+                self.ledger,
+                self._index,
+                self._http,
+                workload=workload,
+                exclude=self.account.address,
             )
-            self._discovered_at = time.time()
-        return self._candidates
+            self._candidates[workload] = cached
+            self._discovered_at[workload] = time.time()
+        return cached
 
     def _session(self, c: Candidate) -> ProviderSession:
         session = self._sessions.get(c.address)

@@ -70,10 +70,18 @@ async def discover(
     *,
     workload: str = "onnx",
     timeout: float = 2.0,
+    exclude: str | None = None,
 ) -> list[Candidate]:
-    """Active, reachable providers serving ``workload``, with latency and reputation."""
+    """Active, reachable providers serving ``workload``, with latency and reputation.
+
+    ``exclude`` (the client's own address) is left out: nobody pays themselves.
+    """
     await asyncio.to_thread(index.sync)
-    providers = index.providers(active_only=True)
+    providers = [
+        p
+        for p in index.providers(active_only=True)
+        if exclude is None or p.address.lower() != exclude.lower()
+    ]
     probes = await asyncio.gather(
         *(_probe(http, p.endpoint, p.address, ledger, timeout) for p in providers)
     )
