@@ -23,8 +23,8 @@ def _idlegrid(
     )
 
 
-def test_demo_json_adds_up() -> None:
-    proc = _idlegrid("demo", "--json")
+def test_ledger_demo_json_adds_up() -> None:
+    proc = _idlegrid("demo", "--ledger", "--json")
 
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -40,8 +40,8 @@ def test_demo_json_adds_up() -> None:
     assert before == after + stakes  # only the stakes left the three accounts
 
 
-def test_demo_table() -> None:
-    proc = _idlegrid("demo")
+def test_ledger_demo_table() -> None:
+    proc = _idlegrid("demo", "--ledger")
     assert proc.returncode == 0, proc.stderr
     assert "balances conserved: True" in proc.stdout
     assert "alice" in proc.stdout and "bob" in proc.stdout
@@ -72,3 +72,27 @@ def test_help(args: list[str]) -> None:
     proc = _idlegrid(*args)
     assert proc.returncode == 0
     assert "Usage" in proc.stdout
+
+
+def test_network_demo_json() -> None:
+    """The main job: 3 real provider processes, one SIGKILLed mid-batch, everyone paid."""
+    proc = _idlegrid("demo", "--json", timeout=600)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["results_match_local"] is True
+    assert result["balances_conserved"] is True
+    providers = result["providers"]
+    assert len(providers) == 3
+    for p in providers:
+        assert {"address", "jobs", "units", "tokens_earned"} <= set(p)
+        assert p["jobs"] > 0 and p["tokens_earned"] > 0
+    killed = next(p for p in providers if p["killed_mid_batch"])
+    failovers = result["batch"]["failovers"]
+    assert failovers and failovers[0]["provider"] == killed["address"]
+    assert sum(result["batch"]["by_provider"].values()) == result["batch"]["shards"]
+    # the restarted provider redeemed every voucher it was given before it died
+    assert all(v == 0 for v in result["unredeemed_after_restart"].values())
+    spend = result["provider_spends_earnings"]
+    assert spend["paid_to_others"] > 0
+    assert spend["market_balance_after"] < spend["market_balance_before"]

@@ -1,190 +1,240 @@
-"""`idlegrid demo`: the ledger's whole money loop on the embedded chain.
+"""`idlegrid demo`: the main job, end to end, on one machine with only pip installs.
 
-Until the provider node and client exist, the jobs are bookkeeping only: each
-"job" is a receipt with a job id, compute units and a price, the way the
-inference jobs of the next milestone will be paid. Everything on chain is
-real: contracts compiled from contracts/, deployed on py-evm, signatures
-checked by the contracts.
+1. start a devnet on the embedded chain (py-evm over JSON-RPC) with 3 provider
+   node processes on loopback, each staked and registered;
+2. train a scikit-learn classifier on ``load_digits`` and export it to ONNX;
+3. run batch inference on the test split, sharded over the providers, and
+   SIGKILL one provider partway through: its shards go to the others and the
+   batch completes;
+4. check the results equal local onnxruntime;
+5. restart the killed provider: it redeems the vouchers it was given before
+   it died, from its journal;
+6. a provider spends the tokens it earned on compute from the others;
+7. stop the providers (they redeem on shutdown) and print, from the chain,
+   what each provider did and earned, and everyone's balances before and after.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
+import signal
+import tempfile
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .chain import TOKEN, ChannelTerms, EmbeddedBackend, Ledger, LedgerConfig
-from .protocol import (
-    Account,
-    Receipt,
-    Signature,
-    Voucher,
-    receipts_proof,
-    receipts_root,
-    sign_voucher,
-    verify_proof,
-)
+import numpy as np
+
+from ._process import ProcessRef, spawn, stop
+from .chain import Indexer, Ledger, free_port
+from .devnet import devnet_down, devnet_up, load_devnet, node_argv, wait_for_node
 
 __all__ = ["run_demo"]
 
-UNIT_PRICE = 10**12  # tokens (wei) per compute unit
-JOBS_PER_PROVIDER = (12, 7)
+PROVIDERS = 3
+ROWS_PER_SHARD = 5
+KILL_AFTER_SHARDS = 25
+KILLED = 2  # provider index (dev account) that dies mid-batch
+SPENDER = 1  # provider index that later buys compute with its earnings
 
 
-@dataclass
-class _Channel:
-    terms: ChannelTerms
-    receipts: list[Receipt]
-    voucher: Voucher | None = None
-    signature: Signature | None = None
-
-
-def _job(channel: _Channel, provider: Account, index: int) -> Receipt:
-    job_id = hashlib.sha256(f"{channel.terms.id.hex()}/{index}".encode()).digest()
-    units = 50_000 + 1_000 * index  # stands in for FLOPs counted from the job's model
-    result = hashlib.sha256(b"result" + job_id).digest()
-    return Receipt(channel.terms.id, job_id, provider.address, units, units * UNIT_PRICE, result)
-
-
-def _sign_next(ledger: Ledger, client: Account, channel: _Channel, receipt: Receipt) -> None:
-    channel.receipts.append(receipt)
-    voucher = Voucher(
-        channel.terms.id,
-        sum(r.amount for r in channel.receipts),
-        len(channel.receipts),
-        sum(r.units for r in channel.receipts),
-        receipts_root(channel.receipts),
-    )
-    channel.voucher = voucher
-    channel.signature = sign_voucher(client, ledger.market.domain(), voucher)
-
-
-def run_demo(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the demo; return everything it showed as a JSON-ready dict."""
-    say = progress or (lambda _msg: None)
-    backend = EmbeddedBackend(accounts=5)
-    faucet, client, alice, bob, _ = backend.dev_accounts()
-    providers = [alice, bob]
-    names = {client.address: "client", alice.address: "alice", bob.address: "bob"}
-
-    say("compiling and deploying Token, ProviderRegistry, JobMarket on the embedded EVM")
-    config = LedgerConfig()
-    ledger = Ledger.deploy(backend, faucet, config)
-    token, registry, market = ledger.token, ledger.registry, ledger.market
-    for who in (client, alice, bob):
-        token.mint(who.address, 1_000 * TOKEN, sender=faucet)
-
-    def holdings() -> dict[str, dict[str, int]]:
-        return {
-            names[a]: {"wallet": token.balance_of(a), "market": market.balance_of(a)} for a in names
+def _holdings(ledger: Ledger, addresses: dict[str, str]) -> dict[str, dict[str, int]]:
+    token, market, registry = ledger.token, ledger.market, ledger.registry
+    out = {}
+    for name, address in addresses.items():
+        info = registry.provider(address)
+        out[name] = {
+            "wallet": token.balance_of(address),
+            "market": market.balance_of(address),
+            "staked": info.stake + info.unbonding,
         }
+    return out
 
-    before = holdings()
-    supply = token.total_supply()
 
-    say("providers stake and register (endpoint, price per unit, capabilities hash)")
-    for i, provider in enumerate(providers):
-        token.approve(registry.address, config.min_stake, sender=provider)
-        caps = hashlib.sha256(f"onnx,cpu,provider-{i}".encode()).digest()
-        registry.register(
-            f"http://127.0.0.1:{8701 + i}", UNIT_PRICE, caps, config.min_stake, sender=provider
+def _wait_redeemed(
+    ledger: Ledger, expected: dict[str, int], timeout: float = 60.0
+) -> dict[str, int]:
+    """Poll the chain until each provider's earnings reach what it was vouchered."""
+    deadline = time.monotonic() + timeout
+    while True:
+        earned = {a: ledger.market.record(a).earned for a in expected}
+        if all(earned[a] >= amount for a, amount in expected.items()):
+            return earned
+        if time.monotonic() > deadline:
+            return earned
+        time.sleep(0.5)
+
+
+def run_demo(
+    progress: Callable[[str], None] | None = None, workdir: Path | None = None
+) -> dict[str, Any]:
+    """Run the demo; return what it showed as a JSON-ready dict."""
+    import onnxruntime as ort
+
+    from .client import Client
+    from .workloads import train_digits_model
+
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    directory = workdir or Path(tempfile.mkdtemp(prefix="idlegrid-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    say(f"starting a devnet with {PROVIDERS} provider nodes in {directory}")
+    devnet_up(directory, providers=PROVIDERS, accounts=6, backend="embedded", progress=say)
+    try:
+        return _run(directory, say, started, Client, train_digits_model, ort)
+    finally:
+        devnet_down(directory)
+
+
+def _run(
+    directory: Path,
+    say: Callable[[str], None],
+    started: float,
+    client_cls: Any,
+    train: Any,
+    ort: Any,
+) -> dict[str, Any]:
+    net = load_devnet(directory)
+    ledger = net.ledger()
+    client_acct = net.accounts[0]
+    providers = net.accounts[1 : PROVIDERS + 1]
+    names = {"client": client_acct.address}
+    names.update({f"provider-{i}": p.address for i, p in enumerate(providers, start=1)})
+    holders = [*(a.address for a in net.accounts), ledger.registry.address, ledger.market.address]
+    supply_before = ledger.token.total_supply()
+    before = _holdings(ledger, names)
+
+    say("training a logistic regression on sklearn's digits and exporting it to ONNX")
+    model, _, x_test, _, _ = train()
+    model_path = directory / "digits.onnx"
+    model_path.write_bytes(model)
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    local = session.run(None, {session.get_inputs()[0].name: x_test})[0]
+
+    raw = (directory / "devnet.json").read_text()
+    import json
+
+    refs = {r["role"]: ProcessRef.from_dict(r) for r in json.loads(raw)["processes"]}
+    killed_ref = refs[f"provider-{KILLED}"]
+    killed = {"done": False}
+
+    def on_progress(done: int, total: int) -> None:
+        if done >= KILL_AFTER_SHARDS and not killed["done"]:
+            killed["done"] = True
+            os.kill(killed_ref.pid, signal.SIGKILL)
+            say(f"SIGKILL provider-{KILLED} after {done}/{total} shards")
+
+    n_shards = -(-x_test.shape[0] // ROWS_PER_SHARD)
+    n_rows = x_test.shape[0]
+    say(f"batch inference: {n_rows} rows in {n_shards} signed jobs over {PROVIDERS} providers")
+    with client_cls(client_acct, ledger, inflight=1) as client:
+        t0 = time.perf_counter()
+        result = client.infer(
+            model_path, x_test, rows_per_shard=ROWS_PER_SHARD, on_progress=on_progress
         )
+        batch_s = time.perf_counter() - t0
+        report = client.last_report
+        client.flush()
+        vouchered: dict[str, int] = {}
+        for ch in client.channels():
+            vouchered[ch.terms.provider] = vouchered.get(ch.terms.provider, 0) + ch.amount
+    matches = bool(result.shape == local.shape and np.array_equal(result, local))
+    say(f"results equal local onnxruntime: {matches}; fail-overs: {len(report.failovers)}")
 
-    say("client deposits into the market and opens one channel per provider")
-    token.approve(market.address, 200 * TOKEN, sender=client)
-    market.deposit(200 * TOKEN, sender=client)
-    expiry = backend.timestamp() + 3600
-    channels: dict[str, _Channel] = {}
-    open_gas = 0
-    for provider in providers:
-        terms, tx = market.open_channel(provider.address, 20 * TOKEN, expiry, sender=client)
-        channels[provider.address] = _Channel(terms, [])
-        open_gas += tx.gas_used
-
-    say("jobs run; after each accepted result the client signs a cumulative voucher")
-    for provider, count in zip(providers, JOBS_PER_PROVIDER, strict=True):
-        channel = channels[provider.address]
-        for index in range(count):
-            _sign_next(ledger, client, channel, _job(channel, provider, index))
-
-    say("providers redeem their latest voucher: one transaction each, any number of jobs")
-    redeem_gas = 0
-    for provider in providers:
-        channel = channels[provider.address]
-        assert channel.voucher is not None and channel.signature is not None
-        redeem_gas += market.redeem(
-            channel.terms, channel.voucher, channel.signature, sender=provider
-        ).gas_used
-
-    say("any single receipt can be proven against the root the client signed")
-    sample = channels[alice.address]
-    proof = receipts_proof(sample.receipts, 3)
-    assert sample.voucher is not None
-    root = sample.voucher.receipts_root
-    proven_python = verify_proof(sample.receipts[3].leaf(), proof, root)
-    proven_chain = market.verify_receipt(sample.receipts[3].leaf(), proof, root)
-
-    say("alice spends what she earned on compute from bob (no token transfer needed)")
-    spend = market.record(alice.address).earned // 2
-    terms, _ = market.open_channel(bob.address, spend, expiry, sender=alice)
-    circulated = _Channel(terms, [])
-    for index in range(3):
-        _sign_next(ledger, alice, circulated, _job(circulated, bob, index))
-    assert circulated.voucher is not None and circulated.signature is not None
-    market.redeem(terms, circulated.voucher, circulated.signature, sender=bob)
-
-    say("channels expire; after the redeem window the payers close and take back the rest")
-    backend.advance_time(3600 + config.close_window + 1)
-    refunds = 0
-    for channel, payer in [*((c, client) for c in channels.values()), (circulated, alice)]:
-        state = market.channel(channel.terms)
-        refunds += state.remaining
-        market.close(channel.terms, sender=payer)
-
-    after = holdings()
-    holders = [*names, faucet.address, registry.address, market.address]
-    conserved = token.total_supply() == supply == sum(token.balance_of(h) for h in holders)
-    market_ok = token.balance_of(market.address) == sum(market.balance_of(a) for a in names)
-    registry_ok = token.balance_of(registry.address) == sum(
-        registry.provider(p.address).stake for p in providers
+    say(f"restarting provider-{KILLED}: it redeems the vouchers in its journal")
+    stop(killed_ref, timeout=1)
+    port = free_port()
+    restart_argv = node_argv(
+        directory / "devnet.json", KILLED, port, directory / ".idlegrid" / f"node-{KILLED}"
     )
+    proc, restarted = spawn(
+        restart_argv,
+        log=directory / ".idlegrid" / f"node-{KILLED}-restart.log",
+        role=f"provider-{KILLED}-restarted",
+    )
+    wait_for_node(f"http://127.0.0.1:{port}", proc)
+    earned = _wait_redeemed(ledger, vouchered)
+    lost = {a: vouchered[a] - earned.get(a, 0) for a in vouchered}
 
-    rows: list[dict[str, Any]] = []
-    for provider in providers:
-        record = market.record(provider.address)
-        info = registry.provider(provider.address)
+    spender = providers[SPENDER - 1]
+    spend_before = ledger.market.balance_of(spender.address)
+    say(f"provider-{SPENDER} buys compute from the others with what it earned")
+    with client_cls(spender, ledger, inflight=1) as buyer:
+        bought = buyer.infer(model_path, x_test[:40], rows_per_shard=10)
+        buyer.flush()
+        buyer_paid = sum(ch.amount for ch in buyer.channels())
+        buyer_locked = sum(ch.deposit for ch in buyer.channels())
+    spend_after = ledger.market.balance_of(spender.address)
+
+    say("stopping the providers: they redeem what is left as they shut down")
+    for role, ref in sorted(refs.items()):
+        if role.startswith("provider-") and role != f"provider-{KILLED}":
+            stop(ref, timeout=20)
+    stop(restarted, timeout=20)
+
+    index = Indexer(ledger.backend, ledger.deployment, directory / "index.sqlite")
+    index.sync()
+    rows = []
+    for i, p in enumerate(providers, start=1):
+        record = ledger.market.record(p.address)
+        redemptions = index.redemptions(provider=p.address)
         rows.append(
             {
-                "name": names[provider.address],
-                "address": provider.address,
+                "name": f"provider-{i}",
+                "address": p.address,
                 "jobs": record.jobs,
                 "units": record.units,
                 "tokens_earned": record.earned,
-                "stake": info.stake,
-                "receipts_root": "0x"
-                + (channels[provider.address].voucher or sample.voucher).receipts_root.hex(),
+                "stake": ledger.registry.provider(p.address).stake,
+                "shards_served": report.by_provider.get(p.address, 0),
+                "killed_mid_batch": i == KILLED,
+                "redemptions": len(redemptions),
+                "receipts_root": ("0x" + redemptions[-1].receipts_root.hex())
+                if redemptions
+                else None,
             }
         )
-    total_jobs = sum(r["jobs"] for r in rows)
+    open_locked = sum(c.deposit - c.paid for c in index.channels(status="open"))
+    after = _holdings(ledger, names)
+    index.close()
+    supply_after = ledger.token.total_supply()
+    holder_sum = sum(ledger.token.balance_of(h) for h in holders)
+    market_ok = (
+        ledger.token.balance_of(ledger.market.address)
+        == sum(ledger.market.balance_of(a.address) for a in net.accounts) + open_locked
+    )
+    total_before = sum(sum(v.values()) for v in before.values())
+    total_after = sum(sum(v.values()) for v in after.values()) + open_locked
+    conserved = (
+        supply_before == supply_after == holder_sum and market_ok and (total_before == total_after)
+    )
     return {
-        "chain": {"backend": "embedded (py-evm)", "chain_id": backend.chain_id},
+        "chain": {"backend": "embedded (py-evm over JSON-RPC)", "chain_id": net.chain_id},
         "contracts": ledger.deployment.as_dict(),
+        "model": {"kind": "logistic regression (sklearn digits)", "onnx_bytes": len(model)},
+        "batch": {
+            "rows": int(x_test.shape[0]),
+            "shards": report.shards,
+            "seconds": round(batch_s, 3),
+            "by_provider": report.by_provider,
+            "failovers": [{"provider": a, "reason": r} for a, r in report.failovers],
+        },
+        "results_match_local": matches,
         "providers": rows,
+        "unredeemed_after_restart": lost,
+        "provider_spends_earnings": {
+            "provider": spender.address,
+            "market_balance_before": spend_before,
+            "market_balance_after": spend_after,
+            "paid_to_others": buyer_paid,
+            "channel_deposits": buyer_locked,
+            "rows": int(bought.shape[0]),
+        },
         "balances_before": before,
         "balances_after": after,
-        "refunded_on_close": refunds,
-        "receipt_proof": {
-            "python": proven_python,
-            "on_chain": proven_chain,
-            "proof_length": len(proof),
-        },
-        "gas": {
-            "open_channels": open_gas,
-            "redeem_vouchers": redeem_gas,
-            "jobs_settled": total_jobs - 3,
-            "per_job": round((open_gas + redeem_gas) / (total_jobs - 3), 1),
-        },
-        "balances_conserved": bool(conserved and market_ok and registry_ok),
-        "total_supply": supply,
+        "locked_in_open_channels": open_locked,
+        "balances_conserved": bool(conserved),
+        "total_supply": supply_after,
+        "seconds": round(time.perf_counter() - started, 1),
     }

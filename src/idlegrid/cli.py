@@ -48,11 +48,85 @@ def _print_json(data: Any) -> None:
 
 
 @app.command()
-def demo(as_json: JsonFlag = False) -> None:
-    """Deploy the ledger on the embedded chain and run its whole money loop."""
+def demo(
+    as_json: JsonFlag = False,
+    ledger: Annotated[
+        bool, typer.Option("--ledger", help="Only the ledger's money loop (no nodes), in 2 s.")
+    ] = False,
+) -> None:
+    """The main job: 3 providers, a sharded batch, a provider killed mid-batch, payment."""
+    if ledger:
+        _ledger_demo(as_json)
+        return
     from ._demo import run_demo
 
     result = run_demo(progress=_progress(True))
+    if as_json:
+        _print_json(result)
+    else:
+        _print_network_demo(result)
+    if not (result["balances_conserved"] and result["results_match_local"]):
+        raise typer.Exit(1)
+
+
+def _print_network_demo(result: dict[str, Any]) -> None:
+    table = Table(title="Providers, from the chain (JobMarket.record, ProviderRegistry)")
+    for col in (
+        "provider",
+        "address",
+        "shards",
+        "jobs",
+        "units",
+        "earned",
+        "stake",
+        "receipts root",
+    ):
+        table.add_column(
+            col, justify="left" if col in {"provider", "address", "receipts root"} else "right"
+        )
+    for p in result["providers"]:
+        name = p["name"] + (" (killed)" if p["killed_mid_batch"] else "")
+        root = p["receipts_root"] or "-"
+        table.add_row(
+            name,
+            p["address"],
+            str(p["shards_served"]),
+            str(p["jobs"]),
+            f"{p['units']:,}",
+            _tokens(p["tokens_earned"]),
+            _tokens(p["stake"]),
+            root[:18] + "…" if len(root) > 18 else root,
+        )
+    out.print(table)
+    balances = Table(title="Token balances: wallet + market account + stake")
+    for col in ("account", "before", "after", "change"):
+        balances.add_column(col, justify="right")
+    for name, b in result["balances_before"].items():
+        a = result["balances_after"][name]
+        tb, ta = sum(b.values()), sum(a.values())
+        balances.add_row(name, _tokens(tb), _tokens(ta), f"{(ta - tb) / 10**18:+,.4f}")
+    balances.add_row("open channels", "0.0000", _tokens(result["locked_in_open_channels"]), "")
+    out.print(balances)
+    batch = result["batch"]
+    spend = result["provider_spends_earnings"]
+    out.print(
+        f"batch: {batch['rows']} rows, {batch['shards']} jobs in {batch['seconds']}s, "
+        f"{len(batch['failovers'])} fail-over(s); results match local onnxruntime: "
+        f"{result['results_match_local']}"
+    )
+    out.print(
+        f"a provider spent {_tokens(spend['paid_to_others'])} of its earnings on compute "
+        f"(market balance {_tokens(spend['market_balance_before'])} -> "
+        f"{_tokens(spend['market_balance_after'])})"
+    )
+    ok = result["balances_conserved"]
+    out.print(f"balances conserved: [{'green' if ok else 'red'}]{ok}[/] · {result['seconds']}s")
+
+
+def _ledger_demo(as_json: bool) -> None:
+    from ._ledger_demo import run_ledger_demo
+
+    result = run_ledger_demo(progress=_progress(True))
     if as_json:
         _print_json(result)
         return
