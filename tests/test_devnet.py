@@ -91,7 +91,9 @@ def test_embedded_devnet_up_and_down(devnet_dir: Path) -> None:
     pids = devnet_down(devnet_dir)
 
     # Assert: stopped, files gone; a second down has nothing to stop
-    assert pids == [p["pid"] for p in record["processes"]]
+    # providers are stopped first (they redeem as they go), the chain last
+    assert pids == [p["pid"] for p in reversed(record["processes"])]
+    assert [p["role"] for p in record["processes"]] == ["chain", "provider-1", "provider-2"]
     assert not any(is_running(pid) for pid in pids)
     assert not (devnet_dir / DEVNET_FILE).exists()
     assert not (devnet_dir / PID_FILE).exists()
@@ -129,7 +131,8 @@ def test_anvil_devnet_outlives_the_process_that_started_it(devnet_dir: Path) -> 
 
     pids = devnet_down(devnet_dir)
 
-    assert len(pids) == 1 and not is_running(pids[0])
+    # the provider node process, then the chain; both outlived their starter
+    assert len(pids) == 2 and not any(is_running(pid) for pid in pids)
     assert not (devnet_dir / DEVNET_FILE).exists()
 
 
