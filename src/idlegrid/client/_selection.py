@@ -39,8 +39,11 @@ class Weights:
 
 
 def reputation(redemptions: int, slashed: int) -> float:
-    """From the chain: valid redemptions earn trust (log-scaled), any slash costs a lot."""
-    return math.log1p(max(redemptions, 0)) - 5.0 * (1 if slashed > 0 else 0)
+    """From the chain: valid redemptions earn trust (log-scaled); a proven slash wipes
+    that record out and ranks the provider below any newcomer."""
+    if slashed > 0:
+        return -5.0
+    return math.log1p(max(redemptions, 0))
 
 
 def score(c: Candidate, cheapest: int, fastest_ms: float, w: Weights = Weights()) -> float:
