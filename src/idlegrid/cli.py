@@ -311,7 +311,6 @@ def infer(
 ) -> None:
     """Run an ONNX model over a batch on the network, paying providers through channels."""
     import numpy as np
-    from rich.progress import Progress
 
     from .client import Client
 
@@ -320,14 +319,8 @@ def infer(
         x = np.load(input, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"cannot read {input} as .npy: {exc}") from exc
-    with Client(key, ledger) as client, Progress(console=console, transient=True) as bar:
-        task = bar.add_task("inference", total=None)
-        y = client.infer(
-            model,
-            x,
-            rows_per_shard=rows_per_shard,
-            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    with Client(key, ledger, progress=True) as client:
+        y = client.infer(model, x, rows_per_shard=rows_per_shard)
         report = client.last_report
     np.save(output, y, allow_pickle=False)
     console.print(
@@ -346,7 +339,6 @@ def embed(
 ) -> None:
     """Sentence embeddings (all-MiniLM-L6-v2) for each line of a text file, on the network."""
     import numpy as np
-    from rich.progress import Progress
 
     from .client import Client
 
@@ -357,11 +349,8 @@ def embed(
     if not texts:
         raise typer.BadParameter(f"{input} has no non-empty lines")
     key, ledger = _identity(network, account, keystore, default=0)
-    with Client(key, ledger) as client, Progress(console=console, transient=True) as bar:
-        task = bar.add_task("embedding", total=None)
-        vectors = client.embed(
-            texts, on_progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
+    with Client(key, ledger, progress=True) as client:
+        vectors = client.embed(texts)
         report = client.last_report
     np.save(output, vectors, allow_pickle=False)
     console.print(
