@@ -15,7 +15,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,9 @@ class Client:
     >>> client = Client.from_devnet()              # ./devnet.json, account 0
     >>> y = client.infer("model.onnx", x)          # np.ndarray in, np.ndarray out
     >>> client.close()                              # hand over final vouchers
+
+    ``progress=True`` shows a progress bar on stderr during a batch; ``inflight``
+    is how many jobs each provider has in flight; ``timeout_s`` bounds each call.
     """
 
     def __init__(
@@ -136,6 +139,8 @@ class Client:
             self._run(self._http.aclose())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
+            if not self._thread.is_alive():  # else it still runs: closing would raise
+                self._loop.close()  # its selector and self-pipe, which would leak otherwise
             if self._index is not None:
                 self._index.close()
 
@@ -168,7 +173,8 @@ class Client:
         array = np.asarray(inputs)
         if array.ndim < 1 or array.shape[0] == 0:
             raise InvalidInput("inputs must have at least one row")
-        return self._run(self._infer(model, array, rows_per_shard, on_progress))
+        with self._progress_bar("inference", on_progress) as report:
+            return self._run(self._infer(model, array, rows_per_shard, report))
 
     def embed(
         self,
@@ -186,7 +192,23 @@ class Client:
             raise InvalidInput("client is closed")
         if not texts or not all(isinstance(t, str) for t in texts):
             raise InvalidInput("texts must be a non-empty list of strings")
-        return self._run(self._embed(list(texts), texts_per_shard, on_progress))
+        with self._progress_bar("embedding", on_progress) as report:
+            return self._run(self._embed(list(texts), texts_per_shard, report))
+
+    @contextlib.contextmanager
+    def _progress_bar(
+        self, what: str, on_progress: Callable[[int, int], None] | None
+    ) -> Iterator[Callable[[int, int], None] | None]:
+        """``on_progress``, or with ``progress=True`` a rich progress bar on stderr."""
+        if on_progress is not None or not self.progress:
+            yield on_progress
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(what, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
 
     def flush(self) -> None:
         """Hand every provider the voucher for everything it delivered."""
