@@ -128,7 +128,8 @@ def _run(
     n_shards = -(-x_test.shape[0] // ROWS_PER_SHARD)
     n_rows = x_test.shape[0]
     say(f"batch inference: {n_rows} rows in {n_shards} signed jobs over {PROVIDERS} providers")
-    with client_cls(client_acct, ledger, inflight=1) as client:
+    client = client_cls(client_acct, ledger, inflight=1)
+    try:
         t0 = time.perf_counter()
         result = client.infer(
             model_path, x_test, rows_per_shard=ROWS_PER_SHARD, on_progress=on_progress
@@ -136,24 +137,28 @@ def _run(
         batch_s = time.perf_counter() - t0
         report = client.last_report
         client.flush()
+        matches = bool(result.shape == local.shape and np.array_equal(result, local))
+        say(f"results equal local onnxruntime: {matches}; fail-overs: {len(report.failovers)}")
+
+        say(f"restarting provider-{KILLED}: it redeems the vouchers in its journal")
+        stop(killed_ref, timeout=1)
+        port = free_port()
+        restart_argv = node_argv(
+            directory / "devnet.json", KILLED, port, directory / ".idlegrid" / f"node-{KILLED}"
+        )
+        proc, restarted = spawn(
+            restart_argv,
+            log=directory / ".idlegrid" / f"node-{KILLED}-restart.log",
+            role=f"provider-{KILLED}-restarted",
+        )
+        wait_for_node(f"http://127.0.0.1:{port}", proc)
+        # the voucher for its last results never reached it before it died: hand it over
+        client.flush()
         vouchered: dict[str, int] = {}
         for ch in client.channels():
             vouchered[ch.terms.provider] = vouchered.get(ch.terms.provider, 0) + ch.amount
-    matches = bool(result.shape == local.shape and np.array_equal(result, local))
-    say(f"results equal local onnxruntime: {matches}; fail-overs: {len(report.failovers)}")
-
-    say(f"restarting provider-{KILLED}: it redeems the vouchers in its journal")
-    stop(killed_ref, timeout=1)
-    port = free_port()
-    restart_argv = node_argv(
-        directory / "devnet.json", KILLED, port, directory / ".idlegrid" / f"node-{KILLED}"
-    )
-    proc, restarted = spawn(
-        restart_argv,
-        log=directory / ".idlegrid" / f"node-{KILLED}-restart.log",
-        role=f"provider-{KILLED}-restarted",
-    )
-    wait_for_node(f"http://127.0.0.1:{port}", proc)
+    finally:
+        client.close()
     earned = _wait_redeemed(ledger, vouchered)
     lost = {a: vouchered[a] - earned.get(a, 0) for a in vouchered}
 

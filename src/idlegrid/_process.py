@@ -91,7 +91,12 @@ def stop(ref: ProcessRef, *, timeout: float = 10.0) -> bool:
             break
         if _wait_gone(ref, wait):
             break
-    _CHILDREN.pop(ref.pid, None)
+    child = _CHILDREN.pop(ref.pid, None)
+    if child is not None:
+        # it may have died between _wait_gone's two looks: collect it (a Popen dropped
+        # before it saw its child's exit warns "subprocess ... is still running")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=KILL_TIMEOUT)
     return True
 
 

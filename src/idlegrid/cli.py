@@ -381,6 +381,57 @@ def bench_settlement(
     out.print(f"target gas_per_job[100] <= 1000: {result['target']['met']}")
 
 
+@bench_app.command("dispatch")
+def bench_dispatch(
+    as_json: JsonFlag = False,
+    latency_jobs: Annotated[int, typer.Option(help="Jobs timed one at a time.")] = 1000,
+    throughput_jobs: Annotated[int, typer.Option(help="Jobs per throughput run.")] = 3000,
+    batch_seconds: Annotated[
+        float, typer.Option(help="Local compute time of the batch, seconds.")
+    ] = 2.0,
+    ray: Annotated[bool, typer.Option(help="Run the Ray comparison (idlegrid[bench]).")] = True,
+) -> None:
+    """Latency and jobs/s of tiny signed jobs through real providers, a batch, and Ray."""
+    from .bench import run_dispatch
+
+    result = run_dispatch(
+        latency_jobs=latency_jobs,
+        throughput_jobs=throughput_jobs,
+        batch_seconds=batch_seconds,
+        ray=ray,
+        progress=_progress(not as_json),
+    )
+    if as_json:
+        _print_json(result)
+        return
+    t = result["targets"]
+    table = Table(title=f"Dispatch on loopback ({result['method']['machine']['cores']} cores)")
+    for col in ("figure", "value", "target", "met"):
+        table.add_column(col, justify="right" if col != "figure" else "left")
+    table.add_row(
+        "p50_ms", f"{result['p50_ms']:.2f}", f"<= {t['p50_ms_max']}", str(t["p50_ms_met"])
+    )
+    table.add_row("p99_ms", f"{result['p99_ms']:.2f}", "", "")
+    table.add_row(
+        "jobs_per_s", f"{result['jobs_per_s']:.0f}", f">= {t['jobs_per_s_min']:.0f}",
+        str(t["jobs_per_s_met"]),
+    )  # fmt: skip
+    table.add_row("jobs_per_s_4", f"{result['jobs_per_s_4']:.0f}", "", "")
+    table.add_row(
+        "batch_ratio", f"{result['batch_ratio']:.3f}", f"<= {t['batch_ratio_max']}",
+        str(t["batch_ratio_met"]),
+    )  # fmt: skip
+    ray_figures = result["ray"]
+    if "error" in ray_figures:
+        table.add_row("ray", ray_figures["error"], "", "")
+    else:
+        for kind in ("task", "actor"):
+            r = ray_figures[kind]
+            table.add_row(f"ray {kind} p50_ms / jobs_per_s", f"{r['p50_ms']:.2f} / "
+                          f"{r['jobs_per_s']:.0f}", "", "")  # fmt: skip
+    out.print(table)
+
+
 def main() -> None:
     """Entry point: run the app, turning idlegrid errors into a one-line message and exit 2."""
     try:

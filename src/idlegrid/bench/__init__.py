@@ -1,5 +1,6 @@
 """Benchmarks behind `idlegrid bench`: each returns one JSON-ready dict with its method."""
 
+from ._dispatch import run_dispatch
 from ._settlement import run_settlement
 
-__all__ = ["run_settlement"]
+__all__ = ["run_dispatch", "run_settlement"]

@@ -29,6 +29,7 @@ from ..chain import Indexer, Ledger, RpcBackend
 from ..protocol import Account, node_domain
 from ._discovery import discover, open_index
 from ._dispatch import Shard, dispatch, make_shards
+from ._http import HttpPool
 from ._selection import Backoff, Candidate, Weights, rank
 from ._session import ClientChannel, ProviderFailed, ProviderSession
 
@@ -93,7 +94,8 @@ class Client:
         self._discovered_at: dict[str, float] = {}
         self._models: dict[str, tuple[bytes, int]] = {}
         self._chain_lock: asyncio.Lock | None = None
-        self._loop = asyncio.new_event_loop()
+        self._pool: HttpPool | None = None
+        self._loop = _new_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, daemon=True, name="idlegrid-client"
         )
@@ -125,6 +127,8 @@ class Client:
 
     async def _make_http(self) -> httpx.AsyncClient:
         self._chain_lock = asyncio.Lock()
+        # jobs and blobs go through the lean pool; httpx serves discovery
+        self._pool = HttpPool(max_connections=64)
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(self.timeout_s))
 
@@ -137,6 +141,8 @@ class Client:
             self._run(self._flush())
         finally:
             self._run(self._http.aclose())
+            if self._pool is not None:
+                self._run(self._pool.aclose())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
             if not self._thread.is_alive():  # else it still runs: closing would raise
@@ -235,8 +241,9 @@ class Client:
     def _session(self, c: Candidate) -> ProviderSession:
         session = self._sessions.get(c.address)
         if session is None or session.candidate != c:
+            assert self._pool is not None
             session = ProviderSession(
-                self.account, c, self._node, self._market, self._http, timeout_s=self.timeout_s
+                self.account, c, self._node, self._market, self._pool, timeout_s=self.timeout_s
             )
             self._sessions[c.address] = session
         return session
@@ -348,7 +355,7 @@ class Client:
             return [self._session(c) for c in rank(await self._discover("onnx"), self.weights)]
 
         async def prepare(session: ProviderSession) -> None:
-            await session.put_blob(data)
+            await session.put_blob(data, digest=digest)
             # a fair share of the batch plus headroom: fail-overs shift work around
             share = batch_cost // max(1, min(len(candidates), self.max_providers))
             shard_cost = flops * per * session.candidate.unit_price
@@ -434,16 +441,48 @@ class Client:
         return on_failover
 
     async def _flush(self) -> None:
+        """Hand each provider its latest voucher; a provider that moved (restarted on
+        another endpoint) is looked up on chain again once."""
+        rediscovered = False
         for channel in list(self._all_channels):
+            if channel.voucher_delivered:
+                continue
             address = channel.terms.provider
             session = self._sessions.get(address)
             if session is None:
                 continue
             try:
                 await session.send_voucher(channel)
+                continue
+            except ProviderFailed as exc:
+                error: IdlegridError = exc
             except IdlegridError as exc:
                 log.warning("could not hand the last voucher to %s: %s", address, exc)
+                continue
+            if not rediscovered:
+                rediscovered = True
+                for workload in list(self._candidates) or ["onnx"]:
+                    with contextlib.suppress(IdlegridError):
+                        await self._discover(workload, force=True)
+            fresh = [c for cs in self._candidates.values() for c in cs if c.address == address]
+            if fresh and fresh[0].endpoint != session.candidate.endpoint:
+                try:
+                    await self._session(fresh[0]).send_voucher(channel)
+                    continue
+                except IdlegridError as exc:
+                    error = exc
+            log.warning("could not hand the last voucher to %s: %s", address, error)
 
     def channels(self) -> list[ClientChannel]:
         """Every channel this client opened, oldest first (a snapshot)."""
         return list(self._all_channels)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (it comes with uvicorn[standard]): about half the CPU
+    per request of the default loop; else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

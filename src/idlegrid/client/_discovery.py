@@ -41,7 +41,7 @@ def open_index(ledger: Ledger, path: Path | None = None) -> Indexer:
 
 async def _probe(
     http: httpx.AsyncClient, endpoint: str, address: str, ledger: Ledger, timeout: float
-) -> tuple[float, tuple[str, ...]] | None:
+) -> tuple[float, tuple[str, ...], int] | None:
     base = endpoint.rstrip("/")
     try:
         info = (await http.get(f"{base}/v1/info", timeout=timeout)).json()
@@ -52,15 +52,18 @@ async def _probe(
         ):
             log.info("provider %s at %s answers for another identity or chain", address, base)
             return None
+        credit = int((info.get("limits") or {}).get("credit_jobs") or 64)
+        if credit < 1:
+            raise ValueError(f"credit_jobs {credit} is not positive")
         samples = []
         for _ in range(3):
             t0 = time.perf_counter()
             (await http.get(f"{base}/v1/health", timeout=timeout)).raise_for_status()
             samples.append((time.perf_counter() - t0) * 1000)
-    except (httpx.HTTPError, ValueError, TypeError) as exc:
+    except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
         log.info("provider %s at %s unreachable: %s", address, base, exc)
         return None
-    return statistics.median(samples), tuple(info.get("workloads", ()))
+    return statistics.median(samples), tuple(info.get("workloads", ())), credit
 
 
 async def discover(
@@ -99,6 +102,7 @@ async def discover(
                 redemptions=contribution.redemptions,
                 slashed=p.slashed_total,
                 workloads=probe[1],
+                credit_jobs=probe[2],
             )
         )
     return out

@@ -27,6 +27,8 @@ class Candidate:
     redemptions: int = 0
     slashed: int = 0
     workloads: tuple[str, ...] = ("onnx",)
+    #: jobs it delivers beyond the latest voucher before it wants a newer one (its /v1/info)
+    credit_jobs: int = 64
 
 
 @dataclass(frozen=True)

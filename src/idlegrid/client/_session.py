@@ -8,6 +8,7 @@ Only then is the result accepted and a new cumulative voucher signed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -15,7 +16,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import numpy as np
 
 from .._exceptions import (
@@ -44,6 +44,7 @@ from ..protocol import (
     sign_voucher,
     verify_response,
 )
+from ._http import HttpPool
 from ._selection import Candidate
 
 __all__ = ["ClientChannel", "JobRejected", "ProviderFailed", "ProviderSession"]
@@ -73,11 +74,37 @@ class ClientChannel:
     voucher: tuple[Voucher, Signature] | None = None
     voucher_delivered: bool = True
     retired: bool = False
+    #: set (and replaced) whenever the accepted prefix grows or the channel retires
+    _moved: asyncio.Event | None = field(default=None, repr=False)
 
     def take_seq(self) -> int:
         seq = self.next_seq
         self.next_seq += 1
         return seq
+
+    async def window(self, credit_jobs: int) -> None:
+        """Wait until one more job fits in the provider's credit.
+
+        A provider runs a job only while fewer than ``credit_jobs`` of the jobs it
+        delivered are beyond the latest voucher it holds, and a voucher covers only
+        the accepted prefix 1..n. So a job is sent only while the jobs sent beyond
+        that prefix are fewer than ``credit_jobs``: one slow job then holds the
+        others back here, instead of running the channel into a refusal.
+        """
+        while not self.retired and self.next_seq - 1 - self.acc.count >= credit_jobs:
+            if self._moved is None:
+                self._moved = asyncio.Event()
+            await self._moved.wait()
+
+    def retire(self) -> None:
+        """Use this channel no more (a job on it failed); wake whoever waits on it."""
+        self.retired = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._moved is not None:
+            self._moved.set()
+            self._moved = None
 
     def accept(self, seq: int, receipt: Receipt, account: Account, market: Domain) -> bool:
         """Record an accepted receipt; sign a new voucher if the covered prefix grew."""
@@ -93,6 +120,7 @@ class ClientChannel:
             v = Voucher(self.terms.id, self.amount, self.acc.count, self.units, self.acc.root())
             self.voucher = (v, sign_voucher(account, market, v))
             self.voucher_delivered = False
+            self._wake()
         return grew
 
     def voucher_model(self) -> VoucherModel | None:
@@ -120,7 +148,7 @@ class ProviderSession:
         candidate: Candidate,
         node: Domain,
         market: Domain,
-        http: httpx.AsyncClient,
+        http: HttpPool,
         *,
         timeout_s: float = 30.0,
     ) -> None:
@@ -132,6 +160,8 @@ class ProviderSession:
         self.timeout_s = timeout_s
         self.base = candidate.endpoint.rstrip("/")
         self._provider_raw = address_bytes(candidate.address)
+        #: blobs this provider was seen to hold; forgotten when one of its jobs fails
+        self._blobs: set[str] = set()
 
     @property
     def address(self) -> str:
@@ -146,9 +176,9 @@ class ProviderSession:
             resp = await self.http.request(
                 method, self.base + path, content=body, headers=headers, timeout=self.timeout_s
             )
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             raise ProviderFailed(f"{self.address} timed out on {path}") from exc
-        except httpx.HTTPError as exc:
+        except (OSError, ValueError) as exc:
             raise ProviderFailed(f"{self.address} unreachable: {type(exc).__name__}") from exc
         data = resp.content
         try:
@@ -177,20 +207,25 @@ class ProviderSession:
 
     async def has_blob(self, digest: str) -> bool:
         try:
-            resp = await self.http.head(f"{self.base}/v1/blobs/{digest}", timeout=self.timeout_s)
-        except httpx.HTTPError as exc:
+            resp = await self.http.request(
+                "HEAD", f"{self.base}/v1/blobs/{digest}", timeout=self.timeout_s
+            )
+        except (OSError, ValueError) as exc:
             raise ProviderFailed(f"{self.address} unreachable: {type(exc).__name__}") from exc
         return resp.status_code == 200
 
-    async def put_blob(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        if await self.has_blob(digest):
+    async def put_blob(self, data: bytes, *, digest: str | None = None) -> str:
+        """Upload ``data`` unless the provider holds it already; its sha256 hex digest."""
+        digest = digest or hashlib.sha256(data).hexdigest()
+        if digest in self._blobs or await self.has_blob(digest):
+            self._blobs.add(digest)
             return digest
         status, body = await self._call(
             "PUT", f"/v1/blobs/{digest}", data, "application/octet-stream"
         )
         if status != 201:
             raise ProviderFailed(f"{self.address} refused blob upload: {self._reason(body)}")
+        self._blobs.add(digest)
         return digest
 
     async def get_blob(self, digest: str) -> bytes:
@@ -225,6 +260,10 @@ class ProviderSession:
         self, channel: ClientChannel, kind: str, work: dict[str, Any], units: int, out_rows: int
     ) -> np.ndarray:
         amount = units * self.candidate.unit_price
+        await channel.window(self.candidate.credit_jobs)
+        if channel.retired:  # a job on it failed while this one waited for credit
+            channel.committed -= amount
+            raise ProviderFailed(f"{self.address}: the channel was given up after a failed job")
         seq = channel.take_seq()
         job_id = os.urandom(32)
         voucher = channel.voucher_model()
@@ -243,46 +282,41 @@ class ProviderSession:
             status, data = await self._call("POST", "/v1/jobs", json.dumps(request).encode())
         except ProviderFailed:
             channel.committed -= amount
-            channel.retired = True
+            channel.retire()
+            self._blobs.clear()
             raise
         if voucher is not None and status in (200, 402):
             channel.voucher_delivered = True
         if status != 200:
             channel.committed -= amount
-            channel.retired = True
+            channel.retire()
+            self._blobs.clear()  # a 404 may mean the provider lost the model
             reason = self._reason(data)
             if status == 400 and not reason.startswith("PaymentRequired"):
                 raise JobRejected(f"{self.address} rejected the job: {reason}")
             raise ProviderFailed(f"{self.address} failed the job (HTTP {status}): {reason}")
         try:
             result = JobResult.model_validate_json(data)
-            output = self._check(result, job_id, seq, channel, units, amount)
+            output, receipt = self._check(result, job_id, seq, channel, units, amount)
         except (IdlegridError, ValueError) as exc:
             channel.committed -= amount
-            channel.retired = True
+            channel.retire()
             raise ProviderFailed(
                 f"{self.address} sent a result that does not check out: {exc}"
             ) from exc
         if output.shape[0] != out_rows:
             channel.committed -= amount
-            channel.retired = True
+            channel.retire()
             raise ProviderFailed(
                 f"{self.address} returned {output.shape[0]} rows for {out_rows} inputs"
             )
-        receipt = Receipt(
-            channel.terms.id,
-            job_id,
-            self.address,
-            units,
-            amount,
-            bytes.fromhex(result.result_hash[2:]),
-        )
         channel.accept(seq, receipt, self.account, self.market)
         return output
 
     def _check(
         self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, units: int, amount: int
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, Receipt]:
+        """The output and the receipt of a result, once everything in it checks out."""
         if r.job_id != "0x" + job_id.hex() or r.seq != seq:
             raise PeerError("result is for another job")
         if r.units != units or r.amount != amount:
@@ -301,7 +335,7 @@ class ProviderSession:
         output = array_from_npy(raw)
         if output.dtype.kind == "f" and not np.all(np.isfinite(output)):
             raise PeerError("output holds NaN or infinite values")
-        return output
+        return output, receipt
 
     async def send_voucher(self, channel: ClientChannel) -> None:
         """Hand over the latest voucher if the provider has not seen it."""

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .. import __version__
 from .._exceptions import (
@@ -110,15 +110,18 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
         if len(body) > max_body:
             raise PayloadTooLarge(f"request body larger than {max_body} bytes")
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        sender, digest = verify_request(
-            node.domain,
-            node.address,
-            request.method,
-            path,
-            body,
-            request.headers,
-            replay=replay,
-        )
+        try:
+            sender, digest = verify_request(
+                node.domain,
+                node.address,
+                request.method,
+                path,
+                body,
+                request.headers,
+                replay=replay,
+            )
+        except InvalidInput as exc:  # a sender header that is not an address
+            raise BadSignature(f"malformed signature headers: {exc}") from exc
         return sender, digest, body
 
     def _reply(
@@ -223,13 +226,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {
-                    _JSON: {
-                        "schema": JobRequest.model_json_schema(
-                            ref_template="#/components/schemas/{model}"
-                        )
-                    }
-                },
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/JobRequest"}}},
             }
         },
     )
@@ -248,13 +245,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {
-                    _JSON: {
-                        "schema": VoucherSubmission.model_json_schema(
-                            ref_template="#/components/schemas/{model}"
-                        )
-                    }
-                },
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/VoucherSubmission"}}},
             }
         },
     )
@@ -268,7 +259,32 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
 
         return await _guarded(request, handler)
 
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # the request bodies above refer to their schemas: put those (and the models they
+        # use) in the components, where the $refs point
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = default_openapi()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(_BODY_SCHEMAS)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI component schemas of ``models`` and of the models they use."""
+    out: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return out
+
+
+_BODY_SCHEMAS = _schemas(JobRequest, VoucherSubmission)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -31,7 +31,7 @@ class ChannelBook:
     deposit: int = 0  # on chain, including top-ups
     expiry: int = 0
     chain_open: bool = False
-    checked_at: float = 0.0
+    checked_at: float = 0.0  # when a refused reservation last re-read the chain
     reserved: int = 0  # amount of jobs running now
     delivered: dict[int, tuple[bytes, int, int]] = field(
         default_factory=dict

@@ -153,6 +153,14 @@ class Journal:
             ).fetchall()
         return [(int(s), bytes(leaf), int(u), int(a)) for s, leaf, u, a in rows]
 
+    def channels(self) -> list[ChannelTerms]:
+        """The terms of every channel a job was run or a voucher taken on."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT client, provider, deposit, expiry, salt FROM channels"
+            ).fetchall()
+        return [ChannelTerms(c, p, int(d), int(e), int(s)) for c, p, d, e, s in rows]
+
     def delivered(self, channel: bytes) -> tuple[int, int]:
         """(jobs done, tokens owed for them) on a channel."""
         with self._lock:

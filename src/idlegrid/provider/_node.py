@@ -271,7 +271,6 @@ class ProviderNode:
         async with self._chain_lock:
             state = await asyncio.to_thread(self.ledger.market.channel, book.terms)
         book.deposit, book.expiry, book.chain_open = state.deposit, state.expiry, state.open
-        book.checked_at = time.time()
 
     async def _reserve(self, book: ChannelBook, amount: int) -> None:
         c = self.config
@@ -280,17 +279,26 @@ class ProviderNode:
                 amount, credit_jobs=c.credit_jobs, now=time.time(), min_ttl=c.channel_min_ttl_s
             )
         except PaymentRequired:
-            # the client may have topped up or extended since we last looked
-            if time.time() - book.checked_at < c.channel_refresh_s:
-                raise
-            await self._refresh(book)
+            # the client may have topped up or extended since we last looked: look again, at
+            # most once per channel_refresh_s for a channel that keeps falling short; a job
+            # refused meanwhile waits for a look under way (it holds the chain lock)
+            if time.time() - book.checked_at >= c.channel_refresh_s:
+                book.checked_at = time.time()
+                await self._refresh(book)
+            else:
+                async with self._chain_lock:
+                    pass
             book.reserve(
                 amount, credit_jobs=c.credit_jobs, now=time.time(), min_ttl=c.channel_min_ttl_s
             )
 
     def _take_voucher(self, book: ChannelBook, model: VoucherModel) -> bool:
-        voucher, signature = model.to_voucher(book.terms.id)
-        if recover_voucher_signer(self.market_domain, voucher, signature) != book.terms.client:
+        try:
+            voucher, signature = model.to_voucher(book.terms.id)
+            signer = recover_voucher_signer(self.market_domain, voucher, signature)
+        except BadSignature as exc:  # the voucher is malformed, not the request's signature
+            raise InvalidInput(f"malformed voucher signature: {exc}") from exc
+        if signer != book.terms.client:
             raise Unauthorized(
                 "voucher not signed by the channel's client (wrong key, chain or market)"
             )
@@ -312,12 +320,14 @@ class ProviderNode:
         return self._take_voucher(book, model)
 
     def _load_journal(self) -> None:
-        """Rebuild channel books from the journal (after a restart)."""
-        for stored in self.journal.unredeemed():
-            self._books.setdefault(stored.terms.id, ChannelBook(stored.terms))
-        seen = {book.terms.id for book in self._books.values()}
-        for channel in seen:
-            book = self._books[channel]
+        """Rebuild channel books from the journal (after a restart).
+
+        Every channel, redeemed or not: its clients go on where they were, with
+        vouchers covering jobs done before the restart, and its deposit stays spent.
+        """
+        for terms in self.journal.channels():
+            channel = terms.id
+            book = self._books.setdefault(channel, ChannelBook(terms))
             for seq, leaf, units, amount in self.journal.receipts(channel):
                 book.deliver(seq, leaf, units, amount)
             latest = self.journal.latest_voucher(channel)
