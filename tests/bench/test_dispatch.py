@@ -17,9 +17,10 @@ ANVIL_MISSING = "anvil is not installed: run `npm install` in the idlegrid check
 
 
 @pytest.mark.anvil
-@pytest.mark.skipif(find_anvil() is None, reason=ANVIL_MISSING)
 def test_run_dispatch_reports_every_figure() -> None:
-    # Prepare
+    # Prepare: the benchmark runs on anvil; without it this test fails, it never skips
+    if find_anvil() is None:
+        pytest.fail(ANVIL_MISSING)
     progress: list[str] = []
 
     # Execute
