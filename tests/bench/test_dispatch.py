@@ -60,7 +60,11 @@ def test_run_dispatch_reports_every_figure() -> None:
     method = result["method"]
     assert method["machine"]["cores"] >= 1 and method["providers"] == 4
     assert "Method" not in method["text"] and "p50_ms" in method["text"]
-    assert progress and progress[-1] == "the same batch locally"
+    assert progress[-1] == "stopping the devnet"
+    batch = result["batch"]
+    assert len(batch["local_s"]) == len(batch["network_s"]) == len(batch["network_4_s"]) == 1
+    ratio = batch["network_median_s"] / batch["local_median_s"]
+    assert batch["ratio"] == pytest.approx(ratio, rel=0.01)
 
 
 def test_ray_missing_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:

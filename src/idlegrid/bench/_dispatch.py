@@ -25,8 +25,10 @@ Method (printed with the figures):
   about ``batch_seconds`` in onnxruntime here, with as many threads as the
   provider has workers (2 workers of 1 thread each, against 1 session of 2
   threads); ``Client.infer`` through one provider (4 shards) against the local
-  run, medians of ``runs`` after a warm-up each. Both sides use the same cores:
-  in the network run they also carry the client, the node and the transfers.
+  run, medians of ``runs`` after a warm-up each, the local and network runs
+  taking turns. Both sides use the same cores: in the network run they also
+  carry the client, the node and the transfers. ``ratio_4``: through 4 providers
+  (16 shards, 8 workers on the same cores).
 * ``ray``: the same tiny job as a Ray task (a cached session per worker) and as
   a call to Ray actors, in the same run after the devnet is down, with
   ``num_cpus`` equal to the provider's workers; no signing, no payment.
@@ -79,7 +81,7 @@ def run_dispatch(
     concurrency: Sequence[int] = (8, 16, 32),
     concurrency_4: Sequence[int] = (4, 8, 16),
     batch_seconds: float = 2.0,
-    runs: int = 3,
+    runs: int = 5,
     ray: bool = True,
     backend: str = "anvil",
     progress: Say | None = None,
@@ -90,6 +92,7 @@ def run_dispatch(
     tiny, _, x_test, _, _ = train_digits_model()
     rows = np.concatenate([x_test] * (1 + (latency_jobs + throughput_jobs) // len(x_test)))
     mlp = mlp_model()
+    say(f"calibrating the batch to about {batch_seconds:g} s here")
     batch_rows, probe_rate = _calibrate(mlp, batch_seconds, WORKERS)
     batch_x = np.random.default_rng(0).standard_normal((batch_rows, MLP_IN)).astype(np.float32)
 
@@ -124,8 +127,6 @@ def run_dispatch(
             say("stopping the devnet")
             devnet_down(directory)
 
-    say("the same batch locally")
-    local_s = _local_batch(mlp, batch_x, threads=WORKERS, runs=runs)
     if ray:
         say("ray: the tiny job as a task and as an actor call")
         ray_figures = run_ray(
@@ -141,15 +142,7 @@ def run_dispatch(
         ray_figures = {"error": "skipped (ray=False)"}
 
     batch = network.pop("batch")
-    local_median = statistics.median(local_s)
-    batch.update(
-        local_s=[round(s, 4) for s in local_s],
-        local_median_s=round(local_median, 4),
-        ratio=round(batch["network_median_s"] / local_median, 3),
-        ratio_4=round(batch["network_4_median_s"] / local_median, 3),
-        local_threads=WORKERS,
-        calibration_rows_per_s=round(probe_rate, 1),
-    )
+    batch["calibration_rows_per_s"] = round(probe_rate, 1)
     p50, jobs_s = network["latency"]["p50_ms"], network["throughput"]["providers_1"]["jobs_per_s"]
     return {
         "benchmark": "dispatch",
@@ -270,19 +263,37 @@ def _network(
         "rows": int(batch_x.shape[0]),
         "input_bytes": int(batch_x.nbytes),
     }
+    # local and network runs take turns, so that both meet the machine in the same mood
     mlp_digest = hashlib.sha256(mlp).hexdigest()
-    for key, providers in (("network", 1), ("network_4", PROVIDERS)):
+    runner = OnnxRunner(threads=WORKERS)
+    runner.run_first(mlp, batch_x)  # warm-up
+    times: dict[str, list[float]] = {"local": [], "network": [], "network_4": []}
+    shards: dict[str, int] = {}
+    for providers in (1, PROVIDERS):
         client.max_providers = providers
         client.infer(mlp, batch_x)  # warm-up: uploads, loads the model in every worker
-        times = []
-        for _ in range(runs):
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        runner.run_first(mlp, batch_x)
+        times["local"].append(time.perf_counter() - t0)
+        for key, providers in (("network", 1), ("network_4", PROVIDERS)):
+            client.max_providers = providers
             t0 = time.perf_counter()
             client.infer(mlp_digest, batch_x)
-            times.append(time.perf_counter() - t0)
+            times[key].append(time.perf_counter() - t0)
             failovers += len(client.last_report.failovers)
-        batch[f"{key}_s"] = [round(s, 4) for s in times]
-        batch[f"{key}_median_s"] = round(statistics.median(times), 4)
-        batch[f"{key}_shards"] = client.last_report.shards
+            shards[key] = client.last_report.shards
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    for key, values in times.items():
+        batch[f"{key}_s"] = [round(v, 4) for v in values]
+        batch[f"{key}_median_s"] = round(medians[key], 4)
+    batch.update(
+        network_shards=shards["network"],
+        network_4_shards=shards["network_4"],
+        local_threads=WORKERS,
+        ratio=round(medians["network"] / medians["local"], 3),
+        ratio_4=round(medians["network_4"] / medians["local"], 3),
+    )
     client.flush()
 
     return {
@@ -378,26 +389,25 @@ def mlp_model(
 
 
 def _calibrate(model: bytes, seconds: float, threads: int) -> tuple[int, float]:
-    """Rows that take about ``seconds`` here with ``threads`` threads, and rows per second."""
-    runner = OnnxRunner(threads=threads)
-    probe = np.zeros((256, MLP_IN), dtype=np.float32)
-    runner.run_first(model, probe)
-    t0 = time.perf_counter()
-    for _ in range(4):
-        runner.run_first(model, probe)
-    rate = 4 * probe.shape[0] / (time.perf_counter() - t0)
-    return max(8, int(rate * seconds)), rate
+    """Rows that take about ``seconds`` here with ``threads`` threads, and rows per second.
 
-
-def _local_batch(model: bytes, x: np.ndarray, *, threads: int, runs: int) -> list[float]:
+    Rows per second grow with the batch, so the estimate is refined on a batch of
+    about the size it predicts.
+    """
     runner = OnnxRunner(threads=threads)
-    runner.run_first(model, x)  # warm-up
-    times = []
-    for _ in range(runs):
+    rows = 256
+    runner.run_first(model, np.zeros((rows, MLP_IN), dtype=np.float32))
+    rate = 0.0
+    for _ in range(3):
+        x = np.zeros((rows, MLP_IN), dtype=np.float32)
         t0 = time.perf_counter()
         runner.run_first(model, x)
-        times.append(time.perf_counter() - t0)
-    return times
+        rate = rows / (time.perf_counter() - t0)
+        estimate = max(8, int(rate * seconds))
+        if rows >= estimate / 2:
+            return estimate, rate
+        rows = min(estimate, rows * 16)
+    return max(8, int(rate * seconds)), rate
 
 
 def _machine(cores: int) -> dict[str, Any]:

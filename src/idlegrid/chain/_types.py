@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 
-from eth_abi import encode
 from eth_utils import keccak
 
+from .._exceptions import InvalidInput
 from ..protocol import checksum
 
 __all__ = [
@@ -77,17 +78,19 @@ class ChannelTerms:
         """Terms with a random 64-bit salt."""
         return cls(checksum(client), checksum(provider), deposit, expiry, secrets.randbits(64))
 
-    @property
+    @cached_property
     def id(self) -> bytes:
-        """keccak256(abi_encode(client, provider, deposit, expiry, salt)), as the market does."""
-        return bytes(
-            keccak(
-                encode(
-                    ["address", "address", "uint256", "uint256", "uint256"],
-                    [self.client, self.provider, self.deposit, self.expiry, self.salt],
-                )
-            )
-        )
+        """keccak256(abi_encode(client, provider, deposit, expiry, salt)), as the market does.
+
+        Computed once per terms (nodes and clients look it up on every job); the five
+        fields are static ABI types, so the encoding is five 32-byte words.
+        """
+        words = [bytes(12) + bytes.fromhex(checksum(a)[2:]) for a in (self.client, self.provider)]
+        for value in (self.deposit, self.expiry, self.salt):
+            if not 0 <= value < 2**256:
+                raise InvalidInput(f"channel terms value {value} does not fit in uint256")
+            words.append(value.to_bytes(32, "big"))
+        return bytes(keccak(b"".join(words)))
 
     def as_tuple(self) -> tuple[str, str, int, int, int]:
         return (self.client, self.provider, self.deposit, self.expiry, self.salt)

@@ -65,6 +65,11 @@ class _Conn:
     def close(self) -> None:
         self.writer.close()
 
+    def usable(self) -> bool:
+        """Not hung up, reset or closing, as far as the loop has seen."""
+        reader = self.reader
+        return not (self.writer.is_closing() or reader.at_eof() or reader.exception())
+
 
 class HttpPool:
     """Keep-alive HTTP/1.1 connections to any number of origins, for one event loop."""
@@ -123,7 +128,7 @@ class HttpPool:
         now = time.monotonic()
         while conns:
             conn = conns.pop()
-            if now - conn.idle_since < self._idle_s and not conn.reader.at_eof():
+            if now - conn.idle_since < self._idle_s and conn.usable():
                 return conn
             conn.close()
         return None

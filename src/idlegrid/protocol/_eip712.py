@@ -12,7 +12,7 @@ from typing import Any
 
 from eth_account import Account as _EthAccount
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
 from .._exceptions import BadSignature, InvalidInput
 from ._fastsig import recover_digest, sign_digest
@@ -213,7 +213,7 @@ def sign_voucher(account: Account, domain: Domain, voucher: Voucher) -> Signatur
 def recover_voucher_signer(domain: Domain, voucher: Voucher, signature: Signature) -> str:
     """The address that signed ``voucher`` in ``domain``; raise BadSignature if unrecoverable."""
     raw = recover_digest(voucher_digest(domain, voucher), signature.to_bytes())
-    return str(to_checksum_address(raw))
+    return checksum("0x" + raw.hex())
 
 
 def eth_account_voucher_digest(domain: Domain, voucher: Voucher) -> bytes:

