@@ -8,7 +8,8 @@
         latest voucher whenever it likes and is credited only the increase; the
         contract records per provider cumulative jobs, units and tokens earned.
         After expiry plus `close_window` the client may close the channel and
-        take back what was not redeemed.
+        take back what was not redeemed. No statistic ever blocks a payment: the
+        record's counters saturate at their widths.
 @dev Gas layout. A channel's immutable terms (client, provider, deposit,
      expiry, salt) are not stored: they are hashed into the channel id and
      passed back by callers, so opening a channel writes one storage slot.
@@ -23,6 +24,10 @@
      Token accounting: token.balanceOf(self) == sum over accounts of
      balance_of(account) + sum over open channels of (deposit + top-ups - paid),
      always, where balance_of = _balances + earned - _swept.
+     Bounds: `close_window` lies in [MIN_CLOSE_WINDOW, MAX_CLOSE_WINDOW] and an
+     expiry at most MAX_CHANNEL_TTL ahead, so `expiry + close_window` never
+     overflows and no deposit is locked for longer than a year and a month
+     without the client's renewed say (a top-up).
 """
 
 from ethereum.ercs import IERC20
@@ -47,6 +52,14 @@ FLAG_OPEN: constant(uint256) = 2**248
 FLAG_CLOSED: constant(uint256) = 2**249
 FLAG_TOPPED_UP: constant(uint256) = 2**250
 MAX_PROOF: constant(uint256) = 64
+# Bounds of the constructor's close window: a provider needs time to redeem its last
+# voucher after expiry (an hour at least), and a client must get an unredeemed rest
+# back in a month at most after expiry.
+MIN_CLOSE_WINDOW: public(constant(uint256)) = 3600
+MAX_CLOSE_WINDOW: public(constant(uint256)) = 30 * 86400
+# How far ahead of the current block an expiry may lie (opening or topping up): a
+# typo (a time in milliseconds) must not lock a deposit for millennia.
+MAX_CHANNEL_TTL: public(constant(uint256)) = 365 * 86400
 
 EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
     "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
@@ -137,8 +150,10 @@ def __init__(token_: IERC20, registry_: IRegistry, close_window_: uint256):
     @param token_ The payment token.
     @param registry_ The provider registry whose stakes `slash` takes.
     @param close_window_ Seconds after a channel's expiry during which only
-           the provider may act (redeem); then the client may close.
+           the provider may act (redeem); then the client may close. Between
+           MIN_CLOSE_WINDOW (1 hour) and MAX_CLOSE_WINDOW (30 days).
     """
+    assert close_window_ >= MIN_CLOSE_WINDOW and close_window_ <= MAX_CLOSE_WINDOW, "market: close window out of range"
     ownable.__init__()
     token = token_
     registry = registry_
@@ -188,7 +203,8 @@ def open_channel(provider: address, amount: uint256, expiry: uint256, salt: uint
     @notice Open a channel from the caller to `provider` holding `amount`
             tokens, taken from the caller's market balance and, for any
             shortfall, from its wallet (needs an allowance).
-    @param expiry Unix time after which (plus `close_window`) the client may close.
+    @param expiry Unix time after which (plus `close_window`) the client may close;
+           later than now and at most MAX_CHANNEL_TTL (365 days) ahead.
     @param salt Any number that makes the channel id unique among channels
            with the same terms.
     @return The channel id, keccak256(abi_encode(client, provider, amount, expiry, salt)).
@@ -198,6 +214,7 @@ def open_channel(provider: address, amount: uint256, expiry: uint256, salt: uint
     assert amount > 0, "market: zero deposit"
     assert amount <= MASK_96, "market: deposit too large"
     assert expiry > block.timestamp, "market: expiry in the past"
+    assert expiry <= block.timestamp + MAX_CHANNEL_TTL, "market: expiry too far ahead"
     assert expiry <= MASK_64, "market: expiry too large"
     channel: bytes32 = self._channel_id(msg.sender, provider, amount, expiry, salt)
     assert self._state[channel] == 0, "market: channel exists"
@@ -213,7 +230,8 @@ def open_channel(provider: address, amount: uint256, expiry: uint256, salt: uint
 def top_up(terms: Terms, amount: uint256, expiry: uint256):
     """
     @notice Add `amount` tokens to an open channel of the caller's and set its
-            expiry to `expiry` (never earlier than the current one).
+            expiry to `expiry` (never earlier than the current one, at most
+            MAX_CHANNEL_TTL ahead of now unless it is the current one).
     """
     assert msg.sender == terms.client, "market: caller is not the channel's client"
     channel: bytes32 = self._id(terms)
@@ -224,9 +242,12 @@ def top_up(terms: Terms, amount: uint256, expiry: uint256):
     current: uint256 = 0
     deposit, current = self._effective(channel, state, terms)
     assert expiry >= current, "market: expiry earlier than current"
+    # keeping the current expiry is always allowed: a top-up never has to shorten it
+    assert expiry == current or expiry <= block.timestamp + MAX_CHANNEL_TTL, "market: expiry too far ahead"
     assert expiry <= MASK_64, "market: expiry too large"
+    # deposit <= MASK_96 already, so this cannot underflow, and deposit + amount cannot overflow
+    assert amount <= MASK_96 - deposit, "market: deposit too large"
     deposit += amount
-    assert deposit <= MASK_96, "market: deposit too large"
     self._debit(msg.sender, amount)
     self._topup[channel] = (deposit - terms.deposit) | (expiry << 96)
     self._state[channel] = state | FLAG_TOPPED_UP
@@ -247,7 +268,8 @@ def redeem(
     """
     @notice Redeem a voucher signed by the channel's client. The provider (the
             only caller) is credited `amount` minus what it was already paid,
-            and its record grows by the increase in jobs and units.
+            always in full, and its record grows by the increase in jobs and
+            units (each counter saturates at its width; see `record`).
     @param amount Cumulative tokens owed on this channel.
     @param jobs Cumulative jobs done on this channel.
     @param units Cumulative compute units done on this channel.
@@ -279,11 +301,16 @@ def redeem(
     record_earned: uint256 = (record & MASK_96) + earned
     record_jobs: uint256 = ((record >> 96) & MASK_56) + jobs - done_jobs
     record_units: uint256 = (record >> 152) + units - done_units
-    # lifetime earnings are bounded by 96 bits like any amount: past 2**96 - 1 (more
-    # than the whole supply, reachable only as tokens circulate) the provider must use
-    # a new address; refusing here keeps the record exact and strands nothing (the
-    # client still closes the channel and takes its deposit back)
-    assert record_earned <= MASK_96 and record_jobs <= MASK_56 and record_units <= MASK_104, "market: provider record overflow"
+    # Money is never blocked by a statistic: the counters saturate. Lifetime earnings
+    # can pass 2**96 - 1 only as tokens circulate (the supply is capped there); the
+    # record's earned stops at 2**96 - 1 and the excess is credited straight to the
+    # balance, so balance_of (_balances + earned - _swept) still grows by `earned`.
+    # Rare, so the usual redemption still writes two slots.
+    if record_earned > MASK_96:
+        self._balances[msg.sender] += record_earned - MASK_96
+        record_earned = MASK_96
+    record_jobs = min(record_jobs, MASK_56)
+    record_units = min(record_units, MASK_104)
     self._record[msg.sender] = record_earned | (record_jobs << 96) | (record_units << 152)
     log VoucherRedeemed(
         channel=channel,
@@ -370,6 +397,8 @@ def balance_of(account: address) -> uint256:
 def record(provider: address) -> (uint256, uint256, uint256):
     """
     @notice A provider's contribution: cumulative (tokens earned, jobs, units).
+            Each counter saturates at its width (earned 2**96 - 1, jobs
+            2**56 - 1, units 2**104 - 1) and then stays there; payments go on.
     """
     record: uint256 = self._record[provider]
     return (record & MASK_96, (record >> 96) & MASK_56, record >> 152)

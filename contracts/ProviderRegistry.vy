@@ -19,6 +19,11 @@ exports: (ownable.owner, ownable.transfer_ownership)
 
 MAX_ENDPOINT: constant(uint256) = 256
 MAX_PAGE: constant(uint256) = 256
+# Bounds of the constructor's unbonding delay: long enough for cheating found late to be
+# punished (an hour at least), short enough that `block.timestamp + unbonding_delay`
+# cannot overflow and a stake is never locked for good (a year at most).
+MIN_UNBONDING_DELAY: public(constant(uint256)) = 3600
+MAX_UNBONDING_DELAY: public(constant(uint256)) = 365 * 86400
 
 
 struct Provider:
@@ -103,9 +108,11 @@ def __init__(token_: IERC20, min_stake_: uint256, unbonding_delay_: uint256):
     """
     @param token_ The staking token.
     @param min_stake_ Least stake (in token wei) of an active provider; > 0.
-    @param unbonding_delay_ Seconds between `begin_unbonding` and `withdraw`.
+    @param unbonding_delay_ Seconds between `begin_unbonding` and `withdraw`,
+           between MIN_UNBONDING_DELAY (1 hour) and MAX_UNBONDING_DELAY (365 days).
     """
     assert min_stake_ > 0, "registry: min stake must be positive"
+    assert unbonding_delay_ >= MIN_UNBONDING_DELAY and unbonding_delay_ <= MAX_UNBONDING_DELAY, "registry: unbonding delay out of range"
     ownable.__init__()
     token = token_
     min_stake = min_stake_

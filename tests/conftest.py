@@ -52,7 +52,9 @@ class Env:
         return self.ledger.market
 
     def now(self) -> int:
-        return self.backend.timestamp()
+        """The chain's time for the next transaction (not the latest block's, which
+        lags the wall clock after a snapshot is reverted)."""
+        return self.backend.next_timestamp()
 
     def all_addresses(self) -> list[str]:
         return [self.owner.address, *(u.address for u in self.users)]

@@ -67,7 +67,9 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("args", [["--help"], ["bench", "--help"], ["devnet", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["bench", "--help"], ["devnet", "--help"], ["channels", "--help"]]
+)
 def test_help(args: list[str]) -> None:
     proc = _idlegrid(*args)
     assert proc.returncode == 0
@@ -82,6 +84,8 @@ def test_network_demo_json() -> None:
     result = json.loads(proc.stdout)
     assert result["results_match_local"] is True
     assert result["balances_conserved"] is True
+    assert result["locked_in_channels"] == 0  # the clients closed their channels
+    assert result["channels_closed"]["open_left"] == []
     providers = result["providers"]
     assert len(providers) == 3
     for p in providers:

@@ -3,6 +3,7 @@
 from ._exceptions import (
     BadProof,
     BadSignature,
+    BlobCorrupt,
     BlobNotFound,
     ChainTimeout,
     ChainUnavailable,
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BadProof",
     "BadSignature",
+    "BlobCorrupt",
     "BlobNotFound",
     "ChainTimeout",
     "ChainUnavailable",

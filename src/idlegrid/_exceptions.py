@@ -10,6 +10,7 @@ and re-raised as one of these, with the original chained as ``__cause__``::
     │   ├── InvalidInput            a malformed argument, spec, hash or payload
     │   │   ├── PayloadTooLarge     a payload or blob is over a size limit or quota
     │   │   └── BlobNotFound        no blob with that sha256 is stored
+    │   │       └── BlobCorrupt     a stored blob no longer hashed to its name; it was removed
     │   └── ContractReverted        a contract refused the call; ``.reason`` says why
     ├── UnavailableError            the network or the chain is failing
     │   ├── ChainUnavailable        the JSON-RPC endpoint is unreachable or erroring
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "BadProof",
     "BadSignature",
+    "BlobCorrupt",
     "BlobNotFound",
     "ChainTimeout",
     "ChainUnavailable",
@@ -66,6 +68,18 @@ class BlobNotFound(InvalidInput):
     def __init__(self, digest: str) -> None:
         self.digest = digest
         super().__init__(f"no blob with sha256 {digest}")
+
+
+class BlobCorrupt(BlobNotFound):
+    """A stored blob no longer hashed to its name; it was removed and may be uploaded again."""
+
+    def __init__(self, digest: str, actual: str) -> None:
+        super().__init__(digest)
+        self.actual = actual
+        self.args = (
+            f"blob sha256 {digest} was corrupt (its bytes hash to {actual}) and was removed:"
+            " upload it again",
+        )
 
 
 class ContractReverted(UsageError):

@@ -94,7 +94,7 @@ def run_ledger_demo(progress: Callable[[str], None] | None = None) -> dict[str, 
     say("client deposits into the market and opens one channel per provider")
     token.approve(market.address, 200 * TOKEN, sender=client)
     market.deposit(200 * TOKEN, sender=client)
-    expiry = backend.timestamp() + 3600
+    expiry = backend.next_timestamp() + 3600
     channels: dict[str, _Channel] = {}
     open_gas = 0
     for provider in providers:

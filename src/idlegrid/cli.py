@@ -65,7 +65,11 @@ def demo(
         _print_json(result)
     else:
         _print_network_demo(result)
-    if not (result["balances_conserved"] and result["results_match_local"]):
+    if not (
+        result["balances_conserved"]
+        and result["results_match_local"]
+        and result["locked_in_channels"] == 0
+    ):
         raise typer.Exit(1)
 
 
@@ -105,7 +109,7 @@ def _print_network_demo(result: dict[str, Any]) -> None:
         a = result["balances_after"][name]
         tb, ta = sum(b.values()), sum(a.values())
         balances.add_row(name, _tokens(tb), _tokens(ta), f"{(ta - tb) / 10**18:+,.4f}")
-    balances.add_row("open channels", "0.0000", _tokens(result["locked_in_open_channels"]), "")
+    balances.add_row("open channels", "0.0000", _tokens(result["locked_in_channels"]), "")
     out.print(balances)
     batch = result["batch"]
     spend = result["provider_spends_earnings"]
@@ -273,6 +277,44 @@ def node_start(
     redeem_after: Annotated[
         float, typer.Option(help="Redeem a voucher once it is this many seconds old.")
     ] = 30.0,
+    upload_allowance: Annotated[
+        int, typer.Option(help="Bytes of blobs a key without an open channel may store.")
+    ] = 64 * 2**20,
+    max_store: Annotated[
+        int, typer.Option(help="Bytes the blob store may hold (least recently used go first).")
+    ] = 32 * 2**30,
+    credit_jobs: Annotated[
+        int, typer.Option(help="Jobs a client may have unvouched (delivered or running).")
+    ] = 64,
+    max_unpaid: Annotated[
+        float, typer.Option(help="Tokens a client may owe beyond its vouchers (0: no limit).")
+    ] = 0.0,
+    channel_refresh: Annotated[
+        float, typer.Option(help="Seconds between re-reads of a channel that falls short.")
+    ] = 2.0,
+    max_connections: Annotated[int, typer.Option(help="Open HTTP connections at most.")] = 256,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds a client may take to send request headers.")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request body may take (plus 1 s per 64 KiB).")
+    ] = 30.0,
+    metered: Annotated[
+        bool,
+        typer.Option(
+            "--metered",
+            help="Run models with control flow or data-dependent sizes, billed by CPU time.",
+        ),
+    ] = False,
+    units_per_cpu_s: Annotated[
+        int, typer.Option(help="Compute units billed per CPU-second (metered and failed jobs).")
+    ] = 10**10,
+    max_jobs_per_client: Annotated[
+        int, typer.Option(help="Jobs one client may have running or queued (then 429).")
+    ] = 8,
+    max_output_mb: Annotated[
+        int, typer.Option(help="Largest job output, MiB (larger ones fail, billed).")
+    ] = 64,
 ) -> None:
     """Join the network as a provider: probe hardware, stake, register, serve /v1."""
     from .chain import TOKEN, free_port
@@ -292,6 +334,19 @@ def node_start(
         memory_mb=memory_mb or None,
         workloads=("onnx", "embed") if embed else ("onnx",),
         redeem_max_age_s=redeem_after,
+        upload_allowance_bytes=upload_allowance,
+        max_store_bytes=max_store,
+        credit_jobs=credit_jobs,
+        max_unpaid_per_client=int(max_unpaid * TOKEN) or None,
+        channel_refresh_s=channel_refresh,
+        max_connections=max_connections,
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
+        metered=metered,
+        units_per_cpu_s=units_per_cpu_s,
+        max_jobs_per_client=max_jobs_per_client,
+        max_output_bytes=max_output_mb * 2**20,
+        max_inline_output_bytes=min(4 * 2**20, max_output_mb * 2**20),
     )
     node = build_node(key, ledger, config)
     serve_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))
@@ -357,6 +412,90 @@ def embed(
         f"{len(texts)} texts in {report.shards} jobs on {len(report.by_provider)} provider(s) "
         f"in {report.seconds:.2f}s -> {output}"
     )
+
+
+channels_app = typer.Typer(
+    help="Your payment channels: list them, close them to take back what they did not pay."
+)
+app.add_typer(channels_app, name="channels")
+
+
+@channels_app.command("list")
+def channels_list(
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    closed: Annotated[bool, typer.Option("--all", help="Closed channels too.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The channels you opened as a client (from the chain), open ones by default."""
+    from .client._discovery import open_index
+
+    key, ledger = _identity(network, account, keystore, default=0)
+    index = open_index(ledger)
+    try:
+        found = index.channels(client=key.address, status=None if closed else "open")
+    finally:
+        index.close()
+    window = ledger.market.close_window()
+    rows = [
+        {
+            "channel": "0x" + c.id.hex(),
+            "provider": c.provider,
+            "status": str(c.status),
+            "deposit": c.deposit,
+            "paid": c.paid,
+            "locked": c.remaining if c.status == "open" else 0,
+            "expiry": c.expiry,
+            "client_may_close_at": c.expiry + window,
+        }
+        for c in found
+    ]
+    if as_json:
+        _print_json({"client": key.address, "channels": rows})
+        return
+    table = Table(title=f"Channels of {key.address}")
+    for col in ("channel", "provider", "status", "deposit", "paid", "locked", "client may close"):
+        left = col in {"channel", "provider", "status"}
+        table.add_column(col, justify="left" if left else "right")
+    for r in rows:
+        table.add_row(
+            r["channel"][:14] + "…",
+            r["provider"],
+            r["status"],
+            _tokens(r["deposit"]),
+            _tokens(r["paid"]),
+            _tokens(r["locked"]),
+            str(r["client_may_close_at"]),
+        )
+    out.print(table)
+
+
+@channels_app.command("close")
+def channels_close(
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Close your open channels: each provider redeems its latest voucher and closes early;
+    a channel past its expiry and close window you close yourself."""
+    from dataclasses import asdict
+
+    from .client import Client
+
+    key, ledger = _identity(network, account, keystore, default=0)
+    with Client(key, ledger) as client:
+        closed = client.close_channels(all_open=True)
+    if as_json:
+        _print_json({"client": key.address, "channels": [asdict(c) for c in closed]})
+    else:
+        for c in closed:
+            state = "closed" if c.closed else "still open"
+            console.print(f"{c.channel[:14]}… to {c.provider}: {state} ({c.how})")
+        console.print(f"{sum(c.closed for c in closed)} of {len(closed)} channel(s) closed")
+    if not all(c.closed for c in closed):
+        raise typer.Exit(1)
 
 
 @bench_app.command("settlement")

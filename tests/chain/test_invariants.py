@@ -22,7 +22,8 @@ gets the full check. Each example starts from a snapshot of the session's
 deployment and reverts to it when it ends.
 
 The last test is a regression test for a bug found while modelling the market:
-provider records overflow once cumulative earnings pass 96 bits.
+provider records overflowed once cumulative earnings passed 96 bits, and the
+redemption was refused; the record now saturates and the payment goes through.
 """
 
 from __future__ import annotations
@@ -59,13 +60,16 @@ DELAY = CONFIG.unbonding_delay
 WINDOW = CONFIG.close_window
 MAX = 2**256 - 1
 MAX_SUPPLY = 2**96 - 1  # the token's cap
+MASK_56, MASK_96, MASK_104 = 2**56 - 1, 2**96 - 1, 2**104 - 1  # a provider record's widths
+MAX_CHANNEL_TTL = 365 * 24 * 3600  # how far ahead an expiry may lie
 HOUR = 3600
 CAPS = b"\x01" * 32
 ENDPOINT = "http://provider.test:1"
 ACTORS = 3  # users[0:3] act; the other users only hold tokens
 MAX_CHANNELS = 5  # bounds the reads of each check
-# A transaction's block.timestamp is the latest block's or a few seconds later.
-# A step whose outcome hangs on a deadline closer than this is skipped.
+# A transaction's block.timestamp is the chain's time (env.now()) or a few seconds
+# later (anvil's clock follows the wall clock). A step whose outcome hangs on a
+# deadline closer than this is skipped.
 MARGIN = 600
 
 # About 300 steps a backend; the embedded chain sends 15-30 transactions a second.
@@ -312,6 +316,7 @@ class LedgerMachine(RuleBasedStateMachine):
             (provider == client, "market: channel to self"),
             (amount == 0, "market: zero deposit"),
             (expiry_hours == 0, "market: expiry in the past"),
+            (expiry_hours * HOUR > MAX_CHANNEL_TTL, "market: expiry too far ahead"),
         ) or self._debit_reason(client.address, amount)
 
         def call() -> object:
@@ -405,7 +410,8 @@ class LedgerMachine(RuleBasedStateMachine):
         ):
             entry.stake -= amount
             entry.unbonding += amount
-            entry.withdrawable_at = self.env.now() + DELAY  # the block of this transaction
+            # the latest block is this transaction's
+            entry.withdrawable_at = self.env.backend.timestamp() + DELAY
             self._sync_active(account.address)
 
     @precondition(lambda self: any(p.unbonding for p in self.providers.values()))
@@ -519,7 +525,7 @@ class LedgerMachine(RuleBasedStateMachine):
         client=actor,
         to=st.sampled_from([1, 2, 1, 2, 0]),
         amount=amounts,
-        expiry_hours=st.sampled_from([24, 1, 72, 0]),
+        expiry_hours=st.sampled_from([24, 1, 72, 0, 366 * 24]),
     )
     def open_channel(self, client: int, to: int, amount: int, expiry_hours: int) -> object:
         """Open a channel to the actor ``to`` places after the client (0: itself)."""
@@ -547,15 +553,19 @@ class LedgerMachine(RuleBasedStateMachine):
         channel=channels,
         by_client=_mostly(True, False),
         amount=amounts,
-        extend_hours=st.sampled_from([24, 0, 1, -1]),
+        extend_hours=st.sampled_from([24, 0, 1, -1, 366 * 24]),
     )
     def top_up(self, channel: _Channel, by_client: bool, amount: int, extend_hours: int) -> None:
         sender = channel.client if by_client else channel.provider
         expiry = channel.expiry + extend_hours * HOUR
+        limit = self.env.now() + MAX_CHANNEL_TTL  # keeping the current expiry is always allowed
+        if expiry != channel.expiry and abs(expiry - limit) <= MARGIN:
+            return
         reason = _first(
             (not by_client, "market: caller is not the channel's client"),
             (channel.closed, "market: channel closed"),
             (expiry < channel.expiry, "market: expiry earlier than current"),
+            (expiry != channel.expiry and expiry > limit, "market: expiry too far ahead"),
         ) or self._debit_reason(sender.address, amount)
         if self._attempt(
             sender,
@@ -640,10 +650,11 @@ class LedgerMachine(RuleBasedStateMachine):
             reason,
             lambda: self.market.redeem(channel.terms, v, signed.signature, sender=sender),
         ):
+            # the record's counters saturate; the provider is paid in full regardless
             record = self.records[channel.provider.address]
-            record.earned += v.amount - channel.paid
-            record.jobs += v.jobs - channel.jobs
-            record.units += v.units - channel.units
+            record.earned = min(record.earned + v.amount - channel.paid, MASK_96)
+            record.jobs = min(record.jobs + v.jobs - channel.jobs, MASK_56)
+            record.units = min(record.units + v.units - channel.units, MASK_104)
             self.free[channel.provider.address] += v.amount - channel.paid
             channel.paid, channel.jobs, channel.units = v.amount, v.jobs, v.units
 
@@ -773,12 +784,13 @@ def test_ledger_invariants(session_env: Env) -> None:
         env.backend.revert(outer)
 
 
-def test_provider_earnings_beyond_96_bits_are_refused_and_strand_nothing(env: Env) -> None:
-    """Earnings circulate, so a provider's cumulative earnings could pass the 2**96 - 1
-    that caps the supply (and the width of the packed record). The market refuses that
-    redemption with a reason; the record stays exact, and the client's deposit is not
-    stranded: it comes back when the client closes the channel.
+def test_provider_earnings_beyond_96_bits_saturate_the_record_and_pay_in_full(env: Env) -> None:
+    """Earnings circulate, so a provider's cumulative earnings can pass the 2**96 - 1
+    that caps the supply (and the width of the packed record). The redemption that
+    crosses it pays in full: the record's earned stops at 2**96 - 1 and the excess is
+    credited to the provider's balance, which it can withdraw; so does the next one.
     """
+    # Prepare
     client, provider = env.users[0], env.users[1]
     env.token.mint(client.address, MAX_SUPPLY - env.token.total_supply(), sender=env.owner)
     env.token.approve(env.market.address, MAX, sender=client)
@@ -794,18 +806,23 @@ def test_provider_earnings_beyond_96_bits_are_refused_and_strand_nothing(env: En
     env.market.redeem(*channel(first, salt=1), sender=provider)
     env.market.withdraw(first, sender=provider)  # the provider spends its earnings,
     env.token.transfer(client.address, first, sender=provider)  # and they come back
-    second = MAX_SUPPLY - first + 1  # cumulative earnings would reach exactly 2**96
+    second = MAX_SUPPLY - first + 1  # cumulative earnings reach exactly 2**96
     terms, voucher, signature = channel(second, salt=2)
 
-    with pytest.raises(ContractReverted) as exc:
-        env.market.redeem(terms, voucher, signature, sender=provider)
+    # Execute
+    env.market.redeem(terms, voucher, signature, sender=provider)
 
-    assert exc.value.reason == "market: provider record overflow"
-    assert env.market.record(provider.address) == Contribution(first, 1, 1)
+    # Assert
+    assert env.market.record(provider.address) == Contribution(MASK_96, 2, 2)
+    assert env.market.balance_of(provider.address) == second
+    assert env.market.channel(terms).paid == second
+    env.conservation()
+    wallet = env.token.balance_of(provider.address)
+    env.market.withdraw(second, sender=provider)
+    assert env.token.balance_of(provider.address) == wallet + second
     assert env.market.balance_of(provider.address) == 0
-    wallet = env.token.balance_of(client.address)
-    env.backend.advance_time(HOUR + env.market.close_window() + 1)
-    env.market.close(terms, sender=client)
-    env.market.withdraw(second, sender=client)
-    assert env.token.balance_of(client.address) == wallet + second
+    env.token.transfer(client.address, 7, sender=provider)
+    env.market.redeem(*channel(7, salt=3), sender=provider)  # and the next one too
+    assert env.market.record(provider.address) == Contribution(MASK_96, 3, 3)
+    assert env.market.balance_of(provider.address) == 7
     env.conservation()

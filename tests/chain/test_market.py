@@ -5,9 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from eth_utils import keccak, to_canonical_address
 
 from idlegrid import ContractReverted, InvalidInput
-from idlegrid.chain import TOKEN, ChannelTerms
+from idlegrid.chain import (
+    TOKEN,
+    ChannelTerms,
+    Contribution,
+    EmbeddedBackend,
+    MarketClient,
+    deploy_contract,
+)
 from idlegrid.protocol import (
     Account,
     Domain,
@@ -24,6 +32,12 @@ from ..conftest import Env
 
 ROOT = b"\x11" * 32
 MAX = 2**256 - 1
+DAY = 86400
+MIN_CLOSE_WINDOW = 3600
+MAX_CLOSE_WINDOW = 30 * DAY
+MAX_CHANNEL_TTL = 365 * DAY
+MASK_56, MASK_104 = 2**56 - 1, 2**104 - 1
+RECORD_SLOT = 6  # JobMarket._record in the storage layout (vyper -f layout)
 
 
 def _reason(exc: pytest.ExceptionInfo[ContractReverted]) -> str:
@@ -50,6 +64,85 @@ def _voucher(
 ) -> tuple[Voucher, Signature]:
     voucher = Voucher(terms.id, amount, jobs, units, ROOT)
     return voucher, sign_voucher(client, env.market.domain(), voucher)
+
+
+def _deploy_market(env: Env, close_window: int) -> MarketClient:
+    address = deploy_contract(
+        env.backend,
+        "JobMarket",
+        [env.token.address, env.registry.address, close_window],
+        sender=env.owner,
+    )
+    return MarketClient(env.backend, address)
+
+
+def _set_record(env: Env, provider: str, earned: int, jobs: int, units: int) -> None:
+    """Write a provider's packed record straight into the market's storage (a development
+    chain's trick to reach a full record without 2**56 jobs)."""
+    slot = int.from_bytes(
+        keccak(RECORD_SLOT.to_bytes(32, "big") + bytes(12) + to_canonical_address(provider)),
+        "big",
+    )
+    value = earned | (jobs << 96) | (units << 152)
+    backend = env.backend
+    if isinstance(backend, EmbeddedBackend):
+        chain = backend.tester.backend.chain
+        state = chain.get_vm().state
+        state.set_storage(to_canonical_address(env.market.address), slot, value)
+        state.persist()
+        chain.header = chain.header.copy(state_root=state.state_root)
+        backend.advance_time(0)  # mine it
+    else:
+        backend.w3.provider.make_request(
+            "anvil_setStorageAt",  # type: ignore[arg-type]
+            [env.market.address, hex(slot), "0x" + value.to_bytes(32, "big").hex()],
+        )
+    assert env.market.record(provider) == Contribution(earned, jobs, units)
+
+
+# -- deployment --------------------------------------------------------------
+
+
+def test_bounds_are_published(env: Env) -> None:
+    market = env.market
+    assert market._call("MIN_CLOSE_WINDOW") == MIN_CLOSE_WINDOW
+    assert market._call("MAX_CLOSE_WINDOW") == MAX_CLOSE_WINDOW
+    assert market._call("MAX_CHANNEL_TTL") == MAX_CHANNEL_TTL
+    assert MIN_CLOSE_WINDOW <= market.close_window() <= MAX_CLOSE_WINDOW
+
+
+@pytest.mark.parametrize("close_window", [MIN_CLOSE_WINDOW, MAX_CLOSE_WINDOW])
+def test_deploy_with_close_window_at_its_bounds(env: Env, close_window: int) -> None:
+    market = _deploy_market(env, close_window)
+
+    assert market.close_window() == close_window
+
+
+@pytest.mark.parametrize(
+    "close_window", [0, MIN_CLOSE_WINDOW - 1, MAX_CLOSE_WINDOW + 1, 2**255, MAX]
+)
+def test_deploy_with_close_window_out_of_range_reverts(env: Env, close_window: int) -> None:
+    with pytest.raises(ContractReverted) as exc:
+        _deploy_market(env, close_window)
+
+    assert _reason(exc) == "market: close window out of range"
+
+
+def test_longest_channel_in_the_longest_window_still_closes(env: Env) -> None:
+    """The largest expiry and close window allowed add up without overflow: the client
+    gets its deposit back after them."""
+    client, provider = env.users[0], env.users[1]
+    market = _deploy_market(env, MAX_CLOSE_WINDOW)
+    env.token.approve(market.address, MAX, sender=client)
+    terms, _ = market.open_channel(
+        provider.address, 5 * TOKEN, env.now() + MAX_CHANNEL_TTL, sender=client
+    )
+    env.backend.advance_time(MAX_CHANNEL_TTL + MAX_CLOSE_WINDOW)
+
+    market.close(terms, sender=client)
+
+    assert market.channel(terms).closed
+    assert market.balance_of(client.address) == 5 * TOKEN
 
 
 # -- deposit / withdraw ------------------------------------------------------
@@ -127,6 +220,8 @@ def test_open_channel_from_balance_then_wallet(env: Env, parties: tuple[Account,
         ("provider", 0, 3600, "market: zero deposit"),
         ("provider", 2**96, 3600, "market: deposit too large"),
         ("provider", 1, -10, "market: expiry in the past"),
+        ("provider", 1, MAX_CHANNEL_TTL + 3600, "market: expiry too far ahead"),
+        ("provider", 1, 2**64, "market: expiry too far ahead"),
     ],
 )
 def test_open_channel_rejects_bad_terms(
@@ -144,6 +239,15 @@ def test_open_channel_rejects_bad_terms(
     assert _reason(exc) == reason
 
 
+def test_open_channel_up_to_a_year_ahead(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    expiry = env.now() + MAX_CHANNEL_TTL
+
+    terms, _ = env.market.open_channel(provider.address, TOKEN, expiry, sender=client)
+
+    assert env.market.channel(terms).expiry == expiry
+
+
 def test_open_channel_twice_with_same_terms_reverts(
     env: Env, parties: tuple[Account, Account]
 ) -> None:
@@ -159,7 +263,7 @@ def test_open_channel_twice_with_same_terms_reverts(
 def test_open_channel_without_funds_reverts(env: Env, parties: tuple[Account, Account]) -> None:
     client, provider = parties
     with pytest.raises(ContractReverted) as exc:
-        env.market.open_channel(provider.address, 20_000 * TOKEN, env.now() + 60, sender=client)
+        env.market.open_channel(provider.address, 20_000 * TOKEN, env.now() + 3600, sender=client)
     assert _reason(exc) == "token: transfer amount exceeds balance"
 
 
@@ -197,6 +301,39 @@ def test_top_up_failures(
     assert _reason(exc) == reason
 
 
+def test_top_up_extends_expiry_up_to_a_year_ahead(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
+    terms = _open(env, *parties)
+    expiry = env.now() + MAX_CHANNEL_TTL
+
+    env.market.top_up(terms, 1, expiry, sender=parties[0])
+
+    assert env.market.channel(terms).expiry == expiry
+
+
+def test_top_up_beyond_a_year_ahead_reverts(env: Env, parties: tuple[Account, Account]) -> None:
+    terms = _open(env, *parties)
+
+    with pytest.raises(ContractReverted) as exc:
+        env.market.top_up(terms, 1, env.now() + MAX_CHANNEL_TTL + 3600, sender=parties[0])
+
+    assert _reason(exc) == "market: expiry too far ahead"
+    assert env.market.channel(terms).expiry == terms.expiry
+
+
+@pytest.mark.parametrize("amount", [2**96 - 50 * TOKEN, MAX])
+def test_top_up_past_96_bits_reverts_with_a_reason(
+    env: Env, parties: tuple[Account, Account], amount: int
+) -> None:
+    terms = _open(env, *parties)
+
+    with pytest.raises(ContractReverted) as exc:
+        env.market.top_up(terms, amount, terms.expiry, sender=parties[0])
+
+    assert _reason(exc) == "market: deposit too large"
+
+
 def test_top_up_unknown_channel_reverts(env: Env, parties: tuple[Account, Account]) -> None:
     client, provider = parties
     terms = ChannelTerms(client.address, provider.address, 1, env.now() + 10, 7)
@@ -231,6 +368,43 @@ def test_redeem_pays_only_the_increase_and_records(
     wallet = env.token.balance_of(provider.address)
     env.market.withdraw(7 * TOKEN, sender=provider)
     assert env.token.balance_of(provider.address) == wallet + 7 * TOKEN
+    env.conservation()
+
+
+def test_redeem_with_units_past_the_record_width_pays_in_full(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
+    """Two channels of 2**104 - 1 units each overflow the record's units: the counter
+    saturates, the payment goes through in full."""
+    client, provider = parties
+    first, second = _open(env, client, provider, 3 * TOKEN), _open(env, client, provider, 4 * TOKEN)
+    env.market.redeem(first, *_voucher(env, client, first, 3 * TOKEN, 1, MASK_104), sender=provider)
+
+    env.market.redeem(
+        second, *_voucher(env, client, second, 4 * TOKEN, 2, MASK_104), sender=provider
+    )
+
+    assert env.market.record(provider.address) == Contribution(7 * TOKEN, 3, MASK_104)
+    assert env.market.balance_of(provider.address) == 7 * TOKEN
+    assert env.market.channel(second).units == MASK_104
+    env.conservation()
+
+
+def test_redeem_with_a_full_record_pays_in_full(env: Env, parties: tuple[Account, Account]) -> None:
+    """A record whose jobs and units are at their widths stays there; each later
+    redemption pays the provider in full."""
+    client, provider = parties
+    _set_record(env, provider.address, 0, MASK_56 - 1, MASK_104 - 1)
+    terms = _open(env, client, provider, 10 * TOKEN)
+    env.market.redeem(terms, *_voucher(env, client, terms, 2 * TOKEN, 5, 5), sender=provider)
+
+    env.market.redeem(terms, *_voucher(env, client, terms, 6 * TOKEN, 9, 9), sender=provider)
+
+    assert env.market.record(provider.address) == Contribution(6 * TOKEN, MASK_56, MASK_104)
+    assert env.market.balance_of(provider.address) == 6 * TOKEN
+    wallet = env.token.balance_of(provider.address)
+    env.market.withdraw(6 * TOKEN, sender=provider)
+    assert env.token.balance_of(provider.address) == wallet + 6 * TOKEN
     env.conservation()
 
 

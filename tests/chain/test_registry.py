@@ -23,6 +23,8 @@ MAX = 2**256 - 1
 ZERO = "0x" + "00" * 20
 CAPS = b"\x01" * 32
 START = 10_000 * TOKEN
+MIN_DELAY = 3600
+MAX_DELAY = 365 * 86400
 
 
 def _reverts(action: Callable[[], object]) -> str:
@@ -76,6 +78,43 @@ def test_deploy_with_zero_min_stake_reverts(env: Env) -> None:
     )
 
     assert reason == "registry: min stake must be positive"
+
+
+def test_delay_bounds_are_published(env: Env) -> None:
+    assert env.registry._call("MIN_UNBONDING_DELAY") == MIN_DELAY
+    assert env.registry._call("MAX_UNBONDING_DELAY") == MAX_DELAY
+
+
+@pytest.mark.parametrize("delay", [MIN_DELAY, MAX_DELAY])
+def test_deploy_with_unbonding_delay_at_its_bounds_and_withdraw_after_it(
+    env: Env, delay: int
+) -> None:
+    provider = env.users[0]
+    address = deploy_contract(
+        env.backend, "ProviderRegistry", [env.token.address, MIN, delay], sender=env.owner
+    )
+    registry = RegistryClient(env.backend, address)
+    env.token.approve(address, MAX, sender=provider)
+    registry.register("http://p:1", 10, CAPS, MIN, sender=provider)
+    registry.begin_unbonding(MIN, sender=provider)
+    env.backend.advance_time(delay)
+
+    registry.withdraw(sender=provider)
+
+    assert registry.unbonding_delay() == delay
+    assert registry.provider(provider.address).unbonding == 0
+    assert env.token.balance_of(provider.address) == START
+
+
+@pytest.mark.parametrize("delay", [0, MIN_DELAY - 1, MAX_DELAY + 1, 2**255, MAX])
+def test_deploy_with_unbonding_delay_out_of_range_reverts(env: Env, delay: int) -> None:
+    reason = _reverts(
+        lambda: deploy_contract(
+            env.backend, "ProviderRegistry", [env.token.address, MIN, delay], sender=env.owner
+        )
+    )
+
+    assert reason == "registry: unbonding delay out of range"
 
 
 # -- set_market -----------------------------------------------------------------

@@ -110,19 +110,21 @@ def test_reads_chunked_and_head_responses() -> None:
 def test_retries_once_when_the_server_closed_an_idle_connection() -> None:
     # Prepare: the server answers one request per connection, then hangs up without a word
     served: list[str] = []
+    hung_up = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head, _ = await _read_request(reader)
         served.append(head.split()[1])
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         await writer.drain()
-        await asyncio.sleep(0.05)
         writer.close()
+        await writer.wait_closed()
+        hung_up.set()
 
     async def scenario(base: str) -> None:
         pool = HttpPool()
         await pool.request("GET", base + "/a", timeout=5)
-        await asyncio.sleep(0.2)  # the server has hung up meanwhile
+        await hung_up.wait()  # the server has hung up on the idle connection
         again = await pool.request("GET", base + "/b", timeout=5)
         await pool.aclose()
         assert again.content == b"ok"

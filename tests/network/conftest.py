@@ -367,7 +367,7 @@ class JobChannel:
         self.net, self.node, self.client, self.digits = net, node, client, digits
         market = net.ledger.market
         net.ledger.token.approve(market.address, deposit, sender=client)
-        expiry = net.ledger.backend.timestamp() + ttl_s
+        expiry = net.ledger.backend.next_timestamp() + ttl_s
         terms, _ = market.open_channel(node.address, deposit, expiry, sender=client)
         self.channel = ClientChannel(terms, deposit=deposit, expiry=expiry)
         self.price = int(net.http.get(f"{node.url}/v1/info").json()["unit_price"])
@@ -438,6 +438,7 @@ class JobChannel:
         assert result.seq == seq == body["seq"] and result.job_id == body["job_id"]
         units = self.digits.flops_per_row * self.rows.shape[0]
         assert (result.units, result.amount) == (units, self.amount(self.rows.shape[0]))
+        assert result.status == "ok" and result.output_npy is not None
         raw = base64.b64decode(result.output_npy)
         result_hash = hashlib.sha256(raw).digest()
         assert "0x" + result_hash.hex() == result.result_hash

@@ -48,6 +48,7 @@ OPERATIONS = [
     ("HEAD", "/v1/blobs/{digest}"),
     ("POST", "/v1/jobs"),
     ("POST", "/v1/vouchers"),
+    ("POST", "/v1/channels/close"),
 ]
 FUZZ = settings(
     max_examples=30,

@@ -101,3 +101,25 @@ def heavy_modules(payload: bytes) -> bytes:
     """Which of the node's heavy libraries (chain, HTTP) a worker has imported by starting."""
     heavy = ("web3", "eth_tester", "vyper", "fastapi", "starlette", "uvicorn")
     return json.dumps(sorted(m for m in heavy if m in sys.modules)).encode()
+
+
+def where(payload: bytes) -> bytes:
+    """The worker's working directory: its path, its mode and what it holds."""
+    cwd = Path.cwd()
+    return json.dumps(
+        {"cwd": str(cwd), "mode": cwd.stat().st_mode & 0o777, "files": os.listdir(cwd)}
+    ).encode()
+
+
+def leave_a_file(payload: bytes) -> bytes:
+    """Write a file into the working directory (it must not outlive the worker)."""
+    Path("left-behind").write_bytes(payload)
+    return str(Path.cwd()).encode()
+
+
+def burn(payload: bytes) -> bytes:
+    """Spin the CPU for ``int(payload)`` rounds of arithmetic."""
+    total = 0
+    for i in range(int(payload)):
+        total += i * i % 7
+    return b"%d" % total

@@ -7,7 +7,13 @@ import pytest
 from idlegrid import InvalidInput
 from idlegrid.chain import ChannelTerms
 from idlegrid.protocol import MerkleAccumulator, Voucher
-from idlegrid.provider._book import ChannelBook, PaymentRequired
+from idlegrid.provider._book import (
+    ChannelBook,
+    ExpiringSet,
+    PaymentRequired,
+    TokenBucket,
+    check_client_credit,
+)
 
 TERMS = ChannelTerms("0x" + "11" * 20, "0x" + "22" * 20, 1000, 10_000, 1)
 NOW = 1_000.0
@@ -81,3 +87,112 @@ def test_voucher_must_match_the_delivered_receipts() -> None:
         book.check_voucher(wrong_root)
     book.accept_voucher(good)
     assert not book.check_voucher(_voucher(1))  # older than what we hold: not kept
+
+
+# -- credit counts jobs running, and spans a client's channels ----------------------------
+def test_credit_counts_jobs_in_flight() -> None:
+    # Prepare: credit for two jobs, two reserved and still running
+    book = _book()
+    book.reserve(10, credit_jobs=2, now=NOW, min_ttl=30)
+    book.reserve(10, credit_jobs=2, now=NOW, min_ttl=30)
+
+    # Execute / Assert: a third is refused until one is over
+    with pytest.raises(PaymentRequired, match="voucher") as refused:
+        book.reserve(10, credit_jobs=2, now=NOW, min_ttl=30)
+    assert not refused.value.chain  # reading the chain again would not help
+    book.release(10)
+    book.reserve(10, credit_jobs=2, now=NOW, min_ttl=30)
+    assert (book.in_flight, book.reserved) == (2, 20)
+
+
+def test_release_of_a_delivered_job_keeps_it_in_credit() -> None:
+    book = _book()
+    book.reserve(10, credit_jobs=1, now=NOW, min_ttl=30)
+    book.deliver(1, _leaf(1), 20, 10)
+    book.release(10)
+    assert (book.credit_jobs, book.unpaid) == (1, 10)
+    with pytest.raises(PaymentRequired, match="voucher"):
+        book.reserve(10, credit_jobs=1, now=NOW, min_ttl=30)
+
+
+def test_chain_shortfalls_say_so() -> None:
+    book = _book(deposit=50)
+    with pytest.raises(PaymentRequired, match="deposit") as refused:
+        book.reserve(100, credit_jobs=4, now=NOW, min_ttl=30)
+    assert refused.value.chain
+
+
+def _other_channel(salt: int) -> ChannelBook:
+    terms = ChannelTerms(TERMS.client, TERMS.provider, 1000, 10_000, salt)
+    return ChannelBook(terms, deposit=1000, expiry=10_000, chain_open=True)
+
+
+def test_client_credit_spans_its_channels() -> None:
+    # Prepare: one job running on each of three channels of one client
+    books = [_other_channel(salt) for salt in (1, 2, 3)]
+    for book in books:
+        book.reserve(10, credit_jobs=4, now=NOW, min_ttl=30)
+
+    # Execute / Assert: a fresh channel buys no fresh credit
+    with pytest.raises(PaymentRequired, match="per client"):
+        check_client_credit([*books, _other_channel(4)], 10, credit_jobs=3, max_unpaid=None)
+    check_client_credit(books, 10, credit_jobs=4, max_unpaid=None)
+
+
+def test_client_unpaid_amount_is_bounded() -> None:
+    books = [_other_channel(1), _other_channel(2)]
+    books[0].reserve(60, credit_jobs=4, now=NOW, min_ttl=30)
+    with pytest.raises(PaymentRequired, match="limit of 100 per client"):
+        check_client_credit(books, 50, credit_jobs=4, max_unpaid=100)
+    check_client_credit(books, 40, credit_jobs=4, max_unpaid=100)
+
+
+def test_a_client_owing_nothing_may_start_one_job_above_the_limit() -> None:
+    books = [_other_channel(1)]
+    check_client_credit(books, 500, credit_jobs=4, max_unpaid=100)
+    books[0].reserve(500, credit_jobs=4, now=NOW, min_ttl=30)
+    with pytest.raises(PaymentRequired, match="per client"):
+        check_client_credit(books, 1, credit_jobs=4, max_unpaid=100)
+
+
+def test_vouchers_free_client_credit() -> None:
+    book = _other_channel(1)
+    for i in (1, 2):
+        book.reserve(10, credit_jobs=4, now=NOW, min_ttl=30)
+        book.deliver(i, _leaf(i), 20, 10)
+        book.release(10)
+    with pytest.raises(PaymentRequired):
+        check_client_credit([book], 10, credit_jobs=2, max_unpaid=None)
+    voucher = Voucher(book.terms.id, 20, 2, 40, _voucher(2).receipts_root)
+    assert book.check_voucher(voucher)
+    book.accept_voucher(voucher)
+    check_client_credit([book], 10, credit_jobs=2, max_unpaid=15)
+
+
+# -- the node's small caches ---------------------------------------------------------------
+def test_token_bucket_allows_a_burst_then_one_per_interval() -> None:
+    bucket = TokenBucket(every=2.0, burst=3)
+    assert [bucket.take(10.0) for _ in range(4)] == [True, True, True, False]
+    assert not bucket.take(11.0)
+    assert bucket.take(12.1)
+    assert not bucket.take(12.2)
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
+
+
+def test_expiring_set_forgets_after_its_ttl_and_past_its_size() -> None:
+    seen = ExpiringSet(maxsize=2, ttl=5.0)
+    seen.add("a", 0.0)
+    seen.add("b", 1.0)
+    assert seen.has("a", 4.9) and not seen.has("a", 5.0)
+    seen.add("c", 2.0)
+    seen.add("d", 2.0)  # "b" is the oldest: dropped
+    assert len(seen) == 2 and not seen.has("b", 2.0)
+    assert seen.has("c", 2.0) and seen.has("d", 2.0)
+
+
+def test_token_bucket_refund_gives_back_a_token_up_to_the_burst() -> None:
+    bucket = TokenBucket(every=60.0, burst=1)
+    assert bucket.take(0.0) and not bucket.take(0.0)
+    bucket.refund()
+    bucket.refund()
+    assert bucket.take(0.0) and not bucket.take(0.0)

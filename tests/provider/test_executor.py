@@ -31,6 +31,8 @@ from idlegrid.provider import (
     JobCrashed,
     JobFailed,
     JobTimeout,
+    Outcome,
+    OutputTooLarge,
     ProcessExecutor,
 )
 
@@ -59,6 +61,9 @@ TASKS = [
         t.allocate_mib,
         t.make_bytes,
         t.heavy_modules,
+        t.where,
+        t.leave_a_file,
+        t.burn,
     )
 ]
 ROOT = Path(__file__).resolve().parents[2]
@@ -440,6 +445,120 @@ def test_closing_an_unused_executor_is_fine(make_executor: ExecutorFactory) -> N
             await ex.submit(ECHO, b"")
 
     run(body)
+
+
+# -- outcomes: what a job used -------------------------------------------------------------
+def test_run_reports_the_cpu_time_of_a_job(make_executor: ExecutorFactory) -> None:
+    async def body() -> Outcome:
+        async with make_executor() as ex:
+            return await ex.run(t.name(t.burn), b"200000")
+
+    outcome = run(body)
+    assert outcome.ok and outcome.output is not None and outcome.error is None
+    assert outcome.cpu_s is not None and outcome.cpu_s > 0
+    assert outcome.seconds == outcome.cpu_s and outcome.wall_s > 0
+
+
+def test_a_failed_job_is_an_outcome_with_its_error_and_cpu_time(
+    make_executor: ExecutorFactory,
+) -> None:
+    async def body() -> Outcome:
+        async with make_executor() as ex:
+            return await ex.run(t.name(t.raise_invalid_input), b"bad rows")
+
+    outcome = run(body)
+    assert not outcome.ok and outcome.output is None
+    assert isinstance(outcome.error, InvalidInput) and "bad rows" in str(outcome.error)
+    assert outcome.cpu_s is not None
+    with pytest.raises(InvalidInput, match="bad rows"):
+        outcome.result()
+
+
+def test_a_timed_out_job_reports_the_wall_time_it_held_the_worker(
+    make_executor: ExecutorFactory,
+) -> None:
+    async def body() -> Outcome:
+        async with make_executor() as ex:
+            return await ex.run(SLEEP, b"", timeout=0.2)
+
+    outcome = run(body)
+    assert isinstance(outcome.error, JobTimeout)
+    assert outcome.cpu_s is None  # the worker was killed: it never said
+    assert outcome.seconds == outcome.wall_s >= 0.2 * 0.9  # the timer may fire a tick early
+
+
+def test_an_output_over_the_limit_fails_in_the_worker(make_executor: ExecutorFactory) -> None:
+    async def body() -> tuple[bytes, Outcome]:
+        async with make_executor(max_output_bytes=4096) as ex:
+            fits = await ex.submit(t.name(t.make_bytes), b"4096")
+            over = await ex.run(t.name(t.make_bytes), b"4097")
+            assert await ex.submit(ECHO, b"next") == b"next"  # the worker goes on
+            return fits, over
+
+    fits, over = run(body)
+    assert len(fits) == 4096
+    assert isinstance(over.error, OutputTooLarge)
+    assert (over.error.size, over.error.limit) == (4097, 4096)
+
+
+# -- fairness across owners -------------------------------------------------------------
+def test_queued_jobs_are_served_fairly_across_owners(make_executor: ExecutorFactory) -> None:
+    async def body() -> tuple[list[dict[str, float]], dict[str, float]]:
+        async with make_executor(workers=1) as ex:
+            hog = [asyncio.ensure_future(ex.submit(SPAN, b"0.1", owner="hog")) for _ in range(3)]
+            await asyncio.sleep(0)  # the first runs, two wait
+            other = asyncio.ensure_future(ex.submit(SPAN, b"0", owner="other"))
+            return [json.loads(await j) for j in hog], json.loads(await other)
+
+    hog, other = run(body)
+    # the other owner's job waits for the hog's running job only, not for its queue
+    assert hog[0]["end"] <= other["start"] < hog[1]["start"] < hog[2]["start"]
+
+
+def test_an_owner_with_jobs_running_waits_behind_one_with_none(
+    make_executor: ExecutorFactory,
+) -> None:
+    async def body() -> tuple[list[dict[str, float]], dict[str, float]]:
+        async with make_executor(workers=2) as ex:
+            hog = [asyncio.ensure_future(ex.submit(SPAN, b"0.2", owner="hog")) for _ in range(4)]
+            await asyncio.sleep(0)  # two run, two wait
+            other = asyncio.ensure_future(ex.submit(SPAN, b"0", owner="other"))
+            return [json.loads(await j) for j in hog], json.loads(await other)
+
+    hog, other = run(body)
+    first_free = min(h["end"] for h in hog[:2])
+    assert first_free <= other["start"] < max(h["start"] for h in hog[2:])
+
+
+# -- the worker's working directory -------------------------------------------------------
+def test_workers_run_in_an_empty_private_directory_removed_when_they_exit(
+    make_executor: ExecutorFactory,
+) -> None:
+    async def body() -> tuple[dict[str, Any], str]:
+        async with make_executor(workers=1) as ex:
+            seen = json.loads(await ex.submit(t.name(t.where), b""))
+            left = (await ex.submit(t.name(t.leave_a_file), b"x")).decode()
+            return seen, left
+
+    seen, left = run(body)
+    assert seen["cwd"] != os.getcwd() and seen["files"] == [] and seen["mode"] == 0o700
+    assert left == seen["cwd"]
+    assert not Path(seen["cwd"]).exists()  # gone with the worker, file and all
+
+
+def test_a_killed_workers_directory_is_removed_and_its_successor_gets_a_new_one(
+    make_executor: ExecutorFactory,
+) -> None:
+    async def body() -> tuple[str, str, bool]:
+        async with make_executor(workers=1) as ex:
+            first = (await ex.submit(t.name(t.leave_a_file), b"x")).decode()
+            with pytest.raises(JobTimeout):
+                await ex.submit(SLEEP, b"", timeout=0.1)
+            second = json.loads(await ex.submit(t.name(t.where), b""))
+            return first, second["cwd"], Path(first).exists()
+
+    first, second, first_exists = run(body)
+    assert first != second and not first_exists
 
 
 # -- process executor specifics ---------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from idlegrid.chain import ChannelTerms
-from idlegrid.protocol import Account, Domain, Voucher, sign_voucher
+from idlegrid.protocol import Account, Domain, Signature, Voucher, sign_voucher
 from idlegrid.provider._journal import DuplicateJob, Journal
 
 CLIENT = Account.from_key("0x" + "33" * 32)
@@ -15,7 +15,7 @@ TERMS = ChannelTerms(CLIENT.address, "0x" + "22" * 20, 1000, 10_000, 7)
 DOMAIN = Domain("idlegrid JobMarket", 31337, "0x" + "ab" * 20)
 
 
-def _voucher(amount: int, jobs: int) -> tuple[Voucher, object]:
+def _voucher(amount: int, jobs: int) -> tuple[Voucher, Signature]:
     v = Voucher(TERMS.id, amount, jobs, 2 * jobs, b"\x05" * 32)
     return v, sign_voucher(CLIENT, DOMAIN, v)
 
@@ -41,8 +41,8 @@ def test_vouchers_survive_a_restart_until_redeemed(tmp_path: Path) -> None:
     j = Journal(path)
     v1, s1 = _voucher(10, 1)
     v2, s2 = _voucher(30, 3)
-    assert j.record_voucher(TERMS, v1, s1)  # type: ignore[arg-type]
-    assert j.record_voucher(TERMS, v2, s2)  # type: ignore[arg-type]
+    assert j.record_voucher(TERMS, v1, s1)
+    assert j.record_voucher(TERMS, v2, s2)
     assert not j.record_voucher(TERMS, v1, s1)  # older: ignored
     j.close()
 
@@ -53,5 +53,57 @@ def test_vouchers_survive_a_restart_until_redeemed(tmp_path: Path) -> None:
     reopened.mark_redeemed(TERMS.id, v2, "0xabc")
     assert reopened.unredeemed() == []
     v3, s3 = _voucher(45, 4)
-    reopened.record_voucher(TERMS, v3, s3)  # type: ignore[arg-type]
+    reopened.record_voucher(TERMS, v3, s3)
     assert reopened.unredeemed()[0].pending == 15
+
+
+def test_jobs_a_crash_left_running_are_marked_abandoned_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    j = Journal(path)
+    j.begin_job(b"\x01" * 32, TERMS, 1, "onnx")
+    j.finish_job(b"\x01" * 32, units=5, amount=50, result_hash=b"\x00" * 32, leaf=b"\x09" * 32)
+    j.begin_job(b"\x02" * 32, TERMS, 2, "onnx")  # the node dies while this one runs
+    j.begin_job(b"\x03" * 32, TERMS, 3, "onnx")
+    j.close()
+    reopened = Journal(path)
+
+    abandoned = reopened.reconcile()
+
+    assert abandoned == 2
+    assert reopened.job_status(b"\x02" * 32) == "failed"
+    assert reopened.job_status(b"\x03" * 32) == "failed"
+    assert reopened.job_status(b"\x01" * 32) == "done"  # delivered work stays owed
+    assert reopened.delivered(TERMS.id) == (1, 50)
+    reopened.begin_job(b"\x04" * 32, TERMS, 2, "onnx")  # the sequence number is free again
+    assert reopened.reconcile() == 1  # only call it at start: it takes what runs for dead
+
+
+def test_money_is_committed_with_a_full_sync_and_the_rest_without(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    statements: list[str] = []
+    j._db.set_trace_callback(statements.append)
+    v, s = _voucher(10, 1)
+
+    def synced_commits() -> list[str]:
+        """The sync level in force at each COMMIT or lone UPDATE run so far."""
+        level, seen = "NORMAL", []
+        for sql in statements:
+            if sql.startswith("PRAGMA synchronous="):
+                level = sql.split("=")[1]
+            elif sql == "COMMIT" or sql.startswith("UPDATE"):
+                seen.append(level)
+        statements.clear()
+        return seen
+
+    j.begin_job(b"\x01" * 32, TERMS, 1, "onnx")
+    begun = synced_commits()
+    j.finish_job(b"\x01" * 32, units=5, amount=10, result_hash=b"\x00" * 32, leaf=b"\x09" * 32)
+    finished = synced_commits()
+    j.record_voucher(TERMS, v, s)
+    vouchered = synced_commits()
+    j.mark_redeemed(TERMS.id, v, "0xabc")
+    redeemed = synced_commits()
+
+    assert begun == ["NORMAL"]
+    assert finished == vouchered == redeemed == ["FULL"]
+    assert j._db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL again after

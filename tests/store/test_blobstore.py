@@ -6,10 +6,12 @@ once per implementation, like Flower's ``StateTest.state_factory``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import inspect
 import itertools
 import multiprocessing
+import os
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ from typing import Any, Protocol
 import pytest
 
 import idlegrid.store
-from idlegrid import BlobNotFound, ConfigError, InvalidInput, PayloadTooLarge
+from idlegrid import BlobCorrupt, BlobNotFound, ConfigError, InvalidInput, PayloadTooLarge
 from idlegrid.store import (
     DEFAULT_MAX_BLOB_BYTES,
     BlobStore,
@@ -36,6 +38,7 @@ class StoreFactory(Protocol):
         *,
         max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
         max_total_bytes: int | None = None,
+        evict: bool = False,
     ) -> BlobStore: ...
 
 
@@ -57,7 +60,7 @@ def store(make_store: StoreFactory) -> BlobStore:
 
 
 def stray_files(store: BlobStore) -> list[Path]:
-    """Files of a file store that are neither blobs nor its lock (none for a memory store)."""
+    """Files of a file store that are neither blobs nor its lock and index (none in memory)."""
     if not isinstance(store, FileBlobStore):
         return []
     return [
@@ -65,6 +68,7 @@ def stray_files(store: BlobStore) -> list[Path]:
         for p in store.root.rglob("*")
         if p.is_file()
         and p.name != ".lock"
+        and not p.name.startswith(".index.sqlite")
         and not (len(p.parent.name) == 2 and p.parent.parent == store.root and len(p.name) == 62)
     ]
 
@@ -413,6 +417,153 @@ def test_threads_racing_for_the_last_space_never_pass_the_quota(make_store: Stor
     assert stray_files(store) == []
 
 
+# -- owners and sharing ---------------------------------------------------------
+
+ALICE = "0x" + "a1" * 20
+BOB = "0x" + "b0" * 20
+
+
+def test_each_put_records_its_owner_and_sharing(store: BlobStore) -> None:
+    model, output = b"a model", b"an output"
+
+    store.put(model, owner=ALICE, shared=True)
+    store.put_stream([model], owner=BOB)  # the same bytes, stored again by another key
+    store.put(output, owner=BOB)
+    store.put(b"the node's own")
+
+    assert store.meta(sha256_hex(model)).owners == {ALICE, BOB}
+    assert store.meta(sha256_hex(model)).shared  # once published, it stays so
+    assert store.meta(sha256_hex(output)).owners == {BOB}
+    assert not store.meta(sha256_hex(output)).shared
+    assert store.meta(sha256_hex(b"the node's own")).owners == frozenset()
+    assert store.meta(sha256_hex(model)).size == len(model)
+    assert store.owner_usage(ALICE) == len(model)
+    assert store.owner_usage(BOB) == len(model) + len(output)
+    assert store.owner_usage("0x" + "00" * 20) == 0
+
+
+def test_a_deleted_blob_has_no_record(store: BlobStore) -> None:
+    digest = store.put(b"gone soon", owner=ALICE)
+
+    store.delete(digest)
+
+    with pytest.raises(BlobNotFound):
+        store.meta(digest)
+    assert store.owner_usage(ALICE) == 0
+    with pytest.raises(InvalidInput, match="not a sha256 digest"):
+        store.meta("../x")
+
+
+# -- corrupt blobs ------------------------------------------------------------
+
+
+def corrupt(store: BlobStore, digest: str, data: bytes) -> None:
+    """Change a stored blob's bytes behind the store's back (bit rot, a stray write)."""
+    if isinstance(store, FileBlobStore):
+        path = store.root / digest[:2] / digest[2:]
+        path.chmod(0o644)
+        path.write_bytes(data)
+        path.chmod(0o444)
+    else:
+        assert isinstance(store, MemoryBlobStore)
+        store._blobs[digest] = data
+
+
+@pytest.mark.parametrize("call", ["get", "iter_chunks", "path", "verify"])
+def test_a_corrupt_blob_is_refused_removed_and_can_be_stored_again(
+    store: BlobStore, call: str
+) -> None:
+    data = b"weights as uploaded" * 10
+    digest = store.put(data, owner=ALICE)
+    corrupt(store, digest, b"weights after bit rot")
+    read: dict[str, Callable[[], object]] = {
+        "get": lambda: store.get(digest),
+        "iter_chunks": lambda: list(store.iter_chunks(digest, chunk_size=16)),
+        "path": lambda: store.path(digest),
+        "verify": lambda: store.verify(digest),
+    }
+
+    with pytest.raises(BlobCorrupt) as exc:
+        read[call]()
+
+    assert exc.value.digest == digest
+    assert sha256_hex(b"weights after bit rot") in str(exc.value)
+    assert isinstance(exc.value, BlobNotFound)  # reported as missing: upload it again
+    assert not store.has(digest)
+    assert store.usage() == 0
+    assert store.put(data, owner=ALICE) == digest
+    assert store.get(digest) == data
+
+
+def test_storing_good_bytes_mends_a_corrupt_copy_without_reading_it(store: BlobStore) -> None:
+    data = b"the right bytes"
+    digest = store.put(data)
+    corrupt(store, digest, b"the wrong bytes")
+
+    store.put(data, owner=BOB)
+
+    assert store.get(digest) == data
+    assert store.usage() == len(data)
+    assert store.meta(digest).owners == {BOB}
+    assert stray_files(store) == []
+
+
+def test_an_empty_file_under_a_blobs_name_is_corrupt(store: BlobStore) -> None:
+    digest = store.put(b"not empty")
+    corrupt(store, digest, b"")
+
+    with pytest.raises(BlobCorrupt):
+        list(store.iter_chunks(digest))
+
+    assert not store.has(digest)
+
+
+# -- eviction -----------------------------------------------------------------
+
+
+def test_eviction_removes_the_least_recently_used_blobs(make_store: StoreFactory) -> None:
+    store = make_store(max_total_bytes=12, evict=True)
+    old, read, kept = store.put(b"o" * 4), store.put(b"r" * 4), store.put(b"k" * 4)
+    store.get(read)  # read since: now more recent than `kept`
+
+    new = store.put(b"n" * 6)  # needs 6 bytes: `old`, then `kept`, go
+
+    assert not store.has(old)
+    assert not store.has(kept)
+    assert store.has(read) and store.has(new)
+    assert store.usage() == 10
+    assert stray_files(store) == []
+
+
+def test_pinned_blobs_are_never_evicted(make_store: StoreFactory) -> None:
+    store = make_store(max_total_bytes=10, evict=True)
+    model, other = store.put(b"m" * 5), store.put(b"x" * 5)
+
+    with store.pin(model, None):
+        assert store.pinned(model)
+        new = store.put(b"n" * 5)  # evicts the unpinned one
+        with pytest.raises(PayloadTooLarge, match="pinned"):
+            store.put(b"z" * 6)  # only the pinned model and `new` are left to take
+        with store.pin(new), pytest.raises(PayloadTooLarge, match="pinned"):
+            store.put(b"y" * 1)
+
+    assert not store.pinned(model)
+    assert store.has(model) and store.has(new) and not store.has(other)
+    store.put(b"z" * 6)  # unpinned now: the model is the oldest and goes
+    assert not store.has(model)
+
+
+def test_a_blob_larger_than_the_whole_store_evicts_nothing(make_store: StoreFactory) -> None:
+    store = make_store(max_total_bytes=10, evict=True)
+    kept = store.put(b"k" * 5)
+
+    with pytest.raises(PayloadTooLarge, match="max_total_bytes=10"):
+        store.put(b"b" * 11)
+
+    assert store.has(kept)
+    assert stray_files(store) == []
+
+
 # -- the file store -----------------------------------------------------------
 
 
@@ -490,13 +641,69 @@ def test_two_stores_on_one_root_see_each_others_blobs(tmp_path: Path) -> None:
 
 
 def test_fsync_mode_stores_the_same(tmp_path: Path) -> None:
-    store = FileBlobStore(tmp_path, fsync=True)
+    store = FileBlobStore(tmp_path, fsync=False)
 
     digest = store.put_stream([b"durable", b" bytes"])
     store.put(b"durable bytes")
 
     assert store.get(digest) == b"durable bytes"
     assert stray_files(store) == []
+
+
+def test_a_put_flushes_the_blob_and_its_directory_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileBlobStore(tmp_path)
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(Path(f"/proc/self/fd/{fd}").resolve().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    digest = store.put(b"durable")
+
+    assert len(flushed) == 2
+    assert flushed[0].startswith("upload-")  # the file, before it is renamed into place
+    assert flushed[1] == digest[:2]  # then the directory that holds the new name
+
+
+def test_opening_a_store_sweeps_temp_files_left_by_killed_uploads(tmp_path: Path) -> None:
+    FileBlobStore(tmp_path)
+    stale = tmp_path / ".tmp" / "upload-killed.part"
+    stale.write_bytes(b"half an upload")
+    live = tmp_path / ".tmp" / "upload-live.part"
+    with live.open("wb") as writer:
+        fcntl.flock(writer.fileno(), fcntl.LOCK_EX)  # as an upload in progress holds it
+
+        store = FileBlobStore(tmp_path)
+
+        assert store.swept == 1
+        assert not stale.exists()
+        assert live.exists()
+
+
+def test_records_survive_a_restart_and_are_rebuilt_from_the_files(tmp_path: Path) -> None:
+    first = FileBlobStore(tmp_path)
+    owned = first.put(b"owned", owner=ALICE)
+    first.close()
+    (tmp_path / ".index.sqlite").unlink()  # lost, say, with the rest of a crashed disk's cache
+    for extra in tmp_path.glob(".index.sqlite-*"):
+        extra.unlink()
+    again = FileBlobStore(tmp_path)
+    kept = again.put(b"kept", owner=BOB)
+    again.close()
+
+    store = FileBlobStore(tmp_path)
+
+    assert store.meta(kept).owners == {BOB}
+    assert store.meta(owned).owners == frozenset()  # found on disk: no owner known ...
+    assert store.meta(owned).shared  # ... so it is readable by paying clients, as it was
+    assert store.usage() == len(b"owned") + len(b"kept")
+    (tmp_path / kept[:2] / kept[2:]).unlink()
+    assert FileBlobStore(tmp_path).usage() == len(b"owned")  # records without a file go
 
 
 def test_usage_counts_only_blobs(tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ Method (printed with the figures):
 * ``jobs_per_s``: ``Client.infer`` of many one-row shards through one provider
   with ``concurrency`` jobs in flight, for each concurrency in the sweep after a
   warm-up batch; the best is reported with its concurrency. ``jobs_per_s_4``: the
-  same through 4 providers, ``concurrency`` in flight to each.
+  same through 4 providers, ``concurrency`` in flight to each. A node lets one
+  client have ``max_jobs_per_client`` jobs (8 by default) running or queued, and
+  the client never sends more: ``in_flight_total`` is what was really in flight.
 * ``batch_ratio``: an MLP (wide Gemm + Relu layers) over enough rows to take
   about ``batch_seconds`` in onnxruntime here, with as many threads as the
   provider has workers (2 workers of 1 thread each, against 1 session of 2
@@ -78,8 +80,8 @@ def run_dispatch(
     latency_jobs: int = 1000,
     throughput_jobs: int = 3000,
     warmup: int = 200,
-    concurrency: Sequence[int] = (8, 16, 32),
-    concurrency_4: Sequence[int] = (4, 8, 16),
+    concurrency: Sequence[int] = (4, 8, 16),
+    concurrency_4: Sequence[int] = (2, 4, 8),
     batch_seconds: float = 2.0,
     runs: int = 5,
     ray: bool = True,
@@ -225,6 +227,7 @@ def _network(
         nonlocal failovers
         client.max_providers = providers
         points: list[dict[str, Any]] = []
+        caps = {c.address: c.limits.max_jobs_per_client for c in client.providers()}
         for inflight in levels:
             say(f"throughput: {throughput_jobs} one-row jobs, {providers} provider(s), "
                 f"{inflight} in flight to each")  # fmt: skip
@@ -238,7 +241,10 @@ def _network(
             points.append(
                 {
                     "concurrency": inflight,
-                    "in_flight_total": inflight * len(report.by_provider),
+                    # a node lets one client have max_jobs_per_client jobs at once
+                    "in_flight_total": sum(
+                        min(inflight, caps.get(address, inflight)) for address in report.by_provider
+                    ),
                     "jobs": throughput_jobs,
                     "seconds": round(seconds, 4),
                     "jobs_per_s": round(throughput_jobs / seconds, 1),
@@ -313,13 +319,14 @@ async def _job_latencies(client: Client, digest: str, rows: np.ndarray) -> list[
     """Seconds per one-row job, one job at a time, on the best provider (in its loop)."""
     candidate = rank(await client._discover("onnx"), client.weights)[0]
     session = client._session(candidate)
-    flops = client._models[digest][1]
-    cost = flops * candidate.unit_price
+    spec = client._models[digest]
+    reserve = client._reserve(session)  # takes the job's cost on the channel, as infer does
     out = []
     for i in range(rows.shape[0]):
         t0 = time.perf_counter()
-        channel = await client._channel(session, cost)
-        await session.run_onnx(channel, digest, rows[i : i + 1], flops_per_row=flops, out_rows=1)
+        await session.run_onnx(
+            reserve, digest, rows[i : i + 1], flops_per_row=spec.flops_per_row, expect=spec.output
+        )
         out.append(time.perf_counter() - t0)
     return out
 

@@ -52,7 +52,7 @@ def _jobs(ledger: Ledger, client: Account, provider: Account, n: int) -> tuple[i
     """Open, sign n vouchers, redeem the last; return (open gas, redeem gas, signing s)."""
     market = ledger.market
     terms, opened = market.open_channel(
-        provider.address, n * PRICE, ledger.backend.timestamp() + 3600, sender=client
+        provider.address, n * PRICE, ledger.backend.next_timestamp() + 3600, sender=client
     )
     domain = market.domain()
     leaves: list[bytes] = []

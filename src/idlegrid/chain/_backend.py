@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from web3 import Web3
+from web3.exceptions import BlockNotFound
 from web3.providers.eth_tester import EthereumTesterProvider
 
-from .._exceptions import ChainUnavailable, ConfigError, ContractReverted
+from .._exceptions import ChainUnavailable, ConfigError, ContractReverted, InvalidInput
 from ..protocol import Account
 from ._devkeys import DEV_MNEMONIC, dev_accounts
 from ._errors import revert_reason, translate
@@ -71,6 +72,23 @@ class ChainBackend(ABC):
         """Timestamp of the latest block."""
         with translate("eth_getBlockByNumber"):
             return int(self._w3.eth.get_block("latest")["timestamp"])
+
+    def next_timestamp(self) -> int:
+        """The chain's time now: the ``block.timestamp`` a transaction sent now would see.
+
+        That is the pending block's timestamp, which can lie far ahead of the latest
+        block's: a development chain that mined nothing for a while (or went back to a
+        snapshot) stamps its next block with the wall clock. Nodes that keep no pending
+        block answer with the latest one, and so does this method.
+        """
+        with translate("eth_getBlockByNumber"):
+            try:
+                pending = self._w3.eth.get_block("pending")
+            except BlockNotFound:
+                pending = None
+            latest = self._w3.eth.get_block("latest")
+        stamps = [int(block["timestamp"]) for block in (pending, latest) if block]
+        return max(stamps)
 
     def eth_balance(self, address: str) -> int:
         with translate("eth_getBalance"):
@@ -131,7 +149,12 @@ class ChainBackend(ABC):
 
     @abstractmethod
     def advance_time(self, seconds: int) -> None:
-        """Move the chain's clock forward and mine a block."""
+        """Move the chain's clock ``seconds`` forward and mine a block there.
+
+        The mined block is stamped ``seconds`` after :meth:`next_timestamp` (exactly on
+        the embedded chain; on a node whose clock follows the wall clock, plus the
+        moments between the two calls). Later transactions see a later time.
+        """
 
     @abstractmethod
     def snapshot(self) -> Any:
@@ -169,8 +192,16 @@ class EmbeddedBackend(ChainBackend):
         return list(self._accounts)
 
     def advance_time(self, seconds: int) -> None:
-        # eth-tester mines the time-travel block one second before its target
-        self._tester.time_travel(self.timestamp() + int(seconds) + 1)
+        if seconds < 0:
+            raise InvalidInput(f"cannot move the chain's clock back ({seconds} s)")
+        # Travel from the pending block, not the latest: py-evm stamps the pending block
+        # with the wall clock when it is made (after each block, after a revert), so the
+        # latest block can lie minutes behind it, and a target counted from there lies in
+        # eth-tester's past ("Space time continuum distortion detected"). The pending
+        # block keeps its stamp until it is mined, so the target is exact. eth-tester
+        # mines the time-travel block one second before its target.
+        pending = int(self._tester.get_block_by_number("pending")["timestamp"])
+        self._tester.time_travel(pending + int(seconds) + 1)
 
     def snapshot(self) -> Any:
         return self._tester.take_snapshot()
@@ -218,6 +249,10 @@ class RpcBackend(ChainBackend):
         return response.get("result")
 
     def advance_time(self, seconds: int) -> None:
+        if seconds < 0:
+            raise InvalidInput(f"cannot move the chain's clock back ({seconds} s)")
+        # the node's clock (anvil: wall clock plus an offset) is already the pending
+        # block's: evm_increaseTime moves it forward, evm_mine stamps a block with it
         self._dev_rpc("evm_increaseTime", [int(seconds)])
         self._dev_rpc("evm_mine", [])
 

@@ -312,9 +312,20 @@ class TesterRpc:
         seconds = parse_quantity(arg(params, 0), "seconds")
         if seconds:
             now = int(self._tester.get_block_by_number("pending")["timestamp"])
-            self._tester.time_travel(now + seconds)
+            self._travel(now + seconds - 1)  # the next block (evm_mine) is at now + seconds
             self._time_offset += seconds
         return self._time_offset
+
+    def _travel(self, timestamp: int) -> None:
+        """Mine one block stamped ``timestamp``, no earlier than the pending block's."""
+        pending = int(self._tester.get_block_by_number("pending")["timestamp"])
+        if timestamp < pending:
+            raise RpcFault(
+                SERVER_ERROR,
+                f"timestamp error: {timestamp} is lower than the next block's {pending}",
+            )
+        # eth-tester mines the time-travel block one second before its target
+        self._tester.time_travel(timestamp + 1)
 
     def _mine(self, params: Params) -> str:
         """``evm_mine``, ``evm_mine(timestamp)`` or ``evm_mine({timestamp, blocks})``."""
@@ -326,7 +337,7 @@ class TesterRpc:
         elif option is not None:
             timestamp = option
         if timestamp is not None:
-            self._tester.time_travel(parse_quantity(timestamp, "timestamp"))
+            self._travel(parse_quantity(timestamp, "timestamp"))
             blocks -= 1
         if blocks > 0:
             self._tester.mine_blocks(blocks)

@@ -1,9 +1,17 @@
 """The client SDK: discover providers, pay through channels, run jobs with fail-over."""
 
-from ._client import BatchReport, Client
+from ._client import BatchReport, Client, ClosedChannel
 from ._dispatch import NoProviders, Shard, dispatch, make_shards
-from ._selection import Backoff, Candidate, Weights, rank, reputation, score
-from ._session import ClientChannel, JobRejected, ProviderFailed, ProviderSession
+from ._model import ModelRejected, ModelSpec, OutputSpec, probe, read_model
+from ._selection import Backoff, Candidate, Limits, Weights, rank, reputation, score
+from ._session import (
+    ClientChannel,
+    JobRejected,
+    JobTimedOut,
+    ProviderFailed,
+    ProviderRefused,
+    ProviderSession,
+)
 
 __all__ = [
     "Backoff",
@@ -11,15 +19,24 @@ __all__ = [
     "Candidate",
     "Client",
     "ClientChannel",
+    "ClosedChannel",
     "JobRejected",
+    "JobTimedOut",
+    "Limits",
+    "ModelRejected",
+    "ModelSpec",
     "NoProviders",
+    "OutputSpec",
     "ProviderFailed",
+    "ProviderRefused",
     "ProviderSession",
     "Shard",
     "Weights",
     "dispatch",
     "make_shards",
+    "probe",
     "rank",
+    "read_model",
     "reputation",
     "score",
 ]

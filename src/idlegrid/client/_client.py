@@ -13,32 +13,47 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 
-from .._exceptions import ConfigError, IdlegridError, InvalidInput
-from ..chain import Indexer, Ledger, RpcBackend
+from .._exceptions import ConfigError, ContractReverted, IdlegridError, InvalidInput
+from ..chain import ChannelTerms, Indexer, Ledger, RpcBackend
 from ..protocol import Account, node_domain
 from ._discovery import discover, open_index
-from ._dispatch import Shard, dispatch, make_shards
+from ._dispatch import NoProviders, Shard, dispatch, make_shards
 from ._http import HttpPool
+from ._model import ModelSpec, probe, read_model
 from ._selection import Backoff, Candidate, Weights, rank
-from ._session import ClientChannel, ProviderFailed, ProviderSession
+from ._session import ClientChannel, ProviderFailed, ProviderSession, Reserve
 
-__all__ = ["BatchReport", "Client"]
+__all__ = ["BatchReport", "Client", "ClosedChannel"]
 
 log = logging.getLogger("idlegrid.client")
 T = TypeVar("T")
 
 CHANNEL_TTL_S = 3600
+#: a metered job's default budget: this many seconds of the provider's CPU (at most
+#: its job time limit), billed at its advertised units_per_cpu_s
+METERED_BUDGET_S = 0.1
+
+
+@dataclass(frozen=True)
+class ClosedChannel:
+    """A channel :meth:`Client.close_channels` closed (or could not close yet)."""
+
+    provider: str
+    channel: str  # 0x id
+    closed: bool
+    how: str  # "provider" (early close), "client" (after expiry + window), or why not
 
 
 @dataclass
@@ -92,7 +107,8 @@ class Client:
         self._sessions: dict[str, ProviderSession] = {}
         self._candidates: dict[str, list[Candidate]] = {}
         self._discovered_at: dict[str, float] = {}
-        self._models: dict[str, tuple[bytes, int]] = {}
+        self._models: dict[str, ModelSpec] = {}
+        self._probed: dict[tuple[str, str, tuple[int, ...]], int] = {}
         self._chain_lock: asyncio.Lock | None = None
         self._pool: HttpPool | None = None
         self._loop = _new_loop()
@@ -132,13 +148,18 @@ class Client:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(self.timeout_s))
 
-    def close(self) -> None:
-        """Hand over final vouchers, close connections and stop the loop. Idempotent."""
+    def close(self, *, close_channels: bool = True) -> None:
+        """Hand over final vouchers, close this client's channels (so that no deposit
+        stays locked: see :meth:`close_channels`), close connections and stop the loop.
+        Idempotent."""
         if self._closed:
             return
         self._closed = True
         try:
-            self._run(self._flush())
+            if close_channels:
+                self._run(self._close_channels(all_open=False))
+            else:
+                self._run(self._flush())
         finally:
             self._run(self._http.aclose())
             if self._pool is not None:
@@ -168,19 +189,34 @@ class Client:
         *,
         rows_per_shard: int | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        max_units: int | None = None,
+        budget_s: float | None = None,
     ) -> np.ndarray:
         """Run an ONNX model over ``inputs`` (rows) on the network; return its first output.
 
         ``model`` is a path to an .onnx file, its bytes, or the sha256 of a model
-        already uploaded to the network.
+        already uploaded to the network. Before the first job the model is read and
+        run here on one and two rows (:mod:`idlegrid.client._model`): a job that is
+        wrong for the model fails at once, with a message about the model.
+
+        A model whose FLOPs cannot be counted exactly (control flow, data-dependent
+        shapes) is metered: each job is billed for the provider's worker CPU time, at
+        most ``max_units`` per job; by default the budget is ``budget_s`` seconds of
+        the provider's CPU (``METERED_BUDGET_S``, at most its job time limit).
         """
         if self._closed:
             raise InvalidInput("client is closed")
         array = np.asarray(inputs)
         if array.ndim < 1 or array.shape[0] == 0:
             raise InvalidInput("inputs must have at least one row")
+        if max_units is not None and max_units < 1:
+            raise InvalidInput("max_units must be positive")
+        if budget_s is not None and not budget_s > 0:
+            raise InvalidInput("budget_s must be positive")
         with self._progress_bar("inference", on_progress) as report:
-            return self._run(self._infer(model, array, rows_per_shard, report))
+            return self._run(
+                self._infer(model, array, rows_per_shard, report, (max_units, budget_s))
+            )
 
     def embed(
         self,
@@ -248,9 +284,7 @@ class Client:
             self._sessions[c.address] = session
         return session
 
-    async def _load_model(self, model: str | Path | bytes) -> tuple[str, bytes, int]:
-        from ..workloads import count_flops
-
+    async def _load_model(self, model: str | Path | bytes) -> ModelSpec:
         if isinstance(model, bytes):
             data = model
         elif (
@@ -259,7 +293,7 @@ class Client:
             and all(ch in "0123456789abcdef" for ch in model)
         ):
             if model in self._models:
-                return model, *self._models[model]
+                return self._models[model]
             data = await self._fetch_model(model)
         else:
             path = Path(model)
@@ -268,8 +302,18 @@ class Client:
             data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if digest not in self._models:
-            self._models[digest] = (data, count_flops(data))
-        return digest, *self._models[digest]
+            self._models[digest] = await asyncio.to_thread(read_model, data)
+        return self._models[digest]
+
+    async def _probe(self, spec: ModelSpec, inputs: np.ndarray) -> int:
+        """Output bytes per row, once the model ran here on the batch's first rows
+        (once per model and input shape)."""
+        key = (spec.digest, inputs.dtype.str, tuple(inputs.shape[1:]))
+        per_row = self._probed.get(key)
+        if per_row is None:
+            per_row = await asyncio.to_thread(probe, spec, inputs[:2])
+            self._probed[key] = per_row
+        return per_row
 
     async def _fetch_model(self, digest: str) -> bytes:
         for c in await self._discover("onnx"):
@@ -313,7 +357,9 @@ class Client:
                     await session.send_voucher(ch)
             deposit = max(amount, 1)
             await asyncio.to_thread(self._allow, deposit)
-            expiry = int(await asyncio.to_thread(self.ledger.backend.timestamp)) + CHANNEL_TTL_S
+            expiry = (
+                int(await asyncio.to_thread(self.ledger.backend.next_timestamp)) + CHANNEL_TTL_S
+            )
             terms, _ = await asyncio.to_thread(
                 market.open_channel, session.address, deposit, expiry, sender=self.account
             )
@@ -336,36 +382,69 @@ class Client:
         inputs: np.ndarray,
         rows_per_shard: int | None,
         on_progress: Callable[[int, int], None] | None,
+        budget: tuple[int | None, float | None] = (None, None),
     ) -> np.ndarray:
-        digest, data, flops = await self._load_model(model)
+        spec = await self._load_model(model)
+        out_row = await self._probe(spec, inputs)
+        digest, flops = spec.digest, spec.flops_per_row
         started = time.perf_counter()
-        candidates = rank(await self._discover("onnx"), self.weights)
-        if not candidates:
-            from ._dispatch import NoProviders
+        metered = spec.metered is not None
 
+        async def eligible() -> list[Candidate]:
+            found = await self._discover("onnx")
+            return rank([c for c in found if not metered or c.limits.metered], self.weights)
+
+        candidates = await eligible()
+        if not candidates:
+            if metered and await self._discover("onnx"):
+                raise NoProviders(
+                    f"the model must be metered ({spec.metered}) and no provider runs metered jobs"
+                )
             raise NoProviders("no active, reachable provider serves onnx jobs")
         n = inputs.shape[0]
-        per = rows_per_shard or max(1, -(-n // (4 * min(len(candidates), self.max_providers))))
+        chosen = candidates[: self.max_providers]
+        in_row = max(1, inputs.nbytes // n)
+        fits = min(self._session(c).rows_per_job(in_row, out_row) for c in chosen)
+        per = rows_per_shard or max(1, min(fits, -(-n // (4 * len(chosen)))))
         shards = make_shards(inputs, per)
         report = BatchReport(shards=len(shards))
-        price = max(c.unit_price for c in candidates)
-        batch_cost = flops * n * price
+        max_units, budget_s = budget
+
+        def job_budget(c: Candidate) -> Callable[[int], int] | None:
+            """The most a metered job may be billed, by rows (None: not metered)."""
+            if not metered:
+                return None
+            if max_units is not None:
+                fixed = max_units
+                return lambda rows: fixed
+            seconds = min(budget_s or METERED_BUDGET_S, c.limits.job_timeout_s)
+            units = math.ceil(seconds * c.limits.units_per_cpu_s)
+            return lambda rows: max(units, flops * rows)
+
+        def shard_cost(c: Candidate) -> int:
+            most = job_budget(c)
+            return (most(per) if most is not None else flops * per) * c.unit_price
 
         async def sessions() -> list[ProviderSession]:
-            return [self._session(c) for c in rank(await self._discover("onnx"), self.weights)]
+            return [self._session(c) for c in await eligible()]
 
         async def prepare(session: ProviderSession) -> None:
-            await session.put_blob(data, digest=digest)
-            # a fair share of the batch plus headroom: fail-overs shift work around
-            share = batch_cost // max(1, min(len(candidates), self.max_providers))
-            shard_cost = flops * per * session.candidate.unit_price
-            await self._channel(session, share * 3 // 2 + 2 * shard_cost, reserve=False)
+            # a fair share of the batch plus headroom: fail-overs shift work around (a
+            # metered batch: room for the jobs in flight; bills come in under budget)
+            cost = shard_cost(session.candidate)
+            share = 0 if metered else flops * n * session.candidate.unit_price // len(chosen)
+            await self._channel(session, share * 3 // 2 + 2 * self.inflight * cost, reserve=False)
+            await session.put_model(spec.data, digest)
 
         async def run(session: ProviderSession, shard: Shard) -> np.ndarray:
-            cost = flops * shard.rows.shape[0] * session.candidate.unit_price
-            channel = await self._channel(session, cost)
             return await session.run_onnx(
-                channel, digest, shard.rows, flops_per_row=flops, out_rows=shard.rows.shape[0]
+                self._reserve(session),
+                digest,
+                shard.rows,
+                flops_per_row=flops,
+                expect=spec.output,
+                out_row_bytes=out_row,
+                max_units=job_budget(session.candidate),
             )
 
         outputs = await dispatch(
@@ -382,6 +461,12 @@ class Client:
         report.seconds = time.perf_counter() - started
         self.last_report = report
         return np.concatenate([outputs[i] for i in range(len(shards))], axis=0)
+
+    def _reserve(self, session: ProviderSession) -> Reserve:
+        async def reserve(amount: int) -> ClientChannel:
+            return await self._channel(session, amount)
+
+        return reserve
 
     async def _embed(
         self, texts: list[str], per: int, on_progress: Callable[[int, int], None] | None
@@ -404,9 +489,9 @@ class Client:
             await self._channel(session, share * 3 // 2 + max(units) * price * 2, reserve=False)
 
         async def run(session: ProviderSession, shard: Shard) -> np.ndarray:
-            cost = units[shard.index] * session.candidate.unit_price
-            channel = await self._channel(session, cost)
-            return await session.run_embed(channel, groups[shard.index], units=units[shard.index])
+            return await session.run_embed(
+                self._reserve(session), groups[shard.index], units=units[shard.index]
+            )
 
         outputs = await dispatch(
             shards,
@@ -476,6 +561,112 @@ class Client:
     def channels(self) -> list[ClientChannel]:
         """Every channel this client opened, oldest first (a snapshot)."""
         return list(self._all_channels)
+
+    def close_channels(self, *, all_open: bool = True) -> list[ClosedChannel]:
+        """Close channels so that what their deposits did not pay goes back to the
+        client's market balance.
+
+        Each channel this client opened is closed by its provider (its early close:
+        the client hands over its latest voucher with a signed request, the provider
+        redeems it and closes the channel on chain). A channel past its expiry and
+        the market's close window is closed by the client itself. With ``all_open``
+        the client's other open channels on chain (from earlier sessions) are closed
+        too. A closed channel takes no more jobs; the next batch opens a new one.
+        """
+        return self._run(self._close_channels(all_open=all_open))
+
+    async def _close_channels(self, *, all_open: bool) -> list[ClosedChannel]:
+        await self._flush()
+        market = self.ledger.market
+        window, now = await asyncio.gather(
+            asyncio.to_thread(market.close_window), asyncio.to_thread(self.ledger.backend.timestamp)
+        )
+        todo: list[tuple[ChannelTerms, ClientChannel | None]] = [
+            (ch.terms, ch) for ch in self._all_channels if not ch.closed
+        ]
+        if all_open:
+            if self._index is None:
+                self._index = await asyncio.to_thread(open_index, self.ledger, self._index_path)
+            await asyncio.to_thread(self._index.sync)
+            mine = {ch.terms.id for ch in self._all_channels}
+            for indexed in self._index.channels(client=self.account.address, status="open"):
+                if indexed.id not in mine:
+                    todo.append((indexed.terms, None))
+        for _, ch in todo:
+            if ch is not None:
+                ch.retire()  # no more jobs on it, whatever happens next
+        results = await asyncio.gather(
+            *(self._close_one(terms, ch, int(now), int(window)) for terms, ch in todo)
+        )
+        return list(results)
+
+    async def _close_one(
+        self, terms: ChannelTerms, ch: ClientChannel | None, now: int, window: int
+    ) -> ClosedChannel:
+        market = self.ledger.market
+
+        def done(closed: bool, how: str) -> ClosedChannel:
+            if closed and ch is not None:
+                ch.closed = True
+            if not closed:
+                log.warning("channel %s stays open: %s", "0x" + terms.id.hex()[:12], how)
+            return ClosedChannel(terms.provider, "0x" + terms.id.hex(), closed, how)
+
+        state = await asyncio.to_thread(market.channel, terms)
+        if not state.open:
+            return done(True, "already closed")
+        if state.expiry + window <= now:
+            assert self._chain_lock is not None
+            try:
+                async with self._chain_lock:
+                    await asyncio.to_thread(market.close, terms, sender=self.account)
+            except ContractReverted as exc:
+                return done(False, f"the market refused: {exc.reason}")
+            return done(True, "client")
+        voucher = ch.voucher_model() if ch is not None else None
+        terms_json = {
+            "client": terms.client,
+            "provider": terms.provider,
+            "deposit": terms.deposit,
+            "expiry": terms.expiry,
+            "salt": terms.salt,
+        }
+        error = "provider not found"
+        for session in await self._sessions_for(terms.provider):
+            try:
+                await session.close_channel(terms_json, voucher)
+            except IdlegridError as exc:
+                error = str(exc)
+                continue
+            if not (await asyncio.to_thread(market.channel, terms)).open:
+                return done(True, "provider")
+            error = f"{terms.provider} said it closed the channel, but it is open on chain"
+        return done(False, f"{error}; the client may close it after {state.expiry + window}")
+
+    async def _sessions_for(self, provider: str) -> list[ProviderSession]:
+        """Sessions to try for ``provider``: the one in use, then where the chain says
+        it is now (it may have moved)."""
+        out = []
+        session = self._sessions.get(provider)
+        if session is not None:
+            out.append(session)
+        with contextlib.suppress(IdlegridError):
+            if self._index is None:
+                self._index = await asyncio.to_thread(open_index, self.ledger, self._index_path)
+            await asyncio.to_thread(self._index.sync)
+            found = self._index.provider(provider)
+            if found is not None and (session is None or found.endpoint != session.base):
+                c = Candidate(found.address, found.endpoint, found.price, latency_ms=0.0)
+                if session is not None:
+                    c = replace(session.candidate, endpoint=found.endpoint)
+                assert self._pool is not None
+                out.append(
+                    ProviderSession(
+                        self.account, c, self._node, self._market, self._pool,
+                        timeout_s=self.timeout_s,
+                    )
+                )  # fmt: skip
+        return out
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

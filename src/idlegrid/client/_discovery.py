@@ -13,9 +13,9 @@ import httpx
 from .._exceptions import ConfigError
 from ..chain import Indexer, Ledger
 from ..chain._compile import cache_dir
-from ._selection import Candidate
+from ._selection import Candidate, Limits
 
-__all__ = ["discover", "open_index"]
+__all__ = ["discover", "open_index", "read_limits"]
 
 log = logging.getLogger("idlegrid.client")
 
@@ -41,7 +41,7 @@ def open_index(ledger: Ledger, path: Path | None = None) -> Indexer:
 
 async def _probe(
     http: httpx.AsyncClient, endpoint: str, address: str, ledger: Ledger, timeout: float
-) -> tuple[float, tuple[str, ...], int] | None:
+) -> tuple[float, tuple[str, ...], int, Limits] | None:
     base = endpoint.rstrip("/")
     try:
         info = (await http.get(f"{base}/v1/info", timeout=timeout)).json()
@@ -52,9 +52,11 @@ async def _probe(
         ):
             log.info("provider %s at %s answers for another identity or chain", address, base)
             return None
-        credit = int((info.get("limits") or {}).get("credit_jobs") or 64)
+        advertised = info.get("limits") or {}
+        credit = int(advertised.get("credit_jobs") or 64)
         if credit < 1:
             raise ValueError(f"credit_jobs {credit} is not positive")
+        limits = read_limits(advertised)
         samples = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -63,7 +65,38 @@ async def _probe(
     except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
         log.info("provider %s at %s unreachable: %s", address, base, exc)
         return None
-    return statistics.median(samples), tuple(info.get("workloads", ())), credit
+    return statistics.median(samples), tuple(info.get("workloads", ())), credit, limits
+
+
+def read_limits(advertised: dict[str, object]) -> Limits:
+    """A node's advertised limits; one it does not advertise keeps its default.
+    ValueError if one is not a positive number."""
+    d = Limits()
+    return Limits(
+        max_request_bytes=int(_positive(advertised, "max_request_bytes", d.max_request_bytes)),
+        max_blob_bytes=int(_positive(advertised, "max_blob_bytes", d.max_blob_bytes)),
+        max_output_bytes=int(_positive(advertised, "max_output_bytes", d.max_output_bytes)),
+        max_inline_output_bytes=int(
+            _positive(advertised, "max_inline_output_bytes", d.max_inline_output_bytes)
+        ),
+        units_per_cpu_s=int(_positive(advertised, "units_per_cpu_s", d.units_per_cpu_s)),
+        job_timeout_s=_positive(advertised, "job_timeout_s", d.job_timeout_s),
+        metered=bool(advertised.get("metered") or False),
+        max_jobs_per_client=int(
+            _positive(advertised, "max_jobs_per_client", d.max_jobs_per_client)
+        ),
+    )
+
+
+def _positive(advertised: dict[str, object], name: str, default: float) -> float:
+    raw = advertised.get(name)
+    if raw is None:
+        return default
+    if not isinstance(raw, int | float) or isinstance(raw, bool):
+        raise ValueError(f"limit {name}={raw!r} is not a number")
+    if not 0 < raw < float("inf"):
+        raise ValueError(f"limit {name}={raw!r} is not positive")
+    return raw
 
 
 async def discover(
@@ -103,6 +136,7 @@ async def discover(
                 slashed=p.slashed_total,
                 workloads=probe[1],
                 credit_jobs=probe[2],
+                limits=probe[3],
             )
         )
     return out

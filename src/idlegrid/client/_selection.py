@@ -13,7 +13,29 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Backoff", "Candidate", "Weights", "rank", "reputation", "score"]
+__all__ = ["Backoff", "Candidate", "Limits", "Weights", "rank", "reputation", "score"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a provider advertises it accepts (its /v1/info ``limits``); the defaults are
+    those of a node that advertises none of them."""
+
+    #: largest signed request body (a job, or one blob upload)
+    max_request_bytes: int = 16 * 2**20
+    #: largest blob (an uploaded input, or an output it stores for the client)
+    max_blob_bytes: int = 256 * 2**20
+    #: largest output a job may produce (outputs above it fail inside the worker)
+    max_output_bytes: int = 8 * 2**20
+    #: outputs above this come back as a blob, not inline
+    max_inline_output_bytes: int = 8 * 2**20
+    #: compute units a metered job is billed per worker CPU-second
+    units_per_cpu_s: int = 10**10
+    job_timeout_s: float = 30.0
+    #: whether the node runs metered jobs (control flow, data-dependent shapes)
+    metered: bool = False
+    #: jobs one client may have running or queued there (more are answered 429)
+    max_jobs_per_client: int = 8
 
 
 @dataclass(frozen=True)
@@ -29,6 +51,7 @@ class Candidate:
     workloads: tuple[str, ...] = ("onnx",)
     #: jobs it delivers beyond the latest voucher before it wants a newer one (its /v1/info)
     credit_jobs: int = 64
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,36 @@
 
 Everything a provider sends back is checked before it is paid for: the
 response signature, the receipt signature, the result hash, the bill (units
-recomputed from the model, times the agreed price) and the output's shape.
-Only then is the result accepted and a new cumulative voucher signed.
+recomputed from the model, times the agreed price; for a metered job, between
+the static floor and the job's ``max_units``), and the output's dtype and shape
+against what the model declares (the client's own parse). Only then is the
+result accepted and a new cumulative voucher signed.
+
+What each answer means to the client:
+
+* 200, everything checks out: accept the receipt, sign the voucher.
+* 422 with a valid *failed* result (a signed receipt for the worker time the job
+  used): accept it too, since the client's own job used that time. A timeout or
+  a crash may be retried once elsewhere (:class:`JobTimedOut`); any other error is
+  about the model or the input, and ends the batch (:class:`ModelRejected`).
+* 413: the payload is over the provider's limit; nothing was recorded for that
+  sequence number, so the caller sends less under the same number.
+* 429: too many of this client's jobs are running there; wait and resend.
+* a signed 400: this provider refuses the job (:class:`ProviderRefused`): others may not.
+* anything else, or something that does not check out: the provider is at
+  fault (:class:`ProviderFailed`): fail over, never pay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import json
 import os
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,17 +64,61 @@ from ..protocol import (
     verify_response,
 )
 from ._http import HttpPool
-from ._selection import Candidate
+from ._model import ModelRejected, OutputSpec
+from ._selection import Candidate, Limits
 
-__all__ = ["ClientChannel", "JobRejected", "ProviderFailed", "ProviderSession"]
+__all__ = [
+    "ClientChannel",
+    "JobRejected",
+    "JobTimedOut",
+    "ProviderFailed",
+    "ProviderRefused",
+    "ProviderSession",
+    "Reserve",
+]
+
+#: room in a request for everything but the input array (JSON, voucher, headers)
+REQUEST_OVERHEAD = 64 * 1024
+#: an input array up to this size travels inline (base64 in the job); larger ones as a blob
+INLINE_INPUT_BYTES = 2 * 2**20
+#: room for a .npy header (numpy writes 128 bytes, more for a shape of many dims)
+NPY_HEADER = 512
+#: how often a job answered 429 (the client has too many jobs there) is sent again
+BUSY_RETRIES = 20
+
+_BYTES = re.compile(r"(\d+) bytes")
+
+#: ``reserve(amount)``: a channel to the provider with ``amount`` committed on it
+Reserve = Callable[[int], Awaitable["ClientChannel"]]
 
 
 class ProviderFailed(UnavailableError):
     """A provider died, timed out, or sent something that does not check out; try another."""
 
 
-class JobRejected(InvalidInput):
-    """A provider refused the job for a reason that another provider would share (bad input)."""
+class ProviderRefused(ProviderFailed):
+    """A provider refused work that others may take (its limits, its policy): the batch
+    goes on without it, and it is not counted as a failure."""
+
+
+class JobTimedOut(UnavailableError):
+    """A job ran past the provider's time limit, or its worker crashed; the provider
+    billed the time it used. Worth one more try on another provider."""
+
+
+#: a job that is wrong for the model (kept under its old name)
+JobRejected = ModelRejected
+
+
+class _TooLarge(IdlegridError):
+    """A provider answered 413; ``held`` is the (channel, seq) to send less under."""
+
+    def __init__(
+        self, message: str, limit: int | None, held: tuple[ClientChannel, int] | None = None
+    ) -> None:
+        self.limit = limit
+        self.held = held
+        super().__init__(message)
 
 
 @dataclass
@@ -74,6 +137,8 @@ class ClientChannel:
     voucher: tuple[Voucher, Signature] | None = None
     voucher_delivered: bool = True
     retired: bool = False
+    #: closed on chain: the deposit not paid out went back to the client
+    closed: bool = False
     #: set (and replaced) whenever the accepted prefix grows or the channel retires
     _moved: asyncio.Event | None = field(default=None, repr=False)
 
@@ -139,6 +204,24 @@ class ClientChannel:
         }
 
 
+@dataclass(frozen=True)
+class _Bill:
+    """What a job may be billed: exactly ``floor`` units, or (metered) up to ``max_units``."""
+
+    floor: int
+    max_units: int
+    metered: bool
+
+    def check(self, units: int, *, failed: bool) -> str | None:
+        if failed:
+            return None if 1 <= units <= self.max_units else f"{units} units for a failed job"
+        if self.metered:
+            if not self.floor <= units <= self.max_units:
+                return f"{units} units, outside {self.floor}..{self.max_units}"
+            return None
+        return None if units == self.floor else f"{units} units, expected {self.floor}"
+
+
 class ProviderSession:
     """Signed requests to one provider over a shared HTTP connection pool."""
 
@@ -162,19 +245,34 @@ class ProviderSession:
         self._provider_raw = address_bytes(candidate.address)
         #: blobs this provider was seen to hold; forgotten when one of its jobs fails
         self._blobs: set[str] = set()
+        #: the request size it refused with 413 (less than it advertises, say)
+        self._max_request = candidate.limits.max_request_bytes
 
     @property
     def address(self) -> str:
         return self.candidate.address
 
+    @property
+    def limits(self) -> Limits:
+        return self.candidate.limits
+
+    # -- signed HTTP --------------------------------------------------------------------
     async def _call(
-        self, method: str, path: str, body: bytes, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        content_type: str = "application/json",
+        *,
+        timeout_s: float | None = None,
     ) -> tuple[int, bytes]:
         signed = sign_request(self.account, self.node, self.address, method, path, body)
         headers = {**signed.headers, "content-type": content_type}
+        # a large body takes its time on the wire: a second per 10 MB on top of the timeout
+        timeout = (timeout_s or self.timeout_s) + len(body) / 10e6
         try:
             resp = await self.http.request(
-                method, self.base + path, content=body, headers=headers, timeout=self.timeout_s
+                method, self.base + path, content=body, headers=headers, timeout=timeout
             )
         except TimeoutError as exc:
             raise ProviderFailed(f"{self.address} timed out on {path}") from exc
@@ -192,10 +290,32 @@ class ProviderSession:
                 resp.headers,
             )
         except BadSignature as exc:
+            status = resp.status_code
+            if status < 400:
+                raise ProviderFailed(
+                    f"{self.address} sent an unsigned or forged response: {exc}"
+                ) from exc
+            # a node answers unsigned when it refuses a request before checking its
+            # signature (too large, malformed, too slow): say what it said, trust nothing
+            reason = self._reason(data)
+            if status == 413:
+                raise self._too_large(reason, len(body)) from exc
             raise ProviderFailed(
-                f"{self.address} sent an unsigned or forged response: {exc}"
+                f"{self.address} refused the request (HTTP {status}, unsigned): {reason}"
             ) from exc
+        if resp.status_code == 413:
+            raise self._too_large(self._reason(data), len(body))
         return resp.status_code, data
+
+    def _too_large(self, reason: str, sent: int) -> _TooLarge:
+        match = _BYTES.search(reason)
+        limit = int(match.group(1)) if match else None
+        if limit is not None and limit < sent:
+            self._max_request = min(self._max_request, limit)
+        else:
+            self._max_request = min(self._max_request, max(1, sent - 1))
+        shown = f" (its limit: {limit} bytes)" if limit is not None else ""
+        return _TooLarge(f"{self.address}: payload too large, {sent} bytes{shown}: {reason}", limit)
 
     @staticmethod
     def _reason(data: bytes) -> str:
@@ -205,6 +325,7 @@ class ProviderSession:
         except (ValueError, AttributeError):
             return data[:200].decode(errors="replace")
 
+    # -- blobs ----------------------------------------------------------------------------
     async def has_blob(self, digest: str) -> bool:
         try:
             resp = await self.http.request(
@@ -220,6 +341,8 @@ class ProviderSession:
         if digest in self._blobs or await self.has_blob(digest):
             self._blobs.add(digest)
             return digest
+        if len(data) > min(self._max_request, self.limits.max_blob_bytes):
+            raise _TooLarge(f"{self.address}: a blob of {len(data)} bytes is over its limit", None)
         status, body = await self._call(
             "PUT", f"/v1/blobs/{digest}", data, "application/octet-stream"
         )
@@ -227,6 +350,13 @@ class ProviderSession:
             raise ProviderFailed(f"{self.address} refused blob upload: {self._reason(body)}")
         self._blobs.add(digest)
         return digest
+
+    async def put_model(self, data: bytes, digest: str) -> None:
+        """Upload a model; a provider whose limits it passes is refused for this batch."""
+        try:
+            await self.put_blob(data, digest=digest)
+        except _TooLarge as exc:
+            raise ProviderRefused(str(exc)) from exc
 
     async def get_blob(self, digest: str) -> bytes:
         status, body = await self._call("GET", f"/v1/blobs/{digest}", b"")
@@ -236,35 +366,119 @@ class ProviderSession:
             raise ProviderFailed(f"{self.address} served a blob whose hash does not match")
         return body
 
+    # -- jobs -----------------------------------------------------------------------------
+    def rows_per_job(self, in_row_bytes: int, out_row_bytes: int) -> int:
+        """The most rows one job may carry within this provider's limits."""
+        limits = self.limits
+        cap_in = min(self._room(), limits.max_blob_bytes) - NPY_HEADER
+        cap_out = min(limits.max_output_bytes, limits.max_blob_bytes) - NPY_HEADER
+        return max(1, min(cap_in // max(1, in_row_bytes), cap_out // max(1, out_row_bytes)))
+
+    def _room(self) -> int:
+        """Bytes of a request left for the input array."""
+        return max(self._max_request // 2, self._max_request - REQUEST_OVERHEAD)
+
     async def run_onnx(
         self,
-        channel: ClientChannel,
+        reserve: Reserve,
         model: str,
         inputs: np.ndarray,
         *,
         flops_per_row: int,
-        out_rows: int,
+        expect: OutputSpec,
+        out_row_bytes: int = 1,
+        max_units: Callable[[int], int] | None = None,
     ) -> np.ndarray:
-        """Run one ONNX shard; return its output after every check passed."""
-        units = flops_per_row * inputs.shape[0]
-        work = {"model": model, "input_npy": base64.b64encode(npy_bytes(inputs)).decode()}
-        return await self._job(channel, "onnx", work, units, out_rows)
+        """Run ONNX rows as one job or, past this provider's limits, as several; return
+        the output once every check passed. ``max_units(rows)`` is the budget of a
+        metered job (None: the static count is exact)."""
+        n = inputs.shape[0]
+        in_row = max(1, inputs.nbytes // n)
+        per = self.rows_per_job(in_row, out_row_bytes)
+        parts: list[np.ndarray] = []
+        held: tuple[ClientChannel, int] | None = None
+        start = 0
+        try:
+            while start < n:
+                piece = inputs[start : start + per]
+                rows = piece.shape[0]
+                floor = flops_per_row * rows
+                metered = max_units is not None
+                bill = _Bill(floor, max(floor, max_units(rows)) if max_units else floor, metered)
+                try:
+                    parts.append(await self._onnx_job(reserve, model, piece, bill, expect, held))
+                except _TooLarge as exc:
+                    held = exc.held
+                    if rows == 1:
+                        raise ProviderRefused(f"{exc} (one row is too large for it)") from exc
+                    per = max(1, min(rows // 2, self.rows_per_job(in_row, out_row_bytes)))
+                    continue
+                held = None
+                start += rows
+        except BaseException:
+            if held is not None:  # a sequence number that will never be delivered
+                held[0].retire()
+            raise
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
-    async def run_embed(
-        self, channel: ClientChannel, texts: list[str], *, units: int
+    async def _onnx_job(
+        self,
+        reserve: Reserve,
+        model: str,
+        rows: np.ndarray,
+        bill: _Bill,
+        expect: OutputSpec,
+        held: tuple[ClientChannel, int] | None,
     ) -> np.ndarray:
+        raw = npy_bytes(rows)
+        work: dict[str, Any] = {"model": model}
+        if len(raw) <= min(INLINE_INPUT_BYTES, self._room() * 3 // 4):
+            work["input_npy"] = base64.b64encode(raw).decode()
+        else:
+            try:
+                work["input_blob"] = await self.put_blob(raw)
+            except _TooLarge as exc:
+                exc.held = held
+                raise
+        return await self._job(reserve, "onnx", work, bill, expect, rows.shape[0], held)
+
+    async def run_embed(self, reserve: Reserve, texts: list[str], *, units: int) -> np.ndarray:
         """Embed one shard of texts; ``units`` is what the client computed for them."""
-        return await self._job(channel, "embed", {"texts": texts}, units, len(texts))
+        from ..workloads import EMBED_DIM
+
+        expect = OutputSpec("embedding", np.dtype(np.float32), (EMBED_DIM,))
+        bill = _Bill(units, units, metered=False)
+        try:
+            return await self._job(reserve, "embed", {"texts": texts}, bill, expect, len(texts))
+        except _TooLarge as exc:
+            if exc.held is not None:
+                exc.held[0].retire()
+            raise ProviderRefused(str(exc)) from exc
 
     async def _job(
-        self, channel: ClientChannel, kind: str, work: dict[str, Any], units: int, out_rows: int
+        self,
+        reserve: Reserve,
+        kind: str,
+        work: dict[str, Any],
+        bill: _Bill,
+        expect: OutputSpec,
+        out_rows: int,
+        held: tuple[ClientChannel, int] | None = None,
     ) -> np.ndarray:
-        amount = units * self.candidate.unit_price
-        await channel.window(self.candidate.credit_jobs)
-        if channel.retired:  # a job on it failed while this one waited for credit
-            channel.committed -= amount
-            raise ProviderFailed(f"{self.address}: the channel was given up after a failed job")
-        seq = channel.take_seq()
+        price = self.candidate.unit_price
+        reserved = bill.max_units * price
+        channel = await reserve(reserved)
+        if held is not None and held[0] is not channel:
+            held[0].retire()  # the held number's channel was replaced meanwhile
+            held = None
+        if held is None:
+            await channel.window(self.candidate.credit_jobs)
+            if channel.retired:  # a job on it failed while this one waited for credit
+                channel.committed -= reserved
+                raise ProviderFailed(f"{self.address}: the channel was given up after a failed job")
+            seq = channel.take_seq()
+        else:
+            seq = held[1]
         job_id = os.urandom(32)
         voucher = channel.voucher_model()
         request = {
@@ -273,70 +487,139 @@ class ProviderSession:
             **work,
             "channel": channel.terms_json(),
             "seq": seq,
-            "unit_price": self.candidate.unit_price,
-            "max_units": units,
+            "unit_price": price,
+            "max_units": bill.max_units,
             "voucher": voucher.model_dump() if voucher is not None else None,
         }
-        # the caller reserved ``amount`` in channel.committed; a failure releases it
+        body = json.dumps(request).encode()
+        # ``reserved`` is in channel.committed until the bill is known; a failure releases it
         try:
-            status, data = await self._call("POST", "/v1/jobs", json.dumps(request).encode())
+            status, data = await self._send_job(body)
+        except _TooLarge as exc:
+            channel.committed -= reserved  # nothing recorded for seq: send less under it
+            exc.held = (channel, seq)
+            raise
         except ProviderFailed:
-            channel.committed -= amount
+            channel.committed -= reserved
             channel.retire()
             self._blobs.clear()
             raise
-        if voucher is not None and status in (200, 402):
+        if voucher is not None and status in (200, 402, 422):
             channel.voucher_delivered = True
-        if status != 200:
-            channel.committed -= amount
+        if status not in (200, 422):
+            channel.committed -= reserved
             channel.retire()
             self._blobs.clear()  # a 404 may mean the provider lost the model
             reason = self._reason(data)
-            if status == 400 and not reason.startswith("PaymentRequired"):
-                raise JobRejected(f"{self.address} rejected the job: {reason}")
+            if status == 400:
+                raise ProviderRefused(f"{self.address} refused the job: {reason}")
             raise ProviderFailed(f"{self.address} failed the job (HTTP {status}): {reason}")
         try:
             result = JobResult.model_validate_json(data)
-            output, receipt = self._check(result, job_id, seq, channel, units, amount)
+            if status == 200:
+                output, receipt = await self._check_ok(result, job_id, seq, channel, bill)
+                wrong = expect.check(output, out_rows)
+                if wrong is not None:
+                    raise PeerError(wrong)
+            else:
+                receipt, error = self._check_failed(result, job_id, seq, channel, bill)
         except (IdlegridError, ValueError) as exc:
-            channel.committed -= amount
+            channel.committed -= reserved
             channel.retire()
             raise ProviderFailed(
                 f"{self.address} sent a result that does not check out: {exc}"
             ) from exc
-        if output.shape[0] != out_rows:
-            channel.committed -= amount
-            channel.retire()
-            raise ProviderFailed(
-                f"{self.address} returned {output.shape[0]} rows for {out_rows} inputs"
-            )
+        channel.committed -= reserved - receipt.amount
         channel.accept(seq, receipt, self.account, self.market)
-        return output
+        if status == 200:
+            return output
+        if error.startswith(("JobTimeout", "JobCrashed")):
+            raise JobTimedOut(f"{self.address} ran the job past its limits and billed it: {error}")
+        raise ModelRejected(f"the job failed on the model (on {self.address}, billed): {error}")
 
-    def _check(
-        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, units: int, amount: int
-    ) -> tuple[np.ndarray, Receipt]:
-        """The output and the receipt of a result, once everything in it checks out."""
+    async def _send_job(self, body: bytes) -> tuple[int, bytes]:
+        """POST a job; while the provider answers 429 (this client has too many jobs
+        there; nothing is recorded), wait a little and send it again."""
+        for attempt in range(BUSY_RETRIES + 1):
+            # a job may run for the provider's whole time limit: wait for that at least
+            wait = max(self.timeout_s, self.limits.job_timeout_s + 5.0)
+            status, data = await self._call("POST", "/v1/jobs", body, timeout_s=wait)
+            if status != 429:
+                return status, data
+            await asyncio.sleep(min(1.0, 0.02 * 2**attempt))
+        raise ProviderFailed(f"{self.address} stayed busy: {self._reason(data)}")
+
+    def _receipt(
+        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, result_hash: bytes
+    ) -> Receipt:
         if r.job_id != "0x" + job_id.hex() or r.seq != seq:
             raise PeerError("result is for another job")
-        if r.units != units or r.amount != amount:
-            raise PeerError(f"bill of {r.units} units / {r.amount} differs from {units} / {amount}")
-        raw = base64.b64decode(r.output_npy)
-        result_hash = hashlib.sha256(raw).digest()
         if "0x" + result_hash.hex() != r.result_hash:
             raise PeerError("result hash does not match the output")
-        receipt = Receipt(channel.terms.id, job_id, self.address, units, amount, result_hash)
+        if r.amount != r.units * self.candidate.unit_price:
+            raise PeerError(f"amount {r.amount} is not {r.units} units at the agreed price")
+        receipt = Receipt(channel.terms.id, job_id, self.address, r.units, r.amount, result_hash)
         signature = bytes.fromhex(r.receipt_signature[2:])
         if (
             recover_digest(receipt_digest(self.node, receipt.leaf()), signature)
             != self._provider_raw
         ):
             raise PeerError("receipt not signed by the provider")
-        output = array_from_npy(raw)
-        if output.dtype.kind == "f" and not np.all(np.isfinite(output)):
+        return receipt
+
+    async def _check_ok(
+        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, bill: _Bill
+    ) -> tuple[np.ndarray, Receipt]:
+        """The output and the receipt of a result, once everything in it checks out."""
+        if r.status != "ok":
+            raise PeerError("HTTP 200 for a failed job")
+        wrong = bill.check(r.units, failed=False)
+        if wrong is not None:
+            raise PeerError(f"bill of {wrong}")
+        inline = r.output_npy
+        blob = r.output_blob
+        if (inline is None) == (blob is None):
+            raise PeerError("a result needs exactly one of output_npy and output_blob")
+        cap = self.limits.max_output_bytes + NPY_HEADER
+        if inline is not None:
+            if len(inline) > cap * 4 // 3 + 4:
+                raise PeerError(f"inline output larger than {cap} bytes")
+            try:
+                raw = base64.b64decode(inline, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise PeerError("output is not valid base64") from exc
+        else:
+            assert blob is not None
+            if "0x" + blob != r.result_hash:
+                raise PeerError("output blob is not the result hash")
+            raw = await self.get_blob(blob)
+        if len(raw) > cap:
+            raise PeerError(f"output of {len(raw)} bytes is over {cap}")
+        receipt = self._receipt(r, job_id, seq, channel, hashlib.sha256(raw).digest())
+        try:
+            output = array_from_npy(raw, max_bytes=cap)
+        except InvalidInput as exc:
+            raise PeerError(f"output: {exc}") from exc
+        if output.dtype.kind in "fc" and not np.all(np.isfinite(output)):
             raise PeerError("output holds NaN or infinite values")
         return output, receipt
 
+    def _check_failed(
+        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, bill: _Bill
+    ) -> tuple[Receipt, str]:
+        """The receipt of a billed failure, and its error, once it checks out."""
+        error = r.error
+        if r.status != "failed" or not error:
+            raise PeerError("HTTP 422 without a failed result")
+        if r.output_npy is not None or r.output_blob is not None:
+            raise PeerError("a failed result carries an output")
+        wrong = bill.check(r.units, failed=True)
+        if wrong is not None:
+            raise PeerError(f"bill of {wrong}")
+        digest = hashlib.sha256(error.encode()).digest()
+        return self._receipt(r, job_id, seq, channel, digest), error[:500]
+
+    # -- vouchers and closing --------------------------------------------------------------
     async def send_voucher(self, channel: ClientChannel) -> None:
         """Hand over the latest voucher if the provider has not seen it."""
         voucher = channel.voucher_model()
@@ -347,3 +630,13 @@ class ProviderSession:
         if status != 200:
             raise ProviderFailed(f"{self.address} refused a voucher: {self._reason(data)}")
         channel.voucher_delivered = True
+
+    async def close_channel(self, terms: dict[str, Any], voucher: VoucherModel | None) -> None:
+        """Ask the provider to redeem its latest voucher and close the channel now, so
+        that the rest of the deposit goes back to the client (the provider's early close)."""
+        body = json.dumps(
+            {"channel": terms, "voucher": voucher.model_dump() if voucher is not None else None}
+        )
+        status, data = await self._call("POST", "/v1/channels/close", body.encode())
+        if status != 200:
+            raise ProviderFailed(f"{self.address} did not close the channel: {self._reason(data)}")

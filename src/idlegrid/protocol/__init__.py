@@ -26,6 +26,7 @@ from ._envelope import (
 )
 from ._fastsig import address_bytes, recover_digest, sign_digest
 from ._jobs import (
+    ChannelClose,
     ChannelModel,
     JobRequest,
     JobResult,
@@ -52,6 +53,7 @@ __all__ = [
     "MARKET_DOMAIN_NAME",
     "NODE_DOMAIN_NAME",
     "Account",
+    "ChannelClose",
     "ChannelModel",
     "Domain",
     "JobRequest",

@@ -17,14 +17,16 @@ requests; ``x-idlegrid-sender``, ``x-idlegrid-request`` (the request digest) and
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from eth_hash.auto import keccak
 
-from .._exceptions import BadSignature
+from .._exceptions import BadSignature, ConfigError
 from ._eip712 import Domain, typed_digest
 from ._fastsig import address_bytes, recover_digest, sign_digest
 from ._keys import Account, checksum
@@ -157,23 +159,70 @@ def sign_request(
 class ReplayGuard:
     """Remembers (sender, nonce) pairs until their expiry; refuses repeats.
 
-    Memory is bounded because a request may be valid for at most MAX_TTL_S.
+    Memory is bounded because a request may be valid for at most MAX_TTL_S: pairs
+    are dropped once their request has expired (plus the tolerated skew).
+
+    With ``path``, every pair is also written to a SQLite file (WAL,
+    ``synchronous=NORMAL``) before the check returns, so before the request is
+    answered, and the pairs not yet expired are loaded when the guard is opened:
+    a request replayed after the node restarts, cleanly or killed, is refused as
+    well. The write is not flushed to disk on its own (no fsync per request): an
+    operating-system crash or power cut may lose the last pairs, which the
+    journal's durable records cover for anything that moves money (see
+    docs/network.md).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | str | None = None, *, now: float | None = None) -> None:
         self._seen: dict[tuple[bytes, int], int] = {}
         self._lock = threading.Lock()
         self._next_purge = 0.0
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            self._open(Path(path), time.time() if now is None else now)
+
+    def _open(self, path: Path, now: float) -> None:
+        try:
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS nonces (sender BLOB NOT NULL, nonce BLOB NOT NULL,"
+                " expiry INTEGER NOT NULL, PRIMARY KEY (sender, nonce)) WITHOUT ROWID"
+            )
+            db.execute("DELETE FROM nonces WHERE expiry < ?", (int(now - SKEW_S),))
+            rows = db.execute("SELECT sender, nonce, expiry FROM nonces").fetchall()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the nonce store {path}: {exc}") from exc
+        self._seen = {(bytes(s), int.from_bytes(n, "big")): int(e) for s, n, e in rows}
+        self._db = db
 
     def check_and_remember(self, sender: bytes, nonce: int, expiry: int, now: float) -> None:
         with self._lock:
             if now >= self._next_purge:
-                self._seen = {k: e for k, e in self._seen.items() if e >= now - SKEW_S}
-                self._next_purge = now + 10
+                self._purge(now)
             key = (sender, nonce)
             if key in self._seen:
                 raise BadSignature("replayed request: this nonce was already used")
+            if self._db is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO nonces VALUES (?, ?, ?)",
+                    (sender, nonce.to_bytes(32, "big"), expiry),
+                )
             self._seen[key] = expiry
+
+    def _purge(self, now: float) -> None:
+        horizon = now - SKEW_S
+        self._seen = {k: e for k, e in self._seen.items() if e >= horizon}
+        if self._db is not None:
+            self._db.execute("DELETE FROM nonces WHERE expiry < ?", (int(horizon),))
+        self._next_purge = now + 10
+
+    def close(self) -> None:
+        """Close the nonce file, if any (the guard is not used afterwards)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -13,13 +13,14 @@ import io
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from .._exceptions import InvalidInput
 from ._eip712 import Signature, Voucher
 
 __all__ = [
     "Bytes32Hex",
+    "ChannelClose",
     "ChannelModel",
     "JobRequest",
     "JobResult",
@@ -100,17 +101,40 @@ class JobRequest(_Model):
 
 
 class JobResult(_Model):
-    """A job's output and the receipt the client will include in its vouchers."""
+    """A job's output, or why it failed, and the receipt the client includes in its vouchers.
+
+    ``status == "ok"`` (HTTP 200): exactly one of ``output_npy`` (base64 ``.npy``) and
+    ``output_blob`` (the sha256 of an ``.npy`` blob the client downloads from the node),
+    and ``result_hash`` is the sha256 of those ``.npy`` bytes. ``status == "failed"``
+    (HTTP 422): the job ran and failed in the worker (timeout, the task raised, output
+    too large, out of memory); ``error`` says "<ErrorClass>: <reason>", there is no
+    output, ``result_hash`` is the sha256 of ``error`` (utf-8), and the units are the
+    time the job used, billed as ``docs/network.md`` says. ``metered``: the units were
+    measured (CPU time), not counted from the graph.
+    """
 
     job_id: Bytes32Hex
     seq: int
-    output_npy: str
+    status: Literal["ok", "failed"] = "ok"
+    error: str | None = None
+    output_npy: str | None = None
+    output_blob: Sha256Hex | None = None
     units: Uint
     amount: Uint
     result_hash: Bytes32Hex
     receipt_signature: SignatureHex
     rows: int
     flops_per_row: int
+    metered: bool = False
+
+    @model_validator(mode="after")
+    def _one_output_when_ok(self) -> JobResult:
+        outputs = (self.output_npy is not None) + (self.output_blob is not None)
+        if self.status == "ok" and (outputs != 1 or self.error is not None):
+            raise ValueError("an ok result has exactly one of output_npy and output_blob")
+        if self.status == "failed" and (outputs or not self.error):
+            raise ValueError("a failed result has an error and no output")
+        return self
 
 
 class VoucherSubmission(_Model):
@@ -118,6 +142,14 @@ class VoucherSubmission(_Model):
 
     channel: ChannelModel
     voucher: VoucherModel
+
+
+class ChannelClose(_Model):
+    """A client done with a channel asks its provider to close it now (early close),
+    with the latest voucher, which the provider redeems first."""
+
+    channel: ChannelModel
+    voucher: VoucherModel | None = None
 
 
 class NodeInfo(_Model):

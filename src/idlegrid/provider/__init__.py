@@ -5,22 +5,26 @@ modules (no web3, no HTTP server): a heavy import here is paid by every worker s
 """
 
 from ._errors import (
+    ClientBusy,
     ExecutorBusy,
     ExecutorClosed,
     JobCrashed,
     JobError,
     JobFailed,
     JobTimeout,
+    OutputTooLarge,
 )
 from ._executor import (
     Executor,
     ExecutorLimits,
     ExecutorStats,
+    Outcome,
     ProcessExecutor,
     check_task_names,
 )
 
 __all__ = [
+    "ClientBusy",
     "Executor",
     "ExecutorBusy",
     "ExecutorClosed",
@@ -30,6 +34,8 @@ __all__ = [
     "JobError",
     "JobFailed",
     "JobTimeout",
+    "Outcome",
+    "OutputTooLarge",
     "ProcessExecutor",
     "check_task_names",
 ]

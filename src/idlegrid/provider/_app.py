@@ -4,19 +4,31 @@ Every route that matters takes a signed request (see ``protocol._envelope``)
 and answers with a signed response. Errors map to status codes with a JSON
 body ``{"error": <class>, "reason": <text>}``: 400 bad input, 401 unsigned /
 expired / replayed / bad signature, 402 the channel cannot pay, 403 signed by
-someone not allowed, 404 unknown blob, 409 duplicate job, 413 too large,
-422 the job itself failed (crashed, timed out, raised), 503 busy.
+someone not allowed, 404 unknown blob, 408 the body came too slowly, 409
+duplicate job, 413 too large, 429 the client has as many jobs running or queued
+as it may, 503 busy. A job that ran and failed (crashed, timed out, raised, output
+too large) is answered 422 with a signed ``JobResult`` whose status is "failed": it
+is billed, with a receipt, like a job that succeeded.
+
+A body is read as it streams in, and reading stops at the size limit (413) or
+when it comes too slowly (408); either answer closes the connection. Work on
+large bodies (hashing, parsing, encoding) runs in a thread, so that the event
+loop keeps answering ``/v1/health`` while the node is busy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from .._exceptions import (
@@ -28,6 +40,7 @@ from .._exceptions import (
     UnavailableError,
 )
 from ..protocol import (
+    ChannelClose,
     JobRequest,
     JobResult,
     NodeInfo,
@@ -36,8 +49,9 @@ from ..protocol import (
     sign_response,
     verify_request,
 )
+from ..store import check_digest
 from ._book import PaymentRequired
-from ._errors import ExecutorBusy, JobCrashed, JobFailed, JobTimeout
+from ._errors import ClientBusy, ExecutorBusy, JobCrashed, JobFailed, JobTimeout
 from ._journal import DuplicateJob
 from ._node import ProviderNode, Unauthorized
 
@@ -45,7 +59,26 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("idlegrid.provider")
 
+#: bodies and responses up to this size are hashed, parsed and encoded on the event
+#: loop: a thread hop costs more than the work
+INLINE_BYTES = 64 * 2**10
+
+T = TypeVar("T")
+
+
+class SlowRequest(IdlegridError):
+    """The request body did not arrive in time (HTTP 408); the connection is closed."""
+
+
+async def _off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` here if ``size`` is small, else in a thread."""
+    if size <= INLINE_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
 _STATUS: list[tuple[type[Exception], int]] = [
+    (SlowRequest, 408),
     (Unauthorized, 403),
     (BadSignature, 401),
     (PaymentRequired, 402),
@@ -53,6 +86,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (BlobNotFound, 404),
     (PayloadTooLarge, 413),
     (ExecutorBusy, 503),
+    (ClientBusy, 429),
     (JobTimeout, 422),
     (JobCrashed, 422),
     (JobFailed, 422),
@@ -77,11 +111,13 @@ def _error_body(exc: Exception) -> dict[str, str]:
 
 def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     """The FastAPI application of one node; starts the redeemer, redeems on shutdown."""
-    replay = ReplayGuard()
-    max_body = node.config.max_request_bytes
+    replay = ReplayGuard(node.config.data_dir / "nonces.sqlite")  # survives restarts
+    config = node.config
+    max_body = config.max_request_bytes
 
     async def lifespan(app: FastAPI) -> Any:
         task = asyncio.create_task(node.redeem_loop(redeem_interval))
+        node.models.start()
         try:
             yield
         finally:
@@ -90,6 +126,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
                 await asyncio.to_thread(node.redeem_due, force=True)
             except IdlegridError as exc:
                 log.warning("redemption at shutdown failed: %s", exc)
+            node.models.close()
             await node.executor.close()
 
     app = FastAPI(
@@ -102,53 +139,77 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
         lifespan=lifespan,
     )
 
-    async def _signed(request: Request) -> tuple[str, bytes, bytes]:
+    async def _read_body(request: Request, limit: int) -> bytes:
+        """The body, read as it streams in: PayloadTooLarge once it passes ``limit``
+        (whatever content-length said), SlowRequest once it falls behind its deadline
+        (body_timeout_s, plus its size so far at min_body_rate)."""
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            raise PayloadTooLarge(f"request body larger than {max_body} bytes")
-        body = await request.body()
-        if len(body) > max_body:
-            raise PayloadTooLarge(f"request body larger than {max_body} bytes")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        size = 0
+        chunks: list[bytes] = []
+        try:
+            async with asyncio.timeout_at(start + config.body_timeout_s) as deadline:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(f"request body larger than {limit} bytes")
+                    chunks.append(chunk)
+                    deadline.reschedule(start + config.body_timeout_s + size / config.min_body_rate)
+        except TimeoutError:
+            raise SlowRequest(
+                f"request body too slow: {size} bytes in {loop.time() - start:.0f}s"
+            ) from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    verify = functools.partial(verify_request, replay=replay)
+
+    async def _signed(request: Request, limit: int) -> tuple[str, bytes, bytes]:
+        body = await _read_body(request, limit)
+        headers = request.headers
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            sender, digest = verify_request(
-                node.domain,
-                node.address,
-                request.method,
-                path,
-                body,
-                request.headers,
-                replay=replay,
+            sender, digest = await _off_loop(
+                len(body), verify, node.domain, node.address, request.method, path, body, headers
             )
         except InvalidInput as exc:  # a sender header that is not an address
             raise BadSignature(f"malformed signature headers: {exc}") from exc
         return sender, digest, body
 
-    def _reply(
+    async def _reply(
         sender: str, digest: bytes, status: int, body: bytes, media: str = _JSON
     ) -> Response:
-        headers = sign_response(node.account, node.domain, sender, digest, status, body)
+        headers = await _off_loop(
+            len(body), sign_response, node.account, node.domain, sender, digest, status, body
+        )
         return Response(body, status_code=status, media_type=media, headers=headers)
 
-    async def _guarded(request: Request, handler: Any) -> Response:
+    Handler = Callable[[str, bytes], Awaitable[tuple[int, bytes, str]]]
+
+    async def _guarded(request: Request, handler: Handler, *, limit: int = max_body) -> Response:
         sender = ""
         digest = b""
         try:
-            sender, digest, body = await _signed(request)
+            sender, digest, body = await _signed(request, limit)
             status, payload, media = await handler(sender, body)
-            return _reply(sender, digest, status, payload, media)
+            return await _reply(sender, digest, status, payload, media)
         except ValidationError as exc:
             err = {"error": "InvalidInput", "reason": _first_error(exc)}
-            return _error(sender, digest, 400, err)
+            return await _error(sender, digest, 400, err)
         except IdlegridError as exc:
-            return _error(sender, digest, _status(exc), _error_body(exc))
+            response = await _error(sender, digest, _status(exc), _error_body(exc))
+            if not digest:  # the body may not have been read to its end: close the connection
+                response.headers["connection"] = "close"
+            return response
+        except ClientDisconnect:
+            return Response(status_code=400, headers={"connection": "close"})
 
-    def _error(sender: str, digest: bytes, status: int, err: dict[str, str]) -> Response:
-        import json
-
+    async def _error(sender: str, digest: bytes, status: int, err: dict[str, str]) -> Response:
         body = json.dumps(err).encode()
         if digest:
-            return _reply(sender, digest, status, body)
+            return await _reply(sender, digest, status, body)
         return Response(body, status_code=status, media_type=_JSON)
 
     @app.get("/v1/health", summary="Liveness probe (unsigned)")
@@ -167,6 +228,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
             "jobs_failed": node.stats.jobs_failed,
             "vouchers": node.stats.vouchers,
             "redemptions": node.stats.redemptions,
+            "channels": node.channels,
             "executor": {
                 "running": s.running,
                 "queued": s.queued,
@@ -191,7 +253,14 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     )
     async def put_blob(digest: str, request: Request) -> Response:
         async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
-            stored = await asyncio.to_thread(node.store.put, body, expected=digest)
+            check_digest(digest)
+            paying = node.pays(sender)
+
+            def store() -> str:
+                with node.blobs.admit(sender, digest, len(body), paying=paying):
+                    return node.store.put(body, expected=digest, owner=sender, shared=True)
+
+            stored = await asyncio.to_thread(store)
             import json
 
             return 201, json.dumps({"digest": stored, "size": len(body)}).encode(), _JSON
@@ -205,6 +274,11 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     )
     async def get_blob(digest: str, request: Request) -> Response:
         async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
+            check_digest(digest)
+            if not node.blobs.may_read(sender, digest, paying=node.pays(sender)):
+                raise Unauthorized(
+                    "this blob was uploaded by another key: open a channel here to read it"
+                )
             data = await asyncio.to_thread(node.store.get, digest)
             return 200, data, "application/octet-stream"
 
@@ -213,7 +287,9 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     @app.head("/v1/blobs/{digest}", summary="Is this blob stored? (unsigned)")
     async def has_blob(digest: str) -> Response:
         try:
-            found = node.store.has(digest)
+            found = node.store.meta(digest).shared  # outputs are not announced
+        except BlobNotFound:
+            found = False
         except InvalidInput:
             return Response(status_code=400)
         return Response(status_code=200 if found else 404)
@@ -222,7 +298,18 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
         "/v1/jobs",
         summary="Run a job (signed request, signed response)",
         response_model=JobResult,
-        responses={400: {}, 401: {}, 402: {}, 403: {}, 404: {}, 409: {}, 413: {}, 422: {}, 503: {}},
+        responses={
+            400: {},
+            401: {},
+            402: {},
+            403: {},
+            404: {},
+            409: {},
+            413: {},
+            422: {},
+            429: {},
+            503: {},
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -232,9 +319,11 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     )
     async def submit_job(request: Request) -> Response:
         async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
-            job = JobRequest.model_validate_json(body)
+            job = await _off_loop(len(body), JobRequest.model_validate_json, body)
             result = await node.run_job(sender, job)
-            return 200, result.model_dump_json().encode(), _JSON
+            size = len(getattr(result, "output_npy", None) or "")
+            status = 200 if result.status == "ok" else 422  # failed in the worker: billed
+            return status, await _off_loop(size, _encode, result), _JSON
 
         return await _guarded(request, handler)
 
@@ -259,6 +348,27 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
 
         return await _guarded(request, handler)
 
+    @app.post(
+        "/v1/channels/close",
+        summary="Close a channel now: redeem its latest voucher, refund the rest (signed)",
+        responses={400: {}, 401: {}, 403: {}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/ChannelClose"}}},
+            }
+        },
+    )
+    async def close_channel(request: Request) -> Response:
+        async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
+            import json
+
+            req = ChannelClose.model_validate_json(body)
+            closed = await node.close_channel(sender, req.channel, req.voucher)
+            return 200, json.dumps(closed).encode(), _JSON
+
+        return await _guarded(request, handler)
+
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -274,6 +384,10 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     return app
 
 
+def _encode(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
 def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI component schemas of ``models`` and of the models they use."""
     out: dict[str, Any] = {}
@@ -284,7 +398,7 @@ def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
-_BODY_SCHEMAS = _schemas(JobRequest, VoucherSubmission)
+_BODY_SCHEMAS = _schemas(JobRequest, VoucherSubmission, ChannelClose)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -5,11 +5,13 @@ They belong in ``idlegrid/_exceptions.py`` and live here until they are moved::
     IdlegridError
     ├── UnavailableError
     │   ├── ExecutorBusy            every worker is busy and the queue is full
-    │   └── ExecutorClosed          the executor is closed; the job did not run or was dropped
+    │   ├── ExecutorClosed          the executor is closed; the job did not run or was dropped
+    │   └── ClientBusy              the client has as many jobs running or queued as it may
     └── JobError                    a job could not finish on this node
         ├── JobFailed               the task raised a foreign exception; ``exc_type`` names it
         ├── JobCrashed              the worker died while running the job, and was replaced
-        └── JobTimeout              the job ran past its wall-time limit; its worker was killed
+        ├── JobTimeout              the job ran past its wall-time limit; its worker was killed
+        └── OutputTooLarge          the job's output is larger than the worker may return
 
 An idlegrid error raised by a task is not wrapped: it comes back as its own class.
 Each class can be pickled with its attributes, so a job error can cross processes.
@@ -22,12 +24,14 @@ from functools import partial
 from .._exceptions import IdlegridError, UnavailableError
 
 __all__ = [
+    "ClientBusy",
     "ExecutorBusy",
     "ExecutorClosed",
     "JobCrashed",
     "JobError",
     "JobFailed",
     "JobTimeout",
+    "OutputTooLarge",
 ]
 
 
@@ -37,6 +41,10 @@ class ExecutorBusy(UnavailableError):
 
 class ExecutorClosed(UnavailableError):
     """The executor is closed or closing; the job was not run, or its result was dropped."""
+
+
+class ClientBusy(UnavailableError):
+    """The client already has as many jobs running or queued on this node as it may (429)."""
 
 
 class JobError(IdlegridError):
@@ -78,4 +86,14 @@ class JobTimeout(JobError):
     def __init__(self, message: str, *, task: str = "", seconds: float = 0.0) -> None:
         #: the wall-time limit the job ran past
         self.seconds = seconds
+        super().__init__(message, task=task)
+
+
+class OutputTooLarge(JobError):
+    """The job's output is larger than a worker may return; it was dropped in the worker."""
+
+    def __init__(self, message: str, *, task: str = "", size: int = 0, limit: int = 0) -> None:
+        #: bytes the output has (or would have), and the most a worker returns
+        self.size = size
+        self.limit = limit
         super().__init__(message, task=task)

@@ -1,14 +1,22 @@
 """Run allowed tasks by name in worker processes, with limits, under asyncio.
 
-``Executor`` is what the node talks to: ``submit`` a task by name with a payload
-and get bytes back, ``close``, read ``stats``. A task is a function
-``f(payload: bytes) -> bytes`` named ``"package.module:function"``; only names in
-the allow-list given at construction run, so a request can never name arbitrary code.
-Every implementation passes the suite in ``tests/provider/test_executor.py``.
+``Executor`` is what the node talks to: ``run`` a task by name with a payload and
+get its ``Outcome`` (the result or the error, and the CPU and wall time the job
+used), or ``submit`` it and get the bytes back; ``close``, read ``stats``. A task is
+a function ``f(payload: bytes) -> bytes`` named ``"package.module:function"``; only
+names in the allow-list given at construction run, so a request can never name
+arbitrary code. Every implementation passes the suite in
+``tests/provider/test_executor.py``.
+
+Each job has an owner (the node passes the client's address). Queued jobs are
+served fairly across owners: a free worker takes the next job of the owner with the
+fewest jobs running, the one served longest ago among equals, so one owner's long
+jobs cannot make another's wait behind all of them.
 
 ``ProcessExecutor`` keeps a fixed set of long-lived worker processes (``_worker``),
 so what a task module caches between jobs (an ONNX session per model hash)
-survives. Each worker has an address-space limit (``RLIMIT_AS``); a job has a
+survives. Each worker has an address-space limit (``RLIMIT_AS``), an output limit
+and an empty working directory of its own, removed when it exits; a job has a
 wall-time limit, past which its worker is killed. A worker that dies, for whatever
 reason, is replaced and the queued jobs go on; the node never goes down with it.
 
@@ -26,10 +34,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import re
+import secrets
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Collection
+from collections import Counter, deque
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from itertools import count
 from multiprocessing.context import ForkServerContext, SpawnContext
@@ -40,7 +52,14 @@ from ._errors import ExecutorBusy, ExecutorClosed, JobCrashed, JobTimeout
 from ._wire import RemoteError
 from ._worker_handle import Job, State, WorkerHandle, describe_exit
 
-__all__ = ["Executor", "ExecutorLimits", "ExecutorStats", "ProcessExecutor", "check_task_names"]
+__all__ = [
+    "Executor",
+    "ExecutorLimits",
+    "ExecutorStats",
+    "Outcome",
+    "ProcessExecutor",
+    "check_task_names",
+]
 
 log = logging.getLogger("idlegrid.provider")
 
@@ -66,6 +85,8 @@ class ExecutorLimits:
     wall_time_s: float = 30.0
     #: address-space limit of each worker, MiB (None: unlimited; needed for CUDA)
     memory_mb: int | None = 2048
+    #: bytes a job's result may have; a larger one fails with OutputTooLarge (None: no limit)
+    max_output_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.queue < 0:
@@ -74,6 +95,10 @@ class ExecutorLimits:
             raise ConfigError(f"wall_time_s must be positive and finite, got {self.wall_time_s}")
         if self.memory_mb is not None and self.memory_mb < 1:
             raise ConfigError(f"memory_mb must be positive or None, got {self.memory_mb}")
+        if self.max_output_bytes is not None and self.max_output_bytes < 1:
+            raise ConfigError(
+                f"max_output_bytes must be positive or None, got {self.max_output_bytes}"
+            )
 
 
 @dataclass(frozen=True)
@@ -90,17 +115,72 @@ class ExecutorStats:
     workers: int
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a job a worker took: its result or its error, and what it used."""
+
+    #: the task's result; None when the job failed
+    output: bytes | None
+    #: why the job failed (JobTimeout, JobCrashed, JobFailed, OutputTooLarge, or the
+    #: idlegrid error the task raised); None when it succeeded
+    error: Exception | None
+    #: CPU seconds the worker reported for the job; None when it never reported (killed)
+    cpu_s: float | None
+    #: seconds a worker was held by the job
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def seconds(self) -> float:
+        """The time to bill: the worker's CPU time where it reported one, else wall time."""
+        return self.wall_s if self.cpu_s is None else self.cpu_s
+
+    def result(self) -> bytes:
+        """The output, or the job's error raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.output is not None
+        return self.output
+
+
 class Executor(ABC):
     """Runs allowed tasks, by name, away from the node's event loop."""
 
     @abstractmethod
-    async def submit(self, task: str, payload: bytes, *, timeout: float | None = None) -> bytes:
+    async def run(
+        self,
+        task: str,
+        payload: bytes,
+        *,
+        timeout: float | None = None,
+        owner: Hashable = None,
+    ) -> Outcome:
+        """Run ``task`` on ``payload`` for ``owner``; what became of it once a worker took it.
+
+        ``timeout`` lowers the wall-time limit of this job (never raises it). Raises,
+        for a job that no worker ran: InvalidInput (task not allowed, bad arguments),
+        ExecutorBusy, ExecutorClosed, JobCrashed (workers do not start). A job that ran
+        and failed is an ``Outcome`` with its error.
+        """
+
+    async def submit(
+        self,
+        task: str,
+        payload: bytes,
+        *,
+        timeout: float | None = None,
+        owner: Hashable = None,
+    ) -> bytes:
         """Run ``task`` on ``payload`` and return its result.
 
-        ``timeout`` lowers the wall-time limit of this job (never raises it). Raises
-        InvalidInput (task not allowed), ExecutorBusy, ExecutorClosed, JobTimeout,
-        JobCrashed, JobFailed, or the idlegrid error the task itself raised.
+        Raises as ``run`` does, and for a job that failed: JobTimeout, JobCrashed,
+        JobFailed, OutputTooLarge, or the idlegrid error the task itself raised.
         """
+        outcome = await self.run(task, payload, timeout=timeout, owner=owner)
+        return outcome.result()
 
     @abstractmethod
     async def close(self) -> None:
@@ -164,7 +244,13 @@ class ProcessExecutor(Executor):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: list[WorkerHandle | None] = [None] * limits.workers
         self._supervisors: list[asyncio.Task[None]] = []
-        self._pending: deque[Job] = deque()
+        #: queued jobs by owner, each owner's in order
+        self._pending: dict[Hashable, deque[Job]] = {}
+        self._queued = 0
+        #: when each owner with jobs running or queued was last served (a dispatch count)
+        self._served: dict[Hashable, int] = {}
+        self._ticks = count()
+        self._workdirs: set[str] = set()
         self._ids = count(1)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
@@ -183,7 +269,14 @@ class ProcessExecutor(Executor):
                 raise ConfigError(f"worker processes do not start: {self._start_error}")
             await asyncio.sleep(0.005)
 
-    async def submit(self, task: str, payload: bytes, *, timeout: float | None = None) -> bytes:
+    async def run(
+        self,
+        task: str,
+        payload: bytes,
+        *,
+        timeout: float | None = None,
+        owner: Hashable = None,
+    ) -> Outcome:
         if self._closed:
             raise ExecutorClosed("executor is closed")
         name = self._names.get(task)
@@ -197,23 +290,24 @@ class ProcessExecutor(Executor):
                 raise InvalidInput(f"timeout must be positive, got {timeout}")
             wall = min(wall, timeout)
         loop = self._bind()
-        job = Job(next(self._ids), task, name, payload, wall, loop.create_future())
+        job = Job(next(self._ids), task, name, payload, wall, owner, loop.create_future())
         idle = next((w for w in self._slots if w is not None and w.state is State.IDLE), None)
         if idle is not None:
-            idle.run(job)
-        elif len(self._pending) < self.limits.queue + self._not_busy():
-            self._pending.append(job)
+            self._start(idle, job)
+        elif self._queued < self.limits.queue + self._not_busy():
+            self._pending.setdefault(owner, deque()).append(job)
+            self._queued += 1
         else:
             raise ExecutorBusy(
-                f"all {self.limits.workers} workers busy and {len(self._pending)} jobs queued"
+                f"all {self.limits.workers} workers busy and {self._queued} jobs queued"
             )
         try:
-            return await job.future
+            outcome: Outcome = await job.future
         except asyncio.CancelledError:
             # a queued job is dropped; a running one finishes and its result is dropped
-            if job in self._pending:
-                self._pending.remove(job)
+            self._unqueue(job)
             raise
+        return outcome
 
     async def close(self) -> None:
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
@@ -229,7 +323,7 @@ class ProcessExecutor(Executor):
         states = [w.state for w in self._slots if w is not None]
         return ExecutorStats(
             running=states.count(State.BUSY),
-            queued=len(self._pending),
+            queued=self._queued,
             completed=self._completed,
             failed=self._failed,
             restarts=self._restarts,
@@ -241,41 +335,71 @@ class ProcessExecutor(Executor):
         self._start_failures = 0
         self._dispatch(worker)
 
-    def _on_reply(self, worker: WorkerHandle, job: Job, reply: bytes | RemoteError) -> None:
+    def _on_reply(
+        self, worker: WorkerHandle, job: Job, reply: bytes | RemoteError, cpu_s: float
+    ) -> None:
+        wall_s = worker.loop.time() - job.started
         if isinstance(reply, bytes):
-            self._finish(job, reply)
+            self._finish(job, Outcome(reply, None, cpu_s, wall_s))
         elif reply.out_of_memory:
             what = f"{job.task} ran out of memory ({self.limits.memory_mb} MiB per worker)"
-            self._finish(job, JobCrashed(what, task=job.task))
+            self._finish(job, Outcome(None, JobCrashed(what, task=job.task), cpu_s, wall_s))
             worker.kill()  # its heap may be in pieces: start afresh
             return
         else:
-            self._finish(job, reply.to_exception(job.task))
+            self._finish(job, Outcome(None, reply.to_exception(job.task), cpu_s, wall_s))
         self._dispatch(worker)
 
     def _on_timeout(self, worker: WorkerHandle, job: Job) -> None:
         what = f"{job.task} ran past its wall-time limit of {job.timeout:g} s"
         log.warning("%s; worker pid %s killed", what, worker.pid)
-        self._finish(job, JobTimeout(what, task=job.task, seconds=job.timeout))
+        error = JobTimeout(what, task=job.task, seconds=job.timeout)
+        self._finish(job, Outcome(None, error, None, worker.loop.time() - job.started))
+
+    def _start(self, worker: WorkerHandle, job: Job) -> None:
+        self._served[job.owner] = next(self._ticks)
+        worker.run(job)
 
     def _dispatch(self, worker: WorkerHandle) -> None:
-        """Give an idle worker the next queued job that still has a caller."""
+        """Give an idle worker the next queued job that still has a caller.
+
+        The job is the oldest of the owner with the fewest jobs running now, and among
+        those, of the owner served longest ago.
+        """
         while self._pending:
-            job = self._pending.popleft()
+            if len(self._pending) == 1:
+                owner = next(iter(self._pending))
+            else:
+                running = Counter(w.job.owner for w in self._slots if w is not None and w.job)
+                owner = min(self._pending, key=lambda o: (running[o], self._served.get(o, -1)))
+            jobs = self._pending[owner]
+            job = jobs.popleft()
+            self._queued -= 1
+            if not jobs:
+                del self._pending[owner]
             if not job.future.done():
-                worker.run(job)
+                self._start(worker, job)
                 return
 
-    def _finish(self, job: Job, outcome: bytes | BaseException) -> None:
-        done = job.future.done()  # if so, the caller went away
-        if isinstance(outcome, BaseException):
+    def _unqueue(self, job: Job) -> None:
+        jobs = self._pending.get(job.owner)
+        if jobs is not None and job in jobs:
+            jobs.remove(job)
+            self._queued -= 1
+            if not jobs:
+                del self._pending[job.owner]
+
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        if job.owner not in self._pending and not any(
+            w is not None and w.job is not None and w.job.owner == job.owner for w in self._slots
+        ):
+            self._served.pop(job.owner, None)  # nothing of it left: forget it
+        if outcome.error is not None:
             self._failed += 1
-            if not done:
-                job.future.set_exception(outcome)
         else:
             self._completed += 1
-            if not done:
-                job.future.set_result(outcome)
+        if not job.future.done():  # if it is, the caller went away
+            job.future.set_result(outcome)
 
     # -- workers' lives ------------------------------------------------------------
     def _bind(self) -> asyncio.AbstractEventLoop:
@@ -302,6 +426,7 @@ class ProcessExecutor(Executor):
                 return
             if started:
                 self._restarts += 1
+            workdir = _workdir()
             try:
                 worker = WorkerHandle.launch(
                     self._ctx,
@@ -310,19 +435,25 @@ class ProcessExecutor(Executor):
                     name=f"idlegrid-worker-{slot}",
                     owner=self,
                     loop=self._loop,
+                    workdir=workdir,
+                    max_output_bytes=self.limits.max_output_bytes,
                 )
             except Exception as exc:  # out of processes or file descriptors: try again later
                 log.exception("cannot start a worker")
                 await self._start_failed(f"cannot start a worker: {exc!r}")
                 continue
+            self._workdirs.add(workdir)
             self._slots[slot] = worker  # from here on, close() reaps it
             await worker.connect(STARTUP_TIMEOUT)
             job = await worker.gone
             code = await worker.reap()
+            await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+            self._workdirs.discard(workdir)
             if job is not None:
                 what = f"worker pid {worker.pid} {describe_exit(code)} while running {job.task}"
                 log.warning("%s", what)
-                self._finish(job, JobCrashed(what, task=job.task, exitcode=code))
+                crashed = JobCrashed(what, task=job.task, exitcode=code)
+                self._finish(job, Outcome(None, crashed, None, self._loop.time() - job.started))
             if not worker.ready:
                 await self._start_failed(f"a worker {describe_exit(code)} before it was ready")
 
@@ -332,17 +463,21 @@ class ProcessExecutor(Executor):
         self._start_error = reason
         log.warning("%s (%d in a row)", reason, self._start_failures)
         if self._start_failures >= MAX_START_FAILURES:
-            for job in self._pending:
-                if not job.future.done():
-                    job.future.set_exception(JobCrashed(f"workers do not start: {reason}"))
+            for jobs in self._pending.values():
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(JobCrashed(f"workers do not start: {reason}"))
             self._pending.clear()
+            self._queued = 0
         await asyncio.sleep(min(5.0, 0.05 * 2**self._start_failures))
 
     async def _shutdown(self) -> None:
-        for job in self._pending:
-            if not job.future.done():
-                job.future.set_exception(ExecutorClosed("executor closed before the job ran"))
+        for jobs in self._pending.values():
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(ExecutorClosed("executor closed before the job ran"))
         self._pending.clear()
+        self._queued = 0
         for task in self._supervisors:
             task.cancel()
         await asyncio.gather(*self._supervisors, return_exceptions=True)
@@ -352,3 +487,12 @@ class ProcessExecutor(Executor):
                 worker.job.future.set_exception(ExecutorClosed("executor closed while the job ran"))
             worker.stop()
         await asyncio.gather(*(w.reap(CLOSE_GRACE) for w in workers))
+        for workdir in self._workdirs:
+            await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+        self._workdirs.clear()
+
+
+def _workdir() -> str:
+    """A fresh path for a worker's working directory (the worker creates it, mode 0700)."""
+    name = f"idlegrid-worker-{os.getpid()}-{secrets.token_hex(8)}"
+    return os.path.join(tempfile.gettempdir(), name)

@@ -1,16 +1,28 @@
 """The provider's SQLite journal: jobs, receipts and vouchers.
 
 A node that restarts keeps every voucher it was given and redeems it; a
-duplicate job id is refused. Writes are small transactions in WAL mode with
-``synchronous=NORMAL``: a power cut may lose the last few milliseconds, never
-corrupt the file, and a voucher is stored before the job's reply is sent.
+duplicate job id is refused. Writes are small transactions in WAL mode.
+
+Money records are durable: a finished job (its receipt), a voucher and a
+redemption are committed with ``synchronous=FULL``, so they are on disk before
+the call returns, and so before the reply that depends on them is sent; a power
+cut cannot lose them. Starting a job or marking it failed commits with
+``synchronous=NORMAL`` (no flush of its own: the next durable commit flushes it
+too): a power cut may lose such a record, and with it nothing owed.
+
+A job that was running when the node stopped (a crash, a kill) never finishes;
+``reconcile`` marks such jobs failed as abandoned when the node starts, so their
+sequence numbers are free again. Nothing was delivered for them, so nothing is
+owed; the reservations they held lived in memory and died with the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +30,10 @@ from .._exceptions import InvalidInput
 from ..chain import ChannelTerms
 from ..protocol import Signature, Voucher
 
-__all__ = ["DuplicateJob", "Journal", "StoredVoucher"]
+__all__ = ["ABANDONED", "DuplicateJob", "Journal", "StoredVoucher"]
+
+#: the error recorded for a job a previous run left running
+ABANDONED = "Abandoned: the node stopped while the job ran"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS channels (
@@ -96,6 +111,27 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    @contextlib.contextmanager
+    def _durable(self) -> Iterator[None]:
+        """Commit what runs inside with ``synchronous=FULL`` (call with the lock held)."""
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def reconcile(self) -> int:
+        """Mark every job still recorded as running failed (abandoned); how many.
+
+        Call at start, before any job runs: a job recorded as running was left by a
+        previous run that stopped without finishing it.
+        """
+        with self._lock, self._durable():
+            cursor = self._db.execute(
+                "UPDATE jobs SET status='failed', error=? WHERE status='running'", (ABANDONED,)
+            )
+        return int(cursor.rowcount)
+
     # -- jobs ---------------------------------------------------------------------
     def begin_job(self, job_id: bytes, terms: ChannelTerms, seq: int, kind: str) -> None:
         """Record a job as running; DuplicateJob if its id or its channel seq is taken."""
@@ -127,13 +163,25 @@ class Journal:
                 raise DuplicateJob(f"duplicate {what}: {job_id.hex()}") from exc
 
     def finish_job(
-        self, job_id: bytes, *, units: int, amount: int, result_hash: bytes, leaf: bytes
+        self,
+        job_id: bytes,
+        *,
+        units: int,
+        amount: int,
+        result_hash: bytes,
+        leaf: bytes,
+        error: str | None = None,
     ) -> None:
-        with self._lock:
+        """Record a job's receipt, durably: the client's voucher will cover it.
+
+        ``error``: the job failed in the worker and is billed all the same (its receipt
+        counts like any other); the error is kept beside it.
+        """
+        with self._lock, self._durable():
             self._db.execute(
-                "UPDATE jobs SET status='done', units=?, amount=?, result_hash=?, leaf=?"
-                " WHERE job_id=?",
-                (units, str(amount), result_hash, leaf, job_id),
+                "UPDATE jobs SET status='done', units=?, amount=?, result_hash=?, leaf=?,"
+                " error=? WHERE job_id=?",
+                (units, str(amount), result_hash, leaf, error and error[:500], job_id),
             )
 
     def fail_job(self, job_id: bytes, error: str) -> None:
@@ -185,36 +233,40 @@ class Journal:
             ).fetchone()
             if row is not None and (int(row[0]), int(row[1])) >= (voucher.amount, voucher.jobs):
                 return False
-            self._db.execute("BEGIN")
-            self._db.execute(
-                "INSERT OR IGNORE INTO channels VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    terms.id,
-                    terms.client,
-                    terms.provider,
-                    str(terms.deposit),
-                    terms.expiry,
-                    str(terms.salt),
-                ),
-            )
-            self._db.execute(
-                "INSERT INTO vouchers (channel, amount, jobs, units, root, signature, received)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(channel) DO UPDATE SET amount=excluded.amount, jobs=excluded.jobs,"
-                " units=excluded.units, root=excluded.root, signature=excluded.signature,"
-                " received=excluded.received",
-                (
-                    terms.id,
-                    str(voucher.amount),
-                    voucher.jobs,
-                    str(voucher.units),
-                    voucher.receipts_root,
-                    signature.to_bytes(),
-                    time.time(),
-                ),
-            )
-            self._db.execute("COMMIT")
+            with self._durable():
+                self._store_voucher(terms, voucher, signature)
             return True
+
+    def _store_voucher(self, terms: ChannelTerms, voucher: Voucher, signature: Signature) -> None:
+        self._db.execute("BEGIN")
+        self._db.execute(
+            "INSERT OR IGNORE INTO channels VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                terms.id,
+                terms.client,
+                terms.provider,
+                str(terms.deposit),
+                terms.expiry,
+                str(terms.salt),
+            ),
+        )
+        self._db.execute(
+            "INSERT INTO vouchers (channel, amount, jobs, units, root, signature, received)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(channel) DO UPDATE SET amount=excluded.amount, jobs=excluded.jobs,"
+            " units=excluded.units, root=excluded.root, signature=excluded.signature,"
+            " received=excluded.received",
+            (
+                terms.id,
+                str(voucher.amount),
+                voucher.jobs,
+                str(voucher.units),
+                voucher.receipts_root,
+                signature.to_bytes(),
+                time.time(),
+            ),
+        )
+        self._db.execute("COMMIT")
 
     def latest_voucher(self, channel: bytes) -> StoredVoucher | None:
         rows = self._vouchers("WHERE v.channel=?", (channel,))
@@ -229,7 +281,7 @@ class Journal:
         )
 
     def mark_redeemed(self, channel: bytes, voucher: Voucher, tx_hash: str) -> None:
-        with self._lock:
+        with self._lock, self._durable():
             self._db.execute(
                 "UPDATE vouchers SET redeemed_amount=?, redeemed_jobs=?, redeemed_units=?,"
                 " redeemed_at=?, redeem_tx=? WHERE channel=?",

@@ -11,14 +11,25 @@ import asyncio
 import base64
 import hashlib
 import logging
+import math
 import pickle
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
-from .._exceptions import BadSignature, ContractReverted, IdlegridError, InvalidInput
-from ..chain import ChannelTerms, Ledger, TxResult
+from .._exceptions import (
+    BadSignature,
+    ContractReverted,
+    IdlegridError,
+    InvalidInput,
+    PayloadTooLarge,
+)
+from ..chain import ChannelState, ChannelTerms, Ledger, TxResult
 from ..protocol import (
     Account,
     Domain,
@@ -36,11 +47,14 @@ from ..protocol import (
     sign_digest,
 )
 from ..store import BlobStore
-from ._book import ChannelBook, PaymentRequired
+from ._book import ChannelBook, ExpiringSet, PaymentRequired, TokenBucket, check_client_credit
 from ._config import NodeConfig
-from ._executor import Executor
+from ._errors import ClientBusy
+from ._executor import Executor, Outcome
 from ._hardware import Hardware, capabilities_hash
+from ._inspect import ModelFacts, ModelInspector
 from ._journal import Journal
+from ._quota import BlobQuota
 
 __all__ = ["ProviderNode", "Unauthorized"]
 
@@ -49,6 +63,20 @@ log = logging.getLogger("idlegrid.provider")
 ONNX_TASK = "idlegrid.provider._tasks:run_onnx"
 EMBED_TASK = "idlegrid.provider._tasks:run_embed"
 TASKS = (ONNX_TASK, EMBED_TASK)
+
+#: inline arrays up to this size (base64 characters) are parsed on the event loop:
+#: a thread hop costs more than parsing them
+INLINE_PARSE_CHARS = 64 * 2**10
+#: channels remembered as not open on chain
+NOT_OPEN_CACHE = 4096
+#: chain reads of channels at once (they run in threads)
+CHAIN_READS = 4
+#: re-reads of a channel that falls short, at once (then one per channel_refresh_s)
+REFRESH_BURST = 3
+#: outputs up to this size are hashed and base64-encoded on the event loop
+INLINE_ENCODE_BYTES = 64 * 2**10
+#: characters of a failed job's error kept in its result
+MAX_ERROR_CHARS = 1000
 
 
 class Unauthorized(BadSignature):
@@ -63,6 +91,48 @@ class _Stats:
     redemptions: int = 0
     redeemed: int = 0
     started: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class _Bill:
+    """What a job that ran is billed, and its output (or error) as it travels."""
+
+    units: int
+    amount: int
+    hash: bytes  # sha256 of the output .npy, or of the error
+    error: str | None
+    output_npy: str | None
+    output_blob: str | None
+
+
+def _hash_and_encode(output: bytes) -> tuple[bytes, str]:
+    return hashlib.sha256(output).digest(), base64.b64encode(output).decode()
+
+
+def _check_input(inputs: tuple[tuple[str, tuple[int | None, ...], str], ...], array: Any) -> None:
+    """InvalidInput, before the job runs, for an input the model cannot take.
+
+    The worker checks the same (``OnnxRunner``); a job refused here is not billed.
+    """
+    if len(inputs) != 1:
+        names = sorted(name for name, _, _ in inputs)
+        raise InvalidInput(f"the model has {len(inputs)} inputs {names}; a job feeds one array")
+    name, shape, dtype = inputs[0]
+    declared = "[" + ", ".join("N" if i == 0 else str(d or "?") for i, d in enumerate(shape)) + "]"
+    if array.ndim != len(shape):
+        raise InvalidInput(
+            f"input {name!r} expects rank {len(shape)} {declared}, got shape {array.shape}"
+        )
+    for axis, (want, got) in enumerate(zip(shape, array.shape, strict=True)):
+        if want is not None and want != got:
+            what = "rows" if axis == 0 else f"dim {axis}"
+            raise InvalidInput(
+                f"input {name!r} expects {declared}, got shape {array.shape} "
+                f"({what}: expected {want}, got {got})"
+            )
+    want_dtype = np.dtype(dtype)
+    if array.dtype != want_dtype and not np.can_cast(array.dtype, want_dtype, "same_kind"):
+        raise InvalidInput(f"input {name!r} expects {want_dtype}, got {array.dtype}")
 
 
 class ProviderNode:
@@ -84,20 +154,38 @@ class ProviderNode:
         self.config = config
         self.executor = executor
         self.store = store
+        self.blobs = BlobQuota(
+            store,
+            allowance_bytes=config.upload_allowance_bytes,
+            client_bytes=config.client_upload_bytes,
+        )
         self.journal = journal
         self.hardware = hardware
         self.domain: Domain = node_domain(ledger.backend.chain_id, ledger.market.address)
         self.market_domain: Domain = ledger.market.domain()
         self.stats = _Stats()
         self._books: dict[bytes, ChannelBook] = {}
-        self._flops: dict[str, int] = {}
-        self._chain_lock = asyncio.Lock()
+        self._by_client: dict[str, list[ChannelBook]] = {}
+        self._client_jobs: dict[str, int] = {}  # jobs running or queued, by client
+        self._not_open = ExpiringSet(maxsize=NOT_OPEN_CACHE, ttl=config.channel_refresh_s)
+        self._reads: dict[bytes, asyncio.Future[ChannelState]] = {}  # chain reads under way
+        self._read_slots = asyncio.Semaphore(CHAIN_READS)
+        self._refreshes: dict[bytes, TokenBucket] = {}
+        self._redeem_lock = asyncio.Lock()
+        self.models = ModelInspector(
+            cache=config.model_cache, timeout_s=config.job_timeout_s, memory_mb=config.memory_mb
+        )
         self._load_journal()
 
     # -- identity ----------------------------------------------------------------
     @property
     def address(self) -> str:
         return self.account.address
+
+    @property
+    def channels(self) -> int:
+        """Channels this node keeps a book for (every one was open on chain when first seen)."""
+        return len(self._books)
 
     def capabilities(self) -> dict[str, Any]:
         return {
@@ -124,6 +212,13 @@ class ProviderNode:
                 "max_blob_bytes": c.max_blob_bytes,
                 "max_request_bytes": c.max_request_bytes,
                 "credit_jobs": c.credit_jobs,
+                "max_unpaid_per_client": c.max_unpaid_per_client,
+                "max_output_bytes": c.max_output_bytes,
+                "max_inline_output_bytes": c.max_inline_output_bytes,
+                "units_per_cpu_s": c.units_per_cpu_s,
+                "metered": int(c.metered),
+                "max_jobs_per_client": c.max_jobs_per_client,
+                "max_model_bytes": c.max_model_bytes,
             },
             version=__version__,
         )
@@ -152,7 +247,41 @@ class ProviderNode:
 
     # -- jobs ------------------------------------------------------------------------
     async def run_job(self, sender: str, req: JobRequest) -> JobResult:
-        """Check, run and journal one job; return its result and signed receipt."""
+        """Check, run, bill and journal one job; return its result and signed receipt.
+
+        A job that ran and failed in the worker comes back as a failed result, billed;
+        one refused before it ran raises (ClientBusy when the client has
+        ``max_jobs_per_client`` jobs here already). See ``_checked_job``.
+        """
+        with self._admit(sender):
+            return await self._checked_job(sender, req)
+
+    @contextmanager
+    def _admit(self, client: str) -> Iterator[None]:
+        """Count a job of ``client`` while it is here; ClientBusy past the cap."""
+        jobs = self._client_jobs.get(client, 0)
+        cap = self.config.max_jobs_per_client
+        if jobs >= cap:
+            raise ClientBusy(
+                f"this client has {jobs} jobs running or queued here, the most it may have "
+                f"({cap}); send it again when one is done"
+            )
+        self._client_jobs[client] = jobs + 1
+        try:
+            yield
+        finally:
+            left = self._client_jobs[client] - 1
+            if left:
+                self._client_jobs[client] = left
+            else:
+                del self._client_jobs[client]
+
+    async def _checked_job(self, sender: str, req: JobRequest) -> JobResult:
+        """Check, run and journal one job; return its result and signed receipt.
+
+        Cheap checks come first (who signed, which channel, kind, price, sizes, the
+        channel open on chain, credit); only then is anything parsed, off the event loop.
+        """
         terms = self._terms(req.channel)
         if terms.client != sender:
             raise Unauthorized("the request is not signed by the channel's client")
@@ -162,89 +291,174 @@ class ProviderNode:
             raise InvalidInput(
                 f"price mismatch: this node charges {self.config.unit_price} per unit"
             )
+        self._check_sizes(req)
         book = await self._book(terms)
         if req.voucher is not None:
             self._take_voucher(book, req.voucher)
+        await self._reserve(book, 0, check_only=True)
 
-        task, payload, rows, units = self._prepare(req)
+        with self.store.pin(req.model, req.input_blob):  # no eviction under a running job
+            return await self._run_pinned(sender, req, terms, book)
+
+    async def _run_pinned(
+        self, sender: str, req: JobRequest, terms: ChannelTerms, book: ChannelBook
+    ) -> JobResult:
+        task, payload, rows, units, metered = await self._prepare(req)
         flops = units // rows
-        amount = units * self.config.unit_price
+        c = self.config
         if units > req.max_units:
             raise InvalidInput(f"job needs {units} units, more than max_units {req.max_units}")
-        await self._reserve(book, amount)
+        # a metered or failed job is billed up to max_units: hold that much
+        budget = req.max_units * c.unit_price
+        await self._reserve(book, budget)
+        timeout = c.job_timeout_s
+        if metered:  # max_units buys this much CPU time
+            timeout = min(timeout, req.max_units / c.units_per_cpu_s)
         job_id = bytes.fromhex(req.job_id[2:])
         try:
             self.journal.begin_job(job_id, terms, req.seq, req.kind)
             try:
-                output = await self.executor.submit(
-                    task, payload, timeout=self.config.job_timeout_s
-                )
-            except IdlegridError as exc:
+                outcome = await self.executor.run(task, payload, timeout=timeout, owner=sender)
+            except IdlegridError as exc:  # it never ran (busy, closing): nothing is owed
                 self.journal.fail_job(job_id, f"{type(exc).__name__}: {exc}")
                 self.stats.jobs_failed += 1
                 raise
-            result_hash = hashlib.sha256(output).digest()
-            receipt = Receipt(terms.id, job_id, self.address, units, amount, result_hash)
+            bill = await self._bill(req, sender, outcome, units, metered=metered)
+            receipt = Receipt(terms.id, job_id, self.address, bill.units, bill.amount, bill.hash)
             leaf = receipt.leaf()
             self.journal.finish_job(
-                job_id, units=units, amount=amount, result_hash=result_hash, leaf=leaf
+                job_id,
+                units=bill.units,
+                amount=bill.amount,
+                result_hash=bill.hash,
+                leaf=leaf,
+                error=bill.error,
             )
-            book.deliver(req.seq, leaf, units, amount)
+            book.deliver(req.seq, leaf, bill.units, bill.amount)
         finally:
-            book.release(amount)
-        self.stats.jobs_ok += 1
+            book.release(budget)
+        if bill.error is None:
+            self.stats.jobs_ok += 1
+        else:
+            self.stats.jobs_failed += 1
         signature = sign_digest(self.account.key, receipt_digest(self.domain, leaf))
-
         return JobResult(
             job_id=req.job_id,
             seq=req.seq,
-            output_npy=base64.b64encode(output).decode(),
-            units=units,
-            amount=amount,
-            result_hash="0x" + result_hash.hex(),
+            status="ok" if bill.error is None else "failed",
+            error=bill.error,
+            output_npy=bill.output_npy,
+            output_blob=bill.output_blob,
+            units=bill.units,
+            amount=bill.amount,
+            result_hash="0x" + bill.hash.hex(),
             receipt_signature="0x" + signature.hex(),
             rows=rows,
             flops_per_row=flops,
+            metered=metered,
         )
 
-    def _prepare(self, req: JobRequest) -> tuple[str, bytes, int, int]:
-        """(task, payload, rows, compute units) for a job, validated before it runs."""
+    async def _bill(
+        self, req: JobRequest, client: str, outcome: Outcome, units: int, *, metered: bool
+    ) -> _Bill:
+        """What a job that ran is billed, and its output as it will travel.
+
+        ``units`` is the static count. A metered job is billed its CPU time, never less
+        than the static count; a failed one the time it used (CPU time where the worker
+        reported it, else the wall time it held the worker); both at most ``max_units``.
+        """
+        c = self.config
+        error = outcome.error
+        if outcome.output is not None and error is None:
+            if metered:
+                used = math.ceil(outcome.seconds * c.units_per_cpu_s)
+                units = min(req.max_units, max(units, used))
+            try:
+                digest, text, blob = await self._output(outcome.output, client)
+            except IdlegridError as exc:  # the store would not take a large output
+                error = exc
+            else:
+                return _Bill(units, units * c.unit_price, digest, None, text, blob)
+        assert error is not None
+        message = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        used = max(1, math.ceil(outcome.seconds * c.units_per_cpu_s))
+        units = min(req.max_units, used)
+        digest = hashlib.sha256(message.encode()).digest()
+        return _Bill(units, units * c.unit_price, digest, message, None, None)
+
+    async def _output(self, output: bytes, client: str) -> tuple[bytes, str | None, str | None]:
+        """(sha256, base64 text, blob digest) of an output: inline, or stored as a blob
+        owned by ``client`` when larger than max_inline_output_bytes (hashing and
+        encoding a large one in a thread)."""
+        if len(output) > self.config.max_inline_output_bytes:
+            blob = await asyncio.to_thread(self.store.put, output, owner=client)
+            return bytes.fromhex(blob), None, blob
+        if len(output) <= INLINE_ENCODE_BYTES:
+            return hashlib.sha256(output).digest(), base64.b64encode(output).decode(), None
+        digest, text = await asyncio.to_thread(_hash_and_encode, output)
+        return digest, text, None
+
+    def _check_sizes(self, req: JobRequest) -> None:
+        """Refuse a job whose named blobs are missing or too large, before reading them."""
+        if req.kind != "onnx":
+            return
+        if req.model is None:
+            raise InvalidInput("an onnx job needs `model` (the sha256 of an uploaded model)")
+        if (req.input_npy is None) == (req.input_blob is None):
+            raise InvalidInput("an onnx job needs exactly one of input_npy and input_blob")
+        limit = self.config.max_model_bytes
+        if self.models.known(req.model) is None and self.store.size(req.model) > limit:
+            raise PayloadTooLarge(f"model larger than {limit} bytes, this node's limit")
+        if req.input_blob is not None:
+            self.store.size(req.input_blob)  # BlobNotFound if it is not there
+
+    async def _prepare(self, req: JobRequest) -> tuple[str, bytes, int, int, bool]:
+        """(task, payload, rows, compute units, metered) for a job, validated before it runs.
+
+        A model whose FLOP count is not exact (control flow, data-dependent sizes) is
+        metered on a node that meters, and refused (naming the op) on one that does not.
+
+        Parsing and encoding run in a thread (small inline inputs excepted), counting a
+        new model's FLOPs in the model inspector's process.
+        """
         if req.kind == "onnx":
-            if req.model is None:
-                raise InvalidInput("an onnx job needs `model` (the sha256 of an uploaded model)")
-            if (req.input_npy is None) == (req.input_blob is None):
-                raise InvalidInput("an onnx job needs exactly one of input_npy and input_blob")
-            raw = (
-                self.store.get(req.input_blob)
-                if req.input_blob is not None
-                else req.input_npy or ""
-            )
-            array = array_from_npy(raw, max_bytes=self.config.max_blob_bytes)
+            assert req.model is not None  # _check_sizes
+            inline = req.input_blob is None and len(req.input_npy or "") <= INLINE_PARSE_CHARS
+            array = self._input(req) if inline else await asyncio.to_thread(self._input, req)
             if array.ndim < 1 or array.shape[0] < 1:
                 raise InvalidInput("input must have at least one row")
-            flops = self._model_flops(req.model)
+            cost = await self._model_cost(req.model)
+            if cost.metering is not None and not self.config.metered:
+                raise InvalidInput(
+                    f"this node runs only models whose FLOP count is exact: {cost.metering}"
+                )
+            _check_input(cost.inputs, array)  # here, so that a wrong input is not billed
             path = self.store.path(req.model)
-            payload = pickle.dumps(
-                {"model": req.model, "path": str(path) if path else None, "input": array},
-                protocol=5,
+            job = {"model": req.model, "path": str(path) if path else None, "input": array}
+            payload = (
+                pickle.dumps(job, protocol=5)
+                if inline
+                else await asyncio.to_thread(pickle.dumps, job, 5)
             )
             rows = int(array.shape[0])
-            return ONNX_TASK, payload, rows, flops * rows
+            return ONNX_TASK, payload, rows, cost.flops_per_row * rows, cost.metering is not None
         if not req.texts:
             raise InvalidInput("an embed job needs a non-empty `texts` list")
         from ..workloads import embed_flops
 
         units = embed_flops(req.texts)
-        return EMBED_TASK, pickle.dumps({"texts": req.texts}), len(req.texts), units
+        return EMBED_TASK, pickle.dumps({"texts": req.texts}), len(req.texts), units, False
 
-    def _model_flops(self, model: str) -> int:
-        flops = self._flops.get(model)
-        if flops is None:
-            from ..workloads import count_flops
+    def _input(self, req: JobRequest) -> Any:
+        raw = self.store.get(req.input_blob) if req.input_blob is not None else req.input_npy or ""
+        return array_from_npy(raw, max_bytes=self.config.max_blob_bytes)
 
-            flops = count_flops(self.store.get(model))
-            self._flops[model] = flops
-        return flops
+    async def _model_cost(self, model: str) -> ModelFacts:
+        path = self.store.path(model)
+        if path is None:  # a store without files: hand the helper the bytes
+            data = await asyncio.to_thread(self.store.get, model)
+            return await self.models.cost(model, path=None, data=data)
+        return await self.models.cost(model, path=str(path), data=None)
 
     # -- channels and vouchers -----------------------------------------------------------
     def _terms(self, model: Any) -> ChannelTerms:
@@ -260,37 +474,100 @@ class ProviderNode:
         return terms
 
     async def _book(self, terms: ChannelTerms) -> ChannelBook:
+        """The channel's book; a channel seen for the first time must be open on chain.
+
+        No book is made for a channel that is not open: such channels are remembered for
+        channel_refresh_s (a bounded set), and answered 402 without reading the chain again.
+        """
         book = self._books.get(terms.id)
         if book is None:
-            book = self._books[terms.id] = ChannelBook(terms)
-        if not book.chain_open:
-            await self._refresh(book)
+            if self._not_open.has(terms.id, time.monotonic()):
+                raise PaymentRequired("channel is not open on chain (unknown or closed)")
+            fresh = ChannelBook(terms)
+            await self._refresh(fresh)
+            book = self._books.get(terms.id)  # another request may have made it meanwhile
+            if book is None:
+                if not fresh.chain_open:
+                    self._not_open.add(terms.id, time.monotonic())
+                    raise PaymentRequired("channel is not open on chain (unknown or closed)")
+                book = self._add_book(fresh)
+        elif not book.chain_open:
+            await self._refresh_if_allowed(book)
+        return book
+
+    def _add_book(self, book: ChannelBook) -> ChannelBook:
+        self._books[book.terms.id] = book
+        self._by_client.setdefault(book.terms.client, []).append(book)
         return book
 
     async def _refresh(self, book: ChannelBook) -> None:
-        async with self._chain_lock:
-            state = await asyncio.to_thread(self.ledger.market.channel, book.terms)
+        """Read the channel from chain into ``book``: one read per channel at a time (the
+        requests that come meanwhile share it), a few channels at once, no lock held."""
+        cid = book.terms.id
+        pending = self._reads.get(cid)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read(book.terms))
+            self._reads[cid] = pending
+            pending.add_done_callback(lambda _: self._reads.pop(cid, None))
+        state = await asyncio.shield(pending)
         book.deposit, book.expiry, book.chain_open = state.deposit, state.expiry, state.open
 
-    async def _reserve(self, book: ChannelBook, amount: int) -> None:
+    async def _read(self, terms: ChannelTerms) -> ChannelState:
+        async with self._read_slots:
+            return await asyncio.to_thread(self.ledger.market.channel, terms)
+
+    async def _refresh_if_allowed(self, book: ChannelBook) -> bool:
+        """Re-read a channel that falls short; False if not allowed now.
+
+        A re-read that finds the channel changed (a top-up, an extension) is free, so a
+        client that tops up is always seen at once, however often it does; re-reads that
+        find nothing new are allowed a few at once, then one per channel_refresh_s (a
+        token bucket per channel). Requests that come during a re-read share it.
+        """
+        cid = book.terms.id
+        if cid in self._reads:
+            await self._refresh(book)
+            return True
+        bucket = self._refreshes.get(cid)
+        if bucket is None:
+            bucket = TokenBucket(self.config.channel_refresh_s, REFRESH_BURST)
+            self._refreshes[cid] = bucket
+        if not bucket.take(time.monotonic()):
+            return False
+        seen = (book.deposit, book.expiry, book.chain_open)
+        await self._refresh(book)
+        if (book.deposit, book.expiry, book.chain_open) != seen:
+            bucket.refund()
+        return True
+
+    async def _reserve(self, book: ChannelBook, amount: int, *, check_only: bool = False) -> None:
+        """Hold ``amount`` on the channel for a job about to run (only check, with
+        ``check_only``); PaymentRequired if the channel or the client cannot have it.
+
+        When the chain's view of the channel falls short (deposit, expiry, closed), the
+        client may have topped up or extended since the node last looked: look again.
+        """
         c = self.config
-        try:
-            book.reserve(
-                amount, credit_jobs=c.credit_jobs, now=time.time(), min_ttl=c.channel_min_ttl_s
-            )
-        except PaymentRequired:
-            # the client may have topped up or extended since we last looked: look again, at
-            # most once per channel_refresh_s for a channel that keeps falling short; a job
-            # refused meanwhile waits for a look under way (it holds the chain lock)
-            if time.time() - book.checked_at >= c.channel_refresh_s:
-                book.checked_at = time.time()
-                await self._refresh(book)
-            else:
-                async with self._chain_lock:
-                    pass
-            book.reserve(
-                amount, credit_jobs=c.credit_jobs, now=time.time(), min_ttl=c.channel_min_ttl_s
-            )
+        for attempt in range(2):
+            try:
+                check_client_credit(
+                    self._by_client.get(book.terms.client, [book]),
+                    amount,
+                    credit_jobs=c.credit_jobs,
+                    max_unpaid=c.max_unpaid_per_client,
+                )
+                book.check(
+                    amount, credit_jobs=c.credit_jobs, now=time.time(), min_ttl=c.channel_min_ttl_s
+                )
+            except PaymentRequired as exc:
+                if attempt or not exc.chain or not await self._refresh_if_allowed(book):
+                    raise
+                continue
+            if not check_only:
+                book.reserve(
+                    amount, credit_jobs=c.credit_jobs, now=time.time(), min_ttl=c.channel_min_ttl_s
+                )
+            return
 
     def _take_voucher(self, book: ChannelBook, model: VoucherModel) -> bool:
         try:
@@ -319,15 +596,75 @@ class ProviderNode:
             raise InvalidInput("no jobs were delivered on this channel")
         return self._take_voucher(book, model)
 
+    async def close_channel(
+        self, sender: str, channel: Any, model: VoucherModel | None
+    ) -> dict[str, Any]:
+        """The client is done with a channel: take its last voucher, redeem the latest
+        voucher held and close the channel on chain now (the provider's early close), so
+        that the rest of the deposit goes back to the client. Refused while a job runs on
+        it; no job starts on it afterwards. Delivered jobs no voucher covers are given up,
+        as they would be if the client went away (the node's credit bounds them)."""
+        terms = self._terms(channel)
+        if terms.client != sender:
+            raise Unauthorized("the request is not signed by the channel's client")
+        book = self._books.get(terms.id)
+        if book is not None:
+            if model is not None:
+                self._take_voucher(book, model)
+            if book.reserved:
+                raise InvalidInput("a job is running on this channel: close it when it is done")
+            book.chain_open = False  # no job starts on it from now on
+        async with self._redeem_lock:
+            tx = await asyncio.to_thread(self._close_on_chain, terms)
+        return {"closed": True, "tx": tx}
+
+    def _close_on_chain(self, terms: ChannelTerms) -> str:
+        """Redeem the channel's latest unredeemed voucher, then close it; blocking."""
+        for stored in self.journal.unredeemed():
+            if stored.terms.id != terms.id:
+                continue
+            try:
+                tx = self.ledger.market.redeem(
+                    terms, stored.voucher, stored.signature, sender=self.account
+                )
+            except ContractReverted as exc:
+                if exc.reason not in (
+                    "market: voucher already redeemed",
+                    "market: stale voucher",
+                    "market: channel closed",
+                ):
+                    raise
+                self.journal.mark_redeemed(terms.id, stored.voucher, "")
+            else:
+                self.journal.mark_redeemed(terms.id, stored.voucher, tx.tx_hash)
+                self.stats.redemptions += 1
+        try:
+            return self.ledger.market.close(terms, sender=self.account).tx_hash
+        except ContractReverted as exc:
+            if exc.reason == "market: channel closed":
+                return ""
+            raise
+
+    def pays(self, client: str) -> bool:
+        """Whether ``client`` has a channel with this node, open on chain and not expired."""
+        now = time.time()
+        return any(b.chain_open and b.expiry > now for b in self._by_client.get(client, ()))
+
     def _load_journal(self) -> None:
         """Rebuild channel books from the journal (after a restart).
 
         Every channel, redeemed or not: its clients go on where they were, with
         vouchers covering jobs done before the restart, and its deposit stays spent.
+        Jobs a crash left running are marked abandoned first (see ``Journal.reconcile``).
         """
+        abandoned = self.journal.reconcile()
+        if abandoned:
+            log.warning(
+                "journal: %d job(s) left running by a previous run marked abandoned", abandoned
+            )
         for terms in self.journal.channels():
             channel = terms.id
-            book = self._books.setdefault(channel, ChannelBook(terms))
+            book = self._books.get(channel) or self._add_book(ChannelBook(terms))
             for seq, leaf, units, amount in self.journal.receipts(channel):
                 book.deliver(seq, leaf, units, amount)
             latest = self.journal.latest_voucher(channel)
@@ -369,7 +706,7 @@ class ProviderNode:
         while True:
             await asyncio.sleep(interval)
             try:
-                async with self._chain_lock:
+                async with self._redeem_lock:  # one redemption pass at a time; jobs never wait
                     await asyncio.to_thread(self.redeem_due)
             except IdlegridError as exc:
                 log.warning("redemption failed, will retry: %s", exc)

@@ -14,6 +14,7 @@ from ._app import create_app
 from ._config import NodeConfig
 from ._executor import ExecutorLimits, ProcessExecutor
 from ._hardware import probe_hardware
+from ._http import guarded_protocol
 from ._journal import Journal
 from ._node import TASKS, ProviderNode
 
@@ -24,7 +25,7 @@ log = logging.getLogger("idlegrid.provider")
 
 def build_node(account: Account, ledger: Ledger, config: NodeConfig) -> ProviderNode:
     """A node with its blob store, journal and worker pool under ``config.data_dir``."""
-    data = config.data_dir
+    data = config.data_dir.absolute()  # workers run in a directory of their own
     data.mkdir(parents=True, exist_ok=True)
     executor = ProcessExecutor(
         ExecutorLimits(
@@ -32,6 +33,7 @@ def build_node(account: Account, ledger: Ledger, config: NodeConfig) -> Provider
             queue=config.queue,
             wall_time_s=config.job_timeout_s,
             memory_mb=config.memory_mb,
+            max_output_bytes=config.max_output_bytes,
         ),
         allowed_tasks=TASKS,
     )
@@ -40,7 +42,12 @@ def build_node(account: Account, ledger: Ledger, config: NodeConfig) -> Provider
         ledger,
         config,
         executor=executor,
-        store=FileBlobStore(data / "blobs", max_blob_bytes=config.max_blob_bytes),
+        store=FileBlobStore(
+            data / "blobs",
+            max_blob_bytes=config.max_blob_bytes,
+            max_total_bytes=config.max_store_bytes,
+            evict=True,
+        ),
         journal=Journal(data / "journal.sqlite"),
         hardware=probe_hardware(),
     )
@@ -65,6 +72,12 @@ def serve_node(
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=10,
+            timeout_keep_alive=c.keep_alive_s,
+            http=guarded_protocol(
+                header_timeout_s=c.header_timeout_s,
+                max_header_bytes=c.max_header_bytes,
+                max_connections=c.max_connections,
+            ),
         )
     )
     say(f"provider {node.address} serving {c.url}/v1 (docs: {c.url}/v1/docs)")

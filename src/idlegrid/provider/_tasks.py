@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import OutputTooLarge
+from ._worker import output_limit
+
 __all__ = ["run_embed", "run_onnx"]
 
 
@@ -36,8 +39,17 @@ _models: dict[str, bytes] = {}
 
 
 def npy_bytes(array: Any) -> bytes:
+    """``array`` as ``.npy``; OutputTooLarge, before any byte is written, past the limit."""
     # the same format as idlegrid.protocol.npy_bytes, without importing the protocol
     # package (and web3 with it) into every worker
+    limit = output_limit()
+    if limit is not None and array.nbytes > limit:
+        raise OutputTooLarge(
+            f"the output {array.dtype}{list(array.shape)} has {array.nbytes} bytes, more than "
+            f"the {limit} a job may return",
+            size=array.nbytes,
+            limit=limit,
+        )
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
     return buf.getvalue()

@@ -6,8 +6,12 @@ Every message is a frame, a fixed header and then a body::
 
     RUN    parent -> worker   meta = length of the task name; body = task name + payload
     READY  worker -> parent   once, after the worker applied its limits; body = its pid
-    OK     worker -> parent   body = the task's result
-    ERROR  worker -> parent   body = the task's exception as JSON (see RemoteError)
+    OK     worker -> parent   body = CPU seconds (f64) + the task's result
+    ERROR  worker -> parent   body = CPU seconds (f64) + the task's exception as JSON
+                              (see RemoteError)
+
+The CPU seconds are what the job used in the worker, every thread counted
+(``time.process_time``): the node bills metered and failed jobs by them.
 
 Errors cross as data, never as pickles, so the parent unpickles nothing a task made.
 It rebuilds an idlegrid error as the nearest class it has loaded, so a task's
@@ -27,9 +31,11 @@ from typing import Any
 from .._exceptions import IdlegridError
 from ._errors import JobFailed
 
-__all__ = ["HEADER", "MAX_MESSAGE", "Kind", "RemoteError"]
+__all__ = ["CPU", "HEADER", "MAX_MESSAGE", "Kind", "RemoteError"]
 
 HEADER = struct.Struct("!BHQQ")
+#: the CPU seconds at the start of an OK or ERROR body
+CPU = struct.Struct("!d")
 #: characters of an exception's message kept (the rest is cut)
 MAX_MESSAGE = 2000
 #: characters of a traceback kept (its end: the frame that raised)

@@ -14,14 +14,14 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Collection
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from enum import Enum
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
-from ._wire import HEADER, Kind, RemoteError
+from ._wire import CPU, HEADER, Kind, RemoteError
 from ._worker import worker_main
 
 __all__ = ["Job", "Owner", "State", "WorkerHandle", "describe_exit"]
@@ -47,13 +47,20 @@ class Job:
     payload: bytes
     #: wall-time limit, seconds
     timeout: float
-    future: asyncio.Future[bytes]
+    #: whoever the job is run for (the executor queues fairly across owners)
+    owner: Hashable
+    #: set to the job's outcome, or to an error if it never ran
+    future: asyncio.Future[Any]
+    #: loop time when a worker took the job
+    started: float = 0.0
 
 
 class Owner(Protocol):
     def _on_ready(self, worker: WorkerHandle) -> None: ...
 
-    def _on_reply(self, worker: WorkerHandle, job: Job, reply: bytes | RemoteError) -> None: ...
+    def _on_reply(
+        self, worker: WorkerHandle, job: Job, reply: bytes | RemoteError, cpu_s: float
+    ) -> None: ...
 
     def _on_timeout(self, worker: WorkerHandle, job: Job) -> None: ...
 
@@ -90,13 +97,18 @@ class WorkerHandle(asyncio.Protocol):
         name: str,
         owner: Owner,
         loop: asyncio.AbstractEventLoop,
+        workdir: str | None = None,
+        max_output_bytes: int | None = None,
     ) -> WorkerHandle:
-        """Start a worker process (about a millisecond; the first forkserver start, 0.1 s)."""
+        """Start a worker process (about a millisecond; the first forkserver start, 0.1 s).
+
+        ``workdir``: a path that does not exist yet, the worker's working directory.
+        """
         mine, theirs = socket.socketpair()
         try:
             proc = ctx.Process(
                 target=worker_main,
-                args=(theirs, allowed, memory_bytes),
+                args=(theirs, allowed, memory_bytes, workdir, max_output_bytes),
                 name=name,
                 daemon=True,  # also ended by multiprocessing when the node exits normally
             )
@@ -130,6 +142,7 @@ class WorkerHandle(asyncio.Protocol):
         assert self._transport is not None and self.state is State.IDLE
         self.state = State.BUSY
         self.job = job
+        job.started = self.loop.time()
         head = HEADER.pack(Kind.RUN, len(job.name), job.id, len(job.name) + len(job.payload))
         if len(job.payload) <= _INLINE_PAYLOAD:
             self._transport.write(head + job.name + job.payload)
@@ -185,10 +198,14 @@ class WorkerHandle(asyncio.Protocol):
             end = HEADER.size + length
             if len(buf) < end:
                 return
+            start, cpu_s = HEADER.size, -1.0  # -1: no CPU time came with the frame
+            if kind in (Kind.OK, Kind.ERROR) and length >= CPU.size:
+                (cpu_s,) = CPU.unpack_from(buf, start)
+                start += CPU.size
             with memoryview(buf) as view:
-                body = bytes(view[HEADER.size : end])
+                body = bytes(view[start:end])
             del buf[:end]
-            self._on_frame(kind, job_id, body)
+            self._on_frame(kind, job_id, body, cpu_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -199,7 +216,7 @@ class WorkerHandle(asyncio.Protocol):
             self.gone.set_result(job)
 
     # -- frames ----------------------------------------------------------------------
-    def _on_frame(self, kind: int, job_id: int, body: bytes) -> None:
+    def _on_frame(self, kind: int, job_id: int, body: bytes, cpu_s: float) -> None:
         if kind == Kind.READY and self.state is State.STARTING:
             self._cancel_timer()
             self.state = State.IDLE
@@ -207,14 +224,16 @@ class WorkerHandle(asyncio.Protocol):
             self.owner._on_ready(self)
             return
         job = self.job
-        if job is None or job.id != job_id or kind not in (Kind.OK, Kind.ERROR):
+        ok = job is not None and job.id == job_id and kind in (Kind.OK, Kind.ERROR)
+        if job is None or not ok or not cpu_s >= 0.0:
             log.error("worker pid %s sent an unexpected frame (kind %s); killed", self.pid, kind)
             self.kill()
             return
         self._cancel_timer()
         self.job = None
         self.state = State.IDLE
-        self.owner._on_reply(self, job, body if kind == Kind.OK else RemoteError.decode(body))
+        reply = body if kind == Kind.OK else RemoteError.decode(body)
+        self.owner._on_reply(self, job, reply, cpu_s)
 
     def _timed_out(self) -> None:
         self._timer = None

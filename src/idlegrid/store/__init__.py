@@ -7,6 +7,7 @@ directory (shareable between processes), ``MemoryBlobStore`` keeps them in memor
 from ._base import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MAX_BLOB_BYTES,
+    BlobMeta,
     BlobStore,
     check_digest,
     sha256_hex,
@@ -17,6 +18,7 @@ from ._memory import MemoryBlobStore
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_MAX_BLOB_BYTES",
+    "BlobMeta",
     "BlobStore",
     "FileBlobStore",
     "MemoryBlobStore",

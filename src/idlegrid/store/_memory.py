@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from .._exceptions import BlobNotFound
 from ._base import DEFAULT_MAX_BLOB_BYTES, BlobStore, check_digest
+from ._index import Index, MemoryIndex
 
 __all__ = ["MemoryBlobStore"]
 
@@ -22,16 +23,30 @@ class MemoryBlobStore(BlobStore):
         *,
         max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
         max_total_bytes: int | None = None,
+        evict: bool = False,
     ) -> None:
-        super().__init__(max_blob_bytes=max_blob_bytes, max_total_bytes=max_total_bytes)
+        super().__init__(
+            max_blob_bytes=max_blob_bytes, max_total_bytes=max_total_bytes, evict=evict
+        )
         self._blobs: dict[str, bytes] = {}
-        self._used = 0
+        self._records = MemoryIndex()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"MemoryBlobStore(blobs={len(self._blobs)}, bytes={self._used})"
+        return f"MemoryBlobStore(blobs={len(self._blobs)}, bytes={self.usage()})"
 
-    def put_stream(self, chunks: Iterable[bytes], *, expected: str | None = None) -> str:
+    @property
+    def _index(self) -> Index:
+        return self._records
+
+    def put_stream(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        expected: str | None = None,
+        owner: str | None = None,
+        shared: bool = False,
+    ) -> str:
         intake = self._intake(expected)
         parts: list[bytes] = []
         for chunk in chunks:
@@ -40,31 +55,24 @@ class MemoryBlobStore(BlobStore):
         digest = intake.finish()
         data = b"".join(parts)
         with self._lock:
-            if digest not in self._blobs:
-                self._check_quota(self._used, len(data))
-                self._blobs[digest] = data
-                self._used += len(data)
+            for victim in self._room(len(data), replacing=digest in self._blobs):
+                self._blobs.pop(victim, None)
+                self._records.remove(victim)
+            self._blobs[digest] = data  # replaces a copy that went bad
+            self._record(digest, len(data), owner, shared)
         return digest
 
-    def delete(self, digest: str) -> bool:
-        check_digest(digest)
+    def _drop(self, digest: str) -> bool:
         with self._lock:
-            data = self._blobs.pop(digest, None)
-            if data is None:
-                return False
-            self._used -= len(data)
-            return True
+            return self._blobs.pop(digest, None) is not None
 
-    def get(self, digest: str) -> bytes:
+    def open(self, digest: str) -> BinaryIO:
         check_digest(digest)
         with self._lock:
             data = self._blobs.get(digest)
         if data is None:
             raise BlobNotFound(digest)
-        return data
-
-    def open(self, digest: str) -> BinaryIO:
-        return io.BytesIO(self.get(digest))
+        return io.BytesIO(data)
 
     def has(self, digest: str) -> bool:
         check_digest(digest)
@@ -72,12 +80,13 @@ class MemoryBlobStore(BlobStore):
             return digest in self._blobs
 
     def size(self, digest: str) -> int:
-        return len(self.get(digest))
+        check_digest(digest)
+        with self._lock:
+            data = self._blobs.get(digest)
+        if data is None:
+            raise BlobNotFound(digest)
+        return len(data)
 
     def path(self, digest: str) -> Path | None:
-        self.get(digest)
+        self.verify(digest)
         return None
-
-    def usage(self) -> int:
-        with self._lock:
-            return self._used

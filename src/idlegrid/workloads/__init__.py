@@ -18,7 +18,8 @@ from ._embed import (
     embed_units,
 )
 from ._errors import WorkloadError
-from ._flops import compute_units, count_flops
+from ._external import refuse_external_data
+from ._flops import ModelCost, compute_units, count_flops, metering_reason, model_cost
 from ._onnx import CPU, CUDA, ModelInfo, OnnxRunner, TensorSpec, model_info, select_providers
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_TEXTS",
     "MAX_TOKENS",
     "Embedder",
+    "ModelCost",
     "ModelInfo",
     "OnnxRunner",
     "TensorSpec",
@@ -39,7 +41,10 @@ __all__ = [
     "embed",
     "embed_flops",
     "embed_units",
+    "metering_reason",
+    "model_cost",
     "model_info",
+    "refuse_external_data",
     "select_providers",
     "train_digits_model",
 ]

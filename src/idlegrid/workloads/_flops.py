@@ -31,6 +31,12 @@ one per element it writes; where even that is unknown (a data-dependent shape, a
 ZipMap's maps) it costs one per known input element, and a node never costs less
 than 1. Control flow (``If``, ``Loop``, ``Scan``) is counted by that floor too;
 its subgraphs are not entered.
+
+The count is exact only where the graph says how much work it does: no control flow
+(anywhere, subgraphs and model-local functions included) and no tensor whose size
+depends on the data (a shape that inference cannot resolve for a batch of one).
+``metering_reason`` says when it is not, and why; such a model is billed by the
+CPU time it uses, on nodes that opt in to metering (see ``docs/network.md``).
 """
 
 from __future__ import annotations
@@ -44,8 +50,9 @@ from onnx import ModelProto, NodeProto
 
 from .._exceptions import InvalidInput
 from ._errors import translate_onnx
+from ._external import refuse_external_data
 
-__all__ = ["compute_units", "count_flops"]
+__all__ = ["ModelCost", "compute_units", "count_flops", "metering_reason", "model_cost"]
 
 _ONNX = ("", "ai.onnx")
 _ML = "ai.onnx.ml"
@@ -76,6 +83,79 @@ _LINEAR = {"LinearClassifier", "LinearRegressor"}
 _SOFTMAX_COST = 5
 _NORM_COST = 8
 _BATCHNORM_COST = 4
+_CONTROL_FLOW = {"If", "Loop", "Scan"}
+# ops whose output size follows the values of their input: a count of what they find
+_VALUE_SIZED = {
+    "BlackmanWindow",
+    "CenterCropPad",
+    "Compress",
+    "ConstantOfShape",
+    "HammingWindow",
+    "HannWindow",
+    "MelWeightMatrix",
+    "NonMaxSuppression",
+    "NonZero",
+    "OneHot",
+    "Range",
+    "StringSplit",
+    "Unique",
+}
+# ops that take an output size from the values of an input after the first (a shape,
+# repeats, pads, starts, axes, k ...): data-dependent unless those inputs are constants
+_SHAPED_BY_INPUT = {
+    "Col2Im",
+    "DFT",
+    "Expand",
+    "MaxUnpool",
+    "Pad",
+    "Reshape",
+    "Resize",
+    "STFT",
+    "Slice",
+    "Split",
+    "SplitToSequence",
+    "Squeeze",
+    "Tile",
+    "TopK",
+    "Unsqueeze",
+    "Upsample",
+}
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """What one row of a model costs, and whether that count is exact."""
+
+    #: FLOPs for one row, by the table in this module (a floor where not exact)
+    flops_per_row: int
+    #: why the static count is not exact (the job must be metered), or None when it is
+    metering: str | None
+
+
+def model_cost(model: bytes | ModelProto) -> ModelCost:
+    """FLOPs per row of ``model`` and whether it needs metering, from one parse.
+
+    Takes the model's bytes, or a ``ModelProto`` the caller parsed with
+    :func:`parse_model`. Raises ``InvalidInput`` as :func:`count_flops` does.
+    """
+    proto = parse_model(model) if not isinstance(model, ModelProto) else model
+    with translate_onnx("cannot infer the model's shapes"):
+        inferred = onnx.shape_inference.infer_shapes(
+            _with_batch_of_one(proto), strict_mode=False, data_prop=True
+        )
+    shapes = _Shapes.of(inferred.graph)
+    flops = sum(max(1, _node_flops(node, shapes)) for node in inferred.graph.node)
+    return ModelCost(flops, _control_flow(proto) or _data_dependent(inferred.graph, shapes))
+
+
+def metering_reason(model: bytes | ModelProto) -> str | None:
+    """Why the static count of ``model`` is not exact, naming the op; None when it is.
+
+    The count is not exact when the graph has control flow (``If``, ``Loop``,
+    ``Scan``, in any subgraph or model-local function) or a tensor whose size depends
+    on the data. Both the client and the node call this on their own parse.
+    """
+    return model_cost(model).metering
 
 
 def count_flops(model: bytes) -> int:
@@ -85,13 +165,7 @@ def count_flops(model: bytes) -> int:
     or 1); all its other dimensions must be static. Raises ``InvalidInput`` for
     bytes that are not a valid ONNX model or a model with other dynamic dims.
     """
-    proto = parse_model(model)
-    with translate_onnx("cannot infer the model's shapes"):
-        inferred = onnx.shape_inference.infer_shapes(
-            _with_batch_of_one(proto), strict_mode=False, data_prop=True
-        )
-    shapes = _Shapes.of(inferred.graph)
-    return sum(max(1, _node_flops(node, shapes)) for node in inferred.graph.node)
+    return model_cost(model).flops_per_row
 
 
 def compute_units(flops_per_row: int, rows: int) -> int:
@@ -112,6 +186,8 @@ def parse_model(model: bytes) -> ModelProto:
         raise InvalidInput("invalid ONNX model: empty bytes")
     with translate_onnx("invalid ONNX model"):
         proto = onnx.load_model_from_string(bytes(model))
+    refuse_external_data(proto)  # before the checker, which would look at the files
+    with translate_onnx("invalid ONNX model"):
         onnx.checker.check_model(proto)
     if not proto.graph.node or not proto.graph.output:
         raise InvalidInput("invalid ONNX model: the graph has no nodes or no outputs")
@@ -192,6 +268,63 @@ class _Shapes:
     def total(self, names: Iterable[str]) -> int | None:
         sizes = [s for s in (self.size(n) for n in names) if s is not None]
         return sum(sizes) if sizes else None
+
+
+def _control_flow(model: ModelProto) -> str | None:
+    """Names the first control-flow node in the model, at any depth; None if there is none."""
+    graphs: list[tuple[str, Iterable[NodeProto]]] = [("the graph", model.graph.node)]
+    graphs += [(f"function {f.name!r}", f.node) for f in model.functions]
+    while graphs:
+        where, nodes = graphs.pop()
+        for node in nodes:
+            if node.domain in _ONNX and node.op_type in _CONTROL_FLOW:
+                return (
+                    f"{node.op_type} (node {node.name!r} in {where}) is control flow: "
+                    "its work depends on the data"
+                )
+            for attr in node.attribute:
+                inner = f"a subgraph of {node.op_type} {node.name!r}"
+                if attr.HasField("g"):
+                    graphs.append((inner, attr.g.node))
+                graphs += [(inner, g.node) for g in attr.graphs]
+    return None
+
+
+def _data_dependent(graph: onnx.GraphProto, shapes: _Shapes) -> str | None:
+    """Names the first node whose output size depends on the data; None if there is none.
+
+    Inference ran for a batch of one, with constant shapes propagated. A node whose
+    output size it could not tell depends on the data when its op counts what it finds
+    (``_VALUE_SIZED``), takes a size from an input that is not a constant
+    (``_SHAPED_BY_INPUT``), or is any other op whose inputs all have known sizes. An
+    ``ai.onnx.ml`` op's outputs follow its inputs' shapes, even where onnx cannot infer
+    them, and a node whose inputs are unknown inherits that from upstream.
+    """
+    typed = {v.name: v.type for v in [*graph.value_info, *graph.output]}
+    constants = {init.name for init in graph.initializer}
+    constants.update(o for n in graph.node if n.op_type == "Constant" for o in n.output)
+    for node in graph.node:
+        if node.domain == _ML:
+            continue
+        unknown = [
+            name
+            for name in node.output
+            if name  # an optional output left out has no name
+            and (name not in typed or typed[name].WhichOneof("value") == "tensor_type")
+            and shapes.get(name) is None
+        ]
+        if not unknown:
+            continue
+        op, inputs = node.op_type, [i for i in node.input if i]
+        if (
+            op in _VALUE_SIZED
+            or (op in _SHAPED_BY_INPUT and not constants.issuperset(inputs[1:]))
+            or all(shapes.get(i) is not None for i in inputs)
+        ):
+            return (
+                f"{op} (node {node.name!r}) writes {unknown[0]!r}, whose size depends on the data"
+            )
+    return None
 
 
 def _node_flops(node: NodeProto, shapes: _Shapes) -> int:

@@ -4,7 +4,8 @@ A job is a model (bytes, named by their sha256) and its inputs (numpy arrays who
 first dimension is the batch). ``OnnxRunner`` keeps a bounded LRU of sessions keyed
 by the model's sha256 hex digest, picks CUDA when onnxruntime offers it, checks the
 inputs against the model's declared shapes and dtypes before running, and raises
-only idlegrid errors.
+only idlegrid errors. It never loads a model that references external data (files):
+whoever calls it checks that first, and it checks again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import onnxruntime as ort
 
 from .._exceptions import ConfigError, InvalidInput
 from ._errors import translate_onnx
-from ._flops import count_flops, graph_inputs, parse_model
+from ._external import refuse_external_data
+from ._flops import graph_inputs, model_cost, parse_model
 
 __all__ = [
     "CPU",
@@ -80,10 +82,12 @@ class ModelInfo:
     output_names: tuple[str, ...]
     opset: int
     flops_per_row: int
+    #: why the static count is not exact and a job must be metered; None when it is
+    metering: str | None = None
 
 
 def model_info(model: bytes) -> ModelInfo:
-    """Inputs, outputs, default-domain opset and FLOPs per row of ``model``."""
+    """Inputs, outputs, default-domain opset, FLOPs per row and metering of ``model``."""
     proto = parse_model(model)
     inputs = []
     for value in graph_inputs(proto.graph):
@@ -91,12 +95,14 @@ def model_info(model: bytes) -> ModelInfo:
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
         inputs.append(TensorSpec(value.name, shape, onnx_dtype(tensor.elem_type)))
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    cost = model_cost(proto)
     return ModelInfo(
         sha256=hashlib.sha256(model).hexdigest(),
         inputs=tuple(inputs),
         output_names=tuple(o.name for o in proto.graph.output),
         opset=opset,
-        flops_per_row=count_flops(model),
+        flops_per_row=cost.flops_per_row,
+        metering=cost.metering,
     )
 
 
@@ -171,15 +177,21 @@ class OnnxRunner:
         Returns every output, in the model's order, as numpy arrays. A caller that
         already knows the model's sha256 passes it as ``digest`` to skip hashing.
         """
-        loaded = self._load(model, digest)
-        feeds = self._feeds(loaded, inputs)
-        with translate_onnx("the model failed to run"):
-            outputs = loaded.session.run(list(loaded.output_names), feeds)
-        return [np.asarray(out) for out in outputs]
+        return self._run(model, inputs, digest, first_only=False)
 
     def run_first(self, model: bytes, inputs: Inputs, *, digest: str | None = None) -> Array:
-        """The first output of ``run``."""
-        return self.run(model, inputs, digest=digest)[0]
+        """The first output of ``run`` (the others are not computed)."""
+        return self._run(model, inputs, digest, first_only=True)[0]
+
+    def _run(
+        self, model: bytes, inputs: Inputs, digest: str | None, *, first_only: bool
+    ) -> list[Array]:
+        loaded = self._load(model, digest)
+        feeds = self._feeds(loaded, inputs)
+        names = list(loaded.output_names[:1] if first_only else loaded.output_names)
+        with translate_onnx("the model failed to run"):
+            outputs = loaded.session.run(names, feeds)
+        return [np.asarray(out) for out in outputs]
 
     def _load(self, model: bytes, digest: str | None = None) -> _Loaded:
         if not isinstance(model, bytes) or not model:
@@ -199,6 +211,10 @@ class OnnxRunner:
         return loaded
 
     def _open(self, model: bytes, digest: str) -> _Loaded:
+        with translate_onnx("invalid ONNX model"):
+            proto = onnx.load_model_from_string(model)
+        refuse_external_data(proto)  # the last line: a relative path would read our files
+        del proto
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: they reach the caller as exceptions
         options.intra_op_num_threads = self.threads
