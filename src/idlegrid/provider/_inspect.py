@@ -38,26 +38,31 @@ class ModelFacts:
     inputs: tuple[tuple[str, tuple[int | None, ...], str], ...]
 
 
-def _init(memory_mb: int | None) -> None:
-    """In the helper process: a memory limit, and an exit as soon as the node is gone."""
+def _init(memory_mb: int | None, node: int) -> None:
+    """In the helper process: a memory limit, and an exit as soon as the node is gone.
+
+    ``node`` is the node's pid, passed in: a node killed while this process was still
+    starting has already made it an orphan, and its parent now would be someone else.
+    """
     if memory_mb is not None:
         import resource
 
         limit = memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    parent = os.getppid()
     if sys.platform == "linux":  # die with the node, even if it is killed
         import ctypes
         import signal
 
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    if os.getppid() != node:  # the node died before the line above took effect
+        os._exit(0)
+    threading.Thread(target=_exit_with, args=(node,), daemon=True).start()
 
 
-def _exit_with(parent: int) -> None:
+def _exit_with(node: int) -> None:
     # the pool's queues hold both ends of their pipes here, so the helper never sees the
     # node hang up: watch the parent instead
-    while os.getppid() == parent:
+    while os.getppid() == node:
         time.sleep(0.5)
     os._exit(0)
 
@@ -96,7 +101,7 @@ class ModelInspector:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init,
-                initargs=(self.memory_mb,),
+                initargs=(self.memory_mb, os.getpid()),
             )
         return self._pool
 
