@@ -13,7 +13,7 @@ import eth._utils.headers as evm_headers
 import pytest
 from eth_tester.exceptions import ValidationError as EthTesterRefusal
 
-from idlegrid import InvalidInput
+from idlegrid import ContractReverted, InvalidInput
 from idlegrid.chain import EmbeddedBackend, _rpcmethods
 from idlegrid.chain._rpcwire import RpcFault
 
@@ -188,3 +188,26 @@ def test_rpc_increase_time_then_mine_is_exact(embedded: EmbeddedBackend) -> None
 
     # Assert
     assert embedded.timestamp() == pending + HOUR
+
+
+def test_a_transaction_that_reverts_once_mined_reports_the_contracts_reason(env: Env) -> None:
+    # Prepare: a channel whose expiry is still ahead when the call is built, but behind
+    # the block the transaction lands in; gas is given, so nothing is estimated first
+    client, provider = env.users[0], env.users[1]
+    env.token.approve(env.market.address, 10, sender=client)
+    expiry = env.now() + 100
+    data = env.market._c.encode_abi("open_channel", args=[provider.address, 10, expiry, 7])
+    if env.kind == "anvil":  # only the block it is mined in lies past the expiry
+        env.backend.w3.provider.make_request("evm_setNextBlockTimestamp", [expiry + 1])
+    else:  # eth-tester runs a transaction as it is sent
+        env.backend.advance_time(200)
+
+    # Execute
+    with pytest.raises(ContractReverted) as exc:
+        env.backend.send(
+            client, {"to": env.market.address, "data": data, "gas": 300_000}, function="open"
+        )
+
+    # Assert
+    assert exc.value.reason == "market: expiry in the past"
+    env.conservation()

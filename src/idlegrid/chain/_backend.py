@@ -135,11 +135,18 @@ class ChainBackend(ABC):
         )
 
     def _replay_reason(self, tx: dict[str, Any], block: int) -> str:
+        """Why a mined transaction reverted, by running it again as a call.
+
+        First in the block it was mined in (its timestamp: a deadline that passed between
+        the gas estimate and the block is seen; the reverted transaction changed no
+        state), then on the state before that block.
+        """
         call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
-        try:
-            self._w3.eth.call(call, block - 1)  # type: ignore[arg-type]
-        except Exception as exc:
-            return revert_reason(getattr(exc, "message", None) or exc)
+        for at in (block, block - 1):
+            try:
+                self._w3.eth.call(call, at)  # type: ignore[arg-type]
+            except Exception as exc:
+                return revert_reason(getattr(exc, "message", None) or exc)
         return "transaction failed (out of gas?)"
 
     # -- development chains -------------------------------------------------

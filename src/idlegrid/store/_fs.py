@@ -240,8 +240,8 @@ class FileBlobStore(BlobStore):
 
     def _reconcile(self) -> None:
         """Record blobs found without a record; forget records without a blob."""
-        on_disk = dict(self._files())
-        with self._locked():
+        with self._locked():  # the scan too: a blob committed meanwhile keeps its record
+            on_disk = dict(self._files())
             recorded = {d for d, _ in self._records.oldest()}
             for digest in recorded - on_disk.keys():
                 self._records.remove(digest)
