@@ -32,11 +32,14 @@
 
 from ethereum.ercs import IERC20
 
+import ecdsa
+import eip712
 import ownable
 
 initializes: ownable
+initializes: eip712
 
-exports: (ownable.owner, ownable.transfer_ownership)
+exports: (ownable.owner, ownable.transfer_ownership, eip712.DOMAIN_SEPARATOR)
 
 
 interface IRegistry:
@@ -61,16 +64,8 @@ MAX_CLOSE_WINDOW: public(constant(uint256)) = 30 * 86400
 # typo (a time in milliseconds) must not lock a deposit for millennia.
 MAX_CHANNEL_TTL: public(constant(uint256)) = 365 * 86400
 
-EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
-    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
-NAME_HASH: constant(bytes32) = keccak256("idlegrid JobMarket")
-VERSION_HASH: constant(bytes32) = keccak256("1")
 VOUCHER_TYPEHASH: public(constant(bytes32)) = keccak256(
     "Voucher(bytes32 channel,uint256 amount,uint256 jobs,uint256 units,bytes32 receiptsRoot)"
-)
-SECP256K1_HALF_N: constant(uint256) = (
-    57896044618658097711785492504343953926418782139537452191302581570759080747168
 )
 
 
@@ -155,6 +150,7 @@ def __init__(token_: IERC20, registry_: IRegistry, close_window_: uint256):
     """
     assert close_window_ >= MIN_CLOSE_WINDOW and close_window_ <= MAX_CLOSE_WINDOW, "market: close window out of range"
     ownable.__init__()
+    eip712.__init__("idlegrid JobMarket")
     token = token_
     registry = registry_
     close_window = close_window_
@@ -291,9 +287,9 @@ def redeem(
     assert amount <= deposit, "market: voucher exceeds channel deposit"
     assert jobs <= MASK_48, "market: jobs too large"
     assert units <= MASK_104, "market: units too large"
-    assert convert(s, uint256) <= SECP256K1_HALF_N, "market: malleable voucher signature"
+    assert convert(s, uint256) <= ecdsa.SECP256K1_HALF_N, "market: malleable voucher signature"
     digest: bytes32 = self._voucher_digest(channel, amount, jobs, units, receipts_root)
-    assert ecrecover(digest, v, r, s) == terms.client, "market: voucher not signed by the channel's client (wrong signer, chain or contract)"
+    assert ecdsa._recover(digest, v, r, s) == terms.client, "market: voucher not signed by the channel's client (wrong signer, chain or contract)"
 
     self._state[channel] = (state & ~MASK_96 & ~(MASK_48 << 96) & ~(MASK_104 << 144)) | amount | (jobs << 96) | (units << 144)
     earned: uint256 = amount - paid
@@ -415,15 +411,6 @@ def channel_id(terms: Terms) -> bytes32:
 
 @external
 @view
-def DOMAIN_SEPARATOR() -> bytes32:
-    """
-    @notice The EIP-712 domain separator of vouchers, for the current chain id.
-    """
-    return self._domain_separator()
-
-
-@external
-@view
 def voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32) -> bytes32:
     """
     @notice The EIP-712 digest a client signs for this voucher.
@@ -472,15 +459,9 @@ def _effective(channel: bytes32, state: uint256, terms: Terms) -> (uint256, uint
 
 @internal
 @view
-def _domain_separator() -> bytes32:
-    return keccak256(abi_encode(EIP712_DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
-
-
-@internal
-@view
 def _voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32) -> bytes32:
     struct_hash: bytes32 = keccak256(abi_encode(VOUCHER_TYPEHASH, channel, amount, jobs, units, receipts_root))
-    return keccak256(concat(b"\x19\x01", self._domain_separator(), struct_hash))
+    return eip712._hash_typed_data(struct_hash)
 
 
 @internal

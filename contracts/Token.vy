@@ -9,31 +9,24 @@
 from ethereum.ercs import IERC20
 from ethereum.ercs import IERC20Detailed
 
+import ecdsa
+import eip712
 import ownable
 
 implements: IERC20
 implements: IERC20Detailed
 
 initializes: ownable
+initializes: eip712
 
-exports: (ownable.owner, ownable.transfer_ownership)
+exports: (ownable.owner, ownable.transfer_ownership, eip712.DOMAIN_SEPARATOR)
 
 MAX_SUPPLY: public(constant(uint256)) = 2**96 - 1
-EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
-    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
 PERMIT_TYPEHASH: public(constant(bytes32)) = keccak256(
     "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
 )
-# s values above half the curve order are rejected (EIP-2): no malleable permits.
-SECP256K1_HALF_N: constant(uint256) = (
-    57896044618658097711785492504343953926418782139537452191302581570759080747168
-)
-VERSION_HASH: constant(bytes32) = keccak256("1")
 
 decimals: public(constant(uint8)) = 18
-
-NAME_HASH: immutable(bytes32)
 
 name: public(String[32])
 symbol: public(String[16])
@@ -62,9 +55,9 @@ def __init__(name_: String[32], symbol_: String[16]):
     @param symbol_ ERC-20 symbol.
     """
     ownable.__init__()
+    eip712.__init__(name_)
     self.name = name_
     self.symbol = symbol_
-    NAME_HASH = keccak256(name_)
 
 
 @external
@@ -119,15 +112,12 @@ def permit(
     """
     assert owner != empty(address), "token: permit owner is the zero address"
     assert block.timestamp <= deadline, "token: permit expired"
-    assert convert(s, uint256) <= SECP256K1_HALF_N, "token: malleable permit signature"
+    assert convert(s, uint256) <= ecdsa.SECP256K1_HALF_N, "token: malleable permit signature"
     nonce: uint256 = self.nonces[owner]
     struct_hash: bytes32 = keccak256(
         abi_encode(PERMIT_TYPEHASH, owner, spender, amount, nonce, deadline)
     )
-    digest: bytes32 = keccak256(
-        concat(b"\x19\x01", self._domain_separator(), struct_hash)
-    )
-    signer: address = ecrecover(digest, v, r, s)
+    signer: address = ecdsa._recover(eip712._hash_typed_data(struct_hash), v, r, s)
     assert signer == owner, "token: invalid permit signature (wrong signer, nonce, chain or contract)"
     self.nonces[owner] = nonce + 1
     self._approve(owner, spender, amount)
@@ -146,24 +136,6 @@ def mint(receiver: address, amount: uint256):
     self.totalSupply = supply
     self.balanceOf[receiver] += amount
     log Transfer(sender=empty(address), receiver=receiver, value=amount)
-
-
-@external
-@view
-def DOMAIN_SEPARATOR() -> bytes32:
-    """
-    @notice The EIP-712 domain separator of `permit`, for the current chain id.
-    """
-    return self._domain_separator()
-
-
-@internal
-@view
-def _domain_separator() -> bytes32:
-    # recomputed each time so that a chain fork with a new id voids old permits
-    return keccak256(
-        abi_encode(EIP712_DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self)
-    )
 
 
 @internal

@@ -17,8 +17,10 @@ import pytest
 from web3 import Web3
 
 from idlegrid import ConfigError
-from idlegrid.chain import TOKEN, find_anvil
+from idlegrid.chain import TOKEN, Indexer, dev_accounts, find_anvil
 from idlegrid.devnet import DEVNET_FILE, devnet_down, devnet_up, load_devnet
+
+from .chain.beacon import BeaconClient, signals, with_beacon, write_source
 
 PID_FILE = Path(".idlegrid") / "devnet.pid.json"
 BALANCE_OF_ABI: list[dict[str, Any]] = [
@@ -134,6 +136,66 @@ def test_anvil_devnet_outlives_the_process_that_started_it(devnet_dir: Path) -> 
     # the provider node process, then the chain; both outlived their starter
     assert len(pids) == 2 and not any(is_running(pid) for pid in pids)
     assert not (devnet_dir / DEVNET_FILE).exists()
+
+
+def test_devnet_deploys_saves_and_loads_every_registered_contract(
+    devnet_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Prepare: the ledger's registry plus a contract the chain layer does not know
+    contracts = with_beacon(write_source(tmp_path_factory.mktemp("beacon")))
+
+    # Execute: deploy and save, load, use, index
+    record = devnet_up(devnet_dir, accounts=2, backend="embedded", contracts=contracts)
+    info = load_devnet(devnet_dir, contracts=contracts)
+    beacon = info.ledger().client("beacon", BeaconClient)
+    beacon.signal(5, sender=info.accounts[1])
+    path = devnet_dir / "index.db"
+    with Indexer(info.connect(), info.deployment, path, contracts=contracts) as index:
+        index.sync()
+
+    # Assert: saved under its key, loaded, wired, its events indexed; the file still
+    # loads with the ledger's own registry (keys it does not know are kept)
+    assert set(record["contracts"]) == {"token", "registry", "market", "beacon"}
+    assert info.deployment.address("beacon") == record["contracts"]["beacon"]
+    assert beacon.token() == info.deployment.token
+    assert beacon.market() == info.deployment.market
+    assert signals(path) == [(info.accounts[1].address, 5)]
+    assert load_devnet(devnet_dir).deployment == info.deployment
+
+
+def test_devnet_file_of_an_older_version_still_loads(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Prepare: a devnet.json as the first versions wrote it (no start_block)
+    accounts = dev_accounts(2)
+    old = {
+        "format": 1,
+        "rpc_url": "http://127.0.0.1:8545",
+        "chain_id": 31337,
+        "backend": "anvil",
+        "contracts": {
+            "token": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+            "registry": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+            "market": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
+        },
+        "accounts": [{"address": a.address, "private_key": a.key_hex} for a in accounts],
+        "faucet": accounts[0].address,
+        "providers": [],
+        "processes": [],
+    }
+    (tmp_path / DEVNET_FILE).write_text(json.dumps(old))
+    contracts = with_beacon(write_source(tmp_path_factory.mktemp("beacon")))
+
+    # Execute
+    info = load_devnet(tmp_path)
+
+    # Assert: every address, checksummed; a registry with more contracts names the missing one
+    assert info.deployment.token == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    assert info.deployment.as_dict()["market"] == old["contracts"]["market"]
+    assert info.deployment.start_block == 0
+    assert [a.address for a in info.accounts] == [a.address for a in accounts]
+    with pytest.raises(ConfigError, match="no address for contract 'beacon'"):
+        load_devnet(tmp_path, contracts=contracts)
 
 
 def test_devnet_down_cleans_up_after_processes_that_are_gone(devnet_dir: Path) -> None:

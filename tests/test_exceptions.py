@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
+import re
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -16,26 +21,81 @@ from web3.exceptions import (
 )
 
 import idlegrid
+import idlegrid.client
+import idlegrid.executor
+import idlegrid.provider
 import idlegrid.store
 import idlegrid.workloads
 from idlegrid import (
+    HTTP_STATUS,
     ChainTimeout,
     ChainUnavailable,
     ContractReverted,
     IdlegridError,
+    PaymentRequired,
     PeerError,
+    error_for_status,
+    status_of,
 )
 from idlegrid.chain import RpcBackend, free_port
 from idlegrid.chain._errors import revert_reason, translate
 
 
-def test_every_exception_descends_from_the_root_and_is_documented() -> None:
-    tree = idlegrid._exceptions.__doc__ or ""
-    for name in idlegrid._exceptions.__all__:
-        cls = getattr(idlegrid, name)
-        assert issubclass(cls, IdlegridError)
+def _package_errors() -> set[type[IdlegridError]]:
+    """Every public IdlegridError subclass that a module of the package defines."""
+    for info in pkgutil.walk_packages(idlegrid.__path__, "idlegrid."):
+        try:
+            importlib.import_module(info.name)
+        except ModuleNotFoundError as exc:  # an optional extra (ray) that is not installed
+            assert not (exc.name or "").startswith("idlegrid"), exc
+    found: set[type[IdlegridError]] = set()
+    todo = [IdlegridError]
+    while todo:
+        cls = todo.pop()
+        if cls.__module__.startswith("idlegrid") and not cls.__name__.startswith("_"):
+            found.add(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def _tree() -> dict[str, str]:
+    """Each class in the docstring tree of ``_exceptions.py``, mapped to its parent there."""
+    parents: dict[str, str] = {}
+    stack: list[str] = []
+    for line in (idlegrid._exceptions.__doc__ or "").splitlines():
+        m = re.match(r"([ │├└─]*)([A-Z]\w+)(  |$)", line)
+        if m is None or not line.startswith("    "):
+            continue
+        depth = (len(m.group(1)) - 4) // 4  # the root sits at column 4, each level 4 more
+        del stack[depth:]
+        parents[m.group(2)] = stack[-1] if stack else ""
+        stack.append(m.group(2))
+    return parents
+
+
+def test_every_error_of_the_package_is_in_the_tree_and_exported() -> None:
+    errors = _package_errors()
+    tree = _tree()
+    for cls in errors:
+        name = cls.__name__
+        assert cls.__module__ == "idlegrid._exceptions", f"{name} lives outside _exceptions.py"
         assert cls.__doc__, name
-        assert name in tree, f"{name} missing from the tree in _exceptions.py"
+        assert name in idlegrid._exceptions.__all__, name
+        assert getattr(idlegrid, name) is cls, f"{name} is not exported by idlegrid"
+        parent = cls.__base__.__name__ if cls is not IdlegridError else ""
+        assert tree.get(name) == parent, f"{name} sits under {tree.get(name)!r}, not {parent!r}"
+    assert set(tree) == {cls.__name__ for cls in errors}
+
+
+def test_the_status_table_round_trips() -> None:
+    for cls, status in HTTP_STATUS:
+        assert status_of(cls) == status, f"{cls.__name__} is shadowed by an earlier row"
+        back = error_for_status(status)
+        assert back is not None and issubclass(cls, back)
+        assert status_of(back) == status
+    assert status_of(PaymentRequired("top up")) == 402
+    assert status_of(ValueError("not ours")) == 500
+    assert error_for_status(200) is None
 
 
 @pytest.mark.parametrize(
@@ -80,7 +140,10 @@ def test_public_namespace_matches_all() -> None:
     for module in (
         idlegrid,
         idlegrid.chain,
+        idlegrid.client,
+        idlegrid.executor,
         idlegrid.protocol,
+        idlegrid.provider,
         idlegrid.store,
         idlegrid.workloads,
     ):
@@ -90,3 +153,13 @@ def test_public_namespace_matches_all() -> None:
             if not n.startswith("_") and not inspect.ismodule(obj) and n != "annotations"
         }
         assert public == set(module.__all__) - {"__version__"}, module.__name__
+
+
+def test_the_executor_package_imports_no_heavy_library() -> None:
+    # every worker imports it when it starts
+    heavy = ("web3", "eth_tester", "vyper", "fastapi", "starlette", "uvicorn")
+    script = (
+        f"import sys, idlegrid.executor; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._exceptions import IdlegridError
+from . import IdlegridError
 
 app = typer.Typer(
     name="idlegrid",
@@ -318,8 +318,7 @@ def node_start(
 ) -> None:
     """Join the network as a provider: probe hardware, stake, register, serve /v1."""
     from .chain import TOKEN, free_port
-    from .provider._config import NodeConfig
-    from .provider._run import build_node, serve_node
+    from .provider import NodeConfig, build_node, serve_node
 
     key, ledger = _identity(network, account, keystore, default=1)
     config = NodeConfig(
@@ -414,6 +413,50 @@ def embed(
     )
 
 
+@app.command("workloads")
+def workloads_list(
+    as_json: JsonFlag = False,
+    node: Annotated[
+        str | None, typer.Option(help="A node's URL: the kinds it serves (its /v1/info).")
+    ] = None,
+) -> None:
+    """The kinds of job this installation (or a node) supports, with each spec's JSON schema."""
+    from .workloads import workloads
+
+    if node is None:
+        kinds = [(w.name, w.summary, w.schema()) for w in workloads()]
+    else:
+        kinds = [(name, "", schema) for name, schema in _node_specs(node).items()]
+    if as_json:
+        _print_json(
+            {"workloads": [{"name": n, "summary": s, "spec": spec} for n, s, spec in kinds]}
+        )
+        return
+    table = Table(title="Workloads (? marks an optional field)")
+    for col in ("kind", "what it does", "spec fields"):
+        table.add_column(col, justify="left")
+    for name, summary, schema in kinds:
+        required = set(schema.get("required", ()))
+        fields = ", ".join(f + ("" if f in required else "?") for f in schema.get("properties", {}))
+        table.add_row(name, summary, fields)
+    out.print(table)
+
+
+def _node_specs(url: str) -> dict[str, dict[str, Any]]:
+    """The spec schemas a node advertises, by kind (an older node: its kinds, no schema)."""
+    import httpx
+
+    from .protocol import NodeInfo
+
+    try:
+        resp = httpx.get(url.rstrip("/") + "/v1/info", timeout=10.0)
+        resp.raise_for_status()
+        info = NodeInfo.model_validate_json(resp.content)
+    except (httpx.HTTPError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {url}/v1/info: {exc}") from exc
+    return {kind: info.specs.get(kind, {}) for kind in info.workloads}
+
+
 channels_app = typer.Typer(
     help="Your payment channels: list them, close them to take back what they did not pay."
 )
@@ -429,7 +472,7 @@ def channels_list(
     as_json: JsonFlag = False,
 ) -> None:
     """The channels you opened as a client (from the chain), open ones by default."""
-    from .client._discovery import open_index
+    from .client import open_index
 
     key, ledger = _identity(network, account, keystore, default=0)
     index = open_index(ledger)

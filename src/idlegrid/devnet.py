@@ -22,7 +22,7 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +33,18 @@ from eth_utils import keccak
 
 from ._exceptions import ChainUnavailable, ConfigError, IdlegridError
 from ._process import ProcessRef, spawn, stop
-from .chain import TOKEN, Deployment, Ledger, RpcBackend, find_anvil, free_port, wait_for_rpc
+from .chain import (
+    CONTRACTS,
+    TOKEN,
+    ContractSpec,
+    Deployment,
+    Ledger,
+    RpcBackend,
+    find_anvil,
+    free_port,
+    load_deployment,
+    wait_for_rpc,
+)
 from .protocol import Account, checksum
 
 __all__ = ["DEVNET_FILE", "DevnetInfo", "devnet_down", "devnet_up", "load_devnet"]
@@ -71,6 +82,7 @@ class DevnetInfo:
     providers: list[str]
     backend: str
     path: Path
+    contracts: tuple[ContractSpec, ...] = CONTRACTS
 
     @property
     def faucet(self) -> Account:
@@ -84,7 +96,8 @@ class DevnetInfo:
 
     def ledger(self, *, rpc_timeout: float = RPC_TIMEOUT) -> Ledger:
         """Typed clients of the deployed contracts."""
-        return Ledger(self.connect(rpc_timeout=rpc_timeout), self.deployment)
+        connection = self.connect(rpc_timeout=rpc_timeout)
+        return Ledger(connection, self.deployment, contracts=self.contracts)
 
 
 def devnet_up(
@@ -96,13 +109,15 @@ def devnet_up(
     port: int | None = None,
     progress: Progress | None = None,
     nodes: bool = True,
+    contracts: Sequence[ContractSpec] = CONTRACTS,
 ) -> dict[str, Any]:
     """Start a chain in the background, deploy and fund the ledger, write ``devnet.json``.
 
     ``backend``: "anvil", "embedded", or "auto" (anvil if installed). Accounts
     1..``providers`` are registered as providers with the minimum stake and, with
     ``nodes``, each runs a provider node process (``idlegrid node start``) on a
-    free loopback port. Each step is reported to ``progress``. Returns what was
+    free loopback port. The contracts deployed are those of ``contracts``, in
+    its order. Each step is reported to ``progress``. Returns what was
     written to devnet.json. Raises ConfigError if a devnet already runs in
     ``directory``; on any failure stops what it started.
     """
@@ -121,7 +136,9 @@ def devnet_up(
         kind = _pick_backend(backend)
         url, ref = _start_chain(directory, kind, port=port, accounts=accounts, say=say)
         try:
-            record = _provision(url, kind, ref, providers=providers, accounts=accounts, say=say)
+            record = _provision(
+                url, kind, ref, providers=providers, accounts=accounts, contracts=contracts, say=say
+            )
             _write_json(directory / DEVNET_FILE, record)
             if nodes and providers:
                 _start_nodes(directory, record, say=say)
@@ -153,14 +170,17 @@ def devnet_down(directory: Path) -> list[int]:
     return stopped
 
 
-def load_devnet(path: Path | str) -> DevnetInfo:
-    """Read ``devnet.json`` (the file or its directory); ConfigError if absent or malformed."""
+def load_devnet(path: Path | str, *, contracts: Sequence[ContractSpec] = CONTRACTS) -> DevnetInfo:
+    """Read ``devnet.json`` (the file or its directory); ConfigError if absent or malformed.
+
+    Every contract of ``contracts`` must have an address in the file.
+    """
     file = Path(path)
     if file.is_dir():
         file = file / DEVNET_FILE
     raw = _read_json(file, missing=f"no devnet at {file}: start one with `idlegrid devnet up`")
     try:
-        return _parse(raw, file)
+        return _parse(raw, file, contracts)
     except ConfigError:
         raise
     except (IdlegridError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -231,14 +251,21 @@ def _start_chain(
 
 
 def _provision(
-    url: str, kind: str, ref: ProcessRef, *, providers: int, accounts: int, say: Progress
+    url: str,
+    kind: str,
+    ref: ProcessRef,
+    *,
+    providers: int,
+    accounts: int,
+    contracts: Sequence[ContractSpec],
+    say: Progress,
 ) -> dict[str, Any]:
     """Deploy the ledger, fund every account, register providers; the devnet.json record."""
     chain = RpcBackend(url, dev_account_count=accounts, rpc_timeout=RPC_TIMEOUT)
     dev = chain.dev_accounts()
     owner = dev[0]
-    say(f"deploying Token, ProviderRegistry and JobMarket from {owner.address}")
-    ledger = Ledger.deploy(chain, owner)
+    say(f"deploying {', '.join(spec.name for spec in contracts)} from {owner.address}")
+    ledger = Ledger.deploy(chain, owner, contracts=contracts)
     symbol = ledger.token.symbol()
     say(f"minting {MINT_PER_ACCOUNT // TOKEN:,} {symbol} to each of {accounts} accounts")
     for account in dev:
@@ -334,7 +361,7 @@ def _start_nodes(directory: Path, record: dict[str, Any], *, say: Progress) -> N
 
 
 # -- files ------------------------------------------------------------------------------------
-def _parse(raw: Any, file: Path) -> DevnetInfo:
+def _parse(raw: Any, file: Path, contracts: Sequence[ContractSpec]) -> DevnetInfo:
     if not isinstance(raw, dict):
         raise ConfigError(f"{file} is not a valid devnet file: expected a JSON object")
     url = raw["rpc_url"]
@@ -343,13 +370,8 @@ def _parse(raw: Any, file: Path) -> DevnetInfo:
     chain_id = raw["chain_id"]
     if not isinstance(chain_id, int) or isinstance(chain_id, bool) or chain_id <= 0:
         raise ConfigError(f"{file}: chain_id must be a positive integer, not {chain_id!r}")
-    contracts = raw["contracts"]
-    deployment = Deployment(
-        chain_id=chain_id,
-        token=checksum(contracts["token"]),
-        registry=checksum(contracts["registry"]),
-        market=checksum(contracts["market"]),
-        start_block=int(raw.get("start_block", 0)),
+    deployment = load_deployment(
+        chain_id, raw["contracts"], int(raw.get("start_block", 0)), contracts=contracts
     )
     accounts = []
     for entry in raw["accounts"]:
@@ -361,7 +383,9 @@ def _parse(raw: Any, file: Path) -> DevnetInfo:
         raise ConfigError(f"{file}: no accounts")
     providers = [checksum(p["address"]) for p in raw.get("providers", [])]
     backend = str(raw.get("backend", ""))
-    return DevnetInfo(url, chain_id, deployment, accounts, providers, backend, file)
+    return DevnetInfo(
+        url, chain_id, deployment, accounts, providers, backend, file, tuple(contracts)
+    )
 
 
 def _process_refs(directory: Path) -> list[ProcessRef]:

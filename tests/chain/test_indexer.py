@@ -303,7 +303,7 @@ def test_crash_mid_batch_rolls_back_the_whole_batch(
     script = Script(env)
     script.phase_one()
     script.phase_two()
-    real = _index_db._HANDLERS["VoucherRedeemed"]
+    real = _index_db.MARKET_EVENTS["VoucherRedeemed"]
     calls: list[int] = []
 
     def crash_on_third(*args: Any) -> None:
@@ -312,7 +312,7 @@ def test_crash_mid_batch_rolls_back_the_whole_batch(
             raise RuntimeError("crash")
         real(*args)
 
-    monkeypatch.setitem(_index_db._HANDLERS, "VoucherRedeemed", crash_on_third)
+    monkeypatch.setitem(_index_db.MARKET_EVENTS, "VoucherRedeemed", crash_on_third)
     path = tmp_path / "index.db"
 
     # Execute
@@ -321,7 +321,7 @@ def test_crash_mid_batch_rolls_back_the_whole_batch(
     calls.clear()
     with new_index(env, tmp_path / "one-batch.db") as index, pytest.raises(RuntimeError):
         index.sync()
-    monkeypatch.setitem(_index_db._HANDLERS, "VoucherRedeemed", real)
+    monkeypatch.setitem(_index_db.MARKET_EVENTS, "VoucherRedeemed", real)
     with new_index(env, tmp_path / "one-batch.db") as index:
         one_batch = dump(index, env)
     with new_index(env, path, batch_blocks=1) as index:
@@ -395,9 +395,9 @@ def test_opening_for_another_deployment_raises(env: Env, tmp_path: Path) -> None
     # Execute / Assert
     for other in (
         dataclasses.replace(deployment, chain_id=deployment.chain_id + 1),
-        dataclasses.replace(deployment, registry=elsewhere),
-        dataclasses.replace(deployment, market=elsewhere),
-        dataclasses.replace(deployment, token=elsewhere),
+        deployment.replace(registry=elsewhere),
+        deployment.replace(market=elsewhere),
+        deployment.replace(token=elsewhere),
     ):
         with pytest.raises(ConfigError):
             Indexer(env.backend, other, path)

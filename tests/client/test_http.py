@@ -176,3 +176,33 @@ def test_connection_refused_is_a_connection_error() -> None:
             await pool.request("GET", f"http://127.0.0.1:{port}/", timeout=5)
 
     asyncio.run(scenario())
+
+
+def test_a_body_cut_short_times_out_and_its_connection_is_not_reused() -> None:
+    # Prepare
+    connections: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        head, _ = await _read_request(reader)
+        if "/stall" in head:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf")
+            await writer.drain()
+            await asyncio.sleep(5)  # cancelled when the test ends
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async def scenario(base: str) -> None:
+        pool = HttpPool()
+        # Execute
+        with pytest.raises(TimeoutError, match=r"no answer within 0\.2 s"):
+            await pool.request("GET", base + "/stall", timeout=0.2)
+        after = await pool.request("GET", base + "/", timeout=5)
+        await pool.aclose()
+        # Assert
+        assert after.content == b"ok"
+
+    asyncio.run(_serve(handler, scenario))
+
+    # Assert
+    assert len(connections) == 2

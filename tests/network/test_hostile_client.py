@@ -37,6 +37,7 @@ from idlegrid.client import Client, ModelRejected
 from idlegrid.protocol import (
     Account,
     JobRequest,
+    NodeInfo,
     Receipt,
     ReplayGuard,
     array_from_npy,
@@ -103,17 +104,18 @@ class Liar:
         async def info(request: Request) -> Response:
             if self.mode == "down":
                 return Response(status_code=503)
-            return Response(
-                json.dumps(
-                    {
-                        "address": self.account.address,
-                        "chain_id": self.net.info.chain_id,
-                        "market": self.net.ledger.market.address,
-                        "workloads": ["onnx"],
-                        "limits": {"credit_jobs": 64},
-                    }
-                )
+            info = NodeInfo(
+                address=self.account.address,
+                chain_id=self.net.info.chain_id,
+                market=self.net.ledger.market.address,
+                unit_price=PRICE,
+                workloads=["onnx"],
+                hardware={},
+                capabilities_hash="0x" + "00" * 32,
+                limits={"credit_jobs": 64},
+                version="liar",
             )
+            return Response(info.model_dump_json())
 
         async def health(request: Request) -> Response:
             return Response(json.dumps({"ok": True}))
@@ -167,9 +169,10 @@ class Liar:
         req = JobRequest.model_validate_json(body)
         if self.mode == "refuse":
             return _json({"error": "InvalidInput", "reason": "this node will not"}, 400)
-        assert req.model is not None
-        model = self.blobs[req.model]
-        raw = self.blobs[req.input_blob] if req.input_blob else req.input_npy or ""
+        spec = req.spec_fields()  # the onnx kind's fields
+        model = self.blobs[spec["model"]]
+        blob = spec.get("input_blob")
+        raw = self.blobs[blob] if blob else spec.get("input_npy", "")
         rows = array_from_npy(raw, max_bytes=2**30)
         output = OnnxRunner(providers=[CPU]).run_first(model, rows)
         if self.mode == "int8":

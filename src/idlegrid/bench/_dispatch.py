@@ -13,7 +13,7 @@ Method (printed with the figures):
   checked and journaled by the node before it replies.
 * Channels are opened and funded before anything is timed, so no chain
   transaction falls inside a measurement; nodes redeem vouchers in the background.
-* ``p50_ms`` / ``p99_ms``: one job at a time (``ProviderSession.run_onnx``, as
+* ``p50_ms`` / ``p99_ms``: one job at a time (``ProviderSession.run``, as
   ``Client.infer`` runs each shard), timed in the client, after a warm-up.
   ``client_infer`` times a one-row ``Client.infer`` call the same way (adding
   provider ranking, the model check and shard dispatch).
@@ -317,16 +317,17 @@ def _network(
 
 async def _job_latencies(client: Client, digest: str, rows: np.ndarray) -> list[float]:
     """Seconds per one-row job, one job at a time, on the best provider (in its loop)."""
-    candidate = rank(await client._discover("onnx"), client.weights)[0]
+    from ..workloads import get_workload
+
+    onnx = get_workload("onnx")
+    candidate = rank(await client._discover(onnx.name), client.weights)[0]
     session = client._session(candidate)
-    spec = client._models[digest]
+    plan = await onnx.plan(rows, client._host(onnx), model=digest)  # the model read once
     reserve = client._reserve(session)  # takes the job's cost on the channel, as infer does
     out = []
     for i in range(rows.shape[0]):
         t0 = time.perf_counter()
-        await session.run_onnx(
-            reserve, digest, rows[i : i + 1], flops_per_row=spec.flops_per_row, expect=spec.output
-        )
+        await session.run(reserve, plan, rows[i : i + 1])
         out.append(time.perf_counter() - t0)
     return out
 

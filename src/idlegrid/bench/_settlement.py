@@ -27,13 +27,13 @@ from ..chain import (
     TOKEN,
     AnvilNode,
     ChainBackend,
+    ContractClient,
     EmbeddedBackend,
     Ledger,
     RpcBackend,
     TokenClient,
     deploy_contract,
 )
-from ..chain._ledger import _Client
 from ..protocol import Account, Receipt, Voucher, merkle_root, sign_voucher
 
 __all__ = ["run_settlement"]
@@ -44,7 +44,7 @@ UNITS = 1_000_000  # compute units per job
 TARGET_100 = 1000
 
 
-class _Naive(_Client):
+class _Naive(ContractClient):
     _name = "NaivePayments"
 
 

@@ -6,7 +6,9 @@ plain dataclasses and idlegrid exceptions.
 
 from ._anvil import AnvilNode, find_anvil, free_port, wait_for_rpc
 from ._backend import ChainBackend, EmbeddedBackend, RpcBackend, TxResult
-from ._compile import compile_all, contracts_dir
+from ._clients import ContractClient, MarketClient, RegistryClient, TokenClient, deploy_contract
+from ._compile import compile_all, compile_file, contracts_dir
+from ._contracts import CONTRACTS, ContractSpec, load_deployment
 from ._devkeys import DEV_MNEMONIC, dev_accounts
 from ._index_types import (
     ChannelStatus,
@@ -18,7 +20,7 @@ from ._index_types import (
     SyncReport,
 )
 from ._indexer import Indexer
-from ._ledger import Ledger, MarketClient, RegistryClient, TokenClient, deploy_contract
+from ._ledger import Ledger
 from ._rpchttp import RpcServer, serve
 from ._types import (
     TOKEN,
@@ -31,6 +33,7 @@ from ._types import (
 )
 
 __all__ = [
+    "CONTRACTS",
     "DEV_MNEMONIC",
     "TOKEN",
     "AnvilNode",
@@ -38,6 +41,8 @@ __all__ = [
     "ChannelState",
     "ChannelStatus",
     "ChannelTerms",
+    "ContractClient",
+    "ContractSpec",
     "Contribution",
     "Deployment",
     "EmbeddedBackend",
@@ -58,11 +63,13 @@ __all__ = [
     "TokenClient",
     "TxResult",
     "compile_all",
+    "compile_file",
     "contracts_dir",
     "deploy_contract",
     "dev_accounts",
     "find_anvil",
     "free_port",
+    "load_deployment",
     "serve",
     "wait_for_rpc",
 ]

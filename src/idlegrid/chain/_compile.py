@@ -1,9 +1,11 @@
 """Compile the Vyper contracts, caching the output by a hash of the sources.
 
 Sources live in ``contracts/`` at the repository root (an editable install) or
-inside the installed package (a wheel). Compiling all of them takes a few
-seconds; the cache makes every later start instant and is invalidated by any
-change to any source or to the compiler version.
+inside the installed package (a wheel). A file named in CamelCase is a contract
+(``JobMarket.vy`` compiles to the artifact ``JobMarket``); a lowercase one is a
+module that contracts import (``ownable.vy``, ``eip712.vy``). Compiling all of
+them takes a few seconds; the cache makes every later start instant and is
+invalidated by any change to any source or to the compiler version.
 """
 
 from __future__ import annotations
@@ -19,15 +21,14 @@ from typing import Any
 
 from .._exceptions import ConfigError
 
-__all__ = ["CONTRACTS", "Artifact", "cache_dir", "compile_all", "contracts_dir"]
-
-#: contract name -> path relative to the contracts directory
-CONTRACTS = {
-    "Token": "Token.vy",
-    "ProviderRegistry": "ProviderRegistry.vy",
-    "JobMarket": "JobMarket.vy",
-    "NaivePayments": "bench/NaivePayments.vy",
-}
+__all__ = [
+    "Artifact",
+    "cache_dir",
+    "compile_all",
+    "compile_file",
+    "contract_sources",
+    "contracts_dir",
+]
 
 
 @dataclass(frozen=True)
@@ -63,32 +64,49 @@ def _source_hash(root: Path, version: str) -> str:
     return h.hexdigest()
 
 
-def _compile(root: Path) -> dict[str, Artifact]:
+def contract_sources(root: Path) -> dict[str, Path]:
+    """Contract name -> source file, for every contract (not module) under ``root``."""
+    return {p.stem: p for p in sorted(root.rglob("*.vy")) if p.stem[:1].isupper()}
+
+
+def _compile_one(path: Path, name: str, search: list[Path]) -> Artifact:
     import vyper
     from vyper.compiler.input_bundle import FilesystemInputBundle
     from vyper.exceptions import VyperException
 
-    bundle = FilesystemInputBundle([root])
-    out: dict[str, Artifact] = {}
-    for name, rel in CONTRACTS.items():
-        path = root / rel
-        try:
-            result = vyper.compile_code(
-                path.read_text(),
-                contract_path=rel,
-                resolved_path=path,
-                input_bundle=bundle,
-                output_formats=["abi", "bytecode"],
-            )
-        except VyperException as exc:
-            raise ConfigError(f"vyper failed to compile {rel}: {exc}") from exc
-        out[name] = Artifact(name, result["abi"], bytes.fromhex(result["bytecode"][2:]))
-    return out
+    try:
+        result = vyper.compile_code(
+            path.read_text(),
+            contract_path=path.relative_to(search[0]),
+            resolved_path=path,
+            input_bundle=FilesystemInputBundle(search),
+            output_formats=["abi", "bytecode"],
+        )
+    except VyperException as exc:
+        raise ConfigError(f"vyper failed to compile {path}: {exc}") from exc
+    return Artifact(name, result["abi"], bytes.fromhex(result["bytecode"][2:]))
+
+
+def _compile(root: Path) -> dict[str, Artifact]:
+    return {name: _compile_one(path, name, [root]) for name, path in contract_sources(root).items()}
+
+
+@cache
+def compile_file(path: Path) -> Artifact:
+    """One contract outside ``contracts/`` (a test's, a plugin's), named after its file.
+
+    It may import the idlegrid modules (``import ownable``) as well as files
+    next to it. Not cached on disk: compiled once per process.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"no Vyper source at {path}")
+    return _compile_one(path, path.stem, [path.parent, contracts_dir()])
 
 
 @cache
 def compile_all() -> dict[str, Artifact]:
-    """Every contract in :data:`CONTRACTS`, compiled or read from the cache."""
+    """Every contract under :func:`contracts_dir`, compiled or read from the cache."""
     import vyper
 
     root = contracts_dir()

@@ -1,4 +1,4 @@
-"""The indexer's SQLite schema and how each ledger event changes it.
+"""The indexer's SQLite schema and how each registry and market event changes it.
 
 Pure SQLite: events arrive already decoded as :class:`LogEvent` and are applied
 inside a transaction the caller holds. Token amounts and other uint256 values
@@ -15,7 +15,17 @@ from typing import Any
 
 from .._exceptions import ConfigError
 
-__all__ = ["EVENTS", "SCHEMA", "SCHEMA_VERSION", "LogEvent", "apply", "num", "u256"]
+__all__ = [
+    "MARKET_EVENTS",
+    "REGISTRY_EVENTS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "Handler",
+    "LogEvent",
+    "apply",
+    "num",
+    "u256",
+]
 
 SCHEMA_VERSION = "1"
 
@@ -139,11 +149,12 @@ class LogEvent:
     args: dict[str, Any]
 
 
-_Handler = Callable[[sqlite3.Connection, LogEvent, int], None]
+#: how one event changes the index: (connection, event, its sequence number in ``events``)
+Handler = Callable[[sqlite3.Connection, LogEvent, int], None]
 
 
-def apply(conn: sqlite3.Connection, event: LogEvent) -> bool:
-    """Apply ``event`` inside the caller's transaction.
+def apply(conn: sqlite3.Connection, event: LogEvent, handler: Handler) -> bool:
+    """Record ``event`` and apply it with ``handler`` inside the caller's transaction.
 
     Returns False, changing nothing, when this (tx_hash, log_index) was applied
     before. Raises ConfigError when the event refers to a provider or channel
@@ -157,7 +168,7 @@ def apply(conn: sqlite3.Connection, event: LogEvent) -> bool:
         return False
     seq = cur.lastrowid
     assert seq is not None
-    _HANDLERS[event.name](conn, event, seq)
+    handler(conn, event, seq)
     return True
 
 
@@ -421,7 +432,8 @@ def _withdrawn(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
     _set_balance(conn, account, _balance(conn, account) - ev.args["amount"])
 
 
-_HANDLERS: dict[str, _Handler] = {
+#: how each ProviderRegistry event the index follows changes it
+REGISTRY_EVENTS: dict[str, Handler] = {
     "ProviderRegistered": _registered,
     "ProviderUpdated": _updated,
     "StakeAdded": _stake_added,
@@ -430,32 +442,14 @@ _HANDLERS: dict[str, _Handler] = {
     "ProviderSlashed": _slashed,
     "ProviderActivated": _activated,
     "ProviderDeactivated": _deactivated,
+}
+
+#: how each JobMarket event the index follows changes it
+MARKET_EVENTS: dict[str, Handler] = {
     "ChannelOpened": _opened,
     "ChannelToppedUp": _topped_up,
     "VoucherRedeemed": _redeemed,
     "ChannelClosed": _closed,
     "Deposited": _deposited,
     "Withdrawn": _withdrawn,
-}
-
-#: contract name -> the events of it the index applies
-EVENTS: dict[str, tuple[str, ...]] = {
-    "ProviderRegistry": (
-        "ProviderRegistered",
-        "ProviderUpdated",
-        "StakeAdded",
-        "UnbondingStarted",
-        "StakeWithdrawn",
-        "ProviderSlashed",
-        "ProviderActivated",
-        "ProviderDeactivated",
-    ),
-    "JobMarket": (
-        "ChannelOpened",
-        "ChannelToppedUp",
-        "VoucherRedeemed",
-        "ChannelClosed",
-        "Deposited",
-        "Withdrawn",
-    ),
 }

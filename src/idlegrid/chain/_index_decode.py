@@ -1,4 +1,4 @@
-"""Decode the ledger's event logs with the compiled ABIs.
+"""Decode the ledger's event logs with the contracts' ABIs.
 
 Decoded by hand with eth_abi rather than web3's event objects for one reason:
 web3 decodes ``string`` fields strictly, and a provider can register an
@@ -18,7 +18,6 @@ from eth_utils import keccak
 
 from .._exceptions import ConfigError
 from ..protocol import checksum
-from ._compile import compile_all
 
 __all__ = ["EventDecoder", "event_decoders"]
 
@@ -63,13 +62,15 @@ class EventDecoder:
         )
 
 
-def event_decoders(contract: str, names: Sequence[str]) -> list[EventDecoder]:
-    """Decoders for the events ``names`` of compiled contract ``contract``."""
-    abi = {e["name"]: e for e in compile_all()[contract].abi if e.get("type") == "event"}
-    missing = [n for n in names if n not in abi]
+def event_decoders(
+    contract: str, abi: Sequence[dict[str, Any]], names: Sequence[str]
+) -> list[EventDecoder]:
+    """Decoders for the events ``names`` of ``contract``, whose ABI is ``abi``."""
+    events = {e["name"]: e for e in abi if e.get("type") == "event"}
+    missing = [n for n in names if n not in events]
     if missing:
         raise ConfigError(f"{contract} has no events {missing}")
-    return [EventDecoder(contract, abi[n]) for n in names]
+    return [EventDecoder(contract, events[n]) for n in names]
 
 
 def _wire(typ: str) -> str:

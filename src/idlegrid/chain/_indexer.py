@@ -1,4 +1,8 @@
-"""An event indexer: the registry's and market's events, synced into SQLite.
+"""An event indexer: the events of a deployment's contracts, synced into SQLite.
+
+Which contracts and events it follows, and how each event changes the index,
+comes from the registry of contracts (:data:`~idlegrid.chain.CONTRACTS` unless
+another table is given): each spec's ``events`` and ``schema``.
 
 :meth:`Indexer.sync` reads logs with ``eth_getLogs`` in ranges of blocks and
 applies each range in one SQLite transaction that also records the last block
@@ -36,8 +40,9 @@ from web3.types import FilterParams, LogReceipt
 from .._exceptions import ChainUnavailable, ConfigError, InvalidInput, UsageError
 from ..protocol import checksum
 from ._backend import ChainBackend
+from ._contracts import CONTRACTS, ContractSpec
 from ._errors import translate
-from ._index_db import EVENTS, SCHEMA, SCHEMA_VERSION, LogEvent, apply, num
+from ._index_db import SCHEMA, SCHEMA_VERSION, Handler, LogEvent, apply, num
 from ._index_decode import EventDecoder, event_decoders
 from ._index_types import (
     ChannelStatus,
@@ -70,7 +75,7 @@ _SLASH_COLS = "provider, beneficiary, amount, stake, unbonding, block, tx_hash, 
 
 
 class Indexer:
-    """Index of one ledger deployment's registry and market events in a SQLite file."""
+    """Index of one deployment's contract events in a SQLite file."""
 
     def __init__(
         self,
@@ -80,25 +85,23 @@ class Indexer:
         *,
         confirmations: int = 0,
         batch_blocks: int = DEFAULT_BATCH_BLOCKS,
+        contracts: Sequence[ContractSpec] = CONTRACTS,
     ) -> None:
         """Open (or create) the index at ``path`` for ``deployment``.
 
-        Raises ConfigError if the file indexes another deployment or is not an
-        index. Blocks newer than ``head - confirmations`` are left for a later
-        sync; each ``eth_getLogs`` call covers at most ``batch_blocks`` blocks.
+        Follows the events of every contract in ``contracts`` (each must have an
+        address in ``deployment``). Raises ConfigError if the file indexes
+        another deployment or is not an index. Blocks newer than ``head -
+        confirmations`` are left for a later sync; each ``eth_getLogs`` call
+        covers at most ``batch_blocks`` blocks.
         """
         if confirmations < 0:
             raise InvalidInput(f"confirmations must be >= 0, got {confirmations}")
         if batch_blocks < 1:
             raise InvalidInput(f"batch_blocks must be >= 1, got {batch_blocks}")
         self._backend = backend
-        self._deployment = Deployment(
-            deployment.chain_id,
-            checksum(deployment.token),
-            checksum(deployment.registry),
-            checksum(deployment.market),
-            deployment.start_block,
-        )
+        self._deployment = deployment
+        self._contracts = tuple(contracts)
         self._path = Path(path)
         self._confirmations = confirmations
         self._batch_blocks = batch_blocks
@@ -171,8 +174,8 @@ class Indexer:
                 with self._transaction() as conn:
                     if _meta(conn, "last_block") != (None if last is None else str(last)):
                         continue  # another process synced this range meanwhile
-                    for event in events:
-                        applied += apply(conn, event)
+                    for event, handler in events:
+                        applied += apply(conn, event, handler)
                     _set_meta(conn, last_block=str(end), last_hash=end_hash)
                 scanned += end - start + 1
             return SyncReport(scanned, applied, head, self._last_synced(self._db(write=True)))
@@ -311,6 +314,9 @@ class Indexer:
                 # never tears one; a lost batch is synced again
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.executescript(SCHEMA)
+                for spec in self._contracts:
+                    if spec.schema:
+                        conn.executescript(spec.schema)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise ConfigError(f"cannot use {self._path} as an index: {exc}") from exc
@@ -332,13 +338,8 @@ class Indexer:
     def _claim(self) -> None:
         """Record this deployment in a new index, or check that it is the one indexed."""
         dep = self._deployment
-        identity = {
-            "schema_version": SCHEMA_VERSION,
-            "chain_id": str(dep.chain_id),
-            "token": dep.token,
-            "registry": dep.registry,
-            "market": dep.market,
-        }
+        identity = {"schema_version": SCHEMA_VERSION, "chain_id": str(dep.chain_id)}
+        identity.update((spec.key, dep.address(spec.key)) for spec in self._contracts)
         with self._transaction() as conn:
             stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if not stored:
@@ -392,26 +393,24 @@ class Indexer:
                 return None
         return "0x" + bytes(block["hash"]).hex()
 
-    def _event_decoders(self) -> dict[tuple[str, bytes], EventDecoder]:
-        """(contract address, topic 0) -> decoder, for every event the index applies."""
-        return {
-            (address, decoder.topic): decoder
-            for contract, address in (
-                ("ProviderRegistry", self._deployment.registry),
-                ("JobMarket", self._deployment.market),
-            )
-            for decoder in event_decoders(contract, EVENTS[contract])
-        }
+    def _event_decoders(self) -> dict[tuple[str, bytes], tuple[EventDecoder, Handler]]:
+        """(contract address, topic 0) -> (decoder, handler), for every event the index applies."""
+        decoders: dict[tuple[str, bytes], tuple[EventDecoder, Handler]] = {}
+        for spec in self._contracts:
+            if not spec.events:
+                continue
+            address = self._deployment.address(spec.key)
+            abi = spec.artifact().abi
+            for decoder in event_decoders(spec.name, abi, list(spec.events)):
+                decoders[address, decoder.topic] = (decoder, spec.events[decoder.name])
+        return decoders
 
-    def _fetch(self, start: int, end: int) -> list[LogEvent]:
-        """The ledger's events in blocks ``start..end``, decoded, in chain order."""
+    def _fetch(self, start: int, end: int) -> list[tuple[LogEvent, Handler]]:
+        """The followed events in blocks ``start..end``, decoded, in chain order."""
         params: FilterParams = {
             "fromBlock": start,
             "toBlock": end,
-            "address": [
-                Web3.to_checksum_address(self._deployment.registry),
-                Web3.to_checksum_address(self._deployment.market),
-            ],
+            "address": sorted({Web3.to_checksum_address(a) for a, _ in self._decoders}),
             "topics": [sorted({HexStr("0x" + topic.hex()) for _, topic in self._decoders})],
         }
         with translate("eth_getLogs"):
@@ -422,18 +421,20 @@ class Indexer:
         )
         return [event for event in map(self._decode, logs) if event is not None]
 
-    def _decode(self, log: LogReceipt) -> LogEvent | None:
+    def _decode(self, log: LogReceipt) -> tuple[LogEvent, Handler] | None:
         topics = [bytes(t) for t in log["topics"]]
-        decoder = self._decoders.get((checksum(log["address"]), topics[0])) if topics else None
-        if decoder is None:
+        found = self._decoders.get((checksum(log["address"]), topics[0])) if topics else None
+        if found is None:
             return None  # not an event the index applies (a node ignoring the filter)
-        return LogEvent(
+        decoder, handler = found
+        event = LogEvent(
             name=decoder.name,
             block=int(log["blockNumber"]),
             tx_hash="0x" + bytes(log["transactionHash"]).hex(),
             log_index=int(log["logIndex"]),
             args=decoder.decode(topics, bytes(log["data"])),
         )
+        return event, handler
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
 
 from eth_utils import keccak
 
-from .._exceptions import InvalidInput
+from .._exceptions import ConfigError, InvalidInput
 from ..protocol import checksum
 
 __all__ = [
@@ -36,16 +38,60 @@ class LedgerConfig:
 
 @dataclass(frozen=True)
 class Deployment:
-    """Addresses of a deployed ledger on one chain."""
+    """Addresses of a deployed ledger on one chain.
+
+    ``contracts`` maps each contract's key in the registry of contracts
+    (``"token"``, ``"registry"``, ``"market"``, ...) to its address; the
+    addresses are checksummed on construction. ``start_block`` is the block the
+    first contract was deployed in, where an index of its events starts.
+    """
 
     chain_id: int
-    token: str
-    registry: str
-    market: str
+    contracts: Mapping[str, str]
     start_block: int = 0
 
+    def __post_init__(self) -> None:
+        addresses = {str(k): checksum(v) for k, v in self.contracts.items()}
+        object.__setattr__(self, "contracts", MappingProxyType(addresses))
+
+    def __hash__(self) -> int:
+        return hash((self.chain_id, tuple(sorted(self.contracts.items())), self.start_block))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Deployment):
+            return NotImplemented
+        return (self.chain_id, dict(self.contracts), self.start_block) == (
+            other.chain_id,
+            dict(other.contracts),
+            other.start_block,
+        )
+
+    def address(self, key: str) -> str:
+        """The address of contract ``key``; ConfigError if this deployment has none."""
+        try:
+            return self.contracts[key]
+        except KeyError:
+            raise ConfigError(f"the deployment has no {key!r} contract") from None
+
+    def replace(self, **addresses: str) -> Deployment:
+        """This deployment with the contracts named by keyword at other addresses."""
+        return Deployment(self.chain_id, {**self.contracts, **addresses}, self.start_block)
+
+    @property
+    def token(self) -> str:
+        return self.address("token")
+
+    @property
+    def registry(self) -> str:
+        return self.address("registry")
+
+    @property
+    def market(self) -> str:
+        return self.address("market")
+
     def as_dict(self) -> dict[str, str]:
-        return {"token": self.token, "registry": self.registry, "market": self.market}
+        """Contract key -> address, as ``devnet.json`` stores them."""
+        return dict(self.contracts)
 
 
 @dataclass(frozen=True)

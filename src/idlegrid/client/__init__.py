@@ -1,7 +1,9 @@
 """The client SDK: discover providers, pay through channels, run jobs with fail-over."""
 
 from ._client import BatchReport, Client, ClosedChannel
+from ._discovery import open_index
 from ._dispatch import NoProviders, Shard, dispatch, make_shards
+from ._http import HttpPool
 from ._model import ModelRejected, ModelSpec, OutputSpec, probe, read_model
 from ._selection import Backoff, Candidate, Limits, Weights, rank, reputation, score
 from ._session import (
@@ -12,6 +14,7 @@ from ._session import (
     ProviderRefused,
     ProviderSession,
 )
+from ._transport import Response, Transport
 
 __all__ = [
     "Backoff",
@@ -20,6 +23,7 @@ __all__ = [
     "Client",
     "ClientChannel",
     "ClosedChannel",
+    "HttpPool",
     "JobRejected",
     "JobTimedOut",
     "Limits",
@@ -30,10 +34,13 @@ __all__ = [
     "ProviderFailed",
     "ProviderRefused",
     "ProviderSession",
+    "Response",
     "Shard",
+    "Transport",
     "Weights",
     "dispatch",
     "make_shards",
+    "open_index",
     "probe",
     "rank",
     "read_model",

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -22,18 +20,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import numpy as np
 
 from .._exceptions import ConfigError, ContractReverted, IdlegridError, InvalidInput
 from ..chain import ChannelTerms, Indexer, Ledger, RpcBackend
 from ..protocol import Account, node_domain
+from ..workloads import Workload, get_workload
 from ._discovery import discover, open_index
-from ._dispatch import NoProviders, Shard, dispatch, make_shards
+from ._dispatch import NoProviders, Shard, dispatch
 from ._http import HttpPool
-from ._model import ModelSpec, probe, read_model
 from ._selection import Backoff, Candidate, Weights, rank
 from ._session import ClientChannel, ProviderFailed, ProviderSession, Reserve
+from ._transport import Transport
 
 __all__ = ["BatchReport", "Client", "ClosedChannel"]
 
@@ -41,9 +39,6 @@ log = logging.getLogger("idlegrid.client")
 T = TypeVar("T")
 
 CHANNEL_TTL_S = 3600
-#: a metered job's default budget: this many seconds of the provider's CPU (at most
-#: its job time limit), billed at its advertised units_per_cpu_s
-METERED_BUDGET_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -75,6 +70,8 @@ class Client:
 
     ``progress=True`` shows a progress bar on stderr during a batch; ``inflight``
     is how many jobs each provider has in flight; ``timeout_s`` bounds each call.
+    ``transport`` is how the client reaches nodes (by default a keep-alive
+    :class:`~idlegrid.client.HttpPool`); the client closes it when it closes.
     """
 
     def __init__(
@@ -88,6 +85,7 @@ class Client:
         inflight: int = 2,
         index_path: Path | None = None,
         progress: bool = False,
+        transport: Transport | None = None,
     ) -> None:
         self.account = account
         self.ledger = ledger
@@ -107,16 +105,15 @@ class Client:
         self._sessions: dict[str, ProviderSession] = {}
         self._candidates: dict[str, list[Candidate]] = {}
         self._discovered_at: dict[str, float] = {}
-        self._models: dict[str, ModelSpec] = {}
-        self._probed: dict[tuple[str, str, tuple[int, ...]], int] = {}
+        self._hosts: dict[str, _Host] = {}
         self._chain_lock: asyncio.Lock | None = None
-        self._pool: HttpPool | None = None
+        self._transport = transport if transport is not None else HttpPool(max_connections=64)
         self._loop = _new_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, daemon=True, name="idlegrid-client"
         )
         self._thread.start()
-        self._http = self._run(self._make_http())
+        self._run(self._make_lock())
         self._closed = False
 
     # -- construction ------------------------------------------------------------
@@ -141,12 +138,8 @@ class Client:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result()
 
-    async def _make_http(self) -> httpx.AsyncClient:
+    async def _make_lock(self) -> None:
         self._chain_lock = asyncio.Lock()
-        # jobs and blobs go through the lean pool; httpx serves discovery
-        self._pool = HttpPool(max_connections=64)
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-        return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(self.timeout_s))
 
     def close(self, *, close_channels: bool = True) -> None:
         """Hand over final vouchers, close this client's channels (so that no deposit
@@ -161,9 +154,7 @@ class Client:
             else:
                 self._run(self._flush())
         finally:
-            self._run(self._http.aclose())
-            if self._pool is not None:
-                self._run(self._pool.aclose())
+            self._run(self._transport.aclose())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
             if not self._thread.is_alive():  # else it still runs: closing would raise
@@ -202,21 +193,18 @@ class Client:
         A model whose FLOPs cannot be counted exactly (control flow, data-dependent
         shapes) is metered: each job is billed for the provider's worker CPU time, at
         most ``max_units`` per job; by default the budget is ``budget_s`` seconds of
-        the provider's CPU (``METERED_BUDGET_S``, at most its job time limit).
+        the provider's CPU (``idlegrid.workloads._kind_onnx.METERED_BUDGET_S``, at most
+        its job time limit).
         """
-        if self._closed:
-            raise InvalidInput("client is closed")
-        array = np.asarray(inputs)
-        if array.ndim < 1 or array.shape[0] == 0:
-            raise InvalidInput("inputs must have at least one row")
-        if max_units is not None and max_units < 1:
-            raise InvalidInput("max_units must be positive")
-        if budget_s is not None and not budget_s > 0:
-            raise InvalidInput("budget_s must be positive")
-        with self._progress_bar("inference", on_progress) as report:
-            return self._run(
-                self._infer(model, array, rows_per_shard, report, (max_units, budget_s))
-            )
+        return self.run(
+            "onnx",
+            inputs,
+            rows_per_shard=rows_per_shard,
+            on_progress=on_progress,
+            model=model,
+            max_units=max_units,
+            budget_s=budget_s,
+        )
 
     def embed(
         self,
@@ -230,12 +218,26 @@ class Client:
         The bill is checked with the documented FLOPs formula, which needs only
         the tokenizer here (``pip install 'idlegrid[embed]'``).
         """
+        return self.run("embed", texts, on_progress=on_progress, per_job=texts_per_shard)
+
+    def run(
+        self,
+        kind: str,
+        inputs: Any,
+        *,
+        rows_per_shard: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        **options: Any,
+    ) -> np.ndarray:
+        """Run a batch of any kind of job (``idlegrid workloads`` lists them) on the
+        network: split into jobs across providers, every result checked before it is
+        paid, the outputs joined in order. ``options`` are the kind's own (``model``
+        for ``onnx``, say)."""
         if self._closed:
             raise InvalidInput("client is closed")
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise InvalidInput("texts must be a non-empty list of strings")
-        with self._progress_bar("embedding", on_progress) as report:
-            return self._run(self._embed(list(texts), texts_per_shard, report))
+        workload = get_workload(kind)
+        with self._progress_bar(kind, on_progress) as report:
+            return self._run(self._submit(workload, inputs, rows_per_shard, report, options))
 
     @contextlib.contextmanager
     def _progress_bar(
@@ -266,7 +268,7 @@ class Client:
             cached = await discover(
                 self.ledger,
                 self._index,
-                self._http,
+                self._transport,
                 workload=workload,
                 exclude=self.account.address,
             )
@@ -277,53 +279,22 @@ class Client:
     def _session(self, c: Candidate) -> ProviderSession:
         session = self._sessions.get(c.address)
         if session is None or session.candidate != c:
-            assert self._pool is not None
             session = ProviderSession(
-                self.account, c, self._node, self._market, self._pool, timeout_s=self.timeout_s
+                self.account,
+                c,
+                self._node,
+                self._market,
+                self._transport,
+                timeout_s=self.timeout_s,
             )
             self._sessions[c.address] = session
         return session
 
-    async def _load_model(self, model: str | Path | bytes) -> ModelSpec:
-        if isinstance(model, bytes):
-            data = model
-        elif (
-            isinstance(model, str)
-            and len(model) == 64
-            and all(ch in "0123456789abcdef" for ch in model)
-        ):
-            if model in self._models:
-                return self._models[model]
-            data = await self._fetch_model(model)
-        else:
-            path = Path(model)
-            if not path.is_file():
-                raise InvalidInput(f"model file not found: {path}")
-            data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest not in self._models:
-            self._models[digest] = await asyncio.to_thread(read_model, data)
-        return self._models[digest]
-
-    async def _probe(self, spec: ModelSpec, inputs: np.ndarray) -> int:
-        """Output bytes per row, once the model ran here on the batch's first rows
-        (once per model and input shape)."""
-        key = (spec.digest, inputs.dtype.str, tuple(inputs.shape[1:]))
-        per_row = self._probed.get(key)
-        if per_row is None:
-            per_row = await asyncio.to_thread(probe, spec, inputs[:2])
-            self._probed[key] = per_row
-        return per_row
-
-    async def _fetch_model(self, digest: str) -> bytes:
-        for c in await self._discover("onnx"):
-            session = self._session(c)
-            try:
-                if await session.has_blob(digest):
-                    return await session.get_blob(digest)
-            except ProviderFailed:
-                continue
-        raise InvalidInput(f"no provider has a model with sha256 {digest}; pass the file instead")
+    def _host(self, workload: Workload[Any, Any]) -> _Host:
+        host = self._hosts.get(workload.name)
+        if host is None:
+            host = self._hosts[workload.name] = _Host(self, workload.name)
+        return host
 
     async def _channel(
         self, session: ProviderSession, amount: int, *, reserve: bool = True
@@ -376,54 +347,47 @@ class Client:
         if shortfall > 0 and token.allowance(self.account.address, market.address) < shortfall:
             token.approve(market.address, shortfall, sender=self.account)
 
-    async def _infer(
+    async def _submit(
         self,
-        model: str | Path | bytes,
-        inputs: np.ndarray,
+        workload: Workload[Any, Any],
+        inputs: Any,
         rows_per_shard: int | None,
         on_progress: Callable[[int, int], None] | None,
-        budget: tuple[int | None, float | None] = (None, None),
+        options: dict[str, Any],
     ) -> np.ndarray:
-        spec = await self._load_model(model)
-        out_row = await self._probe(spec, inputs)
-        digest, flops = spec.digest, spec.flops_per_row
+        """One batch of ``workload``: planned by it, split into shards across the
+        eligible providers, each shard's jobs checked before they are paid, joined."""
+        plan = await workload.plan(inputs, self._host(workload), **options)
+        inputs = plan.inputs
         started = time.perf_counter()
-        metered = spec.metered is not None
+        kind = workload.name
 
         async def eligible() -> list[Candidate]:
-            found = await self._discover("onnx")
-            return rank([c for c in found if not metered or c.limits.metered], self.weights)
+            found = await self._discover(kind)
+            return rank([c for c in found if plan.eligible(c.limits)], self.weights)
 
         candidates = await eligible()
         if not candidates:
-            if metered and await self._discover("onnx"):
+            if plan.metered is not None and await self._discover(kind):
                 raise NoProviders(
-                    f"the model must be metered ({spec.metered}) and no provider runs metered jobs"
+                    f"the model must be metered ({plan.metered}) and no provider runs metered jobs"
                 )
-            raise NoProviders("no active, reachable provider serves onnx jobs")
-        n = inputs.shape[0]
+            raise NoProviders(f"no active, reachable provider serves {kind} jobs")
+        n = workload.rows(inputs)
         chosen = candidates[: self.max_providers]
-        in_row = max(1, inputs.nbytes // n)
-        fits = min(self._session(c).rows_per_job(in_row, out_row) for c in chosen)
-        per = rows_per_shard or max(1, min(fits, -(-n // (4 * len(chosen)))))
-        shards = make_shards(inputs, per)
+        per = rows_per_shard or plan.per_job
+        if per is None:
+            in_row, out_row = plan.in_row_bytes, plan.out_row_bytes
+            fits = min(self._session(c).rows_per_job(in_row, out_row) for c in chosen)
+            per = max(1, min(fits, -(-n // (4 * len(chosen)))))
+        parts = workload.split(inputs, per)
+        floors = [plan.units(part) for part in parts]
+        shards = [Shard(i, np.arange(0)) for i in range(len(parts))]
         report = BatchReport(shards=len(shards))
-        max_units, budget_s = budget
-
-        def job_budget(c: Candidate) -> Callable[[int], int] | None:
-            """The most a metered job may be billed, by rows (None: not metered)."""
-            if not metered:
-                return None
-            if max_units is not None:
-                fixed = max_units
-                return lambda rows: fixed
-            seconds = min(budget_s or METERED_BUDGET_S, c.limits.job_timeout_s)
-            units = math.ceil(seconds * c.limits.units_per_cpu_s)
-            return lambda rows: max(units, flops * rows)
+        metered = plan.metered is not None
 
         def shard_cost(c: Candidate) -> int:
-            most = job_budget(c)
-            return (most(per) if most is not None else flops * per) * c.unit_price
+            return max(plan.max_units(parts[0], c.limits), max(floors)) * c.unit_price
 
         async def sessions() -> list[ProviderSession]:
             return [self._session(c) for c in await eligible()]
@@ -432,20 +396,12 @@ class Client:
             # a fair share of the batch plus headroom: fail-overs shift work around (a
             # metered batch: room for the jobs in flight; bills come in under budget)
             cost = shard_cost(session.candidate)
-            share = 0 if metered else flops * n * session.candidate.unit_price // len(chosen)
+            share = 0 if metered else sum(floors) * session.candidate.unit_price // len(chosen)
             await self._channel(session, share * 3 // 2 + 2 * self.inflight * cost, reserve=False)
-            await session.put_model(spec.data, digest)
+            await plan.upload(session)
 
         async def run(session: ProviderSession, shard: Shard) -> np.ndarray:
-            return await session.run_onnx(
-                self._reserve(session),
-                digest,
-                shard.rows,
-                flops_per_row=flops,
-                expect=spec.output,
-                out_row_bytes=out_row,
-                max_units=job_budget(session.candidate),
-            )
+            return await session.run(self._reserve(session), plan, parts[shard.index])
 
         outputs = await dispatch(
             shards,
@@ -460,53 +416,13 @@ class Client:
         )
         report.seconds = time.perf_counter() - started
         self.last_report = report
-        return np.concatenate([outputs[i] for i in range(len(shards))], axis=0)
+        return workload.join([outputs[i] for i in range(len(shards))])
 
     def _reserve(self, session: ProviderSession) -> Reserve:
         async def reserve(amount: int) -> ClientChannel:
             return await self._channel(session, amount)
 
         return reserve
-
-    async def _embed(
-        self, texts: list[str], per: int, on_progress: Callable[[int, int], None] | None
-    ) -> np.ndarray:
-        from ..workloads import embed_flops
-
-        started = time.perf_counter()
-        groups = [texts[i : i + per] for i in range(0, len(texts), per)]
-        units = [embed_flops(g) for g in groups]
-        shards = [Shard(i, np.arange(len(g))) for i, g in enumerate(groups)]
-        report = BatchReport(shards=len(shards))
-        candidates = rank(await self._discover("embed"), self.weights)
-        price = max((c.unit_price for c in candidates), default=0)
-
-        async def sessions() -> list[ProviderSession]:
-            return [self._session(c) for c in rank(await self._discover("embed"), self.weights)]
-
-        async def prepare(session: ProviderSession) -> None:
-            share = sum(units) * price // max(1, min(len(candidates), self.max_providers))
-            await self._channel(session, share * 3 // 2 + max(units) * price * 2, reserve=False)
-
-        async def run(session: ProviderSession, shard: Shard) -> np.ndarray:
-            return await session.run_embed(
-                self._reserve(session), groups[shard.index], units=units[shard.index]
-            )
-
-        outputs = await dispatch(
-            shards,
-            sessions,
-            run,
-            prepare=prepare,
-            backoff=self.backoff,
-            inflight=self.inflight,
-            max_providers=self.max_providers,
-            on_done=self._on_done(report, len(shards), on_progress),
-            on_failover=self._on_failover(report),
-        )
-        report.seconds = time.perf_counter() - started
-        self.last_report = report
-        return np.concatenate([outputs[i] for i in range(len(shards))], axis=0)
 
     def _on_done(
         self, report: BatchReport, total: int, on_progress: Callable[[int, int], None] | None
@@ -624,17 +540,10 @@ class Client:
                 return done(False, f"the market refused: {exc.reason}")
             return done(True, "client")
         voucher = ch.voucher_model() if ch is not None else None
-        terms_json = {
-            "client": terms.client,
-            "provider": terms.provider,
-            "deposit": terms.deposit,
-            "expiry": terms.expiry,
-            "salt": terms.salt,
-        }
         error = "provider not found"
         for session in await self._sessions_for(terms.provider):
             try:
-                await session.close_channel(terms_json, voucher)
+                await session.close_channel(terms, voucher)
             except IdlegridError as exc:
                 error = str(exc)
                 continue
@@ -659,14 +568,33 @@ class Client:
                 c = Candidate(found.address, found.endpoint, found.price, latency_ms=0.0)
                 if session is not None:
                     c = replace(session.candidate, endpoint=found.endpoint)
-                assert self._pool is not None
                 out.append(
                     ProviderSession(
-                        self.account, c, self._node, self._market, self._pool,
+                        self.account, c, self._node, self._market, self._transport,
                         timeout_s=self.timeout_s,
                     )
                 )  # fmt: skip
         return out
+
+
+class _Host:
+    """What the client lends a workload while it plans a batch (``ClientHost``): a
+    cache kept between batches, and blobs fetched from providers of its kind."""
+
+    def __init__(self, client: Client, kind: str) -> None:
+        self.memo: dict[Any, Any] = {}
+        self._client = client
+        self._kind = kind
+
+    async def fetch_blob(self, digest: str) -> bytes:
+        for c in await self._client._discover(self._kind):
+            session = self._client._session(c)
+            try:
+                if await session.has_blob(digest):
+                    return await session.get_blob(digest)
+            except ProviderFailed:
+                continue
+        raise InvalidInput(f"no provider has a blob with sha256 {digest}; pass the file instead")
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -1,4 +1,8 @@
-"""Finding providers: the chain's registry (through the local index) plus each node's /v1/info."""
+"""Finding providers: the chain's registry (through the local index) plus each node's /v1/info.
+
+A node's /v1/info is read as the :class:`~idlegrid.protocol.NodeInfo` the node builds it
+from (an answer that does not parse leaves the node out), through the client's transport.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,17 @@ import asyncio
 import logging
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
+from pydantic import ValidationError
 
 from .._exceptions import ConfigError
 from ..chain import Indexer, Ledger
 from ..chain._compile import cache_dir
+from ..protocol import NodeInfo
 from ._selection import Candidate, Limits
+from ._transport import Transport
 
 __all__ = ["discover", "open_index", "read_limits"]
 
@@ -39,36 +46,45 @@ def open_index(ledger: Ledger, path: Path | None = None) -> Indexer:
         return index
 
 
+async def _get(transport: Transport, url: str, timeout: float) -> bytes:
+    """The body of a 200 answer to ``GET url``; ValueError for any other status."""
+    resp = await transport.request("GET", url, timeout=timeout)
+    if resp.status_code != 200:
+        raise ValueError(f"GET {url}: HTTP {resp.status_code}")
+    return resp.content
+
+
 async def _probe(
-    http: httpx.AsyncClient, endpoint: str, address: str, ledger: Ledger, timeout: float
+    transport: Transport, endpoint: str, address: str, ledger: Ledger, timeout: float
 ) -> tuple[float, tuple[str, ...], int, Limits] | None:
     base = endpoint.rstrip("/")
     try:
-        info = (await http.get(f"{base}/v1/info", timeout=timeout)).json()
+        info = NodeInfo.model_validate_json(await _get(transport, f"{base}/v1/info", timeout))
         if (
-            info.get("address", "").lower() != address.lower()
-            or int(info.get("chain_id", -1)) != ledger.backend.chain_id
-            or info.get("market", "").lower() != ledger.market.address.lower()
+            info.address.lower() != address.lower()
+            or info.chain_id != ledger.backend.chain_id
+            or info.market.lower() != ledger.market.address.lower()
         ):
             log.info("provider %s at %s answers for another identity or chain", address, base)
             return None
-        advertised = info.get("limits") or {}
-        credit = int(advertised.get("credit_jobs") or 64)
+        advertised = info.limits
+        raw_credit = advertised.get("credit_jobs")
+        credit = 64 if raw_credit is None else int(raw_credit)
         if credit < 1:
             raise ValueError(f"credit_jobs {credit} is not positive")
         limits = read_limits(advertised)
         samples = []
         for _ in range(3):
             t0 = time.perf_counter()
-            (await http.get(f"{base}/v1/health", timeout=timeout)).raise_for_status()
+            await _get(transport, f"{base}/v1/health", timeout)
             samples.append((time.perf_counter() - t0) * 1000)
-    except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
+    except (OSError, ValidationError, ValueError) as exc:
         log.info("provider %s at %s unreachable: %s", address, base, exc)
         return None
-    return statistics.median(samples), tuple(info.get("workloads", ())), credit, limits
+    return statistics.median(samples), tuple(info.workloads), credit, limits
 
 
-def read_limits(advertised: dict[str, object]) -> Limits:
+def read_limits(advertised: Mapping[str, object]) -> Limits:
     """A node's advertised limits; one it does not advertise keeps its default.
     ValueError if one is not a positive number."""
     d = Limits()
@@ -88,7 +104,7 @@ def read_limits(advertised: dict[str, object]) -> Limits:
     )
 
 
-def _positive(advertised: dict[str, object], name: str, default: float) -> float:
+def _positive(advertised: Mapping[str, object], name: str, default: float) -> float:
     raw = advertised.get(name)
     if raw is None:
         return default
@@ -102,7 +118,7 @@ def _positive(advertised: dict[str, object], name: str, default: float) -> float
 async def discover(
     ledger: Ledger,
     index: Indexer,
-    http: httpx.AsyncClient,
+    transport: Transport,
     *,
     workload: str = "onnx",
     timeout: float = 2.0,
@@ -119,7 +135,7 @@ async def discover(
         if exclude is None or p.address.lower() != exclude.lower()
     ]
     probes = await asyncio.gather(
-        *(_probe(http, p.endpoint, p.address, ledger, timeout) for p in providers)
+        *(_probe(transport, p.endpoint, p.address, ledger, timeout) for p in providers)
     )
     out = []
     for p, probe in zip(providers, probes, strict=True):

@@ -28,16 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._exceptions import IdlegridError, UnavailableError
+from .._exceptions import IdlegridError, NoProviders, UnavailableError
 from ._model import ModelRejected
 from ._selection import Backoff
 from ._session import JobTimedOut, ProviderFailed, ProviderRefused, ProviderSession
 
 __all__ = ["NoProviders", "Shard", "dispatch", "make_shards"]
-
-
-class NoProviders(UnavailableError):
-    """No provider is left that could finish the work."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ system's CA store) are supported.
 
 Errors are ``OSError``s: ``TimeoutError`` when the deadline passes,
 ``ConnectionError`` (``HttpProtocolError`` for a malformed answer) otherwise;
-the session turns them into ``ProviderFailed``.
+the session turns them into ``ProviderFailed``. It is the client's production
+:class:`~idlegrid.client._transport.Transport`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["HttpPool", "HttpProtocolError", "HttpResponse"]
+from ._transport import Response, Transport
+
+__all__ = ["HttpPool", "HttpProtocolError"]
 
 #: largest response body read, bytes (blobs are capped lower by the nodes)
 MAX_BODY = 1 << 30
@@ -41,15 +44,6 @@ _Origin = tuple[str, str, int]
 
 class HttpProtocolError(ConnectionError):
     """The server's answer is not well-formed HTTP/1.1, or is over a size limit."""
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """A complete response: status, headers (names lower-case) and body."""
-
-    status_code: int
-    headers: dict[str, str]
-    content: bytes
 
 
 class _Stale(Exception):
@@ -71,7 +65,7 @@ class _Conn:
         return not (self.writer.is_closing() or reader.at_eof() or reader.exception())
 
 
-class HttpPool:
+class HttpPool(Transport):
     """Keep-alive HTTP/1.1 connections to any number of origins, for one event loop."""
 
     def __init__(self, *, max_connections: int = 64, idle_s: float = IDLE_S) -> None:
@@ -89,7 +83,7 @@ class HttpPool:
         headers: Mapping[str, str] | None = None,
         content: bytes = b"",
         timeout: float,
-    ) -> HttpResponse:
+    ) -> Response:
         """Send one request and read the whole response within ``timeout`` seconds."""
         if self._closed:
             raise ConnectionError("the HTTP pool is closed")
@@ -145,9 +139,7 @@ class HttpPool:
         )
         return _Conn(reader, writer)
 
-    async def _exchange(
-        self, origin: _Origin, conn: _Conn, method: str, data: bytes
-    ) -> HttpResponse:
+    async def _exchange(self, origin: _Origin, conn: _Conn, method: str, data: bytes) -> Response:
         try:
             conn.writer.write(data)
             response, keep_alive = await _read_response(conn.reader, method)
@@ -192,7 +184,7 @@ def _request_bytes(
     return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + content
 
 
-async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[HttpResponse, bool]:
+async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[Response, bool]:
     """The next response on ``reader``, and whether the connection may be reused."""
     first = True
     while True:
@@ -237,7 +229,7 @@ async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[Htt
         raise ConnectionResetError("the connection closed inside a response body") from exc
     except asyncio.LimitOverrunError as exc:
         raise HttpProtocolError("malformed chunked body") from exc
-    return HttpResponse(status, headers, body), keep_alive
+    return Response(status, headers, body), keep_alive
 
 
 def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:

@@ -19,47 +19,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from .._exceptions import IdlegridError, InvalidInput
+from .._exceptions import IdlegridError, ModelRejected
+from ..workloads._base import OutputSpec
 
 __all__ = ["ModelRejected", "ModelSpec", "OutputSpec", "probe", "read_model"]
-
-
-class ModelRejected(InvalidInput):
-    """The job is wrong for the model (found locally, or by a provider's worker, billed):
-    no provider would run it, so the batch ends without blaming any."""
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """What every output of a job must be: its dtype and its dims after the batch dim
-    (None where the model leaves a dim dynamic)."""
-
-    name: str
-    dtype: np.dtype[Any]
-    trailing: tuple[int | None, ...]
-
-    def describe(self) -> str:
-        dims = ", ".join("?" if d is None else str(d) for d in self.trailing)
-        return f"{self.dtype}[N{', ' + dims if dims else ''}]"
-
-    def check(self, output: np.ndarray, rows: int) -> str | None:
-        """Why ``output`` is not a valid output for ``rows`` input rows; None if it is."""
-        if output.ndim == 0:
-            return "output is a scalar (0-d), not one row per input row"
-        if output.shape[0] != rows:
-            return f"{output.shape[0]} output rows for {rows} input rows"
-        if output.dtype != self.dtype:
-            return f"output dtype {output.dtype}, the model declares {self.dtype}"
-        if output.ndim != 1 + len(self.trailing):
-            return f"output shape {output.shape}, the model declares {self.describe()}"
-        for got, want in zip(output.shape[1:], self.trailing, strict=True):
-            if want is not None and got != want:
-                return f"output shape {output.shape}, the model declares {self.describe()}"
-        return None
 
 
 @dataclass(frozen=True)

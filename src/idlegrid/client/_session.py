@@ -41,31 +41,38 @@ from .._exceptions import (
     BadSignature,
     IdlegridError,
     InvalidInput,
+    JobTimedOut,
     PeerError,
-    UnavailableError,
+    ProviderFailed,
+    ProviderRefused,
+    error_for_status,
 )
 from ..chain import ChannelTerms
 from ..protocol import (
     Account,
+    ChannelClose,
+    ChannelModel,
     Domain,
+    JobRequest,
     JobResult,
     MerkleAccumulator,
     Receipt,
     Signature,
     Voucher,
     VoucherModel,
+    VoucherSubmission,
     address_bytes,
     array_from_npy,
-    npy_bytes,
     receipt_digest,
     recover_digest,
     sign_request,
     sign_voucher,
     verify_response,
 )
-from ._http import HttpPool
+from ..workloads import Plan
 from ._model import ModelRejected, OutputSpec
 from ._selection import Candidate, Limits
+from ._transport import Transport
 
 __all__ = [
     "ClientChannel",
@@ -92,22 +99,14 @@ _BYTES = re.compile(r"(\d+) bytes")
 Reserve = Callable[[int], Awaitable["ClientChannel"]]
 
 
-class ProviderFailed(UnavailableError):
-    """A provider died, timed out, or sent something that does not check out; try another."""
-
-
-class ProviderRefused(ProviderFailed):
-    """A provider refused work that others may take (its limits, its policy): the batch
-    goes on without it, and it is not counted as a failure."""
-
-
-class JobTimedOut(UnavailableError):
-    """A job ran past the provider's time limit, or its worker crashed; the provider
-    billed the time it used. Worth one more try on another provider."""
-
-
 #: a job that is wrong for the model (kept under its old name)
 JobRejected = ModelRejected
+
+
+def _http(status: int) -> str:
+    """A status and the error a node answers it for: ``HTTP 503 UnavailableError``."""
+    error = error_for_status(status)
+    return f"HTTP {status} {error.__name__}" if error else f"HTTP {status}"
 
 
 class _TooLarge(IdlegridError):
@@ -193,15 +192,18 @@ class ClientChannel:
             return None
         return VoucherModel.of(*self.voucher)
 
+    def terms_model(self) -> ChannelModel:
+        return channel_model(self.terms)
+
     def terms_json(self) -> dict[str, Any]:
-        t = self.terms
-        return {
-            "client": t.client,
-            "provider": t.provider,
-            "deposit": t.deposit,
-            "expiry": t.expiry,
-            "salt": t.salt,
-        }
+        return self.terms_model().model_dump()
+
+
+def channel_model(t: ChannelTerms) -> ChannelModel:
+    """A channel's terms as they travel."""
+    return ChannelModel(
+        client=t.client, provider=t.provider, deposit=t.deposit, expiry=t.expiry, salt=t.salt
+    )
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,8 @@ class _Bill:
 
 
 class ProviderSession:
-    """Signed requests to one provider over a shared HTTP connection pool."""
+    """Signed requests to one provider through a shared transport (in production the
+    client's keep-alive :class:`~idlegrid.client._http.HttpPool`)."""
 
     def __init__(
         self,
@@ -231,7 +234,7 @@ class ProviderSession:
         candidate: Candidate,
         node: Domain,
         market: Domain,
-        http: HttpPool,
+        transport: Transport,
         *,
         timeout_s: float = 30.0,
     ) -> None:
@@ -239,7 +242,7 @@ class ProviderSession:
         self.candidate = candidate
         self.node = node
         self.market = market
-        self.http = http
+        self.transport = transport
         self.timeout_s = timeout_s
         self.base = candidate.endpoint.rstrip("/")
         self._provider_raw = address_bytes(candidate.address)
@@ -271,7 +274,7 @@ class ProviderSession:
         # a large body takes its time on the wire: a second per 10 MB on top of the timeout
         timeout = (timeout_s or self.timeout_s) + len(body) / 10e6
         try:
-            resp = await self.http.request(
+            resp = await self.transport.request(
                 method, self.base + path, content=body, headers=headers, timeout=timeout
             )
         except TimeoutError as exc:
@@ -301,7 +304,7 @@ class ProviderSession:
             if status == 413:
                 raise self._too_large(reason, len(body)) from exc
             raise ProviderFailed(
-                f"{self.address} refused the request (HTTP {status}, unsigned): {reason}"
+                f"{self.address} refused the request ({_http(status)}, unsigned): {reason}"
             ) from exc
         if resp.status_code == 413:
             raise self._too_large(self._reason(data), len(body))
@@ -328,7 +331,7 @@ class ProviderSession:
     # -- blobs ----------------------------------------------------------------------------
     async def has_blob(self, digest: str) -> bool:
         try:
-            resp = await self.http.request(
+            resp = await self.transport.request(
                 "HEAD", f"{self.base}/v1/blobs/{digest}", timeout=self.timeout_s
             )
         except (OSError, ValueError) as exc:
@@ -378,82 +381,59 @@ class ProviderSession:
         """Bytes of a request left for the input array."""
         return max(self._max_request // 2, self._max_request - REQUEST_OVERHEAD)
 
-    async def run_onnx(
-        self,
-        reserve: Reserve,
-        model: str,
-        inputs: np.ndarray,
-        *,
-        flops_per_row: int,
-        expect: OutputSpec,
-        out_row_bytes: int = 1,
-        max_units: Callable[[int], int] | None = None,
-    ) -> np.ndarray:
-        """Run ONNX rows as one job or, past this provider's limits, as several; return
-        the output once every check passed. ``max_units(rows)`` is the budget of a
-        metered job (None: the static count is exact)."""
-        n = inputs.shape[0]
-        in_row = max(1, inputs.nbytes // n)
-        per = self.rows_per_job(in_row, out_row_bytes)
+    def inline_room(self) -> int:
+        """Bytes an input may have to travel inside a job request (else it is a blob)."""
+        return min(INLINE_INPUT_BYTES, self._room() * 3 // 4)
+
+    async def put_shared(self, data: bytes, digest: str) -> None:
+        """Upload what every job of a batch names (a model): ``put_model``."""
+        await self.put_model(data, digest)
+
+    async def run(self, reserve: Reserve, plan: Plan[Any], part: Any) -> np.ndarray:
+        """Run one part of a batch as one job or, past this provider's limits, as several
+        (split by its workload); return the output once every check passed."""
+        workload = plan.workload
+        n = workload.rows(part)
+        per = plan.per_job or self.rows_per_job(plan.in_row_bytes, plan.out_row_bytes)
         parts: list[np.ndarray] = []
         held: tuple[ClientChannel, int] | None = None
         start = 0
         try:
             while start < n:
-                piece = inputs[start : start + per]
-                rows = piece.shape[0]
-                floor = flops_per_row * rows
-                metered = max_units is not None
-                bill = _Bill(floor, max(floor, max_units(rows)) if max_units else floor, metered)
+                piece = part[start : start + per]  # a kind's inputs slice by rows
+                rows = workload.rows(piece)
+                floor = plan.units(piece)
+                most = max(floor, plan.max_units(piece, self.limits))
+                bill = _Bill(floor, most, plan.metered is not None)
                 try:
-                    parts.append(await self._onnx_job(reserve, model, piece, bill, expect, held))
+                    fields = await self._fields(plan, piece, held)
+                    out = await self._job(
+                        reserve, workload.name, fields, bill, plan.expect, rows, held
+                    )
                 except _TooLarge as exc:
                     held = exc.held
                     if rows == 1:
                         raise ProviderRefused(f"{exc} (one row is too large for it)") from exc
-                    per = max(1, min(rows // 2, self.rows_per_job(in_row, out_row_bytes)))
+                    fit = self.rows_per_job(plan.in_row_bytes, plan.out_row_bytes)
+                    per = max(1, min(rows // 2, fit))
                     continue
+                parts.append(out)
                 held = None
                 start += rows
         except BaseException:
             if held is not None:  # a sequence number that will never be delivered
                 held[0].retire()
             raise
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        return workload.join(parts)
 
-    async def _onnx_job(
-        self,
-        reserve: Reserve,
-        model: str,
-        rows: np.ndarray,
-        bill: _Bill,
-        expect: OutputSpec,
-        held: tuple[ClientChannel, int] | None,
-    ) -> np.ndarray:
-        raw = npy_bytes(rows)
-        work: dict[str, Any] = {"model": model}
-        if len(raw) <= min(INLINE_INPUT_BYTES, self._room() * 3 // 4):
-            work["input_npy"] = base64.b64encode(raw).decode()
-        else:
-            try:
-                work["input_blob"] = await self.put_blob(raw)
-            except _TooLarge as exc:
-                exc.held = held
-                raise
-        return await self._job(reserve, "onnx", work, bill, expect, rows.shape[0], held)
-
-    async def run_embed(self, reserve: Reserve, texts: list[str], *, units: int) -> np.ndarray:
-        """Embed one shard of texts; ``units`` is what the client computed for them."""
-        from ..workloads import EMBED_DIM
-
-        expect = OutputSpec("embedding", np.dtype(np.float32), (EMBED_DIM,))
-        bill = _Bill(units, units, metered=False)
+    async def _fields(
+        self, plan: Plan[Any], piece: Any, held: tuple[ClientChannel, int] | None
+    ) -> dict[str, Any]:
         try:
-            return await self._job(reserve, "embed", {"texts": texts}, bill, expect, len(texts))
-        except _TooLarge as exc:
-            if exc.held is not None:
-                exc.held[0].retire()
-            raise ProviderRefused(str(exc)) from exc
+            return await plan.fields(piece, self)
+        except _TooLarge as exc:  # an input blob over its limit
+            exc.held = held
+            raise
 
     async def _job(
         self,
@@ -481,17 +461,19 @@ class ProviderSession:
             seq = held[1]
         job_id = os.urandom(32)
         voucher = channel.voucher_model()
-        request = {
-            "job_id": "0x" + job_id.hex(),
-            "kind": kind,
-            **work,
-            "channel": channel.terms_json(),
-            "seq": seq,
-            "unit_price": price,
-            "max_units": bill.max_units,
-            "voucher": voucher.model_dump() if voucher is not None else None,
-        }
-        body = json.dumps(request).encode()
+        request = JobRequest.model_validate(
+            {
+                "job_id": "0x" + job_id.hex(),
+                "kind": kind,
+                **work,
+                "channel": channel.terms_model(),
+                "seq": seq,
+                "unit_price": price,
+                "max_units": bill.max_units,
+                "voucher": voucher,
+            }
+        )
+        body = request.model_dump_json(exclude_none=True).encode()
         # ``reserved`` is in channel.committed until the bill is known; a failure releases it
         try:
             status, data = await self._send_job(body)
@@ -513,7 +495,7 @@ class ProviderSession:
             reason = self._reason(data)
             if status == 400:
                 raise ProviderRefused(f"{self.address} refused the job: {reason}")
-            raise ProviderFailed(f"{self.address} failed the job (HTTP {status}): {reason}")
+            raise ProviderFailed(f"{self.address} failed the job ({_http(status)}): {reason}")
         try:
             result = JobResult.model_validate_json(data)
             if status == 200:
@@ -625,18 +607,16 @@ class ProviderSession:
         voucher = channel.voucher_model()
         if voucher is None or channel.voucher_delivered:
             return
-        body = json.dumps({"channel": channel.terms_json(), "voucher": voucher.model_dump()})
-        status, data = await self._call("POST", "/v1/vouchers", body.encode())
+        body = VoucherSubmission(channel=channel.terms_model(), voucher=voucher)
+        status, data = await self._call("POST", "/v1/vouchers", body.model_dump_json().encode())
         if status != 200:
             raise ProviderFailed(f"{self.address} refused a voucher: {self._reason(data)}")
         channel.voucher_delivered = True
 
-    async def close_channel(self, terms: dict[str, Any], voucher: VoucherModel | None) -> None:
+    async def close_channel(self, terms: ChannelTerms, voucher: VoucherModel | None) -> None:
         """Ask the provider to redeem its latest voucher and close the channel now, so
         that the rest of the deposit goes back to the client (the provider's early close)."""
-        body = json.dumps(
-            {"channel": terms, "voucher": voucher.model_dump() if voucher is not None else None}
-        )
+        body = ChannelClose(channel=channel_model(terms), voucher=voucher).model_dump_json()
         status, data = await self._call("POST", "/v1/channels/close", body.encode())
         if status != 200:
             raise ProviderFailed(f"{self.address} did not close the channel: {self._reason(data)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -37,6 +37,8 @@ Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 AddressHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{40}$")]
 SignatureHex = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{130}$")]
 Uint = Annotated[int, Field(ge=0, lt=2**256)]
+#: a kind of job (``idlegrid.workloads``): lower-case letters, digits, - and _
+KindName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 
 #: an ``.npy`` payload larger than this must go through the blob store
 MAX_INLINE_BYTES = 8 * 2**20
@@ -83,14 +85,18 @@ class VoucherModel(_Model):
 
 
 class JobRequest(_Model):
-    """One job: a workload, its content-hashed artifacts, and how it is paid."""
+    """One job: its kind, the kind's own fields, and how it is paid.
+
+    The fields of the kind's spec (``idlegrid.workloads``: ``model`` and ``input_npy``
+    or ``input_blob`` for ``onnx``, ``texts`` for ``embed``) travel at the top level
+    next to these, and are kept in :meth:`spec_fields`; the node parses them with the
+    kind's spec, which refuses unknown ones.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     job_id: Bytes32Hex
-    kind: Literal["onnx", "embed"]
-    model: Sha256Hex | None = Field(None, description="sha256 of the ONNX model (kind onnx)")
-    input_npy: str | None = Field(None, description="base64 of an .npy array (kind onnx)")
-    input_blob: Sha256Hex | None = Field(None, description="sha256 of an uploaded .npy input")
-    texts: list[str] | None = Field(None, description="sentences to embed (kind embed)")
+    kind: KindName
     channel: ChannelModel
     seq: Annotated[int, Field(ge=1, lt=2**48)]
     unit_price: Uint
@@ -98,6 +104,10 @@ class JobRequest(_Model):
     voucher: VoucherModel | None = Field(
         None, description="the latest voucher for results already delivered on this channel"
     )
+
+    def spec_fields(self) -> dict[str, Any]:
+        """The fields of the kind's spec (everything but the fields above)."""
+        return dict(self.model_extra or {})
 
 
 class JobResult(_Model):
@@ -153,7 +163,10 @@ class ChannelClose(_Model):
 
 
 class NodeInfo(_Model):
-    """What a node tells anyone who asks (unsigned)."""
+    """What a node tells anyone who asks (unsigned). Fields a newer node adds are
+    ignored, so that clients keep reading it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     address: AddressHex
     chain_id: int
@@ -164,6 +177,8 @@ class NodeInfo(_Model):
     capabilities_hash: Bytes32Hex
     limits: dict[str, float | int | None]
     version: str
+    #: the JSON schema of each served kind's spec, by kind (absent from older nodes)
+    specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

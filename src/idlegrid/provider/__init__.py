@@ -1,41 +1,14 @@
 """The provider node: runs allowed jobs for paying clients.
 
-Worker processes import this package when they start, so it imports only light
-modules (no web3, no HTTP server): a heavy import here is paid by every worker start.
+``build_node`` makes a node from a key, a ledger and a ``NodeConfig``; ``serve_node``
+registers it on chain and serves its HTTP API (``create_app``) until it is stopped.
+Workers never import this package: their tasks live in ``idlegrid.workloads`` and run
+under ``idlegrid.executor``, so the weight of web3 and the HTTP server stays here.
 """
 
-from ._errors import (
-    ClientBusy,
-    ExecutorBusy,
-    ExecutorClosed,
-    JobCrashed,
-    JobError,
-    JobFailed,
-    JobTimeout,
-    OutputTooLarge,
-)
-from ._executor import (
-    Executor,
-    ExecutorLimits,
-    ExecutorStats,
-    Outcome,
-    ProcessExecutor,
-    check_task_names,
-)
+from ._app import create_app
+from ._config import NodeConfig
+from ._node import ProviderNode
+from ._run import build_node, serve_node
 
-__all__ = [
-    "ClientBusy",
-    "Executor",
-    "ExecutorBusy",
-    "ExecutorClosed",
-    "ExecutorLimits",
-    "ExecutorStats",
-    "JobCrashed",
-    "JobError",
-    "JobFailed",
-    "JobTimeout",
-    "Outcome",
-    "OutputTooLarge",
-    "ProcessExecutor",
-    "check_task_names",
-]
+__all__ = ["NodeConfig", "ProviderNode", "build_node", "create_app", "serve_node"]

@@ -37,7 +37,9 @@ from .._exceptions import (
     IdlegridError,
     InvalidInput,
     PayloadTooLarge,
-    UnavailableError,
+    SlowRequest,
+    Unauthorized,
+    status_of,
 )
 from ..protocol import (
     ChannelClose,
@@ -50,10 +52,7 @@ from ..protocol import (
     verify_request,
 )
 from ..store import check_digest
-from ._book import PaymentRequired
-from ._errors import ClientBusy, ExecutorBusy, JobCrashed, JobFailed, JobTimeout
-from ._journal import DuplicateJob
-from ._node import ProviderNode, Unauthorized
+from ._node import ProviderNode
 
 __all__ = ["create_app"]
 
@@ -66,10 +65,6 @@ INLINE_BYTES = 64 * 2**10
 T = TypeVar("T")
 
 
-class SlowRequest(IdlegridError):
-    """The request body did not arrive in time (HTTP 408); the connection is closed."""
-
-
 async def _off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` here if ``size`` is small, else in a thread."""
     if size <= INLINE_BYTES:
@@ -77,32 +72,7 @@ async def _off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
     return await asyncio.to_thread(fn, *args)
 
 
-_STATUS: list[tuple[type[Exception], int]] = [
-    (SlowRequest, 408),
-    (Unauthorized, 403),
-    (BadSignature, 401),
-    (PaymentRequired, 402),
-    (DuplicateJob, 409),
-    (BlobNotFound, 404),
-    (PayloadTooLarge, 413),
-    (ExecutorBusy, 503),
-    (ClientBusy, 429),
-    (JobTimeout, 422),
-    (JobCrashed, 422),
-    (JobFailed, 422),
-    (InvalidInput, 400),
-    (UnavailableError, 503),
-    (IdlegridError, 400),
-]
-
 _JSON = "application/json"
-
-
-def _status(exc: Exception) -> int:
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500
 
 
 def _error_body(exc: Exception) -> dict[str, str]:
@@ -199,7 +169,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
             err = {"error": "InvalidInput", "reason": _first_error(exc)}
             return await _error(sender, digest, 400, err)
         except IdlegridError as exc:
-            response = await _error(sender, digest, _status(exc), _error_body(exc))
+            response = await _error(sender, digest, status_of(exc), _error_body(exc))
             if not digest:  # the body may not have been read to its end: close the connection
                 response.headers["connection"] = "close"
             return response

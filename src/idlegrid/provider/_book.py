@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
-from .._exceptions import InvalidInput
+from .._exceptions import InvalidInput, PaymentRequired
 from ..chain import ChannelTerms
 from ..protocol import MerkleAccumulator, Voucher
 
@@ -33,18 +33,6 @@ __all__ = [
 
 #: how many past prefix roots a channel remembers, for vouchers that lag behind
 ROOT_HISTORY = 4096
-
-
-class PaymentRequired(InvalidInput):
-    """The channel cannot pay for this job: top up, extend, or send a voucher first.
-
-    ``chain`` is True when the chain's view of the channel (open, deposit, expiry)
-    is what falls short, so that reading the channel again may show a top-up.
-    """
-
-    def __init__(self, message: str, *, chain: bool = False) -> None:
-        self.chain = chain
-        super().__init__(message)
 
 
 @dataclass

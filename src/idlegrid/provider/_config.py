@@ -100,9 +100,10 @@ class NodeConfig:
             raise InvalidInput("max_connections and model_cache must be >= 1")
         if min(self.header_timeout_s, self.body_timeout_s, self.keep_alive_s) <= 0:
             raise InvalidInput("header_timeout_s, body_timeout_s and keep_alive_s must be > 0")
+        from ..workloads import get_workload
+
         for w in self.workloads:
-            if w not in ("onnx", "embed"):
-                raise InvalidInput(f"unknown workload {w!r} (onnx, embed)")
+            get_workload(w)  # InvalidInput naming the known kinds
 
     @property
     def url(self) -> str:

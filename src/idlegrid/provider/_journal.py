@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._exceptions import InvalidInput
+from .._exceptions import DuplicateJob
 from ..chain import ChannelTerms
 from ..protocol import Signature, Voucher
 
@@ -73,10 +73,6 @@ CREATE TABLE IF NOT EXISTS vouchers (
     redeem_tx TEXT
 );
 """
-
-
-class DuplicateJob(InvalidInput):
-    """A job id (or a channel sequence number) was already used on this node."""
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,23 @@ import base64
 import hashlib
 import logging
 import math
-import pickle
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .. import __version__
 from .._exceptions import (
     BadSignature,
+    ClientBusy,
     ContractReverted,
     IdlegridError,
     InvalidInput,
-    PayloadTooLarge,
+    Unauthorized,
 )
 from ..chain import ChannelState, ChannelTerms, Ledger, TxResult
+from ..executor import Executor, Outcome
 from ..protocol import (
     Account,
     Domain,
@@ -39,7 +38,6 @@ from ..protocol import (
     Receipt,
     Voucher,
     VoucherModel,
-    array_from_npy,
     checksum,
     node_domain,
     receipt_digest,
@@ -47,26 +45,24 @@ from ..protocol import (
     sign_digest,
 )
 from ..store import BlobStore
+from ..workloads import Prepared, Workload, get_workload
 from ._book import ChannelBook, ExpiringSet, PaymentRequired, TokenBucket, check_client_credit
 from ._config import NodeConfig
-from ._errors import ClientBusy
-from ._executor import Executor, Outcome
 from ._hardware import Hardware, capabilities_hash
 from ._inspect import ModelFacts, ModelInspector
 from ._journal import Journal
 from ._quota import BlobQuota
 
-__all__ = ["ProviderNode", "Unauthorized"]
+__all__ = ["ProviderNode", "Unauthorized", "tasks"]
 
 log = logging.getLogger("idlegrid.provider")
 
-ONNX_TASK = "idlegrid.provider._tasks:run_onnx"
-EMBED_TASK = "idlegrid.provider._tasks:run_embed"
-TASKS = (ONNX_TASK, EMBED_TASK)
 
-#: inline arrays up to this size (base64 characters) are parsed on the event loop:
-#: a thread hop costs more than parsing them
-INLINE_PARSE_CHARS = 64 * 2**10
+def tasks(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The worker tasks a node serving ``kinds`` allows (each kind's, from the registry)."""
+    return tuple(dict.fromkeys(get_workload(kind).task for kind in kinds))
+
+
 #: channels remembered as not open on chain
 NOT_OPEN_CACHE = 4096
 #: chain reads of channels at once (they run in threads)
@@ -77,10 +73,6 @@ REFRESH_BURST = 3
 INLINE_ENCODE_BYTES = 64 * 2**10
 #: characters of a failed job's error kept in its result
 MAX_ERROR_CHARS = 1000
-
-
-class Unauthorized(BadSignature):
-    """The request is correctly signed, but its signer may not do this (HTTP 403)."""
 
 
 @dataclass
@@ -109,30 +101,31 @@ def _hash_and_encode(output: bytes) -> tuple[bytes, str]:
     return hashlib.sha256(output).digest(), base64.b64encode(output).decode()
 
 
-def _check_input(inputs: tuple[tuple[str, tuple[int | None, ...], str], ...], array: Any) -> None:
-    """InvalidInput, before the job runs, for an input the model cannot take.
+class _Host:
+    """What the node lends a workload while it checks and prepares a job
+    (``idlegrid.workloads.NodeHost``)."""
 
-    The worker checks the same (``OnnxRunner``); a job refused here is not billed.
-    """
-    if len(inputs) != 1:
-        names = sorted(name for name, _, _ in inputs)
-        raise InvalidInput(f"the model has {len(inputs)} inputs {names}; a job feeds one array")
-    name, shape, dtype = inputs[0]
-    declared = "[" + ", ".join("N" if i == 0 else str(d or "?") for i, d in enumerate(shape)) + "]"
-    if array.ndim != len(shape):
-        raise InvalidInput(
-            f"input {name!r} expects rank {len(shape)} {declared}, got shape {array.shape}"
-        )
-    for axis, (want, got) in enumerate(zip(shape, array.shape, strict=True)):
-        if want is not None and want != got:
-            what = "rows" if axis == 0 else f"dim {axis}"
-            raise InvalidInput(
-                f"input {name!r} expects {declared}, got shape {array.shape} "
-                f"({what}: expected {want}, got {got})"
-            )
-    want_dtype = np.dtype(dtype)
-    if array.dtype != want_dtype and not np.can_cast(array.dtype, want_dtype, "same_kind"):
-        raise InvalidInput(f"input {name!r} expects {want_dtype}, got {array.dtype}")
+    def __init__(self, node: ProviderNode) -> None:
+        self._node = node
+        self.metered = node.config.metered
+        self.max_blob_bytes = node.config.max_blob_bytes
+        self.max_model_bytes = node.config.max_model_bytes
+
+    def blob_size(self, digest: str) -> int:
+        return self._node.store.size(digest)
+
+    def blob(self, digest: str) -> bytes:
+        return self._node.store.get(digest)
+
+    def blob_path(self, digest: str) -> str | None:
+        path = self._node.store.path(digest)
+        return str(path) if path else None
+
+    def model_known(self, digest: str) -> bool:
+        return self._node.models.known(digest) is not None
+
+    async def model_cost(self, digest: str) -> ModelFacts:
+        return await self._node._model_cost(digest)
 
 
 class ProviderNode:
@@ -175,6 +168,7 @@ class ProviderNode:
         self.models = ModelInspector(
             cache=config.model_cache, timeout_s=config.job_timeout_s, memory_mb=config.memory_mb
         )
+        self._host = _Host(self)
         self._load_journal()
 
     # -- identity ----------------------------------------------------------------
@@ -202,6 +196,7 @@ class ProviderNode:
             market=self.ledger.market.address,
             unit_price=c.unit_price,
             workloads=list(c.workloads),
+            specs={kind: get_workload(kind).schema() for kind in c.workloads},
             hardware=self.hardware.as_dict(),
             capabilities_hash="0x" + capabilities_hash(self.capabilities()).hex(),
             limits={
@@ -286,24 +281,36 @@ class ProviderNode:
         if terms.client != sender:
             raise Unauthorized("the request is not signed by the channel's client")
         if req.kind not in self.config.workloads:
-            raise InvalidInput(f"this node does not serve {req.kind!r} jobs")
+            raise InvalidInput(
+                f"this node does not serve jobs of kind {req.kind!r} "
+                f"(it serves {', '.join(self.config.workloads)})"
+            )
+        workload = get_workload(req.kind)
+        spec = workload.parse(req.spec_fields())
         if req.unit_price != self.config.unit_price:
             raise InvalidInput(
                 f"price mismatch: this node charges {self.config.unit_price} per unit"
             )
-        self._check_sizes(req)
+        await workload.check(spec, self._host)  # named blobs and their sizes, unread
         book = await self._book(terms)
         if req.voucher is not None:
             self._take_voucher(book, req.voucher)
         await self._reserve(book, 0, check_only=True)
 
-        with self.store.pin(req.model, req.input_blob):  # no eviction under a running job
-            return await self._run_pinned(sender, req, terms, book)
+        with self.store.pin(*workload.blobs(spec)):  # no eviction under a running job
+            return await self._run_pinned(sender, req, terms, book, workload, spec)
 
     async def _run_pinned(
-        self, sender: str, req: JobRequest, terms: ChannelTerms, book: ChannelBook
+        self,
+        sender: str,
+        req: JobRequest,
+        terms: ChannelTerms,
+        book: ChannelBook,
+        workload: Workload[Any, Any],
+        spec: Any,
     ) -> JobResult:
-        task, payload, rows, units, metered = await self._prepare(req)
+        job = await self._prepare(workload, spec)
+        rows, units, metered = job.rows, job.units, job.metered
         flops = units // rows
         c = self.config
         if units > req.max_units:
@@ -318,7 +325,9 @@ class ProviderNode:
         try:
             self.journal.begin_job(job_id, terms, req.seq, req.kind)
             try:
-                outcome = await self.executor.run(task, payload, timeout=timeout, owner=sender)
+                outcome = await self.executor.run(
+                    job.task, job.payload, timeout=timeout, owner=sender
+                )
             except IdlegridError as exc:  # it never ran (busy, closing): nothing is owed
                 self.journal.fail_job(job_id, f"{type(exc).__name__}: {exc}")
                 self.stats.jobs_failed += 1
@@ -398,60 +407,14 @@ class ProviderNode:
         digest, text = await asyncio.to_thread(_hash_and_encode, output)
         return digest, text, None
 
-    def _check_sizes(self, req: JobRequest) -> None:
-        """Refuse a job whose named blobs are missing or too large, before reading them."""
-        if req.kind != "onnx":
-            return
-        if req.model is None:
-            raise InvalidInput("an onnx job needs `model` (the sha256 of an uploaded model)")
-        if (req.input_npy is None) == (req.input_blob is None):
-            raise InvalidInput("an onnx job needs exactly one of input_npy and input_blob")
-        limit = self.config.max_model_bytes
-        if self.models.known(req.model) is None and self.store.size(req.model) > limit:
-            raise PayloadTooLarge(f"model larger than {limit} bytes, this node's limit")
-        if req.input_blob is not None:
-            self.store.size(req.input_blob)  # BlobNotFound if it is not there
-
-    async def _prepare(self, req: JobRequest) -> tuple[str, bytes, int, int, bool]:
-        """(task, payload, rows, compute units, metered) for a job, validated before it runs.
-
-        A model whose FLOP count is not exact (control flow, data-dependent sizes) is
-        metered on a node that meters, and refused (naming the op) on one that does not.
-
-        Parsing and encoding run in a thread (small inline inputs excepted), counting a
-        new model's FLOPs in the model inspector's process.
-        """
-        if req.kind == "onnx":
-            assert req.model is not None  # _check_sizes
-            inline = req.input_blob is None and len(req.input_npy or "") <= INLINE_PARSE_CHARS
-            array = self._input(req) if inline else await asyncio.to_thread(self._input, req)
-            if array.ndim < 1 or array.shape[0] < 1:
-                raise InvalidInput("input must have at least one row")
-            cost = await self._model_cost(req.model)
-            if cost.metering is not None and not self.config.metered:
-                raise InvalidInput(
-                    f"this node runs only models whose FLOP count is exact: {cost.metering}"
-                )
-            _check_input(cost.inputs, array)  # here, so that a wrong input is not billed
-            path = self.store.path(req.model)
-            job = {"model": req.model, "path": str(path) if path else None, "input": array}
-            payload = (
-                pickle.dumps(job, protocol=5)
-                if inline
-                else await asyncio.to_thread(pickle.dumps, job, 5)
-            )
-            rows = int(array.shape[0])
-            return ONNX_TASK, payload, rows, cost.flops_per_row * rows, cost.metering is not None
-        if not req.texts:
-            raise InvalidInput("an embed job needs a non-empty `texts` list")
-        from ..workloads import embed_flops
-
-        units = embed_flops(req.texts)
-        return EMBED_TASK, pickle.dumps({"texts": req.texts}), len(req.texts), units, False
-
-    def _input(self, req: JobRequest) -> Any:
-        raw = self.store.get(req.input_blob) if req.input_blob is not None else req.input_npy or ""
-        return array_from_npy(raw, max_bytes=self.config.max_blob_bytes)
+    async def _prepare(self, workload: Workload[Any, Any], spec: Any) -> Prepared:
+        """The job ready for a worker, validated before it runs: the kind prepares it
+        (parsing off the event loop, a new model's FLOPs counted in the model
+        inspector's process), and the node checks what it says."""
+        prepared = await workload.prepare(spec, self._host)
+        if prepared.rows < 1 or prepared.units < 0:
+            raise InvalidInput(f"a {workload.name} job needs at least one row")
+        return prepared
 
     async def _model_cost(self, model: str) -> ModelFacts:
         path = self.store.path(model)

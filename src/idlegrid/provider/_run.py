@@ -8,15 +8,15 @@ from collections.abc import Callable
 import uvicorn
 
 from ..chain import Ledger
+from ..executor import ExecutorLimits, ProcessExecutor
 from ..protocol import Account
 from ..store import FileBlobStore
 from ._app import create_app
 from ._config import NodeConfig
-from ._executor import ExecutorLimits, ProcessExecutor
 from ._hardware import probe_hardware
 from ._http import guarded_protocol
 from ._journal import Journal
-from ._node import TASKS, ProviderNode
+from ._node import ProviderNode, tasks
 
 __all__ = ["build_node", "serve_node"]
 
@@ -35,7 +35,7 @@ def build_node(account: Account, ledger: Ledger, config: NodeConfig) -> Provider
             memory_mb=config.memory_mb,
             max_output_bytes=config.max_output_bytes,
         ),
-        allowed_tasks=TASKS,
+        allowed_tasks=tasks(config.workloads),
     )
     return ProviderNode(
         account,

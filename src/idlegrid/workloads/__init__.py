@@ -1,11 +1,26 @@
 """Workloads: pure functions from content-hashed artifacts to results.
 
+Each kind of job is a :class:`Workload` (``_base.py``) in its own file
+(``_kind_onnx.py``, ``_kind_embed.py``), registered by name: the node and the
+client look a kind up with :func:`get_workload` and never branch on its name.
+
 ``onnx`` runs any ONNX model in onnxruntime; ``embed`` turns texts into
 all-MiniLM-L6-v2 sentence embeddings (the ``idlegrid[embed]`` extra). Each also
 says what a job costs in compute units (one unit is one FLOP), computed from the
 job itself so that a client can check the bill. No networking, no chain.
 """
 
+from ._base import (
+    BlobSink,
+    ClientHost,
+    NodeHost,
+    OutputSpec,
+    Plan,
+    Prepared,
+    Spec,
+    Workload,
+    npy_output,
+)
 from ._digits import DIGITS_FEATURES, train_digits_model
 from ._embed import (
     EMBED_DIM,
@@ -20,20 +35,40 @@ from ._embed import (
 from ._errors import WorkloadError
 from ._external import refuse_external_data
 from ._flops import ModelCost, compute_units, count_flops, metering_reason, model_cost
+from ._kind_embed import EmbedSpec, EmbedWorkload
+from ._kind_onnx import ATOL, RTOL, OnnxSpec, OnnxWorkload
 from ._onnx import CPU, CUDA, ModelInfo, OnnxRunner, TensorSpec, model_info, select_providers
+from ._registry import get_workload, register, unregister, workloads
+
+register(OnnxWorkload(), replace=True)
+register(EmbedWorkload(), replace=True)
 
 __all__ = [
+    "ATOL",
     "CPU",
     "CUDA",
     "DIGITS_FEATURES",
     "EMBED_DIM",
     "MAX_TEXTS",
     "MAX_TOKENS",
+    "RTOL",
+    "BlobSink",
+    "ClientHost",
+    "EmbedSpec",
+    "EmbedWorkload",
     "Embedder",
     "ModelCost",
     "ModelInfo",
+    "NodeHost",
     "OnnxRunner",
+    "OnnxSpec",
+    "OnnxWorkload",
+    "OutputSpec",
+    "Plan",
+    "Prepared",
+    "Spec",
     "TensorSpec",
+    "Workload",
     "WorkloadError",
     "compute_units",
     "count_flops",
@@ -41,10 +76,15 @@ __all__ = [
     "embed",
     "embed_flops",
     "embed_units",
+    "get_workload",
     "metering_reason",
     "model_cost",
     "model_info",
+    "npy_output",
     "refuse_external_data",
+    "register",
     "select_providers",
     "train_digits_model",
+    "unregister",
+    "workloads",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from idlegrid import BlobNotFound, ContractReverted, InvalidInput, UsageError
-from idlegrid.provider import JobFailed
-from idlegrid.provider._wire import MAX_MESSAGE, RemoteError
+from idlegrid.executor import JobFailed
+from idlegrid.executor._wire import MAX_MESSAGE, RemoteError
 
 TASK = "pkg.mod:fn"
 

@@ -6,7 +6,7 @@ used), or ``submit`` it and get the bytes back; ``close``, read ``stats``. A tas
 a function ``f(payload: bytes) -> bytes`` named ``"package.module:function"``; only
 names in the allow-list given at construction run, so a request can never name
 arbitrary code. Every implementation passes the suite in
-``tests/provider/test_executor.py``.
+``tests/executor/test_executor.py``.
 
 Each job has an owner (the node passes the client's address). Queued jobs are
 served fairly across owners: a free worker takes the next job of the owner with the
@@ -47,8 +47,15 @@ from itertools import count
 from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Literal, Self
 
-from .._exceptions import ConfigError, InvalidInput, UsageError
-from ._errors import ExecutorBusy, ExecutorClosed, JobCrashed, JobTimeout
+from .._exceptions import (
+    ConfigError,
+    ExecutorBusy,
+    ExecutorClosed,
+    InvalidInput,
+    JobCrashed,
+    JobTimeout,
+    UsageError,
+)
 from ._wire import RemoteError
 from ._worker_handle import Job, State, WorkerHandle, describe_exit
 
@@ -61,7 +68,7 @@ __all__ = [
     "check_task_names",
 ]
 
-log = logging.getLogger("idlegrid.provider")
+log = logging.getLogger("idlegrid.executor")
 
 #: seconds a new worker may take to report ready before it is killed
 STARTUP_TIMEOUT = 60.0
@@ -221,7 +228,7 @@ class ProcessExecutor(Executor):
     start method: "forkserver" (fast restarts) or "spawn"; "fork" is refused, as
     forking a process with an event loop and threads is unsafe. Either way, as
     multiprocessing does, the parent's ``__main__`` module is run once in the
-    forkserver or in each spawned worker; workers import ``idlegrid.provider``.
+    forkserver or in each spawned worker; workers import ``idlegrid.executor``.
     """
 
     def __init__(

@@ -23,7 +23,7 @@ import pytest
 
 from idlegrid import BlobNotFound, ConfigError, InvalidInput, UsageError
 from idlegrid._process import ProcessRef
-from idlegrid.provider import (
+from idlegrid.executor import (
     Executor,
     ExecutorBusy,
     ExecutorClosed,
@@ -330,7 +330,7 @@ def test_task_not_allowed_is_refused_before_anything_runs(
 
 @pytest.mark.parametrize(
     "allowed",
-    [[], "tests.provider._tasks:echo", ["echo"], ["os.system"], ["a:b; rm -rf /"], [b"a:b"]],
+    [[], "tests.executor._tasks:echo", ["echo"], ["os.system"], ["a:b; rm -rf /"], [b"a:b"]],
 )
 def test_malformed_allow_list_is_a_config_error(
     make_executor: ExecutorFactory, allowed: Any
@@ -566,7 +566,7 @@ def test_a_killed_workers_directory_is_removed_and_its_successor_gets_a_new_one(
 def test_workers_exit_when_the_node_dies(method: str, tmp_path: Path) -> None:
     script = f"""
 import asyncio, os, signal
-from idlegrid.provider import ExecutorLimits, ProcessExecutor
+from idlegrid.executor import ExecutorLimits, ProcessExecutor
 
 async def main():
     ex = ProcessExecutor(ExecutorLimits(workers=2), allowed_tasks=[{SLEEP!r}],

@@ -26,7 +26,7 @@ from ._worker import worker_main
 
 __all__ = ["Job", "Owner", "State", "WorkerHandle", "describe_exit"]
 
-log = logging.getLogger("idlegrid.provider")
+log = logging.getLogger("idlegrid.executor")
 
 _INLINE_PAYLOAD = 65536  # payloads up to this size go out in one write with the header
 

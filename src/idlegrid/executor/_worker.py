@@ -1,6 +1,6 @@
 """The worker process: runs allowed tasks one at a time, for as long as its parent lives.
 
-A worker is started by :class:`~idlegrid.provider.ProcessExecutor` with one end of a
+A worker is started by :class:`~idlegrid.executor.ProcessExecutor` with one end of a
 socket pair. It applies its memory limit, moves into an empty working directory of its
 own (mode 0700: nothing a job resolves against the working directory finds the node's
 files), says READY, then loops: read a RUN frame, call the task, write OK or ERROR with
@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 
-from ._errors import OutputTooLarge
+from .._exceptions import OutputTooLarge
 from ._wire import CPU, HEADER, Kind, RemoteError
 
 __all__ = ["output_limit", "worker_main"]

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from .._exceptions import IdlegridError
-from ._errors import JobFailed
+from .._exceptions import IdlegridError, JobFailed
 
 __all__ = ["CPU", "HEADER", "MAX_MESSAGE", "Kind", "RemoteError"]
 

@@ -1,0 +1,353 @@
+"""Typed clients for the idlegrid contracts, on one shared base.
+
+Every write takes ``sender=`` (an :class:`~idlegrid.protocol.Account`) and
+returns a :class:`TxResult`; every failure is an idlegrid exception carrying
+the contract's reason. Nothing here returns a web3 or ABI object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from web3 import Web3
+from web3.contract import Contract
+
+from .._exceptions import InvalidInput
+from ..protocol import (
+    MARKET_DOMAIN_NAME,
+    Account,
+    Domain,
+    Permit,
+    Signature,
+    Voucher,
+    checksum,
+)
+from ._backend import ChainBackend, TxResult
+from ._compile import Artifact, compile_all
+from ._errors import translate
+from ._types import ChannelState, ChannelTerms, Contribution, ProviderInfo
+
+__all__ = ["ContractClient", "MarketClient", "RegistryClient", "TokenClient", "deploy_contract"]
+
+
+def deploy_contract(
+    backend: ChainBackend,
+    name: str,
+    args: Sequence[Any],
+    *,
+    sender: Account,
+    artifact: Artifact | None = None,
+) -> str:
+    """Deploy contract ``name`` with constructor ``args``; return its address.
+
+    The artifact is the compiled contract of that name unless ``artifact`` is given.
+    """
+    art = artifact or compile_all()[name]
+    factory = backend.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+    with translate(f"{name}.__init__"):
+        tx = factory.constructor(*args).build_transaction(
+            {"from": sender.address, "gas": 8_000_000}
+        )
+    result = backend.send(sender, {"data": tx["data"], "gas": tx["gas"]}, function=f"deploy {name}")
+    return checksum(result.receipt["contractAddress"])
+
+
+class ContractClient:
+    """Shared plumbing of a typed contract client: a bound contract, calls and transactions.
+
+    A subclass names its compiled contract in ``_name``; ``abi`` overrides the
+    compiled one (a contract compiled from a file outside ``contracts/``).
+    """
+
+    _name: str
+
+    def __init__(
+        self, backend: ChainBackend, address: str, *, abi: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.backend = backend
+        self.address = checksum(address)
+        self._c: Contract = backend.w3.eth.contract(
+            address=Web3.to_checksum_address(self.address),
+            abi=abi if abi is not None else compile_all()[self._name].abi,
+        )
+
+    def _call(self, fn: str, *args: Any) -> Any:
+        with translate(f"{self._name}.{fn}"):
+            return getattr(self._c.functions, fn)(*args).call()
+
+    def _send(self, fn: str, *args: Any, sender: Account) -> TxResult:
+        label = f"{self._name}.{fn}"
+        with translate(label):
+            data = self._c.encode_abi(fn, args=list(args))
+        return self.backend.send(sender, {"to": self.address, "data": data}, function=label)
+
+    def owner(self) -> str:
+        """The contract's owner (the ``ownable`` module)."""
+        return checksum(self._call("owner"))
+
+    def transfer_ownership(self, new_owner: str, *, sender: Account) -> TxResult:
+        """Hand the owner role to ``new_owner`` (owner only)."""
+        return self._send("transfer_ownership", checksum(new_owner), sender=sender)
+
+    def _events(self, event: str, result: TxResult) -> list[dict[str, Any]]:
+        """Decoded ``event`` logs of one transaction, as plain dicts."""
+        from web3.logs import DISCARD
+
+        logs = getattr(self._c.events, event)().process_receipt(result.receipt, errors=DISCARD)
+        return [dict(log["args"]) for log in logs]
+
+
+class TokenClient(ContractClient):
+    """The ERC-20 + EIP-2612 token."""
+
+    _name = "Token"
+
+    def name(self) -> str:
+        return str(self._call("name"))
+
+    def symbol(self) -> str:
+        return str(self._call("symbol"))
+
+    def decimals(self) -> int:
+        return int(self._call("decimals"))
+
+    def total_supply(self) -> int:
+        return int(self._call("totalSupply"))
+
+    def balance_of(self, owner: str) -> int:
+        return int(self._call("balanceOf", checksum(owner)))
+
+    def allowance(self, owner: str, spender: str) -> int:
+        return int(self._call("allowance", checksum(owner), checksum(spender)))
+
+    def nonce(self, owner: str) -> int:
+        """The owner's next EIP-2612 permit nonce."""
+        return int(self._call("nonces", checksum(owner)))
+
+    def domain(self) -> Domain:
+        """The EIP-712 domain of ``permit``."""
+        return Domain(
+            name=self.name(), chain_id=self.backend.chain_id, verifying_contract=self.address
+        )
+
+    def transfer(self, to: str, amount: int, *, sender: Account) -> TxResult:
+        return self._send("transfer", checksum(to), amount, sender=sender)
+
+    def approve(self, spender: str, amount: int, *, sender: Account) -> TxResult:
+        return self._send("approve", checksum(spender), amount, sender=sender)
+
+    def transfer_from(self, owner: str, to: str, amount: int, *, sender: Account) -> TxResult:
+        return self._send("transferFrom", checksum(owner), checksum(to), amount, sender=sender)
+
+    def permit(self, permit: Permit, signature: Signature, *, sender: Account) -> TxResult:
+        """Submit a signed permit (anyone may send it)."""
+        return self._send(
+            "permit",
+            checksum(permit.owner),
+            checksum(permit.spender),
+            permit.value,
+            permit.deadline,
+            signature.v,
+            signature.r,
+            signature.s,
+            sender=sender,
+        )
+
+    def mint(self, to: str, amount: int, *, sender: Account) -> TxResult:
+        """Create tokens (owner only: the faucet)."""
+        return self._send("mint", checksum(to), amount, sender=sender)
+
+
+class RegistryClient(ContractClient):
+    """The provider registry: endpoints, prices, stakes."""
+
+    _name = "ProviderRegistry"
+
+    def min_stake(self) -> int:
+        return int(self._call("min_stake"))
+
+    def unbonding_delay(self) -> int:
+        return int(self._call("unbonding_delay"))
+
+    def market(self) -> str:
+        return checksum(self._call("market"))
+
+    def set_market(self, market: str, *, sender: Account) -> TxResult:
+        return self._send("set_market", checksum(market), sender=sender)
+
+    def register(
+        self, endpoint: str, price: int, capabilities: bytes, stake: int, *, sender: Account
+    ) -> TxResult:
+        """Register ``sender`` as a provider, locking ``stake`` (approve the registry first)."""
+        return self._send("register", endpoint, price, _b32(capabilities), stake, sender=sender)
+
+    def update(
+        self, endpoint: str, price: int, capabilities: bytes, *, sender: Account
+    ) -> TxResult:
+        return self._send("update", endpoint, price, _b32(capabilities), sender=sender)
+
+    def add_stake(self, amount: int, *, sender: Account) -> TxResult:
+        return self._send("add_stake", amount, sender=sender)
+
+    def begin_unbonding(self, amount: int, *, sender: Account) -> TxResult:
+        return self._send("begin_unbonding", amount, sender=sender)
+
+    def withdraw(self, *, sender: Account) -> TxResult:
+        return self._send("withdraw", sender=sender)
+
+    def slash(self, provider: str, amount: int, beneficiary: str, *, sender: Account) -> TxResult:
+        """Only the market may call this; exposed for tests of that rule."""
+        return self._send("slash", checksum(provider), amount, checksum(beneficiary), sender=sender)
+
+    def provider(self, address: str) -> ProviderInfo:
+        addr = checksum(address)
+        endpoint, price, caps, stake, unbonding, withdrawable_at, registered = self._call(
+            "providers", addr
+        )
+        return ProviderInfo(
+            address=addr,
+            endpoint=str(endpoint),
+            price=int(price),
+            capabilities=bytes(caps),
+            stake=int(stake),
+            unbonding=int(unbonding),
+            withdrawable_at=int(withdrawable_at),
+            registered=bool(registered),
+            active=self.is_active(addr),
+        )
+
+    def is_active(self, address: str) -> bool:
+        return bool(self._call("is_active", checksum(address)))
+
+    def active_count(self) -> int:
+        return int(self._call("active_count"))
+
+    def active_providers(self) -> list[str]:
+        """Every active provider's address (paged 256 at a time)."""
+        out: list[str] = []
+        count = self.active_count()
+        while len(out) < count:
+            page = self._call("active_providers", len(out), 256)
+            if not page:
+                break
+            out.extend(checksum(a) for a in page)
+        return out
+
+
+class MarketClient(ContractClient):
+    """The job market: escrow balances, payment channels, contribution records."""
+
+    _name = "JobMarket"
+
+    def token(self) -> str:
+        return checksum(self._call("token"))
+
+    def registry(self) -> str:
+        return checksum(self._call("registry"))
+
+    def close_window(self) -> int:
+        return int(self._call("close_window"))
+
+    def arbiter(self) -> str:
+        return checksum(self._call("arbiter"))
+
+    def domain(self) -> Domain:
+        """The EIP-712 domain of vouchers."""
+        return Domain(MARKET_DOMAIN_NAME, self.backend.chain_id, self.address)
+
+    def balance_of(self, account: str) -> int:
+        """Tokens held for ``account`` in the market, free to spend or withdraw."""
+        return int(self._call("balance_of", checksum(account)))
+
+    def deposit(self, amount: int, *, sender: Account) -> TxResult:
+        return self._send("deposit", amount, sender=sender)
+
+    def withdraw(self, amount: int, *, sender: Account) -> TxResult:
+        return self._send("withdraw", amount, sender=sender)
+
+    def open_channel(
+        self,
+        provider: str,
+        amount: int,
+        expiry: int,
+        *,
+        sender: Account,
+        salt: int | None = None,
+    ) -> tuple[ChannelTerms, TxResult]:
+        """Open a channel from ``sender`` to ``provider``; the deposit comes from the
+        sender's market balance, then (for any shortfall) from its wallet."""
+        terms = ChannelTerms.new(sender.address, provider, amount, expiry)
+        if salt is not None:
+            terms = ChannelTerms(terms.client, terms.provider, amount, expiry, salt)
+        result = self._send(
+            "open_channel", terms.provider, amount, expiry, terms.salt, sender=sender
+        )
+        return terms, result
+
+    def top_up(self, terms: ChannelTerms, amount: int, expiry: int, *, sender: Account) -> TxResult:
+        return self._send("top_up", terms.as_tuple(), amount, expiry, sender=sender)
+
+    def redeem(
+        self, terms: ChannelTerms, voucher: Voucher, signature: Signature, *, sender: Account
+    ) -> TxResult:
+        """Redeem a client-signed voucher (the channel's provider only)."""
+        if voucher.channel != terms.id:
+            raise InvalidInput("voucher is for another channel")
+        return self._send(
+            "redeem",
+            terms.as_tuple(),
+            voucher.amount,
+            voucher.jobs,
+            voucher.units,
+            voucher.receipts_root,
+            signature.v,
+            signature.r,
+            signature.s,
+            sender=sender,
+        )
+
+    def close(self, terms: ChannelTerms, *, sender: Account) -> TxResult:
+        return self._send("close", terms.as_tuple(), sender=sender)
+
+    def set_arbiter(self, arbiter: str, *, sender: Account) -> TxResult:
+        return self._send("set_arbiter", checksum(arbiter), sender=sender)
+
+    def slash(self, provider: str, amount: int, beneficiary: str, *, sender: Account) -> TxResult:
+        """Slash a provider's stake (the arbiter only)."""
+        return self._send("slash", checksum(provider), amount, checksum(beneficiary), sender=sender)
+
+    def channel(self, terms: ChannelTerms) -> ChannelState:
+        cid, deposit, expiry, paid, jobs, units, is_open, closed = self._call(
+            "channel", terms.as_tuple()
+        )
+        return ChannelState(bytes(cid), deposit, expiry, paid, jobs, units, is_open, closed)
+
+    def channel_id(self, terms: ChannelTerms) -> bytes:
+        return bytes(self._call("channel_id", terms.as_tuple()))
+
+    def record(self, provider: str) -> Contribution:
+        earned, jobs, units = self._call("record", checksum(provider))
+        return Contribution(int(earned), int(jobs), int(units))
+
+    def voucher_digest(self, voucher: Voucher) -> bytes:
+        return bytes(
+            self._call(
+                "voucher_digest",
+                voucher.channel,
+                voucher.amount,
+                voucher.jobs,
+                voucher.units,
+                voucher.receipts_root,
+            )
+        )
+
+    def verify_receipt(self, leaf: bytes, proof: Sequence[bytes], root: bytes) -> bool:
+        """Check a Merkle proof with the contract's own code."""
+        return bool(self._call("verify_receipt", leaf, list(proof), root))
+
+
+def _b32(value: bytes) -> bytes:
+    if len(value) != 32:
+        raise InvalidInput(f"expected 32 bytes, got {len(value)}")
+    return value
