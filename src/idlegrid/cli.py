@@ -331,7 +331,7 @@ def node_start(
         workers=workers,
         job_timeout_s=job_timeout,
         memory_mb=memory_mb or None,
-        workloads=("onnx", "embed") if embed else ("onnx",),
+        workloads=("onnx", "sgd", "embed") if embed else ("onnx", "sgd"),
         redeem_max_age_s=redeem_after,
         upload_allowance_bytes=upload_allowance,
         max_store_bytes=max_store,

@@ -77,7 +77,7 @@ class Setup:
     def state(self) -> tuple[Any, ...]:
         """What the client has agreed to pay on the channel."""
         ch = self.channel
-        return ch.voucher, ch.amount, ch.units, dict(ch.accepted), ch.acc.count
+        return ch.voucher, ch.amount, ch.units, dict(ch.accepted), ch.prefix.count
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ def test_the_next_job_carries_the_voucher_for_the_previous_one(setup: Setup) -> 
     first, second = setup.provider.jobs
     assert first.voucher is None and second.voucher == voucher
     assert (first.seq, second.seq) == (1, 2)
-    assert setup.channel.acc.count == 2
+    assert setup.channel.prefix.count == 2
 
 
 FailedJob = tuple[str, type[Exception]]

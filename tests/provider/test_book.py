@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from idlegrid import InvalidInput
 from idlegrid.chain import ChannelTerms
-from idlegrid.protocol import MerkleAccumulator, Voucher
+from idlegrid.protocol import Account, Domain, MerkleAccumulator, Voucher, sign_voucher
 from idlegrid.provider._book import (
     ChannelBook,
     ExpiringSet,
@@ -14,8 +16,11 @@ from idlegrid.provider._book import (
     TokenBucket,
     check_client_credit,
 )
+from idlegrid.provider._journal import Journal
 
-TERMS = ChannelTerms("0x" + "11" * 20, "0x" + "22" * 20, 1000, 10_000, 1)
+CLIENT = Account.from_key("0x" + "33" * 32)
+TERMS = ChannelTerms(CLIENT.address, "0x" + "22" * 20, 1000, 10_000, 1)
+DOMAIN = Domain("idlegrid JobMarket", 31337, "0x" + "ab" * 20)
 NOW = 1_000.0
 
 
@@ -196,3 +201,49 @@ def test_token_bucket_refund_gives_back_a_token_up_to_the_burst() -> None:
     bucket.refund()
     bucket.refund()
     assert bucket.take(0.0) and not bucket.take(0.0)
+
+
+# -- the book journals its events and is rebuilt from the journal ---------------------------
+def test_book_journals_before_it_books_and_reloads(tmp_path: Path) -> None:
+    # Prepare: a book that owns the channel's journal entries
+    journal = Journal(tmp_path / "j.sqlite")
+    book = ChannelBook(TERMS, deposit=1000, expiry=10_000, chain_open=True, journal=journal)
+    for seq in (2, 1, 3):  # out of order
+        book.begin_job(_leaf(100 + seq), seq, "onnx")
+        book.finish_job(
+            _leaf(100 + seq), seq, leaf=_leaf(seq), units=20, amount=10, result_hash=_leaf(0)
+        )
+    book.begin_job(_leaf(104), 4, "onnx")
+    book.fail_job(_leaf(104), "never ran")
+    signature = sign_voucher(CLIENT, DOMAIN, _voucher(2))
+
+    # Execute
+    taken = book.take_voucher(_voucher(2), signature)
+    stale = book.take_voucher(_voucher(1), signature)
+    reloaded = ChannelBook.load(journal, TERMS)
+
+    # Assert
+    assert (taken, stale) == (True, False)
+    assert journal.receipts(TERMS.id) == [(s, _leaf(s), 20, 10) for s in (1, 2, 3)]
+    stored = journal.latest_voucher(TERMS.id)
+    assert stored is not None and stored.voucher == _voucher(2)
+    assert (reloaded.contiguous, reloaded.delivered_amount) == (3, 30)
+    assert (reloaded.voucher_jobs, reloaded.voucher_amount) == (2, 20)
+    assert reloaded.prefix.root() == book.prefix.root()
+    journal.close()
+
+
+def test_voucher_misstating_receipts_is_not_journalled(tmp_path: Path) -> None:
+    # Prepare
+    journal = Journal(tmp_path / "j.sqlite")
+    book = ChannelBook(TERMS, journal=journal)
+    book.begin_job(_leaf(101), 1, "onnx")
+    book.finish_job(_leaf(101), 1, leaf=_leaf(1), units=20, amount=10, result_hash=_leaf(0))
+    wrong = Voucher(TERMS.id, 99, 1, 20, _voucher(1).receipts_root)
+
+    # Execute, Assert
+    with pytest.raises(InvalidInput, match="receipts say"):
+        book.take_voucher(wrong, sign_voucher(CLIENT, DOMAIN, wrong))
+    assert journal.latest_voucher(TERMS.id) is None
+    assert book.voucher_jobs == 0
+    journal.close()

@@ -209,7 +209,7 @@ def _network(
     ) * max(c.unit_price for c in candidates)
     for c in candidates:  # enough for the whole run: no top-up while timing
         session = client._session(c)
-        client._run(client._channel(session, budget, reserve=False))
+        client._run(client._channels.acquire(session, budget, reserve=False))
 
     say(f"latency: {warmup} + {latency_jobs} one-row jobs, one at a time")
     client.max_providers = 1

@@ -4,6 +4,7 @@ from ._client import BatchReport, Client, ClosedChannel
 from ._discovery import open_index
 from ._dispatch import NoProviders, Shard, dispatch, make_shards
 from ._http import HttpPool
+from ._long import Failover, Progress, Run, RunResult
 from ._model import ModelRejected, ModelSpec, OutputSpec, probe, read_model
 from ._selection import Backoff, Candidate, Limits, Weights, rank, reputation, score
 from ._session import (
@@ -23,6 +24,7 @@ __all__ = [
     "Client",
     "ClientChannel",
     "ClosedChannel",
+    "Failover",
     "HttpPool",
     "JobRejected",
     "JobTimedOut",
@@ -31,10 +33,13 @@ __all__ = [
     "ModelSpec",
     "NoProviders",
     "OutputSpec",
+    "Progress",
     "ProviderFailed",
     "ProviderRefused",
     "ProviderSession",
     "Response",
+    "Run",
+    "RunResult",
     "Shard",
     "Transport",
     "Weights",

@@ -22,13 +22,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .._exceptions import ConfigError, ContractReverted, IdlegridError, InvalidInput
+from .._exceptions import ConfigError, IdlegridError, InvalidInput
 from ..chain import ChannelTerms, Indexer, Ledger, RpcBackend
 from ..protocol import Account, node_domain
-from ..workloads import Workload, get_workload
+from ..workloads import LongWorkload, Workload, get_workload
+from ._channels import Channels, ClosedChannel
 from ._discovery import discover, open_index
 from ._dispatch import NoProviders, Shard, dispatch
 from ._http import HttpPool
+from ._long import Progress, Run, RunResult, drive, resume_point
+from ._runs import follow
 from ._selection import Backoff, Candidate, Weights, rank
 from ._session import ClientChannel, ProviderFailed, ProviderSession, Reserve
 from ._transport import Transport
@@ -37,18 +40,6 @@ __all__ = ["BatchReport", "Client", "ClosedChannel"]
 
 log = logging.getLogger("idlegrid.client")
 T = TypeVar("T")
-
-CHANNEL_TTL_S = 3600
-
-
-@dataclass(frozen=True)
-class ClosedChannel:
-    """A channel :meth:`Client.close_channels` closed (or could not close yet)."""
-
-    provider: str
-    channel: str  # 0x id
-    closed: bool
-    how: str  # "provider" (early close), "client" (after expiry + window), or why not
 
 
 @dataclass
@@ -100,20 +91,17 @@ class Client:
         self._index: Indexer | None = None
         self._node = node_domain(ledger.backend.chain_id, ledger.market.address)
         self._market = ledger.market.domain()
-        self._channels: dict[str, ClientChannel] = {}
-        self._all_channels: list[ClientChannel] = []
+        self._channels = Channels(account, ledger)
         self._sessions: dict[str, ProviderSession] = {}
         self._candidates: dict[str, list[Candidate]] = {}
         self._discovered_at: dict[str, float] = {}
         self._hosts: dict[str, _Host] = {}
-        self._chain_lock: asyncio.Lock | None = None
         self._transport = transport if transport is not None else HttpPool(max_connections=64)
         self._loop = _new_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, daemon=True, name="idlegrid-client"
         )
         self._thread.start()
-        self._run(self._make_lock())
         self._closed = False
 
     # -- construction ------------------------------------------------------------
@@ -137,9 +125,6 @@ class Client:
             raise RuntimeError("Client methods are blocking; do not call them from its own loop")
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result()
-
-    async def _make_lock(self) -> None:
-        self._chain_lock = asyncio.Lock()
 
     def close(self, *, close_channels: bool = True) -> None:
         """Hand over final vouchers, close this client's channels (so that no deposit
@@ -239,6 +224,43 @@ class Client:
         with self._progress_bar(kind, on_progress) as report:
             return self._run(self._submit(workload, inputs, rows_per_shard, report, options))
 
+    def start(
+        self, kind: str, *, resume_from: Any = None, node_driven: bool = False, **options: Any
+    ) -> Run:
+        """Start a long-running job of a long kind (``sgd``, say) and return at once: a
+        :class:`~idlegrid.client.Run` to follow (``events()``), wait for (``result()``) or
+        stop (``cancel()``). It runs as segments, each a job checked and vouchered before
+        the next; when its provider dies it goes on elsewhere from the last checkpoint.
+        ``resume_from`` is ``(step, checkpoint)`` of an earlier run (``Run.checkpoint``).
+        With ``node_driven`` the provider runs the segments itself (``POST /v1/runs``) and
+        the client follows its events, checking and vouchering each segment."""
+        if self._closed:
+            raise InvalidInput("client is closed")
+        workload = get_workload(kind)
+        if not isinstance(workload, LongWorkload):
+            raise InvalidInput(f"{kind} is not a long-running kind: use Client.run")
+        resume = resume_point(resume_from)
+        plan = self._run(workload.start(self._host(workload), **options))
+        run = Run(plan)
+        runner = follow if node_driven else drive
+        run._future = asyncio.run_coroutine_threadsafe(runner(self, run, resume), self._loop)
+        return run
+
+    def run_long(
+        self,
+        kind: str,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        resume_from: Any = None,
+        **options: Any,
+    ) -> RunResult:
+        """:meth:`start` a long job and wait for it, calling ``on_progress`` per segment."""
+        run = self.start(kind, resume_from=resume_from, **options)
+        for event in run.events():
+            if on_progress is not None and isinstance(event, Progress):
+                on_progress(event)
+        return run.result()
+
     @contextlib.contextmanager
     def _progress_bar(
         self, what: str, on_progress: Callable[[int, int], None] | None
@@ -296,57 +318,6 @@ class Client:
             host = self._hosts[workload.name] = _Host(self, workload.name)
         return host
 
-    async def _channel(
-        self, session: ProviderSession, amount: int, *, reserve: bool = True
-    ) -> ClientChannel:
-        """A channel to ``session``'s provider with ``amount`` reserved on it (``committed``).
-
-        Opens one, or tops it up (doubling), when the deposit cannot cover it.
-        """
-        assert self._chain_lock is not None
-        async with self._chain_lock:
-            ch = self._channels.get(session.address)
-            market = self.ledger.market
-            if ch is not None and not ch.retired:
-                if ch.committed + amount <= ch.deposit and ch.expiry > time.time() + 120:
-                    ch.committed += amount if reserve else 0
-                    return ch
-                state = await asyncio.to_thread(market.channel, ch.terms)
-                if state.open and state.expiry > time.time() + 120:
-                    ch.deposit, ch.expiry = state.deposit, state.expiry
-                    if ch.committed + amount > state.deposit:
-                        add = max(ch.committed + amount - state.deposit, state.deposit)
-                        await asyncio.to_thread(self._allow, add)
-                        await asyncio.to_thread(
-                            market.top_up, ch.terms, add, state.expiry, sender=self.account
-                        )
-                        ch.deposit += add
-                    ch.committed += amount if reserve else 0
-                    return ch
-            if ch is not None and not ch.voucher_delivered:
-                with contextlib.suppress(ProviderFailed):
-                    await session.send_voucher(ch)
-            deposit = max(amount, 1)
-            await asyncio.to_thread(self._allow, deposit)
-            expiry = (
-                int(await asyncio.to_thread(self.ledger.backend.next_timestamp)) + CHANNEL_TTL_S
-            )
-            terms, _ = await asyncio.to_thread(
-                market.open_channel, session.address, deposit, expiry, sender=self.account
-            )
-            ch = ClientChannel(terms, deposit=deposit, expiry=expiry)
-            ch.committed += amount if reserve else 0
-            self._channels[session.address] = ch
-            self._all_channels.append(ch)
-            return ch
-
-    def _allow(self, amount: int) -> None:
-        """Let the market pull what the market balance lacks for ``amount`` (blocking)."""
-        market, token = self.ledger.market, self.ledger.token
-        shortfall = amount - market.balance_of(self.account.address)
-        if shortfall > 0 and token.allowance(self.account.address, market.address) < shortfall:
-            token.approve(market.address, shortfall, sender=self.account)
-
     async def _submit(
         self,
         workload: Workload[Any, Any],
@@ -397,7 +368,9 @@ class Client:
             # metered batch: room for the jobs in flight; bills come in under budget)
             cost = shard_cost(session.candidate)
             share = 0 if metered else sum(floors) * session.candidate.unit_price // len(chosen)
-            await self._channel(session, share * 3 // 2 + 2 * self.inflight * cost, reserve=False)
+            await self._channels.acquire(
+                session, share * 3 // 2 + 2 * self.inflight * cost, reserve=False
+            )
             await plan.upload(session)
 
         async def run(session: ProviderSession, shard: Shard) -> np.ndarray:
@@ -420,7 +393,7 @@ class Client:
 
     def _reserve(self, session: ProviderSession) -> Reserve:
         async def reserve(amount: int) -> ClientChannel:
-            return await self._channel(session, amount)
+            return await self._channels.acquire(session, amount)
 
         return reserve
 
@@ -445,7 +418,7 @@ class Client:
         """Hand each provider its latest voucher; a provider that moved (restarted on
         another endpoint) is looked up on chain again once."""
         rediscovered = False
-        for channel in list(self._all_channels):
+        for channel in self._channels.all():
             if channel.voucher_delivered:
                 continue
             address = channel.terms.provider
@@ -476,7 +449,7 @@ class Client:
 
     def channels(self) -> list[ClientChannel]:
         """Every channel this client opened, oldest first (a snapshot)."""
-        return list(self._all_channels)
+        return self._channels.all()
 
     def close_channels(self, *, all_open: bool = True) -> list[ClosedChannel]:
         """Close channels so that what their deposits did not pay goes back to the
@@ -493,64 +466,16 @@ class Client:
 
     async def _close_channels(self, *, all_open: bool) -> list[ClosedChannel]:
         await self._flush()
-        market = self.ledger.market
-        window, now = await asyncio.gather(
-            asyncio.to_thread(market.close_window), asyncio.to_thread(self.ledger.backend.timestamp)
-        )
-        todo: list[tuple[ChannelTerms, ClientChannel | None]] = [
-            (ch.terms, ch) for ch in self._all_channels if not ch.closed
-        ]
+        others: list[ChannelTerms] = []
         if all_open:
             if self._index is None:
                 self._index = await asyncio.to_thread(open_index, self.ledger, self._index_path)
             await asyncio.to_thread(self._index.sync)
-            mine = {ch.terms.id for ch in self._all_channels}
+            mine = {ch.terms.id for ch in self._channels.all()}
             for indexed in self._index.channels(client=self.account.address, status="open"):
                 if indexed.id not in mine:
-                    todo.append((indexed.terms, None))
-        for _, ch in todo:
-            if ch is not None:
-                ch.retire()  # no more jobs on it, whatever happens next
-        results = await asyncio.gather(
-            *(self._close_one(terms, ch, int(now), int(window)) for terms, ch in todo)
-        )
-        return list(results)
-
-    async def _close_one(
-        self, terms: ChannelTerms, ch: ClientChannel | None, now: int, window: int
-    ) -> ClosedChannel:
-        market = self.ledger.market
-
-        def done(closed: bool, how: str) -> ClosedChannel:
-            if closed and ch is not None:
-                ch.closed = True
-            if not closed:
-                log.warning("channel %s stays open: %s", "0x" + terms.id.hex()[:12], how)
-            return ClosedChannel(terms.provider, "0x" + terms.id.hex(), closed, how)
-
-        state = await asyncio.to_thread(market.channel, terms)
-        if not state.open:
-            return done(True, "already closed")
-        if state.expiry + window <= now:
-            assert self._chain_lock is not None
-            try:
-                async with self._chain_lock:
-                    await asyncio.to_thread(market.close, terms, sender=self.account)
-            except ContractReverted as exc:
-                return done(False, f"the market refused: {exc.reason}")
-            return done(True, "client")
-        voucher = ch.voucher_model() if ch is not None else None
-        error = "provider not found"
-        for session in await self._sessions_for(terms.provider):
-            try:
-                await session.close_channel(terms, voucher)
-            except IdlegridError as exc:
-                error = str(exc)
-                continue
-            if not (await asyncio.to_thread(market.channel, terms)).open:
-                return done(True, "provider")
-            error = f"{terms.provider} said it closed the channel, but it is open on chain"
-        return done(False, f"{error}; the client may close it after {state.expiry + window}")
+                    others.append(indexed.terms)
+        return await self._channels.close(others, sessions_for=self._sessions_for)
 
     async def _sessions_for(self, provider: str) -> list[ProviderSession]:
         """Sessions to try for ``provider``: the one in use, then where the chain says

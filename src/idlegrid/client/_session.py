@@ -55,8 +55,8 @@ from ..protocol import (
     Domain,
     JobRequest,
     JobResult,
-    MerkleAccumulator,
     Receipt,
+    ReceiptPrefix,
     Signature,
     Voucher,
     VoucherModel,
@@ -129,10 +129,8 @@ class ClientChannel:
     expiry: int = 0
     next_seq: int = 1
     committed: int = 0  # amount of jobs accepted or in flight
-    accepted: dict[int, Receipt] = field(default_factory=dict)
-    acc: MerkleAccumulator = field(default_factory=MerkleAccumulator)
-    amount: int = 0
-    units: int = 0
+    #: accepted receipts by seq, and the prefix 1..n the voucher covers
+    prefix: ReceiptPrefix[Receipt] = field(default_factory=ReceiptPrefix, repr=False)
     voucher: tuple[Voucher, Signature] | None = None
     voucher_delivered: bool = True
     retired: bool = False
@@ -140,6 +138,21 @@ class ClientChannel:
     closed: bool = False
     #: set (and replaced) whenever the accepted prefix grows or the channel retires
     _moved: asyncio.Event | None = field(default=None, repr=False)
+
+    @property
+    def accepted(self) -> dict[int, Receipt]:
+        """The receipts accepted on this channel, by seq."""
+        return dict(self.prefix.items())
+
+    @property
+    def amount(self) -> int:
+        """Amount of the receipts 1..n the voucher covers."""
+        return self.prefix.amount
+
+    @property
+    def units(self) -> int:
+        """Units of the receipts 1..n the voucher covers."""
+        return self.prefix.units
 
     def take_seq(self) -> int:
         seq = self.next_seq
@@ -155,7 +168,7 @@ class ClientChannel:
         that prefix are fewer than ``credit_jobs``: one slow job then holds the
         others back here, instead of running the channel into a refusal.
         """
-        while not self.retired and self.next_seq - 1 - self.acc.count >= credit_jobs:
+        while not self.retired and self.next_seq - 1 - self.prefix.count >= credit_jobs:
             if self._moved is None:
                 self._moved = asyncio.Event()
             await self._moved.wait()
@@ -172,16 +185,12 @@ class ClientChannel:
 
     def accept(self, seq: int, receipt: Receipt, account: Account, market: Domain) -> bool:
         """Record an accepted receipt; sign a new voucher if the covered prefix grew."""
-        self.accepted[seq] = receipt
-        grew = False
-        while (nxt := self.acc.count + 1) in self.accepted:
-            r = self.accepted[nxt]
-            self.acc.append(r.leaf())
-            self.amount += r.amount
-            self.units += r.units
-            grew = True
+        grew = self.prefix.add(
+            seq, receipt, leaf=receipt.leaf(), units=receipt.units, amount=receipt.amount
+        )
         if grew:
-            v = Voucher(self.terms.id, self.amount, self.acc.count, self.units, self.acc.root())
+            p = self.prefix.point()
+            v = Voucher(self.terms.id, p.amount, p.jobs, p.units, p.root)
             self.voucher = (v, sign_voucher(account, market, v))
             self.voucher_delivered = False
             self._wake()

@@ -45,13 +45,16 @@ from ._merkle import (
     merkle_root,
     verify_proof,
 )
+from ._prefix import ROOT_HISTORY, PrefixPoint, ReceiptPrefix
 from ._receipts import Receipt, receipt_digest, receipts_proof, receipts_root
+from ._runs import RunRequest
 
 __all__ = [
     "EMPTY_ROOT",
     "KEY_ENV",
     "MARKET_DOMAIN_NAME",
     "NODE_DOMAIN_NAME",
+    "ROOT_HISTORY",
     "Account",
     "ChannelClose",
     "ChannelModel",
@@ -61,8 +64,11 @@ __all__ = [
     "MerkleAccumulator",
     "NodeInfo",
     "Permit",
+    "PrefixPoint",
     "Receipt",
+    "ReceiptPrefix",
     "ReplayGuard",
+    "RunRequest",
     "Signature",
     "SignedRequest",
     "Voucher",

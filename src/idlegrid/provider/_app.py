@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
+from starlette.responses import StreamingResponse
 
 from .. import __version__
 from .._exceptions import (
@@ -47,12 +48,14 @@ from ..protocol import (
     JobResult,
     NodeInfo,
     ReplayGuard,
+    RunRequest,
     VoucherSubmission,
     sign_response,
     verify_request,
 )
 from ..store import check_digest
 from ._node import ProviderNode
+from ._runs import Run, Runs, UnknownRun
 
 __all__ = ["create_app"]
 
@@ -84,6 +87,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     replay = ReplayGuard(node.config.data_dir / "nonces.sqlite")  # survives restarts
     config = node.config
     max_body = config.max_request_bytes
+    runs = Runs(node)
 
     async def lifespan(app: FastAPI) -> Any:
         task = asyncio.create_task(node.redeem_loop(redeem_interval))
@@ -92,6 +96,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
             yield
         finally:
             task.cancel()
+            await runs.close()
             try:
                 await asyncio.to_thread(node.redeem_due, force=True)
             except IdlegridError as exc:
@@ -339,6 +344,68 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
 
         return await _guarded(request, handler)
 
+    def _unknown(exc: UnknownRun) -> tuple[int, bytes, str]:
+        return 404, json.dumps(_error_body(exc)).encode(), _JSON
+
+    @app.post(
+        "/v1/runs",
+        status_code=202,
+        summary="Start a run of a long kind, driven by the node (signed); its id at once",
+        responses={400: {}, 401: {}, 402: {}, 403: {}, 429: {}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/RunRequest"}}},
+            }
+        },
+    )
+    async def start_run(request: Request) -> Response:
+        async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
+            req = await _off_loop(len(body), RunRequest.model_validate_json, body)
+            run = await runs.start(sender, req)
+            return 202, json.dumps({"run_id": run.id}).encode(), _JSON
+
+        return await _guarded(request, handler)
+
+    @app.get(
+        "/v1/runs/{run_id}/events",
+        summary="Follow a run (signed): server-sent events, from its first",
+        responses={200: {"content": {"text/event-stream": {}}}, 401: {}, 403: {}, 404: {}},
+    )
+    async def run_events(run_id: str, request: Request) -> Response:
+        found: list[Run] = []
+
+        async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
+            try:
+                found.append(runs.get(sender, run_id))
+            except UnknownRun as exc:
+                return _unknown(exc)
+            return 200, b"", _JSON
+
+        response = await _guarded(request, handler)
+        if not found:
+            return response
+        return StreamingResponse(
+            runs.events(found[0]),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
+        )
+
+    @app.post(
+        "/v1/runs/{run_id}/cancel",
+        summary="Stop a run after the segment under way (signed)",
+        responses={401: {}, 403: {}, 404: {}},
+    )
+    async def cancel_run(run_id: str, request: Request) -> Response:
+        async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
+            try:
+                run = runs.cancel(sender, run_id)
+            except UnknownRun as exc:
+                return _unknown(exc)
+            return 200, json.dumps({"cancelled": True, "over": run.over}).encode(), _JSON
+
+        return await _guarded(request, handler)
+
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -368,7 +435,7 @@ def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
-_BODY_SCHEMAS = _schemas(JobRequest, VoucherSubmission, ChannelClose)
+_BODY_SCHEMAS = _schemas(JobRequest, VoucherSubmission, ChannelClose, RunRequest)
 
 
 def _first_error(exc: ValidationError) -> str:

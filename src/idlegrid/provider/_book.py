@@ -1,8 +1,10 @@
 """What a provider knows about each payment channel: deliveries, receipts, vouchers.
 
-Pure bookkeeping (no I/O): the node feeds it the chain's view of a channel,
-the jobs it delivered and the vouchers it receives, and asks it whether a new
-job is covered. Rebuilt from the journal on restart.
+The one owner of a channel's state on the node: the node feeds it the chain's
+view of a channel, the jobs it delivered and the vouchers it receives, and asks it
+whether a new job is covered. It writes those events to the journal before it
+books them, and is rebuilt from the journal on restart. The receipts and the prefix
+a voucher covers are :class:`~idlegrid.protocol.ReceiptPrefix`, shared with the client.
 
 Credit is what the node has done, or is doing, that no voucher covers yet: jobs
 delivered beyond the latest voucher plus jobs running now. It is bounded per
@@ -18,10 +20,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .._exceptions import InvalidInput, PaymentRequired
+from .._exceptions import PaymentRequired
 from ..chain import ChannelTerms
-from ..protocol import MerkleAccumulator, Voucher
+from ..protocol import ROOT_HISTORY, ReceiptPrefix, Signature, Voucher
+
+if TYPE_CHECKING:
+    from ._journal import Journal
 
 __all__ = [
     "ChannelBook",
@@ -30,9 +36,6 @@ __all__ = [
     "TokenBucket",
     "check_client_credit",
 ]
-
-#: how many past prefix roots a channel remembers, for vouchers that lag behind
-ROOT_HISTORY = 4096
 
 
 @dataclass
@@ -94,7 +97,13 @@ class ExpiringSet:
 
 @dataclass
 class ChannelBook:
-    """One channel's ledger as the provider sees it."""
+    """One channel as the provider sees it: the one owner of its state.
+
+    Every event that changes what the channel owes (a job begun, failed or delivered,
+    a voucher taken) is written to the node's ``journal`` first, then to the book, so
+    the book is always what a restart rebuilds (:meth:`load`). Without a journal (unit
+    tests) it is pure bookkeeping.
+    """
 
     terms: ChannelTerms
     deposit: int = 0  # on chain, including top-ups
@@ -102,26 +111,39 @@ class ChannelBook:
     chain_open: bool = False
     reserved: int = 0  # amount of jobs running now
     in_flight: int = 0  # jobs running now
-    delivered: dict[int, tuple[bytes, int, int]] = field(
-        default_factory=dict
-    )  # seq -> leaf, units, amount
-    delivered_amount: int = 0
     voucher_amount: int = 0
     voucher_jobs: int = 0
-    _acc: MerkleAccumulator = field(default_factory=MerkleAccumulator)
-    _prefix_amount: int = 0
-    _prefix_units: int = 0
-    _history: dict[int, tuple[bytes, int, int]] = field(default_factory=dict)
+    journal: Journal | None = field(default=None, repr=False)
+    #: delivered jobs by seq (each one's leaf) and the prefix 1..n a voucher covers
+    prefix: ReceiptPrefix[bytes] = field(
+        default_factory=lambda: ReceiptPrefix(history=ROOT_HISTORY), repr=False
+    )
+
+    @classmethod
+    def load(cls, journal: Journal, terms: ChannelTerms) -> ChannelBook:
+        """The channel's book as the journal has it (after a restart)."""
+        book = cls(terms, journal=journal)
+        for seq, leaf, units, amount in journal.receipts(terms.id):
+            book.deliver(seq, leaf, units, amount)
+        latest = journal.latest_voucher(terms.id)
+        if latest is not None:
+            book.accept_voucher(latest.voucher)
+        return book
 
     @property
     def contiguous(self) -> int:
         """Jobs 1..n all delivered."""
-        return self._acc.count
+        return self.prefix.count
+
+    @property
+    def delivered_amount(self) -> int:
+        """Amount of every job delivered, covered by a voucher or not."""
+        return self.prefix.total_amount
 
     @property
     def credit_jobs(self) -> int:
         """Jobs not covered by a voucher: delivered beyond it, or running now."""
-        return len(self.delivered) - self.voucher_jobs + self.in_flight
+        return len(self.prefix) - self.voucher_jobs + self.in_flight
 
     @property
     def unpaid(self) -> int:
@@ -160,39 +182,54 @@ class ChannelBook:
         self.reserved -= amount
         self.in_flight -= 1
 
+    # -- journalled events -------------------------------------------------------------
+    def begin_job(self, job_id: bytes, seq: int, kind: str) -> None:
+        """A job starts on this channel under ``seq`` (DuplicateJob if it is taken)."""
+        if self.journal is not None:
+            self.journal.begin_job(job_id, self.terms, seq, kind)
+
+    def fail_job(self, job_id: bytes, error: str) -> None:
+        """The job never ran: nothing is owed, and its ``seq`` may be used again."""
+        if self.journal is not None:
+            self.journal.fail_job(job_id, error)
+
+    def finish_job(
+        self,
+        job_id: bytes,
+        seq: int,
+        *,
+        leaf: bytes,
+        units: int,
+        amount: int,
+        result_hash: bytes,
+        error: str | None = None,
+    ) -> None:
+        """The job was delivered: journal its receipt durably, then book it."""
+        if self.journal is not None:
+            self.journal.finish_job(
+                job_id, units=units, amount=amount, result_hash=result_hash, leaf=leaf, error=error
+            )
+        self.deliver(seq, leaf, units, amount)
+
+    def take_voucher(self, voucher: Voucher, signature: Signature) -> bool:
+        """Keep ``voucher`` (signature checked by the caller) if it is newer than the one
+        held; False if not; InvalidInput if it misstates what was delivered."""
+        if not self.check_voucher(voucher):
+            return False
+        if self.journal is not None:
+            self.journal.record_voucher(self.terms, voucher, signature)
+        self.accept_voucher(voucher)
+        return True
+
+    # -- bookkeeping -------------------------------------------------------------------
     def deliver(self, seq: int, leaf: bytes, units: int, amount: int) -> None:
         """Record a delivered job and extend the contiguous prefix."""
-        self.delivered[seq] = (leaf, units, amount)
-        self.delivered_amount += amount
-        while (nxt := self.contiguous + 1) in self.delivered:
-            leaf_n, units_n, amount_n = self.delivered[nxt]
-            self._acc.append(leaf_n)
-            self._prefix_amount += amount_n
-            self._prefix_units += units_n
-            self._history[nxt] = (self._acc.root(), self._prefix_amount, self._prefix_units)
-            self._history.pop(nxt - ROOT_HISTORY, None)
+        self.prefix.add(seq, leaf, leaf=leaf, units=units, amount=amount)
 
     def check_voucher(self, voucher: Voucher) -> bool:
         """True if ``voucher`` is newer than what we hold; InvalidInput if it misstates
         what was delivered (root, amount or units of jobs 1..n)."""
-        if voucher.jobs == 0:
-            raise InvalidInput("a voucher must cover at least one job")
-        if voucher.jobs > self.contiguous:
-            raise InvalidInput(
-                f"voucher covers {voucher.jobs} jobs but only jobs "
-                f"1..{self.contiguous} were delivered"
-            )
-        expected = self._history.get(voucher.jobs)
-        if expected is None:
-            raise InvalidInput(f"voucher for {voucher.jobs} jobs is too old to check")
-        root, amount, units = expected
-        if voucher.receipts_root != root:
-            raise InvalidInput(f"voucher receipts root does not match receipts 1..{voucher.jobs}")
-        if voucher.amount != amount or voucher.units != units:
-            raise InvalidInput(
-                f"voucher says {voucher.amount} tokens / {voucher.units} units for jobs "
-                f"1..{voucher.jobs}; the receipts say {amount} / {units}"
-            )
+        self.prefix.check_voucher(voucher)
         return voucher.jobs > self.voucher_jobs
 
     def accept_voucher(self, voucher: Voucher) -> None:

@@ -323,27 +323,27 @@ class ProviderNode:
             timeout = min(timeout, req.max_units / c.units_per_cpu_s)
         job_id = bytes.fromhex(req.job_id[2:])
         try:
-            self.journal.begin_job(job_id, terms, req.seq, req.kind)
+            book.begin_job(job_id, req.seq, req.kind)
             try:
                 outcome = await self.executor.run(
                     job.task, job.payload, timeout=timeout, owner=sender
                 )
             except IdlegridError as exc:  # it never ran (busy, closing): nothing is owed
-                self.journal.fail_job(job_id, f"{type(exc).__name__}: {exc}")
+                book.fail_job(job_id, f"{type(exc).__name__}: {exc}")
                 self.stats.jobs_failed += 1
                 raise
             bill = await self._bill(req, sender, outcome, units, metered=metered)
             receipt = Receipt(terms.id, job_id, self.address, bill.units, bill.amount, bill.hash)
             leaf = receipt.leaf()
-            self.journal.finish_job(
+            book.finish_job(
                 job_id,
+                req.seq,
+                leaf=leaf,
                 units=bill.units,
                 amount=bill.amount,
                 result_hash=bill.hash,
-                leaf=leaf,
                 error=bill.error,
             )
-            book.deliver(req.seq, leaf, bill.units, bill.amount)
         finally:
             book.release(budget)
         if bill.error is None:
@@ -446,7 +446,7 @@ class ProviderNode:
         if book is None:
             if self._not_open.has(terms.id, time.monotonic()):
                 raise PaymentRequired("channel is not open on chain (unknown or closed)")
-            fresh = ChannelBook(terms)
+            fresh = ChannelBook(terms, journal=self.journal)
             await self._refresh(fresh)
             book = self._books.get(terms.id)  # another request may have made it meanwhile
             if book is None:
@@ -542,10 +542,8 @@ class ProviderNode:
             raise Unauthorized(
                 "voucher not signed by the channel's client (wrong key, chain or market)"
             )
-        if not book.check_voucher(voucher):
+        if not book.take_voucher(voucher, signature):
             return False
-        self.journal.record_voucher(book.terms, voucher, signature)
-        book.accept_voucher(voucher)
         self.stats.vouchers += 1
         return True
 
@@ -626,13 +624,7 @@ class ProviderNode:
                 "journal: %d job(s) left running by a previous run marked abandoned", abandoned
             )
         for terms in self.journal.channels():
-            channel = terms.id
-            book = self._books.get(channel) or self._add_book(ChannelBook(terms))
-            for seq, leaf, units, amount in self.journal.receipts(channel):
-                book.deliver(seq, leaf, units, amount)
-            latest = self.journal.latest_voucher(channel)
-            if latest is not None:
-                book.accept_voucher(latest.voucher)
+            self._add_book(ChannelBook.load(self.journal, terms))
 
     # -- redemption --------------------------------------------------------------------
     def due(self, *, force: bool = False) -> list[tuple[ChannelTerms, Voucher, Any]]:

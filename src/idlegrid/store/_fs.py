@@ -104,11 +104,12 @@ class FileBlobStore(BlobStore):
         shared: bool = False,
     ) -> str:
         intake = self._intake(expected)
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="upload-", suffix=".part")
+        with self._locked():  # created and locked at once: a sweep never sees it unlocked
+            fd, name = tempfile.mkstemp(dir=self._tmp, prefix="upload-", suffix=".part")
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a sweep leaves a held file alone
         tmp = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
-                fcntl.flock(out.fileno(), fcntl.LOCK_EX)  # a sweep leaves a held file alone
                 for chunk in chunks:
                     intake.feed(chunk)
                     out.write(chunk)
@@ -223,7 +224,9 @@ class FileBlobStore(BlobStore):
     def _sweep(self) -> int:
         """Remove temp files no writer holds (left by a killed upload); how many."""
         swept = 0
-        for entry in self._tmp.iterdir():
+        with self._locked():
+            entries = list(self._tmp.iterdir())
+        for entry in entries:
             try:
                 fd = os.open(entry, os.O_RDONLY)
             except OSError:

@@ -37,11 +37,14 @@ from ._external import refuse_external_data
 from ._flops import ModelCost, compute_units, count_flops, metering_reason, model_cost
 from ._kind_embed import EmbedSpec, EmbedWorkload
 from ._kind_onnx import ATOL, RTOL, OnnxSpec, OnnxWorkload
+from ._kind_sgd import SgdSpec, SgdWorkload, flops_per_step, sgd_dataset, sgd_steps
+from ._long import LongPlan, LongWorkload, Segment
 from ._onnx import CPU, CUDA, ModelInfo, OnnxRunner, TensorSpec, model_info, select_providers
 from ._registry import get_workload, register, unregister, workloads
 
 register(OnnxWorkload(), replace=True)
 register(EmbedWorkload(), replace=True)
+register(SgdWorkload(), replace=True)
 
 __all__ = [
     "ATOL",
@@ -57,6 +60,8 @@ __all__ = [
     "EmbedSpec",
     "EmbedWorkload",
     "Embedder",
+    "LongPlan",
+    "LongWorkload",
     "ModelCost",
     "ModelInfo",
     "NodeHost",
@@ -66,6 +71,9 @@ __all__ = [
     "OutputSpec",
     "Plan",
     "Prepared",
+    "Segment",
+    "SgdSpec",
+    "SgdWorkload",
     "Spec",
     "TensorSpec",
     "Workload",
@@ -76,6 +84,7 @@ __all__ = [
     "embed",
     "embed_flops",
     "embed_units",
+    "flops_per_step",
     "get_workload",
     "metering_reason",
     "model_cost",
@@ -84,6 +93,8 @@ __all__ = [
     "refuse_external_data",
     "register",
     "select_providers",
+    "sgd_dataset",
+    "sgd_steps",
     "train_digits_model",
     "unregister",
     "workloads",
