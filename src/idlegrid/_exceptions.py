@@ -9,8 +9,10 @@ and re-raised as one of these, with the original chained as ``__cause__``::
     │   ├── ConfigError             missing or invalid configuration, key or tool
     │   ├── InvalidInput            a malformed argument, spec, hash or payload
     │   │   ├── PayloadTooLarge     a payload or blob is over a size limit or quota
-    │   │   ├── BlobNotFound        no blob with that sha256 is stored
-    │   │   │   └── BlobCorrupt     a stored blob no longer hashed to its name; it was removed
+    │   │   ├── NotFound            the blob or run a request names is not on the node
+    │   │   │   ├── BlobNotFound    no blob with that sha256 is stored
+    │   │   │   │   └── BlobCorrupt  a stored blob no longer hashed to its name: removed
+    │   │   │   └── UnknownRun      no run with that id is on the node
     │   │   ├── PaymentRequired     the channel cannot pay for the job (yet)
     │   │   ├── DuplicateJob        a job id or sequence number was already used on the node
     │   │   └── ModelRejected       the job is wrong for the model: no provider would run it
@@ -71,6 +73,7 @@ __all__ = [
     "JobTimeout",
     "ModelRejected",
     "NoProviders",
+    "NotFound",
     "OutputTooLarge",
     "PayloadTooLarge",
     "PaymentRequired",
@@ -80,6 +83,7 @@ __all__ = [
     "SlowRequest",
     "Unauthorized",
     "UnavailableError",
+    "UnknownRun",
     "UsageError",
     "WorkloadError",
     "error_for_status",
@@ -107,7 +111,11 @@ class PayloadTooLarge(InvalidInput):
     """A payload, blob or upload is larger than a limit, or would exceed a quota."""
 
 
-class BlobNotFound(InvalidInput):
+class NotFound(InvalidInput):
+    """The blob or run a request names is not on the node (HTTP 404)."""
+
+
+class BlobNotFound(NotFound):
     """No blob with the asked-for sha256 digest is stored."""
 
     def __init__(self, digest: str) -> None:
@@ -146,6 +154,10 @@ class DuplicateJob(InvalidInput):
 class ModelRejected(InvalidInput):
     """The job is wrong for the model (found locally, or by a provider's worker, billed):
     no provider would run it, so the batch ends without blaming any."""
+
+
+class UnknownRun(NotFound):
+    """No run with the asked-for id is on the node (never started, or long finished)."""
 
 
 class ContractReverted(UsageError):
@@ -285,7 +297,7 @@ HTTP_STATUS: tuple[tuple[type[IdlegridError], int], ...] = (
     (BadSignature, 401),
     (PaymentRequired, 402),
     (DuplicateJob, 409),
-    (BlobNotFound, 404),
+    (NotFound, 404),
     (PayloadTooLarge, 413),
     (ExecutorBusy, 503),
     (ClientBusy, 429),

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ClientBusy, IdlegridError, InvalidInput, Unauthorized
+from .._exceptions import ClientBusy, IdlegridError, InvalidInput, Unauthorized, UnknownRun
 from ..protocol import JobRequest, RunRequest
 from ..workloads import LongWorkload, get_workload
 
@@ -49,10 +49,6 @@ MAX_EVENTS = 1000
 PAY_WAIT_S = 120.0
 #: how often it looks
 PAY_POLL_S = 0.02
-
-
-class UnknownRun(InvalidInput):
-    """No run has this id here (HTTP 404)."""
 
 
 @dataclass
