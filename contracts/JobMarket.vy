@@ -28,6 +28,15 @@
      expiry at most MAX_CHANNEL_TTL ahead, so `expiry + close_window` never
      overflows and no deposit is locked for longer than a year and a month
      without the client's renewed say (a top-up).
+     Disputes. The market keeps per channel the receipts root of the latest
+     redeemed voucher (`redeemed_root`), the evidence a dispute proves a
+     receipt against, and per provider the latest `expiry + close_window` of
+     the channels opened or topped up to it (`stake_locked` adds the arbiter's
+     dispute window): the registry lets no stake leave before then, nor while
+     the arbiter has a dispute open that may slash the provider. Redeeming a
+     voucher that pays nothing reverts, so a record cannot be pumped for free.
+     The arbiter (the dispute contract) is set once, at deployment; it is the
+     only route to a slash.
 """
 
 from ethereum.ercs import IERC20
@@ -39,11 +48,16 @@ import ownable
 initializes: ownable
 initializes: eip712
 
-exports: (ownable.owner, ownable.transfer_ownership, eip712.DOMAIN_SEPARATOR)
+exports: (ownable.owner, ownable.pending_owner, ownable.transfer_ownership, ownable.accept_ownership, eip712.DOMAIN_SEPARATOR)
 
 
 interface IRegistry:
-    def slash(provider: address, amount: uint256, beneficiary: address): nonpayable
+    def slash(provider: address, amount: uint256, beneficiary: address) -> uint256: nonpayable
+
+
+interface IArbiter:
+    def dispute_window() -> uint256: view
+    def pending(provider: address) -> uint256: view
 
 
 MASK_96: constant(uint256) = 2**96 - 1
@@ -81,7 +95,7 @@ token: public(immutable(IERC20))
 registry: public(immutable(IRegistry))
 close_window: public(immutable(uint256))
 
-# dispute resolver allowed to slash stakes; the referee contract of the trust layer
+# the dispute contract, the only caller of `slash`; set once (`set_arbiter`)
 arbiter: public(address)
 # free balances held for accounts: deposits, refunds and swept earnings
 _balances: HashMap[address, uint256]
@@ -90,6 +104,10 @@ _swept: HashMap[address, uint256]
 _state: HashMap[bytes32, uint256]
 _topup: HashMap[bytes32, uint256]
 _record: HashMap[address, uint256]
+# receipts root of the latest redeemed voucher of each channel (dispute evidence)
+_roots: HashMap[bytes32, bytes32]
+# latest `expiry + close_window` of the channels opened or topped up to a provider
+_locked_until: HashMap[address, uint256]
 
 
 event Deposited:
@@ -159,9 +177,13 @@ def __init__(token_: IERC20, registry_: IRegistry, close_window_: uint256):
 @external
 def set_arbiter(arbiter_: address):
     """
-    @notice Name the dispute resolver that may call `slash`. Owner only.
+    @notice Name the dispute contract, the only caller of `slash`. Owner only,
+            once: the deployment wires it, and no key can ever point it
+            elsewhere (say, at itself, to take every provider's stake).
     """
     ownable._check_owner()
+    assert self.arbiter == empty(address), "market: arbiter already set"
+    assert arbiter_ != empty(address), "market: arbiter is the zero address"
     self.arbiter = arbiter_
     log ArbiterSet(arbiter=arbiter_)
 
@@ -216,6 +238,7 @@ def open_channel(provider: address, amount: uint256, expiry: uint256, salt: uint
     assert self._state[channel] == 0, "market: channel exists"
     self._debit(msg.sender, amount)
     self._state[channel] = FLAG_OPEN
+    self._lock(provider, expiry)
     log ChannelOpened(
         channel=channel, client=msg.sender, provider=provider, deposit=amount, expiry=expiry, salt=salt
     )
@@ -246,6 +269,7 @@ def top_up(terms: Terms, amount: uint256, expiry: uint256):
     deposit += amount
     self._debit(msg.sender, amount)
     self._topup[channel] = (deposit - terms.deposit) | (expiry << 96)
+    self._lock(terms.provider, expiry)
     self._state[channel] = state | FLAG_TOPPED_UP
     log ChannelToppedUp(channel=channel, amount=amount, deposit=deposit, expiry=expiry)
 
@@ -281,6 +305,9 @@ def redeem(
     done_units: uint256 = (state >> 144) & MASK_104
     assert amount >= paid and jobs >= done_jobs and units >= done_units, "market: stale voucher"
     assert amount > paid or jobs > done_jobs or units > done_units, "market: voucher already redeemed"
+    # a voucher that pays nothing would count jobs and units for free (a record pumped
+    # by a second address acting as client): only a payment moves the record
+    assert amount > paid, "market: voucher pays nothing"
     deposit: uint256 = terms.deposit
     if state & FLAG_TOPPED_UP != 0:
         deposit += self._topup[channel] & MASK_96
@@ -308,6 +335,7 @@ def redeem(
     record_jobs = min(record_jobs, MASK_56)
     record_units = min(record_units, MASK_104)
     self._record[msg.sender] = record_earned | (record_jobs << 96) | (record_units << 152)
+    self._roots[channel] = receipts_root
     log VoucherRedeemed(
         channel=channel,
         provider=msg.sender,
@@ -345,13 +373,53 @@ def close(terms: Terms):
 
 
 @external
-def slash(provider: address, amount: uint256, beneficiary: address):
+def slash(provider: address, amount: uint256, beneficiary: address) -> uint256:
     """
-    @notice Slash `amount` of `provider`'s stake in the registry to
-            `beneficiary`. Only the arbiter (dispute resolver) calls this.
+    @notice Slash up to `amount` of `provider`'s stake in the registry to
+            `beneficiary`. Only the arbiter (the dispute contract) calls this.
+    @return The amount actually taken (the registry takes what is there).
     """
     assert msg.sender == self.arbiter, "market: caller is not the arbiter"
-    extcall registry.slash(provider, amount, beneficiary)
+    return extcall registry.slash(provider, amount, beneficiary)
+
+
+@external
+@view
+def redeemed_root(channel: bytes32) -> bytes32:
+    """
+    @notice The receipts root of the latest voucher redeemed on `channel`
+            (zero before the first redemption): what a dispute proves a
+            receipt against.
+    """
+    return self._roots[channel]
+
+
+@external
+@view
+def locked_until(provider: address) -> uint256:
+    """
+    @notice The latest `expiry + close_window` of the channels opened or
+            topped up to `provider`: until then it may still redeem.
+    """
+    return self._locked_until[provider]
+
+
+@external
+@view
+def stake_locked(provider: address) -> bool:
+    """
+    @notice True while `provider`'s stake must stay in the registry: a channel
+            to it can still be redeemed or disputed (`locked_until` plus the
+            arbiter's dispute window), or the arbiter has a dispute open that
+            may slash it.
+    """
+    until: uint256 = self._locked_until[provider]
+    arbiter: address = self.arbiter
+    if arbiter != empty(address):
+        if staticcall IArbiter(arbiter).pending(provider) > 0:
+            return True
+        until += staticcall IArbiter(arbiter).dispute_window()
+    return block.timestamp < until
 
 
 @external
@@ -462,6 +530,15 @@ def _effective(channel: bytes32, state: uint256, terms: Terms) -> (uint256, uint
 def _voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32) -> bytes32:
     struct_hash: bytes32 = keccak256(abi_encode(VOUCHER_TYPEHASH, channel, amount, jobs, units, receipts_root))
     return eip712._hash_typed_data(struct_hash)
+
+
+@internal
+def _lock(provider: address, expiry: uint256):
+    # written only when it moves later: usually one cold read, and a write for the
+    # first channel to a provider or one that lasts longer than the others
+    until: uint256 = expiry + close_window
+    if until > self._locked_until[provider]:
+        self._locked_until[provider] = until
 
 
 @internal

@@ -4,7 +4,10 @@
 @notice Providers register an endpoint, a price and a capabilities hash, and
         lock a stake of at least `min_stake`. Stake leaves only through an
         unbonding delay (so that cheating found late can still be punished) or
-        through `slash`, which only the market may call.
+        through `slash`, which only the market may call (and the market only
+        for its arbiter, the dispute contract). Unbonded tokens cannot be
+        withdrawn while the market reports them locked: they back a channel
+        that can still be redeemed or disputed, or an open dispute.
 @dev Token accounting: token.balanceOf(self) == sum(stake + unbonding) over
      all providers, always.
 """
@@ -15,7 +18,11 @@ import ownable
 
 initializes: ownable
 
-exports: (ownable.owner, ownable.transfer_ownership)
+exports: (ownable.owner, ownable.pending_owner, ownable.transfer_ownership, ownable.accept_ownership)
+
+
+interface IMarket:
+    def stake_locked(provider: address) -> bool: view
 
 MAX_ENDPOINT: constant(uint256) = 256
 MAX_PAGE: constant(uint256) = 256
@@ -223,33 +230,54 @@ def withdraw():
     amount: uint256 = self.providers[msg.sender].unbonding
     assert amount > 0, "registry: nothing unbonding"
     assert block.timestamp >= self.providers[msg.sender].withdrawable_at, "registry: unbonding delay not over"
+    # a provider cannot escape a dispute by leaving: its stake stays while a channel
+    # to it can still be redeemed or disputed, or a dispute may still slash it
+    market: address = self.market
+    if market != empty(address):
+        assert not staticcall IMarket(market).stake_locked(msg.sender), "registry: stake backs open channels or disputes"
     self.providers[msg.sender].unbonding = 0
     assert extcall token.transfer(msg.sender, amount, default_return_value=True), "registry: token transfer failed"
     log StakeWithdrawn(provider=msg.sender, amount=amount)
 
 
 @external
-def slash(provider: address, amount: uint256, beneficiary: address):
+def slash(provider: address, amount: uint256, beneficiary: address) -> uint256:
     """
-    @notice Take `amount` from `provider`'s stake (then from its unbonding
-            tokens) and send it to `beneficiary`. Only the market calls this.
+    @notice Take up to `amount` from `provider`'s unbonding tokens, then from
+            its stake, and send it to `beneficiary`. Only the market calls this.
+    @dev Unbonding tokens go first: they are the ones about to leave. A slash
+         takes what is there when `amount` exceeds it rather than reverting, so a
+         front-run `begin_unbonding` or `withdraw` cannot void it.
+    @return The amount actually taken (0 when the provider holds nothing).
     """
     assert msg.sender == self.market, "registry: caller is not the market"
     assert amount > 0, "registry: zero amount"
     assert beneficiary != empty(address), "registry: beneficiary is the zero address"
     stake: uint256 = self.providers[provider].stake
     unbonding: uint256 = self.providers[provider].unbonding
-    assert amount <= stake + unbonding, "registry: slash exceeds stake"
-    from_stake: uint256 = min(amount, stake)
-    stake -= from_stake
-    unbonding -= amount - from_stake
+    taken: uint256 = min(amount, stake + unbonding)
+    if taken == 0:
+        return 0
+    from_unbonding: uint256 = min(taken, unbonding)
+    unbonding -= from_unbonding
+    stake -= taken - from_unbonding
     self.providers[provider].stake = stake
     self.providers[provider].unbonding = unbonding
-    assert extcall token.transfer(beneficiary, amount, default_return_value=True), "registry: token transfer failed"
+    assert extcall token.transfer(beneficiary, taken, default_return_value=True), "registry: token transfer failed"
     log ProviderSlashed(
-        provider=provider, beneficiary=beneficiary, amount=amount, stake=stake, unbonding=unbonding
+        provider=provider, beneficiary=beneficiary, amount=taken, stake=stake, unbonding=unbonding
     )
     self._sync_active(provider)
+    return taken
+
+
+@external
+@view
+def slashable(provider: address) -> uint256:
+    """
+    @notice What a slash of `provider` can take now: its stake plus its unbonding tokens.
+    """
+    return self.providers[provider].stake + self.providers[provider].unbonding
 
 
 @external

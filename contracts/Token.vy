@@ -19,7 +19,7 @@ implements: IERC20Detailed
 initializes: ownable
 initializes: eip712
 
-exports: (ownable.owner, ownable.transfer_ownership, eip712.DOMAIN_SEPARATOR)
+exports: (ownable.owner, ownable.pending_owner, ownable.transfer_ownership, ownable.accept_ownership, eip712.DOMAIN_SEPARATOR)
 
 MAX_SUPPLY: public(constant(uint256)) = 2**96 - 1
 PERMIT_TYPEHASH: public(constant(bytes32)) = keccak256(

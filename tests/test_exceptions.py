@@ -82,7 +82,7 @@ def test_every_error_of_the_package_is_in_the_tree_and_exported() -> None:
         assert cls.__doc__, name
         assert name in idlegrid._exceptions.__all__, name
         assert getattr(idlegrid, name) is cls, f"{name} is not exported by idlegrid"
-        parent = cls.__base__.__name__ if cls is not IdlegridError else ""
+        parent = cls.__bases__[0].__name__ if cls is not IdlegridError else ""
         assert tree.get(name) == parent, f"{name} sits under {tree.get(name)!r}, not {parent!r}"
     assert set(tree) == {cls.__name__ for cls in errors}
 

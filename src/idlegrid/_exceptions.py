@@ -32,7 +32,9 @@ and re-raised as one of these, with the original chained as ``__cause__``::
     │   ├── BadSignature            invalid, by the wrong signer, or for another domain
     │   │   └── Unauthorized        correctly signed, by a signer not allowed to do this
     │   ├── BadProof                a Merkle proof or receipt does not match its root
-    │   └── SlowRequest             a request body did not arrive in time
+    │   ├── SlowRequest             a request body did not arrive in time
+    │   ├── HttpProtocolError       an answer that is not well-formed HTTP/1.1, or too large
+    │   └── RpcFault                a JSON-RPC request our devnet server refuses (its code)
     └── JobError                    a job could not finish on this node
         ├── JobFailed               the task raised a foreign exception; ``exc_type`` names it
         ├── JobCrashed              the worker died while running the job, and was replaced
@@ -64,6 +66,7 @@ __all__ = [
     "DuplicateJob",
     "ExecutorBusy",
     "ExecutorClosed",
+    "HttpProtocolError",
     "IdlegridError",
     "InvalidInput",
     "JobCrashed",
@@ -80,6 +83,7 @@ __all__ = [
     "PeerError",
     "ProviderFailed",
     "ProviderRefused",
+    "RpcFault",
     "SlowRequest",
     "Unauthorized",
     "UnavailableError",
@@ -234,6 +238,34 @@ class BadProof(PeerError):
 
 class SlowRequest(PeerError):
     """The request body did not arrive in time (HTTP 408); the connection is closed."""
+
+
+class HttpProtocolError(PeerError, ConnectionError):
+    """A server's answer is not well-formed HTTP/1.1, or is over a size limit.
+
+    Also a ``ConnectionError``: a transport raises only ``OSError``s, and the session
+    turns each into ``ProviderFailed``."""
+
+
+class RpcFault(PeerError):
+    """A JSON-RPC request the devnet's RPC server refuses: ``code`` and ``message`` (and
+    ``data``, a revert's bytes) are what the server answers its client."""
+
+    def __init__(self, code: int, message: str, data: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def __reduce__(self) -> tuple[type[RpcFault], tuple[int, str, str | None]]:
+        return (type(self), (self.code, self.message, self.data))
+
+    def as_error(self) -> dict[str, object]:
+        """The JSON-RPC ``error`` object."""
+        error: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
 
 
 class JobError(IdlegridError):

@@ -315,10 +315,27 @@ def node_start(
     max_output_mb: Annotated[
         int, typer.Option(help="Largest job output, MiB (larger ones fail, billed).")
     ] = 64,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads per job (intra-op).")] = 1,
+    cheat_rate: Annotated[
+        float,
+        typer.Option(help="TESTING AID: answer this fraction of jobs wrongly (0: honest)."),
+    ] = 0.0,
+    cheat_mode: Annotated[
+        str, typer.Option(help="TESTING AID: how to lie: random, noise, skip or stale.")
+    ] = "random",
+    cheat_after: Annotated[
+        int, typer.Option(help="TESTING AID: cheat only after this many honest jobs.")
+    ] = 0,
+    cheat_seed: Annotated[
+        int | None, typer.Option(help="TESTING AID: seed of the choice of jobs to cheat on.")
+    ] = None,
 ) -> None:
     """Join the network as a provider: probe hardware, stake, register, serve /v1."""
+    import os
+
     from .chain import TOKEN, free_port
     from .provider import NodeConfig, build_node, serve_node
+    from .workloads import THREADS_ENV
 
     key, ledger = _identity(network, account, keystore, default=1)
     config = NodeConfig(
@@ -346,7 +363,18 @@ def node_start(
         max_jobs_per_client=max_jobs_per_client,
         max_output_bytes=max_output_mb * 2**20,
         max_inline_output_bytes=min(4 * 2**20, max_output_mb * 2**20),
+        threads=threads,
+        cheat_rate=cheat_rate,
+        cheat_mode=cheat_mode,
+        cheat_after=cheat_after,
+        cheat_seed=cheat_seed,
     )
+    if cheat_rate:
+        console.print(
+            f"[bold red]THIS NODE CHEATS[/bold red] (a testing aid): {cheat_mode} output on "
+            f"{cheat_rate:.0%} of jobs after {cheat_after} honest ones"
+        )
+    os.environ[THREADS_ENV] = str(threads)  # read by the worker tasks (onnx, embed)
     node = build_node(key, ledger, config)
     serve_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))
 

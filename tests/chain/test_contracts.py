@@ -37,9 +37,11 @@ def test_registry_lists_the_ledger_in_deployment_order() -> None:
     keys = [spec.key for spec in CONTRACTS]
     followed = {spec.name: sorted(spec.events) for spec in CONTRACTS if spec.events}
 
-    # Assert: the token first (the others take its address), the market last (it is wired)
-    assert keys == ["token", "registry", "market"]
-    assert set(followed) == {"ProviderRegistry", "JobMarket"}
+    # Assert: the token first (the others take its address), the market after the
+    # registry (it is wired to it), the dispute contract last (the market's arbiter)
+    assert keys == ["token", "registry", "market", "disputes"]
+    assert {"ProviderRegistry", "JobMarket", "Disputes"} <= set(followed)
+    assert "DisputeResolved" in followed["Disputes"]
     assert "VoucherRedeemed" in followed["JobMarket"]
 
 
@@ -52,11 +54,18 @@ def test_extra_contract_is_deployed_wired_and_reachable(
 
     # Assert: deployed after the token (its constructor took the token's address),
     # wired to the market, and the core contracts are as before
-    assert set(ledger.deployment.contracts) == {"token", "registry", "market", "beacon"}
+    assert set(ledger.deployment.contracts) == {
+        "token",
+        "registry",
+        "market",
+        "disputes",
+        "beacon",
+    }
     assert beacon.token() == ledger.token.address
     assert beacon.market() == ledger.market.address
     assert beacon.owner() == env.owner.address
     assert ledger.registry.market() == ledger.market.address
+    assert ledger.market.arbiter() == ledger.deployment.address("disputes")
     assert isinstance(ledger.client("token", TokenClient), TokenClient)
 
 
@@ -110,11 +119,12 @@ def test_index_of_more_contracts_is_another_index(
 
 
 def test_load_deployment_success_and_failures() -> None:
-    # Prepare: the three addresses an old devnet.json holds, lowercase
+    # Prepare: the four addresses a devnet.json holds, lowercase
     old = {
         "token": "0x" + "11" * 20,
         "registry": "0x" + "22" * 20,
         "market": "0x" + "33" * 20,
+        "disputes": "0x" + "55" * 20,
     }
 
     # Execute
@@ -127,6 +137,8 @@ def test_load_deployment_success_and_failures() -> None:
     assert newer.address("oracle") == "0x" + "44" * 20
     with pytest.raises(ConfigError, match="'market' \\(JobMarket\\)"):
         load_deployment(31337, {"token": old["token"], "registry": old["registry"]})
+    with pytest.raises(ConfigError, match="'disputes' \\(Disputes\\)"):
+        load_deployment(31337, {k: v for k, v in old.items() if k != "disputes"})
     with pytest.raises(ConfigError, match="key -> address"):
         load_deployment(31337, ["token"])  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="no 'oracle' contract"):

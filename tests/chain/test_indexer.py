@@ -22,8 +22,17 @@ from idlegrid.protocol import Voucher, sign_voucher
 
 from ..conftest import Env
 
-# ledger events the index does not apply (wiring, not state it keeps)
-_WIRING = {bytes(keccak(text="ArbiterSet(address)")), bytes(keccak(text="MarketSet(address)"))}
+# ledger events the index does not apply (wiring and allowances, not state it keeps)
+_WIRING = {
+    bytes(keccak(text="ArbiterSet(address)")),
+    bytes(keccak(text="MarketSet(address)")),
+    bytes(keccak(text="Approval(address,address,uint256)")),
+}
+
+
+def setup_events(env: Env) -> int:
+    """Events the index applies from before a test: the token's mint to each user."""
+    return len(env.users)
 
 
 def _root(n: int) -> bytes:
@@ -98,9 +107,10 @@ class Script:
         self.tx(env.market.withdraw(10 * t, sender=self.c1))
 
     def applied_events(self) -> int:
-        """How many events the index should apply for the transactions sent so far."""
-        ledger = {self.env.registry.address, self.env.market.address}
-        return sum(
+        """How many events the index should apply for the transactions sent so far
+        (and the env's setup before them)."""
+        ledger = {self.env.token.address, self.env.registry.address, self.env.market.address}
+        return setup_events(self.env) + sum(
             1
             for result in self.results
             for log in result.receipt["logs"]
@@ -210,6 +220,10 @@ def test_index_matches_contracts_after_full_history(env: Env, tmp_path: Path) ->
             170 * t,
         )
         assert index.slashes(provider=p1) == []
+        # reputation: p1 paid by two clients (c1's 120 capped at 100 tokens), p2 slashed
+        rep1, rep2 = index.reputation(p1), index.reputation(p2)
+        assert (rep1.clients, rep1.counted, rep1.points) == (2, 200 * t, 10_000 + 8_944)
+        assert rep2.penalised and index.reputations() == {p1: rep1, p2: rep2}
         channel_a, channel_b = index.channel(a.id), index.channel(b.id)
         assert channel_a is not None and channel_b is not None
         assert (channel_a.opening_deposit, channel_a.deposit) == (300 * t, 340 * t)
@@ -228,14 +242,15 @@ def test_index_answers_for_unknown_things(env: Env, tmp_path: Path) -> None:
         # Execute
         report = index.sync()
 
-        # Assert
-        assert report.events_applied == 0
+        # Assert: only the token's mints to the users
+        assert report.events_applied == setup_events(env)
         assert index.providers(active_only=False) == []
         assert index.provider(stranger) is None
         assert index.channel(b"\x07" * 32) is None
         assert index.receipts_root(b"\x07" * 32) is None
         assert index.contribution(stranger).as_contribution() == env.market.record(stranger)
         assert index.balance_of(stranger) == 0
+        assert index.reputation(stranger).points == 0 and index.reputations() == {}
         with pytest.raises(InvalidInput):
             index.channels(status="pending")
         with pytest.raises(InvalidInput):
@@ -462,7 +477,8 @@ def test_endpoint_that_is_not_utf8_does_not_stop_the_index(env: Env, tmp_path: P
         report = index.sync()
 
         # Assert
-        assert report.events_applied == 2
+        # registered, activated, and the stake's transfer
+        assert report.events_applied == setup_events(env) + 3
         [got] = index.providers()
         assert (got.address, got.endpoint, got.stake) == (provider.address, "\ufffdhttp", 100 * t)
 

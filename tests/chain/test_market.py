@@ -37,7 +37,7 @@ MIN_CLOSE_WINDOW = 3600
 MAX_CLOSE_WINDOW = 30 * DAY
 MAX_CHANNEL_TTL = 365 * DAY
 MASK_56, MASK_104 = 2**56 - 1, 2**104 - 1
-RECORD_SLOT = 6  # JobMarket._record in the storage layout (vyper -f layout)
+RECORD_SLOT = 7  # JobMarket._record in the storage layout (vyper -f layout)
 
 
 def _reason(exc: pytest.ExceptionInfo[ContractReverted]) -> str:

@@ -6,7 +6,7 @@ stake and unbonding tokens of its providers, and that supply is conserved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
 import pytest
@@ -16,6 +16,7 @@ from idlegrid.chain import TOKEN, RegistryClient, deploy_contract
 from idlegrid.protocol import Account
 
 from ..conftest import CONFIG, Env
+from .arbiter import arbitrated
 
 MIN = CONFIG.min_stake
 DELAY = CONFIG.unbonding_delay
@@ -50,11 +51,12 @@ def _assert_books(env: Env, providers: Sequence[Account]) -> None:
 
 
 @pytest.fixture
-def arbiter(env: Env) -> Account:
-    """An account the market owner names as arbiter (the only route to ``slash``)."""
+def arbiter(env: Env) -> Iterator[Account]:
+    """An account named the market's arbiter (the only route to ``slash``): for this
+    test, ``env`` holds a fresh registry and market wired to it (see ``arbiter.py``)."""
     arbiter = env.users[-1]
-    env.market.set_arbiter(arbiter.address, sender=env.owner)
-    return arbiter
+    with arbitrated(env, arbiter):
+        yield arbiter
 
 
 # -- views and wiring -----------------------------------------------------------

@@ -1,7 +1,6 @@
 """Token (ERC-20 + EIP-2612): success / failure pairs for every external function.
 
-Functions the typed client does not wrap (``transfer_ownership``, ``MAX_SUPPLY``,
-``DOMAIN_SEPARATOR``) are reached through the client's own ``_send`` / ``_call``.
+Functions the typed client does not wrap (``MAX_SUPPLY``, ``DOMAIN_SEPARATOR``) are reached through the client's own ``_send`` / ``_call``.
 """
 
 from __future__ import annotations
@@ -547,15 +546,22 @@ def test_mint_to_zero_address_reverts(env: Env) -> None:
     assert reason == "token: mint to the zero address"
 
 
-# -- transfer_ownership ----------------------------------------------------------
+# -- transfer_ownership / accept_ownership (two steps) ---------------------------
 
 
-def test_transfer_ownership_hands_over_minting(env: Env) -> None:
+def test_transfer_ownership_hands_over_minting_once_accepted(env: Env) -> None:
     new_owner = env.users[0]
 
-    result = env.token._send("transfer_ownership", new_owner.address, sender=env.owner)
+    started = env.token.transfer_ownership(new_owner.address, sender=env.owner)
+    assert env.token.owner() == env.owner.address  # nothing changes before the accept
+    assert env.token.pending_owner() == new_owner.address
+    result = env.token.accept_ownership(sender=new_owner)
 
+    assert env.token._events("OwnershipTransferStarted", started) == [
+        {"previous_owner": env.owner.address, "new_owner": new_owner.address}
+    ]
     assert env.token.owner() == new_owner.address
+    assert env.token.pending_owner() == ZERO
     assert env.token._events("OwnershipTransferred", result) == [
         {"previous_owner": env.owner.address, "new_owner": new_owner.address}
     ]
@@ -569,16 +575,34 @@ def test_transfer_ownership_hands_over_minting(env: Env) -> None:
 def test_transfer_ownership_by_non_owner_reverts(env: Env) -> None:
     user = env.users[0]
 
-    reason = _reverts(lambda: env.token._send("transfer_ownership", user.address, sender=user))
+    reason = _reverts(lambda: env.token.transfer_ownership(user.address, sender=user))
 
     assert reason == "ownable: caller is not the owner"
     assert env.token.owner() == env.owner.address
 
 
-def test_transfer_ownership_to_zero_address_reverts(env: Env) -> None:
-    reason = _reverts(lambda: env.token._send("transfer_ownership", ZERO, sender=env.owner))
+def test_accept_ownership_by_anyone_but_the_pending_owner_reverts(env: Env) -> None:
+    proposed, stranger = env.users[0], env.users[1]
+    env.token.transfer_ownership(proposed.address, sender=env.owner)
 
-    assert reason == "ownable: new owner is the zero address"
+    reasons = [
+        _reverts(lambda: env.token.accept_ownership(sender=stranger)),
+        _reverts(lambda: env.token.accept_ownership(sender=env.owner)),
+    ]
+
+    assert reasons == ["ownable: caller is not the pending owner"] * 2
+    assert env.token.owner() == env.owner.address
+
+
+def test_transfer_ownership_to_zero_address_cancels(env: Env) -> None:
+    proposed = env.users[0]
+    env.token.transfer_ownership(proposed.address, sender=env.owner)
+
+    env.token.transfer_ownership(ZERO, sender=env.owner)
+
+    assert env.token.pending_owner() == ZERO
+    reason = _reverts(lambda: env.token.accept_ownership(sender=proposed))
+    assert reason == "ownable: caller is not the pending owner"
     assert env.token.owner() == env.owner.address
 
 

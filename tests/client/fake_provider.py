@@ -13,7 +13,8 @@ import base64
 import hashlib
 import io
 import json
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from idlegrid.chain import ChannelTerms
-from idlegrid.client import Response, Transport
+from idlegrid.client import Response, Stream, Transport
 from idlegrid.protocol import (
     Account,
     Domain,
@@ -70,6 +71,8 @@ class Lies:
     fail_units: int = 1
     #: send part of the answer and stall: the transport raises TimeoutError
     stall: bool = False
+    #: a stream's status (a run's events): 200 unless set
+    stream_status: int = 200
 
 
 @dataclass
@@ -86,6 +89,9 @@ class FakeProvider(Transport):
     bodies: list[dict[str, Any]] = field(default_factory=list)
     vouchers: list[VoucherSubmission] = field(default_factory=list)
     closed: bool = False
+    #: what a stream's body sends, chunk by chunk (a run's server-sent events); a
+    #: ``TimeoutError`` in the list is raised there (the node went quiet)
+    stream_chunks: list[bytes | TimeoutError] = field(default_factory=list)
     _replay: ReplayGuard = field(default_factory=ReplayGuard)
 
     async def request(
@@ -110,6 +116,44 @@ class FakeProvider(Transport):
         if self.lies.stall:
             raise TimeoutError(f"{method} {url}: no answer within {timeout:g} s")
         return Response(status, self._sign(sender, digest, status, body), body)
+
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float,
+        idle_timeout: float,
+    ) -> Stream:
+        path = urlsplit(url).path
+        verify_request(
+            self.domain, self.account.address, method, path, b"", headers or {},
+            replay=self._replay,
+        )  # fmt: skip
+        chunks = list(self.stream_chunks)
+
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                if isinstance(chunk, TimeoutError):
+                    raise chunk
+                yield chunk
+
+        async def aclose() -> None:
+            return None
+
+        status = self.lies.stream_status
+        return Stream(status, {"content-type": "text/event-stream"}, body(), aclose)
+
+    def segment_result(
+        self, terms_id: bytes, seq: int, output: np.ndarray, units: int
+    ) -> dict[str, Any]:
+        """A segment's signed result as a node-driven run sends it (the lies apply)."""
+        raw = _npy(output)
+        job_id = "0x" + os.urandom(32).hex()
+        units += self.lies.units
+        body = self._signed(terms_id, job_id, seq, "ok", units, raw, base64.b64encode(raw).decode())
+        return dict(json.loads(body), rows=1)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -144,25 +188,38 @@ class FakeProvider(Transport):
         hashed: bytes,
         output_npy: str | None,
     ) -> bytes:
+        body = self._signed(
+            _channel_id(job), job.job_id, job.seq, status, units, hashed, output_npy
+        )
+        return json.dumps(dict(json.loads(body), rows=rows.shape[0])).encode()
+
+    def _signed(
+        self,
+        channel_id: bytes,
+        job_id: str,
+        seq: int,
+        status: str,
+        units: int,
+        hashed: bytes,
+        output_npy: str | None,
+    ) -> bytes:
         lies = self.lies
         amount = units * self.price + lies.amount
         result_hash = hashlib.sha256(hashed + (b"!" if lies.wrong_result_hash else b"")).digest()
-        channel_id = _channel_id(job)
         receipt = Receipt(
-            channel_id, bytes.fromhex(job.job_id[2:]), self.account.address, units, amount,
+            channel_id, bytes.fromhex(job_id[2:]), self.account.address, units, amount,
             result_hash,
         )  # fmt: skip
         signer = lies.receipt_key or self.account
         signature = sign_digest(signer.key, receipt_digest(self.domain, receipt.leaf()))
         result: dict[str, Any] = {
-            "job_id": job.job_id,
-            "seq": job.seq,
+            "job_id": job_id,
+            "seq": seq,
             "status": status,
             "units": units,
             "amount": amount,
             "result_hash": "0x" + result_hash.hex(),
             "receipt_signature": "0x" + signature.hex(),
-            "rows": rows.shape[0],
             "flops_per_row": self.flops_per_row,
         }
         if status == "ok":

@@ -50,7 +50,7 @@ class FakeSession:
         self.blobs[digest] = data
         return digest
 
-    async def _job(self, reserve: Any, kind: str, fields: dict[str, Any], *_: Any) -> np.ndarray:
+    async def job(self, reserve: Any, kind: str, fields: dict[str, Any], *_: Any) -> np.ndarray:
         if self.dies_after is not None and self.delivered >= self.dies_after:
             raise ProviderFailed(f"{self.address}: connection refused")
         import pickle

@@ -6,9 +6,9 @@ from idlegrid.client import Backoff, Candidate, Weights, rank, reputation
 
 
 def _c(
-    address: str, price: int = 100, latency: float = 5.0, redemptions: int = 0, slashed: int = 0
+    address: str, price: int = 100, latency: float = 5.0, points: int = 0, slashed: int = 0
 ) -> Candidate:
-    return Candidate(address, f"http://{address}", price, latency, redemptions, slashed)
+    return Candidate(address, f"http://{address}", price, latency, points, slashed)
 
 
 def test_cheaper_faster_and_reputable_rank_first() -> None:
@@ -16,13 +16,14 @@ def test_cheaper_faster_and_reputable_rank_first() -> None:
     assert [c.address for c in rank([dear, cheap])] == ["a", "b"]
     fast, slow = _c("a", latency=1.0), _c("b", latency=50.0)
     assert [c.address for c in rank([slow, fast])] == ["a", "b"]
-    known, new = _c("a", redemptions=500), _c("b")
+    known, new = _c("a", points=20_000), _c("b")
     assert [c.address for c in rank([new, known])] == ["a", "b"]
 
 
 def test_a_slashed_provider_drops_below_an_unknown_one() -> None:
-    slashed, unknown = _c("a", redemptions=1000, slashed=1), _c("b")
-    assert reputation(1000, 1) < reputation(0, 0)
+    slashed, unknown = _c("a", points=90_000, slashed=1), _c("b")
+    assert reputation(90_000, 1) < reputation(0, 0)
+    assert reputation(-5000) < reputation(0)
     assert [c.address for c in rank([slashed, unknown])] == ["b", "a"]
 
 

@@ -6,7 +6,15 @@ plain dataclasses and idlegrid exceptions.
 
 from ._anvil import AnvilNode, find_anvil, free_port, wait_for_rpc
 from ._backend import ChainBackend, EmbeddedBackend, RpcBackend, TxResult
-from ._clients import ContractClient, MarketClient, RegistryClient, TokenClient, deploy_contract
+from ._clients import (
+    ContractClient,
+    DisputeClient,
+    MarketClient,
+    RegistryClient,
+    TokenClient,
+    deploy_contract,
+    vote_commitment,
+)
 from ._compile import compile_all, compile_file, contracts_dir
 from ._contracts import CONTRACTS, ContractSpec, load_deployment
 from ._devkeys import DEV_MNEMONIC, dev_accounts
@@ -21,6 +29,7 @@ from ._index_types import (
 )
 from ._indexer import Indexer
 from ._ledger import Ledger
+from ._reputation import ProviderHistory, Reputation, ReputationRules, score_reputation
 from ._rpchttp import RpcServer, serve
 from ._types import (
     TOKEN,
@@ -28,6 +37,9 @@ from ._types import (
     ChannelTerms,
     Contribution,
     Deployment,
+    DisputeOutcome,
+    DisputeState,
+    DisputeStatus,
     LedgerConfig,
     ProviderInfo,
 )
@@ -45,6 +57,10 @@ __all__ = [
     "ContractSpec",
     "Contribution",
     "Deployment",
+    "DisputeClient",
+    "DisputeOutcome",
+    "DisputeState",
+    "DisputeStatus",
     "EmbeddedBackend",
     "IndexedChannel",
     "IndexedProvider",
@@ -53,9 +69,12 @@ __all__ = [
     "LedgerConfig",
     "MarketClient",
     "ProviderContribution",
+    "ProviderHistory",
     "ProviderInfo",
     "Redemption",
     "RegistryClient",
+    "Reputation",
+    "ReputationRules",
     "RpcBackend",
     "RpcServer",
     "Slash",
@@ -70,6 +89,8 @@ __all__ = [
     "find_anvil",
     "free_port",
     "load_deployment",
+    "score_reputation",
     "serve",
+    "vote_commitment",
     "wait_for_rpc",
 ]

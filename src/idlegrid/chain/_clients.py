@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from eth_utils import keccak
 from web3 import Web3
 from web3.contract import Contract
 
@@ -26,9 +27,26 @@ from ..protocol import (
 from ._backend import ChainBackend, TxResult
 from ._compile import Artifact, compile_all
 from ._errors import translate
-from ._types import ChannelState, ChannelTerms, Contribution, ProviderInfo
+from ._types import (
+    ChannelState,
+    ChannelTerms,
+    Contribution,
+    DisputeOutcome,
+    DisputeState,
+    DisputeStatus,
+    ProviderInfo,
+    ReceiptFields,
+)
 
-__all__ = ["ContractClient", "MarketClient", "RegistryClient", "TokenClient", "deploy_contract"]
+__all__ = [
+    "ContractClient",
+    "DisputeClient",
+    "MarketClient",
+    "RegistryClient",
+    "TokenClient",
+    "deploy_contract",
+    "vote_commitment",
+]
 
 
 def deploy_contract(
@@ -86,9 +104,17 @@ class ContractClient:
         """The contract's owner (the ``ownable`` module)."""
         return checksum(self._call("owner"))
 
+    def pending_owner(self) -> str:
+        """The proposed next owner (the zero address when no transfer is under way)."""
+        return checksum(self._call("pending_owner"))
+
     def transfer_ownership(self, new_owner: str, *, sender: Account) -> TxResult:
-        """Hand the owner role to ``new_owner`` (owner only)."""
+        """Propose ``new_owner`` as the next owner (owner only); it must then accept."""
         return self._send("transfer_ownership", checksum(new_owner), sender=sender)
+
+    def accept_ownership(self, *, sender: Account) -> TxResult:
+        """Take the owner role proposed to ``sender``."""
+        return self._send("accept_ownership", sender=sender)
 
     def _events(self, event: str, result: TxResult) -> list[dict[str, Any]]:
         """Decoded ``event`` logs of one transaction, as plain dicts."""
@@ -195,6 +221,10 @@ class RegistryClient(ContractClient):
 
     def withdraw(self, *, sender: Account) -> TxResult:
         return self._send("withdraw", sender=sender)
+
+    def slashable(self, address: str) -> int:
+        """What a slash of ``address`` can take now: its stake plus unbonding tokens."""
+        return int(self._call("slashable", checksum(address)))
 
     def slash(self, provider: str, amount: int, beneficiary: str, *, sender: Account) -> TxResult:
         """Only the market may call this; exposed for tests of that rule."""
@@ -311,11 +341,24 @@ class MarketClient(ContractClient):
         return self._send("close", terms.as_tuple(), sender=sender)
 
     def set_arbiter(self, arbiter: str, *, sender: Account) -> TxResult:
+        """Name the dispute contract (owner only, once: the deployment does it)."""
         return self._send("set_arbiter", checksum(arbiter), sender=sender)
 
     def slash(self, provider: str, amount: int, beneficiary: str, *, sender: Account) -> TxResult:
         """Slash a provider's stake (the arbiter only)."""
         return self._send("slash", checksum(provider), amount, checksum(beneficiary), sender=sender)
+
+    def redeemed_root(self, channel: bytes) -> bytes:
+        """The receipts root of the latest voucher redeemed on ``channel`` (zeros: none)."""
+        return bytes(self._call("redeemed_root", _b32(channel)))
+
+    def locked_until(self, provider: str) -> int:
+        """The latest ``expiry + close_window`` of the channels to ``provider``."""
+        return int(self._call("locked_until", checksum(provider)))
+
+    def stake_locked(self, provider: str) -> bool:
+        """Whether ``provider``'s stake backs channels or disputes (it cannot withdraw)."""
+        return bool(self._call("stake_locked", checksum(provider)))
 
     def channel(self, terms: ChannelTerms) -> ChannelState:
         cid, deposit, expiry, paid, jobs, units, is_open, closed = self._call(
@@ -345,6 +388,156 @@ class MarketClient(ContractClient):
     def verify_receipt(self, leaf: bytes, proof: Sequence[bytes], root: bytes) -> bool:
         """Check a Merkle proof with the contract's own code."""
         return bool(self._call("verify_receipt", leaf, list(proof), root))
+
+
+class DisputeClient(ContractClient):
+    """The dispute contract: the market's arbiter, the only route to a slash.
+
+    Lifecycle: :meth:`open` (with a bond) -> :meth:`draw` -> :meth:`commit` ->
+    :meth:`reveal` -> :meth:`resolve`, each stage with a deadline.
+    """
+
+    _name = "Disputes"
+
+    def market(self) -> str:
+        return checksum(self._call("market"))
+
+    def bond(self) -> int:
+        """Tokens a challenger locks to open a dispute."""
+        return int(self._call("bond"))
+
+    def slash_bps(self) -> int:
+        return int(self._call("slash_bps"))
+
+    def penalty(self) -> int:
+        return int(self._call("penalty"))
+
+    def referee_penalty(self) -> int:
+        return int(self._call("referee_penalty"))
+
+    def committee_size(self) -> int:
+        return int(self._call("committee_size"))
+
+    def dispute_window(self) -> int:
+        return int(self._call("dispute_window"))
+
+    def draw_period(self) -> int:
+        return int(self._call("draw_period"))
+
+    def commit_period(self) -> int:
+        return int(self._call("commit_period"))
+
+    def reveal_period(self) -> int:
+        return int(self._call("reveal_period"))
+
+    def pending(self, address: str) -> int:
+        """Open disputes that may still slash ``address`` (as accused or referee)."""
+        return int(self._call("pending", checksum(address)))
+
+    def dispute(self, dispute: bytes) -> DisputeState:
+        raw = self._call("dispute", _b32(dispute))
+        (status, outcome, provider, challenger, client, amount, seed, draw, commit, reveal) = raw[
+            :10
+        ]
+        commits, wrong, right, committee = raw[10:]
+        return DisputeState(
+            id=dispute,
+            status=DisputeStatus(status),
+            outcome=DisputeOutcome(outcome),
+            provider=checksum(provider),
+            challenger=checksum(challenger),
+            client=checksum(client),
+            amount=int(amount),
+            seed_block=int(seed),
+            draw_deadline=int(draw),
+            commit_deadline=int(commit),
+            reveal_deadline=int(reveal),
+            commits=int(commits),
+            wrong_votes=int(wrong),
+            right_votes=int(right),
+            committee=tuple(checksum(a) for a in committee),
+        )
+
+    def ballot(self, dispute: bytes, referee: str) -> int:
+        """0 not on the committee, 1 seated, 2 committed, 3 voted wrong, 4 voted right."""
+        return int(self._call("ballot", _b32(dispute), checksum(referee)))
+
+    def commitment(self, dispute: bytes, referee: str, wrong: bool, salt: bytes) -> bytes:
+        """The contract's own :func:`vote_commitment` (a cross-check)."""
+        return bytes(self._call("commitment", _b32(dispute), checksum(referee), wrong, _b32(salt)))
+
+    def receipt_leaf(self, receipt: ReceiptFields) -> bytes:
+        """A receipt's Merkle leaf, computed by the contract."""
+        return bytes(self._call("receipt_leaf", _receipt_tuple(receipt)))
+
+    def receipt_digest(self, leaf: bytes) -> bytes:
+        """The EIP-712 digest a provider signs for ``leaf`` (node domain)."""
+        return bytes(self._call("receipt_digest", _b32(leaf)))
+
+    def open(
+        self,
+        terms: ChannelTerms,
+        receipt: ReceiptFields,
+        signature: Signature,
+        proof: Sequence[bytes],
+        *,
+        sender: Account,
+    ) -> tuple[bytes, TxResult]:
+        """Dispute ``receipt`` (approve the bond to this contract first); returns its id."""
+        result = self._send(
+            "open",
+            terms.as_tuple(),
+            _receipt_tuple(receipt),
+            signature.v,
+            signature.r,
+            signature.s,
+            [_b32(p) for p in proof],
+            sender=sender,
+        )
+        [event] = self._events("DisputeOpened", result)
+        return bytes(event["dispute"]), result
+
+    def draw(self, dispute: bytes, *, sender: Account) -> TxResult:
+        """Draw the committee (anyone, once the seed block is mined)."""
+        return self._send("draw", _b32(dispute), sender=sender)
+
+    def commit(self, dispute: bytes, commitment: bytes, *, sender: Account) -> TxResult:
+        """Commit a vote (a committee member): see :func:`vote_commitment`."""
+        return self._send("commit", _b32(dispute), _b32(commitment), sender=sender)
+
+    def reveal(self, dispute: bytes, wrong: bool, salt: bytes, *, sender: Account) -> TxResult:
+        """Reveal a committed vote: ``wrong`` when the re-executed result disagrees."""
+        return self._send("reveal", _b32(dispute), wrong, _b32(salt), sender=sender)
+
+    def resolve(self, dispute: bytes, *, sender: Account) -> TxResult:
+        """Settle the dispute and pay everyone (anyone, once voting is over)."""
+        return self._send("resolve", _b32(dispute), sender=sender)
+
+
+def vote_commitment(dispute: bytes, referee: str, wrong: bool, salt: bytes) -> bytes:
+    """``keccak256(abi_encode(dispute, referee, wrong, salt))``: what a referee commits."""
+    words = (
+        _b32(dispute),
+        bytes(12) + bytes.fromhex(checksum(referee)[2:]),
+        int(wrong).to_bytes(32, "big"),
+        _b32(salt),
+    )
+    return bytes(keccak(b"".join(words)))
+
+
+def _receipt_tuple(
+    receipt: ReceiptFields,
+) -> tuple[bytes, bytes, str, bytes, bytes, bytes, int, int]:
+    return (
+        _b32(receipt.channel),
+        _b32(receipt.job_id),
+        checksum(receipt.provider),
+        _b32(receipt.spec_hash),
+        _b32(receipt.input_hash),
+        _b32(receipt.output_hash),
+        receipt.units,
+        receipt.amount,
+    )
 
 
 def _b32(value: bytes) -> bytes:

@@ -20,9 +20,10 @@ from typing import Any
 from .._exceptions import ConfigError
 from ..protocol import Account
 from ._backend import ChainBackend
-from ._clients import ContractClient, MarketClient, RegistryClient, TokenClient
+from ._clients import ContractClient, DisputeClient, MarketClient, RegistryClient, TokenClient
 from ._compile import Artifact, compile_all, compile_file
-from ._index_db import MARKET_EVENTS, REGISTRY_EVENTS, Handler
+from ._index_db import MARKET_EVENTS, REGISTRY_EVENTS, TOKEN_EVENTS, Handler
+from ._index_disputes import DISPUTE_EVENTS, DISPUTE_SCHEMA
 from ._types import Deployment, LedgerConfig
 
 __all__ = ["CONTRACTS", "ContractSpec", "load_deployment"]
@@ -70,6 +71,31 @@ def _set_market(backend: ChainBackend, addresses: Mapping[str, str], owner: Acco
     )
 
 
+def _set_arbiter(backend: ChainBackend, addresses: Mapping[str, str], owner: Account) -> object:
+    # the market lets only its arbiter slash, and takes one once: the dispute contract
+    return MarketClient(backend, addresses["market"]).set_arbiter(
+        addresses["disputes"], sender=owner
+    )
+
+
+def _dispute_args(cfg: LedgerConfig, at: Mapping[str, str]) -> list[Any]:
+    return [
+        at["token"],
+        at["market"],
+        at["registry"],
+        cfg.close_window,
+        cfg.dispute_bond,
+        cfg.dispute_slash_bps,
+        cfg.dispute_penalty,
+        cfg.referee_penalty,
+        cfg.committee_size,
+        cfg.dispute_window,
+        cfg.draw_period,
+        cfg.commit_period,
+        cfg.reveal_period,
+    ]
+
+
 #: the ledger's contracts, in deployment order
 CONTRACTS: tuple[ContractSpec, ...] = (
     ContractSpec(
@@ -77,6 +103,8 @@ CONTRACTS: tuple[ContractSpec, ...] = (
         name="Token",
         args=lambda cfg, _: [cfg.token_name, cfg.token_symbol],
         client=TokenClient,
+        # transfers, summed per pair: what a provider gave its clients (reputation)
+        events=TOKEN_EVENTS,
     ),
     ContractSpec(
         key="registry",
@@ -92,6 +120,15 @@ CONTRACTS: tuple[ContractSpec, ...] = (
         client=MarketClient,
         events=MARKET_EVENTS,
         wire=_set_market,
+    ),
+    ContractSpec(
+        key="disputes",
+        name="Disputes",
+        args=_dispute_args,
+        client=DisputeClient,
+        events=DISPUTE_EVENTS,
+        schema=DISPUTE_SCHEMA,
+        wire=_set_arbiter,
     ),
 )
 

@@ -20,6 +20,7 @@ __all__ = [
     "REGISTRY_EVENTS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "TOKEN_EVENTS",
     "Handler",
     "LogEvent",
     "apply",
@@ -27,7 +28,9 @@ __all__ = [
     "u256",
 ]
 
-SCHEMA_VERSION = "1"
+# 2: tables for reputation (payments, transfers); an index of version 1 lacks their
+# history, so it is rebuilt rather than migrated
+SCHEMA_VERSION = "2"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -93,7 +96,8 @@ CREATE TABLE IF NOT EXISTS redemptions (
 );
 CREATE INDEX IF NOT EXISTS redemptions_by_channel ON redemptions (channel, seq);
 CREATE INDEX IF NOT EXISTS redemptions_by_provider ON redemptions (provider, seq);
--- per provider sums of redemptions (a derived table, kept in step by `apply`)
+-- per provider sums of redemptions (a derived table, kept in step by `apply`);
+-- `redemptions` counts only those that paid something
 CREATE TABLE IF NOT EXISTS contributions (
     provider TEXT PRIMARY KEY,
     earned TEXT NOT NULL,
@@ -114,6 +118,22 @@ CREATE TABLE IF NOT EXISTS slashes (
     UNIQUE (tx_hash, log_index)
 );
 CREATE INDEX IF NOT EXISTS slashes_by_provider ON slashes (provider, seq);
+-- tokens each client paid each provider through redeemed vouchers (for reputation)
+CREATE TABLE IF NOT EXISTS payments (
+    client TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    paid TEXT NOT NULL,
+    PRIMARY KEY (provider, client)
+);
+CREATE INDEX IF NOT EXISTS payments_by_client ON payments (client, provider);
+-- tokens each address sent each other one, summed from the token's Transfer events
+-- (for reputation: what a provider gave its clients)
+CREATE TABLE IF NOT EXISTS transfers (
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    PRIMARY KEY (sender, recipient)
+);
 -- market balances (the market's balance_of): deposits, refunds and earnings
 -- in, withdrawals and channel deposits out
 CREATE TABLE IF NOT EXISTS accounts (
@@ -224,6 +244,20 @@ def _set_balance(conn: sqlite3.Connection, account: str, balance: int) -> None:
 def _balance(conn: sqlite3.Connection, account: str) -> int:
     row = conn.execute("SELECT balance FROM accounts WHERE account = ?", (account,)).fetchone()
     return num(row[0]) if row else 0
+
+
+def _add(
+    conn: sqlite3.Connection, table: str, cols: tuple[str, str, str], a: str, b: str, amount: int
+) -> None:
+    """Add ``amount`` to the sum kept for the pair (a, b) in ``table``."""
+    first, second, total = cols
+    row = conn.execute(
+        f"SELECT {total} FROM {table} WHERE {first} = ? AND {second} = ?", (a, b)
+    ).fetchone()
+    conn.execute(
+        f"INSERT OR REPLACE INTO {table} ({first}, {second}, {total}) VALUES (?, ?, ?)",
+        (a, b, u256((num(row[0]) if row else 0) + amount)),
+    )
 
 
 # -- registry ---------------------------------------------------------------
@@ -396,6 +430,7 @@ def _redeemed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
     earned, jobs, units, count = (
         (num(row[0]), num(row[1]), num(row[2]), row[3]) if row else (0, 0, 0, 0)
     )
+    paying = a["amount"] > 0
     conn.execute(
         "INSERT OR REPLACE INTO contributions (provider, earned, jobs, units, redemptions) "
         "VALUES (?, ?, ?, ?, ?)",
@@ -404,10 +439,13 @@ def _redeemed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
             u256(earned + a["amount"]),
             u256(jobs + a["jobs"] - num(jobs_before)),
             u256(units + a["units"] - num(units_before)),
-            count + 1,
+            count + paying,
         ),
     )
     _credit(conn, provider, a["amount"])
+    if paying:
+        (client,) = _get(conn, ev, "channel", "client")
+        _add(conn, "payments", ("client", "provider", "paid"), client, provider, a["amount"])
 
 
 def _closed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
@@ -431,6 +469,23 @@ def _withdrawn(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
     account = ev.args["account"]
     _set_balance(conn, account, _balance(conn, account) - ev.args["amount"])
 
+
+# -- token ------------------------------------------------------------------
+def _transferred(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
+    a = ev.args
+    if a["value"] > 0 and a["sender"] != a["receiver"]:
+        _add(
+            conn,
+            "transfers",
+            ("sender", "recipient", "amount"),
+            a["sender"],
+            a["receiver"],
+            a["value"],
+        )
+
+
+#: how each Token event the index follows changes it
+TOKEN_EVENTS: dict[str, Handler] = {"Transfer": _transferred}
 
 #: how each ProviderRegistry event the index follows changes it
 REGISTRY_EVENTS: dict[str, Handler] = {

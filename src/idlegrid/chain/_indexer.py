@@ -53,6 +53,13 @@ from ._index_types import (
     Slash,
     SyncReport,
 )
+from ._reputation import (
+    DEFAULT_RULES,
+    ProviderHistory,
+    Reputation,
+    ReputationRules,
+    score_reputation,
+)
 from ._types import Deployment
 
 __all__ = ["Indexer"]
@@ -275,6 +282,23 @@ class Indexer:
         rows = self._rows(f"SELECT {_SLASH_COLS} FROM slashes {where}ORDER BY seq", params)
         return [_slash(r) for r in rows]
 
+    def reputation(self, address: str, rules: ReputationRules = DEFAULT_RULES) -> Reputation:
+        """One address's reputation from the indexed events (zero if it never earned).
+
+        Every index of the same chain, synced to the same block, gives the same answer:
+        see :mod:`idlegrid.chain._reputation` for what counts.
+        """
+        with self._read_lock:
+            return score_reputation(_history(self._db(), checksum(address)), rules)
+
+    def reputations(self, rules: ReputationRules = DEFAULT_RULES) -> dict[str, Reputation]:
+        """The reputation of every registered provider, active or not, by address."""
+        with self._read_lock:
+            conn = self._db()
+            rows = conn.execute("SELECT address FROM providers ORDER BY address").fetchall()
+            addresses = [r[0] for r in rows]
+            return {a: score_reputation(_history(conn, a), rules) for a in addresses}
+
     def balance_of(self, account: str) -> int:
         """Tokens the market holds for ``account`` (as the market's ``balance_of``)."""
         row = self._row("SELECT balance FROM accounts WHERE account = ?", (checksum(account),))
@@ -448,6 +472,46 @@ def _set_meta(conn: sqlite3.Connection, **values: str) -> None:
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         list(values.items()),
     )
+
+
+def _history(conn: sqlite3.Connection, provider: str) -> ProviderHistory:
+    """What reputation reads of ``provider``, from one connection (one snapshot)."""
+    paid = {
+        client: num(total)
+        for client, total in conn.execute(
+            "SELECT client, paid FROM payments WHERE provider = ? ORDER BY client", (provider,)
+        )
+    }
+    # what the provider gave each of its clients: token transfers, and vouchers it paid
+    # them as their client
+    funded: dict[str, int] = {}
+    for sql in (
+        "SELECT recipient, amount FROM transfers WHERE sender = ?",
+        "SELECT provider, paid FROM payments WHERE client = ?",
+    ):
+        for to, amount in conn.execute(sql, (provider,)):
+            if to in paid:
+                funded[to] = funded.get(to, 0) + num(amount)
+    slashes, slashed = 0, 0
+    for (amount,) in conn.execute("SELECT amount FROM slashes WHERE provider = ?", (provider,)):
+        slashes, slashed = slashes + 1, slashed + num(amount)
+    won, lost = _disputes(conn, provider)
+    return ProviderHistory(provider, paid, funded, slashes, slashed, won, lost)
+
+
+def _disputes(conn: sqlite3.Connection, provider: str) -> tuple[int, int]:
+    """Disputes against ``provider`` it won and lost; (0, 0) where the deployment
+    indexes no dispute contract (no ``disputes`` table)."""
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(disputes)")}
+    if not {"provider", "outcome"} <= cols:
+        return 0, 0
+    rows = dict(
+        conn.execute(
+            "SELECT outcome, COUNT(*) FROM disputes WHERE provider = ? GROUP BY outcome",
+            (provider,),
+        ).fetchall()
+    )
+    return int(rows.get("provider_won", 0)), int(rows.get("provider_lost", 0))
 
 
 def _status(status: ChannelStatus | str) -> ChannelStatus:

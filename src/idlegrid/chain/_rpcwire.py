@@ -17,6 +17,8 @@ from eth_abi.exceptions import DecodingError
 from eth_tester.exceptions import TransactionFailed
 from eth_utils import keccak
 
+from .._exceptions import RpcFault
+
 __all__ = [
     "EXECUTION_REVERTED",
     "INVALID_PARAMS",
@@ -53,22 +55,6 @@ _DATA = re.compile(r"0x([0-9a-fA-F]{2})*")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 Params = list[Any]
-
-
-class RpcFault(Exception):
-    """A JSON-RPC error for the client; raised and caught inside the server only."""
-
-    def __init__(self, code: int, message: str, data: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def as_error(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
 
 
 # -- wire in ----------------------------------------------------------------------------------

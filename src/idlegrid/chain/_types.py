@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import cached_property
 from types import MappingProxyType
+from typing import Protocol
 
 from eth_utils import keccak
 
@@ -18,8 +20,12 @@ __all__ = [
     "ChannelTerms",
     "Contribution",
     "Deployment",
+    "DisputeOutcome",
+    "DisputeState",
+    "DisputeStatus",
     "LedgerConfig",
     "ProviderInfo",
+    "ReceiptFields",
 ]
 
 TOKEN = 10**18
@@ -34,6 +40,23 @@ class LedgerConfig:
     min_stake: int = 100 * TOKEN
     unbonding_delay: int = 7 * 24 * 3600
     close_window: int = 24 * 3600
+    #: tokens a challenger locks to open a dispute (returned unless the provider was right)
+    dispute_bond: int = 10 * TOKEN
+    #: share of a provider's stake slashed when a dispute finds it wrong, in basis points
+    dispute_slash_bps: int = 5000
+    #: cap of that slash beyond the disputed receipt's amount
+    dispute_penalty: int = 100 * TOKEN
+    #: slash of a committee member who does not reveal a vote
+    referee_penalty: int = 1 * TOKEN
+    #: referees drawn per dispute
+    committee_size: int = 3
+    #: seconds after a channel's expiry + close_window during which it can be disputed
+    dispute_window: int = 3 * 24 * 3600
+    #: seconds after opening by which a dispute's committee must be drawn
+    draw_period: int = 24 * 3600
+    #: seconds after the draw for committing votes, then for revealing them
+    commit_period: int = 24 * 3600
+    reveal_period: int = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -167,3 +190,64 @@ class Contribution:
     earned: int
     jobs: int
     units: int
+
+
+class DisputeStatus(IntEnum):
+    """Where a dispute is in its lifecycle (``Disputes.dispute().status``)."""
+
+    NONE = 0
+    DRAWING = 1
+    VOTING = 2
+    RESOLVED = 3
+
+
+class DisputeOutcome(IntEnum):
+    """How a dispute ended (``Disputes.dispute().outcome``)."""
+
+    PENDING = 0
+    PROVIDER_WRONG = 1
+    PROVIDER_RIGHT = 2
+    NO_DECISION = 3
+
+
+class ReceiptFields(Protocol):
+    """The fields of a signed job receipt (v2) that a dispute presents as evidence."""
+
+    @property
+    def channel(self) -> bytes: ...
+    @property
+    def job_id(self) -> bytes: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def spec_hash(self) -> bytes: ...
+    @property
+    def input_hash(self) -> bytes: ...
+    @property
+    def output_hash(self) -> bytes: ...
+    @property
+    def units(self) -> int: ...
+    @property
+    def amount(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class DisputeState:
+    """A dispute on chain, keyed by the disputed receipt's leaf."""
+
+    id: bytes
+    status: DisputeStatus
+    outcome: DisputeOutcome
+    provider: str
+    challenger: str
+    client: str
+    #: the receipt's amount, capped at what its channel paid: the client's refund
+    amount: int
+    seed_block: int
+    draw_deadline: int
+    commit_deadline: int
+    reveal_deadline: int
+    commits: int
+    wrong_votes: int
+    right_votes: int
+    committee: tuple[str, ...]

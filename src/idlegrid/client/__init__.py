@@ -15,7 +15,7 @@ from ._session import (
     ProviderRefused,
     ProviderSession,
 )
-from ._transport import Response, Transport
+from ._transport import Response, Stream, Transport
 
 __all__ = [
     "Backoff",
@@ -41,6 +41,7 @@ __all__ = [
     "Run",
     "RunResult",
     "Shard",
+    "Stream",
     "Transport",
     "Weights",
     "dispatch",

@@ -137,18 +137,20 @@ async def discover(
     probes = await asyncio.gather(
         *(_probe(transport, p.endpoint, p.address, ledger, timeout) for p in providers)
     )
+    # one read for all: what each earned from distinct clients, disputes and slashes
+    standing = index.reputations()
     out = []
     for p, probe in zip(providers, probes, strict=True):
         if probe is None or workload not in probe[1]:
             continue
-        contribution = index.contribution(p.address)
+        known = standing.get(p.address)
         out.append(
             Candidate(
                 address=p.address,
                 endpoint=p.endpoint,
                 unit_price=p.price,
                 latency_ms=probe[0],
-                redemptions=contribution.redemptions,
+                reputation=0 if known is None else known.points,
                 slashed=p.slashed_total,
                 workloads=probe[1],
                 credit_jobs=probe[2],

@@ -23,11 +23,12 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ._transport import Response, Transport
+from .._exceptions import HttpProtocolError
+from ._transport import Response, Stream, Transport
 
 __all__ = ["HttpPool", "HttpProtocolError"]
 
@@ -40,10 +41,6 @@ MAX_HEAD = 1 << 20
 IDLE_S = 4.0
 
 _Origin = tuple[str, str, int]
-
-
-class HttpProtocolError(ConnectionError):
-    """The server's answer is not well-formed HTTP/1.1, or is over a size limit."""
 
 
 class _Stale(Exception):
@@ -107,6 +104,41 @@ class HttpPool(Transport):
                         ) from exc
             except TimeoutError as exc:
                 raise TimeoutError(f"{method} {url}: no answer within {timeout:g} s") from exc
+
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float,
+        idle_timeout: float,
+    ) -> Stream:
+        """Send one request on a connection of its own and return its body as it comes."""
+        if self._closed:
+            raise ConnectionError("the HTTP pool is closed")
+        origin, host, target = _split(url)
+        data = _request_bytes(method, host, target, headers or {}, b"")
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await self._connect(origin)
+                try:
+                    conn.writer.write(data)
+                    status, headers_in = await _read_head(conn.reader)
+                except BaseException:
+                    conn.close()
+                    raise
+        except TimeoutError as exc:
+            raise TimeoutError(f"{method} {url}: no answer within {timeout:g} s") from exc
+        if "chunked" in headers_in.get("transfer-encoding", "").lower():
+            chunks = _stream_chunked(conn.reader, idle_timeout)
+        else:
+            chunks = _stream_plain(conn.reader, idle_timeout)
+
+        async def aclose() -> None:
+            conn.close()
+
+        return Stream(status, headers_in, chunks, aclose)
 
     async def aclose(self) -> None:
         """Close every idle connection; connections in use close when their request ends."""
@@ -230,6 +262,51 @@ async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[Res
     except asyncio.LimitOverrunError as exc:
         raise HttpProtocolError("malformed chunked body") from exc
     return Response(status, headers, body), keep_alive
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """Status and headers of the next final response on ``reader`` (1xx skipped)."""
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            raise ConnectionResetError("the connection closed inside a response head") from exc
+        except asyncio.LimitOverrunError as exc:
+            raise HttpProtocolError(f"response head larger than {MAX_HEAD} bytes") from exc
+        status, _, headers = _parse_head(head)
+        if not 100 <= status < 200:
+            return status, headers
+
+
+async def _stream_chunked(reader: asyncio.StreamReader, idle: float) -> AsyncIterator[bytes]:
+    """A chunked body, a chunk at a time, each within ``idle`` seconds."""
+    while True:
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\r\n"), idle)
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError as exc:
+            raise HttpProtocolError("malformed chunk size") from exc
+        except asyncio.IncompleteReadError as exc:
+            raise ConnectionResetError("the connection closed inside a stream") from exc
+        except asyncio.LimitOverrunError as exc:
+            raise HttpProtocolError("malformed chunked body") from exc
+        if size == 0:
+            return
+        if size > MAX_HEAD:
+            raise HttpProtocolError(f"a stream's chunk of {size} bytes is over {MAX_HEAD}")
+        try:
+            data = await asyncio.wait_for(reader.readexactly(size + 2), idle)
+        except asyncio.IncompleteReadError as exc:
+            raise ConnectionResetError("the connection closed inside a stream") from exc
+        if data[-2:] != b"\r\n":
+            raise HttpProtocolError("chunk not followed by CRLF")
+        yield data[:-2]
+
+
+async def _stream_plain(reader: asyncio.StreamReader, idle: float) -> AsyncIterator[bytes]:
+    """A body that runs to the end of the connection, as it comes."""
+    while data := await asyncio.wait_for(reader.read(65536), idle):
+        yield data
 
 
 def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:

@@ -29,7 +29,7 @@ from ..protocol import npy_bytes
 from ..workloads import LongPlan
 from ._dispatch import NoProviders
 from ._selection import rank
-from ._session import ProviderFailed, ProviderSession, _Bill
+from ._session import Bill, ProviderFailed, ProviderSession
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -143,9 +143,9 @@ async def _drive(client: Client, run: Run, resume: tuple[int, bytes] | None) -> 
         price = session.candidate.unit_price
         try:
             fields = await plan.fields(segment, state, session)
-            bill = _Bill(segment.units, segment.units, False)
+            bill = Bill(segment.units, segment.units, False)
             reserve = client._reserve(session)
-            out = await session._job(reserve, kind, fields, bill, segment.expect, segment.rows)
+            out = await session.job(reserve, kind, fields, bill, segment.expect, segment.rows)
         except ProviderFailed as exc:
             _fail(run, result, failed, session, step, exc)
             session = None

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from .._exceptions import InvalidInput, PeerError
-from ..protocol import JobResult, RunRequest, npy_bytes, sign_request
+from ..protocol import RunProgress, RunRequest, RunStarted, npy_bytes
 from ._long import Progress, Run, RunResult, _fail, _provider
-from ._session import ProviderFailed, ProviderSession, _Bill
+from ._session import ProviderFailed, ProviderSession
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -34,8 +31,8 @@ __all__ = ["follow"]
 
 #: longest wait for the next byte of a run's stream (the node sends a keep-alive every 15 s)
 STREAM_IDLE_S = 60.0
-#: the largest event line accepted
-MAX_LINE = 64 * 2**20
+#: a segment may take the node's job time limit plus this long (its voucher's round trip)
+SEGMENT_SLACK_S = 60.0
 
 
 async def follow(client: Client, run: Run, resume: tuple[int, bytes] | None) -> RunResult:
@@ -99,10 +96,13 @@ async def _start(
         }
     )
     body = request.model_dump_json(exclude_none=True).encode()
-    status, data = await session._call("POST", "/v1/runs", body)
+    status, data = await session.call("POST", "/v1/runs", body)
     if status != 202:
-        raise ProviderFailed(f"{session.address} refused the run: {session._reason(data)}")
-    return str(json.loads(data)["run_id"])
+        raise ProviderFailed(f"{session.address} refused the run: {session.reason(data)}")
+    try:
+        return RunStarted.model_validate_json(data).run_id
+    except ValueError as exc:
+        raise PeerError(f"{session.address} answered a run with no run id") from exc
 
 
 async def _events(
@@ -115,28 +115,32 @@ async def _events(
     result: RunResult,
     totals: list[int],
 ) -> tuple[int, bytes | None]:
-    """Follow one provider's run; (step, checkpoint) where it ended."""
+    """Follow one provider's run; (step, checkpoint) where it ended.
+
+    A node that keeps the stream alive but sends no segment for longer than a segment
+    may take (its job time limit, plus the time a voucher takes) is given up: keep-alives
+    alone do not hold a run.
+    """
     plan = run.plan
     channel = client._channels[session.address]
     price = session.candidate.unit_price
     address = session.address
+    loop = asyncio.get_running_loop()
+    patience = session.limits.job_timeout_s + SEGMENT_SLACK_S
+    deadline = loop.time() + patience
     cancel_sent = False
-    async for event, data in _stream(session, f"/v1/runs/{run_id}/events"):
+    async for event, data in session.events(f"/v1/runs/{run_id}/events", idle_s=STREAM_IDLE_S):
         if event == "progress":
             segment = plan.segment(step, min(plan.segment_steps, plan.total_steps - step))
-            job = JobResult.model_validate(data["result"])
-            seq = channel.next_seq
-            if job.seq != seq or int(data["step"]) != step + segment.steps:
-                raise PeerError("a run's segment is not the next one")
-            bill = _Bill(segment.units, segment.units, False)
-            job_id = bytes.fromhex(job.job_id[2:])
-            output, receipt = await session._check_ok(job, job_id, seq, channel, bill)
-            wrong = segment.expect.check(output, segment.rows)
-            if wrong is not None:
-                raise PeerError(wrong)
-            channel.take_seq()
-            channel.accept(seq, receipt, session.account, session.market)
-            channel.committed += receipt.amount  # spent, as a job's bill is
+            try:
+                progress = RunProgress.model_validate(data)
+            except ValueError as exc:
+                raise PeerError(f"a run's progress event does not parse: {exc}") from exc
+            if progress.step != step + segment.steps:
+                raise PeerError(f"segment ends at step {progress.step}, not {step + segment.steps}")
+            output, _ = await session.accept_segment(
+                channel, progress.result, segment.units, segment.expect, segment.rows
+            )
             state = npy_bytes(output)
             step += segment.steps
             totals[0] += segment.units
@@ -150,83 +154,21 @@ async def _events(
                 Progress(step, plan.total_steps, metrics, totals[0], totals[1], address, digest)
             )
             await session.send_voucher(channel)  # pay as it goes
-            if run._cancel.is_set() and not cancel_sent:
-                await _cancel(session, run_id)
-                cancel_sent = True
+            deadline = loop.time() + patience
         elif event in ("done", "cancelled"):
             return step, state
         elif event == "failed":
-            raise ProviderFailed(f"{address}: the run failed: {data.get('error')}")
+            error = data.get("error") if isinstance(data, dict) else None
+            raise ProviderFailed(f"{address}: the run failed: {str(error)[:500]}")
         if run._cancel.is_set() and not cancel_sent:
             await _cancel(session, run_id)
             cancel_sent = True
+        if loop.time() > deadline:
+            raise ProviderFailed(f"{address}: no segment of the run for {patience:g} s")
     raise ProviderFailed(f"{address}: the run's stream ended before the run")
 
 
 async def _cancel(session: ProviderSession, run_id: str) -> None:
-    status, data = await session._call("POST", f"/v1/runs/{run_id}/cancel", b"")
+    status, data = await session.call("POST", f"/v1/runs/{run_id}/cancel", b"")
     if status != 200:
-        raise ProviderFailed(f"{session.address} would not cancel: {session._reason(data)}")
-
-
-async def _stream(session: ProviderSession, path: str) -> AsyncIterator[tuple[str, Any]]:
-    """A signed GET of server-sent events: (event, data) as they come."""
-    url = urlsplit(session.base + path)
-    if url.scheme != "http" or url.hostname is None:
-        raise ProviderFailed(f"{session.address}: runs are followed over plain http only")
-    signed = sign_request(session.account, session.node, session.address, "GET", path, b"")
-    head = [f"GET {path} HTTP/1.1", f"host: {url.netloc}", "accept: text/event-stream"]
-    head += [f"{k}: {v}" for k, v in signed.headers.items()]
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(url.hostname, url.port or 80, limit=MAX_LINE), session.timeout_s
-    )
-    try:
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
-        await writer.drain()
-        status_line = await _line(reader)
-        status = int(status_line.split()[1])
-        headers: dict[str, str] = {}
-        while line := await _line(reader):
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        chunked = headers.get("transfer-encoding", "").lower() == "chunked"
-        body = _chunks(reader) if chunked else _plain(reader)
-        if status != 200:
-            text = b"".join([c async for c in body])[:1000].decode(errors="replace")
-            raise ProviderFailed(f"{session.address} answered HTTP {status}: {text}")
-        buffer = b""
-        async for chunk in body:
-            buffer += chunk
-            while b"\n\n" in buffer:
-                block, buffer = buffer.split(b"\n\n", 1)
-                event, data = "message", ""
-                for raw in block.decode().splitlines():
-                    if raw.startswith("event:"):
-                        event = raw[6:].strip()
-                    elif raw.startswith("data:"):
-                        data += raw[5:].strip()
-                if data:
-                    yield event, json.loads(data)
-    finally:
-        writer.close()
-
-
-async def _line(reader: asyncio.StreamReader) -> str:
-    data = await asyncio.wait_for(reader.readline(), STREAM_IDLE_S)
-    if not data:
-        raise ProviderFailed("the connection closed")
-    return data.decode("latin-1").rstrip("\r\n")
-
-
-async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    while True:
-        size = int((await _line(reader)).split(";")[0], 16)
-        if size == 0:
-            return
-        data = await asyncio.wait_for(reader.readexactly(size + 2), STREAM_IDLE_S)
-        yield data[:-2]
-
-
-async def _plain(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    while data := await asyncio.wait_for(reader.read(65536), STREAM_IDLE_S):
-        yield data
+        raise ProviderFailed(f"{session.address} would not cancel: {session.reason(data)}")

@@ -46,7 +46,10 @@ class Candidate:
     endpoint: str
     unit_price: int
     latency_ms: float
-    redemptions: int = 0
+    #: its standing from the chain's events, in thousandths
+    #: (:attr:`idlegrid.chain.Reputation.points`: tokens paid by distinct clients, disputes;
+    #: negative once slashed)
+    reputation: int = 0
     slashed: int = 0
     workloads: tuple[str, ...] = ("onnx",)
     #: jobs it delivers beyond the latest voucher before it wants a newer one (its /v1/info)
@@ -63,12 +66,13 @@ class Weights:
     reputation: float = 0.5
 
 
-def reputation(redemptions: int, slashed: int) -> float:
-    """From the chain: valid redemptions earn trust (log-scaled); a proven slash wipes
-    that record out and ranks the provider below any newcomer."""
-    if slashed > 0:
-        return -5.0
-    return math.log1p(max(redemptions, 0))
+def reputation(points: int, slashed: int = 0) -> float:
+    """The ranking's reputation term from a provider's indexed reputation ``points``
+    (thousandths): log-scaled, so no record outweighs price without bound; a slash or
+    a lost dispute (negative points) ranks the provider below any newcomer."""
+    if slashed > 0 or points < 0:
+        return min(points / 1000, -5.0)
+    return math.log1p(points / 1000)
 
 
 def score(c: Candidate, cheapest: int, fastest_ms: float, w: Weights = Weights()) -> float:
@@ -76,7 +80,7 @@ def score(c: Candidate, cheapest: int, fastest_ms: float, w: Weights = Weights()
     price = c.unit_price / cheapest if cheapest > 0 else (1.0 if c.unit_price == 0 else 2.0)
     latency = (c.latency_ms + 1.0) / (fastest_ms + 1.0)
     return (
-        w.price * price + w.latency * latency - w.reputation * reputation(c.redemptions, c.slashed)
+        w.price * price + w.latency * latency - w.reputation * reputation(c.reputation, c.slashed)
     )
 
 

@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +69,11 @@ from ..protocol import (
     sign_voucher,
     verify_response,
 )
+from ..trust import record_receipt
 from ..workloads import Plan
 from ._model import ModelRejected, OutputSpec
 from ._selection import Candidate, Limits
+from ._sse import EventParser
 from ._transport import Transport
 
 __all__ = [
@@ -216,7 +218,7 @@ def channel_model(t: ChannelTerms) -> ChannelModel:
 
 
 @dataclass(frozen=True)
-class _Bill:
+class Bill:
     """What a job may be billed: exactly ``floor`` units, or (metered) up to ``max_units``."""
 
     floor: int
@@ -269,7 +271,7 @@ class ProviderSession:
         return self.candidate.limits
 
     # -- signed HTTP --------------------------------------------------------------------
-    async def _call(
+    async def call(
         self,
         method: str,
         path: str,
@@ -309,14 +311,14 @@ class ProviderSession:
                 ) from exc
             # a node answers unsigned when it refuses a request before checking its
             # signature (too large, malformed, too slow): say what it said, trust nothing
-            reason = self._reason(data)
+            reason = self.reason(data)
             if status == 413:
                 raise self._too_large(reason, len(body)) from exc
             raise ProviderFailed(
                 f"{self.address} refused the request ({_http(status)}, unsigned): {reason}"
             ) from exc
         if resp.status_code == 413:
-            raise self._too_large(self._reason(data), len(body))
+            raise self._too_large(self.reason(data), len(body))
         return resp.status_code, data
 
     def _too_large(self, reason: str, sent: int) -> _TooLarge:
@@ -330,7 +332,7 @@ class ProviderSession:
         return _TooLarge(f"{self.address}: payload too large, {sent} bytes{shown}: {reason}", limit)
 
     @staticmethod
-    def _reason(data: bytes) -> str:
+    def reason(data: bytes) -> str:
         try:
             err = json.loads(data)
             return f"{err.get('error')}: {err.get('reason')}"
@@ -355,11 +357,11 @@ class ProviderSession:
             return digest
         if len(data) > min(self._max_request, self.limits.max_blob_bytes):
             raise _TooLarge(f"{self.address}: a blob of {len(data)} bytes is over its limit", None)
-        status, body = await self._call(
+        status, body = await self.call(
             "PUT", f"/v1/blobs/{digest}", data, "application/octet-stream"
         )
         if status != 201:
-            raise ProviderFailed(f"{self.address} refused blob upload: {self._reason(body)}")
+            raise ProviderFailed(f"{self.address} refused blob upload: {self.reason(body)}")
         self._blobs.add(digest)
         return digest
 
@@ -371,9 +373,9 @@ class ProviderSession:
             raise ProviderRefused(str(exc)) from exc
 
     async def get_blob(self, digest: str) -> bytes:
-        status, body = await self._call("GET", f"/v1/blobs/{digest}", b"")
+        status, body = await self.call("GET", f"/v1/blobs/{digest}", b"")
         if status != 200:
-            raise ProviderFailed(f"{self.address}: {self._reason(body)}")
+            raise ProviderFailed(f"{self.address}: {self.reason(body)}")
         if hashlib.sha256(body).hexdigest() != digest:
             raise ProviderFailed(f"{self.address} served a blob whose hash does not match")
         return body
@@ -413,10 +415,10 @@ class ProviderSession:
                 rows = workload.rows(piece)
                 floor = plan.units(piece)
                 most = max(floor, plan.max_units(piece, self.limits))
-                bill = _Bill(floor, most, plan.metered is not None)
+                bill = Bill(floor, most, plan.metered is not None)
                 try:
                     fields = await self._fields(plan, piece, held)
-                    out = await self._job(
+                    out = await self.job(
                         reserve, workload.name, fields, bill, plan.expect, rows, held
                     )
                 except _TooLarge as exc:
@@ -444,12 +446,12 @@ class ProviderSession:
             exc.held = held
             raise
 
-    async def _job(
+    async def job(
         self,
         reserve: Reserve,
         kind: str,
         work: dict[str, Any],
-        bill: _Bill,
+        bill: Bill,
         expect: OutputSpec,
         out_rows: int,
         held: tuple[ClientChannel, int] | None = None,
@@ -501,14 +503,14 @@ class ProviderSession:
             channel.committed -= reserved
             channel.retire()
             self._blobs.clear()  # a 404 may mean the provider lost the model
-            reason = self._reason(data)
+            reason = self.reason(data)
             if status == 400:
                 raise ProviderRefused(f"{self.address} refused the job: {reason}")
             raise ProviderFailed(f"{self.address} failed the job ({_http(status)}): {reason}")
         try:
             result = JobResult.model_validate_json(data)
             if status == 200:
-                output, receipt = await self._check_ok(result, job_id, seq, channel, bill)
+                output, receipt = await self.check_ok(result, job_id, seq, channel, bill)
                 wrong = expect.check(output, out_rows)
                 if wrong is not None:
                     raise PeerError(wrong)
@@ -523,6 +525,7 @@ class ProviderSession:
         channel.committed -= reserved - receipt.amount
         channel.accept(seq, receipt, self.account, self.market)
         if status == 200:
+            record_receipt(request, receipt, result.receipt_signature)  # evidence, if verifying
             return output
         if error.startswith(("JobTimeout", "JobCrashed")):
             raise JobTimedOut(f"{self.address} ran the job past its limits and billed it: {error}")
@@ -534,11 +537,11 @@ class ProviderSession:
         for attempt in range(BUSY_RETRIES + 1):
             # a job may run for the provider's whole time limit: wait for that at least
             wait = max(self.timeout_s, self.limits.job_timeout_s + 5.0)
-            status, data = await self._call("POST", "/v1/jobs", body, timeout_s=wait)
+            status, data = await self.call("POST", "/v1/jobs", body, timeout_s=wait)
             if status != 429:
                 return status, data
             await asyncio.sleep(min(1.0, 0.02 * 2**attempt))
-        raise ProviderFailed(f"{self.address} stayed busy: {self._reason(data)}")
+        raise ProviderFailed(f"{self.address} stayed busy: {self.reason(data)}")
 
     def _receipt(
         self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, result_hash: bytes
@@ -558,8 +561,8 @@ class ProviderSession:
             raise PeerError("receipt not signed by the provider")
         return receipt
 
-    async def _check_ok(
-        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, bill: _Bill
+    async def check_ok(
+        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, bill: Bill
     ) -> tuple[np.ndarray, Receipt]:
         """The output and the receipt of a result, once everything in it checks out."""
         if r.status != "ok":
@@ -596,7 +599,7 @@ class ProviderSession:
         return output, receipt
 
     def _check_failed(
-        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, bill: _Bill
+        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, bill: Bill
     ) -> tuple[Receipt, str]:
         """The receipt of a billed failure, and its error, once it checks out."""
         error = r.error
@@ -610,6 +613,68 @@ class ProviderSession:
         digest = hashlib.sha256(error.encode()).digest()
         return self._receipt(r, job_id, seq, channel, digest), error[:500]
 
+    async def accept_segment(
+        self,
+        channel: ClientChannel,
+        result: JobResult,
+        units: int,
+        expect: OutputSpec,
+        rows: int,
+    ) -> tuple[np.ndarray, Receipt]:
+        """Check a segment's result that the node sent on its own (a node-driven run's
+        progress event) exactly as a job's result is checked, and book it under the
+        channel's next sequence number; the caller then sends the voucher."""
+        seq = channel.next_seq
+        if result.seq != seq:
+            raise PeerError(f"segment result for seq {result.seq}, expected {seq}")
+        job_id = bytes.fromhex(result.job_id[2:])
+        output, receipt = await self.check_ok(
+            result, job_id, seq, channel, Bill(units, units, False)
+        )
+        wrong = expect.check(output, rows)
+        if wrong is not None:
+            raise PeerError(wrong)
+        channel.take_seq()
+        channel.accept(seq, receipt, self.account, self.market)
+        channel.committed += receipt.amount  # spent, as a job's bill is
+        return output, receipt
+
+    # -- server-sent events ----------------------------------------------------------------
+    async def events(self, path: str, *, idle_s: float) -> AsyncIterator[tuple[str, Any]]:
+        """A signed GET of server-sent events: ``(event, data)`` as they come, each
+        within ``idle_s`` seconds (the node sends keep-alives more often)."""
+        signed = sign_request(self.account, self.node, self.address, "GET", path, b"")
+        headers = {**signed.headers, "accept": "text/event-stream"}
+        try:
+            stream = await self.transport.stream(
+                "GET", self.base + path, headers=headers, timeout=self.timeout_s,
+                idle_timeout=idle_s,
+            )  # fmt: skip
+        except TimeoutError as exc:
+            raise ProviderFailed(f"{self.address} timed out on {path}") from exc
+        except (OSError, ValueError) as exc:
+            raise ProviderFailed(f"{self.address} unreachable: {type(exc).__name__}") from exc
+        try:
+            parser = EventParser()
+            if stream.status_code != 200:
+                body = b""
+                async for chunk in stream.chunks:
+                    body += chunk
+                    if len(body) > 4096:
+                        break
+                raise ProviderFailed(
+                    f"{self.address} answered {_http(stream.status_code)}: {self.reason(body)}"
+                )
+            async for chunk in stream.chunks:
+                for event in parser.feed(chunk):
+                    yield event
+        except TimeoutError as exc:
+            raise ProviderFailed(f"{self.address}: nothing on {path} for {idle_s:g} s") from exc
+        except OSError as exc:
+            raise ProviderFailed(f"{self.address}: {path} broke: {type(exc).__name__}") from exc
+        finally:
+            await stream.aclose()
+
     # -- vouchers and closing --------------------------------------------------------------
     async def send_voucher(self, channel: ClientChannel) -> None:
         """Hand over the latest voucher if the provider has not seen it."""
@@ -617,15 +682,15 @@ class ProviderSession:
         if voucher is None or channel.voucher_delivered:
             return
         body = VoucherSubmission(channel=channel.terms_model(), voucher=voucher)
-        status, data = await self._call("POST", "/v1/vouchers", body.model_dump_json().encode())
+        status, data = await self.call("POST", "/v1/vouchers", body.model_dump_json().encode())
         if status != 200:
-            raise ProviderFailed(f"{self.address} refused a voucher: {self._reason(data)}")
+            raise ProviderFailed(f"{self.address} refused a voucher: {self.reason(data)}")
         channel.voucher_delivered = True
 
     async def close_channel(self, terms: ChannelTerms, voucher: VoucherModel | None) -> None:
         """Ask the provider to redeem its latest voucher and close the channel now, so
         that the rest of the deposit goes back to the client (the provider's early close)."""
         body = ChannelClose(channel=channel_model(terms), voucher=voucher).model_dump_json()
-        status, data = await self._call("POST", "/v1/channels/close", body.encode())
+        status, data = await self.call("POST", "/v1/channels/close", body.encode())
         if status != 200:
-            raise ProviderFailed(f"{self.address} did not close the channel: {self._reason(data)}")
+            raise ProviderFailed(f"{self.address} did not close the channel: {self.reason(data)}")

@@ -1,6 +1,8 @@
 """How the client reaches nodes: one small interface, as httpx has its transports.
 
-A :class:`Transport` sends one request and returns the whole :class:`Response`.
+A :class:`Transport` sends one request and returns the whole :class:`Response`,
+or opens a :class:`Stream` whose body arrives piece by piece (a run's server-sent
+events).
 The client and its sessions hold a transport and nothing else of the network,
 so a test can hand them a transport that plays a provider (honest or not)
 without sockets. The production one is :class:`~idlegrid.client._http.HttpPool`,
@@ -15,10 +17,10 @@ cannot send. The session turns each of them into ``ProviderFailed``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Response", "Transport"]
+__all__ = ["Response", "Stream", "Transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,21 @@ class Response:
     status_code: int
     headers: dict[str, str]
     content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A response whose body is read as it comes: status, headers, then ``chunks``.
+
+    Each chunk must arrive within the ``idle_timeout`` the stream was opened with
+    (``TimeoutError`` otherwise); ``aclose`` drops the connection. Whoever opens a
+    stream closes it.
+    """
+
+    status_code: int
+    headers: dict[str, str]
+    chunks: AsyncIterator[bytes]
+    aclose: Callable[[], Awaitable[None]]
 
 
 class Transport(abc.ABC):
@@ -45,6 +62,20 @@ class Transport(abc.ABC):
     ) -> Response:
         """Send one request to the absolute ``url`` and read the whole response within
         ``timeout`` seconds."""
+
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float,
+        idle_timeout: float,
+    ) -> Stream:
+        """Send one request, read the response head within ``timeout`` seconds, and
+        return the body as a :class:`Stream` (its connection is not reused). A transport
+        that cannot stream raises ``ConnectionError`` (the session fails over)."""
+        raise ConnectionError(f"{type(self).__name__} cannot stream {method} {url}")
 
     @abc.abstractmethod
     async def aclose(self) -> None:

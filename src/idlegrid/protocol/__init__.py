@@ -47,7 +47,7 @@ from ._merkle import (
 )
 from ._prefix import ROOT_HISTORY, PrefixPoint, ReceiptPrefix
 from ._receipts import Receipt, receipt_digest, receipts_proof, receipts_root
-from ._runs import RunRequest
+from ._runs import RunProgress, RunRequest, RunStarted
 
 __all__ = [
     "EMPTY_ROOT",
@@ -68,7 +68,9 @@ __all__ = [
     "Receipt",
     "ReceiptPrefix",
     "ReplayGuard",
+    "RunProgress",
     "RunRequest",
+    "RunStarted",
     "Signature",
     "SignedRequest",
     "Voucher",

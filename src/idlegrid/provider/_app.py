@@ -49,6 +49,7 @@ from ..protocol import (
     NodeInfo,
     ReplayGuard,
     RunRequest,
+    RunStarted,
     VoucherSubmission,
     sign_response,
     verify_request,
@@ -363,7 +364,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
         async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
             req = await _off_loop(len(body), RunRequest.model_validate_json, body)
             run = await runs.start(sender, req)
-            return 202, json.dumps({"run_id": run.id}).encode(), _JSON
+            return 202, RunStarted(run_id=run.id).model_dump_json().encode(), _JSON
 
         return await _guarded(request, handler)
 

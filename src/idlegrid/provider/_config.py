@@ -82,6 +82,15 @@ class NodeConfig:
     keep_alive_s: int = 5
     #: workloads this node serves
     workloads: tuple[str, ...] = ("onnx",)
+    #: onnxruntime threads per job (intra-op); honest results agree whatever the count
+    threads: int = 1
+    #: TESTING AID (``_cheat.py``): answer this fraction of successful jobs wrongly ...
+    cheat_rate: float = 0.0
+    #: ... this way (random, noise, skip, stale) ...
+    cheat_mode: str = "random"
+    #: ... after this many honest jobs (the on-off attack), choosing with this seed
+    cheat_after: int = 0
+    cheat_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.queue < 0:
@@ -100,6 +109,15 @@ class NodeConfig:
             raise InvalidInput("max_connections and model_cache must be >= 1")
         if min(self.header_timeout_s, self.body_timeout_s, self.keep_alive_s) <= 0:
             raise InvalidInput("header_timeout_s, body_timeout_s and keep_alive_s must be > 0")
+        if self.threads < 1:
+            raise InvalidInput("threads must be >= 1")
+        if self.cheat_rate:
+            from ._cheat import Cheat
+
+            try:
+                Cheat(self.cheat_rate, self.cheat_mode, after=self.cheat_after)
+            except ValueError as exc:
+                raise InvalidInput(str(exc)) from exc
         from ..workloads import get_workload
 
         for w in self.workloads:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import logging
 import math
@@ -47,6 +48,7 @@ from ..protocol import (
 from ..store import BlobStore
 from ..workloads import Prepared, Workload, get_workload
 from ._book import ChannelBook, ExpiringSet, PaymentRequired, TokenBucket, check_client_credit
+from ._cheat import Cheat
 from ._config import NodeConfig
 from ._hardware import Hardware, capabilities_hash
 from ._inspect import ModelFacts, ModelInspector
@@ -168,7 +170,23 @@ class ProviderNode:
         self.models = ModelInspector(
             cache=config.model_cache, timeout_s=config.job_timeout_s, memory_mb=config.memory_mb
         )
-        self._host = _Host(self)
+        #: what the node lends workloads (NodeHost): its blobs, limits and model facts
+        self.host = _Host(self)
+        self.cheat: Cheat | None = None
+        if config.cheat_rate > 0:  # a testing aid: see _cheat.py
+            self.cheat = Cheat(
+                config.cheat_rate,
+                config.cheat_mode,
+                after=config.cheat_after,
+                seed=config.cheat_seed,
+            )
+            log.warning(
+                "THIS NODE CHEATS (a testing aid): %s output on %.0f%% of jobs after %d honest "
+                "ones. Never run it on a real network.",
+                config.cheat_mode,
+                100 * config.cheat_rate,
+                config.cheat_after,
+            )
         self._load_journal()
 
     # -- identity ----------------------------------------------------------------
@@ -291,7 +309,7 @@ class ProviderNode:
             raise InvalidInput(
                 f"price mismatch: this node charges {self.config.unit_price} per unit"
             )
-        await workload.check(spec, self._host)  # named blobs and their sizes, unread
+        await workload.check(spec, self.host)  # named blobs and their sizes, unread
         book = await self._book(terms)
         if req.voucher is not None:
             self._take_voucher(book, req.voucher)
@@ -332,6 +350,9 @@ class ProviderNode:
                 book.fail_job(job_id, f"{type(exc).__name__}: {exc}")
                 self.stats.jobs_failed += 1
                 raise
+            if self.cheat is not None and outcome.output is not None and outcome.error is None:
+                lie = self.cheat.tamper(workload, outcome.output)  # signed like the truth
+                outcome = dataclasses.replace(outcome, output=lie)
             bill = await self._bill(req, sender, outcome, units, metered=metered)
             receipt = Receipt(terms.id, job_id, self.address, bill.units, bill.amount, bill.hash)
             leaf = receipt.leaf()
@@ -411,7 +432,7 @@ class ProviderNode:
         """The job ready for a worker, validated before it runs: the kind prepares it
         (parsing off the event loop, a new model's FLOPs counted in the model
         inspector's process), and the node checks what it says."""
-        prepared = await workload.prepare(spec, self._host)
+        prepared = await workload.prepare(spec, self.host)
         if prepared.rows < 1 or prepared.units < 0:
             raise InvalidInput(f"a {workload.name} job needs at least one row")
         return prepared

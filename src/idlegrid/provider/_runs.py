@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ClientBusy, IdlegridError, InvalidInput, Unauthorized, UnknownRun
-from ..protocol import JobRequest, RunRequest
+from ..protocol import JobRequest, RunProgress, RunRequest
 from ..workloads import LongWorkload, get_workload
 
 if TYPE_CHECKING:
@@ -197,19 +197,29 @@ class Runs:
                 return
             raw = await self._checkpoint(run.client, result.output_npy, result.output_blob)
             digest = hashlib.sha256(raw).hexdigest()
-            run.emit(
-                "progress",
-                {
-                    "step": workload.step_after(spec),
-                    "total": req.total_steps,
-                    "units": units,
-                    "amount": amount,
-                    "checkpoint": digest,
-                    "result": result.model_dump(exclude_none=True),
-                },
+            progress = RunProgress(
+                step=workload.step_after(spec),
+                total=req.total_steps,
+                units=units,
+                amount=amount,
+                checkpoint=digest,
+                metrics=await self._report(workload, spec, raw),
+                result=result,
             )
+            run.emit("progress", progress.model_dump(exclude_none=True))
             next_fields = workload.next_fields(spec, digest, req.total_steps)
         run.emit("done", {"segments": segments, "units": units, "amount": amount})
+
+    async def _report(
+        self, workload: LongWorkload[Any], spec: Any, checkpoint: bytes
+    ) -> dict[str, float]:
+        """The kind's own figures of a checkpoint (a training loss), off the event loop;
+        a report that fails is left out (it is informative, the run goes on)."""
+        try:
+            return await asyncio.to_thread(workload.report, spec, checkpoint, self.node.host)
+        except Exception as exc:  # a figure never stops a paid run
+            log.warning("run report failed: %s: %s", type(exc).__name__, exc)
+            return {}
 
     async def _checkpoint(self, client: str, inline: str | None, blob: str | None) -> bytes:
         """The segment's output, kept in the store for the next segment to name."""

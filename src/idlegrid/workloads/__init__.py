@@ -36,7 +36,7 @@ from ._errors import WorkloadError
 from ._external import refuse_external_data
 from ._flops import ModelCost, compute_units, count_flops, metering_reason, model_cost
 from ._kind_embed import EmbedSpec, EmbedWorkload
-from ._kind_onnx import ATOL, RTOL, OnnxSpec, OnnxWorkload
+from ._kind_onnx import ATOL, RTOL, THREADS_ENV, OnnxSpec, OnnxWorkload
 from ._kind_sgd import SgdSpec, SgdWorkload, flops_per_step, sgd_dataset, sgd_steps
 from ._long import LongPlan, LongWorkload, Segment
 from ._onnx import CPU, CUDA, ModelInfo, OnnxRunner, TensorSpec, model_info, select_providers
@@ -55,6 +55,7 @@ __all__ = [
     "MAX_TEXTS",
     "MAX_TOKENS",
     "RTOL",
+    "THREADS_ENV",
     "BlobSink",
     "ClientHost",
     "EmbedSpec",

@@ -181,6 +181,11 @@ class SgdWorkload(LongWorkload[SgdSpec]):
     def step_after(self, spec: SgdSpec) -> int:
         return spec.start + spec.steps
 
+    def report(self, spec: SgdSpec, checkpoint: bytes, node: NodeHost) -> dict[str, float]:
+        """The training loss of the checkpoint on the run's data set."""
+        x, y = read_dataset(node.blob(spec.data), spec.features, spec.classes)
+        return {"loss": loss(read_state(checkpoint, spec.features, spec.classes), x, y)}
+
     def next_fields(
         self, spec: SgdSpec, checkpoint: str, total_steps: int
     ) -> dict[str, Any] | None:

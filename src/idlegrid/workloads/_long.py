@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from ._base import BlobSink, ClientHost, OutputSpec, Spec, Workload
+from ._base import BlobSink, ClientHost, NodeHost, OutputSpec, Spec, Workload
 
 __all__ = ["LongPlan", "LongWorkload", "Segment"]
 
@@ -91,6 +91,12 @@ class LongWorkload(Workload[SpecT, Any]):
     def step_after(self, spec: SpecT) -> int:
         """The run's step once the segment ``spec`` is done (node-driven runs)."""
         raise NotImplementedError
+
+    def report(self, spec: SpecT, checkpoint: bytes, node: NodeHost) -> dict[str, float]:
+        """The node's figures of a segment's checkpoint (a training loss on the data it
+        holds), sent with the run's progress; runs in a thread. Informative only: the
+        client computes the figures it trusts itself (``LongPlan.metrics``)."""
+        return {}
 
     def next_fields(self, spec: SpecT, checkpoint: str, total_steps: int) -> dict[str, Any] | None:
         """A node-driven run's segment after ``spec``, from the checkpoint blob named
