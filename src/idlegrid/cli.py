@@ -58,7 +58,7 @@ def demo(
     if ledger:
         _ledger_demo(as_json)
         return
-    from ._demo import run_demo
+    from .demo import run_demo
 
     result = run_demo(progress=_progress(True))
     if as_json:
@@ -128,7 +128,7 @@ def _print_network_demo(result: dict[str, Any]) -> None:
 
 
 def _ledger_demo(as_json: bool) -> None:
-    from ._ledger_demo import run_ledger_demo
+    from .demo import run_ledger_demo
 
     result = run_ledger_demo(progress=_progress(True))
     if as_json:

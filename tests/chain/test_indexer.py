@@ -8,6 +8,7 @@ the index it builds against what the registry and market say.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,50 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from idlegrid import ConfigError, InvalidInput, UsageError
-from idlegrid.chain import TOKEN, ChannelStatus, ChannelTerms, Indexer, TxResult, _index_db
+from idlegrid.chain import (
+    CONTRACTS,
+    TOKEN,
+    ChannelStatus,
+    ChannelTerms,
+    Deployment,
+    Indexer,
+    Ledger,
+    RegistryClient,
+    TxResult,
+    _index_db,
+    deploy_contract,
+)
 from idlegrid.protocol import Voucher, sign_voucher
 
-from ..conftest import Env
+from ..conftest import CONFIG, Env
+
+#: the ledger the script runs on: token, registry and market, without the dispute
+#: contract, so that the script can name an account the market's arbiter and slash
+CORE = tuple(spec for spec in CONTRACTS if spec.key in ("token", "registry", "market"))
+
+
+@pytest.fixture
+def env(env: Env) -> Iterator[Env]:
+    """The shared env, with a fresh registry and market (no arbiter yet) on its token."""
+    backend, owner = env.backend, env.owner
+    registry = deploy_contract(
+        backend,
+        "ProviderRegistry",
+        [env.token.address, CONFIG.min_stake, CONFIG.unbonding_delay],
+        sender=owner,
+    )
+    market = deploy_contract(
+        backend, "JobMarket", [env.token.address, registry, CONFIG.close_window], sender=owner
+    )
+    RegistryClient(backend, registry).set_market(market, sender=owner)
+    addresses = {"token": env.token.address, "registry": registry, "market": market}
+    saved = env.ledger
+    env.ledger = Ledger(backend, Deployment(backend.chain_id, addresses), contracts=CORE)
+    try:
+        yield env
+    finally:
+        env.ledger = saved
+
 
 # ledger events the index does not apply (wiring and allowances, not state it keeps)
 _WIRING = {
@@ -89,18 +130,21 @@ class Script:
         self.redeem("a", 120 * t, 5, 30, _root(11))
         self.redeem("b", 20 * t, 1, 7, _root(12))
         self.redeem("c", 80 * t, 3, 9, _root(13))
-        self.tx(env.market.set_arbiter(self.arbiter.address, sender=env.owner))
+        # a last block with no event the index applies
+        self.tx(env.token.approve(env.market.address, 1000 * t, sender=self.c2))
 
     def phase_two(self) -> None:
-        """Slash, unbond below the minimum, withdraw stake, restake, close, withdraw."""
+        """Unbond below the minimum, withdraw stake (its channels expired), restake,
+        slash, close, withdraw."""
         env, t = self.env, TOKEN
-        self.tx(
-            env.market.slash(self.p2.address, 30 * t, self.beneficiary.address, sender=self.arbiter)
-        )
         self.tx(env.registry.begin_unbonding(150 * t, sender=self.p1))
         env.backend.advance_time(env.registry.unbonding_delay() + 1)
         self.tx(env.registry.withdraw(sender=self.p1))
         self.tx(env.registry.add_stake(100 * t, sender=self.p1))
+        self.tx(env.market.set_arbiter(self.arbiter.address, sender=env.owner))
+        self.tx(
+            env.market.slash(self.p2.address, 30 * t, self.beneficiary.address, sender=self.arbiter)
+        )
         self.tx(env.market.close(self.channels["b"], sender=self.p2))
         self.tx(env.market.close(self.channels["a"], sender=self.c1))
         self.tx(env.market.withdraw(100 * t, sender=self.p1))
@@ -172,7 +216,7 @@ def dump(index: Indexer, env: Env) -> tuple[Any, ...]:
 
 
 def new_index(env: Env, path: Path, **options: Any) -> Indexer:
-    return Indexer(env.backend, env.ledger.deployment, path, **options)
+    return Indexer(env.backend, env.ledger.deployment, path, contracts=CORE, **options)
 
 
 def test_index_matches_contracts_after_full_history(env: Env, tmp_path: Path) -> None:
@@ -376,7 +420,7 @@ def test_small_batches_give_the_same_index(env: Env, tmp_path: Path) -> None:
 
 
 def test_confirmations_hold_back_the_newest_blocks(env: Env, tmp_path: Path) -> None:
-    # Prepare: the script ends with the redemption on channel c, then set_arbiter
+    # Prepare: the script ends with the redemption on channel c, then an approval
     script = Script(env)
     script.phase_one()
     channel_c = script.channels["c"].id
@@ -415,7 +459,7 @@ def test_opening_for_another_deployment_raises(env: Env, tmp_path: Path) -> None
         deployment.replace(token=elsewhere),
     ):
         with pytest.raises(ConfigError):
-            Indexer(env.backend, other, path)
+            Indexer(env.backend, other, path, contracts=CORE)
     with new_index(env, path) as index:  # the right deployment still opens it
         assert index.last_block is not None
 
@@ -425,7 +469,10 @@ def test_backend_on_another_chain_raises(env: Env, tmp_path: Path) -> None:
     other = dataclasses.replace(env.ledger.deployment, chain_id=env.backend.chain_id + 1)
 
     # Execute / Assert
-    with Indexer(env.backend, other, tmp_path / "index.db") as index, pytest.raises(ConfigError):
+    with (
+        Indexer(env.backend, other, tmp_path / "index.db", contracts=CORE) as index,
+        pytest.raises(ConfigError),
+    ):
         index.sync()
 
 
@@ -518,7 +565,7 @@ def test_index_started_after_a_registration_raises(env: Env, tmp_path: Path) -> 
     env.registry.update("http://q", 2, _root(2), sender=provider)
     late = dataclasses.replace(env.ledger.deployment, start_block=registered.block + 1)
 
-    with Indexer(env.backend, late, tmp_path / "index.db") as index:
+    with Indexer(env.backend, late, tmp_path / "index.db", contracts=CORE) as index:
         # Execute / Assert
         with pytest.raises(ConfigError):
             index.sync()

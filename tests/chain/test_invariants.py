@@ -1,7 +1,10 @@
-"""Stateful invariant test of the whole ledger: token, registry and market together.
+"""Stateful invariant test of the whole ledger: token, registry, market and disputes.
 
 Hypothesis drives random sequences of registrations, stake changes, unbonding and
-withdrawal of stake, arbiter changes and slashes, market deposits and withdrawals
+withdrawal of stake (refused while channels or disputes back it), attempts to take
+the arbiter or slash outside a dispute (always refused), disputes of redeemed job
+receipts (opened with a bond, drawn, voted, resolved, or left open for a while),
+market deposits and withdrawals
 (earnings included), channels, top-ups, off-chain vouchers, redemptions (latest,
 stale, replayed or forged), closes (client after expiry and window, provider early,
 strangers never), approvals and the passing of time against one deployment, on the
@@ -13,8 +16,9 @@ the chain the machine checks:
 2. token.balanceOf(registry) == sum of stake + unbonding over providers;
 3. token.balanceOf(market) == sum of market balances + (deposit - paid) over
    open channels;
+3b. token.balanceOf(disputes) == bond * disputes not resolved;
 4. every wallet, market balance, allowance, provider entry (and the registry's
-   active set), provider record and channel equals the model's: no token moved
+   active set), provider record, channel and dispute equals the model's: no token moved
    except by the rules.
 
 An expected revert that mines no block cannot have changed anything; one that does
@@ -29,7 +33,8 @@ redemption was refused; the record now saturates and the payment goes through.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar, TypeVar
 
 import pytest
@@ -48,16 +53,24 @@ from hypothesis.stateful import (
 )
 
 from idlegrid import ContractReverted
-from idlegrid.chain import TOKEN, ChannelTerms, Contribution
-from idlegrid.protocol import Account, Signature, Voucher, sign_voucher
+from idlegrid.chain import TOKEN, ChannelTerms, Contribution, DisputeClient, vote_commitment
+from idlegrid.protocol import Account, Signature, Voucher, merkle_proof, merkle_root, sign_voucher
 
 from ..conftest import CONFIG, Env
+from .receipts import Receipt2, node_domain, sign_receipt
 
 T = TypeVar("T")
 
 MIN_STAKE = CONFIG.min_stake
 DELAY = CONFIG.unbonding_delay
 WINDOW = CONFIG.close_window
+BOND = CONFIG.dispute_bond
+DISPUTE_WINDOW = CONFIG.dispute_window
+COMMITTEE = CONFIG.committee_size
+SALT = b"\x5a" * 32
+# the dispute contract's lifecycle and outcomes
+DRAWING, VOTING, RESOLVED = 1, 2, 3
+WRONG, RIGHT, NO_DECISION = 1, 2, 3
 MAX = 2**256 - 1
 MAX_SUPPLY = 2**96 - 1  # the token's cap
 MASK_56, MASK_96, MASK_104 = 2**56 - 1, 2**96 - 1, 2**104 - 1  # a provider record's widths
@@ -150,6 +163,22 @@ class _Channel:
     units: int = 0
     closed: bool = False
     latest: _Signed | None = None  # the client's latest voucher
+    redeemed: tuple[Receipt2, ...] = ()  # the receipts under the latest redeemed root
+
+
+@dataclass(eq=False)
+class _Dispute:
+    id: bytes
+    provider: str
+    challenger: str
+    client: str
+    amount: int  # the receipt's amount, capped at what the channel paid
+    draw_deadline: int
+    status: int = DRAWING
+    outcome: int = 0
+    committee: tuple[str, ...] = ()
+    votes: dict[str, bool] = field(default_factory=dict)  # revealed votes
+    reveal_deadline: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,6 +198,7 @@ class _Signed:
     voucher: Voucher
     signature: Signature
     genuine: bool  # signed by the channel's client
+    receipts: tuple[Receipt2, ...]  # the job receipts under the voucher's root
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -183,7 +213,9 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         env, start = self.env, self.start
         self.token, self.registry, self.market = env.token, env.registry, env.market
+        self.disputes = env.ledger.client("disputes", DisputeClient)
         self.domain = self.market.domain()
+        self.node_domain = node_domain(env.backend.chain_id, self.market.address)
         self.snapshot = env.backend.snapshot()
         self.owner = env.owner
         self.actors = env.users[:ACTORS]
@@ -197,7 +229,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.providers = {a.address: _Provider() for a in self.actors}
         self.records = {a.address: _Record() for a in self.actors}
         self.active: list[str] = []  # the registry's enumeration, in its order
-        self.arbiter = ""  # none of ours until the initialize step names one
+        self.locked_until = {a.address: 0 for a in self.actors}  # latest expiry + window
+        self.pending = {a.address: 0 for a in self.actors}  # open disputes that may slash
+        self.all_disputes: dict[bytes, _Dispute] = {}
         self.all_channels: list[_Channel] = []
         self.salt = 0
         self.dirty = True
@@ -252,6 +286,23 @@ class LedgerMachine(RuleBasedStateMachine):
         now = self.env.now()
         if deadline + MARGIN > now:
             self.env.backend.advance_time(deadline + MARGIN - now)
+
+    def _lock(self, provider: str, expiry: int) -> None:
+        # the market: a provider's stake stays until its channels can no longer be
+        # redeemed (expiry + close window) plus the dispute window
+        self.locked_until[provider] = max(self.locked_until[provider], expiry + WINDOW)
+
+    def _slash(self, provider: str, amount: int, beneficiary: str) -> int:
+        # the registry: unbonding tokens first, then stake; what is there, never more
+        entry = self.providers[provider]
+        taken = min(amount, entry.stake + entry.unbonding)
+        from_unbonding = min(taken, entry.unbonding)
+        entry.unbonding -= from_unbonding
+        entry.stake -= taken - from_unbonding
+        self.wallet[self.registry.address] -= taken
+        self.wallet[beneficiary] += taken
+        self._sync_active(provider)
+        return taken
 
     def _sync_active(self, provider: str) -> None:
         # active == registered with at least the minimum stake; leaving is swap-and-pop
@@ -329,6 +380,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if not self._attempt(client, reason, call):
             return None
         self._debit(client.address, amount)
+        self._lock(provider.address, expiry)
         terms = ChannelTerms(client.address, provider.address, amount, expiry, salt)
         channel = _Channel(terms, client, provider, amount, expiry)
         self.all_channels.append(channel)
@@ -346,13 +398,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def setup_market(
         self, stakes: tuple[int, int], unbond: int, deposit: int, pct: int
     ) -> _Channel:
-        """Start where every rule can do something: the owner is the arbiter, actors 1
-        and 2 are providers, 2 is unbonding part of its stake, and 0 has paid 1 for some
-        jobs through a channel."""
-        self._attempt(
-            self.owner, None, lambda: self.market.set_arbiter(self.owner.address, sender=self.owner)
-        )
-        self.arbiter = self.owner.address
+        """Start where every rule can do something: actors 1 and 2 are providers, 2 is
+        unbonding part of its stake, and 0 has paid 1 for some jobs through a channel."""
         self._register(self.actors[1], stakes[0])
         self._register(self.actors[2], stakes[1])
         self._begin_unbonding(self.actors[2], _share(stakes[1], unbond))
@@ -422,14 +469,18 @@ class LedgerMachine(RuleBasedStateMachine):
         """Withdraw unbonded stake, after waiting out the delay or (mostly failing) not."""
         account = self._ranked(who, lambda a: self.providers[a].unbonding)
         entry = self.providers[account.address]
+        free_at = self.locked_until[account.address] + DISPUTE_WINDOW
         if wait and entry.unbonding > 0:
-            self._wait_until(entry.withdrawable_at)
+            self._wait_until(max(entry.withdrawable_at, free_at))
         reached = self._reached(entry.withdrawable_at)
-        if reached is None:
+        unlocked = self._reached(free_at)
+        if reached is None or unlocked is None:
             return
+        locked = not unlocked or self.pending[account.address] > 0
         reason = _first(
             (entry.unbonding == 0, "registry: nothing unbonding"),
             (not reached, "registry: unbonding delay not over"),
+            (locked, "registry: stake backs open channels or disputes"),
         )
         if self._attempt(account, reason, lambda: self.registry.withdraw(sender=account)):
             self.wallet[self.registry.address] -= entry.unbonding
@@ -445,27 +496,18 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(by_owner=_mostly(True, False), who=party)
     def set_arbiter(self, by_owner: bool, who: int) -> None:
+        """Taking the arbiter's role never works: the deployment gave it to the dispute
+        contract, once."""
         sender = self.owner if by_owner else self.actors[0]
         arbiter = self._party(who).address
-        reason = _first((not by_owner, "ownable: caller is not the owner"))
-        if self._attempt(sender, reason, lambda: self.market.set_arbiter(arbiter, sender=sender)):
-            self.arbiter = arbiter
+        reason = "market: arbiter already set" if by_owner else "ownable: caller is not the owner"
+        self._attempt(sender, reason, lambda: self.market.set_arbiter(arbiter, sender=sender))
 
-    @rule(
-        by_arbiter=_mostly(True, False),
-        caller=party,
-        provider=actor,
-        pct=percent,
-        beneficiary=party,
-        direct=_mostly(False, True),
-    )
-    def slash(
-        self, by_arbiter: bool, caller: int, provider: int, pct: int, beneficiary: int, direct: bool
-    ) -> None:
-        """Slash as the arbiter or as someone else, through the market or (never
-        allowed) straight at the registry."""
-        arbiter = next((p for p in (self.owner, *self.actors) if p.address == self.arbiter), None)
-        sender = arbiter if by_arbiter and arbiter is not None else self._party(caller)
+    @rule(caller=party, provider=actor, pct=percent, beneficiary=party, direct=_mostly(False, True))
+    def slash(self, caller: int, provider: int, pct: int, beneficiary: int, direct: bool) -> None:
+        """Slash outside a dispute, through the market or straight at the registry, as
+        the owner or anyone: never allowed."""
+        sender = self._party(caller)
         target = self._ranked(provider, lambda a: self.providers[a].registered).address
         receiver = self._party(beneficiary).address
         entry = self.providers[target]
@@ -477,20 +519,162 @@ class LedgerMachine(RuleBasedStateMachine):
                 lambda: self.registry.slash(target, amount, receiver, sender=sender),
             )
             return
-        reason = _first(
-            (sender.address != self.arbiter, "market: caller is not the arbiter"),
-            (amount == 0, "registry: zero amount"),
-            (amount > entry.stake + entry.unbonding, "registry: slash exceeds stake"),
+        self._attempt(
+            sender,
+            "market: caller is not the arbiter",
+            lambda: self.market.slash(target, amount, receiver, sender=sender),
         )
-        if self._attempt(
-            sender, reason, lambda: self.market.slash(target, amount, receiver, sender=sender)
+
+    # -- disputes ----------------------------------------------------------------
+
+    @precondition(lambda self: any(c.redeemed for c in self.all_channels))
+    @rule(
+        pick=st.integers(0, 20),
+        challenger=party,
+        draw=_mostly(True, False),
+        votes=st.lists(st.sampled_from([True, True, False, None]), min_size=2, max_size=2),
+        finish=_mostly(True, False),
+    )
+    def dispute(
+        self, pick: int, challenger: int, draw: bool, votes: list[bool | None], finish: bool
+    ) -> None:
+        """Dispute a redeemed receipt: open with a bond, then (mostly) draw a committee
+        whose members vote or not, then (mostly) resolve once the deadlines allow."""
+        channels = [c for c in self.all_channels if c.redeemed]
+        channel = channels[pick % len(channels)]
+        receipt = channel.redeemed[pick % len(channel.redeemed)]
+        sender = self._party(challenger)
+        if sender.address == channel.provider.address:
+            sender = self.owner  # a provider disputing itself: tests/chain/test_disputes.py
+        closes = channel.expiry + WINDOW + DISPUTE_WINDOW
+        reached = self._reached(closes)
+        if reached is None:
+            return
+        leaf = receipt.leaf()
+        reason = _first(
+            (reached, "disputes: dispute window over"),
+            (leaf in self.all_disputes, "disputes: receipt already disputed"),
+        ) or self._pull_reason(sender.address, self.disputes.address, BOND)
+        leaves = [r.leaf() for r in channel.redeemed]
+        proof = merkle_proof(leaves, leaves.index(leaf))
+        signature = sign_receipt(channel.provider, self.node_domain, leaf)
+        if not self._attempt(
+            sender,
+            reason,
+            lambda: self.disputes.open(channel.terms, receipt, signature, proof, sender=sender),
         ):
-            from_stake = min(amount, entry.stake)
-            entry.stake -= from_stake
-            entry.unbonding -= amount - from_stake
-            self._sync_active(target)
-            self.wallet[self.registry.address] -= amount
-            self.wallet[receiver] += amount
+            return
+        self._pull(sender.address, self.disputes.address, BOND)
+        provider = channel.provider.address
+        opened = _Dispute(
+            leaf,
+            provider,
+            sender.address,
+            channel.client.address,
+            min(receipt.amount, channel.paid),
+            self.env.backend.timestamp() + CONFIG.draw_period,
+        )
+        self.all_disputes[leaf] = opened
+        self.pending[provider] += 1
+        if draw:
+            self._draw(opened, votes)
+        if finish:
+            self._resolve(opened)
+
+    @precondition(lambda self: any(d.status != RESOLVED for d in self.all_disputes.values()))
+    @rule()
+    def resolve_disputes(self) -> None:
+        """Every dispute still open ends once its deadlines pass."""
+        for opened in self.all_disputes.values():
+            if opened.status != RESOLVED:
+                self._resolve(opened)
+
+    def _draw(self, opened: _Dispute, votes: list[bool | None]) -> None:
+        backend = self.env.backend
+        backend.advance_time(1)  # the seed block, and one more (anvil estimates at the
+        backend.advance_time(1)  # latest block's number)
+        reached = self._reached(opened.draw_deadline)
+        if reached is None:
+            return
+        eligible = [a for a in self.active if a not in (opened.provider, opened.challenger)]
+        if not self._attempt(
+            self.owner,
+            "disputes: draw deadline passed" if reached else None,
+            lambda: self.disputes.draw(opened.id, sender=self.owner),
+        ):
+            return
+        state = self.disputes.dispute(opened.id)
+        committee = state.committee
+        # drawn from the active providers, never the accused nor the challenger; with
+        # no more eligible than seats, all of them (64 draws: missing one is ~1e-11)
+        assert len(set(committee)) == len(committee) == min(COMMITTEE, len(eligible))
+        assert set(committee) <= set(eligible)
+        opened.status, opened.committee = VOTING, committee
+        opened.reveal_deadline = state.reveal_deadline
+        for member in committee:
+            self.pending[member] += 1
+        actors = {a.address: a for a in self.actors}
+        ballots = list(zip(committee, votes, strict=False))
+        for member, vote in ballots:
+            if vote is not None:
+                commitment = vote_commitment(opened.id, member, vote, SALT)
+                self._attempt(
+                    actors[member],
+                    None,
+                    partial(self.disputes.commit, opened.id, commitment, sender=actors[member]),
+                )
+        if any(vote is None for _, vote in ballots) or len(ballots) < len(committee):
+            self._wait_until(state.commit_deadline)
+        for member, vote in ballots:
+            if vote is not None:
+                self._attempt(
+                    actors[member],
+                    None,
+                    partial(self.disputes.reveal, opened.id, vote, SALT, sender=actors[member]),
+                )
+                opened.votes[member] = vote
+
+    def _resolve(self, opened: _Dispute) -> None:
+        if opened.status == DRAWING:
+            self._wait_until(opened.draw_deadline)
+        elif len(opened.votes) < len(opened.committee):
+            self._wait_until(opened.reveal_deadline)
+        self._attempt(self.owner, None, lambda: self.disputes.resolve(opened.id, sender=self.owner))
+        wrong = sum(opened.votes.values())
+        right = len(opened.votes) - wrong
+        outcome = WRONG if wrong > right else RIGHT if right > wrong else NO_DECISION
+        opened.status, opened.outcome = RESOLVED, outcome
+        self.pending[opened.provider] -= 1
+        for member in opened.committee:
+            self.pending[member] -= 1
+        vault = self.disputes.address
+        paid: dict[str, int] = {}
+        if outcome == WRONG:
+            entry = self.providers[opened.provider]
+            asked = min(
+                (entry.stake + entry.unbonding) * CONFIG.dispute_slash_bps // 10_000,
+                CONFIG.dispute_penalty + opened.amount,
+            )
+            taken = self._slash(opened.provider, asked, vault) if asked else 0
+            refund = min(taken, opened.amount)
+            reward = (taken - refund) // 2 // wrong
+            paid[opened.client] = refund
+            for member, vote in opened.votes.items():
+                if vote:
+                    paid[member] = paid.get(member, 0) + reward
+            challenger = taken - refund - reward * wrong + BOND
+            paid[opened.challenger] = paid.get(opened.challenger, 0) + challenger
+        elif outcome == RIGHT:
+            paid[opened.provider] = BOND
+        else:
+            paid[opened.challenger] = BOND
+        for account, amount in paid.items():
+            self.wallet[vault] -= amount
+            self.wallet[account] += amount
+        receiver = opened.provider if outcome == RIGHT else opened.challenger
+        for member in opened.committee:
+            if member not in opened.votes:
+                self._slash(member, CONFIG.referee_penalty, receiver)
 
     # -- market balances -----------------------------------------------------------
 
@@ -577,6 +761,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self._debit(sender.address, amount)
             channel.deposit += amount
             channel.expiry = expiry
+            self._lock(channel.provider.address, expiry)
 
     @rule(
         target=vouchers,
@@ -618,10 +803,25 @@ class LedgerMachine(RuleBasedStateMachine):
             else Voucher(channel.terms.id, 0, 0, 0, b"\x00" * 32)
         )
         amount = base.amount + _share(max(channel.deposit - base.amount, 0), pct)
-        root = keccak(base.receipts_root + amount.to_bytes(32, "big"))
+        # one more job receipt, for what this voucher adds; the root covers them all
+        done = channel.latest.receipts if channel.latest else ()
+        self.salt += 1
+        receipt = Receipt2(
+            channel.terms.id,
+            keccak(self.salt.to_bytes(32, "big")),
+            channel.provider.address,
+            b"\xaa" * 32,
+            b"\xbb" * 32,
+            keccak(amount.to_bytes(32, "big")),
+            units,
+            amount - base.amount,
+        )
+        receipts = (*done, receipt)
+        root = merkle_root([r.leaf() for r in receipts])
         voucher = Voucher(channel.terms.id, amount, base.jobs + jobs, base.units + units, root)
         signer = channel.provider if forged else channel.client
-        signed = _Signed(channel, voucher, sign_voucher(signer, self.domain, voucher), not forged)
+        signature = sign_voucher(signer, self.domain, voucher)
+        signed = _Signed(channel, voucher, signature, not forged, receipts)
         if not forged:
             channel.latest = signed
         return signed
@@ -640,6 +840,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 (v.amount, v.jobs, v.units) == (channel.paid, channel.jobs, channel.units),
                 "market: voucher already redeemed",
             ),
+            (v.amount == channel.paid, "market: voucher pays nothing"),
             (v.amount > channel.deposit, "market: voucher exceeds channel deposit"),
             (
                 not signed.genuine,
@@ -659,6 +860,7 @@ class LedgerMachine(RuleBasedStateMachine):
             record.units = min(record.units + v.units - channel.units, MASK_104)
             self.free[channel.provider.address] += v.amount - channel.paid
             channel.paid, channel.jobs, channel.units = v.amount, v.jobs, v.units
+            channel.redeemed = signed.receipts
 
     @rule(
         channel=channels,
@@ -710,8 +912,10 @@ class LedgerMachine(RuleBasedStateMachine):
         active = registry.active_providers()
         allowances = {
             (self.last_sender, s): token.allowance(self.last_sender, s)
-            for s in (registry.address, market.address)
+            for s in (registry.address, market.address, self.disputes.address)
         }
+        disputes = {d: self.disputes.dispute(d) for d in self.all_disputes}
+        pending = {a: self.disputes.pending(a) for a in self.pending}
 
         # (1) nothing is created or destroyed; the holders outside the model are
         # checked at teardown, and a token sent to them breaks this sum at once
@@ -723,6 +927,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert wallets[market.address] == sum(free.values()) + sum(
             s.deposit - s.paid for s in states if s.open
         )
+        # (3b) the dispute contract holds exactly the bonds of disputes not resolved
+        unresolved = sum(d.status != RESOLVED for d in self.all_disputes.values())
+        assert wallets[self.disputes.address] == BOND * unresolved
         # (4) and every entry is what the rules say
         assert wallets == self.wallet
         assert free == self.free
@@ -751,16 +958,28 @@ class LedgerMachine(RuleBasedStateMachine):
             assert (state.open, state.closed) == (not channel.closed, channel.closed)
         for key, value in allowances.items():
             assert value == self.allowance[key]
+        for leaf, state in disputes.items():
+            model = self.all_disputes[leaf]
+            wrong = sum(model.votes.values())
+            assert (state.status, state.outcome, state.committee) == (
+                model.status,
+                model.outcome,
+                model.committee,
+            )
+            assert (state.wrong_votes, state.right_votes) == (wrong, len(model.votes) - wrong)
+        assert pending == self.pending
 
 
 def _start(env: Env) -> _Start:
     """Approve both contracts from every actor's wallet; read what everyone holds."""
     actors = [u.address for u in env.users[:ACTORS]]
+    disputes = env.ledger.deployment.address("disputes")
     for user in env.users[:ACTORS]:
         env.token.approve(env.registry.address, MAX, sender=user)
         env.token.approve(env.market.address, MAX, sender=user)
+        env.token.approve(disputes, MAX, sender=user)
     accounts = [env.owner.address, *actors]
-    contracts = [env.registry.address, env.market.address]
+    contracts = [env.registry.address, env.market.address, disputes]
     return _Start(
         supply=env.token.total_supply(),
         wallet={h: env.token.balance_of(h) for h in [*accounts, *contracts]},

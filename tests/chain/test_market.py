@@ -419,6 +419,45 @@ def test_redeem_replayed_voucher_reverts(env: Env, parties: tuple[Account, Accou
     assert env.market.record(provider.address).earned == TOKEN
 
 
+def test_redeem_voucher_that_pays_nothing_reverts(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
+    """More jobs and units for no more tokens would pump the record for free."""
+    client, provider = parties
+    terms = _open(env, client, provider)
+    env.market.redeem(terms, *_voucher(env, client, terms, TOKEN, 1, 1), sender=provider)
+    free_first = _open(env, client, provider)
+
+    with pytest.raises(ContractReverted) as more_jobs:
+        env.market.redeem(
+            terms, *_voucher(env, client, terms, TOKEN, 2**48 - 1, 9), sender=provider
+        )
+    with pytest.raises(ContractReverted) as zero:
+        env.market.redeem(free_first, *_voucher(env, client, free_first, 0, 5, 5), sender=provider)
+
+    assert _reason(more_jobs) == _reason(zero) == "market: voucher pays nothing"
+    assert env.market.record(provider.address) == Contribution(TOKEN, 1, 1)
+
+
+def test_redeem_stores_the_latest_receipts_root(env: Env, parties: tuple[Account, Account]) -> None:
+    client, provider = parties
+    terms = _open(env, client, provider)
+    assert env.market.redeemed_root(terms.id) == bytes(32)
+    first = Voucher(terms.id, TOKEN, 1, 1, b"\x01" * 32)
+    second = Voucher(terms.id, 2 * TOKEN, 2, 2, b"\x02" * 32)
+
+    env.market.redeem(
+        terms, first, sign_voucher(client, env.market.domain(), first), sender=provider
+    )
+    after_first = env.market.redeemed_root(terms.id)
+    env.market.redeem(
+        terms, second, sign_voucher(client, env.market.domain(), second), sender=provider
+    )
+
+    assert after_first == b"\x01" * 32
+    assert env.market.redeemed_root(terms.id) == b"\x02" * 32
+
+
 def test_redeem_stale_voucher_reverts(env: Env, parties: tuple[Account, Account]) -> None:
     client, provider = parties
     terms = _open(env, client, provider)
@@ -581,12 +620,46 @@ def test_close_by_stranger_or_twice_reverts(env: Env, parties: tuple[Account, Ac
 # -- arbiter / slash hook ------------------------------------------------------
 
 
-def test_set_arbiter_owner_only(env: Env) -> None:
-    env.market.set_arbiter(env.users[3].address, sender=env.owner)
-    assert env.market.arbiter() == env.users[3].address
-    with pytest.raises(ContractReverted) as exc:
+def test_deployment_names_the_dispute_contract_arbiter_for_good(env: Env) -> None:
+    """The owner cannot point the arbiter at itself later (and take every stake)."""
+    disputes = env.ledger.deployment.address("disputes")
+
+    with pytest.raises(ContractReverted) as by_owner:
+        env.market.set_arbiter(env.owner.address, sender=env.owner)
+    with pytest.raises(ContractReverted) as by_user:
         env.market.set_arbiter(env.users[4].address, sender=env.users[4])
-    assert _reason(exc) == "ownable: caller is not the owner"
+
+    assert env.market.arbiter() == disputes
+    assert _reason(by_owner) == "market: arbiter already set"
+    assert _reason(by_user) == "ownable: caller is not the owner"
+
+
+def test_set_arbiter_once_owner_only(env: Env) -> None:
+    market = _deploy_market(env, MIN_CLOSE_WINDOW)
+    with pytest.raises(ContractReverted) as zero:
+        market.set_arbiter("0x" + "00" * 20, sender=env.owner)
+    with pytest.raises(ContractReverted) as stranger:
+        market.set_arbiter(env.users[3].address, sender=env.users[3])
+
+    market.set_arbiter(env.users[3].address, sender=env.owner)
+
+    assert market.arbiter() == env.users[3].address
+    with pytest.raises(ContractReverted) as again:
+        market.set_arbiter(env.owner.address, sender=env.owner)
+    assert _reason(zero) == "market: arbiter is the zero address"
+    assert _reason(stranger) == "ownable: caller is not the owner"
+    assert _reason(again) == "market: arbiter already set"
+
+
+def test_market_ownership_moves_in_two_steps(env: Env) -> None:
+    heir = env.users[5]
+
+    env.market.transfer_ownership(heir.address, sender=env.owner)
+    still = env.market.owner()
+    env.market.accept_ownership(sender=heir)
+
+    assert still == env.owner.address
+    assert env.market.owner() == heir.address
 
 
 # -- views shared with Python --------------------------------------------------
@@ -609,7 +682,14 @@ def test_wrong_domain_digest_differs(env: Env) -> None:
 def test_receipt_proofs_verify_on_chain(env: Env, count: int) -> None:
     receipts = [
         Receipt(
-            b"\x05" * 32, i.to_bytes(32, "big"), env.users[1].address, 10 + i, 100 + i, b"\x09" * 32
+            b"\x05" * 32,
+            i.to_bytes(32, "big"),
+            env.users[1].address,
+            b"\x06" * 32,
+            b"\x07" * 32,
+            b"\x09" * 32,
+            10 + i,
+            100 + i,
         )
         for i in range(count)
     ]

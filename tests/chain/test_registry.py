@@ -531,7 +531,7 @@ def test_withdraw_nothing_unbonding_reverts(env: Env) -> None:
 # -- slash ------------------------------------------------------------------------
 
 
-def test_slash_through_market_takes_stake_then_unbonding(env: Env, arbiter: Account) -> None:
+def test_slash_through_market_takes_unbonding_then_stake(env: Env, arbiter: Account) -> None:
     provider, victim = env.users[0], env.users[1]
     _register(env, provider, stake=MIN + 50 * TOKEN)
     env.registry.begin_unbonding(50 * TOKEN, sender=provider)
@@ -539,7 +539,7 @@ def test_slash_through_market_takes_stake_then_unbonding(env: Env, arbiter: Acco
     result = env.market.slash(provider.address, MIN + 20 * TOKEN, victim.address, sender=arbiter)
 
     info = env.registry.provider(provider.address)
-    assert (info.stake, info.unbonding) == (0, 30 * TOKEN)
+    assert (info.stake, info.unbonding) == (30 * TOKEN, 0)
     assert not info.active and info.registered
     assert env.token.balance_of(victim.address) == START + MIN + 20 * TOKEN
     assert env.registry._events("ProviderSlashed", result) == [
@@ -547,15 +547,15 @@ def test_slash_through_market_takes_stake_then_unbonding(env: Env, arbiter: Acco
             "provider": provider.address,
             "beneficiary": victim.address,
             "amount": MIN + 20 * TOKEN,
-            "stake": 0,
-            "unbonding": 30 * TOKEN,
+            "stake": 30 * TOKEN,
+            "unbonding": 0,
         }
     ]
     assert env.registry._events("ProviderDeactivated", result) == [{"provider": provider.address}]
     _assert_books(env, [provider])
 
 
-def test_slash_from_stake_only_keeps_unbonding(env: Env, arbiter: Account) -> None:
+def test_slash_takes_unbonding_tokens_first(env: Env, arbiter: Account) -> None:
     provider, victim = env.users[0], env.users[1]
     _register(env, provider, stake=MIN + 50 * TOKEN)
     env.registry.begin_unbonding(10 * TOKEN, sender=provider)
@@ -563,7 +563,7 @@ def test_slash_from_stake_only_keeps_unbonding(env: Env, arbiter: Account) -> No
     env.market.slash(provider.address, 40 * TOKEN, victim.address, sender=arbiter)
 
     info = env.registry.provider(provider.address)
-    assert (info.stake, info.unbonding) == (MIN, 10 * TOKEN)
+    assert (info.stake, info.unbonding) == (MIN + 10 * TOKEN, 0)
     assert info.active
     assert env.token.balance_of(victim.address) == START + 40 * TOKEN
     _assert_books(env, [provider])
@@ -595,19 +595,32 @@ def test_slash_everything_including_unbonding(env: Env, arbiter: Account) -> Non
     _assert_books(env, [provider])
 
 
-def test_slash_exceeding_stake_and_unbonding_reverts(env: Env, arbiter: Account) -> None:
+def test_slash_exceeding_stake_and_unbonding_takes_what_is_there(
+    env: Env, arbiter: Account
+) -> None:
+    """A front-run unbonding or withdrawal cannot void a slash: it takes what is left."""
     provider, victim = env.users[0], env.users[1]
     _register(env, provider, stake=MIN + 5)
     env.registry.begin_unbonding(5, sender=provider)
 
-    reason = _reverts(
-        lambda: env.market.slash(provider.address, MIN + 6, victim.address, sender=arbiter)
-    )
+    result = env.market.slash(provider.address, MIN + 6, victim.address, sender=arbiter)
 
-    assert reason == "registry: slash exceeds stake"
     info = env.registry.provider(provider.address)
-    assert (info.stake, info.unbonding) == (MIN, 5)
+    assert (info.stake, info.unbonding) == (0, 0)
+    assert env.token.balance_of(victim.address) == START + MIN + 5
+    [event] = env.registry._events("ProviderSlashed", result)
+    assert event["amount"] == MIN + 5
     _assert_books(env, [provider])
+
+
+def test_slash_of_a_provider_holding_nothing_takes_nothing(env: Env, arbiter: Account) -> None:
+    stranger, victim = env.users[0], env.users[1]
+
+    result = env.market.slash(stranger.address, 10 * TOKEN, victim.address, sender=arbiter)
+
+    assert env.registry._events("ProviderSlashed", result) == []
+    assert env.token.balance_of(victim.address) == START
+    _assert_books(env, [])
 
 
 def test_slash_zero_reverts(env: Env, arbiter: Account) -> None:

@@ -98,6 +98,18 @@ def test_slashes_and_lost_disputes_rank_below_a_newcomer_and_won_disputes_add_a_
     assert staged == _score(paid=record) + 5 * ReputationRules().dispute_points
 
 
+def test_a_referee_that_did_not_vote_loses_a_point_but_is_not_an_offender() -> None:
+    # Execute: each absence came with a small slash
+    absent = _score(paid={C1: 100 * T}, absences=2, slashes=2, slashed=2 * T)
+    newcomer = _score(absences=1, slashes=1, slashed=T)
+    also_cheated = _score(paid={C1: 100 * T}, absences=1, slashes=2, disputes_lost=1)
+
+    # Assert
+    assert absent == _score(paid={C1: 100 * T}) - 2 * ReputationRules().absence_points
+    assert newcomer == 0
+    assert also_cheated < 0
+
+
 # -- the exploit, end to end on the embedded chain ----------------------------------
 class Nodes(Transport):
     """Answers /v1/info for each endpoint host from ``infos``, and /v1/health with 200."""

@@ -1,6 +1,7 @@
 """Token (ERC-20 + EIP-2612): success / failure pairs for every external function.
 
-Functions the typed client does not wrap (``MAX_SUPPLY``, ``DOMAIN_SEPARATOR``) are reached through the client's own ``_send`` / ``_call``.
+Functions the typed client does not wrap (``MAX_SUPPLY``, ``DOMAIN_SEPARATOR``) are
+reached through the client's own ``_send`` / ``_call``.
 """
 
 from __future__ import annotations

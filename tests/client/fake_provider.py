@@ -36,6 +36,7 @@ from idlegrid.protocol import (
     sign_response,
     verify_request,
 )
+from idlegrid.workloads import get_workload
 
 Output = Callable[[np.ndarray], np.ndarray]
 
@@ -71,6 +72,8 @@ class Lies:
     fail_units: int = 1
     #: send part of the answer and stall: the transport raises TimeoutError
     stall: bool = False
+    #: name (and sign) these spec and input hashes instead of the job's
+    digests: tuple[bytes, bytes] | None = None
     #: a stream's status (a run's events): 200 unless set
     stream_status: int = 200
 
@@ -146,13 +149,19 @@ class FakeProvider(Transport):
         return Stream(status, {"content-type": "text/event-stream"}, body(), aclose)
 
     def segment_result(
-        self, terms_id: bytes, seq: int, output: np.ndarray, units: int
+        self,
+        terms_id: bytes,
+        seq: int,
+        output: np.ndarray,
+        units: int,
+        digests: tuple[bytes, bytes],
     ) -> dict[str, Any]:
         """A segment's signed result as a node-driven run sends it (the lies apply)."""
         raw = _npy(output)
         job_id = "0x" + os.urandom(32).hex()
         units += self.lies.units
-        body = self._signed(terms_id, job_id, seq, "ok", units, raw, base64.b64encode(raw).decode())
+        inline = base64.b64encode(raw).decode()
+        body = self._signed(terms_id, job_id, seq, "ok", units, raw, inline, digests)
         return dict(json.loads(body), rows=1)
 
     async def aclose(self) -> None:
@@ -188,8 +197,9 @@ class FakeProvider(Transport):
         hashed: bytes,
         output_npy: str | None,
     ) -> bytes:
+        digests = get_workload(job.kind).digests(job.spec_fields())
         body = self._signed(
-            _channel_id(job), job.job_id, job.seq, status, units, hashed, output_npy
+            _channel_id(job), job.job_id, job.seq, status, units, hashed, output_npy, digests
         )
         return json.dumps(dict(json.loads(body), rows=rows.shape[0])).encode()
 
@@ -202,13 +212,15 @@ class FakeProvider(Transport):
         units: int,
         hashed: bytes,
         output_npy: str | None,
+        digests: tuple[bytes, bytes],
     ) -> bytes:
         lies = self.lies
+        spec_hash, input_hash = lies.digests or digests
         amount = units * self.price + lies.amount
         result_hash = hashlib.sha256(hashed + (b"!" if lies.wrong_result_hash else b"")).digest()
         receipt = Receipt(
-            channel_id, bytes.fromhex(job_id[2:]), self.account.address, units, amount,
-            result_hash,
+            channel_id, bytes.fromhex(job_id[2:]), self.account.address, spec_hash, input_hash,
+            result_hash, units, amount,
         )  # fmt: skip
         signer = lies.receipt_key or self.account
         signature = sign_digest(signer.key, receipt_digest(self.domain, receipt.leaf()))
@@ -219,6 +231,8 @@ class FakeProvider(Transport):
             "units": units,
             "amount": amount,
             "result_hash": "0x" + result_hash.hex(),
+            "spec_hash": "0x" + spec_hash.hex(),
+            "input_hash": "0x" + input_hash.hex(),
             "receipt_signature": "0x" + signature.hex(),
             "flops_per_row": self.flops_per_row,
         }

@@ -9,6 +9,7 @@ one clear ``PeerError``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import re
@@ -37,7 +38,7 @@ from idlegrid.protocol import (
     node_domain,
     npy_bytes,
 )
-from idlegrid.workloads import LongPlan, Segment, get_workload
+from idlegrid.workloads import LongPlan, LongWorkload, Segment, Spec
 
 from .fake_provider import FakeProvider, Lies
 
@@ -46,12 +47,46 @@ MARKET = "0x" + "42" * 20
 PRICE = 3
 UNITS = 500  # per segment
 EXPECT = OutputSpec("weights", np.dtype(np.float64), (2,))
+FIRST = {"start": 0, "steps": 2}  # the first segment's fields
+
+
+class StepSpec(Spec):
+    start: int
+    steps: int
+    state: str | None = None
+
+
+class StepWorkload(LongWorkload[StepSpec]):
+    """A long kind for these tests: a segment names where it starts and its steps."""
+
+    name = "steps-test"
+    Spec = StepSpec
+    task = "tests:none"
+
+    def units(self, spec: StepSpec, inputs: Any = None) -> int:
+        return UNITS
+
+    def outputs(self, spec: StepSpec, inputs: Any = None) -> OutputSpec:
+        return EXPECT
+
+    def close_enough(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return bool(np.array_equal(a, b))
+
+    async def prepare(self, spec: StepSpec, node: Any) -> Any:
+        raise NotImplementedError
+
+    async def start(self, client: Any, **options: Any) -> LongPlan:
+        raise NotImplementedError
+
+    def next_fields(self, spec: StepSpec, checkpoint: str, total: int) -> dict[str, Any] | None:
+        start = spec.start + spec.steps
+        return None if start >= total else {"start": start, "steps": 2, "state": checkpoint}
 
 
 class TwoStepPlan(LongPlan):
     """A run of four steps, two per segment; its checkpoint is one float64 [1, 2] row."""
 
-    workload = get_workload("sgd")  # type: ignore[assignment]
+    workload = StepWorkload()
     total_steps = 4
     segment_steps = 2
 
@@ -74,7 +109,12 @@ class Setup:
     def progress(self, step: int, seq: int, output: np.ndarray | None = None) -> bytes:
         """A progress event as a node sends it, with the segment's signed result."""
         out = np.full((1, 2), float(step)) if output is None else output
-        result = self.provider.segment_result(self.channel.terms.id, seq, out, UNITS)
+        fields = dict(FIRST)
+        if step > 2:  # the node derives the next segment from the last checkpoint
+            previous = hashlib.sha256(npy_bytes(np.full((1, 2), float(step - 2)))).hexdigest()
+            fields = {"start": step - 2, "steps": 2, "state": previous}
+        digests = StepWorkload().digests(fields)
+        result = self.provider.segment_result(self.channel.terms.id, seq, out, UNITS, digests)
         data = {
             "step": step,
             "total": 4,
@@ -95,7 +135,7 @@ class Setup:
         step = 0
         try:
             step, _ = asyncio.run(
-                _events(client, run, self.session, "r1", 0, None, result, [0, 0])  # type: ignore[arg-type]
+                _events(client, run, self.session, "r1", 0, None, result, [0, 0], FIRST)  # type: ignore[arg-type]
             )
         except (PeerError, ProviderFailed) as exc:
             error = exc
@@ -179,6 +219,12 @@ LIES = [
     pytest.param(Lies(), _nan, "NaN or infinite", id="NaN in the checkpoint"),
     pytest.param(Lies(), _wrong_seq, "seq 2, expected 1", id="not the next segment"),
     pytest.param(Lies(), _wrong_step, "step 3, not 2", id="wrong step"),
+    pytest.param(
+        Lies(digests=(b"\x01" * 32, b"\x02" * 32)),
+        None,
+        "another spec or other inputs",
+        id="receipt names other work",
+    ),
     pytest.param(Lies(), _not_json, "not JSON", id="event data not JSON"),
     pytest.param(Lies(), _no_result, "does not parse", id="event without a result"),
     pytest.param(Lies(stream_status=404), None, "HTTP 404", id="unknown run"),
@@ -248,7 +294,7 @@ def test_npy_bytes_is_what_the_run_keeps_as_its_checkpoint(setup: Setup) -> None
     result: Any = type("R", (), {"segments": {}, "paid": {}})()
     client = _Client({setup.session.address: setup.channel})
     step, state = asyncio.run(
-        _events(client, run, setup.session, "r1", 0, None, result, [0, 0])  # type: ignore[arg-type]
+        _events(client, run, setup.session, "r1", 0, None, result, [0, 0], FIRST)  # type: ignore[arg-type]
     )
 
     # Assert: a cancelled run ends where its last paid segment ended

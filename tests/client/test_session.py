@@ -120,6 +120,11 @@ LIES = [
     _lie("missing receipt signature", Lies(no_receipt_signature=True), "receipt_signature"),
     _lie("result hash mismatch", Lies(wrong_result_hash=True), "result hash does not match"),
     _lie(
+        "receipt names other work",
+        Lies(digests=(b"\x01" * 32, b"\x02" * 32)),
+        "another spec or other inputs",
+    ),
+    _lie(
         "one row too many",
         Lies(output=lambda r: three_columns(np.concatenate([r, r[:1]]))),
         "5 output rows for 4 input rows",
@@ -204,9 +209,10 @@ def test_an_honest_result_is_paid_with_a_voucher_for_exactly_its_receipt(setup: 
         ch.terms.id,
         bytes.fromhex(job.job_id[2:]),
         setup.provider.account.address,
+        *get_workload("onnx").digests(job.spec_fields()),
+        hashlib.sha256(npy_bytes(expected)).digest(),
         units,
         units * PRICE,
-        hashlib.sha256(npy_bytes(expected)).digest(),
     )
     assert ch.voucher is not None
     voucher, signature = ch.voucher

@@ -46,6 +46,7 @@ from idlegrid.devnet import (
 from idlegrid.protocol import (
     Account,
     Domain,
+    JobRequest,
     JobResult,
     Receipt,
     SignedRequest,
@@ -58,6 +59,7 @@ from idlegrid.protocol import (
     verify_response,
 )
 from idlegrid.protocol import address_bytes as raw_address
+from idlegrid.workloads import get_workload
 
 ANVIL_MISSING = "anvil is not installed: run `npm install` in the idlegrid checkout"
 PROVIDERS = 3
@@ -442,13 +444,16 @@ class JobChannel:
         raw = base64.b64decode(result.output_npy)
         result_hash = hashlib.sha256(raw).digest()
         assert "0x" + result_hash.hex() == result.result_hash
+        spec_hash, input_hash = job_digests(body)
         receipt = Receipt(
             self.terms.id,
             bytes.fromhex(body["job_id"][2:]),
             self.node.address,
+            spec_hash,
+            input_hash,
+            result_hash,
             result.units,
             result.amount,
-            result_hash,
         )
         signer = recover_digest(
             receipt_digest(self.net.domain, receipt.leaf()),
@@ -457,6 +462,12 @@ class JobChannel:
         assert signer == raw_address(self.node.address)
         self.channel.accept(seq, receipt, self.client, self.net.ledger.market.domain())
         return array_from_npy(raw)
+
+
+def job_digests(body: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The spec and input hashes a job's receipt must name (``Workload.digests``)."""
+    req = JobRequest.model_validate(body)
+    return get_workload(req.kind).digests(req.spec_fields())
 
 
 def _b64(data: bytes) -> str:

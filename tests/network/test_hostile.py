@@ -39,7 +39,17 @@ from idlegrid.protocol import address_bytes as raw_address
 from idlegrid.workloads import count_flops
 
 from ..workloads.test_external import by_constant_attribute, by_initializer, by_loop_body
-from .conftest import Digits, JobChannel, Network, Node, Sent, put_blob, send, start_network
+from .conftest import (
+    Digits,
+    JobChannel,
+    Network,
+    Node,
+    Sent,
+    job_digests,
+    put_blob,
+    send,
+    start_network,
+)
 
 RATE = 10**6  # node 2's units per CPU-second
 CAP = 4  # node 2's jobs per client, running or queued
@@ -121,9 +131,10 @@ def settle(jc: JobChannel, body: dict[str, Any], sent: Sent) -> JobResult:
         jc.terms.id,
         bytes.fromhex(body["job_id"][2:]),
         jc.node.address,
+        *job_digests(body),
+        digest,
         result.units,
         result.amount,
-        digest,
     )
     signer = recover_digest(
         receipt_digest(jc.net.domain, receipt.leaf()), bytes.fromhex(result.receipt_signature[2:])

@@ -46,7 +46,7 @@ from idlegrid.protocol import (
     verify_request,
 )
 from idlegrid.protocol._fastsig import sign_digest
-from idlegrid.workloads import CPU, OnnxRunner, count_flops
+from idlegrid.workloads import CPU, OnnxRunner, count_flops, get_workload
 
 from .conftest import DEMO_CLIENT, FUZZ_CLIENT, STRANGER, Digits, Network, start_network
 
@@ -190,7 +190,11 @@ class Liar:
 
         terms = ChannelTerms(c.client, c.provider, c.deposit, c.expiry, c.salt)
         job_id = bytes.fromhex(req.job_id[2:])
-        leaf = Receipt(terms.id, job_id, self.account.address, units, units * PRICE, result_hash)
+        spec_hash, input_hash = get_workload(req.kind).digests(req.spec_fields())
+        leaf = Receipt(
+            terms.id, job_id, self.account.address, spec_hash, input_hash, result_hash, units,
+            units * PRICE,
+        )  # fmt: skip
         signature = sign_digest(self.account.key, receipt_digest(self.net.domain, leaf.leaf()))
         self.served += 1
         return _json(
@@ -201,6 +205,8 @@ class Liar:
                 "units": units,
                 "amount": units * PRICE,
                 "result_hash": "0x" + result_hash.hex(),
+                "spec_hash": "0x" + spec_hash.hex(),
+                "input_hash": "0x" + input_hash.hex(),
                 "receipt_signature": "0x" + signature.hex(),
                 "rows": int(rows.shape[0]),
                 "flops_per_row": flops,

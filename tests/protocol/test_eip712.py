@@ -70,7 +70,7 @@ def test_bad_voucher_and_receipt_fields_are_refused() -> None:
     with pytest.raises(InvalidInput):
         Voucher(b"\x01" * 32, -1, 1, 1, b"\x00" * 32)
     with pytest.raises(InvalidInput):
-        Receipt(b"\x01" * 32, b"\x02" * 32, "0x" + "ab" * 20, -1, 0, b"\x00" * 32)
+        Receipt(b"\x01" * 32, b"\x02" * 32, "0x" + "ab" * 20, *[b"\x00" * 32] * 3, -1, 0)
 
 
 def test_permit_must_be_signed_by_owner() -> None:

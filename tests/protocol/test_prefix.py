@@ -21,7 +21,10 @@ PROVIDER = Account.from_key(b"\x01" * 32).address
 
 
 def _receipt(seq: int) -> Receipt:
-    return Receipt(CHANNEL, seq.to_bytes(32, "big"), PROVIDER, 2 * seq, 10 * seq, b"\x07" * 32)
+    return Receipt(
+        CHANNEL, seq.to_bytes(32, "big"), PROVIDER, b"\x05" * 32, b"\x06" * 32, b"\x07" * 32,
+        2 * seq, 10 * seq,
+    )  # fmt: skip
 
 
 def _add(prefix: ReceiptPrefix[Receipt], seq: int) -> bool:

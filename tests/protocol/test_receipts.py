@@ -18,15 +18,31 @@ word = st.binary(min_size=32, max_size=32)
 address = st.sampled_from(ADDRESSES).flatmap(lambda a: st.sampled_from([a, a.lower()]))
 
 
-@given(channel=word, job_id=word, provider=address, units=uint256, amount=uint256, result=word)
+@given(
+    channel=word,
+    job_id=word,
+    provider=address,
+    spec=word,
+    inputs=word,
+    result=word,
+    units=uint256,
+    amount=uint256,
+)
 def test_receipt_encoding_equals_eth_abi(
-    channel: bytes, job_id: bytes, provider: str, units: int, amount: int, result: bytes
+    channel: bytes,
+    job_id: bytes,
+    provider: str,
+    spec: bytes,
+    inputs: bytes,
+    result: bytes,
+    units: int,
+    amount: int,
 ) -> None:
     # Prepare
-    receipt = Receipt(channel, job_id, provider, units, amount, result)
+    receipt = Receipt(channel, job_id, provider, spec, inputs, result, units, amount)
     expected = encode(
-        ["bytes32", "bytes32", "address", "uint256", "uint256", "bytes32"],
-        [channel, job_id, provider.lower(), units, amount, result],
+        ["bytes32", "bytes32", "address", "bytes32", "bytes32", "bytes32", "uint256", "uint256"],
+        [channel, job_id, provider.lower(), spec, inputs, result, units, amount],
     )
 
     # Execute, Assert
@@ -52,7 +68,9 @@ def test_channel_id_equals_eth_abi(
 
 def test_out_of_range_values_are_refused() -> None:
     with pytest.raises(InvalidInput):
-        Receipt(bytes(32), bytes(32), ADDRESSES[0], 2**256, 0, bytes(32)).leaf()
+        Receipt(
+            bytes(32), bytes(32), ADDRESSES[0], bytes(32), bytes(32), bytes(32), 2**256, 0
+        ).leaf()
     with pytest.raises(InvalidInput):
         _ = ChannelTerms(ADDRESSES[0], ADDRESSES[1], -1, 0, 0).id
     with pytest.raises(InvalidInput):

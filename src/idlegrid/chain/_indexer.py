@@ -495,23 +495,32 @@ def _history(conn: sqlite3.Connection, provider: str) -> ProviderHistory:
     slashes, slashed = 0, 0
     for (amount,) in conn.execute("SELECT amount FROM slashes WHERE provider = ?", (provider,)):
         slashes, slashed = slashes + 1, slashed + num(amount)
-    won, lost = _disputes(conn, provider)
-    return ProviderHistory(provider, paid, funded, slashes, slashed, won, lost)
+    won, lost, absent = _disputes(conn, provider)
+    return ProviderHistory(provider, paid, funded, slashes, slashed, won, lost, absent)
 
 
-def _disputes(conn: sqlite3.Connection, provider: str) -> tuple[int, int]:
-    """Disputes against ``provider`` it won and lost; (0, 0) where the deployment
-    indexes no dispute contract (no ``disputes`` table)."""
-    cols = {r[1] for r in conn.execute("PRAGMA table_info(disputes)")}
-    if not {"provider", "outcome"} <= cols:
-        return 0, 0
-    rows = dict(
+def _disputes(conn: sqlite3.Connection, provider: str) -> tuple[int, int, int]:
+    """Disputes against ``provider`` it won and lost, and resolved disputes it sat on as
+    a referee without voting; zeros where the deployment indexes no dispute contract."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not {"disputes", "dispute_votes"} <= tables:
+        return 0, 0, 0
+    outcomes = dict(
         conn.execute(
             "SELECT outcome, COUNT(*) FROM disputes WHERE provider = ? GROUP BY outcome",
             (provider,),
         ).fetchall()
     )
-    return int(rows.get("provider_won", 0)), int(rows.get("provider_lost", 0))
+    (absent,) = conn.execute(
+        "SELECT COUNT(*) FROM dispute_votes v JOIN disputes d ON v.dispute = d.id "
+        "WHERE v.referee = ? AND d.status = 'resolved' AND v.vote IN ('seated', 'committed')",
+        (provider,),
+    ).fetchone()
+    return (
+        int(outcomes.get("provider_right", 0)),
+        int(outcomes.get("provider_wrong", 0)),
+        int(absent),
+    )
 
 
 def _status(status: ChannelStatus | str) -> ChannelStatus:

@@ -21,7 +21,9 @@ What counts, and why:
   much as one paying 100.
 * **Disputes and slashes.** Each dispute won adds a little (at most
   ``max_disputes``); a slash or a dispute lost ranks the provider below any
-  newcomer, whatever it earned before.
+  newcomer, whatever it earned before. A referee's seat left without a vote
+  (slashed a little by the dispute contract) takes a point, and its slash is
+  not counted as an offence.
 
 What it cannot see: sybil clients funded through an address the index does not
 link to the provider (an exchange, a chain of fresh wallets). Such a provider
@@ -57,6 +59,8 @@ class ReputationRules:
     max_disputes: int = 5
     #: milli-points taken per offence (a slash or a dispute lost); the score is minus this
     penalty_points: int = 5000
+    #: milli-points taken per dispute it sat on as a referee without voting
+    absence_points: int = 1000
 
 
 #: the rules clients use
@@ -77,6 +81,8 @@ class ProviderHistory:
     slashed: int = 0
     disputes_won: int = 0
     disputes_lost: int = 0
+    #: resolved disputes it sat on as a referee without voting (each slashed a little)
+    absences: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,10 @@ def score_reputation(
             clients += 1
             points += client_points
     points += min(max(history.disputes_won, 0), rules.max_disputes) * rules.dispute_points
-    offences = max(history.slashes, history.disputes_lost, 1 if history.slashed > 0 else 0)
+    # absences cost points but never make a provider worse than a newcomer; the
+    # referee's small slash that goes with each is not an offence
+    points = max(points - max(history.absences, 0) * rules.absence_points, 0)
+    offences = max(history.slashes - history.absences, history.disputes_lost, 0)
     if offences > 0:
         points = -rules.penalty_points * offences
     return Reputation(

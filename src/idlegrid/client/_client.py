@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,9 +24,26 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .._exceptions import ConfigError, IdlegridError, InvalidInput
+from .._exceptions import (
+    ConfigError,
+    IdlegridError,
+    InvalidInput,
+    ProviderRefused,
+    UnavailableError,
+)
 from ..chain import ChannelTerms, Indexer, Ledger, RpcBackend
 from ..protocol import Account, node_domain
+from ..trust import (
+    AdaptiveAudit,
+    Attempt,
+    Evidence,
+    LocalRunner,
+    Policy,
+    Verifier,
+    capture_receipts,
+    required_rate,
+)
+from ..trust._policy import Verify
 from ..workloads import LongWorkload, Workload, get_workload
 from ._channels import Channels, ClosedChannel
 from ._discovery import discover, open_index
@@ -40,6 +59,7 @@ __all__ = ["BatchReport", "Client", "ClosedChannel"]
 
 log = logging.getLogger("idlegrid.client")
 T = TypeVar("T")
+_NO_CHECKS = Policy()
 
 
 @dataclass
@@ -50,6 +70,12 @@ class BatchReport:
     by_provider: dict[str, int] = field(default_factory=dict)
     failovers: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    #: shards checked under the batch's policy, and jobs run again to check them
+    audited: int = 0
+    reruns: int = 0
+    #: providers caught returning a wrong result in this batch (their evidence is in
+    #: ``Client.evidence``)
+    caught: list[str] = field(default_factory=list)
 
 
 class Client:
@@ -87,6 +113,11 @@ class Client:
         self.progress = progress
         self.backoff = Backoff()
         self.last_report = BatchReport()
+        #: every provider's audit record, kept across batches (``idlegrid.trust``)
+        self.audit = AdaptiveAudit()
+        #: what each caught provider did, for a dispute (newest last)
+        self.evidence: list[Evidence] = []
+        self._local = LocalRunner()
         self._index_path = index_path
         self._index: Indexer | None = None
         self._node = node_domain(ledger.backend.chain_id, ledger.market.address)
@@ -146,6 +177,7 @@ class Client:
                 self._loop.close()  # its selector and self-pipe, which would leak otherwise
             if self._index is not None:
                 self._index.close()
+            self._local.close()
 
     def __enter__(self) -> Client:
         return self
@@ -167,6 +199,9 @@ class Client:
         on_progress: Callable[[int, int], None] | None = None,
         max_units: int | None = None,
         budget_s: float | None = None,
+        verify: Verify = "none",
+        k: int = 3,
+        local: bool = False,
     ) -> np.ndarray:
         """Run an ONNX model over ``inputs`` (rows) on the network; return its first output.
 
@@ -180,12 +215,17 @@ class Client:
         most ``max_units`` per job; by default the budget is ``budget_s`` seconds of
         the provider's CPU (``idlegrid.workloads._kind_onnx.METERED_BUDGET_S``, at most
         its job time limit).
+
+        ``verify`` checks results beyond their signatures and bills (see :meth:`run`).
         """
         return self.run(
             "onnx",
             inputs,
             rows_per_shard=rows_per_shard,
             on_progress=on_progress,
+            verify=verify,
+            k=k,
+            local=local,
             model=model,
             max_units=max_units,
             budget_s=budget_s,
@@ -197,13 +237,24 @@ class Client:
         *,
         texts_per_shard: int = 32,
         on_progress: Callable[[int, int], None] | None = None,
+        verify: Verify = "none",
+        k: int = 3,
+        local: bool = False,
     ) -> np.ndarray:
         """Sentence embeddings (all-MiniLM-L6-v2, 384 floats, L2-normalised) for ``texts``.
 
         The bill is checked with the documented FLOPs formula, which needs only
         the tokenizer here (``pip install 'idlegrid[embed]'``).
         """
-        return self.run("embed", texts, on_progress=on_progress, per_job=texts_per_shard)
+        return self.run(
+            "embed",
+            texts,
+            on_progress=on_progress,
+            verify=verify,
+            k=k,
+            local=local,
+            per_job=texts_per_shard,
+        )
 
     def run(
         self,
@@ -212,17 +263,31 @@ class Client:
         *,
         rows_per_shard: int | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        verify: Verify = "none",
+        k: int = 3,
+        local: bool = False,
         **options: Any,
     ) -> np.ndarray:
         """Run a batch of any kind of job (``idlegrid workloads`` lists them) on the
         network: split into jobs across providers, every result checked before it is
         paid, the outputs joined in order. ``options`` are the kind's own (``model``
-        for ``onnx``, say)."""
+        for ``onnx``, say).
+
+        ``verify`` says how results are checked (:mod:`idlegrid.trust`): ``"none"``
+        (signature, hash, bill and shape only), ``"audit"`` (a sample of each
+        provider's jobs, at its adaptive rate, run again on another provider, or here
+        with ``local=True``) or ``"quorum"`` (every job on ``k`` providers, the
+        majority kept). A provider caught returning a result that is not close enough
+        to the agreed one leaves the batch, its shards are redone, and its evidence is
+        added to :attr:`evidence`; the output returned is a verified one."""
         if self._closed:
             raise InvalidInput("client is closed")
         workload = get_workload(kind)
+        policy = Policy(verify, k, local)
         with self._progress_bar(kind, on_progress) as report:
-            return self._run(self._submit(workload, inputs, rows_per_shard, report, options))
+            return self._run(
+                self._submit(workload, inputs, rows_per_shard, report, options, policy)
+            )
 
     def start(
         self, kind: str, *, resume_from: Any = None, node_driven: bool = False, **options: Any
@@ -325,6 +390,7 @@ class Client:
         rows_per_shard: int | None,
         on_progress: Callable[[int, int], None] | None,
         options: dict[str, Any],
+        policy: Policy = _NO_CHECKS,
     ) -> np.ndarray:
         """One batch of ``workload``: planned by it, split into shards across the
         eligible providers, each shard's jobs checked before they are paid, joined."""
@@ -360,8 +426,11 @@ class Client:
         def shard_cost(c: Candidate) -> int:
             return max(plan.max_units(parts[0], c.limits), max(floors)) * c.unit_price
 
+        verifier = Verifier(policy, workload, self.audit)
+
         async def sessions() -> list[ProviderSession]:
-            return [self._session(c) for c in await eligible()]
+            caught = verifier.caught
+            return [self._session(c) for c in await eligible() if c.address not in caught]
 
         async def prepare(session: ProviderSession) -> None:
             # a fair share of the batch plus headroom: fail-overs shift work around (a
@@ -374,12 +443,15 @@ class Client:
             await plan.upload(session)
 
         async def run(session: ProviderSession, shard: Shard) -> np.ndarray:
-            return await session.run(self._reserve(session), plan, parts[shard.index])
+            if policy.verify == "none":
+                return await session.run(self._reserve(session), plan, parts[shard.index])
+            return await checked.run(session, shard.index)
 
-        outputs = await dispatch(
-            shards,
-            sessions,
-            run,
+        checked = _Checked(self, plan, parts, verifier, prepare, sessions, shard_cost)
+        go = functools.partial(
+            dispatch,
+            sessions=sessions,
+            run=run,
             prepare=prepare,
             backoff=self.backoff,
             inflight=self.inflight,
@@ -387,6 +459,15 @@ class Client:
             on_done=self._on_done(report, len(shards), on_progress),
             on_failover=self._on_failover(report),
         )
+        try:
+            outputs = await go(shards)
+            # a caught provider's shards that were not checked are redone by the others
+            while redo := checked.unchecked():
+                outputs.update(await go([shards[i] for i in redo]))
+        finally:
+            report.audited, report.reruns = verifier.audited, verifier.reruns
+            report.caught = sorted(verifier.caught)
+            self.evidence.extend(verifier.caught.values())
         report.seconds = time.perf_counter() - started
         self.last_report = report
         return workload.join([outputs[i] for i in range(len(shards))])
@@ -520,6 +601,91 @@ class _Host:
             except ProviderFailed:
                 continue
         raise InvalidInput(f"no provider has a blob with sha256 {digest}; pass the file instead")
+
+
+class _Checked:
+    """A batch's shards run under a verification policy (``idlegrid.trust``)."""
+
+    def __init__(
+        self,
+        client: Client,
+        plan: Any,
+        parts: list[Any],
+        verifier: Verifier,
+        prepare: Callable[[ProviderSession], Awaitable[None]],
+        sessions: Callable[[], Awaitable[list[ProviderSession]]],
+        shard_cost: Callable[[Candidate], int],
+    ) -> None:
+        self.client, self.plan, self.parts, self.verifier = client, plan, parts, verifier
+        self._prepare, self._sessions, self._shard_cost = prepare, sessions, shard_cost
+        self._ready: dict[str, asyncio.Future[None]] = {}
+        self._rates: dict[str, float | None] = {}
+        #: who returned each shard's output, by shard index
+        self.done_by: dict[int, str] = {}
+
+    def unchecked(self) -> list[int]:
+        """Shards done by a provider caught since, whose output nobody checked."""
+        caught, checked = self.verifier.caught, self.verifier.checked
+        return sorted(i for i, who in self.done_by.items() if who in caught and i not in checked)
+
+    async def run(self, session: ProviderSession, index: int) -> np.ndarray:
+        address = session.address
+        if address in self.verifier.caught:
+            raise ProviderRefused(f"{address} was caught returning a wrong result")
+        at_least = await self._rate(session) if self.verifier.policy.verify == "audit" else 0.0
+        part = self.parts[index]
+        first = await self._attempt(session, part)
+        output = await self.verifier.settle(
+            first,
+            index,
+            part,
+            functools.partial(self._elsewhere, part),
+            functools.partial(self.client._local.run, self.plan, part),
+            at_least=at_least,
+        )
+        self.done_by[index] = address  # unchecked and caught since: redone (unchecked)
+        return output
+
+    async def _attempt(self, session: ProviderSession, part: Any) -> Attempt:
+        reserve = self.client._reserve(session)
+        output, receipts = await capture_receipts(
+            functools.partial(session.run, reserve, self.plan, part)
+        )
+        return Attempt(session.address, output, receipts)
+
+    async def _elsewhere(self, part: Any, exclude: set[str]) -> Attempt | None:
+        """The shard run on a provider chosen at random among those not excluded."""
+        pool = [s for s in await self._sessions() if s.address not in exclude]
+        while pool:
+            session = pool.pop(secrets.randbelow(len(pool)))
+            try:
+                await self._ready_on(session)
+                return await self._attempt(session, part)
+            except (ProviderFailed, UnavailableError) as exc:
+                log.warning("cannot check a shard on %s: %s", session.address, exc)
+        return None
+
+    async def _ready_on(self, session: ProviderSession) -> None:
+        """The batch's channel and upload on ``session``, once."""
+        ready = self._ready.get(session.address)
+        if ready is None or (ready.done() and ready.exception() is not None):
+            ready = self._ready[session.address] = asyncio.ensure_future(self._prepare(session))
+        await ready
+
+    async def _rate(self, session: ProviderSession) -> float:
+        """The audit rate the provider's stake requires (``trust.required_rate``):
+        ProviderRefused when its stake cannot make cheating unprofitable."""
+        address = session.address
+        if address not in self._rates:
+            info = await asyncio.to_thread(self.client.ledger.registry.provider, address)
+            payment = self._shard_cost(session.candidate)
+            self._rates[address] = required_rate(info.stake, payment, floor=self.client.audit.floor)
+        rate = self._rates[address]
+        if rate is None:
+            raise ProviderRefused(
+                f"{address}'s stake is too small to make cheating unprofitable on these jobs"
+            )
+        return rate
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -61,7 +61,9 @@ async def _follow(client: Client, run: Run, resume: tuple[int, bytes] | None) ->
             await plan.upload(session)
             fields = await plan.fields(first, state, session)
             run_id = await _start(session, client, kind, fields, first.units, plan.total_steps)
-            step, state = await _events(client, run, session, run_id, step, state, result, totals)
+            step, state = await _events(
+                client, run, session, run_id, step, state, result, totals, fields
+            )
         except (ProviderFailed, PeerError, OSError, TimeoutError, ValueError) as exc:
             if run.checkpoint is not None:
                 step, state = run.checkpoint
@@ -114,14 +116,20 @@ async def _events(
     state: bytes | None,
     result: RunResult,
     totals: list[int],
+    first: dict[str, Any],
 ) -> tuple[int, bytes | None]:
     """Follow one provider's run; (step, checkpoint) where it ended.
+
+    ``fields`` are the first segment's spec fields; each next segment's are what the node
+    derives from them (``next_fields``), and each segment's receipt must name them.
 
     A node that keeps the stream alive but sends no segment for longer than a segment
     may take (its job time limit, plus the time a voucher takes) is given up: keep-alives
     alone do not hold a run.
     """
     plan = run.plan
+    workload = plan.workload
+    fields: dict[str, Any] | None = first
     channel = client._channels[session.address]
     price = session.candidate.unit_price
     address = session.address
@@ -138,9 +146,18 @@ async def _events(
                 raise PeerError(f"a run's progress event does not parse: {exc}") from exc
             if progress.step != step + segment.steps:
                 raise PeerError(f"segment ends at step {progress.step}, not {step + segment.steps}")
+            if fields is None:
+                raise PeerError("a segment after the run's last one")
             output, _ = await session.accept_segment(
-                channel, progress.result, segment.units, segment.expect, segment.rows
+                channel,
+                progress.result,
+                segment.units,
+                segment.expect,
+                segment.rows,
+                workload.digests(fields),
             )
+            checkpoint = progress.result.result_hash[2:]
+            fields = workload.next_fields(workload.parse(fields), checkpoint, plan.total_steps)
             state = npy_bytes(output)
             step += segment.steps
             totals[0] += segment.units

@@ -70,7 +70,7 @@ from ..protocol import (
     verify_response,
 )
 from ..trust import record_receipt
-from ..workloads import Plan
+from ..workloads import Plan, get_workload
 from ._model import ModelRejected, OutputSpec
 from ._selection import Candidate, Limits
 from ._sse import EventParser
@@ -485,6 +485,7 @@ class ProviderSession:
             }
         )
         body = request.model_dump_json(exclude_none=True).encode()
+        digests = get_workload(kind).digests(request.spec_fields())
         # ``reserved`` is in channel.committed until the bill is known; a failure releases it
         try:
             status, data = await self._send_job(body)
@@ -510,12 +511,12 @@ class ProviderSession:
         try:
             result = JobResult.model_validate_json(data)
             if status == 200:
-                output, receipt = await self.check_ok(result, job_id, seq, channel, bill)
+                output, receipt = await self.check_ok(result, job_id, seq, channel, bill, digests)
                 wrong = expect.check(output, out_rows)
                 if wrong is not None:
                     raise PeerError(wrong)
             else:
-                receipt, error = self._check_failed(result, job_id, seq, channel, bill)
+                receipt, error = self._check_failed(result, job_id, seq, channel, bill, digests)
         except (IdlegridError, ValueError) as exc:
             channel.committed -= reserved
             channel.retire()
@@ -544,15 +545,27 @@ class ProviderSession:
         raise ProviderFailed(f"{self.address} stayed busy: {self.reason(data)}")
 
     def _receipt(
-        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, result_hash: bytes
+        self,
+        r: JobResult,
+        job_id: bytes,
+        seq: int,
+        channel: ClientChannel,
+        result_hash: bytes,
+        digests: tuple[bytes, bytes],
     ) -> Receipt:
         if r.job_id != "0x" + job_id.hex() or r.seq != seq:
             raise PeerError("result is for another job")
         if "0x" + result_hash.hex() != r.result_hash:
             raise PeerError("result hash does not match the output")
+        spec_hash, input_hash = digests
+        if r.spec_hash != "0x" + spec_hash.hex() or r.input_hash != "0x" + input_hash.hex():
+            raise PeerError("the receipt names another spec or other inputs than the job's")
         if r.amount != r.units * self.candidate.unit_price:
             raise PeerError(f"amount {r.amount} is not {r.units} units at the agreed price")
-        receipt = Receipt(channel.terms.id, job_id, self.address, r.units, r.amount, result_hash)
+        receipt = Receipt(
+            channel.terms.id, job_id, self.address, spec_hash, input_hash, result_hash, r.units,
+            r.amount,
+        )  # fmt: skip
         signature = bytes.fromhex(r.receipt_signature[2:])
         if (
             recover_digest(receipt_digest(self.node, receipt.leaf()), signature)
@@ -562,7 +575,13 @@ class ProviderSession:
         return receipt
 
     async def check_ok(
-        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, bill: Bill
+        self,
+        r: JobResult,
+        job_id: bytes,
+        seq: int,
+        channel: ClientChannel,
+        bill: Bill,
+        digests: tuple[bytes, bytes],
     ) -> tuple[np.ndarray, Receipt]:
         """The output and the receipt of a result, once everything in it checks out."""
         if r.status != "ok":
@@ -589,7 +608,7 @@ class ProviderSession:
             raw = await self.get_blob(blob)
         if len(raw) > cap:
             raise PeerError(f"output of {len(raw)} bytes is over {cap}")
-        receipt = self._receipt(r, job_id, seq, channel, hashlib.sha256(raw).digest())
+        receipt = self._receipt(r, job_id, seq, channel, hashlib.sha256(raw).digest(), digests)
         try:
             output = array_from_npy(raw, max_bytes=cap)
         except InvalidInput as exc:
@@ -599,7 +618,13 @@ class ProviderSession:
         return output, receipt
 
     def _check_failed(
-        self, r: JobResult, job_id: bytes, seq: int, channel: ClientChannel, bill: Bill
+        self,
+        r: JobResult,
+        job_id: bytes,
+        seq: int,
+        channel: ClientChannel,
+        bill: Bill,
+        digests: tuple[bytes, bytes],
     ) -> tuple[Receipt, str]:
         """The receipt of a billed failure, and its error, once it checks out."""
         error = r.error
@@ -611,7 +636,7 @@ class ProviderSession:
         if wrong is not None:
             raise PeerError(f"bill of {wrong}")
         digest = hashlib.sha256(error.encode()).digest()
-        return self._receipt(r, job_id, seq, channel, digest), error[:500]
+        return self._receipt(r, job_id, seq, channel, digest, digests), error[:500]
 
     async def accept_segment(
         self,
@@ -620,17 +645,19 @@ class ProviderSession:
         units: int,
         expect: OutputSpec,
         rows: int,
+        digests: tuple[bytes, bytes],
     ) -> tuple[np.ndarray, Receipt]:
         """Check a segment's result that the node sent on its own (a node-driven run's
         progress event) exactly as a job's result is checked, and book it under the
-        channel's next sequence number; the caller then sends the voucher."""
+        channel's next sequence number; the caller then sends the voucher. ``digests``:
+        the spec and input hashes of the segment the client expects (its receipt must
+        name them)."""
         seq = channel.next_seq
         if result.seq != seq:
             raise PeerError(f"segment result for seq {result.seq}, expected {seq}")
         job_id = bytes.fromhex(result.job_id[2:])
-        output, receipt = await self.check_ok(
-            result, job_id, seq, channel, Bill(units, units, False)
-        )
+        bill = Bill(units, units, False)
+        output, receipt = await self.check_ok(result, job_id, seq, channel, bill, digests)
         wrong = expect.check(output, rows)
         if wrong is not None:
             raise PeerError(wrong)

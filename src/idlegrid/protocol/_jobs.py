@@ -120,7 +120,8 @@ class JobResult(_Model):
     too large, out of memory); ``error`` says "<ErrorClass>: <reason>", there is no
     output, ``result_hash`` is the sha256 of ``error`` (utf-8), and the units are the
     time the job used, billed as ``docs/network.md`` says. ``metered``: the units were
-    measured (CPU time), not counted from the graph.
+    measured (CPU time), not counted from the graph. ``spec_hash`` and ``input_hash``
+    (``Workload.digests`` of the job's spec fields) name the work in the signed receipt.
     """
 
     job_id: Bytes32Hex
@@ -132,6 +133,8 @@ class JobResult(_Model):
     units: Uint
     amount: Uint
     result_hash: Bytes32Hex
+    spec_hash: Bytes32Hex = Field(description="sha256 of the job's spec, inputs left out")
+    input_hash: Bytes32Hex = Field(description="sha256 naming the job's inputs")
     receipt_signature: SignatureHex
     rows: int
     flops_per_row: int

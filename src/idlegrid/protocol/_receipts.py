@@ -1,9 +1,12 @@
 """Job receipts: what a provider signs for each job, and the Merkle leaf it becomes.
 
 A receipt's leaf is ``keccak256(keccak256(abi_encode(channel, job_id, provider,
-units, amount, result_hash)))``. Hashing twice keeps a leaf from ever equalling an
-inner node (``hash_pair`` of two 32-byte nodes), the second-preimage guard that
-OpenZeppelin's MerkleProof recommends.
+spec_hash, input_hash, result_hash, units, amount)))``: what was asked (the spec and
+the inputs, by hash), what came out (the output's sha256, or the error's for a billed
+failure) and what it cost. Hashing twice keeps a leaf from ever equalling an inner
+node (``hash_pair`` of two 32-byte nodes), the second-preimage guard that
+OpenZeppelin's MerkleProof recommends. The dispute contract computes the same leaf
+from these fields on chain, so a signed receipt is evidence of exactly this job.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ class Receipt:
     channel: bytes
     job_id: bytes
     provider: str
+    spec_hash: bytes
+    input_hash: bytes
+    result_hash: bytes
     units: int
     amount: int
-    result_hash: bytes
 
     def __post_init__(self) -> None:
-        for name in ("channel", "job_id", "result_hash"):
+        for name in ("channel", "job_id", "spec_hash", "input_hash", "result_hash"):
             if len(getattr(self, name)) != 32:
                 raise InvalidInput(f"receipt {name} must be 32 bytes")
         if self.units < 0 or self.amount < 0:
@@ -44,9 +49,10 @@ class Receipt:
         return bytes(keccak(keccak(self.abi_encoded())))
 
     def abi_encoded(self) -> bytes:
-        """``abi.encode(channel, job_id, provider, units, amount, result_hash)``.
+        """``abi.encode(channel, job_id, provider, spec_hash, input_hash, result_hash,
+        units, amount)``.
 
-        Every field is static, so the encoding is six 32-byte words, written out here
+        Every field is static, so the encoding is eight 32-byte words, written out here
         (a tenth of the time of a generic ABI encoder; the tests compare the two).
         """
         if self.units >= 2**256 or self.amount >= 2**256:
@@ -56,9 +62,11 @@ class Receipt:
                 self.channel,
                 self.job_id,
                 bytes(12) + bytes.fromhex(checksum(self.provider)[2:]),
+                self.spec_hash,
+                self.input_hash,
+                self.result_hash,
                 self.units.to_bytes(32, "big"),
                 self.amount.to_bytes(32, "big"),
-                self.result_hash,
             )
         )
 

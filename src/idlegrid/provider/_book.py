@@ -222,6 +222,12 @@ class ChannelBook:
         return True
 
     # -- bookkeeping -------------------------------------------------------------------
+    def redeemed(self, voucher: Voucher, tx: str) -> None:
+        """``voucher`` was redeemed on chain by ``tx`` ("" when it had been before a crash,
+        "closed" when the channel closed first): the journal stops offering it."""
+        if self.journal is not None:
+            self.journal.mark_redeemed(self.terms.id, voucher, tx)
+
     def deliver(self, seq: int, leaf: bytes, units: int, amount: int) -> None:
         """Record a delivered job and extend the contiguous prefix."""
         self.prefix.add(seq, leaf, leaf=leaf, units=units, amount=amount)

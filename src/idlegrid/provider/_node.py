@@ -103,6 +103,20 @@ def _hash_and_encode(output: bytes) -> tuple[bytes, str]:
     return hashlib.sha256(output).digest(), base64.b64encode(output).decode()
 
 
+async def _digests(workload: Workload[Any, Any], req: JobRequest) -> tuple[bytes, bytes]:
+    """The receipt's spec and input hashes; large inline inputs are hashed off the loop."""
+    fields = req.spec_fields()
+    size = sum(len(v) for v in fields.values() if isinstance(v, str))
+    if size <= _INLINE_HASH_CHARS:
+        return workload.digests(fields)
+    return await asyncio.to_thread(workload.digests, fields)
+
+
+#: inline inputs up to this many characters are hashed on the event loop (a thread hop
+#: costs more)
+_INLINE_HASH_CHARS = 64 * 2**10
+
+
 class _Host:
     """What the node lends a workload while it checks and prepares a job
     (``idlegrid.workloads.NodeHost``)."""
@@ -328,6 +342,7 @@ class ProviderNode:
         spec: Any,
     ) -> JobResult:
         job = await self._prepare(workload, spec)
+        spec_hash, input_hash = await _digests(workload, req)
         rows, units, metered = job.rows, job.units, job.metered
         flops = units // rows
         c = self.config
@@ -354,7 +369,10 @@ class ProviderNode:
                 lie = self.cheat.tamper(workload, outcome.output)  # signed like the truth
                 outcome = dataclasses.replace(outcome, output=lie)
             bill = await self._bill(req, sender, outcome, units, metered=metered)
-            receipt = Receipt(terms.id, job_id, self.address, bill.units, bill.amount, bill.hash)
+            receipt = Receipt(
+                terms.id, job_id, self.address, spec_hash, input_hash, bill.hash, bill.units,
+                bill.amount,
+            )  # fmt: skip
             leaf = receipt.leaf()
             book.finish_job(
                 job_id,
@@ -382,6 +400,8 @@ class ProviderNode:
             units=bill.units,
             amount=bill.amount,
             result_hash="0x" + bill.hash.hex(),
+            spec_hash="0x" + spec_hash.hex(),
+            input_hash="0x" + input_hash.hex(),
             receipt_signature="0x" + signature.hex(),
             rows=rows,
             flops_per_row=flops,
@@ -616,9 +636,9 @@ class ProviderNode:
                     "market: channel closed",
                 ):
                     raise
-                self.journal.mark_redeemed(terms.id, stored.voucher, "")
+                self._redeemed(terms, stored.voucher, "")
             else:
-                self.journal.mark_redeemed(terms.id, stored.voucher, tx.tx_hash)
+                self._redeemed(terms, stored.voucher, tx.tx_hash)
                 self.stats.redemptions += 1
         try:
             return self.ledger.market.close(terms, sender=self.account).tx_hash
@@ -666,16 +686,23 @@ class ProviderNode:
             except ContractReverted as exc:
                 if exc.reason in ("market: voucher already redeemed", "market: stale voucher"):
                     # redeemed before a crash we did not journal: nothing is lost
-                    self.journal.mark_redeemed(terms.id, voucher, "")
+                    self._redeemed(terms, voucher, "")
                     continue
                 log.warning("cannot redeem channel %s: %s", terms.id.hex()[:12], exc.reason)
                 if exc.reason == "market: channel closed":
-                    self.journal.mark_redeemed(terms.id, voucher, "closed")
+                    self._redeemed(terms, voucher, "closed")
                 continue
-            self.journal.mark_redeemed(terms.id, voucher, tx.tx_hash)
+            self._redeemed(terms, voucher, tx.tx_hash)
             self.stats.redemptions += 1
             results.append(tx)
         return results
+
+    def _redeemed(self, terms: ChannelTerms, voucher: Voucher, tx: str) -> None:
+        book = self._books.get(terms.id)
+        if book is not None:
+            book.redeemed(voucher, tx)
+        else:  # a channel the journal holds but no book was made for (not expected)
+            self.journal.mark_redeemed(terms.id, voucher, tx)
 
     async def redeem_loop(self, interval: float = 1.0) -> None:
         """Redeem vouchers when they are due, until cancelled."""

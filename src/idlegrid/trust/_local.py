@@ -50,7 +50,8 @@ class LocalRunner:
             module, name = prepared.task.split(":")
             task = getattr(importlib.import_module(module), name)
             raw = await asyncio.to_thread(task, prepared.payload)
-        return np.load(io.BytesIO(raw), allow_pickle=False)
+        output: np.ndarray = np.load(io.BytesIO(raw), allow_pickle=False)
+        return output
 
     def close(self) -> None:
         if self._dir is not None:

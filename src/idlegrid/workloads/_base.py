@@ -22,7 +22,9 @@ What a kind says:
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -201,6 +203,9 @@ class Workload(ABC, Generic[SpecT, Inputs]):
     task: ClassVar[str]
     #: one line for ``idlegrid workloads``
     summary: ClassVar[str] = ""
+    #: the spec fields that carry the job's inputs; a receipt hashes them apart from the
+    #: rest of the spec (its ``input_hash`` and ``spec_hash``)
+    input_fields: ClassVar[tuple[str, ...]] = ()
 
     # -- the spec -------------------------------------------------------------------
     def parse(self, fields: Mapping[str, Any]) -> SpecT:
@@ -213,6 +218,27 @@ class Workload(ABC, Generic[SpecT, Inputs]):
             msg = errors[0].get("msg", "invalid") if errors else "invalid"
             raise InvalidInput(f"{self.name} job: {where + ': ' if where else ''}{msg}") from exc
         return spec  # type: ignore[return-value]
+
+    def digests(self, fields: Mapping[str, Any]) -> tuple[bytes, bytes]:
+        """``(spec_hash, input_hash)`` of a job's spec fields, as its receipt names them.
+
+        ``spec_hash`` is the sha256 of the canonical JSON (sorted keys, no spaces) of the
+        kind and every field but the inputs; ``input_hash`` is :meth:`input_digest` of the
+        input fields. Fields that are ``None`` are left out, as on the wire. Both sides
+        compute them from the same fields, so a receipt binds the provider's signature
+        to the exact work it was given (the evidence of a dispute).
+        """
+        spec: dict[str, Any] = {"kind": self.name}
+        inputs: dict[str, Any] = {}
+        for key, value in fields.items():
+            if value is not None:
+                (inputs if key in self.input_fields else spec)[key] = value
+        return _sha256_json(spec), self.input_digest(inputs)
+
+    def input_digest(self, inputs: Mapping[str, Any]) -> bytes:
+        """The sha256 naming a job's inputs: of their canonical JSON, unless a kind says
+        otherwise (``onnx``: of the input ``.npy`` bytes, inline or a blob alike)."""
+        return _sha256_json(dict(inputs))
 
     def schema(self) -> dict[str, Any]:
         """The JSON schema of the spec (``idlegrid workloads``, ``/v1/info``)."""
@@ -283,3 +309,8 @@ def npy_output(array: Any, limit: int | None = None) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return buf.getvalue()
+
+
+def _sha256_json(value: Any) -> bytes:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).digest()

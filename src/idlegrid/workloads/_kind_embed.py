@@ -51,6 +51,7 @@ class EmbedWorkload(Workload[EmbedSpec, list[str]]):
     Spec = EmbedSpec
     task = "idlegrid.workloads._kind_embed:run"
     summary = "all-MiniLM-L6-v2 sentence embeddings, float32 [N, 384], unit length"
+    input_fields = ("texts",)
 
     def units(self, spec: EmbedSpec, inputs: Any = None) -> int:
         """The texts are the inputs: ``embed_units`` of their token counts."""

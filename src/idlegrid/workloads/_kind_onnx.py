@@ -29,6 +29,7 @@ import hashlib
 import math
 import os
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -96,6 +97,17 @@ class OnnxWorkload(Workload[OnnxSpec, np.ndarray]):
     Spec = OnnxSpec
     task = "idlegrid.workloads._kind_onnx:run"
     summary = "run an ONNX model (an uploaded blob) on rows; its first output, row by row"
+    input_fields = ("input_npy", "input_blob")
+
+    def input_digest(self, inputs: Mapping[str, Any]) -> bytes:
+        """The sha256 of the input ``.npy`` bytes: a blob's name, or of the inline bytes."""
+        blob = inputs.get("input_blob")
+        if isinstance(blob, str) and len(blob) == 64:
+            return bytes.fromhex(blob)
+        inline = inputs.get("input_npy")
+        if isinstance(inline, str):
+            return hashlib.sha256(base64.b64decode(inline)).digest()
+        return super().input_digest(inputs)
 
     # -- pure functions ---------------------------------------------------------------
     def units(self, spec: OnnxSpec, inputs: Any) -> int:

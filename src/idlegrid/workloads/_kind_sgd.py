@@ -135,6 +135,7 @@ class SgdWorkload(LongWorkload[SgdSpec]):
     Spec = SgdSpec
     task = "idlegrid.workloads._kind_sgd:run"
     summary = "softmax regression by mini-batch SGD (long-running, checkpointed)"
+    input_fields = ("data", "state")
 
     def units(self, spec: SgdSpec, inputs: Any = None) -> int:
         return spec.steps * flops_per_step(spec.batch, spec.features, spec.classes)

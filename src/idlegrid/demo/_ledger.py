@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .chain import TOKEN, ChannelTerms, EmbeddedBackend, Ledger, LedgerConfig
-from .protocol import (
+from ..chain import TOKEN, ChannelTerms, EmbeddedBackend, Ledger, LedgerConfig
+from ..protocol import (
     Account,
     Receipt,
     Signature,
@@ -44,7 +44,12 @@ def _job(channel: _Channel, provider: Account, index: int) -> Receipt:
     job_id = hashlib.sha256(f"{channel.terms.id.hex()}/{index}".encode()).digest()
     units = 50_000 + 1_000 * index  # stands in for FLOPs counted from the job's model
     result = hashlib.sha256(b"result" + job_id).digest()
-    return Receipt(channel.terms.id, job_id, provider.address, units, units * UNIT_PRICE, result)
+    spec = hashlib.sha256(b"spec").digest()  # stands in for the job's spec and inputs
+    inputs = hashlib.sha256(b"inputs" + job_id).digest()
+    return Receipt(
+        channel.terms.id, job_id, provider.address, spec, inputs, result, units,
+        units * UNIT_PRICE,
+    )  # fmt: skip
 
 
 def _sign_next(ledger: Ledger, client: Account, channel: _Channel, receipt: Receipt) -> None:

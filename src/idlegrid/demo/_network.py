@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ._process import ProcessRef, spawn, stop
-from .chain import Indexer, Ledger, free_port
-from .devnet import devnet_down, devnet_up, load_devnet, node_argv, wait_for_node
+from .._process import ProcessRef, spawn, stop
+from ..chain import Indexer, Ledger, free_port
+from ..devnet import devnet_down, devnet_up, load_devnet, node_argv, wait_for_node
 
 __all__ = ["run_demo"]
 
@@ -74,8 +74,8 @@ def run_demo(
     """Run the demo; return what it showed as a JSON-ready dict."""
     import onnxruntime as ort
 
-    from .client import Client
-    from .workloads import train_digits_model
+    from ..client import Client
+    from ..workloads import train_digits_model
 
     say = progress or (lambda _msg: None)
     started = time.perf_counter()

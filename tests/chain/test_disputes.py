@@ -1,0 +1,488 @@
+"""Disputes: the market's arbiter, end to end on the chain.
+
+A provider's signed receipt is disputed with a bond; a committee of staked
+providers is drawn, commits and reveals votes; ``resolve`` slashes and pays.
+Also the two exploits issue 8 quotes (the owner slashing through the arbiter,
+a provider leaving before its channel's vouchers are redeemed), now refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import pytest
+
+from idlegrid import ContractReverted
+from idlegrid.chain import (
+    TOKEN,
+    ChannelTerms,
+    DisputeClient,
+    DisputeOutcome,
+    DisputeStatus,
+    EmbeddedBackend,
+    vote_commitment,
+)
+from idlegrid.protocol import (
+    Account,
+    Domain,
+    Signature,
+    Voucher,
+    hash_pair,
+    merkle_proof,
+    merkle_root,
+    receipt_digest,
+    sign_voucher,
+)
+
+from ..conftest import CONFIG, Env
+from .receipts import Receipt2, node_domain, sign_receipt
+
+MAX = 2**256 - 1
+DAY = 86400
+STAKE = 400 * TOKEN
+REFEREE_STAKE = 200 * TOKEN
+SALT = b"\x5a" * 32
+ZERO = "0x" + "00" * 20
+
+
+def _reverts(action: Callable[[], object]) -> str:
+    with pytest.raises(ContractReverted) as exc:
+        action()
+    return exc.value.reason
+
+
+@dataclass
+class Case:
+    """A provider paid on one channel for three jobs, staked referees and a challenger."""
+
+    env: Env
+    disputes: DisputeClient
+    accused: Account
+    client: Account
+    challenger: Account
+    referees: list[Account]
+    terms: ChannelTerms
+    receipts: list[Receipt2]
+
+    def node_domain(self) -> Domain:
+        return node_domain(self.env.backend.chain_id, self.env.market.address)
+
+    def sign(self, leaf: bytes, signer: Account | None = None) -> Signature:
+        return sign_receipt(signer or self.accused, self.node_domain(), leaf)
+
+    def proof(self, index: int) -> list[bytes]:
+        return merkle_proof([r.leaf() for r in self.receipts], index)
+
+    def open(self, index: int = 1) -> bytes:
+        receipt = self.receipts[index]
+        dispute, _ = self.disputes.open(
+            self.terms,
+            receipt,
+            self.sign(receipt.leaf()),
+            self.proof(index),
+            sender=self.challenger,
+        )
+        return dispute
+
+    def mine_seed(self) -> None:
+        """Mine the seed block and one more: some nodes (anvil) estimate a transaction
+        at the latest block's number, so the draw waits until it is past the seed."""
+        self.env.backend.advance_time(1)
+        self.env.backend.advance_time(1)
+
+    def draw(self, dispute: bytes) -> list[Account]:
+        self.mine_seed()
+        self.disputes.draw(dispute, sender=self.challenger)
+        committee = self.disputes.dispute(dispute).committee
+        return [r for r in self.referees if r.address in committee]
+
+    def vote(self, dispute: bytes, votes: Sequence[bool | None]) -> list[int]:
+        """Committee members commit and reveal ``votes`` in order (None: no vote);
+        returns the gas of every transaction."""
+        committee = self.draw_order(dispute)
+        gas = []
+        for member, vote in zip(committee, votes, strict=True):
+            if vote is not None:
+                commitment = vote_commitment(dispute, member.address, vote, SALT)
+                gas.append(self.disputes.commit(dispute, commitment, sender=member).gas_used)
+        if None in votes:  # not everyone committed: reveals wait for the commit deadline
+            self.env.backend.advance_time(self.disputes.commit_period())
+        for member, vote in zip(committee, votes, strict=True):
+            if vote is not None:
+                gas.append(self.disputes.reveal(dispute, vote, SALT, sender=member).gas_used)
+        return gas
+
+    def draw_order(self, dispute: bytes) -> list[Account]:
+        by_address = {r.address: r for r in self.referees}
+        return [by_address[a] for a in self.disputes.dispute(dispute).committee]
+
+    def wallets(self) -> dict[str, int]:
+        people = [self.accused, self.client, self.challenger, *self.referees]
+        return {p.address: self.env.token.balance_of(p.address) for p in people}
+
+    def conservation(self) -> None:
+        holders = [
+            *self.env.all_addresses(),
+            self.env.registry.address,
+            self.env.market.address,
+            self.disputes.address,
+        ]
+        assert self.env.token.total_supply() == sum(self.env.token.balance_of(h) for h in holders)
+
+
+@pytest.fixture
+def case(env: Env) -> Case:
+    accused, client, challenger, *referees = env.users[:6]
+    registry, market = env.registry, env.market
+    disputes = env.ledger.client("disputes", DisputeClient)
+    for provider, stake in ((accused, STAKE), *((r, REFEREE_STAKE) for r in referees)):
+        env.token.approve(registry.address, MAX, sender=provider)
+        registry.register("http://p", 1, b"\x01" * 32, stake, sender=provider)
+    env.token.approve(market.address, MAX, sender=client)
+    env.token.approve(disputes.address, MAX, sender=challenger)
+    terms, _ = market.open_channel(accused.address, 50 * TOKEN, env.now() + 3600, sender=client)
+    receipts = [
+        Receipt2(
+            terms.id,
+            bytes([i + 1]) * 32,
+            accused.address,
+            b"\xaa" * 32,
+            bytes([0x10 + i]) * 32,
+            bytes([0x20 + i]) * 32,
+            i + 1,
+            (i + 1) * TOKEN,
+        )
+        for i in range(3)
+    ]
+    root = merkle_root([r.leaf() for r in receipts])
+    voucher = Voucher(terms.id, 6 * TOKEN, 3, 6, root)
+    market.redeem(terms, voucher, sign_voucher(client, market.domain(), voucher), sender=accused)
+    return Case(env, disputes, accused, client, challenger, referees, terms, receipts)
+
+
+# -- deployment ------------------------------------------------------------------
+
+
+def test_deployment_wires_disputes_as_the_only_arbiter(env: Env) -> None:
+    disputes = env.ledger.client("disputes", DisputeClient)
+
+    assert env.market.arbiter() == disputes.address
+    assert disputes.market() == env.market.address
+    assert (disputes.bond(), disputes.committee_size()) == (CONFIG.dispute_bond, 3)
+    assert disputes.dispute_window() == CONFIG.dispute_window
+
+
+def test_contract_computes_leaf_digest_and_commitment_as_python(case: Case) -> None:
+    receipt = case.receipts[0]
+
+    leaf = case.disputes.receipt_leaf(receipt)
+
+    assert leaf == receipt.leaf()
+    assert case.disputes.receipt_digest(leaf) == receipt_digest(case.node_domain(), leaf)
+    expected = vote_commitment(leaf, case.referees[0].address, True, SALT)
+    assert case.disputes.commitment(leaf, case.referees[0].address, True, SALT) == expected
+
+
+# -- the outcomes ----------------------------------------------------------------
+
+
+def test_cheater_is_slashed_challenger_and_majority_paid_client_refunded(case: Case) -> None:
+    # Prepare
+    env, disputes = case.env, case.disputes
+    before = case.wallets()
+    bond = disputes.bond()
+
+    # Execute: open, draw, two "wrong" and one "right" vote, resolve
+    receipt = case.receipts[1]
+    result = disputes.open(
+        case.terms, receipt, case.sign(receipt.leaf()), case.proof(1), sender=case.challenger
+    )
+    dispute, opened = result
+    assert env.market.stake_locked(case.accused.address)
+    case.mine_seed()
+    drawn = disputes.draw(dispute, sender=case.challenger)
+    committee = case.draw_order(dispute)
+    gas = case.vote(dispute, [True, True, False])
+    resolved = disputes.resolve(dispute, sender=case.challenger)
+
+    # Assert: slashed min(50 % of 400, penalty 100 + receipt 2) = 102 tokens
+    state = disputes.dispute(dispute)
+    assert (state.status, state.outcome) == (DisputeStatus.RESOLVED, DisputeOutcome.PROVIDER_WRONG)
+    slashed = CONFIG.dispute_penalty + receipt.amount
+    assert env.registry.slashable(case.accused.address) == STAKE - slashed
+    rest = slashed - receipt.amount
+    reward = rest // 2 // 2
+    after = case.wallets()
+    assert after[case.client.address] == before[case.client.address] + receipt.amount
+    assert after[committee[0].address] == before[committee[0].address] + reward
+    assert after[committee[1].address] == before[committee[1].address] + reward
+    assert after[committee[2].address] == before[committee[2].address]
+    challenger_gain = after[case.challenger.address] - before[case.challenger.address]
+    assert challenger_gain == rest - 2 * reward
+    [event] = disputes._events("DisputeResolved", resolved)
+    assert (event["slashed"], event["refund"], event["challenger_paid"]) == (
+        slashed,
+        receipt.amount,
+        rest - 2 * reward + bond,
+    )
+    assert [disputes.pending(a.address) for a in (case.accused, *committee)] == [0, 0, 0, 0]
+    case.conservation()
+    total = opened.gas_used + drawn.gas_used + sum(gas) + resolved.gas_used
+    print(f"dispute_gas={total}")  # open + draw + 3 commits + 3 reveals + resolve
+
+
+def test_false_challenge_loses_its_bond_to_the_provider(case: Case) -> None:
+    before = case.wallets()
+    dispute = case.open()
+    case.draw(dispute)
+    case.vote(dispute, [False, False, True])
+
+    case.disputes.resolve(dispute, sender=case.accused)
+
+    after = case.wallets()
+    state = case.disputes.dispute(dispute)
+    assert state.outcome == DisputeOutcome.PROVIDER_RIGHT
+    bond = case.disputes.bond()
+    assert after[case.challenger.address] == before[case.challenger.address] - bond
+    assert after[case.accused.address] == before[case.accused.address] + bond
+    assert case.env.registry.slashable(case.accused.address) == STAKE
+    case.conservation()
+
+
+def test_referee_who_does_not_vote_is_penalised(case: Case) -> None:
+    dispute = case.open()
+    committee = case.draw(dispute)
+    order = case.draw_order(dispute)
+    case.vote(dispute, [True, True, None])
+    case.env.backend.advance_time(case.disputes.reveal_period())
+
+    case.disputes.resolve(dispute, sender=case.challenger)
+
+    absent = order[2]
+    assert len(committee) == 3
+    penalty = case.disputes.referee_penalty()
+    assert case.env.registry.slashable(absent.address) == REFEREE_STAKE - penalty
+    assert case.disputes.ballot(dispute, absent.address) == 1  # seated, never voted
+    for voter in order[:2]:
+        assert case.env.registry.slashable(voter.address) == REFEREE_STAKE
+    case.conservation()
+
+
+def test_dispute_whose_committee_never_votes_ends_and_releases_everything(case: Case) -> None:
+    before = case.wallets()
+    dispute = case.open()
+    case.draw(dispute)
+    assert _reverts(lambda: case.disputes.resolve(dispute, sender=case.challenger)) == (
+        "disputes: voting not over"
+    )
+    case.env.backend.advance_time(case.disputes.commit_period() + case.disputes.reveal_period())
+
+    case.disputes.resolve(dispute, sender=case.client)
+
+    state = case.disputes.dispute(dispute)
+    assert state.outcome == DisputeOutcome.NO_DECISION
+    after = case.wallets()
+    penalty = case.disputes.referee_penalty()
+    # the bond comes back, with the three absent referees' penalties
+    assert after[case.challenger.address] == before[case.challenger.address] + 3 * penalty
+    assert case.env.registry.slashable(case.accused.address) == STAKE
+    assert case.env.token.balance_of(case.disputes.address) == 0
+    assert case.disputes.pending(case.accused.address) == 0
+    case.conservation()
+
+
+def test_dispute_nobody_draws_ends_after_the_draw_deadline(case: Case) -> None:
+    before = case.wallets()
+    dispute = case.open()
+    assert _reverts(lambda: case.disputes.resolve(dispute, sender=case.challenger)) == (
+        "disputes: committee not drawn yet"
+    )
+    case.env.backend.advance_time(case.disputes.draw_period())
+
+    late = _reverts(lambda: case.disputes.draw(dispute, sender=case.challenger))
+    case.disputes.resolve(dispute, sender=case.challenger)
+
+    assert late == "disputes: draw deadline passed"
+    assert case.disputes.dispute(dispute).outcome == DisputeOutcome.NO_DECISION
+    assert case.wallets() == before
+    assert case.disputes.pending(case.accused.address) == 0
+    case.conservation()
+
+
+def test_draw_from_a_seed_older_than_256_blocks_moves_the_seed(case: Case) -> None:
+    dispute = case.open()
+    backend = case.env.backend
+    if isinstance(backend, EmbeddedBackend):
+        backend.tester.mine_blocks(258)
+    else:
+        backend.w3.provider.make_request("anvil_mine", [258])  # type: ignore[arg-type]
+
+    result = case.disputes.draw(dispute, sender=case.challenger)
+    deferred = case.disputes.dispute(dispute)
+    case.mine_seed()
+    case.disputes.draw(dispute, sender=case.challenger)
+
+    assert case.disputes._events("DrawDeferred", result) == [
+        {"dispute": dispute, "seed_block": result.block}
+    ]
+    assert (deferred.status, deferred.seed_block) == (DisputeStatus.DRAWING, result.block)
+    state = case.disputes.dispute(dispute)
+    assert state.status == DisputeStatus.VOTING and len(state.committee) == 3
+
+
+# -- evidence refused ------------------------------------------------------------
+
+
+def test_forged_signature_inner_node_and_wrong_root_are_refused(case: Case) -> None:
+    # Prepare: three kinds of bad evidence
+    receipt = case.receipts[0]
+    forged = case.sign(receipt.leaf(), signer=case.client)
+    leaves = [r.leaf() for r in case.receipts]
+    inner = hash_pair(leaves[0], leaves[1])
+    unknown = replace(receipt, output_hash=b"\x77" * 32)  # not in the redeemed root
+    other_terms = replace(case.terms, salt=case.terms.salt + 1)
+
+    def attempt(terms: ChannelTerms, r: Receipt2, sig: Signature, proof: list[bytes]) -> str:
+        return _reverts(lambda: case.disputes.open(terms, r, sig, proof, sender=case.challenger))
+
+    # Execute / Assert
+    assert attempt(case.terms, receipt, forged, case.proof(0)) == (
+        "disputes: receipt not signed by the provider"
+    )
+    assert attempt(case.terms, unknown, case.sign(unknown.leaf()), case.proof(0)) == (
+        "disputes: receipt not in the redeemed receipts root"
+    )
+    assert attempt(other_terms, receipt, case.sign(receipt.leaf()), case.proof(0)) == (
+        "disputes: receipt is for another channel"
+    )
+    # an inner node cannot be presented as a receipt: the contract computes the leaf
+    # from the fields, and hashing twice keeps it from ever equalling a pair hash
+    assert inner not in leaves and case.disputes.receipt_leaf(receipt) != inner
+    case.conservation()
+
+
+def test_open_refuses_self_disputes_repeats_and_late_disputes(case: Case) -> None:
+    receipt = case.receipts[0]
+    sig, proof = case.sign(receipt.leaf()), case.proof(0)
+    env = case.env
+    env.token.approve(case.disputes.address, MAX, sender=case.accused)
+
+    by_self = _reverts(
+        lambda: case.disputes.open(case.terms, receipt, sig, proof, sender=case.accused)
+    )
+    case.disputes.open(case.terms, receipt, sig, proof, sender=case.challenger)
+    again = _reverts(
+        lambda: case.disputes.open(case.terms, receipt, sig, proof, sender=case.challenger)
+    )
+    late_receipt = case.receipts[2]
+    env.backend.advance_time(3600 + CONFIG.close_window + CONFIG.dispute_window)
+    late = _reverts(
+        lambda: case.disputes.open(
+            case.terms,
+            late_receipt,
+            case.sign(late_receipt.leaf()),
+            case.proof(2),
+            sender=case.challenger,
+        )
+    )
+
+    assert by_self == "disputes: provider cannot dispute itself"
+    assert again == "disputes: receipt already disputed"
+    assert late == "disputes: dispute window over"
+
+
+def test_votes_only_from_the_committee_in_their_phases(case: Case) -> None:
+    dispute = case.open()
+    too_early = _reverts(lambda: case.disputes.draw(dispute, sender=case.challenger))
+    case.draw(dispute)
+    member = case.draw_order(dispute)[0]
+    commitment = vote_commitment(dispute, member.address, True, SALT)
+
+    stranger = _reverts(lambda: case.disputes.commit(dispute, commitment, sender=case.client))
+    case.disputes.commit(dispute, commitment, sender=member)
+    twice = _reverts(lambda: case.disputes.commit(dispute, commitment, sender=member))
+    early = _reverts(lambda: case.disputes.reveal(dispute, True, SALT, sender=member))
+    case.env.backend.advance_time(case.disputes.commit_period())
+    mismatch = _reverts(lambda: case.disputes.reveal(dispute, False, SALT, sender=member))
+    case.disputes.reveal(dispute, True, SALT, sender=member)
+
+    assert too_early == "disputes: seed block not mined yet"
+    assert stranger == "disputes: caller is not on the committee"
+    assert twice == "disputes: vote already committed"
+    assert early == "disputes: commit phase not over"
+    assert mismatch == "disputes: vote does not match its commitment"
+    assert case.disputes.dispute(dispute).wrong_votes == 1
+
+
+# -- the exploits of issue 8 -----------------------------------------------------
+
+
+def test_owner_cannot_slash(env: Env) -> None:
+    """Issue 8: the owner pointed the arbiter at itself and took 800 tokens."""
+    provider, unbonding = env.users[0], env.users[1]
+    for p in (provider, unbonding):
+        env.token.approve(env.registry.address, MAX, sender=p)
+        env.registry.register("http://p", 1, b"\x01" * 32, 400 * TOKEN, sender=p)
+    env.registry.begin_unbonding(400 * TOKEN, sender=unbonding)
+    owner = env.owner
+
+    reasons = [
+        _reverts(lambda: env.market.set_arbiter(owner.address, sender=owner)),
+        _reverts(
+            lambda: env.market.slash(provider.address, 400 * TOKEN, owner.address, sender=owner)
+        ),
+        _reverts(
+            lambda: env.registry.slash(provider.address, 400 * TOKEN, owner.address, sender=owner)
+        ),
+    ]
+
+    assert reasons == [
+        "market: arbiter already set",
+        "market: caller is not the arbiter",
+        "registry: caller is not the market",
+    ]
+    assert env.registry.slashable(provider.address) + env.registry.slashable(unbonding.address) == (
+        800 * TOKEN
+    )
+
+
+def test_unbonding_provider_with_an_open_channel_cannot_withdraw(env: Env) -> None:
+    """Issue 8: a provider on a 60-day channel unbonded after 7 days, withdrew its stake,
+    then redeemed while unslashable."""
+    provider, client = env.users[0], env.users[1]
+    env.token.approve(env.registry.address, MAX, sender=provider)
+    env.registry.register("http://p", 1, b"\x01" * 32, 400 * TOKEN, sender=provider)
+    env.token.approve(env.market.address, MAX, sender=client)
+    expiry = env.now() + 60 * DAY
+    env.market.open_channel(provider.address, 900 * TOKEN, expiry, sender=client)
+    env.backend.advance_time(7 * DAY)
+    env.registry.begin_unbonding(400 * TOKEN, sender=provider)
+    env.backend.advance_time(CONFIG.unbonding_delay + 1)
+
+    blocked = _reverts(lambda: env.registry.withdraw(sender=provider))
+    disputes = env.ledger.client("disputes", DisputeClient)
+    free_at = expiry + CONFIG.close_window + disputes.dispute_window()
+    env.backend.advance_time(free_at - env.now() + 1)
+    env.registry.withdraw(sender=provider)
+
+    assert blocked == "registry: stake backs open channels or disputes"
+    assert env.market.locked_until(provider.address) == expiry + CONFIG.close_window
+    assert env.registry.slashable(provider.address) == 0
+
+
+def test_open_dispute_freezes_the_accused_stake(case: Case) -> None:
+    env = case.env
+    env.registry.begin_unbonding(STAKE, sender=case.accused)
+    dispute = case.open()
+    free_at = case.terms.expiry + CONFIG.close_window + case.disputes.dispute_window()
+    unbonded_at = env.registry.provider(case.accused.address).withdrawable_at
+    env.backend.advance_time(max(free_at, unbonded_at) - env.now() + 1)
+
+    frozen = _reverts(lambda: env.registry.withdraw(sender=case.accused))
+    case.disputes.resolve(dispute, sender=case.challenger)  # nobody drew: no decision
+    env.registry.withdraw(sender=case.accused)
+
+    assert frozen == "registry: stake backs open channels or disputes"
+    assert env.registry.slashable(case.accused.address) == 0
+    case.conservation()
