@@ -33,7 +33,7 @@ from .._exceptions import (
 )
 from ..chain import ChannelTerms, Indexer, Ledger, RpcBackend
 from ..protocol import Account, node_domain
-from ..trust import (
+from ..verify import (
     AdaptiveAudit,
     Attempt,
     Evidence,
@@ -43,7 +43,7 @@ from ..trust import (
     capture_receipts,
     required_rate,
 )
-from ..trust._policy import Verify
+from ..verify._policy import Verify
 from ..workloads import LongWorkload, Workload, get_workload
 from ._channels import Channels, ClosedChannel
 from ._discovery import discover, open_index
@@ -113,7 +113,7 @@ class Client:
         self.progress = progress
         self.backoff = Backoff()
         self.last_report = BatchReport()
-        #: every provider's audit record, kept across batches (``idlegrid.trust``)
+        #: every provider's audit record, kept across batches (``idlegrid.verify``)
         self.audit = AdaptiveAudit()
         #: what each caught provider did, for a dispute (newest last)
         self.evidence: list[Evidence] = []
@@ -273,7 +273,7 @@ class Client:
         paid, the outputs joined in order. ``options`` are the kind's own (``model``
         for ``onnx``, say).
 
-        ``verify`` says how results are checked (:mod:`idlegrid.trust`): ``"none"``
+        ``verify`` says how results are checked (:mod:`idlegrid.verify`): ``"none"``
         (signature, hash, bill and shape only), ``"audit"`` (a sample of each
         provider's jobs, at its adaptive rate, run again on another provider, or here
         with ``local=True``) or ``"quorum"`` (every job on ``k`` providers, the
@@ -604,7 +604,7 @@ class _Host:
 
 
 class _Checked:
-    """A batch's shards run under a verification policy (``idlegrid.trust``)."""
+    """A batch's shards run under a verification policy (``idlegrid.verify``)."""
 
     def __init__(
         self,

@@ -69,7 +69,7 @@ from ..protocol import (
     sign_voucher,
     verify_response,
 )
-from ..trust import record_receipt
+from ..verify import record_receipt
 from ..workloads import Plan, get_workload
 from ._model import ModelRejected, OutputSpec
 from ._selection import Candidate, Limits

@@ -77,7 +77,7 @@ class Cheat:
         if self.mode == "skip":
             return np.zeros_like(honest)
         if self.mode == "noise":
-            from ..trust import just_beyond
+            from ..verify import just_beyond
 
             return just_beyond(workload, honest, rng)
         if self.mode == "stale":

@@ -6,7 +6,7 @@ each row of unit length. Units: ``embed_units`` of the texts' token counts
 
 Tolerance: every element within ``EMBED_ATOL`` = 1e-4 (an absolute bound: the rows
 have unit length, so no element exceeds 1 and a typical one is ~0.05). Calibrated
-(``idlegrid.trust.calibrate``) with 1, 2 and 4 onnxruntime threads and in batches of
+(``idlegrid.verify.calibrate``) with 1, 2 and 4 onnxruntime threads and in batches of
 1, 7 and 32 texts (padding changes the kernels' shapes): the largest difference was
 7.5e-8, a margin of over 1000x, left for other CPUs and float32 GPUs. A row within
 the tolerance has a cosine similarity above 1 − 2e-6 to the honest one: whatever

@@ -12,7 +12,7 @@ at least the static count and at most the job's ``max_units``.
 Tolerance: two honest runs of a float model differ by the order in which a
 kernel sums (threads, SIMD width, execution provider). ``close_enough`` is
 ``np.allclose`` with ``RTOL``/``ATOL`` on floats and exact equality on integers
-and bools. Calibrated (``idlegrid.trust.calibrate``) on the digits MLP with 1, 2
+and bools. Calibrated (``idlegrid.verify.calibrate``) on the digits MLP with 1, 2
 and 4 onnxruntime threads and in jobs of 7 rows: the outputs were bit-identical;
 MiniLM, a 6-layer transformer, differed by at most 7.5e-8 (embed). A float32 sum
 of n terms in another order differs by about sqrt(n)·6e-8 relative (4e-6 for

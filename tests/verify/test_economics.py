@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from idlegrid.trust import (
+from idlegrid.verify import (
     AUDIT_FLOOR,
     MAX_AUDIT_RATE,
     MIN_STAKE_MULTIPLE,

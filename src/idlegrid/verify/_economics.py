@@ -23,6 +23,7 @@ job: auditing it would cost as much as a quorum) is refused for the batch.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from ._adaptive import AUDIT_FLOOR
 
@@ -45,7 +46,7 @@ MAX_AUDIT_RATE = 0.5
 def cheating_pays(rate: float, payment: int, stake: int, cost: int | None = None) -> bool:
     """Whether skipping the work gains in expectation: ``rate·(R + S) < c``."""
     c = payment if cost is None else cost
-    return rate * (payment + stake) < c
+    return Fraction(rate) * (payment + stake) < c  # exact: token amounts pass 2**53
 
 
 def min_stake(rate: float, payment: int, cost: int | None = None) -> int:
@@ -54,7 +55,7 @@ def min_stake(rate: float, payment: int, cost: int | None = None) -> int:
     if not 0.0 < rate <= 1.0:
         raise ValueError("rate must be within (0, 1]")
     c = payment if cost is None else cost
-    return max(0, math.ceil(c / rate) - payment)
+    return max(0, math.ceil(Fraction(c) / Fraction(rate)) - payment)
 
 
 def min_rate(stake: int, payment: int, cost: int | None = None) -> float:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from idlegrid.trust import AUDIT_FLOOR, AdaptiveAudit
+from idlegrid.verify import AUDIT_FLOOR, AdaptiveAudit
 
 P = "0xProvider"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from idlegrid import InvalidInput, ProviderFailed
-from idlegrid.trust import LOCAL, AdaptiveAudit, Attempt, Policy, Verifier, majority
+from idlegrid.verify import LOCAL, AdaptiveAudit, Attempt, Policy, Verifier, majority
 from idlegrid.workloads import get_workload
 
 ONNX = get_workload("onnx")

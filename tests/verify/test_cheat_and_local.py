@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from idlegrid.provider._cheat import CHEAT_MODES, Cheat
-from idlegrid.trust import LocalRunner
+from idlegrid.verify import LocalRunner
 from idlegrid.workloads import get_workload, train_digits_model
 
 ONNX = get_workload("onnx")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from idlegrid.trust import Calibration, calibrate, headroom, just_beyond
+from idlegrid.verify import Calibration, calibrate, headroom, just_beyond
 from idlegrid.workloads import get_workload
 
 
