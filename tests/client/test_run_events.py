@@ -129,13 +129,12 @@ class Setup:
     def follow(self) -> tuple[int, list[Progress | Failover], Exception | None]:
         """Follow run ``r1`` to its end: the step reached, the events, what ended it."""
         run = Run(TwoStepPlan())
-        client = _Client({self.session.address: self.channel})
         result: Any = type("R", (), {"segments": {}, "paid": {}})()
         error: Exception | None = None
         step = 0
         try:
             step, _ = asyncio.run(
-                _events(client, run, self.session, "r1", 0, None, result, [0, 0], FIRST)  # type: ignore[arg-type]
+                _events(self.channel, run, self.session, "r1", 0, None, result, [0, 0], FIRST)
             )
         except (PeerError, ProviderFailed) as exc:
             error = exc
@@ -145,11 +144,6 @@ class Setup:
     def state(self) -> tuple[Any, ...]:
         ch = self.channel
         return ch.voucher, ch.amount, ch.units, dict(ch.accepted), ch.prefix.count
-
-
-@dataclass
-class _Client:
-    _channels: dict[str, ClientChannel]
 
 
 @pytest.fixture
@@ -292,9 +286,8 @@ def test_npy_bytes_is_what_the_run_keeps_as_its_checkpoint(setup: Setup) -> None
     # Execute
     run = Run(TwoStepPlan())
     result: Any = type("R", (), {"segments": {}, "paid": {}})()
-    client = _Client({setup.session.address: setup.channel})
     step, state = asyncio.run(
-        _events(client, run, setup.session, "r1", 0, None, result, [0, 0], FIRST)  # type: ignore[arg-type]
+        _events(setup.channel, run, setup.session, "r1", 0, None, result, [0, 0], FIRST)
     )
 
     # Assert: a cancelled run ends where its last paid segment ended

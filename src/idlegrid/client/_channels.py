@@ -110,6 +110,27 @@ class Channels:
             self._all.append(ch)
             return ch
 
+    async def open_dedicated(self, session: ProviderSession, amount: int) -> ClientChannel:
+        """A new channel to ``session``'s provider holding ``amount``, for one node-driven
+        run alone: the node numbers the run's segments itself, so no other job of this
+        client may take a sequence number on that channel. It is closed with the rest."""
+        async with self._chain_lock():
+            deposit = max(amount, 1)
+            await asyncio.to_thread(self._allow, deposit)
+            expiry = (
+                int(await asyncio.to_thread(self.ledger.backend.next_timestamp)) + CHANNEL_TTL_S
+            )
+            terms, _ = await asyncio.to_thread(
+                self.ledger.market.open_channel,
+                session.address,
+                deposit,
+                expiry,
+                sender=self.account,
+            )
+            ch = ClientChannel(terms, deposit=deposit, expiry=expiry)
+            self._all.append(ch)
+            return ch
+
     def _allow(self, amount: int) -> None:
         """Let the market pull what the market balance lacks for ``amount`` (blocking)."""
         market, token = self.ledger.market, self.ledger.token

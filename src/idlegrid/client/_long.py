@@ -176,17 +176,19 @@ async def _drive(client: Client, run: Run, resume: tuple[int, bytes] | None) -> 
 
 
 async def _provider(
-    client: Client, kind: str, failed: set[str], segment_units: int
+    client: Client, kind: str, failed: set[str], segment_units: int, *, channel: bool = True
 ) -> ProviderSession:
-    """The best provider of ``kind`` that has not failed this run, with a channel."""
+    """The best provider of ``kind`` that has not failed this run, with a channel (the
+    client's shared one to it, unless ``channel`` is False)."""
     found = [c for c in await client._discover(kind) if c.address not in failed]
     if not found:
         found = [c for c in await client._discover(kind, force=True) if c.address not in failed]
     if not found:
         raise NoProviders(f"no active, reachable provider serves {kind} jobs (tried {len(failed)})")
     session = client._session(rank(found, client.weights)[0])
-    cost = segment_units * session.candidate.unit_price
-    await client._channels.acquire(session, DEPOSIT_SEGMENTS * cost, reserve=False)
+    if channel:
+        cost = segment_units * session.candidate.unit_price
+        await client._channels.acquire(session, DEPOSIT_SEGMENTS * cost, reserve=False)
     return session
 
 

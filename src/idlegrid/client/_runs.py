@@ -1,7 +1,8 @@
 """Node-driven runs on the client: ``Client.start(kind, node_driven=True, ...)``.
 
 The client sends the run once (``POST /v1/runs``, answered 202 with a run id) and the
-node runs its segments by itself. The client follows the run's server-sent events
+node runs its segments by itself, on a channel of the run's own (the node numbers its
+segments, so no other job of the client may share that channel). The client follows the run's server-sent events
 (``GET /v1/runs/{id}/events``): each ``progress`` event carries the segment's
 :class:`~idlegrid.protocol.JobResult`, which is checked exactly as a job's result is
 (bill, receipt signature, result hash, dtype and shape, NaN/Inf), booked under its seq
@@ -22,7 +23,7 @@ import numpy as np
 from .._exceptions import InvalidInput, PeerError
 from ..protocol import RunProgress, RunRequest, RunStarted, npy_bytes
 from ._long import Progress, Run, RunResult, _fail, _provider
-from ._session import ProviderFailed, ProviderSession
+from ._session import ClientChannel, ProviderFailed, ProviderSession
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -54,15 +55,15 @@ async def _follow(client: Client, run: Run, resume: tuple[int, bytes] | None) ->
     failed: set[str] = set()
     while step < plan.total_steps and not run._cancel.is_set():
         first = plan.segment(step, min(plan.segment_steps, plan.total_steps - step))
-        session = await _provider(client, kind, failed, first.units)
+        session = await _provider(client, kind, failed, first.units, channel=False)
         try:  # the node runs ahead of no voucher: the channel must hold the rest of the run
             rest = sum(s.units for s in plan.segments(step)) * session.candidate.unit_price
-            await client._channels.acquire(session, rest, reserve=False)
+            channel = await client._channels.open_dedicated(session, rest)
             await plan.upload(session)
             fields = await plan.fields(first, state, session)
-            run_id = await _start(session, client, kind, fields, first.units, plan.total_steps)
+            run_id = await _start(session, channel, kind, fields, first.units, plan.total_steps)
             step, state = await _events(
-                client, run, session, run_id, step, state, result, totals, fields
+                channel, run, session, run_id, step, state, result, totals, fields
             )
         except (ProviderFailed, PeerError, OSError, TimeoutError, ValueError) as exc:
             if run.checkpoint is not None:
@@ -79,13 +80,12 @@ async def _follow(client: Client, run: Run, resume: tuple[int, bytes] | None) ->
 
 async def _start(
     session: ProviderSession,
-    client: Client,
+    channel: ClientChannel,
     kind: str,
     fields: dict[str, Any],
     units: int,
     total: int,
 ) -> str:
-    channel = client._channels[session.address]
     request = RunRequest.model_validate(
         {
             **fields,
@@ -108,7 +108,7 @@ async def _start(
 
 
 async def _events(
-    client: Client,
+    channel: ClientChannel,
     run: Run,
     session: ProviderSession,
     run_id: str,
@@ -130,7 +130,6 @@ async def _events(
     plan = run.plan
     workload = plan.workload
     fields: dict[str, Any] | None = first
-    channel = client._channels[session.address]
     price = session.candidate.unit_price
     address = session.address
     loop = asyncio.get_running_loop()
