@@ -535,13 +535,12 @@ class LedgerMachine(RuleBasedStateMachine):
         challenger=st.sampled_from([-1, -1, 0, 2]),  # mostly the owner, funded by _start
         draw=_mostly(True, False),
         votes=st.lists(st.sampled_from([True, True, False, None]), min_size=2, max_size=2),
-        finish=_mostly(True, False),
     )
-    def dispute(
-        self, pick: int, challenger: int, draw: bool, votes: list[bool | None], finish: bool
-    ) -> None:
+    def dispute(self, pick: int, challenger: int, draw: bool, votes: list[bool | None]) -> None:
         """Dispute a redeemed receipt: open with a bond, then (mostly) draw a committee
-        whose members vote or not, then (mostly) resolve once the deadlines allow."""
+        whose members vote or not, then (mostly: ``pick`` not a multiple of 5) resolve
+        once the deadlines allow; a dispute left open freezes stakes until
+        ``resolve_disputes``."""
         channels = [c for c in self.all_channels if c.redeemed]
         channel = channels[pick % len(channels)]
         # mostly a receipt not disputed yet (a repeat is refused)
@@ -560,7 +559,6 @@ class LedgerMachine(RuleBasedStateMachine):
             (reached, "disputes: dispute window over"),
             (leaf in self.all_disputes, "disputes: receipt already disputed"),
         ) or self._pull_reason(sender.address, self.disputes.address, BOND)
-        print("DISPUTE", reason)
         leaves = [r.leaf() for r in channel.redeemed]
         proof = merkle_proof(leaves, leaves.index(leaf))
         signature = sign_receipt(channel.provider, self.node_domain, leaf)
@@ -584,7 +582,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.pending[provider] += 1
         if draw:
             self._draw(opened, votes)
-        if finish:
+        if pick % 5:
             self._resolve(opened)
 
     @precondition(lambda self: any(d.status != RESOLVED for d in self.all_disputes.values()))

@@ -116,6 +116,17 @@ class ContractClient:
         """Take the owner role proposed to ``sender``."""
         return self._send("accept_ownership", sender=sender)
 
+    def logs(
+        self, event: str, from_block: int, to_block: int, **filters: Any
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """``(block number, decoded args)`` of this contract's ``event`` logs in blocks
+        ``from_block..to_block`` (inclusive), filtered on indexed ``filters``."""
+        with translate(f"{self._name}.{event} logs"):
+            found = getattr(self._c.events, event)().get_logs(
+                from_block=from_block, to_block=to_block, argument_filters=filters or None
+            )
+        return [(int(log["blockNumber"]), dict(log["args"])) for log in found]
+
     def _events(self, event: str, result: TxResult) -> list[dict[str, Any]]:
         """Decoded ``event`` logs of one transaction, as plain dicts."""
         from web3.logs import DISCARD

@@ -3,6 +3,7 @@
 from ._client import BatchReport, Client, ClosedChannel
 from ._discovery import open_index
 from ._dispatch import NoProviders, Shard, dispatch, make_shards
+from ._disputes import DisputeReport
 from ._http import HttpPool
 from ._long import Failover, Progress, Run, RunResult
 from ._model import ModelRejected, ModelSpec, OutputSpec, probe, read_model
@@ -24,6 +25,7 @@ __all__ = [
     "Client",
     "ClientChannel",
     "ClosedChannel",
+    "DisputeReport",
     "Failover",
     "HttpPool",
     "JobRejected",

@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +48,8 @@ from ..workloads import LongWorkload, Workload, get_workload
 from ._channels import Channels, ClosedChannel
 from ._discovery import discover, open_index
 from ._dispatch import NoProviders, Shard, dispatch
+from ._disputes import DisputeReport
+from ._disputes import dispute as _dispute
 from ._http import HttpPool
 from ._long import Progress, Run, RunResult, drive, resume_point
 from ._runs import follow
@@ -344,6 +346,25 @@ class Client:
     def flush(self) -> None:
         """Hand every provider the voucher for everything it delivered."""
         self._run(self._flush())
+
+    def dispute(
+        self,
+        evidence: Evidence,
+        *,
+        blobs: Mapping[str, bytes] | None = None,
+        timeout_s: float = 600.0,
+    ) -> DisputeReport:
+        """Take a caught provider (``evidence``, from :attr:`evidence`) to the dispute
+        contract: the committee re-executes the job and votes; a provider found wrong is
+        slashed, this client refunded the job and paid as challenger (its bond back),
+        while a false challenge loses the bond. ``blobs`` are the bytes of the blobs the
+        job names (its model, by sha256), which the committee needs to re-execute it.
+        Blocks until the dispute is resolved (``timeout_s`` of this machine's time; the
+        contract's own deadlines are in chain time). See ``client/_disputes.py``."""
+        if self._closed:
+            raise InvalidInput("client is closed")
+        work = _dispute(self, evidence, dict(blobs or {}), timeout_s=timeout_s)
+        return self._run(work)
 
     # -- internals ------------------------------------------------------------------
     async def _discover(self, workload: str, *, force: bool = False) -> list[Candidate]:

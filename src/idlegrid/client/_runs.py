@@ -2,14 +2,15 @@
 
 The client sends the run once (``POST /v1/runs``, answered 202 with a run id) and the
 node runs its segments by itself, on a channel of the run's own (the node numbers its
-segments, so no other job of the client may share that channel). The client follows the run's server-sent events
-(``GET /v1/runs/{id}/events``): each ``progress`` event carries the segment's
-:class:`~idlegrid.protocol.JobResult`, which is checked exactly as a job's result is
-(bill, receipt signature, result hash, dtype and shape, NaN/Inf), booked under its seq
-and vouchered at once (``POST /v1/vouchers``); the node starts no segment while more
-than one goes unvouchered. When the stream drops or the provider fails, the run goes
-on from the last checkpoint on another provider (as ``client/_long.py`` does), and each
-provider is paid for the segments it delivered, nothing more.
+segments, so no other job of the client may share that channel). The client follows
+the run's server-sent events (``GET /v1/runs/{id}/events``): each ``progress`` event
+carries the segment's :class:`~idlegrid.protocol.JobResult`, which is checked exactly as
+a job's result is (bill, receipt signature, result hash, the segment's spec and input
+hashes, dtype and shape, NaN/Inf), booked under its seq and vouchered at once
+(``POST /v1/vouchers``); the node starts no segment while more than one goes
+unvouchered. When the stream drops or the provider fails, the run goes on from the
+last checkpoint on another provider (as ``client/_long.py`` does), and each provider
+is paid for the segments it delivered, nothing more.
 """
 
 from __future__ import annotations

@@ -511,7 +511,9 @@ class ProviderSession:
         try:
             result = JobResult.model_validate_json(data)
             if status == 200:
-                output, receipt = await self.check_ok(result, job_id, seq, channel, bill, digests)
+                output, receipt, raw = await self.check_ok(
+                    result, job_id, seq, channel, bill, digests
+                )
                 wrong = expect.check(output, out_rows)
                 if wrong is not None:
                     raise PeerError(wrong)
@@ -526,7 +528,8 @@ class ProviderSession:
         channel.committed -= reserved - receipt.amount
         channel.accept(seq, receipt, self.account, self.market)
         if status == 200:
-            record_receipt(request, receipt, result.receipt_signature)  # evidence, if verifying
+            # evidence, if verifying
+            record_receipt(request, receipt, result.receipt_signature, raw)
             return output
         if error.startswith(("JobTimeout", "JobCrashed")):
             raise JobTimedOut(f"{self.address} ran the job past its limits and billed it: {error}")
@@ -582,8 +585,9 @@ class ProviderSession:
         channel: ClientChannel,
         bill: Bill,
         digests: tuple[bytes, bytes],
-    ) -> tuple[np.ndarray, Receipt]:
-        """The output and the receipt of a result, once everything in it checks out."""
+    ) -> tuple[np.ndarray, Receipt, bytes]:
+        """The output, the receipt and the output's ``.npy`` bytes (their sha256 is the
+        receipt's result hash) of a result, once everything in it checks out."""
         if r.status != "ok":
             raise PeerError("HTTP 200 for a failed job")
         wrong = bill.check(r.units, failed=False)
@@ -615,7 +619,7 @@ class ProviderSession:
             raise PeerError(f"output: {exc}") from exc
         if output.dtype.kind in "fc" and not np.all(np.isfinite(output)):
             raise PeerError("output holds NaN or infinite values")
-        return output, receipt
+        return output, receipt, raw
 
     def _check_failed(
         self,
@@ -657,7 +661,7 @@ class ProviderSession:
             raise PeerError(f"segment result for seq {result.seq}, expected {seq}")
         job_id = bytes.fromhex(result.job_id[2:])
         bill = Bill(units, units, False)
-        output, receipt = await self.check_ok(result, job_id, seq, channel, bill, digests)
+        output, receipt, _ = await self.check_ok(result, job_id, seq, channel, bill, digests)
         wrong = expect.check(output, rows)
         if wrong is not None:
             raise PeerError(wrong)

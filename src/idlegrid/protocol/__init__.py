@@ -1,5 +1,6 @@
 """Wire formats: accounts, EIP-712 typed data, receipts and Merkle proofs."""
 
+from ._disputes import MAX_EVIDENCE_BLOBS, DisputeEvidence
 from ._eip712 import (
     MARKET_DOMAIN_NAME,
     Domain,
@@ -53,11 +54,13 @@ __all__ = [
     "EMPTY_ROOT",
     "KEY_ENV",
     "MARKET_DOMAIN_NAME",
+    "MAX_EVIDENCE_BLOBS",
     "NODE_DOMAIN_NAME",
     "ROOT_HISTORY",
     "Account",
     "ChannelClose",
     "ChannelModel",
+    "DisputeEvidence",
     "Domain",
     "JobRequest",
     "JobResult",

@@ -44,6 +44,11 @@ class Receipt:
         if self.units < 0 or self.amount < 0:
             raise InvalidInput("receipt units and amount must be non-negative")
 
+    @property
+    def output_hash(self) -> bytes:
+        """The result hash, by the name the dispute contract gives it."""
+        return self.result_hash
+
     def leaf(self) -> bytes:
         """The Merkle leaf of this receipt."""
         return bytes(keccak(keccak(self.abi_encoded())))

@@ -37,13 +37,16 @@ from .._exceptions import (
     BlobNotFound,
     IdlegridError,
     InvalidInput,
+    NotFound,
     PayloadTooLarge,
     SlowRequest,
     Unauthorized,
     status_of,
 )
+from ..chain import DisputeClient
 from ..protocol import (
     ChannelClose,
+    DisputeEvidence,
     JobRequest,
     JobResult,
     NodeInfo,
@@ -56,6 +59,7 @@ from ..protocol import (
 )
 from ..store import check_digest
 from ._node import ProviderNode
+from ._referee import Referee
 from ._runs import Run, Runs, UnknownRun
 
 __all__ = ["create_app"]
@@ -89,14 +93,21 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     config = node.config
     max_body = config.max_request_bytes
     runs = Runs(node)
+    referee = None
+    if "disputes" in node.ledger.clients:  # a deployment without one: no committee seats
+        disputes = node.ledger.client("disputes", DisputeClient)
+        referee = Referee(node, disputes, config.data_dir / "referee.json", poll_s=redeem_interval)
 
     async def lifespan(app: FastAPI) -> Any:
         task = asyncio.create_task(node.redeem_loop(redeem_interval))
+        judging = asyncio.create_task(referee.run()) if referee is not None else None
         node.models.start()
         try:
             yield
         finally:
             task.cancel()
+            if judging is not None:
+                judging.cancel()
             await runs.close()
             try:
                 await asyncio.to_thread(node.redeem_due, force=True)
@@ -318,9 +329,28 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
         async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
             sub = VoucherSubmission.model_validate_json(body)
             accepted = await node.take_voucher(sender, sub.channel, sub.voucher)
-            import json
-
             return 200, json.dumps({"accepted": accepted}).encode(), _JSON
+
+        return await _guarded(request, handler)
+
+    @app.post(
+        "/v1/disputes/evidence",
+        summary="Hand a committee member the evidence of a dispute it sits on (signed)",
+        responses={400: {}, 401: {}, 404: {}, 413: {}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": {"$ref": "#/components/schemas/DisputeEvidence"}}},
+            }
+        },
+    )
+    async def dispute_evidence(request: Request) -> Response:
+        async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
+            if referee is None:
+                raise NotFound("this node's deployment has no dispute contract")
+            evidence = await asyncio.to_thread(DisputeEvidence.model_validate_json, body)
+            said = referee.take_evidence(evidence)
+            return 200, json.dumps({"taken": said}).encode(), _JSON
 
         return await _guarded(request, handler)
 
@@ -436,7 +466,7 @@ def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
-_BODY_SCHEMAS = _schemas(JobRequest, VoucherSubmission, ChannelClose, RunRequest)
+_BODY_SCHEMAS = _schemas(JobRequest, VoucherSubmission, ChannelClose, RunRequest, DisputeEvidence)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -408,6 +408,20 @@ class ProviderNode:
             metered=metered,
         )
 
+    async def reexecute(self, kind: str, fields: dict[str, Any], *, owner: str) -> bytes:
+        """Run a job's spec again here, unbilled and untampered: a referee's check of a
+        disputed result. Returns the output's ``.npy`` bytes; raises what a job would
+        (InvalidInput for a spec this node refuses, a JobError when it fails here)."""
+        workload = get_workload(kind)
+        spec = workload.parse(fields)
+        await workload.check(spec, self.host)
+        with self.store.pin(*workload.blobs(spec)):
+            job = await self._prepare(workload, spec)
+            outcome = await self.executor.run(
+                job.task, job.payload, timeout=self.config.job_timeout_s, owner=owner
+            )
+        return outcome.result()
+
     async def _bill(
         self, req: JobRequest, client: str, outcome: Outcome, units: int, *, metered: bool
     ) -> _Bill:

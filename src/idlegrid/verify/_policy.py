@@ -73,6 +73,7 @@ class SignedReceipt:
     request: Any  # the JobRequest (its spec and inputs, inline or by digest)
     receipt: Any  # the Receipt the client rebuilt and checked
     signature: str  # the provider's signature over it, hex
+    output_npy: bytes = b""  # the output as the provider sent it (sha256: the result hash)
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,12 @@ _receipts: contextvars.ContextVar[list[SignedReceipt] | None] = contextvars.Cont
 )
 
 
-def record_receipt(request: Any, receipt: Any, signature: str) -> None:
+def record_receipt(request: Any, receipt: Any, signature: str, output_npy: bytes = b"") -> None:
     """Called by the client's session for every result it accepts: kept while a
     verifier captures (``capture_receipts``), else dropped (no cost)."""
     into = _receipts.get()
     if into is not None:
-        into.append(SignedReceipt(request, receipt, signature))
+        into.append(SignedReceipt(request, receipt, signature, output_npy))
 
 
 async def capture_receipts(

@@ -1,0 +1,221 @@
+"""The client as challenger: take a caught provider's signed receipt to the dispute contract.
+
+``Client.dispute(evidence)`` (evidence from a verified batch: ``Client.evidence``):
+
+1. picks the receipt of a job whose output is not within the workload's tolerance of
+   what the witnesses agreed on (each job's rows are compared on their own);
+2. makes sure the provider redeemed a voucher covering that receipt (the dispute proves
+   the receipt against the channel's redeemed receipts root): if not yet, it asks the
+   provider to close the channel now (``POST /v1/channels/close``: it redeems the
+   latest voucher first). A provider that will not redeem is never paid for the job,
+   and there is nothing to dispute;
+3. opens the dispute with the receipt's fields, the provider's signature, a Merkle proof
+   and the bond (``Disputes.open``), and draws the committee once the seed block is
+   mined (``Disputes.draw``);
+4. hands every committee member the evidence (``POST /v1/disputes/evidence``: the job's
+   spec fields, the blobs they name, the provider's output), which each referee checks
+   against the receipt's hashes before it re-executes the job;
+5. waits for the committee to vote and settle (the referees resolve it; after the
+   reveal deadline the client resolves it itself), and reports the outcome with what
+   moved: the stake slashed, the client's refund, the challenger's pay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._exceptions import ContractReverted, IdlegridError, InvalidInput, ProviderFailed
+from ..chain import DisputeClient, DisputeOutcome, DisputeStatus
+from ..protocol import (
+    DisputeEvidence,
+    Receipt,
+    Signature,
+    array_from_npy,
+    receipts_proof,
+    receipts_root,
+)
+from ..verify import Evidence, SignedReceipt
+from ..workloads import get_workload
+from ._selection import Candidate
+from ._session import ClientChannel, ProviderSession
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["DisputeReport", "dispute"]
+
+#: how often the client reads the chain while it waits for a dispute to move
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class DisputeReport:
+    """How a dispute ended, and what moved."""
+
+    dispute: str  # 0x id (the receipt's leaf)
+    provider: str
+    outcome: str  # provider_wrong, provider_right, no_decision
+    wrong_votes: int
+    right_votes: int
+    committee: tuple[str, ...]
+    slashed: int  # taken from the provider's stake
+    refund: int  # to the channel's client
+    challenger_paid: int  # to the challenger (the bond back included)
+    referee_reward: int  # to each referee who voted with the majority
+    gas: int  # of the client's own transactions (bond approval, open, draw)
+
+
+async def dispute(
+    client: Client,
+    evidence: Evidence,
+    blobs: Mapping[str, bytes],
+    *,
+    timeout_s: float,
+) -> DisputeReport:
+    """Dispute the provider of ``evidence`` on chain (see the module's docstring)."""
+    disputes = client.ledger.client("disputes", DisputeClient)
+    signed, channel = _pick(client, evidence)
+    receipt: Receipt = signed.receipt
+    proof = await _redeemed_proof(client, channel, receipt)
+    gas = 0
+    bond = await asyncio.to_thread(disputes.bond)
+    token = client.ledger.token
+    approval = await asyncio.to_thread(token.approve, disputes.address, bond, sender=client.account)
+    gas += approval.gas_used
+    signature = Signature.from_bytes(bytes.fromhex(signed.signature[2:]))
+    dispute_id, opened = await asyncio.to_thread(
+        disputes.open, channel.terms, receipt, signature, proof, sender=client.account
+    )
+    gas += opened.gas_used
+    drawn = await asyncio.to_thread(disputes.draw, dispute_id, sender=client.account)
+    gas += drawn.gas_used
+    state = await asyncio.to_thread(disputes.dispute, dispute_id)
+    body = _evidence(dispute_id, signed, blobs)
+    for member in state.committee:
+        with contextlib.suppress(IdlegridError):  # a member we cannot reach votes without it
+            await _hand_over(client, member, body)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = await asyncio.to_thread(disputes.dispute, dispute_id)
+        if state.status is DisputeStatus.RESOLVED:
+            break
+        now = await asyncio.to_thread(client.ledger.backend.next_timestamp)
+        if state.status is DisputeStatus.VOTING and now >= state.reveal_deadline:
+            with contextlib.suppress(ContractReverted):  # a referee resolved it first
+                await asyncio.to_thread(disputes.resolve, dispute_id, sender=client.account)
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"dispute 0x{dispute_id.hex()[:12]} not resolved in {timeout_s:g} s "
+                f"({state.status.name.lower()}; it resolves by chain time {state.reveal_deadline})"
+            )
+        await asyncio.sleep(POLL_S)
+    return await asyncio.to_thread(_report, disputes, dispute_id, state, gas)
+
+
+def _pick(client: Client, evidence: Evidence) -> tuple[SignedReceipt, ClientChannel]:
+    """The receipt of a job whose own rows are wrong, and the channel it was paid on."""
+    workload = get_workload(evidence.kind)
+    start = 0
+    for signed in evidence.receipts:
+        if not signed.output_npy:
+            continue
+        output = array_from_npy(signed.output_npy, max_bytes=len(signed.output_npy) + 1)
+        rows = output.shape[0] if output.ndim else 1
+        reference = np.asarray(evidence.reference)[start : start + rows]
+        start += rows
+        if output.shape == reference.shape and workload.close_enough(output, reference):
+            continue
+        for channel in client._channels.all():
+            if channel.terms.id == signed.receipt.channel:
+                return signed, channel
+    raise InvalidInput(
+        "the evidence holds no signed receipt of a wrong job on this client's channels"
+    )
+
+
+async def _redeemed_proof(client: Client, channel: ClientChannel, receipt: Receipt) -> list[bytes]:
+    """A proof of ``receipt`` under the channel's redeemed root, asking the provider to
+    redeem (close the channel) first when it has not redeemed that far yet."""
+    market = client.ledger.market
+    seq = next(s for s, r in channel.accepted.items() if r.job_id == receipt.job_id)
+    state = await asyncio.to_thread(market.channel, channel.terms)
+    if state.jobs < seq:
+        for session in await client._sessions_for(channel.terms.provider):
+            voucher = channel.voucher_model()
+            with contextlib.suppress(ProviderFailed):
+                await session.close_channel(channel.terms, voucher)
+                channel.retire()
+                channel.closed = True
+                break
+        state = await asyncio.to_thread(market.channel, channel.terms)
+    if state.jobs < seq:
+        raise InvalidInput(
+            f"the provider redeemed {state.jobs} jobs of the channel, not job {seq}: "
+            "an unredeemed receipt cannot be disputed (and was never paid)"
+        )
+    receipts = [channel.accepted[s] for s in range(1, state.jobs + 1)]
+    root = await asyncio.to_thread(market.redeemed_root, channel.terms.id)
+    if receipts_root(receipts) != root:
+        raise InvalidInput("the channel's redeemed root is not over the receipts this client holds")
+    return receipts_proof(receipts, seq - 1)
+
+
+def _evidence(dispute_id: bytes, signed: SignedReceipt, blobs: Mapping[str, bytes]) -> bytes:
+    request = signed.request
+    fields = {k: v for k, v in request.spec_fields().items() if v is not None}
+    workload = get_workload(request.kind)
+    named = workload.blobs(workload.parse(fields))
+    missing = [d for d in named if d not in blobs]
+    if missing:
+        raise InvalidInput(f"the dispute needs the blobs its job names: {', '.join(missing)}")
+    evidence = DisputeEvidence(
+        dispute="0x" + dispute_id.hex(),
+        kind=request.kind,
+        fields=fields,
+        output_npy=base64.b64encode(signed.output_npy).decode(),
+        blobs={d: base64.b64encode(blobs[d]).decode() for d in named},
+    )
+    return evidence.model_dump_json().encode()
+
+
+async def _hand_over(client: Client, member: str, body: bytes) -> None:
+    info = await asyncio.to_thread(client.ledger.registry.provider, member)
+    candidate = Candidate(info.address, info.endpoint, info.price, latency_ms=0.0)
+    session = ProviderSession(
+        client.account, candidate, client._node, client._market, client._transport,
+        timeout_s=client.timeout_s,
+    )  # fmt: skip
+    status, data = await session.call("POST", "/v1/disputes/evidence", body)
+    if status != 200:
+        raise ProviderFailed(f"{member} did not take the evidence: {session.reason(data)}")
+
+
+def _report(disputes: DisputeClient, dispute_id: bytes, state: Any, gas: int) -> DisputeReport:
+    head = disputes.backend.block_number()
+    found = disputes.logs("DisputeResolved", max(0, head - 10_000), head, dispute=dispute_id)
+    if len(found) != 1:
+        raise InvalidInput(f"dispute 0x{dispute_id.hex()[:12]}: no DisputeResolved event found")
+    resolved = found[-1][1]
+    outcome = DisputeOutcome(int(resolved["outcome"])).name.lower()
+    return DisputeReport(
+        dispute="0x" + dispute_id.hex(),
+        provider=state.provider,
+        outcome=outcome,
+        wrong_votes=int(resolved["wrong_votes"]),
+        right_votes=int(resolved["right_votes"]),
+        committee=state.committee,
+        slashed=int(resolved["slashed"]),
+        refund=int(resolved["refund"]),
+        challenger_paid=int(resolved["challenger_paid"]),
+        referee_reward=int(resolved["referee_reward"]),
+        gas=gas,
+    )
