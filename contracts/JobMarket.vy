@@ -31,7 +31,8 @@
      Disputes. The market keeps per channel the receipts root of the latest
      redeemed voucher (`redeemed_root`), the evidence a dispute proves a
      receipt against, and per provider the latest `expiry + close_window` of
-     the channels opened or topped up to it (`stake_locked` adds the arbiter's
+     the channels opened or topped up to it, rounded up to a whole day
+     (`stake_locked` adds the arbiter's
      dispute window): the registry lets no stake leave before then, nor while
      the arbiter has a dispute open that may slash the provider. Redeeming a
      voucher that pays nothing reverts, so a record cannot be pumped for free.
@@ -77,6 +78,9 @@ MAX_CLOSE_WINDOW: public(constant(uint256)) = 30 * 86400
 # How far ahead of the current block an expiry may lie (opening or topping up): a
 # typo (a time in milliseconds) must not lock a deposit for millennia.
 MAX_CHANNEL_TTL: public(constant(uint256)) = 365 * 86400
+# A provider's withdrawal lock moves in whole days: opening many channels to it in a
+# day writes the lock once, and every other open only reads it (see `_lock`).
+LOCK_GRANULARITY: public(constant(uint256)) = 86400
 
 VOUCHER_TYPEHASH: public(constant(bytes32)) = keccak256(
     "Voucher(bytes32 channel,uint256 amount,uint256 jobs,uint256 units,bytes32 receiptsRoot)"
@@ -106,7 +110,8 @@ _topup: HashMap[bytes32, uint256]
 _record: HashMap[address, uint256]
 # receipts root of the latest redeemed voucher of each channel (dispute evidence)
 _roots: HashMap[bytes32, bytes32]
-# latest `expiry + close_window` of the channels opened or topped up to a provider
+# latest `expiry + close_window` of the channels opened or topped up to a provider,
+# rounded up to the next whole day
 _locked_until: HashMap[address, uint256]
 
 
@@ -399,7 +404,8 @@ def redeemed_root(channel: bytes32) -> bytes32:
 def locked_until(provider: address) -> uint256:
     """
     @notice The latest `expiry + close_window` of the channels opened or
-            topped up to `provider`: until then it may still redeem.
+            topped up to `provider`, rounded up to the next whole day
+            (LOCK_GRANULARITY): until then it may still redeem.
     """
     return self._locked_until[provider]
 
@@ -534,9 +540,10 @@ def _voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uin
 
 @internal
 def _lock(provider: address, expiry: uint256):
-    # written only when it moves later: usually one cold read, and a write for the
-    # first channel to a provider or one that lasts longer than the others
-    until: uint256 = expiry + close_window
+    # written only when it moves to a later day: one cold read on most opens, a write
+    # at most once a day per provider (and for its first channel). Rounding up holds a
+    # stake a day longer at most, never shorter.
+    until: uint256 = (expiry + close_window) // LOCK_GRANULARITY * LOCK_GRANULARITY + LOCK_GRANULARITY
     if until > self._locked_until[provider]:
         self._locked_until[provider] = until
 

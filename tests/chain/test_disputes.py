@@ -8,8 +8,10 @@ a provider leaving before its channel's vouchers are redeemed), now refused.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,8 @@ from idlegrid.chain import (
     DisputeOutcome,
     DisputeStatus,
     EmbeddedBackend,
+    Indexer,
+    measure_dispute_gas,
     vote_commitment,
 )
 from idlegrid.protocol import (
@@ -462,12 +466,15 @@ def test_unbonding_provider_with_an_open_channel_cannot_withdraw(env: Env) -> No
 
     blocked = _reverts(lambda: env.registry.withdraw(sender=provider))
     disputes = env.ledger.client("disputes", DisputeClient)
-    free_at = expiry + CONFIG.close_window + disputes.dispute_window()
-    env.backend.advance_time(free_at - env.now() + 1)
+    locked_until = (expiry + CONFIG.close_window) // DAY * DAY + DAY  # whole days
+    free_at = locked_until + disputes.dispute_window()
+    env.backend.advance_time(free_at - env.now() - 600)
+    still = _reverts(lambda: env.registry.withdraw(sender=provider))
+    env.backend.advance_time(601)
     env.registry.withdraw(sender=provider)
 
-    assert blocked == "registry: stake backs open channels or disputes"
-    assert env.market.locked_until(provider.address) == expiry + CONFIG.close_window
+    assert blocked == still == "registry: stake backs open channels or disputes"
+    assert env.market.locked_until(provider.address) == locked_until
     assert env.registry.slashable(provider.address) == 0
 
 
@@ -475,7 +482,7 @@ def test_open_dispute_freezes_the_accused_stake(case: Case) -> None:
     env = case.env
     env.registry.begin_unbonding(STAKE, sender=case.accused)
     dispute = case.open()
-    free_at = case.terms.expiry + CONFIG.close_window + case.disputes.dispute_window()
+    free_at = case.env.market.locked_until(case.accused.address) + CONFIG.dispute_window
     unbonded_at = env.registry.provider(case.accused.address).withdrawable_at
     env.backend.advance_time(max(free_at, unbonded_at) - env.now() + 1)
 
@@ -486,3 +493,50 @@ def test_open_dispute_freezes_the_accused_stake(case: Case) -> None:
     assert frozen == "registry: stake backs open channels or disputes"
     assert env.registry.slashable(case.accused.address) == 0
     case.conservation()
+
+
+# -- the index and the bench ---------------------------------------------------------
+
+
+def test_indexer_follows_disputes_to_their_outcome(case: Case, tmp_path: Path) -> None:
+    # Prepare: one dispute resolved against the provider, one left drawing
+    resolved = case.open(1)
+    case.draw(resolved)
+    order = case.draw_order(resolved)
+    case.vote(resolved, [True, True, False])
+    case.disputes.resolve(resolved, sender=case.challenger)
+    drawing = case.open(0)
+
+    # Execute
+    with Indexer(case.env.backend, case.env.ledger.deployment, tmp_path / "index.db") as index:
+        index.sync()
+    with sqlite3.connect(tmp_path / "index.db") as db:
+        rows = db.execute(
+            "SELECT id, provider, status, outcome, committee, wrong_votes, right_votes, "
+            "amount FROM disputes ORDER BY opened_block"
+        ).fetchall()
+        votes = dict(
+            db.execute("SELECT referee, vote FROM dispute_votes WHERE dispute = ?", (resolved,))
+        )
+
+    # Assert
+    provider = case.accused.address
+    assert [r[:4] for r in rows] == [
+        (resolved, provider, "resolved", "provider_wrong"),
+        (drawing, provider, "drawing", None),
+    ]
+    assert rows[0][4] == ",".join(m.address for m in order)
+    assert (rows[0][5], rows[0][6], int(rows[0][7])) == (2, 1, case.receipts[1].amount)
+    assert votes == {
+        order[0].address: "wrong",
+        order[1].address: "wrong",
+        order[2].address: "right",
+    }
+
+
+def test_measure_dispute_gas_runs_a_whole_dispute() -> None:
+    gas = measure_dispute_gas()
+
+    assert gas.outcome == DisputeOutcome.PROVIDER_WRONG and gas.committee == 3
+    assert gas.total == gas.open + gas.draw + gas.commit + gas.reveal + gas.resolve
+    assert 0 < gas.total < 3_000_000

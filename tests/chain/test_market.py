@@ -36,6 +36,7 @@ DAY = 86400
 MIN_CLOSE_WINDOW = 3600
 MAX_CLOSE_WINDOW = 30 * DAY
 MAX_CHANNEL_TTL = 365 * DAY
+CLOSE_WINDOW = 24 * 3600  # the deployment's (conftest.CONFIG)
 MASK_56, MASK_104 = 2**56 - 1, 2**104 - 1
 RECORD_SLOT = 7  # JobMarket._record in the storage layout (vyper -f layout)
 
@@ -456,6 +457,27 @@ def test_redeem_stores_the_latest_receipts_root(env: Env, parties: tuple[Account
 
     assert after_first == b"\x01" * 32
     assert env.market.redeemed_root(terms.id) == b"\x02" * 32
+
+
+def test_channels_lock_the_provider_stake_in_whole_days(
+    env: Env, parties: tuple[Account, Account]
+) -> None:
+    client, provider = parties
+    day = env.market._call("LOCK_GRANULARITY")
+    start = env.now() // day * day + day  # the next day boundary: room for two opens
+    env.backend.advance_time(start - env.now() + 60)
+    expiry = start + 2 * day
+
+    first, _ = env.market.open_channel(provider.address, TOKEN, expiry, sender=client)
+    lock = env.market.locked_until(provider.address)
+    env.market.open_channel(provider.address, TOKEN, expiry + 3600, sender=client)
+    same_day = env.market.locked_until(provider.address)
+    env.market.top_up(first, TOKEN, expiry + day, sender=client)
+
+    end = expiry + CLOSE_WINDOW
+    assert lock == same_day == end // day * day + day
+    assert env.market.locked_until(provider.address) == lock + day
+    assert env.market.stake_locked(provider.address)
 
 
 def test_redeem_stale_voucher_reverts(env: Env, parties: tuple[Account, Account]) -> None:

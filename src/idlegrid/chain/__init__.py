@@ -18,6 +18,7 @@ from ._clients import (
 from ._compile import compile_all, compile_file, contracts_dir
 from ._contracts import CONTRACTS, ContractSpec, load_deployment
 from ._devkeys import DEV_MNEMONIC, dev_accounts
+from ._dispute_gas import DisputeGas, measure_dispute_gas
 from ._index_types import (
     ChannelStatus,
     IndexedChannel,
@@ -58,6 +59,7 @@ __all__ = [
     "Contribution",
     "Deployment",
     "DisputeClient",
+    "DisputeGas",
     "DisputeOutcome",
     "DisputeState",
     "DisputeStatus",
@@ -89,6 +91,7 @@ __all__ = [
     "find_anvil",
     "free_port",
     "load_deployment",
+    "measure_dispute_gas",
     "score_reputation",
     "serve",
     "vote_commitment",

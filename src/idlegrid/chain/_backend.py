@@ -13,6 +13,7 @@ anvil, and raise ConfigError on a node that lacks them.
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, cast
@@ -21,7 +22,13 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound
 from web3.providers.eth_tester import EthereumTesterProvider
 
-from .._exceptions import ChainUnavailable, ConfigError, ContractReverted, InvalidInput
+from .._exceptions import (
+    ChainTimeout,
+    ChainUnavailable,
+    ConfigError,
+    ContractReverted,
+    InvalidInput,
+)
 from ..protocol import Account
 from ._devkeys import DEV_MNEMONIC, dev_accounts
 from ._errors import revert_reason, translate
@@ -148,6 +155,21 @@ class ChainBackend(ABC):
             except Exception as exc:
                 return revert_reason(getattr(exc, "message", None) or exc)
         return "transaction failed (out of gas?)"
+
+    def wait_for_block(self, number: int, *, timeout_s: float, poll_s: float = 0.5) -> int:
+        """Wait until block ``number`` is mined; the latest block's number.
+
+        A development chain that mines only on transactions (anvil, eth-tester) would
+        never get there by itself: on one (it has dev accounts), an empty block is mined
+        whenever a poll finds the chain still. ChainTimeout after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while (head := self.block_number()) < number:
+            if time.monotonic() > deadline:
+                raise ChainTimeout(f"block {number} not mined in {timeout_s:g} s (at {head})")
+            time.sleep(poll_s)
+            if self.block_number() == head and self.dev_accounts():
+                self.advance_time(0)
+        return head
 
     # -- development chains -------------------------------------------------
     @abstractmethod

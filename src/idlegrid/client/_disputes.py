@@ -11,7 +11,8 @@
    and there is nothing to dispute;
 3. opens the dispute with the receipt's fields, the provider's signature, a Merkle proof
    and the bond (``Disputes.open``), and draws the committee once the seed block is
-   mined (``Disputes.draw``);
+   mined (``Disputes.draw``; on a development chain that mines only on transactions,
+   an empty block is mined for it);
 4. hands every committee member the evidence (``POST /v1/disputes/evidence``: the job's
    spec fields, the blobs they name, the provider's output), which each referee checks
    against the receipt's hashes before it re-executes the job;
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     from ._client import Client
 
 __all__ = ["DisputeReport", "dispute"]
+
+log = logging.getLogger("idlegrid.client")
 
 #: how often the client reads the chain while it waits for a dispute to move
 POLL_S = 0.5
@@ -84,6 +88,7 @@ async def dispute(
     disputes = client.ledger.client("disputes", DisputeClient)
     signed, channel = _pick(client, evidence)
     receipt: Receipt = signed.receipt
+    body = _evidence(receipt.leaf(), signed, blobs)  # a dispute's id is its receipt's leaf
     proof = await _redeemed_proof(client, channel, receipt)
     gas = 0
     bond = await asyncio.to_thread(disputes.bond)
@@ -95,13 +100,17 @@ async def dispute(
         disputes.open, channel.terms, receipt, signature, proof, sender=client.account
     )
     gas += opened.gas_used
+    seed = (await asyncio.to_thread(disputes.dispute, dispute_id)).seed_block
+    backend = client.ledger.backend
+    await asyncio.to_thread(backend.wait_for_block, seed + 1, timeout_s=timeout_s)
     drawn = await asyncio.to_thread(disputes.draw, dispute_id, sender=client.account)
     gas += drawn.gas_used
     state = await asyncio.to_thread(disputes.dispute, dispute_id)
-    body = _evidence(dispute_id, signed, blobs)
     for member in state.committee:
-        with contextlib.suppress(IdlegridError):  # a member we cannot reach votes without it
+        try:
             await _hand_over(client, member, body)
+        except IdlegridError as exc:  # a member we cannot reach votes without it
+            log.warning("dispute: %s did not take the evidence: %s", member, exc)
     deadline = time.monotonic() + timeout_s
     while True:
         state = await asyncio.to_thread(disputes.dispute, dispute_id)

@@ -349,7 +349,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
             if referee is None:
                 raise NotFound("this node's deployment has no dispute contract")
             evidence = await asyncio.to_thread(DisputeEvidence.model_validate_json, body)
-            said = referee.take_evidence(evidence)
+            said = await referee.take_evidence(evidence)
             return 200, json.dumps({"taken": said}).encode(), _JSON
 
         return await _guarded(request, handler)

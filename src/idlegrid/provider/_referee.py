@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._exceptions import ContractReverted, IdlegridError, InvalidInput, PeerError
+from .._exceptions import ContractReverted, IdlegridError, InvalidInput, NotFound, PeerError
 from ..chain import DisputeClient, DisputeStatus
 from ..protocol import DisputeEvidence, array_from_npy
 from ..workloads import get_workload
@@ -92,6 +92,7 @@ class Referee:
         self.cases: dict[str, Case] = {}
         self.evidence: dict[str, DisputeEvidence] = {}
         self.next_block = node.ledger.deployment.start_block
+        self._scanning = asyncio.Lock()  # one scan at a time: it moves next_block
         self._load()
 
     # -- state ----------------------------------------------------------------------
@@ -120,12 +121,18 @@ class Referee:
         os.replace(tmp, self.path)
 
     # -- evidence -------------------------------------------------------------------
-    def take_evidence(self, evidence: DisputeEvidence) -> str:
+    async def take_evidence(self, evidence: DisputeEvidence) -> str:
         """Keep a challenger's evidence for a dispute this node sits on; what it does
-        with it (checked later, against the chain). InvalidInput when it cannot be used."""
-        case = self.cases.get(evidence.dispute.lower())
+        with it (checked later, against the chain). NotFound when the chain does not
+        seat this node on that dispute (the chain is read again first: the challenger
+        may be quicker than this node's last look)."""
+        key = evidence.dispute.lower()
+        if key not in self.cases:
+            async with self._scanning:
+                await asyncio.to_thread(self._scan)
+        case = self.cases.get(key)
         if case is None:
-            raise InvalidInput("this node does not sit on that dispute (or has not seen it yet)")
+            raise NotFound("the chain does not seat this node on that dispute")
         if case.stage != "seated":
             return "the vote is already committed"
         self.evidence[case.dispute] = evidence
@@ -140,10 +147,13 @@ class Referee:
                 await self.step()
             except IdlegridError as exc:
                 log.warning("referee: %s: %s", type(exc).__name__, exc)
+            except Exception:  # a bug: logged, and the seat is kept (the next pass retries)
+                log.exception("referee: pass failed")
 
     async def step(self) -> None:
         """One pass: learn new seats, then move every open case one stage on."""
-        await asyncio.to_thread(self._scan)
+        async with self._scanning:
+            await asyncio.to_thread(self._scan)
         for case in list(self.cases.values()):
             if case.stage != "done":
                 await self._advance(case)
