@@ -107,6 +107,7 @@ interface IMarket:
     def channel(terms: Terms) -> (bytes32, uint256, uint256, uint256, uint256, uint256, bool, bool): view
     def redeemed_root(channel: bytes32) -> bytes32: view
     def slash(provider: address, amount: uint256, beneficiary: address) -> uint256: nonpayable
+    def close_window() -> uint256: view
 
 
 interface IRegistry:
@@ -194,7 +195,6 @@ def __init__(
     token_: IERC20,
     market_: IMarket,
     registry_: IRegistry,
-    close_window_: uint256,
     bond_: uint256,
     slash_bps_: uint256,
     penalty_: uint256,
@@ -209,8 +209,6 @@ def __init__(
     @param token_ The token of stakes and bonds.
     @param market_ The market whose arbiter this contract is.
     @param registry_ The provider registry (stakes, the active list).
-    @param close_window_ The market's close window (a dispute may open until a
-           channel's `expiry + close_window + dispute_window`).
     @param bond_ Tokens a challenger locks to open a dispute; > 0.
     @param slash_bps_ Share of a provider's stake slashed when found wrong, in
            basis points (at most 10000), capped at `penalty_` + the receipt amount.
@@ -226,12 +224,13 @@ def __init__(
     assert bond_ > 0, "disputes: bond must be positive"
     assert slash_bps_ <= BPS, "disputes: slash share above 100%"
     assert committee_size_ >= 1 and committee_size_ <= MAX_COMMITTEE, "disputes: committee size out of range"
-    for period: uint256 in [close_window_, dispute_window_, draw_period_, commit_period_, reveal_period_]:
+    for period: uint256 in [dispute_window_, draw_period_, commit_period_, reveal_period_]:
         assert period >= 1 and period <= MAX_PERIOD, "disputes: period out of range"
     token = token_
     market = market_
     registry = registry_
-    close_window = close_window_
+    # the market's: a dispute may open until a channel's expiry + close_window + dispute_window
+    close_window = staticcall market_.close_window()
     bond = bond_
     slash_bps = slash_bps_
     penalty = penalty_

@@ -591,6 +591,53 @@ def bench_settlement(
     out.print(f"target gas_per_job[100] <= 1000: {result['target']['met']}")
 
 
+@bench_app.command("verify")
+def bench_verify(
+    as_json: JsonFlag = False,
+    trials: Annotated[int, typer.Option(help="Trials per cheating mode.")] = 10,
+    jobs: Annotated[int, typer.Option(help="Jobs per trial.")] = 200,
+    cheat_rate: Annotated[float, typer.Option(help="Fraction of jobs the cheater fakes.")] = 0.1,
+    steady_jobs: Annotated[int, typer.Option(help="Jobs of the steady-state batch.")] = 2000,
+) -> None:
+    """Catching a cheating provider: detection, false accusations, overhead, disputes."""
+    from .bench import run_verify
+
+    result = run_verify(
+        trials=trials,
+        jobs=jobs,
+        cheat_rate=cheat_rate,
+        steady_jobs=steady_jobs,
+        progress=_progress(not as_json),
+    )
+    if as_json:
+        _print_json(result)
+        return
+    t = result["targets"]
+    table = Table(title="Verification on loopback (4 providers, one cheating)")
+    for col in ("figure", "value", "target", "met"):
+        table.add_column(col, justify="right" if col != "figure" else "left")
+    table.add_row(
+        "detection_rate (worst mode)", f"{result['detection_rate']:.3f}",
+        f">= {t['detection_rate_min']}", str(t["detection_rate_met"]),
+    )  # fmt: skip
+    table.add_row(
+        "false_positives", str(result["false_positives"]), f"<= {t['false_positives_max']}",
+        str(t["false_positives_met"]),
+    )  # fmt: skip
+    table.add_row(
+        "overhead (steady state)", f"{result['overhead']:.4f}", f"<= {t['overhead_max']}",
+        str(t["overhead_met"]),
+    )  # fmt: skip
+    table.add_row("slashed", str(result["slashed"]), "True", str(result["slashed"]))
+    table.add_row("dispute_gas", f"{result['dispute_gas']}", "", "")
+    for mode, m in result["modes"].items():
+        low, high = m["detection_rate_95ci"]
+        table.add_row(
+            f"  {mode}", f"{m['caught']}/{m['trials']} caught", f"95% CI {low}-{high}", ""
+        )
+    out.print(table)
+
+
 @bench_app.command("dispatch")
 def bench_dispatch(
     as_json: JsonFlag = False,

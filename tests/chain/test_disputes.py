@@ -24,6 +24,7 @@ from idlegrid.chain import (
     DisputeStatus,
     EmbeddedBackend,
     Indexer,
+    deploy_contract,
     measure_dispute_gas,
     vote_commitment,
 )
@@ -188,6 +189,41 @@ def test_contract_computes_leaf_digest_and_commitment_as_python(case: Case) -> N
     assert case.disputes.commitment(leaf, case.referees[0].address, True, SALT) == expected
 
 
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"bond": 0}, "disputes: bond must be positive"),
+        ({"slash_bps": 10_001}, "disputes: slash share above 100%"),
+        ({"committee": 0}, "disputes: committee size out of range"),
+        ({"committee": 16}, "disputes: committee size out of range"),
+        ({"reveal": 0}, "disputes: period out of range"),
+        ({"window": 30 * DAY + 1}, "disputes: period out of range"),
+    ],
+)
+def test_deploy_refuses_parameters_that_would_lock_funds_or_never_slash(
+    env: Env, change: dict[str, int], reason: str
+) -> None:
+    p = {"bond": 1, "slash_bps": 5000, "committee": 3, "window": DAY, "reveal": DAY, **change}
+    args = [
+        env.token.address,
+        env.market.address,
+        env.registry.address,
+        p["bond"],
+        p["slash_bps"],
+        TOKEN,
+        TOKEN,
+        p["committee"],
+        p["window"],
+        DAY,
+        DAY,
+        p["reveal"],
+    ]
+
+    got = _reverts(lambda: deploy_contract(env.backend, "Disputes", args, sender=env.owner))
+
+    assert got == reason
+
+
 # -- the outcomes ----------------------------------------------------------------
 
 
@@ -232,8 +268,7 @@ def test_cheater_is_slashed_challenger_and_majority_paid_client_refunded(case: C
     )
     assert [disputes.pending(a.address) for a in (case.accused, *committee)] == [0, 0, 0, 0]
     case.conservation()
-    total = opened.gas_used + drawn.gas_used + sum(gas) + resolved.gas_used
-    print(f"dispute_gas={total}")  # open + draw + 3 commits + 3 reveals + resolve
+    assert opened.gas_used + drawn.gas_used + sum(gas) + resolved.gas_used < 3_000_000
 
 
 def test_false_challenge_loses_its_bond_to_the_provider(case: Case) -> None:

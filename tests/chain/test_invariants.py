@@ -651,7 +651,6 @@ class LedgerMachine(RuleBasedStateMachine):
         right = len(opened.votes) - wrong
         outcome = WRONG if wrong > right else RIGHT if right > wrong else NO_DECISION
         opened.status, opened.outcome = RESOLVED, outcome
-        print("RESOLVED", outcome, len(opened.committee), len(opened.votes))
         self.pending[opened.provider] -= 1
         for member in opened.committee:
             self.pending[member] -= 1

@@ -1,5 +1,6 @@
-"""AdaptiveAudit: every job of a provider with no record, 1/CV once CV >= 10, never
-below the floor, back to every job after a failure; the draw follows the rate."""
+"""AdaptiveAudit: every job of a provider with no record, 1/CV once CV >= trust_after,
+never below the floor, back to every job after a failure; the draw follows the rate;
+the default trust_after is what leaves at most 1 % of 10 % cheaters trusted."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import random
 
 import pytest
 
-from idlegrid.verify import AUDIT_FLOOR, AdaptiveAudit
+from idlegrid.verify import AUDIT_FLOOR, TRUST_AFTER, AdaptiveAudit, trust_after_for
 
 P = "0xProvider"
 
 
 def _audit(consistent: int, **kw: float) -> AdaptiveAudit:
+    kw.setdefault("trust_after", 10)  # BOINC's threshold: the 1/CV phase is visible
     audit = AdaptiveAudit(rng=random.Random(1), **kw)  # type: ignore[arg-type]
     for _ in range(consistent):
         audit.record(P, ok=True)
@@ -92,3 +94,15 @@ def test_without_a_seed_the_draw_comes_from_the_os() -> None:
 def test_bad_parameters_are_refused(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         AdaptiveAudit(**kw)  # type: ignore[arg-type]
+
+
+def test_the_default_trust_after_leaves_at_most_1_percent_of_10_percent_cheaters() -> None:
+    # Execute
+    n = trust_after_for(0.1, 0.01)
+
+    # Assert: the least n with 0.9**n <= 0.01, and the default
+    assert 0.9**n <= 0.01 < 0.9 ** (n - 1)
+    assert n == TRUST_AFTER == 44
+    assert AdaptiveAudit().rate(P) == 1.0 and _audit(44, trust_after=44).rate(P) == AUDIT_FLOOR
+    with pytest.raises(ValueError):
+        trust_after_for(0.0, 0.01)

@@ -520,6 +520,26 @@ class DisputeClient(ContractClient):
         """Reveal a committed vote: ``wrong`` when the re-executed result disagrees."""
         return self._send("reveal", _b32(dispute), wrong, _b32(salt), sender=sender)
 
+    def gas_of(self, dispute: bytes, from_block: int = 0) -> int:
+        """Gas of every transaction that logged an event of ``dispute`` since
+        ``from_block``: open, draw, each commit and reveal, resolve (a whole dispute)."""
+        w3 = self.backend.w3
+        txs: set[bytes] = set()
+        head = self.backend.block_number()
+        for event in ("DisputeOpened", "DrawDeferred", "CommitteeDrawn", "VoteCommitted",
+                      "VoteRevealed", "DisputeResolved"):  # fmt: skip
+            with translate(f"{self._name}.{event} logs"):
+                found = getattr(self._c.events, event)().get_logs(
+                    from_block=from_block, to_block=head, argument_filters={"dispute": dispute}
+                )
+            txs.update(bytes(log["transactionHash"]) for log in found)
+        total = 0
+        with translate(f"{self._name} receipts"):
+            for tx in txs:
+                receipt: Any = w3.eth.get_transaction_receipt(tx)  # type: ignore[arg-type]
+                total += int(receipt["gasUsed"])
+        return total
+
     def resolve(self, dispute: bytes, *, sender: Account) -> TxResult:
         """Settle the dispute and pay everyone (anyone, once voting is over)."""
         return self._send("resolve", _b32(dispute), sender=sender)

@@ -83,7 +83,6 @@ def _dispute_args(cfg: LedgerConfig, at: Mapping[str, str]) -> list[Any]:
         at["token"],
         at["market"],
         at["registry"],
-        cfg.close_window,
         cfg.dispute_bond,
         cfg.dispute_slash_bps,
         cfg.dispute_penalty,

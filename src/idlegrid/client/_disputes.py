@@ -75,6 +75,7 @@ class DisputeReport:
     challenger_paid: int  # to the challenger (the bond back included)
     referee_reward: int  # to each referee who voted with the majority
     gas: int  # of the client's own transactions (bond approval, open, draw)
+    approval_gas: int  # of those, the bond's ERC-20 approval
 
 
 async def dispute(
@@ -95,6 +96,7 @@ async def dispute(
     token = client.ledger.token
     approval = await asyncio.to_thread(token.approve, disputes.address, bond, sender=client.account)
     gas += approval.gas_used
+    approval_gas = approval.gas_used
     signature = Signature.from_bytes(bytes.fromhex(signed.signature[2:]))
     dispute_id, opened = await asyncio.to_thread(
         disputes.open, channel.terms, receipt, signature, proof, sender=client.account
@@ -127,7 +129,7 @@ async def dispute(
                 f"({state.status.name.lower()}; it resolves by chain time {state.reveal_deadline})"
             )
         await asyncio.sleep(POLL_S)
-    return await asyncio.to_thread(_report, disputes, dispute_id, state, gas)
+    return await asyncio.to_thread(_report, disputes, dispute_id, state, gas, approval_gas)
 
 
 def _pick(client: Client, evidence: Evidence) -> tuple[SignedReceipt, ClientChannel]:
@@ -208,7 +210,9 @@ async def _hand_over(client: Client, member: str, body: bytes) -> None:
         raise ProviderFailed(f"{member} did not take the evidence: {session.reason(data)}")
 
 
-def _report(disputes: DisputeClient, dispute_id: bytes, state: Any, gas: int) -> DisputeReport:
+def _report(
+    disputes: DisputeClient, dispute_id: bytes, state: Any, gas: int, approval_gas: int
+) -> DisputeReport:
     head = disputes.backend.block_number()
     found = disputes.logs("DisputeResolved", max(0, head - 10_000), head, dispute=dispute_id)
     if len(found) != 1:
@@ -227,4 +231,5 @@ def _report(disputes: DisputeClient, dispute_id: bytes, state: Any, gas: int) ->
         challenger_paid=int(resolved["challenger_paid"]),
         referee_reward=int(resolved["referee_reward"]),
         gas=gas,
+        approval_gas=approval_gas,
     )

@@ -10,7 +10,7 @@ loss (``min_stake``, ``min_rate``: p·(R + S) ≥ c).
 
 from __future__ import annotations
 
-from ._adaptive import AUDIT_FLOOR, TRUST_AFTER, AdaptiveAudit
+from ._adaptive import AUDIT_FLOOR, TRUST_AFTER, AdaptiveAudit, trust_after_for
 from ._economics import (
     MAX_AUDIT_RATE,
     MIN_STAKE_MULTIPLE,
@@ -59,4 +59,5 @@ __all__ = [
     "min_stake",
     "record_receipt",
     "required_rate",
+    "trust_after_for",
 ]

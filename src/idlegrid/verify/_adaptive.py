@@ -2,10 +2,18 @@
 
 A provider's record is its run of consecutive consistent results (``CV``, the
 count of its audited results that agreed, since it was last caught). A provider with
-no record is audited on every job; once ``CV`` reaches ``trust_after`` (BOINC: 10) a
-job is trusted with probability ``1 − 1/CV``, so it is audited with probability
-``1/CV``, never less than ``floor``. A failure (a result found wrong) resets ``CV``
-to 0. The rate never reaches zero, so a provider can never stop being checked.
+no record is audited on every job; once ``CV`` reaches ``trust_after`` a job is
+trusted with probability ``1 − 1/CV``, so it is audited with probability ``1/CV``,
+never less than ``floor``. A failure (a result found wrong) resets ``CV`` to 0. The
+rate never reaches zero, so a provider can never stop being checked.
+
+BOINC trusts a host once ``CV ≥ 10``. Here ``trust_after`` follows from what must be
+caught: a provider that cheats on a fraction ``q`` of its jobs passes ``n`` audits in
+a row with probability ``(1 − q)^n``, so ``n = ⌈ln(miss) / ln(1 − q)⌉`` consecutive
+consistent results leave at most ``miss`` of such cheaters trusted. For ``q = 10 %``
+and ``miss = 1 %`` that is 44 (:func:`trust_after_for`), the default. Past it, ``1/CV``
+is below the floor, so a trusted provider is audited at the floor (5 %): that is the
+steady-state overhead.
 
 Which job is audited is drawn with ``secrets`` (the operating system's randomness),
 and the audited job travels like any other: the provider can neither predict nor
@@ -15,18 +23,30 @@ instead, for tests and benchmarks that must repeat.
 
 from __future__ import annotations
 
+import math
 import random
 import secrets
 from dataclasses import dataclass
 
-__all__ = ["AUDIT_FLOOR", "TRUST_AFTER", "AdaptiveAudit"]
+__all__ = ["AUDIT_FLOOR", "TRUST_AFTER", "AdaptiveAudit", "trust_after_for"]
 
 #: the least fraction of a provider's jobs that is audited, however long its record
 #: (see ``_economics.py`` for why 5 %)
 AUDIT_FLOOR = 0.05
-#: consistent results after which a provider is trusted with probability 1 − 1/CV
-TRUST_AFTER = 10
 _SCALE = 2**53
+
+
+def trust_after_for(cheat_rate: float = 0.1, miss: float = 0.01) -> int:
+    """Consecutive consistent audits that a provider cheating on ``cheat_rate`` of its
+    jobs passes with probability at most ``miss``: ``⌈ln(miss) / ln(1 − cheat_rate)⌉``."""
+    if not 0.0 < cheat_rate < 1.0 or not 0.0 < miss < 1.0:
+        raise ValueError("cheat_rate and miss must be within (0, 1)")
+    return math.ceil(math.log(miss) / math.log1p(-cheat_rate))
+
+
+#: consistent results after which a provider is trusted with probability 1 − 1/CV:
+#: a 10 % cheater is trusted by then in at most 1 % of cases
+TRUST_AFTER = trust_after_for(0.1, 0.01)
 
 
 @dataclass
