@@ -18,11 +18,11 @@ from idlegrid.verify import (
 
 
 def test_the_default_stake_multiple_follows_from_the_floor() -> None:
-    # Execute / Assert: at the floor, a stake of 19 payments is just enough
-    assert MIN_STAKE_MULTIPLE == 19
-    assert min_stake(AUDIT_FLOOR, 100) == 1_900
-    assert not cheating_pays(AUDIT_FLOOR, 100, 1_900)
-    assert cheating_pays(AUDIT_FLOOR, 100, 1_899)
+    # Execute / Assert: at the floor, a stake of 24 payments is just enough
+    assert MIN_STAKE_MULTIPLE == 24
+    assert min_stake(AUDIT_FLOOR, 100) == 2_400
+    assert not cheating_pays(AUDIT_FLOOR, 100, 2_400)
+    assert cheating_pays(AUDIT_FLOOR, 100, 2_399)
 
 
 def test_a_cheaper_job_needs_less_stake() -> None:
@@ -65,7 +65,7 @@ def test_min_rate_makes_cheating_unprofitable(stake: int, payment: int) -> None:
     ("stake", "rate"),
     [
         (10**6, AUDIT_FLOOR),  # plenty of stake: the floor
-        (19 * 100, AUDIT_FLOOR),
+        (24 * 100, AUDIT_FLOOR),
         (9 * 100, 0.1),  # raised: R / (R + S)
         (100, MAX_AUDIT_RATE),
         (99, None),  # less than one payment: refused

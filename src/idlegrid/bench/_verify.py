@@ -15,7 +15,9 @@ Method (printed with the figures):
   by default), audits drawn from a seeded generator so that a run repeats.
 * ``detection_rate``: the fraction of trials whose batch caught the cheater, worst
   mode; each mode's figure comes with its 95 % Wilson interval. A trial in which the
-  cheater told no lie counts as not caught.
+  cheater told no lie counts as not caught. ``cheater_shards``: the shards of the batch
+  the cheater delivered before it was caught (it also runs audits of others' shards,
+  where its lies count as much).
 * ``false_positives``: honest providers accused, over every trial and the steady-state
   batch.
 * ``overhead``: jobs run again to verify ÷ useful jobs, in the steady state: a client
@@ -168,7 +170,7 @@ def run_verify(
                     outcomes.append(outcome)
                     say(
                         f"{mode} trial {trial + 1}/{trials}: caught={outcome['caught']} "
-                        f"after {outcome['cheater_jobs']} of its jobs"
+                        f"after {outcome['cheater_shards']} shards it delivered"
                     )
                 per_mode[mode] = _mode_figures(outcomes)
             say(f"steady state: {steady_jobs} jobs on the honest network, every provider trusted")
@@ -241,7 +243,7 @@ def _trial(
         outcome: dict[str, Any] = {
             "caught": caught,
             "accused_honest": accused,
-            "cheater_jobs": report.by_provider.get(cheater, 0),
+            "cheater_shards": report.by_provider.get(cheater, 0),
             "audited": report.audited,
             "reruns": report.reruns,
             "shards": report.shards,
@@ -295,7 +297,7 @@ def _mode_figures(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         "caught": caught,
         "detection_rate": caught / n if n else 0.0,
         "detection_rate_95ci": [round(low, 3), round(high, 3)],
-        "cheater_jobs_median": statistics.median(o["cheater_jobs"] for o in outcomes),
+        "cheater_shards_median": statistics.median(o["cheater_shards"] for o in outcomes),
         "reruns_per_job": round(
             sum(o["reruns"] for o in outcomes) / max(1, sum(o["shards"] for o in outcomes)), 4
         ),

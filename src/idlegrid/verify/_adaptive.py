@@ -12,7 +12,7 @@ caught: a provider that cheats on a fraction ``q`` of its jobs passes ``n`` audi
 a row with probability ``(1 − q)^n``, so ``n = ⌈ln(miss) / ln(1 − q)⌉`` consecutive
 consistent results leave at most ``miss`` of such cheaters trusted. For ``q = 10 %``
 and ``miss = 1 %`` that is 44 (:func:`trust_after_for`), the default. Past it, ``1/CV``
-is below the floor, so a trusted provider is audited at the floor (5 %): that is the
+is below the floor, so a trusted provider is audited at the floor (4 %): that is the
 steady-state overhead.
 
 Which job is audited is drawn with ``secrets`` (the operating system's randomness),
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 __all__ = ["AUDIT_FLOOR", "TRUST_AFTER", "AdaptiveAudit", "trust_after_for"]
 
-#: the least fraction of a provider's jobs that is audited, however long its record
-#: (see ``_economics.py`` for why 5 %)
-AUDIT_FLOOR = 0.05
+#: the least fraction of a provider's jobs that is audited, however long its record: the
+#: steady-state overhead, under a 5 % budget with room for chance (``_economics.py``)
+AUDIT_FLOOR = 0.04
 _SCALE = 2**53
 
 
