@@ -14,8 +14,9 @@ Then the condition reads ``p ≥ R / (R + S)``, or ``S ≥ R·(1/p − 1)``.
 Defaults: the audit rate never falls below ``AUDIT_FLOOR`` = 4 % (the overhead of
 steady-state auditing, kept under a 5 % budget with room for chance: BOINC's adaptive
 replication costs 5–10 %), so the stake a provider must hold is ``MIN_STAKE_MULTIPLE``
-= 1/0.04 − 1 = 24 times the payment of one job it takes. A client facing a provider with less raises that provider's audit
-rate to ``min_rate`` (between the floor and ``MAX_AUDIT_RATE``); a provider whose stake
+= 1/0.04 − 1 = 24 times the payment of one job it takes. A client facing a provider
+with less raises that provider's audit rate to ``min_rate`` (between the floor and
+``MAX_AUDIT_RATE``); a provider whose stake
 would need a rate above ``MAX_AUDIT_RATE`` = 50 % (a stake below the payment of one
 job: auditing it would cost as much as a quorum) is refused for the batch.
 """
