@@ -4,8 +4,10 @@
 @notice The market's arbiter: the only route to a slash. Whoever holds a
         provider's signed job receipt disputes its result with a bond. The
         contract checks the evidence on chain (the receipt leaf computed from
-        its fields, the provider's signature in the node domain, and a Merkle
-        proof to the channel's latest redeemed receipts root), then a committee
+        its fields, the provider's signature in the node domain, a voucher of
+        the channel signed by its client that the channel has paid at least,
+        so that it or a later voucher was redeemed, and a Merkle proof of the
+        leaf to that voucher's receipts root), then a committee
         of staked providers, drawn with the hash of a block mined after the
         dispute opened, re-executes the job and votes (commit, then reveal)
         whether the receipt's output hash is wrong. The majority of revealed
@@ -85,6 +87,20 @@ struct Receipt:
     amount: uint256
 
 
+struct Voucher:
+    # a voucher of the channel as its client signed it (EIP-712, market domain)
+    amount: uint256
+    jobs: uint256
+    units: uint256
+    receipts_root: bytes32
+
+
+struct Signature:
+    v: uint8
+    r: bytes32
+    s: bytes32
+
+
 struct Dispute:
     status: uint256
     outcome: uint256
@@ -105,7 +121,7 @@ struct Dispute:
 
 interface IMarket:
     def channel(terms: Terms) -> (bytes32, uint256, uint256, uint256, uint256, uint256, bool, bool): view
-    def redeemed_root(channel: bytes32) -> bytes32: view
+    def voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32) -> bytes32: view
     def slash(provider: address, amount: uint256, beneficiary: address) -> uint256: nonpayable
     def close_window() -> uint256: view
 
@@ -245,20 +261,28 @@ def __init__(
 @external
 def open(
     terms: Terms,
+    voucher: Voucher,
+    voucher_signature: Signature,
     receipt: Receipt,
-    v: uint8,
-    r: bytes32,
-    s: bytes32,
+    receipt_signature: Signature,
     proof: DynArray[bytes32, MAX_PROOF],
 ) -> bytes32:
     """
     @notice Dispute the result of one job: lock `bond` tokens (needs an
             allowance) and present the provider's signed receipt with a proof
-            that it is under the channel's latest redeemed receipts root.
+            that it is under the receipts root of a voucher the channel's
+            client signed and the channel has paid at least (it, or a later
+            voucher, was redeemed).
     @param terms The channel's terms (their hash is the channel id).
+    @param voucher The voucher's amount, jobs, units and receipts root, as the
+           client signed them for this channel; its amount and jobs at most
+           what the market says the channel paid and did.
+    @param voucher_signature The client's signature of the voucher (EIP-712,
+           market domain; the market's `voucher_digest`, low s).
     @param receipt The receipt's fields, as the provider signed them.
-    @param v The provider's signature of the receipt (EIP-712, node domain).
-    @param proof Siblings from the receipt's leaf up to the redeemed root.
+    @param receipt_signature The provider's signature of the receipt (EIP-712,
+           node domain, low s).
+    @param proof Siblings from the receipt's leaf up to the voucher's receipts root.
     @return The dispute id: the receipt's leaf.
     """
     assert receipt.provider == terms.provider, "disputes: receipt is not the channel provider's"
@@ -274,13 +298,19 @@ def open(
     channel, deposit, expiry, paid, jobs, units, is_open, closed = staticcall market.channel(terms)
     assert receipt.channel == channel, "disputes: receipt is for another channel"
     assert block.timestamp < expiry + close_window + dispute_window, "disputes: dispute window over"
-    root: bytes32 = staticcall market.redeemed_root(channel)
-    assert root != empty(bytes32), "disputes: channel has no redeemed voucher"
+    # the market redeems only vouchers that pay something, and paid and jobs only grow:
+    # a voucher within them was redeemed, or a later one of the same client was
+    assert voucher.amount > 0 and voucher.amount <= paid and voucher.jobs <= jobs, "disputes: voucher not redeemed"
     leaf: bytes32 = self._leaf(receipt)
     assert self._disputes[leaf].status == UNOPENED, "disputes: receipt already disputed"
-    assert convert(s, uint256) <= ecdsa.SECP256K1_HALF_N, "disputes: malleable receipt signature"
-    assert ecdsa._recover(self._receipt_digest(leaf), v, r, s) == receipt.provider, "disputes: receipt not signed by the provider"
-    assert self._verify(leaf, proof, root), "disputes: receipt not in the redeemed receipts root"
+    assert convert(voucher_signature.s, uint256) <= ecdsa.SECP256K1_HALF_N, "disputes: malleable voucher signature"
+    voucher_digest: bytes32 = staticcall market.voucher_digest(
+        channel, voucher.amount, voucher.jobs, voucher.units, voucher.receipts_root
+    )
+    assert ecdsa._recover(voucher_digest, voucher_signature.v, voucher_signature.r, voucher_signature.s) == terms.client, "disputes: voucher not signed by the channel's client"
+    assert convert(receipt_signature.s, uint256) <= ecdsa.SECP256K1_HALF_N, "disputes: malleable receipt signature"
+    assert ecdsa._recover(self._receipt_digest(leaf), receipt_signature.v, receipt_signature.r, receipt_signature.s) == receipt.provider, "disputes: receipt not signed by the provider"
+    assert self._verify(leaf, proof, voucher.receipts_root), "disputes: receipt not in the voucher's receipts root"
 
     seed_block: uint256 = block.number + 1
     draw_deadline: uint256 = block.timestamp + draw_period

@@ -28,11 +28,13 @@
      expiry at most MAX_CHANNEL_TTL ahead, so `expiry + close_window` never
      overflows and no deposit is locked for longer than a year and a month
      without the client's renewed say (a top-up).
-     Disputes. The market keeps per channel the receipts root of the latest
-     redeemed voucher (`redeemed_root`), the evidence a dispute proves a
-     receipt against, and per provider the latest `expiry + close_window` of
-     the channels opened or topped up to it, rounded up to a whole day
-     (`stake_locked` adds the arbiter's
+     Disputes. The market stores no receipts root: a dispute presents the
+     client-signed voucher whose root holds the receipt, and checks with
+     `voucher_digest` and `channel` that the client signed it and that the
+     channel paid at least its amount (so it, or a later voucher, was
+     redeemed). Per provider the market keeps the latest
+     `expiry + close_window` of the channels opened or topped up to it,
+     rounded up to a whole day (`stake_locked` adds the arbiter's
      dispute window): the registry lets no stake leave before then, nor while
      the arbiter has a dispute open that may slash the provider. Redeeming a
      voucher that pays nothing reverts, so a record cannot be pumped for free.
@@ -108,8 +110,6 @@ _swept: HashMap[address, uint256]
 _state: HashMap[bytes32, uint256]
 _topup: HashMap[bytes32, uint256]
 _record: HashMap[address, uint256]
-# receipts root of the latest redeemed voucher of each channel (dispute evidence)
-_roots: HashMap[bytes32, bytes32]
 # latest `expiry + close_window` of the channels opened or topped up to a provider,
 # rounded up to the next whole day
 _locked_until: HashMap[address, uint256]
@@ -340,7 +340,6 @@ def redeem(
     record_jobs = min(record_jobs, MASK_56)
     record_units = min(record_units, MASK_104)
     self._record[msg.sender] = record_earned | (record_jobs << 96) | (record_units << 152)
-    self._roots[channel] = receipts_root
     log VoucherRedeemed(
         channel=channel,
         provider=msg.sender,
@@ -386,17 +385,6 @@ def slash(provider: address, amount: uint256, beneficiary: address) -> uint256:
     """
     assert msg.sender == self.arbiter, "market: caller is not the arbiter"
     return extcall registry.slash(provider, amount, beneficiary)
-
-
-@external
-@view
-def redeemed_root(channel: bytes32) -> bytes32:
-    """
-    @notice The receipts root of the latest voucher redeemed on `channel`
-            (zero before the first redemption): what a dispute proves a
-            receipt against.
-    """
-    return self._roots[channel]
 
 
 @external
@@ -487,7 +475,8 @@ def channel_id(terms: Terms) -> bytes32:
 @view
 def voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32) -> bytes32:
     """
-    @notice The EIP-712 digest a client signs for this voucher.
+    @notice The EIP-712 digest a client signs for this voucher (the dispute
+            contract reads it to check a voucher presented as evidence).
     """
     return self._voucher_digest(channel, amount, jobs, units, receipts_root)
 

@@ -49,6 +49,7 @@ OPERATIONS = [
     ("POST", "/v1/jobs"),
     ("POST", "/v1/vouchers"),
     ("POST", "/v1/channels/close"),
+    ("POST", "/v1/disputes/evidence"),
     ("POST", "/v1/runs"),
     ("GET", "/v1/runs/{run_id}/events"),
     ("POST", "/v1/runs/{run_id}/cancel"),

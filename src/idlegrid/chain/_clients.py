@@ -359,10 +359,6 @@ class MarketClient(ContractClient):
         """Slash a provider's stake (the arbiter only)."""
         return self._send("slash", checksum(provider), amount, checksum(beneficiary), sender=sender)
 
-    def redeemed_root(self, channel: bytes) -> bytes:
-        """The receipts root of the latest voucher redeemed on ``channel`` (zeros: none)."""
-        return bytes(self._call("redeemed_root", _b32(channel)))
-
     def locked_until(self, provider: str) -> int:
         """The latest ``expiry + close_window`` of the channels to ``provider``."""
         return int(self._call("locked_until", checksum(provider)))
@@ -488,20 +484,30 @@ class DisputeClient(ContractClient):
     def open(
         self,
         terms: ChannelTerms,
+        voucher: Voucher,
+        voucher_signature: Signature,
         receipt: ReceiptFields,
         signature: Signature,
         proof: Sequence[bytes],
         *,
         sender: Account,
     ) -> tuple[bytes, TxResult]:
-        """Dispute ``receipt`` (approve the bond to this contract first); returns its id."""
+        """Dispute ``receipt`` (approve the bond to this contract first); returns its id.
+
+        ``voucher`` (signed by the channel's client: ``voucher_signature``) is a voucher
+        of the channel that the market has paid at least (it, or a later one, was
+        redeemed); ``proof`` leads from the receipt's leaf to its receipts root.
+        ``signature`` is the provider's, of the receipt.
+        """
+        if voucher.channel != terms.id:
+            raise InvalidInput("voucher is for another channel")
         result = self._send(
             "open",
             terms.as_tuple(),
+            (voucher.amount, voucher.jobs, voucher.units, _b32(voucher.receipts_root)),
+            _signature_tuple(voucher_signature),
             _receipt_tuple(receipt),
-            signature.v,
-            signature.r,
-            signature.s,
+            _signature_tuple(signature),
             [_b32(p) for p in proof],
             sender=sender,
         )
@@ -569,6 +575,10 @@ def _receipt_tuple(
         receipt.units,
         receipt.amount,
     )
+
+
+def _signature_tuple(signature: Signature) -> tuple[int, bytes, bytes]:
+    return (signature.v, signature.r, signature.s)
 
 
 def _b32(value: bytes) -> bytes:

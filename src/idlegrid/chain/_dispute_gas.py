@@ -2,10 +2,11 @@
 
 :func:`measure_dispute_gas` deploys the ledger on py-evm, registers an accused
 provider and ``committee`` referees, pays the provider on one channel for three
-receipts (v2), and runs a dispute of the second: open, draw, every member commits
-and reveals "wrong", resolve (the provider is slashed). ``idlegrid bench verify``
-reports the total as ``dispute_gas``. It needs nothing but pip and takes a few
-seconds (compiling the contracts the first time).
+receipts (v2), and runs a dispute of the second, with the redeemed voucher as
+evidence: open, draw, every member commits and reveals "wrong", resolve (the
+provider is slashed). ``idlegrid bench verify`` reports the total as
+``dispute_gas``. It needs nothing but pip and takes a few seconds (compiling the
+contracts the first time).
 """
 
 from __future__ import annotations
@@ -101,12 +102,19 @@ def _run(backend: EmbeddedBackend, size: int) -> DisputeGas:
     ]
     leaves = [disputes.receipt_leaf(r) for r in receipts]
     voucher = Voucher(terms.id, 6 * TOKEN, 3, 6, merkle_root(leaves))
-    market.redeem(terms, voucher, sign_voucher(client, market.domain(), voucher), sender=accused)
+    voucher_signature = sign_voucher(client, market.domain(), voucher)
+    market.redeem(terms, voucher, voucher_signature, sender=accused)
 
     domain = Domain(NODE_DOMAIN_NAME, backend.chain_id, market.address)
     signature = Signature.from_bytes(sign_digest(accused.key, receipt_digest(domain, leaves[1])))
     dispute, opened = disputes.open(
-        terms, receipts[1], signature, merkle_proof(leaves, 1), sender=challenger
+        terms,
+        voucher,
+        voucher_signature,
+        receipts[1],
+        signature,
+        merkle_proof(leaves, 1),
+        sender=challenger,
     )
     backend.advance_time(1)  # the seed block, and one more
     backend.advance_time(1)

@@ -112,6 +112,13 @@ async def _digests(workload: Workload[Any, Any], req: JobRequest) -> tuple[bytes
     return await asyncio.to_thread(workload.digests, fields)
 
 
+#: a redemption refused for one of these reasons has nothing left to redeem
+_NOTHING_TO_REDEEM = (
+    "market: voucher already redeemed",
+    "market: voucher pays nothing",
+    "market: stale voucher",
+)
+
 #: inline inputs up to this many characters are hashed on the event loop (a thread hop
 #: costs more)
 _INLINE_HASH_CHARS = 64 * 2**10
@@ -646,6 +653,7 @@ class ProviderNode:
             except ContractReverted as exc:
                 if exc.reason not in (
                     "market: voucher already redeemed",
+                    "market: voucher pays nothing",
                     "market: stale voucher",
                     "market: channel closed",
                 ):
@@ -698,8 +706,10 @@ class ProviderNode:
             try:
                 tx = self.ledger.market.redeem(terms, voucher, signature, sender=self.account)
             except ContractReverted as exc:
-                if exc.reason in ("market: voucher already redeemed", "market: stale voucher"):
-                    # redeemed before a crash we did not journal: nothing is lost
+                if exc.reason in _NOTHING_TO_REDEEM:
+                    # redeemed before a crash we did not journal (nothing is lost), or a
+                    # voucher that adds jobs but no tokens (the market records no such
+                    # redemption: it would pump a record for free)
                     self._redeemed(terms, voucher, "")
                     continue
                 log.warning("cannot redeem channel %s: %s", terms.id.hex()[:12], exc.reason)

@@ -165,13 +165,16 @@ class Referee:
         me = self.node.address
         while self.next_block <= head:
             last = min(head, self.next_block + SCAN_BLOCKS - 1)
+            seated_now = False
             for block, drawn in self.disputes.logs("CommitteeDrawn", self.next_block, last):
                 seated = [str(a).lower() for a in drawn["committee"]]
                 key = "0x" + bytes(drawn["dispute"]).hex()
                 if me.lower() in seated and key not in self.cases:
                     self.cases[key] = self._case(bytes(drawn["dispute"]), drawn, block)
+                    seated_now = True
             self.next_block = last + 1
-            self._save()
+            if seated_now:  # else a restart scans these blocks again: nothing is lost
+                self._save()
 
     def _case(self, dispute: bytes, drawn: dict[str, Any], block: int) -> Case:
         start = self.node.ledger.deployment.start_block
