@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from idlegrid.chain import (
     DisputeStatus,
     EmbeddedBackend,
     Indexer,
+    TxResult,
     deploy_contract,
     measure_dispute_gas,
     vote_commitment,
@@ -49,6 +51,7 @@ STAKE = 400 * TOKEN
 REFEREE_STAKE = 200 * TOKEN
 SALT = b"\x5a" * 32
 ZERO = "0x" + "00" * 20
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 def _reverts(action: Callable[[], object]) -> str:
@@ -69,6 +72,9 @@ class Case:
     referees: list[Account]
     terms: ChannelTerms
     receipts: list[Receipt2]
+    #: the voucher the provider redeemed (jobs 1..3) and the client's signature of it
+    voucher: Voucher
+    voucher_signature: Signature
 
     def node_domain(self) -> Domain:
         return node_domain(self.env.backend.chain_id, self.env.market.address)
@@ -80,15 +86,31 @@ class Case:
         return merkle_proof([r.leaf() for r in self.receipts], index)
 
     def open(self, index: int = 1) -> bytes:
-        receipt = self.receipts[index]
-        dispute, _ = self.disputes.open(
-            self.terms,
-            receipt,
-            self.sign(receipt.leaf()),
-            self.proof(index),
-            sender=self.challenger,
-        )
+        dispute, _ = self.open_with(self.receipts[index], self.proof(index))
         return dispute
+
+    def open_with(
+        self,
+        receipt: Receipt2,
+        proof: list[bytes],
+        *,
+        voucher: Voucher | None = None,
+        voucher_signature: Signature | None = None,
+        signature: Signature | None = None,
+        terms: ChannelTerms | None = None,
+        sender: Account | None = None,
+    ) -> tuple[bytes, TxResult]:
+        """Open a dispute of ``receipt``; by default with the redeemed voucher, the
+        provider's signature of the receipt, on the case's channel, by the challenger."""
+        return self.disputes.open(
+            terms or self.terms,
+            voucher or self.voucher,
+            voucher_signature or self.voucher_signature,
+            receipt,
+            signature or self.sign(receipt.leaf()),
+            proof,
+            sender=sender or self.challenger,
+        )
 
     def mine_seed(self) -> None:
         """Mine the seed block and one more: some nodes (anvil) estimate a transaction
@@ -162,8 +184,12 @@ def case(env: Env) -> Case:
     ]
     root = merkle_root([r.leaf() for r in receipts])
     voucher = Voucher(terms.id, 6 * TOKEN, 3, 6, root)
-    market.redeem(terms, voucher, sign_voucher(client, market.domain(), voucher), sender=accused)
-    return Case(env, disputes, accused, client, challenger, referees, terms, receipts)
+    voucher_signature = sign_voucher(client, market.domain(), voucher)
+    market.redeem(terms, voucher, voucher_signature, sender=accused)
+    return Case(
+        env, disputes, accused, client, challenger, referees, terms, receipts, voucher,
+        voucher_signature,
+    )  # fmt: skip
 
 
 # -- deployment ------------------------------------------------------------------
@@ -235,10 +261,7 @@ def test_cheater_is_slashed_challenger_and_majority_paid_client_refunded(case: C
 
     # Execute: open, draw, two "wrong" and one "right" vote, resolve
     receipt = case.receipts[1]
-    result = disputes.open(
-        case.terms, receipt, case.sign(receipt.leaf()), case.proof(1), sender=case.challenger
-    )
-    dispute, opened = result
+    dispute, opened = case.open_with(receipt, case.proof(1))
     assert env.market.stake_locked(case.accused.address)
     case.mine_seed()
     drawn = disputes.draw(dispute, sender=case.challenger)
@@ -379,22 +402,19 @@ def test_forged_signature_inner_node_and_wrong_root_are_refused(case: Case) -> N
     forged = case.sign(receipt.leaf(), signer=case.client)
     leaves = [r.leaf() for r in case.receipts]
     inner = hash_pair(leaves[0], leaves[1])
-    unknown = replace(receipt, output_hash=b"\x77" * 32)  # not in the redeemed root
+    unknown = replace(receipt, output_hash=b"\x77" * 32)  # not in the voucher's root
     other_terms = replace(case.terms, salt=case.terms.salt + 1)
 
-    def attempt(terms: ChannelTerms, r: Receipt2, sig: Signature, proof: list[bytes]) -> str:
-        return _reverts(lambda: case.disputes.open(terms, r, sig, proof, sender=case.challenger))
+    def attempt(r: Receipt2, terms: ChannelTerms | None = None, **kw: Signature) -> str:
+        voucher = replace(case.voucher, channel=(terms or case.terms).id)
+        return _reverts(
+            lambda: case.open_with(r, case.proof(0), terms=terms, voucher=voucher, **kw)
+        )
 
     # Execute / Assert
-    assert attempt(case.terms, receipt, forged, case.proof(0)) == (
-        "disputes: receipt not signed by the provider"
-    )
-    assert attempt(case.terms, unknown, case.sign(unknown.leaf()), case.proof(0)) == (
-        "disputes: receipt not in the redeemed receipts root"
-    )
-    assert attempt(other_terms, receipt, case.sign(receipt.leaf()), case.proof(0)) == (
-        "disputes: receipt is for another channel"
-    )
+    assert attempt(receipt, signature=forged) == "disputes: receipt not signed by the provider"
+    assert attempt(unknown) == "disputes: receipt not in the voucher's receipts root"
+    assert attempt(receipt, other_terms) == "disputes: receipt is for another channel"
     # an inner node cannot be presented as a receipt: the contract computes the leaf
     # from the fields, and hashing twice keeps it from ever equalling a pair hash
     assert inner not in leaves and case.disputes.receipt_leaf(receipt) != inner
@@ -403,32 +423,149 @@ def test_forged_signature_inner_node_and_wrong_root_are_refused(case: Case) -> N
 
 def test_open_refuses_self_disputes_repeats_and_late_disputes(case: Case) -> None:
     receipt = case.receipts[0]
-    sig, proof = case.sign(receipt.leaf()), case.proof(0)
+    proof = case.proof(0)
     env = case.env
     env.token.approve(case.disputes.address, MAX, sender=case.accused)
 
-    by_self = _reverts(
-        lambda: case.disputes.open(case.terms, receipt, sig, proof, sender=case.accused)
-    )
-    case.disputes.open(case.terms, receipt, sig, proof, sender=case.challenger)
-    again = _reverts(
-        lambda: case.disputes.open(case.terms, receipt, sig, proof, sender=case.challenger)
-    )
-    late_receipt = case.receipts[2]
+    by_self = _reverts(lambda: case.open_with(receipt, proof, sender=case.accused))
+    case.open_with(receipt, proof)
+    again = _reverts(lambda: case.open_with(receipt, proof))
     env.backend.advance_time(3600 + CONFIG.close_window + CONFIG.dispute_window)
-    late = _reverts(
-        lambda: case.disputes.open(
-            case.terms,
-            late_receipt,
-            case.sign(late_receipt.leaf()),
-            case.proof(2),
-            sender=case.challenger,
-        )
-    )
+    late = _reverts(lambda: case.open_with(case.receipts[2], case.proof(2)))
 
     assert by_self == "disputes: provider cannot dispute itself"
     assert again == "disputes: receipt already disputed"
     assert late == "disputes: dispute window over"
+
+
+# -- the voucher as evidence -----------------------------------------------------
+
+
+def test_an_earlier_voucher_the_channel_paid_past_is_evidence(case: Case) -> None:
+    """The client signed a voucher for jobs 1..2 before the one the provider redeemed
+    (jobs 1..3): the channel paid more than it, so its receipts were paid for."""
+    leaves = [r.leaf() for r in case.receipts[:2]]
+    earlier = Voucher(case.terms.id, 3 * TOKEN, 2, 3, merkle_root(leaves))
+    signature = sign_voucher(case.client, case.env.market.domain(), earlier)
+
+    dispute, _ = case.open_with(
+        case.receipts[1], merkle_proof(leaves, 1), voucher=earlier, voucher_signature=signature
+    )
+
+    state = case.disputes.dispute(dispute)
+    assert (state.status, state.amount) == (DisputeStatus.DRAWING, case.receipts[1].amount)
+    case.conservation()
+
+
+def test_voucher_signed_by_anyone_but_the_client_is_refused(case: Case) -> None:
+    # Prepare: the redeemed voucher signed by the challenger, by the provider, by the
+    # client for another channel, and in its malleable twin (s -> n - s)
+    market = case.env.market
+    by_challenger = sign_voucher(case.challenger, market.domain(), case.voucher)
+    by_provider = sign_voucher(case.accused, market.domain(), case.voucher)
+    other_channel = replace(case.voucher, channel=b"\x99" * 32)
+    for_other = sign_voucher(case.client, market.domain(), other_channel)
+    sig = case.voucher_signature
+    high_s = (SECP256K1_N - int.from_bytes(sig.s, "big")).to_bytes(32, "big")
+    twin = Signature(55 - sig.v, sig.r, high_s)
+
+    # Execute
+    reasons = [
+        _reverts(partial(case.open_with, case.receipts[1], case.proof(1), voucher_signature=s))
+        for s in (by_challenger, by_provider, for_other, twin)
+    ]
+
+    # Assert
+    assert reasons == [
+        "disputes: voucher not signed by the channel's client",
+        "disputes: voucher not signed by the channel's client",
+        "disputes: voucher not signed by the channel's client",
+        "disputes: malleable voucher signature",
+    ]
+    assert case.disputes.pending(case.accused.address) == 0
+    case.conservation()
+
+
+def test_voucher_the_channel_has_not_paid_is_refused(case: Case) -> None:
+    """A receipt the provider was never paid for (job 4: the client signed its voucher,
+    the provider did not redeem it) cannot be disputed."""
+    # Prepare: job 4 and the client's voucher for jobs 1..4, never redeemed
+    extra = replace(case.receipts[2], job_id=b"\x04" * 32, units=4, amount=4 * TOKEN)
+    receipts = [*case.receipts, extra]
+    leaves = [r.leaf() for r in receipts]
+    market = case.env.market
+    unpaid = Voucher(case.terms.id, 10 * TOKEN, 4, 10, merkle_root(leaves))
+    more_jobs = Voucher(case.terms.id, 6 * TOKEN, 4, 10, merkle_root(leaves))
+    nothing = Voucher(case.terms.id, 0, 0, 0, merkle_root(leaves))
+
+    # Execute
+    reasons = [
+        _reverts(
+            partial(
+                case.open_with,
+                extra,
+                merkle_proof(leaves, 3),
+                voucher=v,
+                voucher_signature=sign_voucher(case.client, market.domain(), v),
+            )
+        )
+        for v in (unpaid, more_jobs, nothing)
+    ]
+
+    # Assert
+    assert reasons == ["disputes: voucher not redeemed"] * 3
+    assert case.disputes.pending(case.accused.address) == 0
+    case.conservation()
+
+
+def test_proof_against_another_root_is_refused(case: Case) -> None:
+    # Prepare: a proof of receipt 1 in a tree of other leaves, and one of the right
+    # tree presented with an earlier voucher whose root is another
+    receipt = case.receipts[1]
+    other_tree = [receipt.leaf(), b"\x55" * 32, b"\x66" * 32]
+    leaves = [r.leaf() for r in case.receipts]
+    earlier = Voucher(case.terms.id, TOKEN, 1, 1, leaves[0])
+    earlier_signature = sign_voucher(case.client, case.env.market.domain(), earlier)
+
+    # Execute
+    reasons = [
+        _reverts(lambda: case.open_with(receipt, merkle_proof(other_tree, 0))),
+        _reverts(
+            lambda: case.open_with(
+                receipt, case.proof(1), voucher=earlier, voucher_signature=earlier_signature
+            )
+        ),
+    ]
+
+    # Assert
+    assert reasons == ["disputes: receipt not in the voucher's receipts root"] * 2
+    case.conservation()
+
+
+def test_refund_is_capped_at_what_the_channel_paid(case: Case) -> None:
+    """A client-signed voucher may hold a receipt worth more than the channel paid
+    (here 9 tokens, paid 6): a slash refunds no more than the channel paid."""
+    # Prepare
+    before = case.wallets()
+    big = replace(case.receipts[2], job_id=b"\x09" * 32, amount=9 * TOKEN)
+    leaves = [big.leaf(), case.receipts[0].leaf()]
+    voucher = Voucher(case.terms.id, 6 * TOKEN, 2, 6, merkle_root(leaves))
+    signature = sign_voucher(case.client, case.env.market.domain(), voucher)
+
+    # Execute
+    dispute, _ = case.open_with(
+        big, merkle_proof(leaves, 0), voucher=voucher, voucher_signature=signature
+    )
+    case.draw(dispute)
+    case.vote(dispute, [True, True, True])
+    resolved = case.disputes.resolve(dispute, sender=case.challenger)
+
+    # Assert
+    assert case.disputes.dispute(dispute).amount == 6 * TOKEN
+    [event] = case.disputes._events("DisputeResolved", resolved)
+    assert event["refund"] == 6 * TOKEN
+    assert case.wallets()[case.client.address] == before[case.client.address] + 6 * TOKEN
+    case.conservation()
 
 
 def test_votes_only_from_the_committee_in_their_phases(case: Case) -> None:

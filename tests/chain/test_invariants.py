@@ -164,7 +164,7 @@ class _Channel:
     units: int = 0
     closed: bool = False
     latest: _Signed | None = None  # the client's latest voucher
-    redeemed: tuple[Receipt2, ...] = ()  # the receipts under the latest redeemed root
+    redeemed: _Signed | None = None  # the latest voucher redeemed: its receipts are disputable
 
 
 @dataclass(eq=False)
@@ -538,18 +538,29 @@ class LedgerMachine(RuleBasedStateMachine):
         challenger=st.sampled_from([-1, -1, 0, 2]),  # mostly the owner, funded by _start
         draw=_mostly(True, False),
         votes=st.lists(st.sampled_from([False, True, None, True]), min_size=2, max_size=2),
+        evidence=st.sampled_from(["redeemed", "redeemed", "redeemed", "latest", "forged"]),
     )
-    def dispute(self, pick: int, challenger: int, draw: bool, votes: list[bool | None]) -> None:
-        """Dispute a redeemed receipt: open with a bond, then (mostly) draw a committee
-        whose members vote or not, then (mostly: ``pick`` not a multiple of 5) resolve
-        once the deadlines allow; a dispute left open freezes stakes until
-        ``resolve_disputes``."""
+    def dispute(
+        self, pick: int, challenger: int, draw: bool, votes: list[bool | None], evidence: str
+    ) -> None:
+        """Dispute a redeemed receipt: open with a bond and a voucher as evidence (mostly
+        the one redeemed; else the client's latest, redeemed or not, or the redeemed one
+        signed by the provider), then (mostly) draw a committee whose members vote or
+        not, then (mostly: ``pick`` not a multiple of 5) resolve once the deadlines allow;
+        a dispute left open freezes stakes until ``resolve_disputes``."""
         channels = [c for c in self.all_channels if c.redeemed]
         channel = channels[pick % len(channels)]
+        redeemed = channel.redeemed
+        assert redeemed is not None
         # mostly a receipt not disputed yet (a repeat is refused)
-        fresh = [r for r in channel.redeemed if r.leaf() not in self.all_disputes]
-        candidates = fresh if fresh and pick % 4 else channel.redeemed
+        fresh = [r for r in redeemed.receipts if r.leaf() not in self.all_disputes]
+        candidates = fresh if fresh and pick % 4 else list(redeemed.receipts)
         receipt = candidates[pick % len(candidates)]
+        # the client's latest voucher covers every receipt of the redeemed one too
+        shown = channel.latest if evidence == "latest" and channel.latest else redeemed
+        v, voucher_signature = shown.voucher, shown.signature
+        if evidence == "forged":
+            voucher_signature = sign_voucher(channel.provider, self.domain, v)
         sender = self._party(challenger)
         if sender.address == channel.provider.address:
             sender = self.owner  # a provider disputing itself: tests/chain/test_disputes.py
@@ -558,17 +569,22 @@ class LedgerMachine(RuleBasedStateMachine):
         if reached is None:
             return
         leaf = receipt.leaf()
+        paid_for = 0 < v.amount <= channel.paid and v.jobs <= channel.jobs
         reason = _first(
             (reached, "disputes: dispute window over"),
+            (not paid_for, "disputes: voucher not redeemed"),
             (leaf in self.all_disputes, "disputes: receipt already disputed"),
+            (evidence == "forged", "disputes: voucher not signed by the channel's client"),
         ) or self._pull_reason(sender.address, self.disputes.address, BOND)
-        leaves = [r.leaf() for r in channel.redeemed]
+        leaves = [r.leaf() for r in shown.receipts]
         proof = merkle_proof(leaves, leaves.index(leaf))
         signature = sign_receipt(channel.provider, self.node_domain, leaf)
         if not self._attempt(
             sender,
             reason,
-            lambda: self.disputes.open(channel.terms, receipt, signature, proof, sender=sender),
+            lambda: self.disputes.open(
+                channel.terms, v, voucher_signature, receipt, signature, proof, sender=sender
+            ),
         ):
             return
         self._pull(sender.address, self.disputes.address, BOND)
@@ -876,7 +892,7 @@ class LedgerMachine(RuleBasedStateMachine):
             record.units = min(record.units + v.units - channel.units, MASK_104)
             self.free[channel.provider.address] += v.amount - channel.paid
             channel.paid, channel.jobs, channel.units = v.amount, v.jobs, v.units
-            channel.redeemed = signed.receipts
+            channel.redeemed = signed
 
     @rule(
         channel=channels,

@@ -5,14 +5,15 @@
 1. picks the receipt of a job whose output is not within the workload's tolerance of
    what the witnesses agreed on (each job's rows are compared on their own);
 2. makes sure the provider redeemed a voucher covering that receipt (the dispute proves
-   the receipt against the channel's redeemed receipts root): if not yet, it asks the
-   provider to close the channel now (``POST /v1/channels/close``: it redeems the
-   latest voucher first). A provider that will not redeem is never paid for the job,
-   and there is nothing to dispute;
-3. opens the dispute with the receipt's fields, the provider's signature, a Merkle proof
-   and the bond (``Disputes.open``), and draws the committee once the seed block is
-   mined (``Disputes.draw``; on a development chain that mines only on transactions,
-   an empty block is mined for it);
+   the receipt against the receipts root of a voucher the client signed and the channel
+   paid): if not yet, it asks the provider to close the channel now
+   (``POST /v1/channels/close``: it redeems the latest voucher first). A provider that
+   will not redeem is never paid for the job, and there is nothing to dispute;
+3. opens the dispute with the redeemed voucher and the client's signature of it, the
+   receipt's fields, the provider's signature, a Merkle proof of the receipt under the
+   voucher's root and the bond (``Disputes.open``), and draws the committee once the
+   seed block is mined (``Disputes.draw``; on a development chain that mines only on
+   transactions, an empty block is mined for it);
 4. hands every committee member the evidence (``POST /v1/disputes/evidence``: the job's
    spec fields, the blobs they name, the provider's output), which each referee checks
    against the receipt's hashes before it re-executes the job;
@@ -34,15 +35,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._exceptions import ContractReverted, IdlegridError, InvalidInput, ProviderFailed
+from .._exceptions import (
+    ChainTimeout,
+    ContractReverted,
+    IdlegridError,
+    InvalidInput,
+    ProviderFailed,
+)
 from ..chain import DisputeClient, DisputeOutcome, DisputeStatus
 from ..protocol import (
     DisputeEvidence,
     Receipt,
     Signature,
+    Voucher,
     array_from_npy,
     receipts_proof,
     receipts_root,
+    sign_voucher,
 )
 from ..verify import Evidence, SignedReceipt
 from ..workloads import get_workload
@@ -90,7 +99,7 @@ async def dispute(
     signed, channel = _pick(client, evidence)
     receipt: Receipt = signed.receipt
     body = _evidence(receipt.leaf(), signed, blobs)  # a dispute's id is its receipt's leaf
-    proof = await _redeemed_proof(client, channel, receipt)
+    voucher, voucher_signature, proof = await _redeemed_proof(client, channel, receipt)
     gas = 0
     bond = await asyncio.to_thread(disputes.bond)
     token = client.ledger.token
@@ -99,7 +108,14 @@ async def dispute(
     approval_gas = approval.gas_used
     signature = Signature.from_bytes(bytes.fromhex(signed.signature[2:]))
     dispute_id, opened = await asyncio.to_thread(
-        disputes.open, channel.terms, receipt, signature, proof, sender=client.account
+        disputes.open,
+        channel.terms,
+        voucher,
+        voucher_signature,
+        receipt,
+        signature,
+        proof,
+        sender=client.account,
     )
     gas += opened.gas_used
     seed = (await asyncio.to_thread(disputes.dispute, dispute_id)).seed_block
@@ -124,9 +140,10 @@ async def dispute(
                 await asyncio.to_thread(disputes.resolve, dispute_id, sender=client.account)
             continue
         if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"dispute 0x{dispute_id.hex()[:12]} not resolved in {timeout_s:g} s "
-                f"({state.status.name.lower()}; it resolves by chain time {state.reveal_deadline})"
+            raise ChainTimeout(
+                f"dispute 0x{dispute_id.hex()} not resolved in {timeout_s:g} s (it is "
+                f"{state.status.name.lower()}); anyone may resolve it once chain time passes "
+                f"{state.reveal_deadline} (`Disputes.resolve`), and nothing stays locked"
             )
         await asyncio.sleep(POLL_S)
     return await asyncio.to_thread(_report, disputes, dispute_id, state, gas, approval_gas)
@@ -153,8 +170,11 @@ def _pick(client: Client, evidence: Evidence) -> tuple[SignedReceipt, ClientChan
     )
 
 
-async def _redeemed_proof(client: Client, channel: ClientChannel, receipt: Receipt) -> list[bytes]:
-    """A proof of ``receipt`` under the channel's redeemed root, asking the provider to
+async def _redeemed_proof(
+    client: Client, channel: ClientChannel, receipt: Receipt
+) -> tuple[Voucher, Signature, list[bytes]]:
+    """The voucher the provider redeemed (covering ``receipt``), the client's signature
+    of it and a proof of ``receipt`` under its receipts root, asking the provider to
     redeem (close the channel) first when it has not redeemed that far yet."""
     market = client.ledger.market
     seq = next(s for s, r in channel.accepted.items() if r.job_id == receipt.job_id)
@@ -173,11 +193,21 @@ async def _redeemed_proof(client: Client, channel: ClientChannel, receipt: Recei
             f"the provider redeemed {state.jobs} jobs of the channel, not job {seq}: "
             "an unredeemed receipt cannot be disputed (and was never paid)"
         )
+    # the latest voucher redeemed covers jobs 1..state.jobs: the client signed it (the
+    # provider can redeem nothing else), and the dispute contract checks amount <= paid
     receipts = [channel.accepted[s] for s in range(1, state.jobs + 1)]
-    root = await asyncio.to_thread(market.redeemed_root, channel.terms.id)
-    if receipts_root(receipts) != root:
-        raise InvalidInput("the channel's redeemed root is not over the receipts this client holds")
-    return receipts_proof(receipts, seq - 1)
+    amount, units = sum(r.amount for r in receipts), sum(r.units for r in receipts)
+    redeemed = Voucher(channel.terms.id, amount, state.jobs, units, receipts_root(receipts))
+    if amount > state.paid:
+        raise InvalidInput(
+            f"the receipts of the {state.jobs} jobs redeemed add up to {amount}, but the "
+            f"channel paid {state.paid}: they are not the receipts the provider redeemed"
+        )
+    if channel.voucher is not None and channel.voucher[0] == redeemed:
+        signature = channel.voucher[1]
+    else:  # an earlier voucher than the latest: signed again, it pays nothing more
+        signature = sign_voucher(client.account, client._market, redeemed)
+    return redeemed, signature, receipts_proof(receipts, seq - 1)
 
 
 def _evidence(dispute_id: bytes, signed: SignedReceipt, blobs: Mapping[str, bytes]) -> bytes:
