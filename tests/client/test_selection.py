@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from idlegrid.client import Backoff, Candidate, Weights, rank, reputation
+from idlegrid.client import Backoff, Candidate, Weights, audits, rank, reputation
 
 
 def _c(
@@ -45,3 +45,19 @@ def test_backoff_grows_and_resets() -> None:
     assert b.failures("x") == 4
     b.succeed("x")
     assert b.available("x", now=14.0) and b.failures("x") == 0
+
+
+def test_a_provider_this_client_caught_ranks_below_a_newcomer_and_passed_audits_help() -> None:
+    # Prepare: three providers alike but for this client's audits of them
+    newcomer = Candidate("0x" + "01" * 20, "http://a", 10, latency_ms=1.0)
+    trusted = Candidate("0x" + "02" * 20, "http://b", 10, latency_ms=1.0, audits_passed=44)
+    caught = Candidate(
+        "0x" + "03" * 20, "http://c", 10, latency_ms=1.0, audits_passed=0, audits_failed=1
+    )
+
+    # Execute
+    order = rank([caught, newcomer, trusted])
+
+    # Assert
+    assert order == [trusted, newcomer, caught]
+    assert audits(44) > audits(0) == 0.0 > audits(44, failed=1)

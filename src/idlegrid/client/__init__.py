@@ -7,7 +7,16 @@ from ._disputes import DisputeReport
 from ._http import HttpPool
 from ._long import Failover, Progress, Run, RunResult
 from ._model import ModelRejected, ModelSpec, OutputSpec, probe, read_model
-from ._selection import Backoff, Candidate, Limits, Weights, rank, reputation, score
+from ._selection import (
+    Backoff,
+    Candidate,
+    Limits,
+    Weights,
+    audits,
+    rank,
+    reputation,
+    score,
+)
 from ._session import (
     ClientChannel,
     JobRejected,
@@ -46,6 +55,7 @@ __all__ = [
     "Stream",
     "Transport",
     "Weights",
+    "audits",
     "dispatch",
     "make_shards",
     "open_index",

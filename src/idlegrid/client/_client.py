@@ -382,10 +382,22 @@ class Client:
             )
             self._candidates[workload] = cached
             self._discovered_at[workload] = time.time()
-        return cached
+        audit = self.audit  # this client's own record of each (it changes between batches)
+        return [
+            replace(
+                c,
+                audits_passed=audit.consistent(c.address),
+                audits_failed=audit.failures(c.address),
+            )
+            for c in cached
+        ]
 
     def _session(self, c: Candidate) -> ProviderSession:
         session = self._sessions.get(c.address)
+        if session is not None and session.candidate != c:
+            same = replace(c, audits_passed=0, audits_failed=0)
+            if replace(session.candidate, audits_passed=0, audits_failed=0) == same:
+                session.candidate = c  # only this client's audit record moved: keep it
         if session is None or session.candidate != c:
             session = ProviderSession(
                 self.account,

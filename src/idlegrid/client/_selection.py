@@ -13,7 +13,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Backoff", "Candidate", "Limits", "Weights", "rank", "reputation", "score"]
+__all__ = [
+    "Backoff",
+    "Candidate",
+    "Limits",
+    "Weights",
+    "audits",
+    "rank",
+    "reputation",
+    "score",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,11 @@ class Candidate:
     #: negative once slashed)
     reputation: int = 0
     slashed: int = 0
+    #: this client's own audits of it: consistent results in a row, and results found
+    #: wrong (an audit's outcome is known only to the client that ran it, so it weighs in
+    #: this client's choice, not in the shared score from the chain)
+    audits_passed: int = 0
+    audits_failed: int = 0
     workloads: tuple[str, ...] = ("onnx",)
     #: jobs it delivers beyond the latest voucher before it wants a newer one (its /v1/info)
     credit_jobs: int = 64
@@ -64,6 +78,7 @@ class Weights:
     price: float = 1.0
     latency: float = 1.0
     reputation: float = 0.5
+    audits: float = 0.25
 
 
 def reputation(points: int, slashed: int = 0) -> float:
@@ -75,12 +90,24 @@ def reputation(points: int, slashed: int = 0) -> float:
     return math.log1p(points / 1000)
 
 
+def audits(passed: int, failed: int = 0) -> float:
+    """The ranking's term for this client's own audits of a provider: log-scaled in its
+    run of consistent results; a provider this client caught ranks below any newcomer."""
+    if failed > 0:
+        return -5.0
+    return math.log1p(passed)
+
+
 def score(c: Candidate, cheapest: int, fastest_ms: float, w: Weights = Weights()) -> float:
-    """Lower is better: relative price and latency, minus reputation."""
+    """Lower is better: relative price and latency, minus reputation and audits passed."""
     price = c.unit_price / cheapest if cheapest > 0 else (1.0 if c.unit_price == 0 else 2.0)
     latency = (c.latency_ms + 1.0) / (fastest_ms + 1.0)
+    standing = w.reputation * reputation(c.reputation, c.slashed)
     return (
-        w.price * price + w.latency * latency - w.reputation * reputation(c.reputation, c.slashed)
+        w.price * price
+        + w.latency * latency
+        - standing
+        - w.audits * audits(c.audits_passed, c.audits_failed)
     )
 
 
