@@ -13,11 +13,13 @@ Method (printed with the figures):
   record of anyone: every provider is audited on every job until it has
   ``TRUST_AFTER`` consistent results, then at the floor, as ``idlegrid.verify`` does
   by default), audits drawn from a seeded generator so that a run repeats.
-* ``detection_rate``: the fraction of trials whose batch caught the cheater, worst
-  mode; each mode's figure comes with its 95 % Wilson interval. A trial in which the
-  cheater told no lie counts as not caught. ``cheater_shards``: the shards of the batch
-  the cheater delivered before it was caught (it also runs audits of others' shards,
-  where its lies count as much).
+* ``detection_rate``: the fraction of trials whose batch caught the cheater, over the
+  trials in which it told at least one lie (its node counts them: ``/v1/stats``
+  ``cheat.lies``, a testing aid's figure; a lie that was never told cannot be caught),
+  worst mode; each mode's figure comes with its 95 % Wilson interval, the trials without
+  a lie, and ``detection_rate_all_trials`` (caught over every trial). ``cheater_shards``:
+  the shards of the batch the cheater delivered before it was caught (it also runs audits
+  of others' shards, where its lies count as much).
 * ``false_positives``: honest providers accused, over every trial and the steady-state
   batch.
 * ``overhead``: jobs run again to verify ÷ useful jobs, in the steady state: a client
@@ -43,6 +45,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -99,6 +102,7 @@ class _Nodes:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.refs: dict[int, ProcessRef] = {}
+        self.urls: dict[int, str] = {}
 
     def start(self, i: int, extra: Sequence[str] = ()) -> None:
         if i in self.refs:
@@ -108,7 +112,13 @@ class _Nodes:
         argv = [*node_argv(self.directory / "devnet.json", i, port, data), *extra]
         proc, ref = spawn(argv, log=self.directory / f"node-{i}.log", role=f"provider-{i}")
         self.refs[i] = ref
-        wait_for_node(f"http://127.0.0.1:{port}", proc)
+        self.urls[i] = f"http://127.0.0.1:{port}"
+        wait_for_node(self.urls[i], proc)
+
+    def lies(self, i: int) -> int:
+        """Lies node ``i`` has told since it started (its testing aid's count)."""
+        stats = httpx.get(f"{self.urls[i]}/v1/stats", timeout=10.0).json()
+        return int(stats.get("cheat", {}).get("lies", 0))
 
     def stop_all(self) -> None:
         for ref in self.refs.values():
@@ -161,8 +171,10 @@ def run_verify(
                     if mode == "on-off":  # honest again for its first jobs: a fresh node
                         after = ["--cheat-after", str(on_off_after)]
                         nodes.start(CHEATER, ["--threads", "1", *flags, *after])
+                    told = nodes.lies(CHEATER)
                     outcome = _trial(ledger, client_account, model, digest, x[:jobs], trial)
                     outcome["trial"] = trial
+                    outcome["lies"] = nodes.lies(CHEATER) - told
                     false_positives += len(outcome["accused_honest"])
                     if outcome["caught"]:
                         disputes.append(outcome.pop("dispute"))
@@ -170,7 +182,7 @@ def run_verify(
                     outcomes.append(outcome)
                     say(
                         f"{mode} trial {trial + 1}/{trials}: caught={outcome['caught']} "
-                        f"after {outcome['cheater_shards']} shards it delivered"
+                        f"({outcome['lies']} lies told)"
                     )
                 per_mode[mode] = _mode_figures(outcomes)
             say(f"steady state: {steady_jobs} jobs on the honest network, every provider trusted")
@@ -183,6 +195,7 @@ def run_verify(
             devnet_down(directory)
 
     worst = min((m["detection_rate"] for m in per_mode.values()), default=0.0)
+    worst_all = min((m["detection_rate_all_trials"] for m in per_mode.values()), default=0.0)
     caught = [d for d in disputes if d]
     dispute_gas = statistics.median(d["gas"] for d in caught) if caught else None
     slashed = bool(caught) and all(
@@ -191,6 +204,7 @@ def run_verify(
     return {
         "benchmark": "verify",
         "detection_rate": worst,
+        "detection_rate_all_trials": worst_all,
         "false_positives": false_positives,
         "overhead": steady["overhead"],
         "slashed": slashed,
@@ -289,14 +303,25 @@ def _steady(ledger: Ledger, account: Any, model: bytes, x: np.ndarray) -> dict[s
 
 
 def _mode_figures(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    n = len(outcomes)
-    caught = sum(o["caught"] for o in outcomes)
+    cheated = [o for o in outcomes if o["lies"] > 0]
+    n = len(cheated)
+    caught = sum(o["caught"] for o in cheated)
     low, high = _wilson(caught, n)
     return {
-        "trials": n,
+        "trials": len(outcomes),
+        "trials_with_lies": n,
         "caught": caught,
         "detection_rate": caught / n if n else 0.0,
         "detection_rate_95ci": [round(low, 3), round(high, 3)],
+        "detection_rate_all_trials": round(
+            sum(o["caught"] for o in outcomes) / max(1, len(outcomes)), 4
+        ),
+        "lies_median": statistics.median(o["lies"] for o in outcomes),
+        "missed": [
+            {k: o[k] for k in ("trial", "lies", "cheater_shards", "audited", "shards")}
+            for o in outcomes
+            if not o["caught"]
+        ],
         "cheater_shards_median": statistics.median(o["cheater_shards"] for o in outcomes),
         "reruns_per_job": round(
             sum(o["reruns"] for o in outcomes) / max(1, sum(o["shards"] for o in outcomes)), 4

@@ -216,6 +216,12 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
             "vouchers": node.stats.vouchers,
             "redemptions": node.stats.redemptions,
             "channels": node.channels,
+            # a testing aid's own count (never on an honest node): lies told so far
+            **(
+                {"cheat": {"mode": node.cheat.mode, "lies": node.cheat.lies}}
+                if node.cheat is not None
+                else {}
+            ),
             "executor": {
                 "running": s.running,
                 "queued": s.queued,
