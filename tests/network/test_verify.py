@@ -123,6 +123,12 @@ def test_a_cheater_is_caught_and_the_result_is_right(
             bytes.fromhex(signed.signature[2:]),
         )
         assert signer == raw_address(cheater)
+
+        # Assert: the testing aid counts its lies where a benchmark can read them
+        stats = net.http.get(f"{net.nodes[2].url}/v1/stats").json()
+        assert stats["cheat"]["mode"] == mode and stats["cheat"]["lies"] >= 1
+        honest = net.http.get(f"{net.nodes[0].url}/v1/stats").json()
+        assert "cheat" not in honest
     finally:
         client.close()
 

@@ -72,7 +72,23 @@ def test_an_audit_that_agrees_within_tolerance_accuses_nobody() -> None:
     # Assert
     assert out is TRUE
     assert verifier.caught == {} and witnesses.here_runs == 0
-    assert verifier.audit.consistent("a") == verifier.audit.consistent("b") == 1
+    # the audited provider's record grows; a witness's agreement builds it no trust
+    assert (verifier.audit.consistent("a"), verifier.audit.consistent("b")) == (1, 0)
+
+
+def test_a_witness_that_lies_is_caught_and_its_record_reset() -> None:
+    # Prepare: "b" witnesses a shard of an honest "a" and lies
+    verifier, witnesses = _verifier("audit"), Witnesses({"b": WRONG})
+    for _ in range(5):
+        verifier.audit.record("b", ok=True)
+
+    # Execute
+    out = _settle(verifier, Attempt("a", TRUE), witnesses)
+
+    # Assert: the truth comes back, the lying witness is caught, its record starts over
+    assert np.array_equal(out, TRUE)
+    assert set(verifier.caught) == {"b"}
+    assert verifier.audit.consistent("b") == 0 and verifier.audit.failures("b") == 1
 
 
 def test_an_audit_that_disagrees_is_broken_here_and_catches_the_liar() -> None:

@@ -218,7 +218,11 @@ class Verifier:
             if attempt.provider == LOCAL:
                 continue
             ok = self.workload.close_enough(agreed.output, attempt.output)
-            self.audit.record(attempt.provider, ok=ok)
+            # a provider's record grows with its own shards found right; as a witness it is
+            # checked as well (a wrong answer resets its record and catches it), but agreeing
+            # builds no trust: else a cheater could earn its trust by witnessing others
+            if attempt is first or not ok:
+                self.audit.record(attempt.provider, ok=ok)
             if not ok:
                 self.caught[attempt.provider] = Evidence(
                     attempt.provider,
