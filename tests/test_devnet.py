@@ -71,11 +71,11 @@ def test_embedded_devnet_up_and_down(devnet_dir: Path) -> None:
     # Assert: the file, the chain, the contracts, the providers
     assert written == record
     assert {"rpc_url", "chain_id", "contracts", "accounts"} <= set(written)
-    assert set(written["contracts"]) == {"token", "registry", "market", "disputes"}
+    assert set(written["contracts"]) == {"token", "registry", "market", "disputes", "models"}
     assert written["backend"] == "embedded"
     assert len(written["accounts"]) == 4 and steps
     assert w3.eth.chain_id == info.chain_id == written["chain_id"]
-    for name in ("token", "registry", "market", "disputes"):
+    for name in ("token", "registry", "market", "disputes", "models"):
         assert len(w3.eth.get_code(Web3.to_checksum_address(written["contracts"][name]))) > 0
     for account in info.accounts:
         assert token.functions.balanceOf(account.address).call() == 10_000 * TOKEN - (
@@ -155,7 +155,14 @@ def test_devnet_deploys_saves_and_loads_every_registered_contract(
 
     # Assert: saved under its key, loaded, wired, its events indexed; the file still
     # loads with the ledger's own registry (keys it does not know are kept)
-    assert set(record["contracts"]) == {"token", "registry", "market", "disputes", "beacon"}
+    assert set(record["contracts"]) == {
+        "token",
+        "registry",
+        "market",
+        "disputes",
+        "models",
+        "beacon",
+    }
     assert info.deployment.address("beacon") == record["contracts"]["beacon"]
     assert beacon.token() == info.deployment.token
     assert beacon.market() == info.deployment.market
@@ -178,6 +185,7 @@ def test_devnet_file_of_an_older_version_still_loads(
             "registry": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
             "market": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
             "disputes": "0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9",
+            "models": "0xDc64a140Aa3E981100a9becA4E685f962f0cF6C9",
         },
         "accounts": [{"address": a.address, "private_key": a.key_hex} for a in accounts],
         "faucet": accounts[0].address,
@@ -224,7 +232,7 @@ def test_devnet_down_cleans_up_after_processes_that_are_gone(devnet_dir: Path) -
         (
             '{"rpc_url": "http://127.0.0.1:1", "chain_id": 1, "accounts": [],'
             ' "contracts": {"token": "0x1", "registry": "0x2", "market": "0x3",'
-            ' "disputes": "0x4"}}',
+            ' "disputes": "0x4", "models": "0x5"}}',
             "not an Ethereum address",
         ),
     ],

@@ -485,6 +485,102 @@ def _node_specs(url: str) -> dict[str, dict[str, Any]]:
     return {kind: info.specs.get(kind, {}) for kind in info.workloads}
 
 
+model_app = typer.Typer(help="Models on chain: register one, show its lineage.")
+app.add_typer(model_app, name="model")
+
+HashOpt = Annotated[str | None, typer.Option(help="A sha256, 64 hex characters.")]
+
+
+def _sha256_arg(value: str | None, what: str) -> bytes:
+    if value is None:
+        return bytes(32)
+    text = value.removeprefix("0x").lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise IdlegridError(f"{what} must be a sha256 (64 hex characters), not {value!r}")
+    return bytes.fromhex(text)
+
+
+@model_app.command("register")
+def model_register(
+    model: Annotated[Path, typer.Argument(help="The model file (its sha256 names it).")],
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    spec_hash: HashOpt = None,
+    data_hash: HashOpt = None,
+    checkpoints_root: HashOpt = None,
+    parent: HashOpt = None,
+    trainer: Annotated[str | None, typer.Option(help="Who trained it (an address).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a model's lineage on chain (once: the first record stands)."""
+    import hashlib
+
+    from .chain import ModelRegistryClient
+    from .protocol import checksum
+
+    try:
+        digest = hashlib.sha256(model.read_bytes()).digest()
+    except OSError as exc:
+        raise IdlegridError(f"cannot read {model}: {exc.strerror}") from exc
+    key, ledger = _identity(network, account, keystore, default=0)
+    models = ledger.client("models", ModelRegistryClient)
+    tx = models.register(
+        digest,
+        spec_hash=_sha256_arg(spec_hash, "--spec-hash"),
+        data_hash=_sha256_arg(data_hash, "--data-hash"),
+        checkpoints_root=_sha256_arg(checkpoints_root, "--checkpoints-root"),
+        trainer=checksum(trainer) if trainer else "0x" + "00" * 20,
+        parent=_sha256_arg(parent, "--parent"),
+        sender=key,
+    )
+    if as_json:
+        _print_json({"model": digest.hex(), "registrant": key.address, "tx": tx.tx_hash})
+    else:
+        out.print(f"registered model {digest.hex()} by {key.address} (tx {tx.tx_hash})")
+
+
+@model_app.command("show")
+def model_show(
+    model: Annotated[str, typer.Argument(help="The model's sha256.")],
+    network: NetworkOpt = Path("devnet.json"),
+    as_json: JsonFlag = False,
+) -> None:
+    """A model's lineage from the chain: it, the model it was fine-tuned from, and so on."""
+    from datetime import UTC, datetime
+
+    from .chain import ModelRegistryClient
+
+    from .devnet import load_devnet
+
+    digest = _sha256_arg(model, "the model hash")
+    ledger = load_devnet(network).ledger()  # reading needs no key
+    lineage = ledger.client("models", ModelRegistryClient).lineage(digest)
+    if not lineage:
+        raise IdlegridError(f"model {digest.hex()} is not registered")
+    rows = [
+        {
+            "model": r.model.hex(),
+            "spec_hash": r.spec_hash.hex(),
+            "data_hash": r.data_hash.hex(),
+            "checkpoints_root": r.checkpoints_root.hex(),
+            "trainer": r.trainer,
+            "registrant": r.registrant,
+            "registered_at": r.registered_at,
+            "parent": r.parent.hex() if any(r.parent) else None,
+        }
+        for r in lineage
+    ]
+    if as_json:
+        _print_json({"lineage": rows})
+        return
+    for depth, row in enumerate(rows):
+        when = datetime.fromtimestamp(row["registered_at"], UTC).isoformat(timespec="seconds")
+        out.print(f"{'  ' * depth}{row['model']}  registered by {row['registrant']} at {when}")
+        for key in ("spec_hash", "data_hash", "checkpoints_root", "trainer"):
+            out.print(f"{'  ' * depth}  {key}: {row[key]}")
+
+
 channels_app = typer.Typer(
     help="Your payment channels: list them, close them to take back what they did not pay."
 )

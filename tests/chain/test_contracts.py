@@ -39,7 +39,7 @@ def test_registry_lists_the_ledger_in_deployment_order() -> None:
 
     # Assert: the token first (the others take its address), the market after the
     # registry (it is wired to it), the dispute contract last (the market's arbiter)
-    assert keys == ["token", "registry", "market", "disputes"]
+    assert keys == ["token", "registry", "market", "disputes", "models"]
     assert {"ProviderRegistry", "JobMarket", "Disputes"} <= set(followed)
     assert "DisputeResolved" in followed["Disputes"]
     assert "VoucherRedeemed" in followed["JobMarket"]
@@ -59,6 +59,7 @@ def test_extra_contract_is_deployed_wired_and_reachable(
         "registry",
         "market",
         "disputes",
+        "models",
         "beacon",
     }
     assert beacon.token() == ledger.token.address
@@ -125,6 +126,7 @@ def test_load_deployment_success_and_failures() -> None:
         "registry": "0x" + "22" * 20,
         "market": "0x" + "33" * 20,
         "disputes": "0x" + "55" * 20,
+        "models": "0x" + "66" * 20,
     }
 
     # Execute

@@ -8,6 +8,7 @@ the contract's reason. Nothing here returns a web3 or ABI object.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import keccak
@@ -549,6 +550,83 @@ class DisputeClient(ContractClient):
     def resolve(self, dispute: bytes, *, sender: Account) -> TxResult:
         """Settle the dispute and pay everyone (anyone, once voting is over)."""
         return self._send("resolve", _b32(dispute), sender=sender)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model's lineage as the model registry holds it (hashes as bytes; zero = unknown)."""
+
+    model: bytes
+    spec_hash: bytes
+    data_hash: bytes
+    checkpoints_root: bytes
+    parent: bytes
+    trainer: str
+    registrant: str
+    registered_at: int
+
+
+class ModelRegistryClient(ContractClient):
+    """The model registry: each model's lineage (spec, data, checkpoints, trainer, parent)."""
+
+    _name = "ModelRegistry"
+
+    def count(self) -> int:
+        return int(self._call("count"))
+
+    def registered(self, model: bytes) -> bool:
+        return bool(self._call("registered", _b32(model)))
+
+    def model(self, model: bytes) -> ModelRecord | None:
+        """The record of ``model`` (the sha256 of its weights), or None if never registered."""
+        spec, data, root, parent, trainer, registrant, at = self._call("model", _b32(model))
+        if int(at) == 0:
+            return None
+        return ModelRecord(
+            model=_b32(model),
+            spec_hash=bytes(spec),
+            data_hash=bytes(data),
+            checkpoints_root=bytes(root),
+            parent=bytes(parent),
+            trainer=checksum(trainer),
+            registrant=checksum(registrant),
+            registered_at=int(at),
+        )
+
+    def register(
+        self,
+        model: bytes,
+        *,
+        spec_hash: bytes = bytes(32),
+        data_hash: bytes = bytes(32),
+        checkpoints_root: bytes = bytes(32),
+        trainer: str = "0x" + "00" * 20,
+        parent: bytes = bytes(32),
+        sender: Account,
+    ) -> TxResult:
+        """Record ``model``'s lineage (once; zero hashes mean unknown)."""
+        return self._send(
+            "register",
+            _b32(model),
+            _b32(spec_hash),
+            _b32(data_hash),
+            _b32(checkpoints_root),
+            checksum(trainer),
+            _b32(parent),
+            sender=sender,
+        )
+
+    def lineage(self, model: bytes, *, max_depth: int = 64) -> list[ModelRecord]:
+        """``model``'s record, then its parent's, and so on (at most ``max_depth``)."""
+        out: list[ModelRecord] = []
+        current: bytes | None = _b32(model)
+        while current is not None and current != bytes(32) and len(out) < max_depth:
+            record = self.model(current)
+            if record is None:
+                break
+            out.append(record)
+            current = record.parent
+        return out
 
 
 def vote_commitment(dispute: bytes, referee: str, wrong: bool, salt: bytes) -> bytes:

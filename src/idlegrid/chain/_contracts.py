@@ -20,7 +20,14 @@ from typing import Any
 from .._exceptions import ConfigError
 from ..protocol import Account
 from ._backend import ChainBackend
-from ._clients import ContractClient, DisputeClient, MarketClient, RegistryClient, TokenClient
+from ._clients import (
+    ContractClient,
+    DisputeClient,
+    MarketClient,
+    ModelRegistryClient,
+    RegistryClient,
+    TokenClient,
+)
 from ._compile import Artifact, compile_all, compile_file
 from ._index_db import MARKET_EVENTS, REGISTRY_EVENTS, TOKEN_EVENTS, Handler
 from ._index_disputes import DISPUTE_EVENTS, DISPUTE_SCHEMA
@@ -128,6 +135,12 @@ CONTRACTS: tuple[ContractSpec, ...] = (
         events=DISPUTE_EVENTS,
         schema=DISPUTE_SCHEMA,
         wire=_set_arbiter,
+    ),
+    ContractSpec(
+        key="models",
+        name="ModelRegistry",
+        args=lambda cfg, at: [],
+        client=ModelRegistryClient,
     ),
 )
 
