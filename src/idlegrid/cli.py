@@ -550,7 +550,6 @@ def model_show(
     from datetime import UTC, datetime
 
     from .chain import ModelRegistryClient
-
     from .devnet import load_devnet
 
     digest = _sha256_arg(model, "the model hash")
@@ -574,8 +573,8 @@ def model_show(
     if as_json:
         _print_json({"lineage": rows})
         return
-    for depth, row in enumerate(rows):
-        when = datetime.fromtimestamp(row["registered_at"], UTC).isoformat(timespec="seconds")
+    for depth, (row, record) in enumerate(zip(rows, lineage, strict=True)):
+        when = datetime.fromtimestamp(record.registered_at, UTC).isoformat(timespec="seconds")
         out.print(f"{'  ' * depth}{row['model']}  registered by {row['registrant']} at {when}")
         for key in ("spec_hash", "data_hash", "checkpoints_root", "trainer"):
             out.print(f"{'  ' * depth}  {key}: {row[key]}")

@@ -34,8 +34,8 @@ def test_the_package_registers_onnx_and_embed() -> None:
 
 
 def test_an_unknown_kind_is_invalid_input_naming_the_known_ones() -> None:
-    with pytest.raises(InvalidInput, match=r"no workload of kind 'train'.*'onnx'"):
-        get_workload("train")
+    with pytest.raises(InvalidInput, match=r"no workload of kind 'no-such-kind'.*'onnx'"):
+        get_workload("no-such-kind")
 
 
 @pytest.mark.parametrize("name", ["onnx", "ONNX", "", "a b"])

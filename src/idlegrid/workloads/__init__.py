@@ -38,6 +38,7 @@ from ._flops import ModelCost, compute_units, count_flops, metering_reason, mode
 from ._kind_embed import EmbedSpec, EmbedWorkload
 from ._kind_onnx import ATOL, RTOL, THREADS_ENV, OnnxSpec, OnnxWorkload
 from ._kind_sgd import SgdSpec, SgdWorkload, flops_per_step, sgd_dataset, sgd_steps
+from ._kind_train import TrainWorkload as _TrainWorkload
 from ._long import LongPlan, LongWorkload, Segment
 from ._onnx import CPU, CUDA, ModelInfo, OnnxRunner, TensorSpec, model_info, select_providers
 from ._registry import get_workload, register, unregister, workloads
@@ -45,6 +46,7 @@ from ._registry import get_workload, register, unregister, workloads
 register(OnnxWorkload(), replace=True)
 register(EmbedWorkload(), replace=True)
 register(SgdWorkload(), replace=True)
+register(_TrainWorkload(), replace=True)
 
 __all__ = [
     "ATOL",
