@@ -13,10 +13,9 @@ import hashlib
 from collections.abc import Iterator
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
+from idlegrid.bench import softmax_model
 from idlegrid.client import Client
 from idlegrid.protocol import address_bytes as raw_address
 from idlegrid.protocol import array_from_npy, npy_bytes, receipt_digest, recover_digest
@@ -24,31 +23,10 @@ from idlegrid.workloads import CPU, OnnxRunner
 
 from .conftest import DEMO_CLIENT, Network, start_network
 
-ROWS, FEATURES, CLASSES, PER_SHARD = 48, 64, 10, 4
+ROWS, FEATURES, PER_SHARD = 48, 64, 4
 
 
-def _softmax_model() -> bytes:
-    """A float32 model, [N, 64] -> softmax probabilities [N, 10]: a float output, so that
-    the ``noise`` lie must hide under the tolerance."""
-    rng = np.random.default_rng(5)
-    weights = numpy_helper.from_array(rng.standard_normal((FEATURES, CLASSES), np.float32), "w")
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["p"], axis=1),
-        ],
-        "softmax",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, FEATURES])],
-        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [None, CLASSES])],
-        [weights],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-MODEL = _softmax_model()
+MODEL = softmax_model()  # a float output: the noise lie must hide under the tolerance
 X = np.random.default_rng(6).random((ROWS, FEATURES), dtype=np.float32)
 TRUTH = OnnxRunner(providers=[CPU], threads=1).run_first(MODEL, X)
 

@@ -2,6 +2,6 @@
 
 from ._dispatch import run_dispatch
 from ._settlement import run_settlement
-from ._verify import run_verify
+from ._verify import run_verify, softmax_model
 
-__all__ = ["run_dispatch", "run_settlement", "run_verify"]
+__all__ = ["run_dispatch", "run_settlement", "run_verify", "softmax_model"]

@@ -120,13 +120,29 @@ async def drive(client: Client, run: Run, resume: tuple[int, bytes] | None) -> R
         run._events.put(None)
 
 
-async def _drive(client: Client, run: Run, resume: tuple[int, bytes] | None) -> RunResult:
-    plan = run.plan
-    kind = plan.workload.name
+def _begin(plan: LongPlan, resume: tuple[int, bytes] | None) -> tuple[int, bytes | None, RunResult]:
+    """Where a run starts (``resume`` or step 0) and its result so far."""
     step, state = resume if resume is not None else (0, None)
     if not 0 <= step <= plan.total_steps:
         raise InvalidInput(f"resume step {step} is outside 0..{plan.total_steps}")
-    result = RunResult(np.zeros(0), step, False, state or b"")
+    return step, state, RunResult(np.zeros(0), step, False, state or b"")
+
+
+def _end(plan: LongPlan, result: RunResult, step: int, state: bytes | None) -> RunResult:
+    """The run's result once it stopped at ``step`` with checkpoint ``state``."""
+    if state is None:
+        raise InvalidInput("the run was cancelled before its first segment")
+    result.output = plan.result(state)
+    result.steps = step
+    result.cancelled = step < plan.total_steps
+    result.checkpoint = state
+    return result
+
+
+async def _drive(client: Client, run: Run, resume: tuple[int, bytes] | None) -> RunResult:
+    plan = run.plan
+    kind = plan.workload.name
+    step, state, result = _begin(plan, resume)
     units = amount = 0
     failed: set[str] = set()
     session: ProviderSession | None = None
@@ -166,13 +182,7 @@ async def _drive(client: Client, run: Run, resume: tuple[int, bytes] | None) -> 
         except ProviderFailed as exc:
             _fail(run, result, failed, session, step, exc)
             session = None
-    if state is None:
-        raise InvalidInput("the run was cancelled before its first segment")
-    result.output = plan.result(state)
-    result.steps = step
-    result.cancelled = step < plan.total_steps
-    result.checkpoint = state
-    return result
+    return _end(plan, result, step, state)
 
 
 async def _provider(

@@ -19,11 +19,9 @@ import asyncio
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .._exceptions import InvalidInput, PeerError
+from .._exceptions import PeerError
 from ..protocol import RunProgress, RunRequest, RunStarted, npy_bytes
-from ._long import Progress, Run, RunResult, _fail, _provider
+from ._long import Progress, Run, RunResult, _begin, _end, _fail, _provider
 from ._session import ClientChannel, ProviderFailed, ProviderSession
 
 if TYPE_CHECKING:
@@ -48,10 +46,7 @@ async def follow(client: Client, run: Run, resume: tuple[int, bytes] | None) -> 
 async def _follow(client: Client, run: Run, resume: tuple[int, bytes] | None) -> RunResult:
     plan = run.plan
     kind = plan.workload.name
-    step, state = resume if resume is not None else (0, None)
-    if not 0 <= step <= plan.total_steps:
-        raise InvalidInput(f"resume step {step} is outside 0..{plan.total_steps}")
-    result = RunResult(np.zeros(0), step, False, state or b"")
+    step, state, result = _begin(plan, resume)
     totals = [0, 0]  # units, amount over every provider
     failed: set[str] = set()
     while step < plan.total_steps and not run._cancel.is_set():
@@ -70,13 +65,7 @@ async def _follow(client: Client, run: Run, resume: tuple[int, bytes] | None) ->
             if run.checkpoint is not None:
                 step, state = run.checkpoint
             _fail(run, result, failed, session, step, exc)
-    if state is None:
-        raise InvalidInput("the run was cancelled before its first segment")
-    result.output = plan.result(state)
-    result.steps = step
-    result.cancelled = step < plan.total_steps
-    result.checkpoint = state
-    return result
+    return _end(plan, result, step, state)
 
 
 async def _start(
