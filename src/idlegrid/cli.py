@@ -271,6 +271,9 @@ def node_start(
     workers: Annotated[int, typer.Option(help="Concurrent jobs (worker processes).")] = 2,
     job_timeout: Annotated[float, typer.Option(help="Wall-time limit per job, seconds.")] = 30.0,
     memory_mb: Annotated[int, typer.Option(help="Memory limit per worker, MiB (0: none).")] = 4096,
+    train: Annotated[
+        bool, typer.Option(help="Also serve training jobs (needs PyTorch: idlegrid[train]).")
+    ] = False,
     embed: Annotated[
         bool, typer.Option(help="Also serve sentence embeddings (needs idlegrid[embed]).")
     ] = False,
@@ -321,7 +324,11 @@ def node_start(
         typer.Option(help="TESTING AID: answer this fraction of jobs wrongly (0: honest)."),
     ] = 0.0,
     cheat_mode: Annotated[
-        str, typer.Option(help="TESTING AID: how to lie: random, noise, skip or stale.")
+        str,
+        typer.Option(
+            help="TESTING AID: how to lie: random, noise, skip, stale "
+            "(outputs) or skip-steps, interpolate (train runs)."
+        ),
     ] = "random",
     cheat_after: Annotated[
         int, typer.Option(help="TESTING AID: cheat only after this many honest jobs.")
@@ -348,7 +355,7 @@ def node_start(
         workers=workers,
         job_timeout_s=job_timeout,
         memory_mb=memory_mb or None,
-        workloads=("onnx", "sgd", "embed") if embed else ("onnx", "sgd"),
+        workloads=("onnx", "sgd", *(("embed",) if embed else ()), *(("train",) if train else ())),
         redeem_max_age_s=redeem_after,
         upload_allowance_bytes=upload_allowance,
         max_store_bytes=max_store,
@@ -379,9 +386,20 @@ def node_start(
     serve_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))
 
 
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(help="The local model store (default $IDLEGRID_CACHE/models)."),
+]
+
+
 @app.command()
 def infer(
-    model: Annotated[Path, typer.Option(help="ONNX model file.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="ONNX model file, or the sha256 of a registered model in the model store."
+        ),
+    ],
     input: Annotated[Path, typer.Option("--input", help=".npy array of input rows.")],
     output: Annotated[Path, typer.Option(help="Where to write the .npy output.")],
     network: NetworkOpt = Path("devnet.json"),
@@ -390,19 +408,30 @@ def infer(
     rows_per_shard: Annotated[
         int | None, typer.Option(help="Rows per job (default: auto).")
     ] = None,
+    store: StoreOpt = None,
+    unregistered: Annotated[
+        bool, typer.Option(help="Run a model named by hash even if the chain does not know it.")
+    ] = False,
 ) -> None:
     """Run an ONNX model over a batch on the network, paying providers through channels."""
     import numpy as np
 
-    from .client import Client
+    from .client import Client, ModelStore, parse_model_hash
 
     key, ledger = _identity(network, account, keystore, default=0)
     try:
         x = np.load(input, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"cannot read {input} as .npy: {exc}") from exc
+    digest = parse_model_hash(model)
     with Client(key, ledger, progress=True) as client:
-        y = client.infer(model, x, rows_per_shard=rows_per_shard)
+        y = client.infer(
+            digest or Path(model),
+            x,
+            rows_per_shard=rows_per_shard,
+            store=ModelStore(store) if store else None,
+            require_registered=not unregistered,
+        )
         report = client.last_report
     np.save(output, y, allow_pickle=False)
     console.print(
@@ -511,18 +540,24 @@ def model_register(
     checkpoints_root: HashOpt = None,
     parent: HashOpt = None,
     trainer: Annotated[str | None, typer.Option(help="Who trained it (an address).")] = None,
+    store: StoreOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Record a model's lineage on chain (once: the first record stands)."""
+    """Record a model's lineage on chain (once: the first record stands), and keep the
+    file in the local model store, where `idlegrid infer --model HASH` finds it."""
     import hashlib
 
     from .chain import ModelRegistryClient
+    from .client import ModelStore
     from .protocol import checksum
 
     try:
-        digest = hashlib.sha256(model.read_bytes()).digest()
+        data = model.read_bytes()
     except OSError as exc:
         raise IdlegridError(f"cannot read {model}: {exc.strerror}") from exc
+    digest = hashlib.sha256(data).digest()
+    # stored first: a model someone else registered can still be run from here
+    (ModelStore(store) if store else ModelStore.default()).put(data)
     key, ledger = _identity(network, account, keystore, default=0)
     models = ledger.client("models", ModelRegistryClient)
     tx = models.register(
@@ -557,7 +592,7 @@ def model_show(
     lineage = ledger.client("models", ModelRegistryClient).lineage(digest)
     if not lineage:
         raise IdlegridError(f"model {digest.hex()} is not registered")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "model": r.model.hex(),
             "spec_hash": r.spec_hash.hex(),
@@ -567,6 +602,8 @@ def model_show(
             "registrant": r.registrant,
             "registered_at": r.registered_at,
             "parent": r.parent.hex() if any(r.parent) else None,
+            "run": r.run.hex() if any(r.run) else None,
+            "training": _training_row(r.training) if r.training else None,
         }
         for r in lineage
     ]
@@ -575,9 +612,32 @@ def model_show(
         return
     for depth, (row, record) in enumerate(zip(rows, lineage, strict=True)):
         when = datetime.fromtimestamp(record.registered_at, UTC).isoformat(timespec="seconds")
-        out.print(f"{'  ' * depth}{row['model']}  registered by {row['registrant']} at {when}")
+        pad = "  " * depth
+        out.print(f"{pad}{row['model']}  registered by {row['registrant']} at {when}")
         for key in ("spec_hash", "data_hash", "checkpoints_root", "trainer"):
-            out.print(f"{'  ' * depth}  {key}: {row[key]}")
+            out.print(f"{pad}  {key}: {row[key]}")
+        if (training := row["training"]) is not None:
+            out.print(
+                f"{pad}  training run {row['run']}: committed by {training['committer']} "
+                f"in block {training['block']}, {training['intervals']} intervals"
+            )
+            out.print(
+                f"{pad}  verification: {training['outcome']} ({training['checked']} "
+                f"intervals checked, {training['failed']} failed; seed {training['seed']})"
+            )
+
+
+def _training_row(t: Any) -> dict[str, Any]:
+    """A TrainingRecord as JSON: the commitment, the seed, the verification outcome."""
+    return {
+        "committer": t.committer,
+        "block": t.block,
+        "intervals": t.intervals,
+        "seed": t.seed.hex() if any(t.seed) else None,
+        "outcome": t.outcome.name.lower().replace("_", " "),
+        "checked": t.checked,
+        "failed": t.failed,
+    }
 
 
 channels_app = typer.Typer(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from idlegrid.provider._cheat import CHEAT_MODES, Cheat
+from idlegrid.provider._cheat import CHEAT_MODES, TRAIN_MODES, Cheat
 from idlegrid.verify import LocalRunner
 from idlegrid.workloads import get_workload, train_digits_model
 
@@ -28,7 +28,7 @@ def _load(raw: bytes) -> np.ndarray:
     return np.load(io.BytesIO(raw), allow_pickle=False)
 
 
-@pytest.mark.parametrize("mode", CHEAT_MODES)
+@pytest.mark.parametrize("mode", [m for m in CHEAT_MODES if m not in TRAIN_MODES])
 @pytest.mark.parametrize("dtype", [np.float32, np.int64])
 def test_every_lie_has_the_shape_and_dtype_but_is_not_close_enough(mode: str, dtype: type) -> None:
     # Prepare: a cheater on every job; stale needs an older output to replay
@@ -44,6 +44,17 @@ def test_every_lie_has_the_shape_and_dtype_but_is_not_close_enough(mode: str, dt
     # Assert
     assert (lie.dtype, lie.shape) == (honest.dtype, honest.shape)
     assert not ONNX.close_enough(honest, lie)
+
+
+@pytest.mark.parametrize("mode", TRAIN_MODES)
+def test_training_fabrication_leaves_other_outputs_alone(mode: str) -> None:
+    """The training modes fabricate in the worker (``train_steps``): the node's outputs
+    pass untouched, and the worker is told how to fabricate."""
+    cheat = Cheat(1.0, mode, seed=5)
+    honest = _npy(np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert cheat.tamper(None, honest) == honest
+    assert cheat.fabrication() == {"mode": mode, "rate": 1.0, "seed": 5}
+    assert Cheat(1.0, "random").fabrication() is None
 
 
 def test_the_rate_and_the_honest_start() -> None:

@@ -20,14 +20,18 @@ from idlegrid.workloads import LongWorkload, OnnxRunner, get_workload, model_cos
 from idlegrid.workloads._kind_train import (
     TrainSpec,
     TrainWorkload,
-    checkpoint_size,
-    checkpoint_step,
     evaluate,
     export_onnx,
+    initial_state,
+    output_size,
     read_dataset,
     run,
+    state_hash,
+    state_size,
+    state_step,
     train_dataset,
     train_units,
+    unpack_output,
 )
 from idlegrid.workloads._train_models import build, flops_per_sample, param_count
 
@@ -91,15 +95,28 @@ class Node:
 
 
 def segment(node: Node, **overrides: Any) -> bytes:
-    """Check, prepare and run one segment as a node would; its checkpoint ``.npy``."""
+    """Check, prepare and run one segment as a node would (keeping its states as
+    blobs); its output ``.npy``."""
     workload = TrainWorkload()
     spec = workload.parse(fields(**overrides))
     asyncio.run(workload.check(spec, node))  # type: ignore[arg-type]
     prepared = asyncio.run(workload.prepare(spec, node))  # type: ignore[arg-type]
     assert prepared.units == workload.units(spec)
-    out = run(prepared.payload)
-    node.blobs[hashlib.sha256(out).hexdigest()] = out
+    out, states = workload.split_output(spec, run(prepared.payload))
+    for blob in states:
+        node.blobs[hashlib.sha256(blob).hexdigest()] = blob
     return out
+
+
+def last_state(out: bytes) -> np.ndarray:
+    """The final state in a segment's output."""
+    array = array_from_npy(out)
+    return array[1 + 16 * int(array[0]) :]
+
+
+def state_of(out: bytes) -> str:
+    """The digest naming a segment's final state (what the next segment names)."""
+    return state_hash(last_state(out)).hex()
 
 
 def test_registered_as_a_long_kind() -> None:
@@ -124,11 +141,14 @@ def test_training_lowers_the_loss_and_learns_digits() -> None:
     node = Node({DIGEST: DATA})
     spec = TrainSpec.model_validate(fields())
     arrays = read_dataset(DATA, spec)
-    first = array_from_npy(segment(node, steps=1, total_steps=200))
-    out = array_from_npy(segment(node, steps=200))
-    assert out.shape == (checkpoint_size(spec),) and checkpoint_step(out) == 200
+    first = last_state(segment(node, steps=1, total_steps=200))
+    raw = segment(node, steps=200)
+    out = last_state(raw)
+    assert array_from_npy(raw).shape == (output_size(spec.model_copy(update={"steps": 200})),)
+    assert out.shape == (state_size(spec),) and state_step(out) == 200
     before, after = evaluate(spec, first, arrays), evaluate(spec, out, arrays)
-    assert after["loss"] < before["loss"] / 4
+    assert after["val_loss"] < before["val_loss"] / 4
+    assert out[2] < first[2] / 4  # the training loss of the last interval
     assert after["val_accuracy"] > 0.85
 
 
@@ -141,13 +161,62 @@ def test_a_segment_is_deterministic() -> None:
 def test_resuming_from_a_checkpoint_equals_one_run(optimizer: str) -> None:
     """0..60 in one segment equals 0..30 then 30..60 (crossing an epoch: 43 per epoch)."""
     node = Node({DIGEST: DATA})
-    common = {"optimizer": optimizer, "total_steps": 60}
-    whole = array_from_npy(segment(node, steps=60, **common))
+    common = {"optimizer": optimizer, "total_steps": 60, "interval": 30}
+    whole = last_state(segment(node, steps=60, **common))
     half = segment(node, steps=30, **common)
-    resumed = array_from_npy(
-        segment(node, start=30, steps=30, state=hashlib.sha256(half).hexdigest(), **common)
-    )
+    resumed = last_state(segment(node, start=30, steps=30, state=state_of(half), **common))
     np.testing.assert_array_equal(resumed, whole)
+
+
+def test_a_segment_checkpoints_every_interval_and_signs_each_hash() -> None:
+    """Intervals of 8 steps over 30 (the last one shorter): the output names each state,
+    the node keeps each one, and a segment of one interval from any of them replays it."""
+    node = Node({DIGEST: DATA})
+    workload = TrainWorkload()
+    spec = workload.parse(fields(steps=30, interval=8, total_steps=60))
+    raw = segment(node, steps=30, interval=8, total_steps=60)
+    hashes, last = unpack_output(spec, array_from_npy(raw))
+    assert spec.intervals == 4 and len(hashes) == 4
+    states = [array_from_npy(node.blobs[h.hex()]) for h in hashes]
+    assert [state_step(s) for s in states] == [8, 16, 24, 30]
+    np.testing.assert_array_equal(states[-1], last)
+    replay = segment(node, start=16, steps=8, interval=8, total_steps=60, state=hashes[1].hex())
+    np.testing.assert_array_equal(last_state(replay), states[2])
+    assert workload.state_digest(spec, raw) == hashes[-1].hex()
+
+
+def test_the_initial_state_follows_from_the_seed() -> None:
+    spec = TrainSpec.model_validate(fields())
+    first = initial_state(spec)
+    assert state_step(first) == 0 and first.shape == (state_size(spec),)
+    np.testing.assert_array_equal(first, initial_state(spec))
+    other = initial_state(TrainSpec.model_validate(fields(seed=4)))
+    assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("mode", ["skip-steps", "interpolate"])
+def test_the_fabrication_aid_changes_the_trajectory_it_claims(mode: str) -> None:
+    from idlegrid.workloads._kind_train import train_steps
+
+    spec = TrainSpec.model_validate(fields(steps=20, interval=4))
+    x, y, _, _ = read_dataset(DATA, spec)
+    honest = train_steps(spec, None, x, y)
+    fake = train_steps(spec, None, x, y, fabricate={"mode": mode, "rate": 0.5, "seed": 1})
+    assert [state_step(s) for s in fake] == [state_step(s) for s in honest]
+    differs = [not np.array_equal(a, b) for a, b in zip(honest, fake, strict=True)]
+    assert any(differs)
+
+
+def test_a_corrupt_output_is_refused() -> None:
+    node = Node({DIGEST: DATA})
+    spec = TrainWorkload().parse(fields(steps=8, interval=4))
+    out = array_from_npy(segment(node, steps=8, interval=4)).copy()
+    out[17] = (out[17] + 1) % 2**16  # a chunk of the last interval's hash
+    with pytest.raises(InvalidInput, match="last checkpoint hash"):
+        unpack_output(spec, out)
+    out[17] += 0.5
+    with pytest.raises(InvalidInput, match="16-bit"):
+        unpack_output(spec, out)
 
 
 def test_next_fields_and_report() -> None:
@@ -155,13 +224,14 @@ def test_next_fields_and_report() -> None:
     workload = TrainWorkload()
     spec = workload.parse(fields(steps=20, total_steps=50))
     out = segment(node, steps=20, total_steps=50)
-    digest = hashlib.sha256(out).hexdigest()
+    digest = workload.state_digest(spec, out)
+    assert digest == state_of(out)
     nxt = workload.next_fields(spec, digest, 50)
     assert nxt is not None and nxt["start"] == 20 and nxt["state"] == digest
     last = workload.parse({**nxt, "start": 40, "steps": 10})
     assert workload.next_fields(last, digest, 50) is None
     report = workload.report(spec, out, node)  # type: ignore[arg-type]
-    assert set(report) == {"step", "loss", "val_accuracy"} and report["step"] == 20
+    assert set(report) == {"step", "loss"} and report["step"] == 20
 
 
 @pytest.mark.parametrize(
@@ -180,6 +250,12 @@ def test_next_fields_and_report() -> None:
         ({"start": 10}, "state"),
         ({"optimizer": "lbfgs"}, "optimizer"),
         ({"code": "import os"}, "code"),
+        ({"start": 20, "state": "b" * 64, "interval": 8}, "multiple of 8"),
+        ({"steps": 5000, "total_steps": 5000, "interval": 1}, "at most 4096"),
+        (
+            {"model": {**MLP, "hidden": [1000, 1000]}, "steps": 100, "interval": 1},
+            "checkpoint less often",
+        ),
     ],
 )
 def test_bad_specs_are_refused(overrides: dict[str, Any], match: str) -> None:
@@ -207,8 +283,7 @@ def test_data_that_does_not_fit_the_model_is_refused_before_running(
 
 def test_a_checkpoint_of_another_step_is_refused() -> None:
     node = Node({DIGEST: DATA})
-    out = segment(node, steps=10)
-    state = hashlib.sha256(out).hexdigest()
+    state = state_of(segment(node, steps=10))
     workload = TrainWorkload()
     spec = workload.parse(fields(start=20, steps=10, state=state))
     with pytest.raises(InvalidInput, match="not at step 20"):
@@ -228,8 +303,8 @@ def test_cnn_and_transformer_train(model: dict[str, Any]) -> None:
     digest = hashlib.sha256(data).hexdigest()
     node = Node({digest: data})
     spec = TrainSpec.model_validate(fields(model=model, data=digest, batch=16, steps=2))
-    out = array_from_npy(segment(node, model=model, data=digest, batch=16, steps=2))
-    assert out.shape == (checkpoint_size(spec),) and np.isfinite(out).all()
+    out = last_state(segment(node, model=model, data=digest, batch=16, steps=2))
+    assert out.shape == (state_size(spec),) and np.isfinite(out).all()
     export_onnx(spec, out)  # exports without error
 
 
@@ -240,7 +315,7 @@ def test_onnx_export_predicts_as_torch() -> None:
 
     node = Node({DIGEST: DATA})
     spec = TrainSpec.model_validate(fields())
-    state = array_from_npy(segment(node, steps=50))
+    state = last_state(segment(node, steps=50))
     _, _, x_val, _ = read_dataset(DATA, spec)
     net = _network(spec, state).eval()
     with torch.no_grad():
@@ -272,5 +347,6 @@ def test_a_client_run_plans_segments_and_computes_metrics() -> None:
     spec = workload.parse(fields(total_steps=plan.total_steps, steps=20))
     assert segments[0].units == workload.units(spec)
     payload = pickle.dumps({"spec": spec.model_dump(), "data": plan.data, "state": None})
-    metrics = plan.metrics(run(payload))
-    assert set(metrics) == {"step", "loss", "val_accuracy"}
+    out, _ = workload.split_output(spec, run(payload))
+    metrics = plan.metrics(out)
+    assert set(metrics) == {"step", "loss", "val_loss", "val_accuracy"} and metrics["step"] == 20

@@ -166,6 +166,12 @@ async def _drive(client: Client, run: Run, resume: tuple[int, bytes] | None) -> 
             _fail(run, result, failed, session, step, exc)
             session = None
             continue
+        try:
+            plan.accept(segment, out, session.address, "")
+        except InvalidInput as exc:  # signed, checked, but not the kind's layout
+            _fail(run, result, failed, session, step, ProviderFailed(str(exc)))
+            session = None
+            continue
         state = npy_bytes(out)
         step += segment.steps
         units += segment.units

@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import PeerError
+from .._exceptions import InvalidInput, PeerError
 from ..protocol import RunProgress, RunRequest, RunStarted, npy_bytes
 from ._long import Progress, Run, RunResult, _begin, _end, _fail, _provider
 from ._session import ClientChannel, ProviderFailed, ProviderSession
@@ -145,9 +145,14 @@ async def _events(
                 segment.rows,
                 workload.digests(fields),
             )
-            checkpoint = progress.result.result_hash[2:]
-            fields = workload.next_fields(workload.parse(fields), checkpoint, plan.total_steps)
             state = npy_bytes(output)
+            spec = workload.parse(fields)
+            try:
+                plan.accept(segment, output, address, progress.result.job_id)
+                checkpoint = await asyncio.to_thread(workload.state_digest, spec, state)
+            except InvalidInput as exc:  # signed, checked, but not the kind's layout
+                raise PeerError(f"{address}: {exc}") from exc
+            fields = workload.next_fields(spec, checkpoint, plan.total_steps)
             step += segment.steps
             totals[0] += segment.units
             totals[1] += segment.units * price

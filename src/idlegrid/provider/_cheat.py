@@ -16,7 +16,12 @@ evidence against it. Modes:
 * ``skip``: zeros of the declared dtype and shape, as if the work were skipped (the
   aid runs the job to learn the shape; a client sees the same as from a real skip);
 * ``stale``: an older output of the same dtype and row shape, its rows repeated to
-  the job's row count (the first such job is answered honestly: nothing to replay).
+  the job's row count (the first such job is answered honestly: nothing to replay);
+* ``skip-steps`` and ``interpolate``: for ``train`` jobs only (other kinds are answered
+  honestly), the worker fabricates a fraction ``F`` of a run's checkpoint intervals,
+  running half of an interval's steps or none (adding the previous update again) while
+  claiming them all; the intervals are drawn from the seed and the interval's index, so
+  a replay knows which were fabricated (``workloads/_kind_train.py``, ``train_steps``).
 
 The choice of which jobs to cheat on uses the object's own seeded generator, so a
 test sees the same sequence every run.
@@ -31,7 +36,9 @@ import numpy as np
 
 __all__ = ["CHEAT_MODES", "Cheat"]
 
-CHEAT_MODES = ("random", "noise", "skip", "stale")
+#: modes that fabricate training (the worker does it) rather than tamper with outputs
+TRAIN_MODES = ("skip-steps", "interpolate")
+CHEAT_MODES = ("random", "noise", "skip", "stale", *TRAIN_MODES)
 
 
 class Cheat:
@@ -45,15 +52,24 @@ class Cheat:
         if after < 0:
             raise ValueError("cheat after must be >= 0")
         self.rate, self.mode, self.after = rate, mode, after
+        self.seed = seed or 0
         self._rng = np.random.default_rng(seed)
         self._jobs = 0
         #: jobs answered wrongly so far
         self.lies = 0
         self._older: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
 
+    def fabrication(self) -> dict[str, Any] | None:
+        """How a ``train`` worker fabricates intervals (``train_steps``), or None."""
+        if self.mode not in TRAIN_MODES:
+            return None
+        return {"mode": self.mode, "rate": self.rate, "seed": self.seed}
+
     def tamper(self, workload: Any, output: bytes) -> bytes:
         """The ``.npy`` output the node returns for a job whose honest output is
         ``output``: the same bytes, or a lie."""
+        if self.mode in TRAIN_MODES:
+            return output  # the worker fabricates; other kinds are answered honestly
         self._jobs += 1
         lie = self._jobs > self.after and self._rng.random() < self.rate
         honest = np.load(io.BytesIO(output), allow_pickle=False)

@@ -128,8 +128,9 @@ class _Host:
     """What the node lends a workload while it checks and prepares a job
     (``idlegrid.workloads.NodeHost``)."""
 
-    def __init__(self, node: ProviderNode) -> None:
+    def __init__(self, node: ProviderNode, *, honest: bool = False) -> None:
         self._node = node
+        self._honest = honest
         self.metered = node.config.metered
         self.max_blob_bytes = node.config.max_blob_bytes
         self.max_model_bytes = node.config.max_model_bytes
@@ -149,6 +150,14 @@ class _Host:
 
     async def model_cost(self, digest: str) -> ModelFacts:
         return await self._node._model_cost(digest)
+
+    @property
+    def fabrication(self) -> dict[str, Any] | None:
+        """TESTING AID (``_cheat.py``): how this node fabricates training, or None."""
+        cheat = self._node.cheat
+        if self._honest or cheat is None:
+            return None
+        return cheat.fabrication()
 
 
 class ProviderNode:
@@ -372,6 +381,8 @@ class ProviderNode:
                 book.fail_job(job_id, f"{type(exc).__name__}: {exc}")
                 self.stats.jobs_failed += 1
                 raise
+            if workload.side_outputs and outcome.error is None:
+                outcome = await self._keep_side_outputs(workload, spec, outcome, sender)
             if self.cheat is not None and outcome.output is not None and outcome.error is None:
                 lie = self.cheat.tamper(workload, outcome.output)  # signed like the truth
                 outcome = dataclasses.replace(outcome, output=lie)
@@ -415,19 +426,42 @@ class ProviderNode:
             metered=metered,
         )
 
+    async def _keep_side_outputs(
+        self, workload: Workload[Any, Any], spec: Any, outcome: Outcome, client: str
+    ) -> Outcome:
+        """The job's output apart from the blobs its kind keeps for the client (in the
+        store, owned by the client); a result without the kind's layout fails the job."""
+        assert outcome.output is not None
+
+        def keep(raw: bytes) -> bytes:
+            output, side = workload.split_output(spec, raw)
+            for blob in side:
+                self.store.put(blob, owner=client)
+            return output
+
+        try:
+            output = await asyncio.to_thread(keep, outcome.output)
+        except IdlegridError as exc:
+            return dataclasses.replace(outcome, output=None, error=exc)
+        return dataclasses.replace(outcome, output=output)
+
     async def reexecute(self, kind: str, fields: dict[str, Any], *, owner: str) -> bytes:
         """Run a job's spec again here, unbilled and untampered: a referee's check of a
         disputed result. Returns the output's ``.npy`` bytes; raises what a job would
         (InvalidInput for a spec this node refuses, a JobError when it fails here)."""
         workload = get_workload(kind)
         spec = workload.parse(fields)
-        await workload.check(spec, self.host)
+        honest = _Host(self, honest=True)
+        await workload.check(spec, honest)
         with self.store.pin(*workload.blobs(spec)):
-            job = await self._prepare(workload, spec)
+            prepared = await workload.prepare(spec, honest)
             outcome = await self.executor.run(
-                job.task, job.payload, timeout=self.config.job_timeout_s, owner=owner
+                prepared.task, prepared.payload, timeout=self.config.job_timeout_s, owner=owner
             )
-        return outcome.result()
+        raw = outcome.result()
+        if workload.side_outputs:
+            raw, _ = await asyncio.to_thread(workload.split_output, spec, raw)
+        return raw
 
     async def _bill(
         self, req: JobRequest, client: str, outcome: Outcome, units: int, *, metered: bool

@@ -207,7 +207,8 @@ class Runs:
                 result=result,
             )
             run.emit("progress", progress.model_dump(exclude_none=True))
-            next_fields = workload.next_fields(spec, digest, req.total_steps)
+            state = await asyncio.to_thread(workload.state_digest, spec, raw)
+            next_fields = workload.next_fields(spec, state, req.total_steps)
         run.emit("done", {"segments": segments, "units": units, "amount": amount})
 
     async def _report(

@@ -206,6 +206,8 @@ class Workload(ABC, Generic[SpecT, Inputs]):
     #: the spec fields that carry the job's inputs; a receipt hashes them apart from the
     #: rest of the spec (its ``input_hash`` and ``spec_hash``)
     input_fields: ClassVar[tuple[str, ...]] = ()
+    #: whether the worker's result carries blobs besides the output (``split_output``)
+    side_outputs: ClassVar[bool] = False
 
     # -- the spec -------------------------------------------------------------------
     def parse(self, fields: Mapping[str, Any]) -> SpecT:
@@ -279,6 +281,12 @@ class Workload(ABC, Generic[SpecT, Inputs]):
 
     async def check(self, spec: SpecT, node: NodeHost) -> None:
         """Cheap checks before anything is read or parsed (named blobs, their sizes)."""
+
+    def split_output(self, spec: SpecT, raw: bytes) -> tuple[bytes, list[bytes]]:
+        """A kind with ``side_outputs``: the worker's result as the job's output and the
+        blobs the node keeps for the client (``train``: every checkpoint); runs in a
+        thread, InvalidInput when the result does not have the kind's layout."""
+        return raw, []
 
     @abstractmethod
     async def prepare(self, spec: SpecT, node: NodeHost) -> Prepared:

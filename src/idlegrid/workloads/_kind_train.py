@@ -14,17 +14,27 @@ batches (the rest is dropped), so step ``t`` is a pure function of the weights, 
 optimizer state and ``t``; the worker runs one thread with deterministic algorithms.
 
 One job is one segment: ``steps`` steps from step ``start``, from the checkpoint
-``state`` (a blob; none: the seeded initial weights). The checkpoint, the segment's
-output, is one float32 vector: ``[step // 2**24, step % 2**24, parameters,
-optimizer state]`` (Adam: its first then second moments; SGD: nothing), so a run
-resumed from it ends where an uninterrupted one does.
+``state`` (a blob; none: the seeded initial weights). A segment is cut into
+*intervals* of ``interval`` steps (the last may be shorter; default: the whole
+segment), and after each one the worker takes a checkpoint, a *state*: one float32
+vector ``[step // 2**24, step % 2**24, loss, parameters, optimizer state]`` (``loss``
+the mean training loss of the interval's steps; Adam: its first then second moments;
+SGD: nothing), so a run resumed from any state ends where an uninterrupted one does.
+
+The segment's output, the job's signed result, is ``[m, h_1 .. h_m, final state]``:
+the number of intervals, then the sha256 of each interval's state (``state_hash``,
+each as 16 float32 values holding 16 bits), then the last state. So the receipt signs
+every checkpoint of the trajectory, and the states themselves stay on the node (it
+keeps them as blobs of the client's: ``split_output``) for a verifier to fetch the few
+it replays (``idlegrid.verify``, proof-of-learning).
 
 Units (one unit is one FLOP) come from the spec alone: ``3 * flops_per_sample * batch
 * steps`` (a backward pass costs about twice the forward one).
 
 Caps, checked before any work: at most ``MAX_PARAMS`` parameters (a float32 Adam
-checkpoint of at most 3 * 4 * 5M = 60 MB) and an estimated ``MAX_ACTIVATION_BYTES`` of
-activations per batch (``activation_floats * batch * 4``).
+checkpoint of at most 3 * 4 * 5M = 60 MB), an estimated ``MAX_ACTIVATION_BYTES`` of
+activations per batch (``activation_floats * batch * 4``), and at most
+``MAX_SEGMENT_STATE_BYTES`` of states per segment (what the worker hands the node).
 """
 
 from __future__ import annotations
@@ -60,12 +70,22 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "FABRICATIONS",
     "TrainPlan",
     "TrainSpec",
     "TrainWorkload",
     "export_onnx",
+    "initial_state",
+    "output_size",
+    "pack_output",
+    "params_of",
+    "state_hash",
+    "state_size",
+    "state_step",
     "train_dataset",
+    "train_steps",
     "train_units",
+    "unpack_output",
 ]
 
 MAX_PARAMS = 5_000_000
@@ -73,8 +93,17 @@ MAX_ACTIVATION_BYTES = 2 * 2**30
 MAX_SEGMENT_STEPS = 1_000_000
 MAX_TOTAL_STEPS = 2**40
 MAX_BATCH = 4096
-_HEADER = 2  # the step, as two float32 integers below 2**24
+#: the states one segment may hand the node (below the node's default output limit)
+MAX_SEGMENT_STATE_BYTES = 60 * 2**20
+MAX_INTERVALS = 4096
+_HEADER = 3  # the step, as two float32 integers below 2**24, and the interval's loss
+_HASH_FLOATS = 16  # a sha256 as 16 float32 values of 16 bits each
 DIGEST = r"^[0-9a-f]{64}$"
+#: two outputs of one segment agree when their final parameters are within this distance,
+#: relative to the parameters' norm (a referee's replay on another machine)
+STATE_RTOL = 1e-5
+#: how a cheating node fabricates intervals (a testing aid: ``provider/_cheat.py``)
+FABRICATIONS = ("skip-steps", "interpolate")
 
 
 class TrainSpec(_Spec):
@@ -91,8 +120,24 @@ class TrainSpec(_Spec):
     start: int = Field(ge=0, description="the run's step this segment starts at")
     steps: int = Field(ge=1, le=MAX_SEGMENT_STEPS)
     state: str | None = Field(
-        default=None, pattern=DIGEST, description="sha256 of the checkpoint to start from"
+        default=None, pattern=DIGEST, description="sha256 of the state to start from"
     )
+    interval: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SEGMENT_STEPS,
+        description="steps between checkpoints (default: one at the end of the segment)",
+    )
+
+    @property
+    def every(self) -> int:
+        """Steps per interval."""
+        return self.interval or self.steps
+
+    @property
+    def intervals(self) -> int:
+        """Intervals (checkpoints) in this segment."""
+        return -(-self.steps // self.every)
 
     @model_validator(mode="after")
     def _fits(self) -> TrainSpec:
@@ -109,6 +154,17 @@ class TrainSpec(_Spec):
                 f"a batch would keep about {acts} bytes of activations, "
                 f"more than {MAX_ACTIVATION_BYTES}"
             )
+        if self.interval is not None and self.start % self.interval:
+            raise ValueError(
+                f"a segment starts on a checkpoint: start must be a multiple of {self.interval}"
+            )
+        if self.intervals > MAX_INTERVALS:
+            raise ValueError(f"a segment may have at most {MAX_INTERVALS} checkpoints")
+        if self.intervals * 4 * state_size(self) > MAX_SEGMENT_STATE_BYTES:
+            raise ValueError(
+                f"{self.intervals} checkpoints of {4 * state_size(self)} bytes are more than "
+                f"{MAX_SEGMENT_STATE_BYTES} bytes a segment may keep: checkpoint less often"
+            )
         return self
 
 
@@ -117,9 +173,66 @@ def train_units(spec: TrainSpec) -> int:
     return 3 * flops_per_sample(spec.model) * spec.batch * spec.steps
 
 
-def checkpoint_size(spec: TrainSpec) -> int:
-    """Float32 values in a checkpoint of this run."""
+def state_size(spec: TrainSpec) -> int:
+    """Float32 values in a state (a checkpoint) of this run."""
     return _HEADER + param_count(spec.model) * (3 if spec.optimizer == "adam" else 1)
+
+
+def output_size(spec: TrainSpec) -> int:
+    """Float32 values in the output of the segment ``spec``."""
+    return 1 + _HASH_FLOATS * spec.intervals + state_size(spec)
+
+
+def state_hash(state: np.ndarray) -> bytes:
+    """The sha256 naming a state: of its ``.npy`` bytes (a leaf of the run's tree)."""
+    from ..protocol import npy_bytes
+
+    return hashlib.sha256(npy_bytes(np.ascontiguousarray(state, dtype=np.float32))).digest()
+
+
+def state_step(state: np.ndarray) -> int:
+    """The run's step a state was taken at."""
+    return int(state[0]) * 2**24 + int(state[1])
+
+
+def params_of(spec: TrainSpec, state: np.ndarray) -> np.ndarray:
+    """The parameters in a state (``parameters_to_vector`` order)."""
+    return state[_HEADER : _HEADER + param_count(spec.model)]
+
+
+def _hash_values(digest: bytes) -> np.ndarray:
+    return np.frombuffer(digest, dtype=">u2").astype(np.float32)
+
+
+def pack_output(states: list[np.ndarray]) -> np.ndarray:
+    """A segment's output from its interval states: ``[m, h_1 .. h_m, last state]``."""
+    parts = [np.array([len(states)], dtype=np.float32)]
+    parts += [_hash_values(state_hash(s)) for s in states]
+    parts.append(np.asarray(states[-1], dtype=np.float32))
+    return np.concatenate(parts)
+
+
+def unpack_output(spec: TrainSpec, output: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    """``(interval hashes, last state)`` of the segment ``spec``'s output; InvalidInput
+    unless it has the segment's layout and its last hash is its state's."""
+    m = spec.intervals
+    if output.dtype != np.float32 or output.shape != (output_size(spec),) or output[0] != m:
+        raise InvalidInput(
+            f"train output: must be float32 [{output_size(spec)}] of {m} checkpoints"
+        )
+    head = output[1 : 1 + _HASH_FLOATS * m]
+    if not (np.all(head == np.floor(head)) and np.all((head >= 0) & (head < 2**16))):
+        raise InvalidInput("train output: its checkpoint hashes are not 16-bit values")
+    raw = head.astype(">u2").tobytes()
+    hashes = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+    state = output[1 + _HASH_FLOATS * m :]
+    if not np.isfinite(state).all():
+        raise InvalidInput("train output: its state has NaN or Inf")
+    if state_step(state) != spec.start + spec.steps:
+        raise InvalidInput(f"train output: its state is not at step {spec.start + spec.steps}")
+    if state_hash(state) != hashes[-1]:
+        raise InvalidInput("train output: the last checkpoint hash is not its state's")
+    return hashes, state
 
 
 def train_dataset(x: Any, y: Any, x_val: Any, y_val: Any) -> bytes:
@@ -171,20 +284,18 @@ def read_dataset(data: bytes, spec: TrainSpec) -> Arrays:
 
 
 def read_state(data: bytes, spec: TrainSpec) -> np.ndarray:
-    """A checkpoint of this run; InvalidInput unless it has the run's layout."""
+    """A state of this run; InvalidInput unless it has the run's layout."""
     from ..protocol import array_from_npy
 
     state = array_from_npy(data, max_bytes=len(data) + 1)
-    if state.dtype != np.float32 or state.shape != (checkpoint_size(spec),):
-        raise InvalidInput(f"train checkpoint: must be float32 [{checkpoint_size(spec)}]")
+    if state.dtype != np.float32 or state.shape != (state_size(spec),):
+        raise InvalidInput(f"train checkpoint: must be float32 [{state_size(spec)}]")
     if not np.isfinite(state).all():
         raise InvalidInput("train checkpoint: has NaN or Inf")
     return state
 
 
-def checkpoint_step(state: np.ndarray) -> int:
-    """The run's step a checkpoint was taken at."""
-    return int(state[0]) * 2**24 + int(state[1])
+checkpoint_step = state_step
 
 
 class TrainWorkload(LongWorkload[TrainSpec]):
@@ -195,6 +306,7 @@ class TrainWorkload(LongWorkload[TrainSpec]):
     task = "idlegrid.workloads._kind_train:run"
     summary = "PyTorch training of an mlp, cnn or transformer (long-running, checkpointed)"
     input_fields = ("data", "state")
+    side_outputs = True
 
     def units(self, spec: TrainSpec, inputs: Any = None) -> int:
         return train_units(spec)
@@ -203,7 +315,22 @@ class TrainWorkload(LongWorkload[TrainSpec]):
         return OutputSpec("checkpoint", np.dtype(np.float32), ())
 
     def close_enough(self, a: np.ndarray, b: np.ndarray) -> bool:
-        return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-5, atol=1e-6))
+        """Two outputs of one segment agree when they have the same layout, step and
+        interval count and their final states are within the replay tolerance (the
+        interval hashes are bit-exact only on one hardware class, so they are left out)."""
+        if a.shape != b.shape or a.dtype != b.dtype or a.ndim != 1 or len(a) < 1 + _HEADER:
+            return False
+        m = int(a[0])
+        if m != b[0] or not 1 <= m <= MAX_INTERVALS or len(a) <= 1 + _HASH_FLOATS * m + _HEADER:
+            return False
+        sa, sb = a[1 + _HASH_FLOATS * m :], b[1 + _HASH_FLOATS * m :]
+        if state_step(sa) != state_step(sb) or not (
+            np.isfinite(sa).all() and np.isfinite(sb).all()
+        ):
+            return False
+        pa, pb = sa[_HEADER:].astype(np.float64), sb[_HEADER:].astype(np.float64)
+        scale = max(float(np.linalg.norm(pb)), 1e-12)
+        return float(np.linalg.norm(pa - pb)) <= STATE_RTOL * scale
 
     def rows(self, inputs: Any) -> int:
         return 1
@@ -216,9 +343,9 @@ class TrainWorkload(LongWorkload[TrainSpec]):
         if node.blob_size(spec.data) > node.max_blob_bytes:
             raise PayloadTooLarge("the data set is larger than this node's blob limit")
         if spec.state is not None:
-            want = 4 * checkpoint_size(spec)
+            want = 4 * state_size(spec)
             if not want <= node.blob_size(spec.state) <= want + 1024:
-                raise InvalidInput(f"the checkpoint is not float32 [{checkpoint_size(spec)}]")
+                raise InvalidInput(f"the checkpoint is not float32 [{state_size(spec)}]")
 
     async def prepare(self, spec: TrainSpec, node: NodeHost) -> Prepared:
         """The data set and checkpoint are read and checked here, so that a wrong one is
@@ -231,21 +358,47 @@ class TrainWorkload(LongWorkload[TrainSpec]):
             state = None
             if spec.state is not None:
                 state = node.blob(spec.state)
-                if checkpoint_step(read_state(state, spec)) != spec.start:
+                if state_step(read_state(state, spec)) != spec.start:
                     raise InvalidInput(f"the checkpoint is not at step {spec.start}")
-            job = {"spec": spec.model_dump(), "data": data, "state": state}
+            fabricate = getattr(node, "fabrication", None)
+            job = {"spec": spec.model_dump(), "data": data, "state": state, "fabricate": fabricate}
             return pickle.dumps(job, protocol=5)
 
         payload = await asyncio.to_thread(load)
-        return Prepared(self.task, payload, checkpoint_size(spec), self.units(spec))
+        return Prepared(self.task, payload, output_size(spec), self.units(spec))
+
+    def split_output(self, spec: TrainSpec, raw: bytes) -> tuple[bytes, list[bytes]]:
+        """The worker's bundle (the output, then the segment's earlier states) as the
+        segment's output and every interval's state, each as ``.npy`` (the node keeps
+        the states as the client's blobs, for a verifier to fetch)."""
+        from ..protocol import array_from_npy, npy_bytes
+
+        bundle = array_from_npy(raw, max_bytes=len(raw) + 1)
+        size, m, width = output_size(spec), spec.intervals, state_size(spec)
+        if bundle.dtype != np.float32 or bundle.shape != (size + (m - 1) * width,):
+            raise InvalidInput("train worker: its bundle does not have the segment's layout")
+        output = bundle[:size]
+        earlier = bundle[size:].reshape(m - 1, width)
+        states = [npy_bytes(s) for s in earlier] + [npy_bytes(output[size - width :])]
+        return npy_bytes(output), states
 
     def step_after(self, spec: TrainSpec) -> int:
         return spec.start + spec.steps
 
+    def state_digest(self, spec: TrainSpec, output: bytes) -> str:
+        """The last state's sha256, from the output's last interval hash."""
+        from ..protocol import array_from_npy
+
+        hashes, _ = unpack_output(spec, array_from_npy(output, max_bytes=len(output) + 1))
+        return hashes[-1].hex()
+
     def report(self, spec: TrainSpec, checkpoint: bytes, node: NodeHost) -> dict[str, float]:
-        """Training loss and validation accuracy of the checkpoint, on the run's data."""
-        arrays = read_dataset(node.blob(spec.data), spec)
-        return evaluate(spec, read_state(checkpoint, spec), arrays)
+        """The step and the training loss of the segment's last interval (from its
+        state: nothing is evaluated, so reporting costs the node nothing)."""
+        from ..protocol import array_from_npy
+
+        _, state = unpack_output(spec, array_from_npy(checkpoint, max_bytes=len(checkpoint) + 1))
+        return {"step": float(state_step(state)), "loss": float(state[2])}
 
     def next_fields(
         self, spec: TrainSpec, checkpoint: str, total_steps: int
@@ -258,11 +411,16 @@ class TrainWorkload(LongWorkload[TrainSpec]):
 
     # -- on the client ----------------------------------------------------------------
     async def start(self, client: ClientHost, **options: Any) -> TrainPlan:
-        """Options: ``model`` (a model spec), ``x``, ``y``, ``x_val``, ``y_val``,
-        ``segment_steps``, ``epochs`` or ``total_steps``, ``batch`` (32), ``lr``
-        (1e-3), ``optimizer`` ("adam"), ``schedule`` ("constant"), ``seed`` (0)."""
+        """Options: ``model`` (a model spec), ``x``, ``y``, ``x_val``, ``y_val`` (or
+        ``data``: the data set's ``.npz`` bytes), ``segment_steps``, ``epochs`` or
+        ``total_steps``, ``batch`` (32), ``lr`` (1e-3), ``optimizer`` ("adam"),
+        ``schedule`` ("constant"), ``seed`` (0), ``interval`` (steps between
+        checkpoints; default: one per segment; must divide ``segment_steps``)."""
         try:
-            arrays = [options.pop(k) for k in ("x", "y", "x_val", "y_val")]
+            if "data" in options:
+                data = bytes(options.pop("data"))
+            else:
+                data = train_dataset(*[options.pop(k) for k in ("x", "y", "x_val", "y_val")])
             model = options.pop("model")
             segment = int(options.pop("segment_steps"))
         except KeyError as exc:
@@ -270,33 +428,44 @@ class TrainWorkload(LongWorkload[TrainSpec]):
         batch = int(options.pop("batch", 32))
         epochs = options.pop("epochs", None)
         total = options.pop("total_steps", None)
+        interval = options.pop("interval", None)
         if (epochs is None) == (total is None):
             raise InvalidInput("a train run needs exactly one of epochs and total_steps")
-        if epochs is not None:
-            total = int(epochs) * (len(arrays[1]) // max(batch, 1))
         base = {
             "model": model,
             "optimizer": options.pop("optimizer", "adam"),
             "lr": float(options.pop("lr", 1e-3)),
             "schedule": options.pop("schedule", "constant"),
-            "total_steps": int(total),
+            "total_steps": 1,
             "batch": batch,
             "seed": int(options.pop("seed", 0)),
         }
         if options:
             raise InvalidInput(f"unknown options for a train run: {sorted(options)}")
-        data = train_dataset(*arrays)
-        first = self.parse({**base, "data": "0" * 64, "start": 0, "steps": 1})  # checks them
+        probe = self.parse({**base, "data": "0" * 64, "start": 0, "steps": 1})  # checks them
+        arrays = read_dataset(data, probe)
+        if epochs is not None:
+            total = int(epochs) * (len(arrays[1]) // max(batch, 1))
+        base["total_steps"] = int(total)
+        base["model"] = probe.model.model_dump()
         if not 1 <= segment <= MAX_SEGMENT_STEPS:
             raise InvalidInput(f"segment_steps must be 1..{MAX_SEGMENT_STEPS}")
-        base["model"] = first.model.model_dump()
-        plan = TrainPlan(data, read_dataset(data, first), base, segment)
+        if interval is not None:
+            base["interval"] = int(interval)
+            if segment % base["interval"]:
+                raise InvalidInput("interval must divide segment_steps")
+        first = self.parse({**base, "data": "0" * 64, "start": 0, "steps": min(segment, total)})
+        plan = TrainPlan(data, arrays, base, segment)
+        plan.first = first
         plan.workload = self
         return plan
 
 
 class TrainPlan(LongPlan):
-    """A client's ``train`` run."""
+    """A client's ``train`` run: its segments, and every checkpoint hash received (the
+    leaves of the run's tree: the initial state's, then each interval's)."""
+
+    first: TrainSpec
 
     def __init__(
         self, data: bytes, arrays: Arrays, base: dict[str, Any], segment_steps: int
@@ -307,35 +476,92 @@ class TrainPlan(LongPlan):
         self.base = base
         self.total_steps = base["total_steps"]
         self.segment_steps = segment_steps
+        self.interval = base.get("interval") or segment_steps
+        #: the run's leaves so far: ``leaves[i]`` is the state after interval i - 1
+        self.leaves: list[bytes] = []
+        #: who holds the state of each leaf (the provider whose segment made it)
+        self.holders: list[str] = []
+        #: per accepted segment: (start, steps, provider, job id hex)
+        self.jobs: list[tuple[int, int, str, str]] = []
 
-    def _spec(self, start: int, steps: int) -> TrainSpec:
+    def spec(self, start: int, steps: int) -> TrainSpec:
+        """The spec of the segment ``start .. start+steps`` (its state field a placeholder)."""
         state = None if start == 0 else "0" * 64
         return TrainSpec.model_validate(
             {**self.base, "data": self.digest, "start": start, "steps": steps, "state": state}
         )
 
     def segment(self, start: int, steps: int) -> Segment:
-        spec = self._spec(start, steps)
+        spec = self.spec(start, steps)
         expect = OutputSpec("checkpoint", np.dtype(np.float32), ())
-        return Segment(start, steps, train_units(spec), checkpoint_size(spec), expect)
+        return Segment(start, steps, train_units(spec), output_size(spec), expect)
 
     async def upload(self, sink: BlobSink) -> None:
         await sink.put_shared(self.data, self.digest)
 
+    def state_bytes(self, checkpoint: bytes, start: int) -> bytes:
+        """The state a run goes on from at step ``start``: ``checkpoint`` is a state, or
+        the output of the segment that ended there."""
+        from ..protocol import array_from_npy, npy_bytes
+
+        spec = self.spec(0, 1)
+        array = array_from_npy(checkpoint, max_bytes=len(checkpoint) + 1)
+        if array.shape != (state_size(spec),):
+            steps = start - max(0, start - self.segment_steps)
+            if start % self.segment_steps:
+                steps = start % self.segment_steps
+            _, array = unpack_output(self.spec(start - steps, steps), array)
+        if state_step(array) != start or not np.isfinite(array).all():
+            raise InvalidInput(f"the checkpoint is not a state at step {start}")
+        return npy_bytes(array)
+
     async def fields(self, segment: Segment, state: bytes | None, sink: BlobSink) -> dict[str, Any]:
         fields = {**self.base, "data": self.digest, "start": segment.start, "steps": segment.steps}
         if state is not None:
-            fields["state"] = await sink.put_blob(state)
+            fields["state"] = await sink.put_blob(self.state_bytes(state, segment.start))
         return fields
 
+    def accept(self, segment: Segment, output: np.ndarray, provider: str, job_id: str) -> None:
+        """Record a checked segment's checkpoint hashes (InvalidInput, a PeerError for the
+        caller, when its output does not have the segment's layout)."""
+        spec = self.spec(segment.start, segment.steps)
+        hashes, _ = unpack_output(spec, output)
+        if not self.leaves or segment.start == 0:
+            self.leaves = [state_hash(initial_state(spec))]
+            self.holders = [""]
+            self.jobs = []
+        done = segment.start // self.interval
+        del self.leaves[done + 1 :], self.holders[done + 1 :]
+        self.jobs = [j for j in self.jobs if j[0] < segment.start]
+        if len(self.leaves) != done + 1:
+            raise InvalidInput(f"the run has no checkpoint at step {segment.start}")
+        self.leaves += hashes
+        self.holders += [provider] * len(hashes)
+        self.jobs.append((segment.start, segment.steps, provider, job_id))
+
     def metrics(self, state: bytes) -> dict[str, float]:
-        spec = self._spec(0, 1)
-        return evaluate(spec, read_state(state, spec), self.arrays)
+        """The step, the provider's training loss of the last interval, and the
+        validation loss and accuracy computed here."""
+        spec = self.spec(0, 1)
+        last = self._last(state)
+        return {"loss": float(last[2]), **evaluate(spec, last, self.arrays)}
+
+    def _last(self, checkpoint: bytes) -> np.ndarray:
+        from ..protocol import array_from_npy
+
+        spec = self.spec(0, 1)
+        array = array_from_npy(checkpoint, max_bytes=len(checkpoint) + 1)
+        if array.shape == (state_size(spec),):
+            return array
+        return array[len(array) - state_size(spec) :]
+
+    def result(self, state: bytes) -> np.ndarray:
+        """The run's last state."""
+        return self._last(state)
 
     def onnx(self, state: bytes) -> bytes:
         """The trained network of a checkpoint as an ONNX model (``export_onnx``)."""
-        spec = self._spec(0, 1)
-        return export_onnx(spec, read_state(state, spec))
+        return export_onnx(self.spec(0, 1), self._last(state))
 
 
 # -- torch: in the worker, and for the figures and the export -------------------------------
@@ -364,38 +590,110 @@ def _network(spec: TrainSpec, state: np.ndarray | None) -> torch.nn.Module:
     return net
 
 
-def train_steps(
-    spec: TrainSpec, state: np.ndarray | None, x: np.ndarray, y: np.ndarray
+def _optimizer(spec: TrainSpec, net: torch.nn.Module, state: np.ndarray | None) -> Any:
+    import torch
+
+    params = list(net.parameters())
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, foreach=False)
+    opt = torch.optim.Adam(params, lr=spec.lr, foreach=False)
+    if state is not None:
+        _load_moments(spec, opt, state)
+    return opt
+
+
+def _load_moments(spec: TrainSpec, opt: Any, state: np.ndarray) -> None:
+    import torch
+
+    n = param_count(spec.model)
+    m1 = state[_HEADER + n : _HEADER + 2 * n]
+    m2 = state[_HEADER + 2 * n :]
+    offset = 0
+    for p in opt.param_groups[0]["params"]:
+        k = p.numel()
+        opt.state[p] = {
+            "step": torch.tensor(float(state_step(state))),
+            "exp_avg": torch.from_numpy(m1[offset : offset + k].copy()).view_as(p),
+            "exp_avg_sq": torch.from_numpy(m2[offset : offset + k].copy()).view_as(p),
+        }
+        offset += k
+
+
+def _snapshot(
+    spec: TrainSpec, net: torch.nn.Module, opt: Any, step: int, loss: float
 ) -> np.ndarray:
-    """The segment ``spec`` from checkpoint ``state`` (None: the start): the next one."""
+    import torch
+
+    params = list(net.parameters())
+    parts = [np.array([step // 2**24, step % 2**24, loss], dtype=np.float32)]
+    with torch.no_grad():
+        parts.append(torch.nn.utils.parameters_to_vector(params).numpy())
+        if spec.optimizer == "adam":
+            for key in ("exp_avg", "exp_avg_sq"):
+                parts += [
+                    opt.state[p][key].reshape(-1).numpy()
+                    if p in opt.state
+                    else np.zeros(p.numel(), np.float32)
+                    for p in params
+                ]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _restore(spec: TrainSpec, net: torch.nn.Module, opt: Any, state: np.ndarray) -> None:
+    """Load a state's parameters and moments into ``net`` and ``opt`` (the fabrication
+    aid's interpolated states)."""
+    import torch
+
+    with torch.no_grad():
+        flat = torch.from_numpy(params_of(spec, state).copy())
+        torch.nn.utils.vector_to_parameters(flat, net.parameters())
+    if spec.optimizer == "adam":
+        _load_moments(spec, opt, state)
+
+
+def initial_state(spec: TrainSpec) -> np.ndarray:
+    """The run's state at step 0: the weights ``torch.manual_seed(seed)`` gives, zero
+    optimizer state, zero loss (leaf 0 of the run's tree)."""
+    net = _network(spec, None)
+    return _snapshot(spec, net, _optimizer(spec, net, None), 0, 0.0)
+
+
+def _fabricated(fabricate: dict[str, Any] | None, interval: int) -> str | None:
+    """The fabrication aid's choice for a run's interval: None (honest) or the mode."""
+    if not fabricate or fabricate.get("mode") not in FABRICATIONS:
+        return None
+    draw = np.random.default_rng([int(fabricate.get("seed") or 0), interval]).random()
+    return str(fabricate["mode"]) if draw < float(fabricate.get("rate", 0.0)) else None
+
+
+def train_steps(
+    spec: TrainSpec,
+    state: np.ndarray | None,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    fabricate: dict[str, Any] | None = None,
+) -> list[np.ndarray]:
+    """The segment ``spec`` from ``state`` (None: the initial state): the state after
+    each of its intervals, in order.
+
+    ``fabricate`` is the TESTING AID of a cheating node (``{"mode", "rate", "seed"}``):
+    a fabricated interval runs half its steps (``skip-steps``) or none, adding the
+    previous interval's update again (``interpolate``), and claims them all.
+    """
     import torch
 
     torch.use_deterministic_algorithms(True)
     net = _network(spec, state)
     net.train()
-    params = list(net.parameters())
-    n_params = param_count(spec.model)
-    opt: torch.optim.Optimizer
-    if spec.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=spec.lr, foreach=False)
-        if state is not None:
-            m1 = state[_HEADER + n_params : _HEADER + 2 * n_params]
-            m2 = state[_HEADER + 2 * n_params :]
-            offset = 0
-            for p in params:
-                k = p.numel()
-                opt.state[p] = {
-                    "step": torch.tensor(float(spec.start)),
-                    "exp_avg": torch.from_numpy(m1[offset : offset + k].copy()).view_as(p),
-                    "exp_avg_sq": torch.from_numpy(m2[offset : offset + k].copy()).view_as(p),
-                }
-                offset += k
-    else:
-        opt = torch.optim.SGD(params, lr=spec.lr, foreach=False)
+    opt = _optimizer(spec, net, state)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     per_epoch = len(y) // spec.batch
-    order, epoch = None, -1
-    for t in range(spec.start, spec.start + spec.steps):
+    order: torch.Tensor | None = None
+    epoch = -1
+
+    def step(t: int) -> float:
+        nonlocal order, epoch
         if t // per_epoch != epoch:
             epoch = t // per_epoch
             order = torch.from_numpy(np.random.default_rng([spec.seed, epoch]).permutation(len(y)))
@@ -408,14 +706,31 @@ def train_steps(
         loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
-    end = spec.start + spec.steps
-    parts = [np.array([end // 2**24, end % 2**24], dtype=np.float32)]
-    with torch.no_grad():
-        parts.append(torch.nn.utils.parameters_to_vector(params).numpy())
-        if spec.optimizer == "adam":
-            for key in ("exp_avg", "exp_avg_sq"):
-                parts.append(torch.cat([opt.state[p][key].reshape(-1) for p in params]).numpy())
-    return np.concatenate(parts).astype(np.float32)
+        return float(loss.detach())
+
+    k, end = spec.every, spec.start + spec.steps
+    before = state if state is not None else _snapshot(spec, net, opt, spec.start, 0.0)
+    update: np.ndarray | None = None
+    states: list[np.ndarray] = []
+    t = spec.start
+    while t < end:
+        n = min(k, end - t)
+        mode = _fabricated(fabricate, t // k)
+        if mode == "interpolate":
+            after = before.copy()
+            if update is not None:
+                after[_HEADER:] += update
+            _restore(spec, net, opt, after)
+            loss = float(before[2])
+        else:
+            losses = [step(t + i) for i in range(n // 2 if mode == "skip-steps" else n)]
+            loss = float(np.mean(losses)) if losses else float(before[2])
+        t += n
+        after = _snapshot(spec, net, opt, t, loss)
+        update = after[_HEADER:] - before[_HEADER:]
+        states.append(after)
+        before = after
+    return states
 
 
 def _logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
@@ -428,15 +743,16 @@ def _logits(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(spec: TrainSpec, state: np.ndarray, arrays: Arrays) -> dict[str, float]:
-    """``loss`` (mean cross-entropy on the training split) and ``val_accuracy``."""
-    x, y, x_val, y_val = arrays
+    """``step``, ``val_loss`` (mean cross-entropy on the validation split) and
+    ``val_accuracy`` of a state."""
+    _, _, x_val, y_val = arrays
     net = _network(spec, state)
-    logits = _logits(net, x).astype(np.float64)
+    logits = _logits(net, x_val).astype(np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    loss = float(-logp[np.arange(len(y)), y].mean())
-    accuracy = float((_logits(net, x_val).argmax(axis=1) == y_val).mean())
-    return {"step": float(checkpoint_step(state)), "loss": loss, "val_accuracy": accuracy}
+    loss = float(-logp[np.arange(len(y_val)), y_val].mean())
+    accuracy = float((logits.argmax(axis=1) == y_val).mean())
+    return {"step": float(state_step(state)), "val_loss": loss, "val_accuracy": accuracy}
 
 
 def export_onnx(spec: TrainSpec, state: np.ndarray) -> bytes:
@@ -465,7 +781,8 @@ def export_onnx(spec: TrainSpec, state: np.ndarray) -> bytes:
 
 
 def run(payload: bytes) -> bytes:
-    """The worker task: one segment, the next checkpoint as ``.npy``."""
+    """The worker task: one segment. Returns a bundle as ``.npy``: the segment's output,
+    then its earlier interval states (``TrainWorkload.split_output`` takes it apart)."""
     import torch
 
     torch.set_num_threads(1)
@@ -473,4 +790,10 @@ def run(payload: bytes) -> bytes:
     spec = TrainSpec.model_validate(job["spec"])
     x, y, _, _ = read_dataset(job["data"], spec)
     state = None if job["state"] is None else read_state(job["state"], spec)
-    return npy_output(train_steps(spec, state, x, y))
+    states = train_steps(spec, state, x, y, fabricate=job.get("fabricate"))
+    for s in states:
+        if not np.isfinite(s).all():
+            raise InvalidInput(
+                f"training diverged (NaN or Inf) by step {state_step(s)}: lower the learning rate"
+            )
+    return npy_output(np.concatenate([pack_output(states), *states[:-1]]))

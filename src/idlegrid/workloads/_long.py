@@ -68,6 +68,10 @@ class LongPlan:
         """The spec fields of ``segment`` from checkpoint ``state`` (None: the start),
         uploading the checkpoint to ``sink``."""
 
+    def accept(self, segment: Segment, output: np.ndarray, provider: str, job_id: str) -> None:
+        """Record a segment once its result is checked and before it is paid (``train``:
+        its checkpoint hashes); raise InvalidInput to refuse it as the provider's fault."""
+
     def metrics(self, state: bytes) -> dict[str, float]:
         """Metrics of a checkpoint, computed here (the client holds the data)."""
         return {}
@@ -97,6 +101,13 @@ class LongWorkload(Workload[SpecT, Any]):
         holds), sent with the run's progress; runs in a thread. Informative only: the
         client computes the figures it trusts itself (``LongPlan.metrics``)."""
         return {}
+
+    def state_digest(self, spec: SpecT, output: bytes) -> str:
+        """The sha256 naming the state the run goes on from after the segment ``spec``
+        whose output is ``output`` (default: the output itself)."""
+        import hashlib
+
+        return hashlib.sha256(output).hexdigest()
 
     def next_fields(self, spec: SpecT, checkpoint: str, total_steps: int) -> dict[str, Any] | None:
         """A node-driven run's segment after ``spec``, from the checkpoint blob named
