@@ -4,15 +4,37 @@
 @notice The lineage of models, permanent and public: for each model (keyed by
         the sha256 of its weights), the hashes of the spec it was trained from
         and of its dataset, the Merkle root of its training checkpoints, who
-        trained it, who registered it and when, and the model it was fine-tuned
-        from. Anyone may register a model once; the first record stands.
-@dev What a record proves: that `registrant` claimed these hashes at
-     `registered_at`, and (for a parent) that the parent was registered before.
-     What it does not: that the trainer really trained it, or that the weights
-     follow from spec and data; that is the verification's job (proof-of-learning
-     and disputes), whose outcome a later contract records. The registry holds
-     no tokens.
+        trained it, who registered it and when, the model it was fine-tuned
+        from, and, for a model trained on the network, its training run: the
+        commitment made before verification, the seed that chose what to check,
+        and the verification's outcome. Anyone may register a model once; the
+        first record stands.
+@dev Training runs: the run's committer (the client who paid for it) commits
+     spec, data and checkpoints root (`commitTraining`); the hash of the block
+     `SEED_DELAY` blocks later, unknown when the root was committed, becomes
+     the run's seed (`draw`, anyone); the committer records what its
+     verification of the intervals the seed selected found
+     (`recordVerification`), and registers the trained model with the run
+     (`registerTrained`).
+     What a record proves: that the committer fixed the checkpoints root before
+     the seed existed (so the checked intervals could not be chosen to suit the
+     trainer), and that the committer reported this outcome. What it does not:
+     that the replays were really run or that the outcome is true (the
+     committer's word; a provider contests a wrong verdict through the
+     dispute path), nor anything about the intervals not checked beyond the
+     detection probability 1 - (1 - f)^q. The registry holds no tokens.
 """
+
+# blocks between a commitment and the block whose hash is its seed: the
+# committer cannot know (or, short of mining, steer) a hash two blocks ahead
+SEED_DELAY: public(constant(uint256)) = 2
+# the EVM answers BLOCKHASH for the 256 most recent blocks only
+BLOCKHASH_WINDOW: constant(uint256) = 256
+
+NOT_VERIFIED: constant(uint8) = 0
+PASSED: constant(uint8) = 1
+FAILED: constant(uint8) = 2
+
 
 struct Model:
     spec_hash: bytes32
@@ -22,6 +44,26 @@ struct Model:
     trainer: address
     registrant: address
     registered_at: uint256
+    run: bytes32
+
+
+struct Training:
+    spec_hash: bytes32
+    data_hash: bytes32
+    checkpoints_root: bytes32
+    intervals: uint256
+    committer: address
+    commit_block: uint256
+    seed: bytes32
+    outcome: uint8
+    checked: uint256
+    failed: uint256
+    model: bytes32
+
+
+_models: HashMap[bytes32, Model]
+_runs: HashMap[bytes32, Training]
+count: public(uint256)
 
 
 event ModelRegistered:
@@ -32,10 +74,30 @@ event ModelRegistered:
     data_hash: bytes32
     checkpoints_root: bytes32
     parent: bytes32
+    run: bytes32
 
 
-_models: HashMap[bytes32, Model]
-count: public(uint256)
+event TrainingCommitted:
+    run: indexed(bytes32)
+    committer: indexed(address)
+    spec_hash: bytes32
+    data_hash: bytes32
+    checkpoints_root: bytes32
+    intervals: uint256
+    seed_block: uint256
+
+
+event SeedDrawn:
+    run: indexed(bytes32)
+    seed: bytes32
+
+
+event VerificationRecorded:
+    run: indexed(bytes32)
+    committer: indexed(address)
+    passed: bool
+    checked: uint256
+    failed: uint256
 
 
 @external
@@ -50,7 +112,7 @@ def register(
     """
     @notice Record a model's lineage. Zero hashes mean "not known" (a model
             trained elsewhere has no checkpoints root); `parent` is zero or a
-            model registered before.
+            model registered before. The record has no training run.
     @param model The sha256 of the model's weights (its ONNX file, say).
     @param spec_hash The sha256 of the training spec.
     @param data_hash The sha256 of the dataset.
@@ -58,6 +120,185 @@ def register(
     @param trainer Who trained it (a claim; zero when unknown).
     @param parent The model it was fine-tuned from, or zero.
     """
+    self._register(model, spec_hash, data_hash, checkpoints_root, trainer, parent, empty(bytes32))
+
+
+@external
+def commitTraining(
+    run: bytes32,
+    spec_hash: bytes32,
+    data_hash: bytes32,
+    checkpoints_root: bytes32,
+    intervals: uint256,
+):
+    """
+    @notice Commit a training run's checkpoints before anything is verified:
+            once per run id, by its committer (the sender). The seed that
+            selects the intervals to check is the hash of block
+            `block.number + SEED_DELAY`.
+    @param run The run's id (any 32 bytes the committer chooses, not used before).
+    @param spec_hash The sha256 of the training spec.
+    @param data_hash The sha256 of the dataset.
+    @param checkpoints_root The Merkle root of the initial state's hash and the
+           hash of the state after each interval.
+    @param intervals How many intervals the run has (leaves of the tree less one).
+    """
+    assert run != empty(bytes32), "models: zero run id"
+    assert self._runs[run].committer == empty(address), "models: run already committed"
+    assert checkpoints_root != empty(bytes32), "models: zero checkpoints root"
+    assert intervals != 0, "models: no intervals"
+    self._runs[run] = Training(
+        spec_hash=spec_hash,
+        data_hash=data_hash,
+        checkpoints_root=checkpoints_root,
+        intervals=intervals,
+        committer=msg.sender,
+        commit_block=block.number,
+        seed=empty(bytes32),
+        outcome=NOT_VERIFIED,
+        checked=0,
+        failed=0,
+        model=empty(bytes32),
+    )
+    log TrainingCommitted(
+        run=run,
+        committer=msg.sender,
+        spec_hash=spec_hash,
+        data_hash=data_hash,
+        checkpoints_root=checkpoints_root,
+        intervals=intervals,
+        seed_block=block.number + SEED_DELAY,
+    )
+
+
+@external
+def draw(run: bytes32) -> bytes32:
+    """
+    @notice Fix the run's seed: the hash of block `commit block + SEED_DELAY`.
+            Anyone may call it, once that block is mined and while it is one of
+            the 256 most recent; later the commitment has expired (its seed can
+            no longer be read) and the run must be committed again under a new id.
+    @param run The run's id.
+    @return The seed.
+    """
+    # field by field, not the whole struct: each stored word read costs 2,100 gas
+    assert self._runs[run].committer != empty(address), "models: unknown run"
+    assert self._runs[run].seed == empty(bytes32), "models: seed already drawn"
+    seed_block: uint256 = self._runs[run].commit_block + SEED_DELAY
+    assert block.number > seed_block, "models: seed block not mined yet"
+    assert block.number - seed_block <= BLOCKHASH_WINDOW, "models: seed block too old"
+    seed: bytes32 = blockhash(seed_block)
+    self._runs[run].seed = seed
+    log SeedDrawn(run=run, seed=seed)
+    return seed
+
+
+@external
+def recordVerification(run: bytes32, passed: bool, checked: uint256, failed: uint256):
+    """
+    @notice Record what the verification of the run found (its committer, once,
+            after the seed is drawn): `checked` intervals replayed, `failed` of
+            them outside the tolerance. A pass has no failed interval.
+    @param run The run's id.
+    @param passed Whether the run passed.
+    @param checked How many intervals were replayed.
+    @param failed How many of those failed.
+    """
+    committer: address = self._runs[run].committer
+    assert committer != empty(address), "models: unknown run"
+    assert msg.sender == committer, "models: only the committer"
+    assert self._runs[run].seed != empty(bytes32), "models: seed not drawn"
+    assert self._runs[run].outcome == NOT_VERIFIED, "models: already verified"
+    assert checked <= self._runs[run].intervals, "models: more checked than intervals"
+    assert failed <= checked, "models: more failed than checked"
+    assert not passed or failed == 0, "models: a pass with failed intervals"
+    self._runs[run].outcome = PASSED if passed else FAILED
+    self._runs[run].checked = checked
+    self._runs[run].failed = failed
+    log VerificationRecorded(
+        run=run, committer=msg.sender, passed=passed, checked=checked, failed=failed
+    )
+
+
+@external
+def registerTrained(model: bytes32, run: bytes32, trainer: address, parent: bytes32):
+    """
+    @notice Register the model a committed run trained (the run's committer,
+            one model per run): spec, data and checkpoints root are the
+            commitment's, and the record links the run (and so its outcome).
+    @param model The sha256 of the model's weights.
+    @param run The run that trained it.
+    @param trainer Who trained it (the provider; a claim).
+    @param parent The model it was fine-tuned from, or zero.
+    """
+    committer: address = self._runs[run].committer
+    assert committer != empty(address), "models: unknown run"
+    assert msg.sender == committer, "models: only the committer"
+    assert self._runs[run].model == empty(bytes32), "models: run already registered"
+    self._runs[run].model = model
+    self._register(
+        model,
+        self._runs[run].spec_hash,
+        self._runs[run].data_hash,
+        self._runs[run].checkpoints_root,
+        trainer,
+        parent,
+        run,
+    )
+
+
+@external
+@view
+def model(model: bytes32) -> Model:
+    """
+    @notice A model's record (all zeros when it was never registered; `run`
+            zero when it was registered without a training run).
+    @param model The sha256 of the model's weights.
+    """
+    return self._models[model]
+
+
+@external
+@view
+def training(run: bytes32) -> Training:
+    """
+    @notice A training run's commitment, seed and outcome (0 not verified,
+            1 passed, 2 failed); all zeros when it was never committed.
+    @param run The run's id.
+    """
+    return self._runs[run]
+
+
+@external
+@view
+def seed(run: bytes32) -> bytes32:
+    """
+    @notice The run's seed (zero until drawn).
+    @param run The run's id.
+    """
+    return self._runs[run].seed
+
+
+@external
+@view
+def registered(model: bytes32) -> bool:
+    """
+    @notice Whether `model` has a record.
+    @param model The sha256 of the model's weights.
+    """
+    return self._models[model].registered_at != 0
+
+
+@internal
+def _register(
+    model: bytes32,
+    spec_hash: bytes32,
+    data_hash: bytes32,
+    checkpoints_root: bytes32,
+    trainer: address,
+    parent: bytes32,
+    run: bytes32,
+):
     assert model != empty(bytes32), "models: zero model hash"
     assert self._models[model].registered_at == 0, "models: model already registered"
     assert model != parent, "models: a model cannot be its own parent"
@@ -71,6 +312,7 @@ def register(
         trainer=trainer,
         registrant=msg.sender,
         registered_at=block.timestamp,
+        run=run,
     )
     self.count += 1
     log ModelRegistered(
@@ -81,22 +323,5 @@ def register(
         data_hash=data_hash,
         checkpoints_root=checkpoints_root,
         parent=parent,
+        run=run,
     )
-
-
-@external
-@view
-def model(model: bytes32) -> Model:
-    """
-    @notice A model's record (all zeros when it was never registered).
-    """
-    return self._models[model]
-
-
-@external
-@view
-def registered(model: bytes32) -> bool:
-    """
-    @notice Whether `model` has a record.
-    """
-    return self._models[model].registered_at != 0

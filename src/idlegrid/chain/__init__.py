@@ -14,6 +14,8 @@ from ._clients import (
     ModelRegistryClient,
     RegistryClient,
     TokenClient,
+    TrainingOutcome,
+    TrainingRecord,
     deploy_contract,
     vote_commitment,
 )
@@ -86,6 +88,8 @@ __all__ = [
     "Slash",
     "SyncReport",
     "TokenClient",
+    "TrainingOutcome",
+    "TrainingRecord",
     "TxResult",
     "compile_all",
     "compile_file",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 from eth_utils import keccak
@@ -43,8 +44,12 @@ __all__ = [
     "ContractClient",
     "DisputeClient",
     "MarketClient",
+    "ModelRecord",
+    "ModelRegistryClient",
     "RegistryClient",
     "TokenClient",
+    "TrainingOutcome",
+    "TrainingRecord",
     "deploy_contract",
     "vote_commitment",
 ]
@@ -552,9 +557,54 @@ class DisputeClient(ContractClient):
         return self._send("resolve", _b32(dispute), sender=sender)
 
 
+SEED_DELAY = 2
+"""Blocks between a training commitment and the block whose hash seeds its verification
+(``ModelRegistry.SEED_DELAY``)."""
+
+
+class TrainingOutcome(IntEnum):
+    """A training run's verification outcome as the model registry records it."""
+
+    NOT_VERIFIED = 0
+    PASSED = 1
+    FAILED = 2
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """A training run's commitment, seed and verification outcome in the model registry.
+
+    ``block`` is the block the commitment was mined in; the seed is the hash of block
+    ``block + SEED_DELAY`` (zero until drawn). ``model`` is the model registered from
+    the run (zero until then).
+    """
+
+    run: bytes
+    spec_hash: bytes
+    data_hash: bytes
+    checkpoints_root: bytes
+    intervals: int
+    committer: str
+    block: int
+    seed: bytes
+    outcome: TrainingOutcome
+    checked: int
+    failed: int
+    model: bytes = bytes(32)
+
+    @property
+    def seed_block(self) -> int:
+        """The block whose hash is the run's seed."""
+        return self.block + SEED_DELAY
+
+
 @dataclass(frozen=True)
 class ModelRecord:
-    """A model's lineage as the model registry holds it (hashes as bytes; zero = unknown)."""
+    """A model's lineage as the model registry holds it (hashes as bytes; zero = unknown).
+
+    ``run`` is the training run it was registered from (zero for a model registered
+    without one); ``training`` that run's record, with the verification outcome.
+    """
 
     model: bytes
     spec_hash: bytes
@@ -564,24 +614,44 @@ class ModelRecord:
     trainer: str
     registrant: str
     registered_at: int
+    run: bytes = bytes(32)
+    training: TrainingRecord | None = None
+
+    @property
+    def outcome(self) -> TrainingOutcome:
+        """The verification outcome of the run that trained it (NOT_VERIFIED without one)."""
+        return self.training.outcome if self.training else TrainingOutcome.NOT_VERIFIED
 
 
 class ModelRegistryClient(ContractClient):
-    """The model registry: each model's lineage (spec, data, checkpoints, trainer, parent)."""
+    """The model registry: each model's lineage (spec, data, checkpoints, trainer, parent)
+    and the training runs behind models trained on the network.
+
+    A run: :meth:`commit_training` -> :meth:`draw` (or :meth:`wait_seed`) ->
+    :meth:`record_verification` -> :meth:`register_trained`.
+    """
 
     _name = "ModelRegistry"
 
     def count(self) -> int:
         return int(self._call("count"))
 
+    def seed_delay(self) -> int:
+        """The contract's ``SEED_DELAY`` (a cross-check of :data:`SEED_DELAY`)."""
+        return int(self._call("SEED_DELAY"))
+
     def registered(self, model: bytes) -> bool:
         return bool(self._call("registered", _b32(model)))
 
     def model(self, model: bytes) -> ModelRecord | None:
-        """The record of ``model`` (the sha256 of its weights), or None if never registered."""
-        spec, data, root, parent, trainer, registrant, at = self._call("model", _b32(model))
+        """The record of ``model`` (the sha256 of its weights), or None if never registered.
+
+        A model registered from a training run carries that run's record (``training``).
+        """
+        spec, data, root, parent, trainer, registrant, at, run = self._call("model", _b32(model))
         if int(at) == 0:
             return None
+        run = bytes(run)
         return ModelRecord(
             model=_b32(model),
             spec_hash=bytes(spec),
@@ -591,6 +661,8 @@ class ModelRegistryClient(ContractClient):
             trainer=checksum(trainer),
             registrant=checksum(registrant),
             registered_at=int(at),
+            run=run,
+            training=self.training(run) if any(run) else None,
         )
 
     def register(
@@ -604,7 +676,7 @@ class ModelRegistryClient(ContractClient):
         parent: bytes = bytes(32),
         sender: Account,
     ) -> TxResult:
-        """Record ``model``'s lineage (once; zero hashes mean unknown)."""
+        """Record ``model``'s lineage (once; zero hashes mean unknown; no training run)."""
         return self._send(
             "register",
             _b32(model),
@@ -627,6 +699,102 @@ class ModelRegistryClient(ContractClient):
             out.append(record)
             current = record.parent
         return out
+
+    # -- training runs -------------------------------------------------------
+    def commit_training(
+        self,
+        run: bytes,
+        *,
+        spec_hash: bytes,
+        data_hash: bytes,
+        checkpoints_root: bytes,
+        intervals: int,
+        sender: Account,
+    ) -> TxResult:
+        """Commit run ``run``'s checkpoints root (once per run id; ``sender`` is its
+        committer). Its seed is the hash of the block ``SEED_DELAY`` after this one."""
+        return self._send(
+            "commitTraining",
+            _b32(run),
+            _b32(spec_hash),
+            _b32(data_hash),
+            _b32(checkpoints_root),
+            int(intervals),
+            sender=sender,
+        )
+
+    def draw(self, run: bytes, *, sender: Account) -> bytes:
+        """Fix the run's seed (anyone, once the seed block is mined and no more than 256
+        blocks old); returns it."""
+        result = self._send("draw", _b32(run), sender=sender)
+        [event] = self._events("SeedDrawn", result)
+        return bytes(event["seed"])
+
+    def seed(self, run: bytes) -> bytes:
+        """The run's seed (32 zero bytes until drawn)."""
+        return bytes(self._call("seed", _b32(run)))
+
+    def wait_seed(self, run: bytes, *, sender: Account, timeout_s: float = 60.0) -> bytes:
+        """Wait for the run's seed block (on a development chain, which mines only on
+        transactions, empty blocks are mined), draw the seed if nobody has, return it.
+
+        ChainTimeout after ``timeout_s``; InvalidInput for a run never committed."""
+        record = self.training(run)
+        if record is None:
+            raise InvalidInput(f"training run {run.hex()} was never committed")
+        if any(record.seed):
+            return record.seed
+        # the draw needs block.number > seed block; its gas is estimated on the head
+        # (anvil), so the head must already be past the seed block
+        self.backend.wait_for_block(record.seed_block + 1, timeout_s=timeout_s)
+        return self.draw(run, sender=sender)
+
+    def training(self, run: bytes) -> TrainingRecord | None:
+        """Run ``run``'s commitment, seed and outcome, or None if never committed."""
+        raw = self._call("training", _b32(run))
+        spec, data, root, intervals, committer, block, seed, outcome, checked, failed = raw[:10]
+        if int(committer, 16) == 0:  # every commitment has a committer
+            return None
+        return TrainingRecord(
+            run=_b32(run),
+            spec_hash=bytes(spec),
+            data_hash=bytes(data),
+            checkpoints_root=bytes(root),
+            intervals=int(intervals),
+            committer=checksum(committer),
+            block=int(block),
+            seed=bytes(seed),
+            outcome=TrainingOutcome(int(outcome)),
+            checked=int(checked),
+            failed=int(failed),
+            model=bytes(raw[10]),
+        )
+
+    def record_verification(
+        self, run: bytes, *, passed: bool, checked: int, failed: int, sender: Account
+    ) -> TxResult:
+        """Record the run's verification (its committer, once, after the draw):
+        ``checked`` intervals replayed, ``failed`` of them out of tolerance."""
+        return self._send(
+            "recordVerification", _b32(run), bool(passed), int(checked), int(failed),
+            sender=sender,
+        )  # fmt: skip
+
+    def register_trained(
+        self,
+        model: bytes,
+        *,
+        run: bytes,
+        trainer: str,
+        parent: bytes = bytes(32),
+        sender: Account,
+    ) -> TxResult:
+        """Register the model run ``run`` trained (its committer, one model per run):
+        spec, data and checkpoints root come from the run's commitment."""
+        return self._send(
+            "registerTrained", _b32(model), _b32(run), checksum(trainer), _b32(parent),
+            sender=sender,
+        )  # fmt: skip
 
 
 def vote_commitment(dispute: bytes, referee: str, wrong: bool, salt: bytes) -> bytes:

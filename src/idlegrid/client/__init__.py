@@ -7,6 +7,7 @@ from ._disputes import DisputeReport
 from ._http import HttpPool
 from ._long import Failover, Progress, Run, RunResult
 from ._model import ModelRejected, ModelSpec, OutputSpec, probe, read_model
+from ._models import ModelStore, parse_model_hash
 from ._selection import (
     Backoff,
     Candidate,
@@ -25,6 +26,7 @@ from ._session import (
     ProviderRefused,
     ProviderSession,
 )
+from ._train import TrainedModel, TrainJob, load_dataset, load_job
 from ._transport import Response, Stream, Transport
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "Limits",
     "ModelRejected",
     "ModelSpec",
+    "ModelStore",
     "NoProviders",
     "OutputSpec",
     "Progress",
@@ -53,12 +56,17 @@ __all__ = [
     "RunResult",
     "Shard",
     "Stream",
+    "TrainJob",
+    "TrainedModel",
     "Transport",
     "Weights",
     "audits",
     "dispatch",
+    "load_dataset",
+    "load_job",
     "make_shards",
     "open_index",
+    "parse_model_hash",
     "probe",
     "rank",
     "read_model",

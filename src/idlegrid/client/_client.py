@@ -25,13 +25,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .._exceptions import (
+    BlobCorrupt,
+    BlobNotFound,
     ConfigError,
     IdlegridError,
     InvalidInput,
     ProviderRefused,
     UnavailableError,
 )
-from ..chain import ChannelTerms, Indexer, Ledger, RpcBackend
+from ..chain import ChannelTerms, Indexer, Ledger, ModelRegistryClient, RpcBackend
 from ..protocol import Account, node_domain
 from ..verify import (
     AdaptiveAudit,
@@ -51,10 +53,12 @@ from ._dispatch import NoProviders, Shard, dispatch
 from ._disputes import DisputeReport
 from ._disputes import dispute as _dispute
 from ._http import HttpPool
-from ._long import Progress, Run, RunResult, drive, resume_point
+from ._long import Failover, Progress, Run, RunResult, drive, resume_point
+from ._models import ModelStore, parse_model_hash
 from ._runs import follow
 from ._selection import Backoff, Candidate, Weights, rank
 from ._session import ClientChannel, ProviderFailed, ProviderSession, Reserve
+from ._train import TrainedModel
 from ._transport import Transport
 
 __all__ = ["BatchReport", "Client", "ClosedChannel"]
@@ -204,13 +208,19 @@ class Client:
         verify: Verify = "none",
         k: int = 3,
         local: bool = False,
+        store: ModelStore | None = None,
+        require_registered: bool = True,
     ) -> np.ndarray:
         """Run an ONNX model over ``inputs`` (rows) on the network; return its first output.
 
-        ``model`` is a path to an .onnx file, its bytes, or the sha256 of a model
-        already uploaded to the network. Before the first job the model is read and
-        run here on one and two rows (:mod:`idlegrid.client._model`): a job that is
-        wrong for the model fails at once, with a message about the model.
+        ``model`` is a path to an .onnx file, its bytes, or a model's sha256 (64 hex
+        characters, ``sha256:`` prefixed or not) read from the local model ``store``
+        (default :meth:`ModelStore.default`; ``idlegrid model register`` puts models
+        there): InvalidInput when the store lacks it, BlobCorrupt when its file no longer
+        hashes to its name. A model named by hash must be registered in the ledger's
+        model registry unless ``require_registered=False``. Before the first job the
+        model is read and run here on one and two rows (:mod:`idlegrid.client._model`):
+        a job that is wrong for the model fails at once, with a message about the model.
 
         A model whose FLOPs cannot be counted exactly (control flow, data-dependent
         shapes) is metered: each job is billed for the provider's worker CPU time, at
@@ -220,6 +230,8 @@ class Client:
 
         ``verify`` checks results beyond their signatures and bills (see :meth:`run`).
         """
+        if isinstance(model, str) and (digest := parse_model_hash(model)) is not None:
+            model = self._stored_model(digest, store or ModelStore.default(), require_registered)
         return self.run(
             "onnx",
             inputs,
@@ -232,6 +244,28 @@ class Client:
             max_units=max_units,
             budget_s=budget_s,
         )
+
+    def _stored_model(self, digest: str, store: ModelStore, require_registered: bool) -> bytes:
+        """The bytes of model ``digest`` from ``store``, checked against the registry."""
+        if require_registered:
+            try:
+                models = self.ledger.client("models", ModelRegistryClient)
+            except ConfigError:  # a deployment without a model registry
+                models = None
+            if models is not None and not models.registered(bytes.fromhex(digest)):
+                raise InvalidInput(
+                    f"model {digest} is not registered on chain "
+                    "(register it, or pass require_registered=False)"
+                )
+        try:
+            return store.get(digest)
+        except BlobCorrupt:
+            raise
+        except BlobNotFound as exc:
+            raise InvalidInput(
+                f"model {digest} is not in the model store {store.root}: "
+                "`idlegrid model register FILE` puts it there, or pass the file"
+            ) from exc
 
     def embed(
         self,
@@ -327,6 +361,41 @@ class Client:
             if on_progress is not None and isinstance(event, Progress):
                 on_progress(event)
         return run.result()
+
+    def train(
+        self,
+        job: Any,
+        data: Any,
+        *,
+        on_event: Callable[[Progress | Failover], None] | None = None,
+        resume_from: Any = None,
+        register: bool = True,
+        store: ModelStore | None = None,
+    ) -> TrainedModel:
+        """Train a network on the network and return the :class:`TrainedModel`
+        (weights, ONNX, per-epoch metrics, lineage; ``.infer(x)`` runs it here).
+
+        ``job`` is a :class:`TrainJob`, a mapping of its fields or a YAML file; ``data``
+        the data set (an ``.npz`` path or bytes with ``x``, ``y``, ``x_val``, ``y_val``,
+        or those four arrays). Providers are paid per segment and failed over from the
+        last segment received; under the job's ``verify: pol`` (the default) the run is
+        checked by proof-of-learning, disputed when it fails, and its outcome and the
+        model recorded in the ModelRegistry. ``on_event`` sees each segment's
+        :class:`Progress` (step, loss, validation metrics, paid) and each fail-over.
+        See ``client/_train.py``."""
+        from ._train import load_dataset, load_job, train
+
+        if self._closed:
+            raise InvalidInput("client is closed")
+        return train(
+            self,
+            load_job(job),
+            load_dataset(data),
+            on_event=on_event,
+            resume_from=resume_from,
+            register=register,
+            store=store,
+        )
 
     @contextlib.contextmanager
     def _progress_bar(

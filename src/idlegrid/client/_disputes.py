@@ -61,7 +61,7 @@ from ._session import ClientChannel, ProviderSession
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["DisputeReport", "dispute"]
+__all__ = ["DisputeReport", "dispute", "dispute_receipt"]
 
 log = logging.getLogger("idlegrid.client")
 
@@ -95,8 +95,22 @@ async def dispute(
     timeout_s: float,
 ) -> DisputeReport:
     """Dispute the provider of ``evidence`` on chain (see the module's docstring)."""
-    disputes = client.ledger.client("disputes", DisputeClient)
     signed, channel = _pick(client, evidence)
+    return await dispute_receipt(client, signed, channel, blobs, timeout_s=timeout_s)
+
+
+async def dispute_receipt(
+    client: Client,
+    signed: SignedReceipt,
+    channel: ClientChannel,
+    blobs: Mapping[str, bytes],
+    *,
+    timeout_s: float,
+) -> DisputeReport:
+    """Dispute one signed receipt paid on ``channel`` (steps 2 to 5 of the module's
+    docstring): the caller has found its result wrong (``dispute`` by the witnesses'
+    agreement; a ``train`` run by its proof-of-learning replay)."""
+    disputes = client.ledger.client("disputes", DisputeClient)
     receipt: Receipt = signed.receipt
     body = _evidence(receipt.leaf(), signed, blobs)  # a dispute's id is its receipt's leaf
     voucher, voucher_signature, proof = await _redeemed_proof(client, channel, receipt)

@@ -34,7 +34,7 @@ from ._session import Bill, ProviderFailed, ProviderSession
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["Failover", "Progress", "Run", "RunResult"]
+__all__ = ["Failover", "Progress", "Run", "RunResult", "SignedSegment"]
 
 #: segments' worth of deposit a channel is opened (or topped up) with for a run
 DEPOSIT_SEGMENTS = 4
@@ -51,6 +51,19 @@ class Progress:
     amount: int  # tokens (wei) paid so far
     provider: str  # who ran this segment
     checkpoint: str  # sha256 of the checkpoint after it
+
+
+@dataclass(frozen=True)
+class SignedSegment:
+    """A segment as the provider signed it: what a dispute of it needs."""
+
+    start: int
+    steps: int
+    provider: str
+    fields: dict[str, Any]  # the segment's spec fields, as its receipt hashes them
+    receipt: Any  # the Receipt the client rebuilt and checked
+    signature: str  # the provider's signature over it, hex
+    output_npy: bytes  # the output as signed (its sha256 is the receipt's result hash)
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,8 @@ class Run:
         self._future: Future[RunResult] | None = None
         #: the last checkpoint received: (step, .npy bytes), or None before the first
         self.checkpoint: tuple[int, bytes] | None = None
+        #: the segments received, as signed (node-driven runs; the caller may clear it)
+        self.signed: list[SignedSegment] = []
 
     def events(self, timeout: float | None = None) -> Iterator[Progress | Failover]:
         """Progress and fail-over events as they come, until the run ends."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidInput, PeerError
 from ..protocol import RunProgress, RunRequest, RunStarted, npy_bytes
-from ._long import Progress, Run, RunResult, _begin, _end, _fail, _provider
+from ._long import Progress, Run, RunResult, SignedSegment, _begin, _end, _fail, _provider
 from ._session import ClientChannel, ProviderFailed, ProviderSession
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ async def _events(
                 raise PeerError(f"segment ends at step {progress.step}, not {step + segment.steps}")
             if fields is None:
                 raise PeerError("a segment after the run's last one")
-            output, _ = await session.accept_segment(
+            output, receipt = await session.accept_segment(
                 channel,
                 progress.result,
                 segment.units,
@@ -152,6 +152,12 @@ async def _events(
                 checkpoint = await asyncio.to_thread(workload.state_digest, spec, state)
             except InvalidInput as exc:  # signed, checked, but not the kind's layout
                 raise PeerError(f"{address}: {exc}") from exc
+            run.signed.append(
+                SignedSegment(
+                    step, segment.steps, address, dict(fields), receipt,
+                    progress.result.receipt_signature, state,
+                )
+            )  # fmt: skip
             fields = workload.next_fields(spec, checkpoint, plan.total_steps)
             step += segment.steps
             totals[0] += segment.units

@@ -98,7 +98,10 @@ class Runs:
         workload = get_workload(req.kind)
         if not isinstance(workload, LongWorkload):
             raise InvalidInput(f"{req.kind} is not a long-running kind: send it to /v1/jobs")
-        spec = workload.parse(req.spec_fields())
+        fields = req.spec_fields()
+        if "total_steps" in workload.Spec.model_fields:  # a kind whose spec names it too
+            fields["total_steps"] = req.total_steps
+        spec = workload.parse(fields)
         workload.next_fields(spec, "0" * 64, req.total_steps)  # the kind can go on by itself
         if req.unit_price != node.config.unit_price:
             raise InvalidInput(f"price mismatch: this node charges {node.config.unit_price}")

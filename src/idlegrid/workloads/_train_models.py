@@ -186,6 +186,14 @@ def _encoder_class() -> Any:
             )
             self.encoder = nn.TransformerEncoder(layer, m.layers, enable_nested_tensor=False)
             self.head = nn.Linear(m.d_model, m.classes)
+            d = m.d_model
+            for block in self.encoder.layers:
+                # the key bias adds one constant to every score of a query, which softmax
+                # ignores: its true gradient is 0, and the float noise left in it would
+                # make Adam's steps depend on the thread count (replays would differ)
+                block.self_attn.in_proj_bias.register_hook(
+                    lambda g, d=d: torch.cat([g[:d], torch.zeros_like(g[d : 2 * d]), g[2 * d :]])
+                )
 
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:
             h = self.encoder(self.embed(tokens) + self.pos)
