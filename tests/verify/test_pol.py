@@ -340,11 +340,11 @@ def test_verify_run_passes_an_honest_run_fetching_each_state_once(
 @pytest.mark.parametrize("mode", ["skip-steps", "interpolate"])
 def test_verify_run_catches_a_tenth_fabricated_when_it_selects_one(mode: str) -> None:
     # Prepare: 40 intervals of 2 steps, a tenth of them fabricated by the cheating aid,
-    # drawn as it draws them (numpy's default_rng([cheat seed, interval]))
+    # drawn as it draws them (numpy's default_rng([cheat seed, run seed, interval]))
     spec = run_spec(k=2, n=40)
     cheat = {"mode": mode, "rate": 0.1, "seed": 5}
     forged = trajectory_of(spec, cheat)
-    fabricated = {i for i in range(40) if np.random.default_rng([5, i]).random() < 0.1}
+    fabricated = {i for i in range(40) if np.random.default_rng([5, 3, i]).random() < 0.1}
     leaves = leaves_of(forged)
     _, fetch = fetcher(forged)
     assert fabricated

@@ -350,3 +350,29 @@ def test_a_client_run_plans_segments_and_computes_metrics() -> None:
     out, _ = workload.split_output(spec, run(payload))
     metrics = plan.metrics(out)
     assert set(metrics) == {"step", "loss", "val_loss", "val_accuracy"} and metrics["step"] == 20
+
+
+def test_a_cuda_run_is_refused_by_a_node_without_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for nodes without it")
+    workload = TrainWorkload()
+    spec = workload.parse(fields(device="cuda"))
+    with pytest.raises(InvalidInput, match="no CUDA device"):
+        asyncio.run(workload.prepare(spec, Node({DIGEST: DATA})))  # type: ignore[arg-type]
+
+
+def test_a_run_trains_on_the_device_its_spec_names() -> None:
+    """CPU here; on a machine with CUDA the same segment runs on the GPU and its states
+    come back to the host, finite and at the right step."""
+    import torch
+
+    from idlegrid.workloads._kind_train import train_steps
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    spec = TrainSpec.model_validate(fields(steps=8, interval=4, device=device))
+    x, y, _, _ = read_dataset(DATA, spec)
+    states = train_steps(spec, None, x, y)
+    assert [state_step(s) for s in states] == [4, 8]
+    assert all(np.isfinite(s).all() and s.dtype == np.float32 for s in states)

@@ -103,7 +103,11 @@ class TrainJob(BaseModel):
     segment_steps: int | None = Field(default=None, ge=1)
     #: the data set's sha256, when the job names it: other bytes are refused
     data_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    #: the hardware class: ``cuda`` runs go to providers with CUDA, and are replayed on it
+    device: Literal["cpu", "cuda"] = "cpu"
     verify: Literal["pol", "none"] = "pol"
+    #: dispute a failed run's segment on chain (the committee replays it)
+    dispute: bool = True
     #: intervals a ``pol`` verification replays
     checks: int = Field(default=DEFAULT_CHECKS, ge=1, le=4096)
 
@@ -300,7 +304,13 @@ def train(
             f"data hash mismatch: the job names {job.data_hash}, the data is {digest}"
         )
     from ..workloads import get_workload
+    from ..workloads._kind_train import _cuda
 
+    if job.device == "cuda" and job.verify == "pol" and not _cuda():
+        raise InvalidInput(
+            "a cuda run is replayed on CUDA: this machine has none (verify: none, or verify "
+            "from a machine with CUDA)"
+        )
     probe = get_workload("train").parse(
         {**_base(job, 1, None), "data": "0" * 64, "start": 0, "steps": 1}
     )
@@ -347,7 +357,7 @@ def train(
     if job.verify == "pol":
         if _registry(client) is None:
             raise InvalidInput("proof-of-learning needs the ModelRegistry (or verify: none)")
-        _verify(client, model, run, plan, job.checks, arrays)
+        _verify(client, model, run, plan, job.checks, arrays, dispute=job.dispute)
     if register and _registry(client) is not None:
         _register(client, model, result)
     return model
@@ -373,6 +383,8 @@ def _base(job: TrainJob, total: int, interval: int | None) -> dict[str, Any]:
         "batch": job.batch,
         "seed": job.seed,
     }
+    if job.device != "cpu":
+        base["device"] = job.device
     if interval is not None:
         base["interval"] = interval
     return base
@@ -395,6 +407,8 @@ def _verify(
     plan: TrainPlan,
     checks: int,
     arrays: Any,
+    *,
+    dispute: bool,
 ) -> None:
     """Commit, draw, replay (``verify_run``), dispute what fails, record the outcome."""
     models = _registry(client)
@@ -419,7 +433,7 @@ def _verify(
     report = verify_run(run_spec, x, y, leaves, fetch, seed, checks, tolerance=POL_TOLERANCE)
     model.run_id = "0x" + run_id.hex()
     model.verification = report
-    if not report.ok:
+    if not report.ok and dispute:
         model.disputes = _dispute(client, run, plan, report, held)
     models.record_verification(
         run_id,

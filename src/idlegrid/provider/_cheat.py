@@ -20,8 +20,9 @@ evidence against it. Modes:
 * ``skip-steps`` and ``interpolate``: for ``train`` jobs only (other kinds are answered
   honestly), the worker fabricates a fraction ``F`` of a run's checkpoint intervals,
   running half of an interval's steps or none (adding the previous update again) while
-  claiming them all; the intervals are drawn from the seed and the interval's index, so
-  a replay knows which were fabricated (``workloads/_kind_train.py``, ``train_steps``).
+  claiming them all; the intervals are drawn from the aid's seed, the run's seed and the
+  interval's index, so a test knows which were fabricated (``train_steps`` in
+  ``workloads/_kind_train.py``).
 
 The choice of which jobs to cheat on uses the object's own seeded generator, so a
 test sees the same sequence every run.

@@ -7,7 +7,10 @@ learning rate over ``total_steps``, on a data set blob: an ``.npz`` with ``x``, 
 ``[n, *sample]`` (int64 tokens for a transformer), ``y`` int ``[n]`` in ``0 ..
 classes-1``.
 
-It is deterministic on one hardware class: the initial weights follow from
+It trains on the spec's ``device`` (``cpu``, or ``cuda`` on a node that has it; a node
+without CUDA refuses a ``cuda`` run before any work), which is its hardware class: a
+replay must use the same. It is deterministic on one hardware class: the initial
+weights follow from
 ``torch.manual_seed(seed)``; epoch ``e`` visits the training set in the order
 ``numpy.random.default_rng([seed, e]).permutation(n)``, in ``n // batch`` full
 batches (the rest is dropped), so step ``t`` is a pure function of the weights, the
@@ -43,6 +46,7 @@ import asyncio
 import hashlib
 import io
 import math
+import os
 import pickle
 import tempfile
 import warnings
@@ -127,6 +131,10 @@ class TrainSpec(_Spec):
         ge=1,
         le=MAX_SEGMENT_STEPS,
         description="steps between checkpoints (default: one at the end of the segment)",
+    )
+    device: Literal["cpu", "cuda"] = Field(
+        default="cpu",
+        description="the hardware class the run trains on (replays must use the same)",
     )
 
     @property
@@ -351,6 +359,8 @@ class TrainWorkload(LongWorkload[TrainSpec]):
         """The data set and checkpoint are read and checked here, so that a wrong one is
         refused before it runs (not billed)."""
         _need_torch()
+        if spec.device == "cuda" and not _cuda():
+            raise InvalidInput("this node has no CUDA device: it trains runs on device cpu only")
 
         def load() -> bytes:
             data = node.blob(spec.data)
@@ -415,7 +425,8 @@ class TrainWorkload(LongWorkload[TrainSpec]):
         ``data``: the data set's ``.npz`` bytes), ``segment_steps``, ``epochs`` or
         ``total_steps``, ``batch`` (32), ``lr`` (1e-3), ``optimizer`` ("adam"),
         ``schedule`` ("constant"), ``seed`` (0), ``interval`` (steps between
-        checkpoints; default: one per segment; must divide ``segment_steps``)."""
+        checkpoints; default: one per segment; must divide ``segment_steps``), ``device``
+        ("cpu")."""
         try:
             if "data" in options:
                 data = bytes(options.pop("data"))
@@ -440,6 +451,8 @@ class TrainWorkload(LongWorkload[TrainSpec]):
             "batch": batch,
             "seed": int(options.pop("seed", 0)),
         }
+        if "device" in options:
+            base["device"] = options.pop("device")
         if options:
             raise InvalidInput(f"unknown options for a train run: {sorted(options)}")
         probe = self.parse({**base, "data": "0" * 64, "start": 0, "steps": 1})  # checks them
@@ -565,6 +578,12 @@ class TrainPlan(LongPlan):
 
 
 # -- torch: in the worker, and for the figures and the export -------------------------------
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _need_torch() -> None:
     try:
         import torch  # noqa: F401
@@ -613,8 +632,8 @@ def _load_moments(spec: TrainSpec, opt: Any, state: np.ndarray) -> None:
         k = p.numel()
         opt.state[p] = {
             "step": torch.tensor(float(state_step(state))),
-            "exp_avg": torch.from_numpy(m1[offset : offset + k].copy()).view_as(p),
-            "exp_avg_sq": torch.from_numpy(m2[offset : offset + k].copy()).view_as(p),
+            "exp_avg": torch.from_numpy(m1[offset : offset + k].copy()).to(p.device).view_as(p),
+            "exp_avg_sq": torch.from_numpy(m2[offset : offset + k].copy()).to(p.device).view_as(p),
         }
         offset += k
 
@@ -627,11 +646,11 @@ def _snapshot(
     params = list(net.parameters())
     parts = [np.array([step // 2**24, step % 2**24, loss], dtype=np.float32)]
     with torch.no_grad():
-        parts.append(torch.nn.utils.parameters_to_vector(params).numpy())
+        parts.append(torch.nn.utils.parameters_to_vector(params).cpu().numpy())
         if spec.optimizer == "adam":
             for key in ("exp_avg", "exp_avg_sq"):
                 parts += [
-                    opt.state[p][key].reshape(-1).numpy()
+                    opt.state[p][key].reshape(-1).cpu().numpy()
                     if p in opt.state
                     else np.zeros(p.numel(), np.float32)
                     for p in params
@@ -646,7 +665,8 @@ def _restore(spec: TrainSpec, net: torch.nn.Module, opt: Any, state: np.ndarray)
 
     with torch.no_grad():
         flat = torch.from_numpy(params_of(spec, state).copy())
-        torch.nn.utils.vector_to_parameters(flat, net.parameters())
+        device = next(net.parameters()).device
+        torch.nn.utils.vector_to_parameters(flat.to(device), net.parameters())
     if spec.optimizer == "adam":
         _load_moments(spec, opt, state)
 
@@ -658,11 +678,12 @@ def initial_state(spec: TrainSpec) -> np.ndarray:
     return _snapshot(spec, net, _optimizer(spec, net, None), 0, 0.0)
 
 
-def _fabricated(fabricate: dict[str, Any] | None, interval: int) -> str | None:
-    """The fabrication aid's choice for a run's interval: None (honest) or the mode."""
+def _fabricated(fabricate: dict[str, Any] | None, seed: int, interval: int) -> str | None:
+    """The fabrication aid's choice for interval ``interval`` of the run seeded ``seed``:
+    None (honest) or the mode."""
     if not fabricate or fabricate.get("mode") not in FABRICATIONS:
         return None
-    draw = np.random.default_rng([int(fabricate.get("seed") or 0), interval]).random()
+    draw = np.random.default_rng([int(fabricate.get("seed") or 0), seed, interval]).random()
     return str(fabricate["mode"]) if draw < float(fabricate.get("rate", 0.0)) else None
 
 
@@ -684,10 +705,11 @@ def train_steps(
     import torch
 
     torch.use_deterministic_algorithms(True)
-    net = _network(spec, state)
+    device = torch.device(spec.device)
+    net = _network(spec, state).to(device)
     net.train()
     opt = _optimizer(spec, net, state)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     per_epoch = len(y) // spec.batch
     order: torch.Tensor | None = None
     epoch = -1
@@ -697,6 +719,7 @@ def train_steps(
         if t // per_epoch != epoch:
             epoch = t // per_epoch
             order = torch.from_numpy(np.random.default_rng([spec.seed, epoch]).permutation(len(y)))
+            order = order.to(device)
         assert order is not None
         i = (t % per_epoch) * spec.batch
         idx = order[i : i + spec.batch]
@@ -715,7 +738,7 @@ def train_steps(
     t = spec.start
     while t < end:
         n = min(k, end - t)
-        mode = _fabricated(fabricate, t // k)
+        mode = _fabricated(fabricate, spec.seed, t // k)
         if mode == "interpolate":
             after = before.copy()
             if update is not None:
@@ -788,6 +811,7 @@ def run(payload: bytes) -> bytes:
     then its earlier interval states (``TrainWorkload.split_output`` takes it apart)."""
     import torch
 
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     torch.set_num_threads(1)
     job = pickle.loads(payload)
     spec = TrainSpec.model_validate(job["spec"])
