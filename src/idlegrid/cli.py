@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import IdlegridError
+from . import IdlegridError, InvalidInput
 
 app = typer.Typer(
     name="idlegrid",
@@ -470,6 +470,255 @@ def embed(
     )
 
 
+@app.command()
+def train(
+    spec: Annotated[
+        Path | None, typer.Argument(help="The training job, a YAML file (docs/network.md).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="The data set: .npz with x, y, x_val, y_val.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Directory the trained model is written to.")
+    ] = None,
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Go on from the checkpoint a stopped run left in this directory."),
+    ] = None,
+    make_digits: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write scikit-learn's packaged 8x8 digits as a data set here (shaped for "
+            "SPEC's model family; mlp without SPEC) and exit."
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a model on the network: paid per segment, failed over, verified by
+    proof-of-learning, registered with its lineage; writes its weights, ONNX and metrics."""
+    from .client import Client, ModelStore
+    from .client._train import load_dataset, load_job
+
+    if make_digits is not None:
+        family = str(load_job(spec).model.get("family", "mlp")) if spec else "mlp"
+        rows = _write_digits(make_digits, family)
+        console.print(
+            f"{rows} digits ({family}: 1400 to train, the rest to validate) -> {make_digits}"
+        )
+        return
+    if spec is None or data is None or output is None:
+        raise typer.BadParameter("give SPEC, --data and --output (or --make-digits PATH)")
+    job = load_job(spec)
+    blob = load_dataset(data)
+    _check_training(job, blob)  # everything that can be refused before any work
+    point = _read_resume(resume) if resume is not None else None
+    key, ledger = _identity(network, account, keystore, default=0)
+    with Client(key, ledger) as client, _TrainDisplay(not as_json) as display:
+        try:
+            model = client.train(
+                job,
+                blob,
+                on_event=display,
+                resume_from=point,
+                store=ModelStore(store) if store else None,
+            )
+        except (KeyboardInterrupt, IdlegridError) as exc:
+            display.stop()
+            if not display.enabled:  # --json: why each provider was left, on stderr
+                for f in display.failovers:
+                    console.print(f"fail-over at step {f.step}: {f.provider} ({f.reason[:300]})")
+            stopped = getattr(exc, "resume_from", None)
+            if stopped is not None:
+                _write_resume(output, stopped)
+                console.print(
+                    f"stopped at step {stopped.step}: its checkpoint is in {output}; go on with\n"
+                    f"  idlegrid train {spec} --data {data} --output {output} --resume {output}"
+                )
+            if isinstance(exc, KeyboardInterrupt):
+                raise typer.Exit(130) from None
+            raise
+    files = model.save(output)
+    (output / RESUME_FILE).unlink(missing_ok=True)  # a stopped run's, now finished
+    final = model.epochs[-1] if model.epochs else {}
+    if as_json:
+        _print_json(
+            {
+                **model.describe(),
+                "final": final,
+                "epochs": model.epochs,
+                "files": {k: str(v) for k, v in files.items()},
+            }
+        )
+        return
+    _print_trained(model, final, files)
+
+
+#: what a stopped run leaves beside its checkpoint.npy: its step and checkpoint hashes
+RESUME_FILE = "resume.json"
+
+
+class _TrainDisplay:
+    """A progress bar on stderr (step/total, live loss, validation accuracy, tokens paid)
+    and a line per segment and per fail-over; nothing when disabled (``--json``)."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
+
+        self.enabled = enabled
+        self.failovers: list[Any] = []
+        self.bar = Bar(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = self.bar.add_task("training", total=None, stats="")
+
+    def __enter__(self) -> _TrainDisplay:
+        if self.enabled:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+    def __call__(self, event: Any) -> None:
+        from .client import Failover
+
+        if isinstance(event, Failover):
+            self.failovers.append(event)
+        if not self.enabled:
+            return
+        if isinstance(event, Failover):
+            self.bar.console.print(
+                f"[yellow]fail-over[/yellow] at step {event.step}: {event.provider} "
+                f"({event.reason[:160]}); going on elsewhere from the last checkpoint"
+            )
+            return
+        m = event.metrics
+        parts = [f"loss {m['loss']:.4f}"] if "loss" in m else []
+        if "val_loss" in m:
+            parts.append(f"val loss {m['val_loss']:.4f}")
+        if "val_accuracy" in m:
+            parts.append(f"val acc {m['val_accuracy']:.1%}")
+        parts.append(f"paid {_tokens(event.amount)}")
+        stats = " · ".join(parts)
+        done = event.step >= event.total
+        self.bar.update(
+            self.task,
+            completed=event.step,
+            total=event.total,
+            stats=stats,
+            description="verifying" if done else "training",
+        )
+        self.bar.console.print(
+            f"[dim]•[/dim] step {event.step}/{event.total} on {event.provider[:10]}…: {stats}"
+        )
+
+
+def _check_training(job: Any, blob: bytes) -> None:
+    """Refuse what ``Client.train`` would refuse before any work (InvalidInput): the data
+    set's hash, the model, the data set's shapes, the run's layout."""
+    import hashlib
+
+    from .client._train import _base, layout
+    from .workloads import get_workload
+    from .workloads._kind_train import TrainSpec, read_dataset, state_size
+
+    if not blob.startswith(b"PK"):  # an .npz is a zip of .npy files
+        raise InvalidInput("the data set is not an .npz (a zip of x, y, x_val, y_val as .npy)")
+    digest = hashlib.sha256(blob).hexdigest()
+    if job.data_hash is not None and job.data_hash != digest:
+        raise InvalidInput(
+            f"data hash mismatch: the job names {job.data_hash}, the data is {digest}"
+        )
+    probe = get_workload("train").parse(
+        {**_base(job, 1, None), "data": "0" * 64, "start": 0, "steps": 1}
+    )
+    assert isinstance(probe, TrainSpec)
+    arrays = read_dataset(blob, probe)
+    layout(job, len(arrays[1]), state_size(probe))
+
+
+def _write_digits(path: Path, family: str) -> int:
+    """scikit-learn's digits (packaged: no download) as a training data set."""
+    from .verify._pol import digits_data
+    from .workloads._kind_train import train_dataset
+
+    x, y = digits_data(family)
+    try:
+        path.write_bytes(train_dataset(x[:1400], y[:1400], x[1400:], y[1400:]))
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from exc
+    return len(y)
+
+
+def _write_resume(directory: Path, point: Any) -> None:
+    """``checkpoint.npy`` (the state) and ``resume.json`` (its step and hashes so far)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "checkpoint.npy").write_bytes(point.state)
+        (directory / RESUME_FILE).write_text(json.dumps(point.describe(), indent=1))
+    except OSError as exc:
+        console.print(f"[red]could not keep the checkpoint in {directory}: {exc.strerror}[/red]")
+
+
+def _read_resume(directory: Path) -> Any:
+    """The checkpoint a stopped run left in ``directory`` (``_write_resume``)."""
+    from .client import TrainCheckpoint
+
+    try:
+        facts = json.loads((directory / RESUME_FILE).read_text())
+        state = (directory / "checkpoint.npy").read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{directory} has no stopped run's checkpoint: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise InvalidInput(f"{directory / RESUME_FILE} is not JSON ({exc})") from exc
+    if not isinstance(facts, dict):
+        raise InvalidInput(f"{directory / RESUME_FILE} is not a checkpoint's description")
+    return TrainCheckpoint.from_description(facts, state)
+
+
+def _print_trained(model: Any, final: dict[str, float], files: dict[str, Path]) -> None:
+    """The summary of a trained model (stdout)."""
+    run = model.run
+    out.print(f"model {model.model_hash} (sha256 of model.onnx)")
+    line = f"trained {run.steps} steps in {sum(run.segments.values())} segment(s)"
+    if "val_accuracy" in final:
+        line += f" · val accuracy {final['val_accuracy']:.1%} · val loss {final['val_loss']:.4f}"
+    out.print(line)
+    report = model.verification
+    if report is None:
+        out.print("verification: none (the job's verify: none)")
+    else:
+        outcome = "[green]ok[/green]" if report.ok else "[red]failed[/red]"
+        out.print(
+            f"verification: {outcome} · {report.checked} intervals replayed, "
+            f"{len(report.failed)} failed (largest distance {report.max_distance:.3g}) · "
+            f"run {model.run_id}"
+        )
+    for d in model.disputes:
+        out.print(f"dispute {d.dispute}: {d.outcome}")
+    for provider, paid in run.paid.items():
+        segments = run.segments.get(provider, 0)
+        out.print(f"paid {provider}: {_tokens(paid)} tokens for {segments} segment(s)")
+    for f in run.failovers:
+        out.print(f"fail-over at step {f.step}: {f.provider}")
+    out.print("wrote " + ", ".join(str(p) for p in files.values()))
+
+
 @app.command("workloads")
 def workloads_list(
     as_json: JsonFlag = False,
@@ -790,6 +1039,46 @@ def bench_verify(
         table.add_row(
             f"  {mode}", f"{m['caught']}/{m['trials']} caught", f"95% CI {low}-{high}", ""
         )
+    out.print(table)
+
+
+@bench_app.command("train")
+def bench_train(
+    as_json: JsonFlag = False,
+    steps: Annotated[int, typer.Option(help="Steps of the main job (about 60 s).")] = 6400,
+    checks: Annotated[int, typer.Option(help="Intervals a verification replays.")] = 64,
+    trials: Annotated[int, typer.Option(help="Cheating runs per mode.")] = 20,
+    cheat_rate: Annotated[
+        float, typer.Option(help="Fraction of intervals the cheater fabricates.")
+    ] = 0.1,
+) -> None:
+    """Training on the network: throughput, verification cost, cheaters caught."""
+    from .bench import run_train
+
+    result = run_train(
+        steps=steps,
+        checks=checks,
+        trials=trials,
+        cheat_rate=cheat_rate,
+        progress=_progress(not as_json),
+    )
+    if as_json:
+        _print_json(result)
+        return
+    t = result["targets"]
+    table = Table(title="Training on loopback (3 providers; a cheater in the trials)")
+    for col in ("figure", "value", "target", "met"):
+        table.add_column(col, justify="right" if col != "figure" else "left")
+    for key, target, met in (
+        ("throughput_ratio", f">= {t['throughput_ratio_min']}", t["throughput_ratio_met"]),
+        ("verify_fraction", f"<= {t['verify_fraction_max']}", t["verify_fraction_met"]),
+        ("detection_rate", f">= {t['detection_rate_min']}", t["detection_rate_met"]),
+        ("false_positives", f"<= {t['false_positives_max']}", t["false_positives_met"]),
+    ):
+        table.add_row(key, str(result[key]), target, str(met))
+    table.add_row("final_accuracy", str(result["final_accuracy"]), "", "")
+    table.add_row("local_accuracy", str(result["local_accuracy"]), "", "")
+    table.add_row("slashed", str(result["slashed"]), "True", str(result["slashed"]))
     out.print(table)
 
 

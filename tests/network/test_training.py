@@ -44,7 +44,7 @@ def serve_train(net: Network, *, cheat: list[str] | None = None, only: int | Non
     """Restart the nodes so that they serve ``train`` (only node ``only``, if given; it
     with the ``cheat`` flags)."""
     for node in net.nodes:
-        argv = list(node.argv)
+        argv = node.argv[: node.argv.index("--train")] if "--train" in node.argv else node.argv
         if only is None or node.index == only:
             argv += ["--train", *(cheat or [])]
         net.nodes[node.index - 1] = net.replace(node, argv)

@@ -26,7 +26,7 @@ from ._session import (
     ProviderRefused,
     ProviderSession,
 )
-from ._train import TrainedModel, TrainJob, load_dataset, load_job
+from ._train import TrainCheckpoint, TrainedModel, TrainJob, load_dataset, load_job
 from ._transport import Response, Stream, Transport
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "RunResult",
     "Shard",
     "Stream",
+    "TrainCheckpoint",
     "TrainJob",
     "TrainedModel",
     "Transport",

@@ -52,8 +52,10 @@ async def _follow(client: Client, run: Run, resume: tuple[int, bytes] | None) ->
     while step < plan.total_steps and not run._cancel.is_set():
         first = plan.segment(step, min(plan.segment_steps, plan.total_steps - step))
         session = await _provider(client, kind, failed, first.units, channel=False)
-        try:  # the node runs ahead of no voucher: the channel must hold the rest of the run
-            rest = sum(s.units for s in plan.segments(step)) * session.candidate.unit_price
+        try:  # the node runs ahead of no voucher: the channel must hold the rest of the run,
+            # and the node holds a whole segment's budget for a shorter last one
+            units = sum(s.units for s in plan.segments(step)) + first.units
+            rest = units * session.candidate.unit_price
             channel = await client._channels.open_dedicated(session, rest)
             await plan.upload(session)
             fields = await plan.fields(first, state, session)

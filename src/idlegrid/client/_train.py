@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CHECKS",
+    "TrainCheckpoint",
     "TrainJob",
     "TrainedModel",
     "load_dataset",
@@ -178,6 +179,12 @@ class TrainedModel:
     verification: PolReport | None  # None under the ``none`` policy
     disputes: list[DisputeReport] = field(default_factory=list)
     lineage: list[ModelRecord] = field(default_factory=list)
+    #: the run's tree: the initial state's hash, then each interval's
+    leaves: list[bytes] = field(default_factory=list, repr=False)
+    #: the chain's seed that selected the intervals checked (empty when unverified)
+    seed: bytes = b""
+    #: fetches a state of the run by its hash (from the client, or its provider)
+    fetch_state: Callable[[bytes], np.ndarray] | None = field(default=None, repr=False)
     _client: Client | None = field(default=None, repr=False)
 
     @property
@@ -258,6 +265,47 @@ class TrainedModel:
         }
 
 
+@dataclass(frozen=True)
+class TrainCheckpoint:
+    """Where a stopped training run goes on from (``resume_from`` of ``Client.train``).
+
+    An error that stops a run (or a Ctrl-C) after a segment was received carries one as
+    its ``resume_from`` attribute (None before the first segment)."""
+
+    step: int
+    state: bytes  # the state at ``step``, as .npy (float32)
+    leaves: tuple[bytes, ...]  # the run's checkpoint hashes so far (leaf 0: the initial state)
+    holders: tuple[str, ...]  # the provider that keeps each leaf's state ("" for leaf 0)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able, without the state (``resume.json`` of ``idlegrid train``)."""
+        return {
+            "step": self.step,
+            "state": hashlib.sha256(self.state).hexdigest(),
+            "leaves": [h.hex() for h in self.leaves],
+            "holders": list(self.holders),
+        }
+
+    @classmethod
+    def from_description(cls, facts: Mapping[str, Any], state: bytes) -> TrainCheckpoint:
+        """The checkpoint ``describe`` wrote, with its state; InvalidInput if they differ."""
+        try:
+            point = cls(
+                int(facts["step"]),
+                state,
+                tuple(bytes.fromhex(h) for h in facts["leaves"]),
+                tuple(str(a) for a in facts["holders"]),
+            )
+            digest = str(facts["state"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"not a training checkpoint's description ({exc})") from None
+        if hashlib.sha256(state).hexdigest() != digest:
+            raise InvalidInput("the checkpoint's state is not the one its description names")
+        if len(point.leaves) != len(point.holders) or not point.leaves:
+            raise InvalidInput("the checkpoint's description has no checkpoint hashes")
+        return point
+
+
 def _canonical(spec: TrainSpec) -> bytes:
     """The run's spec without what changes per segment (its hash names the run)."""
     fields = spec.model_dump(exclude={"start", "steps", "state"})
@@ -319,32 +367,41 @@ def train(
     total, k, segment = layout(job, len(arrays[1]), state_size(probe))
     options = _base(job, total, k)
     options.pop("total_steps")
+    resume, restored = _resume_point(resume_from, job, k)
     run = client.start(
         "train",
         node_driven=True,
-        resume_from=resume_from,
+        resume_from=resume,
         data=data,
         total_steps=total,
         segment_steps=segment,
+        **restored,
         **options,
     )
-    per_epoch = len(arrays[1]) // job.batch
-    epochs: list[dict[str, float]] = []
-    for event in run.events():
-        if isinstance(event, Progress) and (
-            event.step % per_epoch < segment or event.step == total
-        ):
-            epochs.append({"epoch": event.step / per_epoch, **event.metrics})
-        if on_event is not None:
-            on_event(event)
-    result = run.result()
-    if result.cancelled:
-        raise InvalidInput(
-            f"the training run stopped at step {result.steps} of {total}: resume it from "
-            "its checkpoint (resume_from=(steps, checkpoint))"
-        )
     plan = run.plan
     assert isinstance(plan, TrainPlan)
+    per_epoch = len(arrays[1]) // job.batch
+    epochs: list[dict[str, float]] = []
+    try:
+        for event in run.events():
+            if isinstance(event, Progress) and (
+                event.step % per_epoch < segment or event.step == total
+            ):
+                epochs.append({"epoch": event.step / per_epoch, **event.metrics})
+            if on_event is not None:
+                on_event(event)
+        result = run.result()
+        if result.cancelled:
+            raise InvalidInput(
+                f"the training run stopped at step {result.steps} of {total}: resume it from "
+                "the checkpoint this error carries (its resume_from)"
+            )
+    except BaseException as exc:  # Ctrl-C too: stop the run, say where it can go on from
+        run.cancel()
+        if run._future is not None:  # now: the segment under way is not waited for
+            run._future.cancel()
+        exc.resume_from = _stopped_at(run, plan)  # type: ignore[attr-defined]
+        raise
     spec = plan.spec(0, min(segment, total))
     state = plan.result(result.checkpoint)
     onnx = export_onnx(spec, state)
@@ -353,6 +410,8 @@ def train(
     model = TrainedModel(
         spec, state, onnx, model_hash, epochs, result, "", "0x" + root.hex(), None, _client=client
     )
+    model.leaves = list(plan.leaves)
+    model.fetch_state = _Fetcher(client, plan, _held_states(run.signed, plan))
     _keep(store, onnx)
     if job.verify == "pol":
         if _registry(client) is None:
@@ -361,6 +420,44 @@ def train(
     if register and _registry(client) is not None:
         _register(client, model, result)
     return model
+
+
+def _resume_point(
+    resume_from: Any, job: TrainJob, interval: int
+) -> tuple[tuple[int, bytes] | None, dict[str, Any]]:
+    """``(step, state)`` for ``Client.start`` and the run's checkpoint hashes so far (the
+    plan's ``leaves`` and ``holders``) from a :class:`TrainCheckpoint` or ``(step, state)``
+    (then the earlier hashes are unknown: only an unverified run may resume from it)."""
+    if resume_from is None:
+        return None, {}
+    if isinstance(resume_from, TrainCheckpoint):
+        point = resume_from
+    else:
+        step, state = resume_from
+        if job.verify == "pol":
+            raise InvalidInput(
+                "a verified run resumes from a TrainCheckpoint (it has the run's checkpoint "
+                "hashes so far), not from (step, state)"
+            )
+        done = int(step) // interval + 1
+        state = npy_bytes(state) if isinstance(state, np.ndarray) else bytes(state)
+        point = TrainCheckpoint(int(step), state, (bytes(32),) * done, ("",) * done)
+    if point.step % interval or len(point.leaves) != point.step // interval + 1:
+        raise InvalidInput(
+            f"the checkpoint at step {point.step} is not on this run's grid of {interval} steps"
+        )
+    restored = {"leaves": list(point.leaves), "holders": list(point.holders)}
+    return (point.step, point.state), restored
+
+
+def _stopped_at(run: Run, plan: TrainPlan) -> TrainCheckpoint | None:
+    """Where a stopped run can go on from: its last checkpoint received, if any."""
+    if run.checkpoint is None:
+        return None
+    step, raw = run.checkpoint
+    done = step // plan.interval + 1
+    state = npy_bytes(plan.result(raw))
+    return TrainCheckpoint(step, state, tuple(plan.leaves[:done]), tuple(plan.holders[:done]))
 
 
 def _registry(client: Client) -> ModelRegistryClient | None:
@@ -426,12 +523,14 @@ def _verify(
         sender=client.account,
     )
     seed = models.wait_seed(run_id, sender=client.account, timeout_s=client.timeout_s * 4)
-    held = _held_states(run.signed, plan)
-    fetch = _Fetcher(client, plan, held)
+    fetch = model.fetch_state
+    assert isinstance(fetch, _Fetcher)
+    held = fetch.held
     x, y = arrays[0], arrays[1]
     run_spec = TrainSpec.model_validate({**model.spec.model_dump(), "interval": plan.interval})
     report = verify_run(run_spec, x, y, leaves, fetch, seed, checks, tolerance=POL_TOLERANCE)
     model.run_id = "0x" + run_id.hex()
+    model.seed = seed
     model.verification = report
     if not report.ok and dispute:
         model.disputes = _dispute(client, run, plan, report, held)
@@ -445,8 +544,12 @@ def _verify(
 
 
 def _held_states(signed: list[SignedSegment], plan: TrainPlan) -> dict[bytes, np.ndarray]:
-    """The states the client holds: each segment's last one (in its output)."""
-    held: dict[bytes, np.ndarray] = {}
+    """The states the client holds: the initial one (it follows from the seed) and each
+    segment's last one (in its output)."""
+    from ..workloads._kind_train import initial_state
+
+    first = initial_state(plan.spec(0, 1))
+    held: dict[bytes, np.ndarray] = {state_hash(first): first}
     for s in signed:
         state = plan.result(s.output_npy)
         held[state_hash(state)] = state

@@ -102,9 +102,11 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
         task = asyncio.create_task(node.redeem_loop(redeem_interval))
         judging = asyncio.create_task(referee.run()) if referee is not None else None
         node.models.start()
+        warming = asyncio.create_task(node.warm_up())
         try:
             yield
         finally:
+            warming.cancel()
             task.cancel()
             if judging is not None:
                 judging.cancel()
@@ -216,6 +218,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
             "vouchers": node.stats.vouchers,
             "redemptions": node.stats.redemptions,
             "channels": node.channels,
+            "warm": node.warm,
             # a testing aid's own count (never on an honest node): lies told so far
             **(
                 {"cheat": {"mode": node.cheat.mode, "lies": node.cheat.lies}}

@@ -61,8 +61,13 @@ log = logging.getLogger("idlegrid.provider")
 
 
 def tasks(kinds: Iterable[str]) -> tuple[str, ...]:
-    """The worker tasks a node serving ``kinds`` allows (each kind's, from the registry)."""
-    return tuple(dict.fromkeys(get_workload(kind).task for kind in kinds))
+    """The worker tasks a node serving ``kinds`` allows (each kind's, and its warm-up,
+    from the registry)."""
+    names: list[str] = []
+    for kind in kinds:
+        workload = get_workload(kind)
+        names += [workload.task] + ([workload.warm_task] if workload.warm_task else [])
+    return tuple(dict.fromkeys(names))
 
 
 #: channels remembered as not open on chain
@@ -202,6 +207,8 @@ class ProviderNode:
         )
         #: what the node lends workloads (NodeHost): its blobs, limits and model facts
         self.host = _Host(self)
+        #: whether the workers' warm-up is over (``warm_up``; /v1/stats)
+        self.warm = False
         self.cheat: Cheat | None = None
         if config.cheat_rate > 0:  # a testing aid: see _cheat.py
             self.cheat = Cheat(
@@ -444,6 +451,27 @@ class ProviderNode:
         except IdlegridError as exc:
             return dataclasses.replace(outcome, output=None, error=exc)
         return dataclasses.replace(outcome, output=output)
+
+    async def warm_up(self) -> None:
+        """Run each served kind's warm-up task once on every worker (in the background at
+        start: the first job of a kind such as ``train`` then does not pay seconds of
+        imports and first-call set-up). A failure is logged; jobs run anyway."""
+        warm = [w.warm_task for w in map(get_workload, self.config.workloads) if w.warm_task]
+        try:
+            await self._warm(warm)
+        finally:
+            self.warm = True
+
+    async def _warm(self, warm: list[str]) -> None:
+        for task in warm:
+            runs = [
+                self.executor.run(task, b"", timeout=self.config.job_timeout_s, owner="warm-up")
+                for _ in range(self.config.workers)
+            ]
+            for outcome in await asyncio.gather(*runs, return_exceptions=True):
+                error = outcome if isinstance(outcome, BaseException) else outcome.error
+                if error is not None:
+                    log.warning("warm-up %s failed: %s", task, error)
 
     async def reexecute(self, kind: str, fields: dict[str, Any], *, owner: str) -> bytes:
         """Run a job's spec again here, unbilled and untampered: a referee's check of a

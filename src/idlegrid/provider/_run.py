@@ -11,6 +11,7 @@ from ..chain import Ledger
 from ..executor import ExecutorLimits, ProcessExecutor
 from ..protocol import Account
 from ..store import FileBlobStore
+from ..workloads import workloads
 from ._app import create_app
 from ._config import NodeConfig
 from ._hardware import probe_hardware
@@ -35,7 +36,9 @@ def build_node(account: Account, ledger: Ledger, config: NodeConfig) -> Provider
             memory_mb=config.memory_mb,
             max_output_bytes=config.max_output_bytes,
         ),
-        allowed_tasks=tasks(config.workloads),
+        # every registered kind's task: a referee re-executes disputed jobs of kinds the
+        # node does not serve (the HTTP API refuses jobs of those kinds)
+        allowed_tasks=tasks(w.name for w in workloads()),
     )
     return ProviderNode(
         account,

@@ -208,6 +208,9 @@ class Workload(ABC, Generic[SpecT, Inputs]):
     input_fields: ClassVar[tuple[str, ...]] = ()
     #: whether the worker's result carries blobs besides the output (``split_output``)
     side_outputs: ClassVar[bool] = False
+    #: a task each worker runs once when the node starts (imports, first-call set-up),
+    #: so that the first job does not pay for it; None: nothing to warm
+    warm_task: ClassVar[str | None] = None
 
     # -- the spec -------------------------------------------------------------------
     def parse(self, fields: Mapping[str, Any]) -> SpecT:

@@ -315,6 +315,7 @@ class TrainWorkload(LongWorkload[TrainSpec]):
     summary = "PyTorch training of an mlp, cnn or transformer (long-running, checkpointed)"
     input_fields = ("data", "state")
     side_outputs = True
+    warm_task = "idlegrid.workloads._kind_train:warm"
 
     def units(self, spec: TrainSpec, inputs: Any = None) -> int:
         return train_units(spec)
@@ -426,7 +427,8 @@ class TrainWorkload(LongWorkload[TrainSpec]):
         ``total_steps``, ``batch`` (32), ``lr`` (1e-3), ``optimizer`` ("adam"),
         ``schedule`` ("constant"), ``seed`` (0), ``interval`` (steps between
         checkpoints; default: one per segment; must divide ``segment_steps``), ``device``
-        ("cpu")."""
+        ("cpu"); a resumed run's ``leaves`` (its checkpoint hashes so far) and ``holders``
+        (who keeps each one's state)."""
         try:
             if "data" in options:
                 data = bytes(options.pop("data"))
@@ -453,6 +455,10 @@ class TrainWorkload(LongWorkload[TrainSpec]):
         }
         if "device" in options:
             base["device"] = options.pop("device")
+        leaves = [bytes(h) for h in options.pop("leaves", ())]
+        holders = [str(a) for a in options.pop("holders", ())]
+        if len(holders) != len(leaves) or any(len(h) != 32 for h in leaves):
+            raise InvalidInput("a resumed run's leaves are 32-byte hashes, one holder each")
         if options:
             raise InvalidInput(f"unknown options for a train run: {sorted(options)}")
         probe = self.parse({**base, "data": "0" * 64, "start": 0, "steps": 1})  # checks them
@@ -469,6 +475,7 @@ class TrainWorkload(LongWorkload[TrainSpec]):
                 raise InvalidInput("interval must divide segment_steps")
         first = self.parse({**base, "data": "0" * 64, "start": 0, "steps": min(segment, total)})
         plan = TrainPlan(data, arrays, base, segment)
+        plan.leaves, plan.holders = leaves, holders
         plan.first = first
         plan.workload = self
         return plan
@@ -532,7 +539,9 @@ class TrainPlan(LongPlan):
         fields = {**self.base, "data": self.digest, "start": segment.start, "steps": segment.steps}
         if state is not None:
             fields["state"] = await sink.put_blob(self.state_bytes(state, segment.start))
-        return fields
+        # every field, defaults included, as the node's next segments name them (the
+        # receipt's spec hash is over them)
+        return TrainSpec.model_validate(fields).model_dump(exclude_none=True)
 
     def accept(self, segment: Segment, output: np.ndarray, provider: str, job_id: str) -> None:
         """Record a checked segment's checkpoint hashes (InvalidInput, a PeerError for the
@@ -824,3 +833,30 @@ def run(payload: bytes) -> bytes:
                 f"training diverged (NaN or Inf) by step {state_step(s)}: lower the learning rate"
             )
     return npy_output(np.concatenate([pack_output(states), *states[:-1]]))
+
+
+def warm(payload: bytes) -> bytes:
+    """The worker's warm-up (``Workload.warm_task``): PyTorch's imports and first-call
+    set-up (the optimizer, convolution and attention kernels: seconds), by one step of
+    a tiny network of each family."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    tiny: list[dict[str, Any]] = [
+        {"family": "mlp", "inputs": 4, "hidden": [4], "classes": 2},
+        {"family": "cnn", "channels": 1, "height": 4, "width": 4, "conv": [2], "classes": 2},
+        {"family": "transformer", "vocab": 5, "seq": 3, "d_model": 4, "heads": 1,
+         "layers": 1, "ff": 4, "classes": 2},
+    ]  # fmt: skip
+    for model in tiny:
+        spec = TrainSpec.model_validate(
+            {"model": model, "lr": 0.01, "total_steps": 1, "batch": 2, "seed": 0,
+             "data": "0" * 64, "start": 0, "steps": 1}
+        )  # fmt: skip
+        shape = input_shape(spec.model)
+        x: np.ndarray = np.zeros((2, *shape), dtype=np.float32)
+        if isinstance(spec.model, TransformerModel):
+            x = np.zeros((2, *shape), dtype=np.int64)
+        train_steps(spec, None, x, np.zeros(2, dtype=np.int64))
+    return npy_output(np.zeros(1, dtype=np.float32))
