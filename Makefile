@@ -29,7 +29,7 @@ $(VENV)/.core: pyproject.toml
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.core
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,embed]'
+	$(PIP) install -e '.[dev,embed,train]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

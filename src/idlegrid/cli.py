@@ -1045,7 +1045,7 @@ def bench_verify(
 @bench_app.command("train")
 def bench_train(
     as_json: JsonFlag = False,
-    steps: Annotated[int, typer.Option(help="Steps of the main job (about 60 s).")] = 6400,
+    steps: Annotated[int, typer.Option(help="Steps of the main job (about 60 s).")] = 8000,
     checks: Annotated[int, typer.Option(help="Intervals a verification replays.")] = 64,
     trials: Annotated[int, typer.Option(help="Cheating runs per mode.")] = 20,
     cheat_rate: Annotated[

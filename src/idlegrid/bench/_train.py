@@ -8,8 +8,9 @@ Method (printed with the figures):
 * The data: scikit-learn's digits (packaged, no download), 1437 training and 360
   validation images of 8x8. The job: a CNN (convolutions of 32 and 64 channels) trained
   with Adam and a cosine schedule for ``steps`` steps of ``batch`` images (about 60 s of
-  one CPU core), checkpointed every ``interval`` steps (the run has at least 20 x
-  ``checks`` intervals), ``segment_steps`` per segment (one paid job each).
+  one CPU core), checkpointed every ``interval`` steps (the run has at least 40 x
+  ``checks`` intervals, as ``Client.train`` cuts it by default), ``segment_steps`` per
+  segment (one paid job each).
 * ``local_accuracy`` and the local rate: the same run here, in one piece, without
   checkpoints (``train_steps``), timed with ``perf_counter``; its CPU time
   (``process_time``) is the training compute.
@@ -48,6 +49,7 @@ import numpy as np
 
 from ..chain import TOKEN
 from ..client import Client, Failover, Progress, TrainJob
+from ..client._train import INTERVALS_PER_CHECK
 from ..devnet import devnet_down, devnet_up, load_devnet
 from ..verify import detection_probability, verify_run
 from ..workloads._kind_train import (
@@ -96,9 +98,9 @@ def digits_data(images: bool) -> bytes:
 
 def run_train(
     *,
-    steps: int = 6400,
+    steps: int = 8000,
     batch: int = 128,
-    segment_steps: int = 200,
+    segment_steps: int = 400,
     checks: int = 64,
     trials: int = 20,
     honest_trials: int = 2,
@@ -112,7 +114,7 @@ def run_train(
 
     say = progress or (lambda _msg: None)
     torch.set_num_threads(1)
-    interval = max(1, steps // (20 * checks))
+    interval = max(1, steps // (INTERVALS_PER_CHECK * checks))
     segment_steps = max(interval, segment_steps // interval * interval)
     job = TrainJob(
         model=CNN, lr=2e-3, schedule="cosine", total_steps=steps, batch=batch, seed=1,
@@ -142,7 +144,7 @@ def run_train(
                 say("the job on the network, then its proof-of-learning check")
                 main = _network_run(client, job, data, say)
                 honest = [
-                    _honest_check(client, i, checks, trial_steps) for i in range(honest_trials)
+                    _honest_check(client, i, checks, trial_steps, say) for i in range(honest_trials)
                 ]
                 say("honest runs re-verified with 1, 2 and 4 threads")
             finally:
@@ -280,6 +282,14 @@ def _network_run(client: Client, job: TrainJob, data: bytes, say: Say) -> dict[s
     }
 
 
+def _failovers(say: Say) -> Callable[[object], None]:
+    def on_event(event: object) -> None:
+        if isinstance(event, Failover):
+            say(f"  fail-over at step {event.step} from {event.provider}: {event.reason}")
+
+    return on_event
+
+
 def _small_job(seed: int, checks: int, steps: int, *, dispute: bool = False) -> TrainJob:
     return TrainJob(
         model=MLP, lr=0.01, total_steps=steps, batch=32, seed=seed, interval=1,
@@ -287,10 +297,10 @@ def _small_job(seed: int, checks: int, steps: int, *, dispute: bool = False) -> 
     )  # fmt: skip
 
 
-def _honest_check(client: Client, i: int, checks: int, steps: int) -> dict[str, bool]:
+def _honest_check(client: Client, i: int, checks: int, steps: int, say: Say) -> dict[str, bool]:
     """A small honest run, verified with 1, 2 and 4 threads: {threads: passed}."""
     data = digits_data(images=False)
-    model = client.train(_small_job(100 + i, checks, steps), data)
+    model = client.train(_small_job(100 + i, checks, steps), data, on_event=_failovers(say))
     report = model.verification
     assert report is not None and model.fetch_state is not None
     arrays = read_dataset(data, model.spec)
@@ -337,7 +347,9 @@ def _trials(
         dispute = not any(caught)  # the first caught run of the mode goes to a dispute
         client = Client.from_devnet(directory / "devnet.json", CLIENT_ACCOUNT)
         try:
-            model = client.train(_small_job(seed, checks, steps, dispute=dispute), data)
+            model = client.train(
+                _small_job(seed, checks, steps, dispute=dispute), data, on_event=_failovers(say)
+            )
         finally:
             client.close()
         report = model.verification

@@ -77,9 +77,10 @@ log = logging.getLogger("idlegrid.client")
 #: intervals a ``pol`` verification replays: a provider fabricating 10 % of them is
 #: caught with probability 1 - 0.9**64 = 0.9988 (``docs/proof-of-learning.md``)
 DEFAULT_CHECKS = 64
-#: a run is cut into at least this many intervals per check, so that replaying
-#: ``checks`` of them costs at most 1/20 = 5 % of the training
-INTERVALS_PER_CHECK = 20
+#: a run is cut into at least this many intervals per check: replaying ``checks`` of
+#: them is 1/40 = 2.5 % of the training's steps, and what a replay costs besides its steps
+#: (the network rebuilt from the state, both states hashed) stays within the 5 % target
+INTERVALS_PER_CHECK = 40
 #: the largest SPEC.yaml and data set read from disk
 MAX_JOB_BYTES = 1 << 20
 MAX_DATA_BYTES = 1 << 30
@@ -316,7 +317,7 @@ def layout(job: TrainJob, rows: int, state_floats: int) -> tuple[int, int, int]:
     """``(total_steps, interval, segment_steps)`` of a job over ``rows`` training rows.
 
     The interval makes the run at least ``INTERVALS_PER_CHECK * checks`` intervals long
-    (so replaying ``checks`` of them is at most 5 % of the training) unless the job sets
+    (so replaying ``checks`` of them is at most 2.5 % of the training) unless the job sets
     it; a segment is about an epoch, a multiple of the interval, within the caps on the
     checkpoints one segment may keep."""
     per_epoch = rows // job.batch

@@ -275,6 +275,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
                 raise Unauthorized(
                     "this blob was uploaded by another key: open a channel here to read it"
                 )
+            await node.kept(sender)  # a job's blobs still being stored for it
             data = await asyncio.to_thread(node.store.get, digest)
             return 200, data, "application/octet-stream"
 

@@ -209,6 +209,8 @@ class ProviderNode:
         self.host = _Host(self)
         #: whether the workers' warm-up is over (``warm_up``; /v1/stats)
         self.warm = False
+        #: blobs being stored in the background for each client (``_keep_side_outputs``)
+        self._keeping: dict[str, set[asyncio.Task[None]]] = {}
         self.cheat: Cheat | None = None
         if config.cheat_rate > 0:  # a testing aid: see _cheat.py
             self.cheat = Cheat(
@@ -437,20 +439,48 @@ class ProviderNode:
         self, workload: Workload[Any, Any], spec: Any, outcome: Outcome, client: str
     ) -> Outcome:
         """The job's output apart from the blobs its kind keeps for the client (in the
-        store, owned by the client); a result without the kind's layout fails the job."""
+        store, owned by the client); a result without the kind's layout fails the job.
+
+        The last blob (``train``: the state the next segment starts from) is stored before
+        the result goes out; the others in the background, so that a run's next segment
+        does not wait for them (``kept`` makes the client's reads wait)."""
         assert outcome.output is not None
 
-        def keep(raw: bytes) -> bytes:
+        def split(raw: bytes) -> tuple[bytes, list[bytes]]:
             output, side = workload.split_output(spec, raw)
+            if side:
+                self.store.put(side[-1], owner=client)
+            return output, side[:-1]
+
+        def keep(side: list[bytes]) -> None:
             for blob in side:
                 self.store.put(blob, owner=client)
-            return output
 
         try:
-            output = await asyncio.to_thread(keep, outcome.output)
+            output, rest = await asyncio.to_thread(split, outcome.output)
         except IdlegridError as exc:
             return dataclasses.replace(outcome, output=None, error=exc)
+        if rest:
+            task = asyncio.create_task(asyncio.to_thread(keep, rest))
+            pending = self._keeping.setdefault(client, set())
+            pending.add(task)
+            task.add_done_callback(lambda t: self._kept(client, t))
         return dataclasses.replace(outcome, output=output)
+
+    def _kept(self, client: str, task: asyncio.Task[None]) -> None:
+        pending = self._keeping.get(client)
+        if pending is not None:
+            pending.discard(task)
+            if not pending:
+                del self._keeping[client]
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("keeping a job's blobs for %s failed: %s", client, task.exception())
+
+    async def kept(self, client: str) -> None:
+        """Wait until the blobs being kept for ``client`` in the background are stored."""
+        pending = list(self._keeping.get(client, ()))
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def warm_up(self) -> None:
         """Run each served kind's warm-up task once on every worker (in the background at
