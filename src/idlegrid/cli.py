@@ -1047,7 +1047,7 @@ def bench_train(
     as_json: JsonFlag = False,
     steps: Annotated[int, typer.Option(help="Steps of the main job (about 60 s).")] = 8000,
     checks: Annotated[int, typer.Option(help="Intervals a verification replays.")] = 64,
-    trials: Annotated[int, typer.Option(help="Cheating runs per mode.")] = 20,
+    trials: Annotated[int, typer.Option(help="Cheating runs per mode.")] = 50,
     cheat_rate: Annotated[
         float, typer.Option(help="Fraction of intervals the cheater fabricates.")
     ] = 0.1,

@@ -37,6 +37,7 @@ Method (printed with the figures):
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import tempfile
@@ -100,9 +101,9 @@ def run_train(
     *,
     steps: int = 8000,
     batch: int = 128,
-    segment_steps: int = 400,
+    segment_steps: int = 800,
     checks: int = 64,
-    trials: int = 20,
+    trials: int = 50,
     honest_trials: int = 2,
     cheat_rate: float = 0.1,
     trial_steps: int = TRIAL_STEPS,
@@ -242,6 +243,7 @@ def _network_run(client: Client, job: TrainJob, data: bytes, say: Say) -> dict[s
     same selection replayed again with 2 and 4 threads (honest: none may be flagged)."""
     assert job.total_steps is not None
     last: list[float] = []
+    arrivals: list[float] = []
     last_said = [0]
 
     tenth = max(1, job.total_steps // 10)
@@ -251,6 +253,7 @@ def _network_run(client: Client, job: TrainJob, data: bytes, say: Say) -> dict[s
             say(f"  fail-over at step {event.step} from {event.provider}: {event.reason}")
         if isinstance(event, Progress):
             last[:] = [time.perf_counter()]
+            arrivals.append(last[0])
             if event.step // tenth != last_said[0]:
                 last_said[0] = event.step // tenth
                 say(f"  step {event.step}/{event.total}: {event.metrics}")
@@ -268,8 +271,11 @@ def _network_run(client: Client, job: TrainJob, data: bytes, say: Say) -> dict[s
             job.checks, threads=t,
         )  # fmt: skip
         threads[str(t)] = again.ok
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     return {
         "seconds": round(seconds, 3),
+        "first_segment_s": round(arrivals[0] - started, 3),
+        "segment_s_median": round(statistics.median(gaps), 3) if gaps else None,
         "samples_per_s": round(job.total_steps * job.batch / seconds, 1),
         "final_accuracy": round(model.epochs[-1]["val_accuracy"], 4),
         "verify_seconds": round(report.verify_seconds, 3),

@@ -184,6 +184,9 @@ class TrainedModel:
     leaves: list[bytes] = field(default_factory=list, repr=False)
     #: the chain's seed that selected the intervals checked (empty when unverified)
     seed: bytes = b""
+    #: selected intervals left unchecked: their states were lost with a provider that
+    #: failed during the run (the run went on elsewhere)
+    unavailable: list[int] = field(default_factory=list)
     #: fetches a state of the run by its hash (from the client, or its provider)
     fetch_state: Callable[[bytes], np.ndarray] | None = field(default=None, repr=False)
     _client: Client | None = field(default=None, repr=False)
@@ -249,6 +252,7 @@ class TrainedModel:
                 "ok": report.ok,
                 "checked": report.checked,
                 "failed": list(report.failed),
+                "unavailable": list(self.unavailable),
                 "max_distance": report.max_distance,
                 "verify_seconds": report.verify_seconds,
             },
@@ -530,6 +534,7 @@ def _verify(
     x, y = arrays[0], arrays[1]
     run_spec = TrainSpec.model_validate({**model.spec.model_dump(), "interval": plan.interval})
     report = verify_run(run_spec, x, y, leaves, fetch, seed, checks, tolerance=POL_TOLERANCE)
+    report, model.unavailable = _without_lost(report, leaves, fetch, run)
     model.run_id = "0x" + run_id.hex()
     model.seed = seed
     model.verification = report
@@ -542,6 +547,31 @@ def _verify(
         failed=len(report.failed) + (0 if report.initial_ok else 1),
         sender=client.account,
     )
+
+
+def _without_lost(
+    report: PolReport, leaves: list[bytes], fetch: _Fetcher, run: Run
+) -> tuple[PolReport, list[int]]:
+    """The report without the intervals whose states were lost with a provider that
+    failed during the run (killed, unreachable: the run went on elsewhere): they could
+    not be checked, which is not evidence of cheating. Returns those intervals apart."""
+    import dataclasses
+
+    failed = {f.provider for f in run.result().failovers}
+    missing = set(fetch.missing)
+    lost = [
+        v.index
+        for v in report.verdicts
+        if not v.ok
+        and any(
+            leaves[i].hex() in missing and fetch.where.get(leaves[i], "") in failed
+            for i in (v.index, v.index + 1)
+        )
+    ]
+    if not lost:
+        return report, []
+    kept = tuple(v for v in report.verdicts if v.index not in lost)
+    return dataclasses.replace(report, verdicts=kept), lost
 
 
 def _held_states(signed: list[SignedSegment], plan: TrainPlan) -> dict[bytes, np.ndarray]:
