@@ -219,7 +219,7 @@ def _network(
     infer_s = []
     for i in range(warmup + latency_jobs):
         t0 = time.perf_counter()
-        client.infer(digest, rows[i : i + 1])
+        client.run("onnx", rows[i : i + 1], model=digest)  # Client.infer of a held model
         infer_s.append(time.perf_counter() - t0)
     failovers = 0
 
@@ -232,9 +232,9 @@ def _network(
             say(f"throughput: {throughput_jobs} one-row jobs, {providers} provider(s), "
                 f"{inflight} in flight to each")  # fmt: skip
             client.inflight = inflight
-            client.infer(digest, rows[:warmup], rows_per_shard=1)
+            client.run("onnx", rows[:warmup], rows_per_shard=1, model=digest)
             t0 = time.perf_counter()
-            client.infer(digest, rows[:throughput_jobs], rows_per_shard=1)
+            client.run("onnx", rows[:throughput_jobs], rows_per_shard=1, model=digest)
             seconds = time.perf_counter() - t0
             report = client.last_report
             failovers += len(report.failovers)
@@ -285,7 +285,7 @@ def _network(
         for key, providers in (("network", 1), ("network_4", PROVIDERS)):
             client.max_providers = providers
             t0 = time.perf_counter()
-            client.infer(mlp_digest, batch_x)
+            client.run("onnx", batch_x, model=mlp_digest)
             times[key].append(time.perf_counter() - t0)
             failovers += len(client.last_report.failovers)
             shards[key] = client.last_report.shards
