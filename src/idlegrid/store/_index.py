@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,10 @@ CREATE INDEX IF NOT EXISTS owners_digest ON owners(digest);
 """
 
 
+#: how long opening the index may wait for other processes opening it at once
+OPEN_TIMEOUT_S = 30.0
+
+
 class SqliteIndex(Index):
     """The index in one SQLite file (WAL, ``synchronous=NORMAL``).
 
@@ -138,17 +143,34 @@ class SqliteIndex(Index):
     """
 
     def __init__(self, path: Path) -> None:
-        try:
-            self._db = sqlite3.connect(
-                path, check_same_thread=False, isolation_level=None, timeout=30.0
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"cannot open the blob index {path}: {exc}") from exc
+        # switching a new file to WAL takes an exclusive lock and answers "database is
+        # locked" at once, without the busy timeout, while another process opens it
+        # too: such an open is tried again, for up to OPEN_TIMEOUT_S
+        deadline = time.monotonic() + OPEN_TIMEOUT_S
+        while True:
+            try:
+                self._db = self._open(path)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise ConfigError(f"cannot open the blob index {path}: {exc}") from exc
+                time.sleep(0.05)
+            except sqlite3.Error as exc:
+                raise ConfigError(f"cannot open the blob index {path}: {exc}") from exc
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
 
     def add(self, digest: str, size: int, *, owner: str | None, shared: bool, now: float) -> None:
         with self._lock:
