@@ -262,15 +262,8 @@ def _network_run(client: Client, job: TrainJob, data: bytes, say: Say) -> dict[s
     model = client.train(job, data, on_event=on_event)
     seconds = last[0] - started
     report = model.verification
-    assert report is not None and model.fetch_state is not None
-    arrays = read_dataset(data, model.spec)
-    threads = {"1": report.ok}
-    for t in (2, 4):
-        again = verify_run(
-            model.spec, arrays[0], arrays[1], model.leaves, model.fetch_state, model.seed,
-            job.checks, threads=t,
-        )  # fmt: skip
-        threads[str(t)] = again.ok
+    assert report is not None
+    threads = _by_threads(model, data, job.checks)
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     return {
         "seconds": round(seconds, 3),
@@ -307,15 +300,20 @@ def _honest_check(client: Client, i: int, checks: int, steps: int, say: Say) -> 
     """A small honest run, verified with 1, 2 and 4 threads: {threads: passed}."""
     data = digits_data(images=False)
     model = client.train(_small_job(100 + i, checks, steps), data, on_event=_failovers(say))
+    return _by_threads(model, data, checks)
+
+
+def _by_threads(model: Any, data: bytes, checks: int) -> dict[str, bool]:
+    """Whether a verified run passed (1 thread), and passes again when the same
+    selection is replayed with 2 and 4 PyTorch threads: {threads: passed}."""
     report = model.verification
     assert report is not None and model.fetch_state is not None
-    arrays = read_dataset(data, model.spec)
+    x, y, _, _ = read_dataset(data, model.spec)
     out = {"1": report.ok}
     for t in (2, 4):
         again = verify_run(
-            model.spec, arrays[0], arrays[1], model.leaves, model.fetch_state, model.seed,
-            checks, threads=t,
-        )  # fmt: skip
+            model.spec, x, y, model.leaves, model.fetch_state, model.seed, checks, threads=t
+        )
         out[str(t)] = again.ok
     return out
 
