@@ -22,7 +22,15 @@
      that the replays were really run or that the outcome is true (the
      committer's word; a provider contests a wrong verdict through the
      dispute path), nor anything about the intervals not checked beyond the
-     detection probability 1 - (1 - f)^q. The registry holds no tokens.
+     detection probability 1 - (1 - f)^q.
+     Federated runs: each round's global model is registered by the run's
+     coordinator (`registerRound`) with the clients whose updates went into it,
+     linked to the previous round's model, so that data contributors can be
+     paid from the lineage. What a round record proves: that the coordinator
+     named these participants for this model, in this order of rounds. What it
+     does not: that the participants really trained (the coordinator's word).
+     A run id names either a training run or a federated run, never both.
+     The registry holds no tokens.
 """
 
 # blocks between a commitment and the block whose hash is its seed: the
@@ -30,6 +38,8 @@
 SEED_DELAY: public(constant(uint256)) = 2
 # the EVM answers BLOCKHASH for the 256 most recent blocks only
 BLOCKHASH_WINDOW: constant(uint256) = 256
+# clients named in one federated round; bounds the storage (and gas) of a round
+MAX_PARTICIPANTS: public(constant(uint256)) = 128
 
 NOT_VERIFIED: constant(uint8) = 0
 PASSED: constant(uint8) = 1
@@ -61,8 +71,23 @@ struct Training:
     model: bytes32
 
 
+struct FederatedRun:
+    coordinator: address
+    rounds: uint256
+    last_round: uint256
+    last_model: bytes32
+
+
 _models: HashMap[bytes32, Model]
 _runs: HashMap[bytes32, Training]
+_federated: HashMap[bytes32, FederatedRun]
+_round_models: HashMap[bytes32, HashMap[uint256, bytes32]]
+_participants: HashMap[bytes32, DynArray[address, MAX_PARTICIPANTS]]
+# participants already seen in this transaction's round, keyed by its model (a
+# model is registered once, so no two rounds share a key): EIP-1153 transient
+# storage, 100 gas a read or write and gone when the transaction ends, makes the
+# repeat check linear where a pairwise check of 128 would cost over a million gas
+_seen: transient(HashMap[bytes32, HashMap[address, bool]])
 count: public(uint256)
 
 
@@ -98,6 +123,14 @@ event VerificationRecorded:
     passed: bool
     checked: uint256
     failed: uint256
+
+
+event RoundRegistered:
+    run: indexed(bytes32)
+    round: uint256
+    model: indexed(bytes32)
+    coordinator: indexed(address)
+    participants: DynArray[address, MAX_PARTICIPANTS]
 
 
 @external
@@ -145,6 +178,7 @@ def commitTraining(
     """
     assert run != empty(bytes32), "models: zero run id"
     assert self._runs[run].committer == empty(address), "models: run already committed"
+    assert self._federated[run].coordinator == empty(address), "models: run id used by a federated run"
     assert checkpoints_root != empty(bytes32), "models: zero checkpoints root"
     assert intervals != 0, "models: no intervals"
     self._runs[run] = Training(
@@ -248,6 +282,61 @@ def registerTrained(model: bytes32, run: bytes32, trainer: address, parent: byte
 
 
 @external
+def registerRound(
+    model: bytes32,
+    run: bytes32,
+    round: uint256,
+    spec_hash: bytes32,
+    data_hash: bytes32,
+    parent: bytes32,
+    participants: DynArray[address, MAX_PARTICIPANTS],
+):
+    """
+    @notice Register a federated round's global model with the clients whose
+            updates went into it. The sender of a run's first round becomes its
+            coordinator, and only it registers later rounds; round numbers start
+            at 1 and strictly increase (a round that failed may be skipped).
+            The model's record names the run, the coordinator as trainer and
+            registrant, and no checkpoints root.
+    @dev Repeats are found through transient storage (`_seen`), in one pass.
+    @param model The sha256 of the round's global model weights.
+    @param run The federated run's id (not a training run's).
+    @param round The round number, above the run's last registered round.
+    @param spec_hash The sha256 of the federated run's spec.
+    @param data_hash The sha256 of the sponsor's validation set.
+    @param parent The previous round's model: the run's last model for every
+           round after the first; for the first, zero or a registered model
+           (the initial model).
+    @param participants The clients whose updates the model aggregates: 1 to
+           MAX_PARTICIPANTS distinct non-zero addresses.
+    """
+    assert run != empty(bytes32), "models: zero run id"
+    assert self._runs[run].committer == empty(address), "models: run id used by a training run"
+    coordinator: address = self._federated[run].coordinator
+    if coordinator == empty(address):
+        self._federated[run].coordinator = msg.sender
+    else:
+        assert msg.sender == coordinator, "models: only the run's coordinator"
+        # a round's global model starts from the one before: the lineage has no gaps
+        assert parent == self._federated[run].last_model, "models: parent not the run's last model"
+    assert round > self._federated[run].last_round, "models: round not after the last"
+    assert len(participants) != 0, "models: no participants"
+    for participant: address in participants:
+        assert participant != empty(address), "models: zero participant"
+        assert not self._seen[model][participant], "models: repeated participant"
+        self._seen[model][participant] = True
+    self._register(model, spec_hash, data_hash, empty(bytes32), msg.sender, parent, run)
+    self._federated[run].rounds += 1
+    self._federated[run].last_round = round
+    self._federated[run].last_model = model
+    self._round_models[run][round] = model
+    self._participants[model] = participants
+    log RoundRegistered(
+        run=run, round=round, model=model, coordinator=msg.sender, participants=participants
+    )
+
+
+@external
 @view
 def model(model: bytes32) -> Model:
     """
@@ -277,6 +366,39 @@ def seed(run: bytes32) -> bytes32:
     @param run The run's id.
     """
     return self._runs[run].seed
+
+
+@external
+@view
+def participants(model: bytes32) -> DynArray[address, MAX_PARTICIPANTS]:
+    """
+    @notice The clients a federated round's model aggregates, in the order its
+            coordinator gave (empty for any other model).
+    @param model The sha256 of the model's weights.
+    """
+    return self._participants[model]
+
+
+@external
+@view
+def federatedRun(run: bytes32) -> FederatedRun:
+    """
+    @notice A federated run's coordinator, how many rounds it registered, the
+            last round's number and model; all zeros when it has none.
+    @param run The federated run's id.
+    """
+    return self._federated[run]
+
+
+@external
+@view
+def roundModel(run: bytes32, round: uint256) -> bytes32:
+    """
+    @notice The global model a federated run registered for `round` (zero if none).
+    @param run The federated run's id.
+    @param round The round number.
+    """
+    return self._round_models[run][round]
 
 
 @external

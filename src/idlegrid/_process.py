@@ -59,9 +59,15 @@ class ProcessRef:
 
 
 def spawn(
-    argv: Sequence[str], *, log: Path, role: str, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    log: Path,
+    role: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], ProcessRef]:
-    """Start ``argv`` in its own session (so it outlives us), stdout and stderr to ``log``."""
+    """Start ``argv`` in its own session (so it outlives us), stdout and stderr to ``log``,
+    with ``env`` added to this process's environment."""
     try:
         with log.open("ab") as out:
             proc = subprocess.Popen(
@@ -70,6 +76,7 @@ def spawn(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
+                env={**os.environ, **env} if env else None,
                 start_new_session=True,
             )
     except OSError as exc:

@@ -1133,6 +1133,160 @@ def bench_dispatch(
     out.print(table)
 
 
+edge_app = typer.Typer(help="Edge nodes: private data that never leaves, federated rounds.")
+app.add_typer(edge_app, name="edge")
+fl_app = typer.Typer(help="Federated training over edge nodes (the sponsor coordinates, pays).")
+app.add_typer(fl_app, name="fl")
+
+
+@edge_app.command("start")
+def edge_start(
+    data: Annotated[
+        Path, typer.Option("--data", help="Directory of NAME.npz data sets (x, y) kept here.")
+    ],
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: a free one).")] = 0,
+    public_url: Annotated[str | None, typer.Option(help="URL registered on chain.")] = None,
+    price: Annotated[
+        int, typer.Option(help="Tokens (wei) per compute unit (1 unit = 1 FLOP).")
+    ] = 10**9,
+    stake: Annotated[float, typer.Option(help="Stake in tokens.")] = 100.0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Blobs and journal (default .idlegrid/edge-ADDRESS).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Concurrent jobs (worker processes).")] = 1,
+    job_timeout: Annotated[float, typer.Option(help="Wall-time limit per job, seconds.")] = 300.0,
+    redeem_after: Annotated[
+        float, typer.Option(help="Redeem a voucher once it is this many seconds old.")
+    ] = 30.0,
+) -> None:
+    """Run an edge node: serve federated rounds on local data that never leaves."""
+    from .chain import TOKEN, free_port
+    from .edge import Egress, build_edge_node, serve_edge_node
+    from .provider import NodeConfig
+
+    key, ledger = _identity(network, account, keystore, default=1)
+    config = NodeConfig(
+        data_dir=data_dir or Path(".idlegrid") / f"edge-{key.address.lower()}",
+        host=host,
+        port=port or free_port(),
+        public_url=public_url,
+        unit_price=price,
+        stake=int(stake * TOKEN),
+        workers=workers,
+        job_timeout_s=job_timeout,
+        workloads=("fl",),
+        redeem_max_age_s=redeem_after,
+        upload_allowance_bytes=64 * 2**20,
+    )
+    egress = Egress.from_env()
+    node = build_edge_node(key, ledger, config, data.resolve(), egress=egress)
+    serve_edge_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))
+
+
+@edge_app.command("infer")
+def edge_infer(
+    data: Annotated[Path, typer.Option("--data", help="The edge node's data directory.")],
+    dataset: Annotated[str, typer.Option(help="The local data set (NAME of NAME.npz).")],
+    model: Annotated[str, typer.Option(help="sha256 of a registered model in the model store.")],
+    output: Annotated[Path, typer.Option(help="Where the predictions go (.npy, kept here).")],
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    store: StoreOpt = None,
+    receipt: Annotated[
+        Path | None, typer.Option(help="Write the signed usage receipt here (JSON).")
+    ] = None,
+) -> None:
+    """Run a registered model on local data: predictions stay here, a usage receipt
+    (model, rows, units, the predictions' hash, signed) is what may leave."""
+    import json as _json
+
+    from .chain import ModelRegistryClient
+    from .client import ModelStore, parse_model_hash
+    from .edge import Egress, guard_web3, infer_local, scan_datasets
+    from .workloads._kind_fl import read_local_dataset
+
+    key, ledger = _identity(network, account, keystore, default=1)
+    w3 = getattr(ledger.backend, "_w3", None)
+    if w3 is not None and hasattr(w3.provider, "encode_rpc_request"):
+        guard_web3(w3, Egress.from_env())
+    digest = parse_model_hash(model)
+    if digest is None:
+        raise InvalidInput(f"--model is the sha256 of a registered model, not {model!r}")
+    found = scan_datasets(data.resolve())
+    if dataset not in found:
+        raise InvalidInput(f"no data set {dataset!r} in {data}; found {sorted(found) or 'none'}")
+    models = ledger.client("models", ModelRegistryClient)
+    if not models.registered(bytes.fromhex(digest)):
+        raise InvalidInput(f"model {digest} is not registered in the ModelRegistry")
+    onnx = (ModelStore(store) if store else ModelStore.default()).get(digest)
+    x, _ = read_local_dataset(str(found[dataset].path))
+    usage = infer_local(onnx, x, dataset=dataset, account=key, output=output)
+    doc = _json.dumps(usage.as_dict(), indent=2)
+    if receipt is not None:
+        receipt.write_text(doc)
+    console.print(f"{usage.rows} rows predicted into {output} (kept here); usage receipt:")
+    print(doc)
+
+
+@fl_app.command("start")
+def fl_start(
+    spec_file: Annotated[Path, typer.Argument(help="The federated run's spec (YAML).")],
+    validation: Annotated[
+        Path, typer.Option(help="The sponsor's validation set (.npz with x, y).")
+    ],
+    output: Annotated[Path, typer.Option(help="Checkpoints, model.onnx and rounds.json.")],
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    register: Annotated[
+        bool, typer.Option(help="Register every round's model in the ModelRegistry.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Coordinate a federated run over the edge nodes holding its data set, paying them."""
+    import json as _json
+
+    from rich.live import Live
+    from rich.table import Table
+
+    from .client import Client
+    from .fl import load_spec
+    from .workloads._kind_fl import read_local_dataset
+
+    spec = load_spec(spec_file)
+    x_val, y_val = read_local_dataset(str(validation))
+    key, ledger = _identity(network, account, keystore, default=4)
+    table = Table(title=f"federated run: {spec.strategy.name}, {spec.rounds} rounds")
+    for col in ("round", "accuracy", "loss", "participants", "dropped", "refused", "ε", "s"):
+        table.add_column(col, justify="right")
+    client = Client(key, ledger, timeout_s=spec.deadline_s + 30)
+    with client, Live(table, console=console, transient=as_json) as live:
+
+        def show(r: Any) -> None:
+            table.add_row(
+                str(r.round), f"{r.accuracy:.2%}", f"{r.loss:.4f}", str(len(r.participants)),
+                str(len(r.dropped)), str(len(r.rejected)),
+                "-" if r.epsilon is None else f"{r.epsilon:.2f}", f"{r.seconds:.1f}",
+            )  # fmt: skip
+            live.refresh()
+
+        result = client.federate(
+            spec, (x_val, y_val), output=output, register=register, on_round=show
+        )
+    if as_json:
+        print(_json.dumps(result.summary(), indent=2))
+    else:
+        console.print(
+            f"run {result.run[:16]}…: {result.stopped}; accuracy {result.accuracy:.2%}; "
+            f"model in {output / 'model.onnx'}"
+        )
+
+
 def main() -> None:
     """Entry point: run the app, turning idlegrid errors into a one-line message and exit 2."""
     try:

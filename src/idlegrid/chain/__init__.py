@@ -9,6 +9,7 @@ from ._backend import ChainBackend, EmbeddedBackend, RpcBackend, TxResult
 from ._clients import (
     ContractClient,
     DisputeClient,
+    FederatedRunRecord,
     MarketClient,
     ModelRecord,
     ModelRegistryClient,
@@ -68,6 +69,7 @@ __all__ = [
     "DisputeState",
     "DisputeStatus",
     "EmbeddedBackend",
+    "FederatedRunRecord",
     "IndexedChannel",
     "IndexedProvider",
     "Indexer",

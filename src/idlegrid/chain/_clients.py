@@ -43,6 +43,7 @@ from ._types import (
 __all__ = [
     "ContractClient",
     "DisputeClient",
+    "FederatedRunRecord",
     "MarketClient",
     "ModelRecord",
     "ModelRegistryClient",
@@ -623,12 +624,29 @@ class ModelRecord:
         return self.training.outcome if self.training else TrainingOutcome.NOT_VERIFIED
 
 
+MAX_PARTICIPANTS = 128
+"""Most clients one federated round may name (``ModelRegistry.MAX_PARTICIPANTS``)."""
+
+
+@dataclass(frozen=True)
+class FederatedRunRecord:
+    """A federated run in the model registry: its coordinator (the sender of its first
+    round), how many rounds it registered, and the last round's number and model."""
+
+    run: bytes
+    coordinator: str
+    rounds: int
+    last_round: int
+    last_model: bytes
+
+
 class ModelRegistryClient(ContractClient):
     """The model registry: each model's lineage (spec, data, checkpoints, trainer, parent)
     and the training runs behind models trained on the network.
 
     A run: :meth:`commit_training` -> :meth:`draw` (or :meth:`wait_seed`) ->
-    :meth:`record_verification` -> :meth:`register_trained`.
+    :meth:`record_verification` -> :meth:`register_trained`. A federated run:
+    :meth:`register_round` once per round, by its coordinator.
     """
 
     _name = "ModelRegistry"
@@ -795,6 +813,76 @@ class ModelRegistryClient(ContractClient):
             "registerTrained", _b32(model), _b32(run), checksum(trainer), _b32(parent),
             sender=sender,
         )  # fmt: skip
+
+    # -- federated runs ------------------------------------------------------
+    def register_round(
+        self,
+        model: bytes,
+        run: bytes,
+        round: int,
+        *,
+        spec_hash: bytes,
+        data_hash: bytes,
+        parent: bytes | None,
+        participants: Sequence[str],
+        sender: Account,
+    ) -> TxResult:
+        """Register federated round ``round``'s global model ``model`` (the sha256 of its
+        weights) with the clients whose updates it aggregates.
+
+        ``sender`` is the run's coordinator (the first round's sender fixes it); rounds
+        start at 1 and increase; ``parent`` is the previous round's model (None: no
+        parent, for a first round). ``spec_hash`` is the run's spec, ``data_hash`` the
+        sponsor's validation set. InvalidInput before anything is sent for a round below
+        1, or for no, too many (over :data:`MAX_PARTICIPANTS`), repeated, zero or
+        malformed participants.
+        """
+        if round < 1:
+            raise InvalidInput(f"rounds are numbered from 1, got {round}")
+        if not 1 <= len(participants) <= MAX_PARTICIPANTS:
+            raise InvalidInput(
+                f"a round names 1 to {MAX_PARTICIPANTS} participants, got {len(participants)}"
+            )
+        named = [checksum(p) for p in participants]
+        if len(set(named)) != len(named):
+            repeated = sorted({p for p in named if named.count(p) > 1})
+            raise InvalidInput(f"participants named more than once: {', '.join(repeated)}")
+        if any(int(p, 16) == 0 for p in named):
+            raise InvalidInput("the zero address cannot be a participant")
+        return self._send(
+            "registerRound",
+            _b32(model),
+            _b32(run),
+            int(round),
+            _b32(spec_hash),
+            _b32(data_hash),
+            _b32(parent if parent is not None else bytes(32)),
+            named,
+            sender=sender,
+        )
+
+    def participants(self, model: bytes) -> list[str]:
+        """The clients federated round model ``model`` aggregates, in the order its
+        coordinator gave (empty for any other model)."""
+        return [checksum(p) for p in self._call("participants", _b32(model))]
+
+    def federated_run(self, run: bytes) -> FederatedRunRecord | None:
+        """Federated run ``run``'s coordinator and last round, or None if it has none."""
+        coordinator, rounds, last_round, last_model = self._call("federatedRun", _b32(run))
+        if int(coordinator, 16) == 0:  # the first round fixes the coordinator
+            return None
+        return FederatedRunRecord(
+            run=_b32(run),
+            coordinator=checksum(coordinator),
+            rounds=int(rounds),
+            last_round=int(last_round),
+            last_model=bytes(last_model),
+        )
+
+    def round_model(self, run: bytes, round: int) -> bytes | None:
+        """The global model federated run ``run`` registered for ``round``, or None."""
+        model = bytes(self._call("roundModel", _b32(run), int(round)))
+        return model if any(model) else None
 
 
 def vote_commitment(dispute: bytes, referee: str, wrong: bool, salt: bytes) -> bytes:

@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -396,6 +396,40 @@ class Client:
             register=register,
             store=store,
         )
+
+    def federate(
+        self,
+        spec: Any,
+        validation: tuple[np.ndarray, np.ndarray],
+        *,
+        nodes: Sequence[str] | None = None,
+        register: bool = True,
+        output: Path | None = None,
+        on_round: Callable[[Any], None] | None = None,
+        initial: np.ndarray | None = None,
+    ) -> Any:
+        """Coordinate a federated run over the edge nodes that hold ``spec.dataset``
+        (``idlegrid.fl``): this client samples them each round, pays their training
+        through its channels, aggregates (the spec's strategy, secure aggregation, DP),
+        evaluates on ``validation`` (x, y: the sponsor's own) and registers each round's
+        model with its participants. ``spec`` is a :class:`~idlegrid.fl.FederatedSpec`,
+        a mapping or a YAML file; ``on_round`` sees each :class:`~idlegrid.fl.RoundReport`.
+        Returns the :class:`~idlegrid.fl.FederatedResult`."""
+        from ..fl import Coordinator, load_spec
+
+        if self._closed:
+            raise InvalidInput("client is closed")
+        coordinator = Coordinator(
+            self,
+            spec if not isinstance(spec, (str, Path, dict)) else load_spec(spec),
+            validation,
+            nodes=nodes,
+            register=register,
+            output=output,
+            on_round=on_round,
+            initial=initial,
+        )
+        return self._run(coordinator.run())
 
     @contextlib.contextmanager
     def _progress_bar(

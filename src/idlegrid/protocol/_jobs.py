@@ -182,6 +182,9 @@ class NodeInfo(_Model):
     version: str
     #: the JSON schema of each served kind's spec, by kind (absent from older nodes)
     specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: an edge node's local data sets, by name: rows, feature shape, distinct labels
+    #: (the data never leaves the node; ``fl`` jobs name a data set)
+    datasets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -15,6 +15,7 @@ The body has its own deadline, enforced where it is read (``_app._read_body``).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -34,9 +35,15 @@ _BUSY = _canned(b"503 Service Unavailable", b"too many connections")
 
 
 def guarded_protocol(
-    *, header_timeout_s: float, max_header_bytes: int, max_connections: int
+    *,
+    header_timeout_s: float,
+    max_header_bytes: int,
+    max_connections: int,
+    egress: Any = None,
 ) -> type[asyncio.Protocol]:
-    """An HTTP protocol class for ``uvicorn.Config(http=...)`` with these limits."""
+    """An HTTP protocol class for ``uvicorn.Config(http=...)`` with these limits; with
+    ``egress`` (an edge node's ``idlegrid.edge.Egress``) every byte written to a
+    connection passes through it."""
 
     class GuardedProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
@@ -45,6 +52,10 @@ def guarded_protocol(
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             busy = len(self.connections) >= max_connections
+            if egress is not None:
+                from ..edge._egress import EgressTransport
+
+                transport = EgressTransport(transport, egress)  # type: ignore[assignment]
             super().connection_made(transport)
             if busy:
                 self._refuse(_BUSY)

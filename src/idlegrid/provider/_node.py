@@ -157,6 +157,12 @@ class _Host:
         return await self._node._model_cost(digest)
 
     @property
+    def edge(self) -> Any:
+        """An edge node's local data and round secret (``idlegrid.edge.EdgeState``), or
+        None on a plain provider (``fl`` jobs are refused there)."""
+        return self._node.edge
+
+    @property
     def fabrication(self) -> dict[str, Any] | None:
         """TESTING AID (``_cheat.py``): how this node fabricates training, or None."""
         cheat = self._node.cheat
@@ -211,6 +217,8 @@ class ProviderNode:
         self.warm = False
         #: blobs being stored in the background for each client (``_keep_side_outputs``)
         self._keeping: dict[str, set[asyncio.Task[None]]] = {}
+        #: an edge node's local data (``idlegrid.edge``); None on a plain provider
+        self.edge: Any = None
         self.cheat: Cheat | None = None
         if config.cheat_rate > 0:  # a testing aid: see _cheat.py
             self.cheat = Cheat(
@@ -273,6 +281,7 @@ class ProviderNode:
                 "max_model_bytes": c.max_model_bytes,
             },
             version=__version__,
+            datasets=self.edge.advertised() if self.edge is not None else {},
         )
 
     # -- registration --------------------------------------------------------------

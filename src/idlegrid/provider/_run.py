@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 
@@ -57,7 +58,11 @@ def build_node(account: Account, ledger: Ledger, config: NodeConfig) -> Provider
 
 
 def serve_node(
-    node: ProviderNode, *, say: Callable[[str], None] = print, redeem_interval: float = 1.0
+    node: ProviderNode,
+    *,
+    say: Callable[[str], None] = print,
+    redeem_interval: float = 1.0,
+    egress: Any = None,
 ) -> None:
     """Register (or update) on chain, redeem what a previous run left, then serve until SIGTERM."""
     for line in node.register():
@@ -80,6 +85,7 @@ def serve_node(
                 header_timeout_s=c.header_timeout_s,
                 max_header_bytes=c.max_header_bytes,
                 max_connections=c.max_connections,
+                egress=egress,
             ),
         )
     )

@@ -36,6 +36,7 @@ from ._errors import WorkloadError
 from ._external import refuse_external_data
 from ._flops import ModelCost, compute_units, count_flops, metering_reason, model_cost
 from ._kind_embed import EmbedSpec, EmbedWorkload
+from ._kind_fl import FlSpec, FlWorkload
 from ._kind_onnx import ATOL, RTOL, THREADS_ENV, OnnxSpec, OnnxWorkload
 from ._kind_sgd import SgdSpec, SgdWorkload, flops_per_step, sgd_dataset, sgd_steps
 from ._kind_train import TrainWorkload as _TrainWorkload
@@ -47,6 +48,7 @@ register(OnnxWorkload(), replace=True)
 register(EmbedWorkload(), replace=True)
 register(SgdWorkload(), replace=True)
 register(_TrainWorkload(), replace=True)
+register(FlWorkload(), replace=True)
 
 __all__ = [
     "ATOL",
@@ -63,6 +65,8 @@ __all__ = [
     "EmbedSpec",
     "EmbedWorkload",
     "Embedder",
+    "FlSpec",
+    "FlWorkload",
     "LongPlan",
     "LongWorkload",
     "ModelCost",

@@ -1,0 +1,39 @@
+"""Federated learning: rounds over edge nodes, Flower's strategies, secure aggregation,
+differential privacy, each round's model in the on-chain lineage.
+
+* :class:`Coordinator` (``Client.federate``, ``idlegrid fl start``): the rounds;
+* :func:`make_strategy`: FedAvg, FedProx, FedAdam, trimmed mean, median, Krum, from
+  Flower's ``flwr.server.strategy`` behind one small interface (``_strategy.py``);
+* ``_secagg.py``: SecAgg+ on Flower's primitives, stateless on the client;
+* ``_dp.py``: DP-FedAvg (clipping, Gaussian noise) with opacus's RDP accountant;
+* ``_local.py``: a client's local training (the same in idlegrid, Flower and the
+  centralized baseline); ``_partition.py``: Dirichlet label partitions;
+  ``_flower.py``: the Flower baseline the benchmark runs next to idlegrid.
+"""
+
+from __future__ import annotations
+
+from ._coordinator import Coordinator, FederatedResult, RoundReport, check_update, client_seed
+from ._local import LocalFit, evaluate_params, initial_params, local_fit
+from ._spec import DpSpec, FederatedSpec, LocalSpec, StrategySpec, load_spec
+from ._strategy import FitResult, Strategy, make_strategy
+
+__all__ = [
+    "Coordinator",
+    "DpSpec",
+    "FederatedResult",
+    "FederatedSpec",
+    "FitResult",
+    "LocalFit",
+    "LocalSpec",
+    "RoundReport",
+    "Strategy",
+    "StrategySpec",
+    "check_update",
+    "client_seed",
+    "evaluate_params",
+    "initial_params",
+    "load_spec",
+    "local_fit",
+    "make_strategy",
+]

@@ -1,0 +1,623 @@
+"""The coordinator: runs a federated run's rounds over edge nodes, and pays them.
+
+Any client can coordinate (the model's sponsor, who funds the run, usually does).
+A round, after Flower's server loop (``flwr.server.Server.fit_round``):
+
+1. *sample*: ``clients_per_round`` edge nodes that advertise the run's data set,
+   drawn with ``numpy.random.default_rng([seed, round])`` from those that did not
+   fail the previous round;
+2. *secure aggregation* (``secagg: true``): the ``keys`` and ``share`` stages, so that
+   each client's masking secrets are secret-shared among the others;
+3. *fit*: each sampled node trains from the global model on its own data (an ``fl``
+   job, paid through the same channels as any job); the round closes at its deadline
+   with whoever answered, if at least ``min_clients`` did;
+4. *check*: an update of the wrong shape, with NaN or Inf, or farther from the global
+   model than ``max_update_norm`` (or than the DP clip) is refused and counted, with
+   its reason;
+5. *aggregate*: by the strategy (Flower's); under secure aggregation the ``unmask``
+   stage gives the sum of the survivors' updates only; under DP, Gaussian noise is
+   added to the mean and the accountant (opacus) records the round;
+6. *evaluate* on the sponsor's validation set, *checkpoint* (``round-NNNN.npy``) and
+   *register* the new global model in the ``ModelRegistry`` lineage with the
+   participants (``registerRound``), its parent the previous round's model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._exceptions import IdlegridError, InvalidInput, NoProviders
+from ..protocol import npy_bytes
+from ..workloads import get_workload
+from ..workloads._train_models import param_count
+from ._local import evaluate_params, initial_params
+from ._spec import FederatedSpec
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..client._selection import Candidate
+    from ..client._session import ProviderSession
+
+__all__ = ["Coordinator", "FederatedResult", "RoundReport", "check_update", "client_seed"]
+
+log = logging.getLogger("idlegrid.fl")
+
+#: bytes of a node's /v1/info the coordinator reads
+MAX_INFO_BYTES = 1 << 20
+
+
+def client_seed(seed: int, rnd: int, index: int) -> int:
+    """The seed of client ``index``'s local training in round ``rnd`` (the Flower
+    baseline uses the same rule)."""
+    from ._partition import client_seed as flower_rule
+
+    return int(flower_rule(seed, rnd, index))
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """One round, as the live view and the result show it."""
+
+    round: int
+    accuracy: float
+    loss: float
+    participants: list[str]
+    dropped: list[str]
+    rejected: dict[str, str]
+    epsilon: float | None
+    seconds: float
+    model: str  # sha256 of the round's global model (its ONNX export)
+    paid: int  # wei paid to edge nodes so far in the run
+    bytes_per_client: float  # bytes each participant exchanged with the coordinator
+
+
+@dataclass
+class FederatedResult:
+    """A finished run: its global model, its rounds and why it stopped."""
+
+    run: str
+    spec: FederatedSpec
+    params: np.ndarray
+    rounds: list[RoundReport] = field(default_factory=list)
+    stopped: str = "all rounds done"
+
+    @property
+    def accuracy(self) -> float:
+        return self.rounds[-1].accuracy if self.rounds else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "stopped": self.stopped,
+            "accuracy": self.accuracy,
+            "rounds": [asdict(r) for r in self.rounds],
+        }
+
+
+def check_update(
+    row: np.ndarray, global_params: np.ndarray, *, examples: int, spec: FederatedSpec
+) -> str | None:
+    """Why a fit's output (float64 ``[2 + P]``, in the clear) is refused; None if not."""
+    p = len(global_params)
+    if row.ndim != 1 or row.shape[0] != 2 + p:
+        return f"shape {row.shape}, expected [{2 + p}]"
+    if not np.isfinite(row).all():
+        return "NaN or Inf in the update"
+    if int(row[0]) != examples:
+        return f"trained on {int(row[0])} examples, the node advertises {examples}"
+    norm = float(np.linalg.norm(row[2:] - global_params.astype(np.float64)))
+    if norm > spec.max_update_norm:
+        return f"update norm {norm:.3g} above the limit {spec.max_update_norm:.3g}"
+    if spec.dp is not None and norm > spec.dp.clip * (1 + 1e-3) + 1e-6:
+        return f"update norm {norm:.3g} above the DP clip {spec.dp.clip:.3g} (not clipped)"
+    return None
+
+
+@dataclass
+class _Outcome:
+    """What a round gathered: updates in the clear, or (secure) only their new mean."""
+
+    updates: list[Any] = field(default_factory=list)  # FitResult
+    new: np.ndarray | None = None  # the strategy's new model, secure rounds
+    participants: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Edge:
+    candidate: Candidate
+    rows: int
+    index: int  # its place in the sorted roster of edge nodes (the seeding rule)
+
+
+class Coordinator:
+    """Runs ``spec`` from ``client`` (who pays) over the edge nodes on the network."""
+
+    def __init__(
+        self,
+        client: Client,
+        spec: FederatedSpec,
+        validation: tuple[np.ndarray, np.ndarray],
+        *,
+        nodes: Sequence[str] | None = None,
+        register: bool = True,
+        output: Path | None = None,
+        on_round: Callable[[RoundReport], None] | None = None,
+        initial: np.ndarray | None = None,
+    ) -> None:
+        x_val, y_val = validation
+        if len(x_val) != len(y_val) or len(y_val) == 0:
+            raise InvalidInput("the validation set needs as many labels as rows, at least one")
+        self.client = client
+        self.spec = spec
+        self.x_val = np.ascontiguousarray(x_val, dtype=np.float32)
+        self.y_val = np.asarray(y_val, dtype=np.int64)
+        self.nodes = {n.lower() for n in nodes} if nodes is not None else None
+        self.register = register
+        self.output = output
+        self.on_round = on_round
+        self.initial = initial
+        self.run_id = hashlib.sha256(
+            spec.spec_hash() + client.account.address.encode() + os.urandom(16)
+        ).hexdigest()
+        self.data_hash = hashlib.sha256(npy_bytes(self.x_val) + npy_bytes(self.y_val)).digest()
+        self._workload = get_workload("fl")
+        self._bytes: dict[str, int] = {}
+
+    # -- the run ---------------------------------------------------------------------
+    async def run(self) -> FederatedResult:
+        from ._dp import PrivacyAccountant
+        from ._strategy import make_strategy
+
+        spec = self.spec
+        edges = await self._edges()
+        if len(edges) < spec.min_clients:
+            raise NoProviders(
+                f"{len(edges)} edge node(s) hold data set {spec.dataset!r}; the run needs "
+                f"at least min_clients={spec.min_clients}"
+            )
+        params = (
+            self.initial.astype(np.float32)
+            if self.initial is not None
+            else await asyncio.to_thread(initial_params, spec.model, spec.seed)
+        )
+        if params.shape != (param_count(spec.model),):
+            raise InvalidInput(f"the initial model is not float32 [{param_count(spec.model)}]")
+        strategy = make_strategy(spec.strategy.name, **spec.strategy.options)
+        strategy.initialize(params)
+        accountant = None
+        if spec.dp is not None:
+            rate = min(1.0, spec.clients_per_round / len(edges))
+            accountant = PrivacyAccountant(
+                spec.dp.noise_multiplier, rate, spec.dp.delta, spec.dp.epsilon
+            )
+        result = FederatedResult(self.run_id, spec, params)
+        failed: set[str] = set()
+        parent: bytes | None = None
+        rng_noise = np.random.default_rng([spec.seed, 1])
+        for rnd in range(1, spec.rounds + 1):
+            if accountant is not None and not accountant.allows_round():
+                result.stopped = (
+                    f"privacy budget spent: one more round would take epsilon to "
+                    f"{accountant.epsilon_after(1):.3g} > {spec.dp.epsilon if spec.dp else 0}"
+                )
+                break
+            started = time.perf_counter()
+            sample = self._sample(edges, failed, rnd)
+            self._bytes = {}
+            got = await self._round(rnd, sample, params, strategy)
+            failed = set(got.dropped) | set(got.rejected)
+            if len(got.participants) < spec.min_clients:
+                why = "; ".join(f"{a}: {r}" for a, r in {**got.rejected}.items()) or "deadline"
+                result.stopped = (
+                    f"round {rnd}: {len(got.participants)} client(s) answered, fewer than "
+                    f"min_clients={spec.min_clients} ({why})"
+                )
+                break
+            new = got.new
+            if new is None:
+                new = strategy.aggregate_fit(rnd, params, got.updates, len(failed))
+            if spec.dp is not None and accountant is not None:
+                from ._dp import noise_mean
+
+                new = noise_mean(
+                    (new.astype(np.float64) - params.astype(np.float64)).astype(np.float32),
+                    noise_multiplier=spec.dp.noise_multiplier,
+                    clip=spec.dp.clip,
+                    sampled=len(sample),
+                    rng=rng_noise,
+                ) + params.astype(np.float64)
+                accountant.spend()
+            params = np.asarray(new, dtype=np.float32)
+            loss, accuracy = await asyncio.to_thread(
+                evaluate_params, spec.model, params, self.x_val, self.y_val
+            )
+            participants = sorted(got.participants)
+            model_hash, onnx = await asyncio.to_thread(self._export, params)
+            if self.register:
+                await asyncio.to_thread(self._register_round, rnd, model_hash, parent, participants)
+            parent = model_hash
+            self._checkpoint(rnd, params, onnx)
+            report = RoundReport(
+                round=rnd,
+                accuracy=accuracy,
+                loss=loss,
+                participants=participants,
+                dropped=sorted(got.dropped),
+                rejected=dict(got.rejected),
+                epsilon=accountant.epsilon() if accountant is not None else None,
+                seconds=time.perf_counter() - started,
+                model=model_hash.hex(),
+                paid=self._paid(),
+                bytes_per_client=sum(self._bytes.values()) / max(1, len(self._bytes)),
+            )
+            result.rounds.append(report)
+            result.params = params
+            if self.on_round is not None:
+                self.on_round(report)
+            if spec.target_accuracy is not None and accuracy >= spec.target_accuracy:
+                result.stopped = f"target accuracy {spec.target_accuracy} reached"
+                break
+        if self.output is not None:
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / "rounds.json").write_text(json.dumps(result.summary(), indent=2))
+        return result
+
+    # -- one round -------------------------------------------------------------------
+    async def _round(
+        self, rnd: int, sample: list[_Edge], params: np.ndarray, strategy: Any
+    ) -> _Outcome:
+        from ._strategy import FitResult
+
+        digest = await self._upload(sample, params)
+        if self.spec.secagg:
+            return await self._secure_round(rnd, sample, params, digest, strategy)
+        config = strategy.configure_fit(rnd)
+        fields = {e.candidate.address: self._fit_fields(rnd, e, digest, config) for e in sample}
+        answers, errors = await self._gather(sample, fields)
+        got = _Outcome()
+        rejected = got.rejected
+        by_address = {e.candidate.address: e for e in sample}
+        for address, out in answers.items():
+            row = out[0]
+            why = check_update(row, params, examples=by_address[address].rows, spec=self.spec)
+            if why is not None:
+                rejected[address] = why
+                log.warning("round %d: refused %s's update: %s", rnd, address, why)
+                continue
+            got.participants.append(address)
+            got.updates.append(
+                FitResult(
+                    client=address,
+                    params=row[2:].astype(np.float32),
+                    examples=int(row[0]),
+                    metrics={"loss": float(row[1])},
+                )
+            )
+        for address, why in errors.items():
+            if why.startswith("refused:"):
+                rejected[address] = why
+        got.dropped = [a for a in errors if a not in rejected]
+        return got
+
+    async def _secure_round(
+        self, rnd: int, sample: list[_Edge], params: np.ndarray, digest: str, strategy: Any
+    ) -> _Outcome:
+        from ._secagg import RoundKeys, SecAggConfig, SecAggServer
+
+        cfg = SecAggConfig.for_clients(len(sample), dropout=self.spec.secagg_dropout)
+        base = self._base_fields(rnd)
+        # 1. keys
+        fields = {
+            e.candidate.address: {**base, "stage": "keys", "examples": e.rows} for e in sample
+        }
+        answers, errors = await self._gather(sample, fields)
+        keyed = [e for e in sample if e.candidate.address in answers]
+        roster: dict[int, Any] = {}
+        index_of: dict[str, int] = {}
+        for i, e in enumerate(keyed, start=1):
+            doc = _stage_json(answers[e.candidate.address])
+            roster[i] = RoundKeys(pk1=bytes.fromhex(doc["pk1"]), pk2=bytes.fromhex(doc["pk2"]))
+            index_of[e.candidate.address] = i
+        dropped = list(errors)
+        if len(roster) < cfg.threshold:
+            return _Outcome(dropped=dropped)
+
+        def entries(members: dict[int, Any]) -> list[dict[str, Any]]:
+            return [
+                {"index": i, "pk1": k.pk1.hex(), "pk2": k.pk2.hex()} for i, k in members.items()
+            ]
+
+        def secagg(e: _Edge, members: dict[int, Any], **extra: Any) -> dict[str, Any]:
+            return {
+                "index": index_of[e.candidate.address],
+                "roster": entries(members),
+                "threshold": cfg.threshold,
+                "clip_range": cfg.clip_range,
+                "target_range": cfg.target_range,
+                "mod_range": cfg.mod_range,
+                **extra,
+            }
+
+        # 2. share: each member's secrets, Shamir-shared, encrypted for each other member
+        fields = {
+            e.candidate.address: {**base, "stage": "share", "examples": e.rows,
+                                  "secagg": secagg(e, roster)}
+            for e in keyed
+        }  # fmt: skip
+        answers, errors = await self._gather(keyed, fields)
+        dropped += list(errors)
+        sharers = [e for e in keyed if e.candidate.address in answers]
+        ciphertexts: dict[int, dict[int, str]] = {}
+        for e in sharers:
+            doc = _stage_json(answers[e.candidate.address])
+            ciphertexts[index_of[e.candidate.address]] = {int(j): str(c) for j, c in doc.items()}
+        members = {
+            index_of[e.candidate.address]: roster[index_of[e.candidate.address]] for e in sharers
+        }
+        if len(members) < cfg.threshold:
+            return _Outcome(dropped=dropped)
+        # 3. fit, masked
+        largest = max(e.rows for e in sharers)
+        fields = {}
+        for e in sharers:
+            weight = 1.0 if self.spec.dp is not None else e.rows / largest
+            fields[e.candidate.address] = {
+                **self._fit_fields(rnd, e, digest, strategy.configure_fit(rnd)),
+                "secagg": secagg(e, members, weight=weight),
+            }
+        answers, errors = await self._gather(sharers, fields)
+        dropped += list(errors)
+        server = SecAggServer(members, cfg)
+        rejected: dict[str, str] = {}
+        survivors: list[_Edge] = []
+        examples = 0
+        for e in sharers:
+            out = answers.get(e.candidate.address)
+            if out is None:
+                continue
+            row = out[0]
+            if not np.isfinite(row).all() or int(row[0]) != e.rows:
+                rejected[e.candidate.address] = "a masked update that does not check out"
+                continue
+            masked = row[2:]
+            if (
+                (masked != np.floor(masked)).any()
+                or masked.min() < 0
+                or masked.max() >= cfg.mod_range
+            ):
+                rejected[e.candidate.address] = "a masked update outside the field"
+                continue
+            try:
+                server.add(index_of[e.candidate.address], masked.astype(np.uint64))
+            except IdlegridError as exc:
+                rejected[e.candidate.address] = str(exc)
+                continue
+            survivors.append(e)
+            examples += e.rows
+        alive = {index_of[e.candidate.address] for e in survivors}
+        gone = sorted(set(members) - alive)
+        # 4. unmask: survivors give shares of survivors' self masks and of the dropped
+        # members' pairwise keys
+        fields = {}
+        for e in survivors:
+            me = index_of[e.candidate.address]
+            inbox = {str(j): c[me] for j, c in ciphertexts.items() if me in c}
+            fields[e.candidate.address] = {
+                **base, "stage": "unmask", "examples": e.rows,
+                "secagg": secagg(e, members, inbox=inbox, survivors=sorted(alive), dropped=gone),
+            }  # fmt: skip
+        answers, errors = await self._gather(survivors, fields)
+        shares = {
+            index_of[a]: {int(j): bytes.fromhex(s) for j, s in _stage_json(out).items()}
+            for a, out in answers.items()
+        }
+        total = server.unmask(shares)
+        weight = float(total[-1])
+        if not weight > 0:
+            raise InvalidInput("secure aggregation: the unmasked weights sum to zero")
+        mean = params.astype(np.float64) + np.asarray(total[:-1], dtype=np.float64) / weight
+        new = strategy.aggregate_mean(rnd, params, mean.astype(np.float32), examples)
+        return _Outcome(
+            new=np.asarray(new, dtype=np.float32),
+            participants=[e.candidate.address for e in survivors],
+            dropped=dropped,
+            rejected=rejected,
+        )
+
+    # -- helpers ------------------------------------------------------------------------
+    async def _edges(self) -> list[_Edge]:
+        import httpx
+
+        from ..protocol import NodeInfo
+
+        candidates = await self.client._discover("fl", force=True)
+        found: list[tuple[Candidate, int]] = []
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
+            for c in candidates:
+                if self.nodes is not None and c.address.lower() not in self.nodes:
+                    continue
+                try:
+                    r = await http.get(f"{c.endpoint}/v1/info")
+                    if len(r.content) > MAX_INFO_BYTES:
+                        continue
+                    info = NodeInfo.model_validate_json(r.content)
+                except (httpx.HTTPError, ValueError) as exc:
+                    log.warning("edge node %s does not answer /v1/info: %s", c.address, exc)
+                    continue
+                held = info.datasets.get(self.spec.dataset)
+                if held is None:
+                    continue
+                rows = held.get("rows")
+                if isinstance(rows, int) and rows > 0:
+                    found.append((c, rows))
+        found.sort(key=lambda f: f[0].address.lower())
+        return [_Edge(c, rows, i) for i, (c, rows) in enumerate(found)]
+
+    def _sample(self, edges: list[_Edge], failed: set[str], rnd: int) -> list[_Edge]:
+        pool = [e for e in edges if e.candidate.address not in failed]
+        if len(pool) < self.spec.min_clients:
+            pool = list(edges)  # give the failed ones another chance rather than stop
+        k = min(self.spec.clients_per_round, len(pool))
+        rng = np.random.default_rng([self.spec.seed, rnd])
+        chosen = sorted(rng.choice(len(pool), size=k, replace=False))
+        return [pool[i] for i in chosen]
+
+    def _base_fields(self, rnd: int) -> dict[str, Any]:
+        return {
+            "run": self.run_id,
+            "round": rnd,
+            "dataset": self.spec.dataset,
+            "model": self.spec.model.model_dump(mode="json"),
+        }
+
+    def _fit_fields(
+        self, rnd: int, e: _Edge, digest: str, config: dict[str, Any]
+    ) -> dict[str, Any]:
+        local = self.spec.local
+        fields: dict[str, Any] = {
+            **self._base_fields(rnd),
+            "stage": "fit",
+            "params": digest,
+            "examples": e.rows,
+            "epochs": local.epochs,
+            "batch": local.batch,
+            "lr": local.lr,
+            "optimizer": local.optimizer,
+            "seed": client_seed(self.spec.seed, rnd, e.index),
+        }
+        mu = float(config.get("proximal_mu", 0.0))
+        if mu > 0:
+            fields["prox_mu"] = mu
+        if self.spec.dp is not None:
+            fields["clip"] = self.spec.dp.clip
+        return fields
+
+    async def _upload(self, sample: list[_Edge], params: np.ndarray) -> str:
+        data = npy_bytes(params.astype(np.float32))
+        digest = hashlib.sha256(data).hexdigest()
+
+        async def put(e: _Edge) -> None:
+            session = self.client._session(e.candidate)
+            await asyncio.wait_for(session.put_blob(data, digest=digest), self.spec.deadline_s)
+            self._count(e.candidate.address, len(data))
+
+        await asyncio.gather(*(put(e) for e in sample), return_exceptions=True)
+        return digest
+
+    async def _gather(
+        self, sample: Sequence[_Edge], fields: dict[str, dict[str, Any]]
+    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """Run one job on each node, closing at the deadline: ``(outputs, errors)``."""
+        tasks: dict[asyncio.Task[np.ndarray], str] = {}
+        for e in sample:
+            address = e.candidate.address
+            if address in fields:
+                tasks[asyncio.ensure_future(self._job(e, fields[address]))] = address
+        if not tasks:
+            return {}, {}
+        done, pending = await asyncio.wait(tasks, timeout=self.spec.deadline_s)
+        outputs: dict[str, np.ndarray] = {}
+        errors: dict[str, str] = {}
+        for task in done:
+            address = tasks[task]
+            exc = task.exception()
+            if exc is None:
+                outputs[address] = task.result()
+            else:
+                errors[address] = _reason(exc)
+                log.warning("edge node %s: %s", address, errors[address])
+        for task in pending:  # a straggler: its job runs on, paid, but misses the round
+            errors[tasks[task]] = f"missed the {self.spec.deadline_s:.0f} s deadline"
+            task.add_done_callback(_quiet)
+        return outputs, errors
+
+    async def _job(self, e: _Edge, fields: dict[str, Any]) -> np.ndarray:
+        from ..client._session import Bill
+
+        spec = self._workload.parse(fields)
+        units = self._workload.units(spec, None)
+        session: ProviderSession = self.client._session(e.candidate)
+        reserve = self.client._reserve(session)
+        out: np.ndarray = await session.job(
+            reserve, "fl", fields, Bill(units, units, False), self._workload.outputs(spec, None), 1
+        )
+        self._count(e.candidate.address, len(json.dumps(fields)) + out.nbytes)
+        return out
+
+    def _count(self, address: str, n: int) -> None:
+        self._bytes[address] = self._bytes.get(address, 0) + n
+
+    def _paid(self) -> int:
+        return sum(c.amount for c in self.client.channels())
+
+    def _export(self, params: np.ndarray) -> tuple[bytes, bytes]:
+        from ._export import export_params
+
+        onnx = export_params(self.spec.model, params)
+        digest = hashlib.sha256(onnx).digest()
+        try:
+            from ..client import ModelStore
+
+            ModelStore.default().put(onnx)
+        except (OSError, IdlegridError) as exc:  # the store is a convenience
+            log.warning("could not keep the round's model in the model store: %s", exc)
+        return digest, onnx
+
+    def _register_round(
+        self, rnd: int, model: bytes, parent: bytes | None, participants: list[str]
+    ) -> None:
+        from ..chain import ModelRegistryClient
+
+        models = self.client.ledger.client("models", ModelRegistryClient)
+        models.register_round(
+            model,
+            bytes.fromhex(self.run_id),
+            rnd,
+            spec_hash=self.spec.spec_hash(),
+            data_hash=self.data_hash,
+            parent=parent,
+            participants=participants,
+            sender=self.client.account,
+        )
+
+    def _checkpoint(self, rnd: int, params: np.ndarray, onnx: bytes) -> None:
+        if self.output is None:
+            return
+        self.output.mkdir(parents=True, exist_ok=True)
+        np.save(self.output / f"round-{rnd:04d}.npy", params, allow_pickle=False)
+        (self.output / "model.onnx").write_bytes(onnx)
+
+
+def _stage_json(out: np.ndarray) -> dict[str, Any]:
+    try:
+        doc = json.loads(np.asarray(out, dtype=np.uint8).reshape(-1).tobytes())
+    except ValueError as exc:
+        raise InvalidInput(f"a stage's answer is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput("a stage's answer is not a JSON object")
+    return doc
+
+
+def _reason(exc: BaseException) -> str:
+    from .._exceptions import ProviderRefused
+
+    text = f"{type(exc).__name__}: {exc}"
+    return f"refused: {text}" if isinstance(exc, ProviderRefused) else text
+
+
+def _quiet(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,145 @@
+"""A client's local training: the work of one federated round on one edge node.
+
+The same function trains in the ``fl`` workload's worker (on an edge node's private
+data), in the Flower baseline's ``NumPyClient`` and in the centralized baseline, so a
+comparison between them measures the federation, not two training loops.
+
+Parameters travel as one flat float32 vector in ``parameters_to_vector`` order of the
+network :func:`~idlegrid.workloads._train_models.build` makes. Training is
+deterministic for a given seed (one thread, deterministic algorithms, a seeded order).
+FedProx's proximal term ``mu / 2 * ||w - w_global||^2`` is added to the loss when
+``prox_mu > 0`` (Li et al., 2020, as Flower's FedProx clients do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from .._exceptions import ConfigError, InvalidInput
+from ..workloads._train_models import ModelSpec, build, param_count
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["LocalFit", "evaluate_params", "initial_params", "local_fit"]
+
+
+@dataclass(frozen=True)
+class LocalFit:
+    """What a client's round produced: its new weights, its mean training loss and the
+    examples it trained on (the FedAvg weight)."""
+
+    params: np.ndarray
+    loss: float
+    examples: int
+
+
+def _torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # pragma: no cover - the fl extra has it
+        raise ConfigError("federated training needs PyTorch (pip install 'idlegrid[fl]')") from None
+
+
+def _network(model: ModelSpec, params: np.ndarray) -> torch.nn.Module:
+    import torch
+
+    n = param_count(model)
+    if params.shape != (n,) or params.dtype != np.float32:
+        raise InvalidInput(f"the global model is not float32 [{n}]: {params.dtype}{params.shape}")
+    if not np.isfinite(params).all():
+        raise InvalidInput("the global model has NaN or Inf weights")
+    torch.manual_seed(0)
+    net = build(model)
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(torch.from_numpy(params.copy()), net.parameters())
+    return net
+
+
+def initial_params(model: ModelSpec, seed: int) -> np.ndarray:
+    """The weights ``torch.manual_seed(seed)`` gives the network (round 0's model)."""
+    _torch()
+    import torch
+
+    torch.manual_seed(seed)
+    net = build(model)
+    with torch.no_grad():
+        return torch.nn.utils.parameters_to_vector(net.parameters()).numpy().astype(np.float32)
+
+
+def local_fit(
+    model: ModelSpec,
+    params: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch: int,
+    lr: float,
+    optimizer: Literal["sgd", "adam"] = "sgd",
+    prox_mu: float = 0.0,
+    seed: int = 0,
+) -> LocalFit:
+    """Train ``params`` for ``epochs`` passes over ``(x, y)`` in mini-batches of ``batch``
+    (the last one smaller), in an order drawn from ``seed``."""
+    _torch()
+    import torch
+
+    if len(x) != len(y) or len(y) == 0:
+        raise InvalidInput(f"local data: {len(x)} rows of x, {len(y)} labels")
+    if epochs < 1 or batch < 1 or not lr > 0 or prox_mu < 0:
+        raise InvalidInput("epochs and batch must be >= 1, lr > 0 and prox_mu >= 0")
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    net = _network(model, params)
+    net.train()
+    start = [p.detach().clone() for p in net.parameters()]
+    opt: torch.optim.Optimizer
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=lr, foreach=False)
+    else:
+        opt = torch.optim.Adam(net.parameters(), lr=lr, foreach=False)
+    xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
+    losses: list[float] = []
+    for epoch in range(epochs):
+        order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(y)))
+        for i in range(0, len(y), batch):
+            idx = order[i : i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+            if prox_mu > 0:
+                prox = sum(
+                    torch.sum((p - p0) ** 2) for p, p0 in zip(net.parameters(), start, strict=True)
+                )
+                loss = loss + (prox_mu / 2) * prox
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            losses.append(float(loss.detach()))
+    with torch.no_grad():
+        out = torch.nn.utils.parameters_to_vector(net.parameters()).numpy().astype(np.float32)
+    return LocalFit(out, float(np.mean(losses)), len(y))
+
+
+def evaluate_params(
+    model: ModelSpec, params: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
+    """``(mean cross-entropy, accuracy)`` of ``params`` on ``(x, y)``."""
+    _torch()
+    import torch
+
+    net = _network(model, params)
+    net.eval()
+    with torch.no_grad():
+        logits = torch.cat(
+            [
+                net(torch.from_numpy(np.ascontiguousarray(x[i : i + 1024])))
+                for i in range(0, len(x), 1024)
+            ]
+        )
+        yt = torch.from_numpy(y.astype(np.int64))
+        loss = float(torch.nn.functional.cross_entropy(logits, yt))
+        accuracy = float((logits.argmax(dim=1) == yt).float().mean())
+    return loss, accuracy
