@@ -29,7 +29,8 @@ $(VENV)/.core: pyproject.toml
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.core
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,embed,train]'
+	$(PIP) install -e '.[dev,embed,train,fl]'
+	$(PIP) install --no-deps flwr==1.42.0
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

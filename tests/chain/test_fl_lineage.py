@@ -297,9 +297,11 @@ def test_register_round_gas(env: Env) -> None:
 
 # -- a stateful check: random rounds against a model of the contract's rules -------------
 
+# About 100 steps a backend (py-evm estimates gas by binary search: a few sends a
+# second). Derandomized, so every run tries the same examples.
 SETTINGS = settings(
-    max_examples=10,
-    stateful_step_count=15,
+    max_examples=8,
+    stateful_step_count=12,
     deadline=None,
     derandomize=True,
     database=None,

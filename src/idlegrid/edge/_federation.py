@@ -88,7 +88,7 @@ def start_federation(
             home = directory / "edges" / f"edge-{i}"
             data = home / "data"
             data.mkdir(parents=True, exist_ok=True)
-            np.savez(data / f"{dataset}.npz", x=x, y=y)
+            np.savez_compressed(data / f"{dataset}.npz", x=x, y=y)
             port = free_port()
             argv = [
                 sys.executable, "-m", "idlegrid.cli", "edge", "start",

@@ -1,0 +1,196 @@
+"""Federated runs over real edge node processes on loopback (anvil devnet).
+
+One federation of four edge nodes, each holding one Dirichlet partition of the
+digits data, serves the module; every byte each edge node sends is captured. The
+test that kills a node runs last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from idlegrid.chain import ModelRegistryClient, find_anvil
+from idlegrid.client import Client
+from idlegrid.edge import read_capture
+from idlegrid.edge._federation import Federation, start_federation
+from idlegrid.fl import load_spec
+from idlegrid.fl._coordinator import Coordinator
+from idlegrid.fl._dp import PrivacyAccountant
+from idlegrid.fl._partition import FederatedData, digits_federated
+
+pytestmark = pytest.mark.anvil
+
+EDGES = 4
+MODEL = {"family": "mlp", "inputs": 64, "hidden": [32], "classes": 10}
+
+
+@pytest.fixture(scope="module")
+def data() -> FederatedData:
+    return digits_federated(EDGES, 0.5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def federation(
+    tmp_path_factory: pytest.TempPathFactory, data: FederatedData
+) -> Iterator[Federation]:
+    if find_anvil() is None:
+        pytest.fail("anvil is not installed: run `npm install` in the idlegrid checkout")
+    parts = [(data.x_train[p], data.y_train[p]) for p in data.parts]
+    fed = start_federation(tmp_path_factory.mktemp("federation"), parts, capture=True)
+    try:
+        yield fed
+    finally:
+        fed.close()
+
+
+def _spec(**over: Any) -> Any:
+    raw = {
+        "model": MODEL,
+        "dataset": "digits",
+        "rounds": 3,
+        "clients_per_round": EDGES,
+        "min_clients": 2,
+        "deadline_s": 90,
+        "local": {"epochs": 1, "batch": 32, "lr": 0.1},
+        "seed": 3,
+        **over,
+    }
+    return load_spec(raw)
+
+
+def _run(fed: Federation, data: FederatedData, spec: Any, **kw: Any) -> Any:
+    client = Client(fed.info.accounts[fed.sponsor], fed.ledger(), timeout_s=120)
+    with client:
+        return client.federate(spec, (data.x_test, data.y_test), **kw)
+
+
+def test_accuracy_improves_round_over_round_and_each_round_is_in_the_lineage(
+    federation: Federation, data: FederatedData
+) -> None:
+    # Execute
+    result = _run(federation, data, _spec())
+
+    # Assert: three rounds, every edge node took part, accuracy went up
+    accuracies = [r.accuracy for r in result.rounds]
+    assert len(accuracies) == 3, result.stopped
+    assert accuracies[-1] > accuracies[0] + 0.1, accuracies
+    edges = sorted(e.address for e in federation.edges)
+    for r in result.rounds:
+        assert sorted(r.participants) == edges
+        assert r.dropped == [] and r.rejected == {}
+    # the sponsor paid the edge nodes for their training, through its channels
+    assert result.rounds[-1].paid > result.rounds[0].paid > 0
+    # every round's model is registered, with its participants, its parent the round before
+    models = federation.ledger().client("models", ModelRegistryClient)
+    parent = bytes(32)
+    for rnd, r in enumerate(result.rounds, start=1):
+        model = bytes.fromhex(r.model)
+        record = models.model(model)
+        assert record is not None and record.parent == parent
+        assert sorted(models.participants(model)) == edges
+        assert models.round_model(bytes.fromhex(result.run), rnd) == model
+        parent = model
+
+
+def test_secure_aggregation_gives_the_plain_run_s_models(
+    federation: Federation, data: FederatedData
+) -> None:
+    # Execute: the same run, in the clear and under SecAgg+
+    plain = _run(federation, data, _spec(rounds=2), register=False)
+    secure = _run(federation, data, _spec(rounds=2, secagg=True), register=False)
+
+    # Assert: the unmasked sum is the plain sum up to quantization
+    for a, b in zip(plain.rounds, secure.rounds, strict=True):
+        assert abs(a.accuracy - b.accuracy) <= 0.02
+    assert np.abs(plain.params - secure.params).max() < 1e-3
+    assert sorted(secure.rounds[-1].participants) == sorted(e.address for e in federation.edges)
+
+
+def test_dp_stops_when_the_budget_is_spent(federation: Federation, data: FederatedData) -> None:
+    # Prepare: a budget between epsilon after 2 and after 3 rounds (all 4 sampled: q = 1)
+    acc = PrivacyAccountant(1.5, 1.0, 1e-5, None)
+    acc.spend()
+    acc.spend()
+    two, three = acc.epsilon(), acc.epsilon_after(1)
+    budget = (two + three) / 2
+    dp = {"clip": 1.0, "noise_multiplier": 1.5, "delta": 1e-5, "epsilon": budget}
+
+    # Execute
+    result = _run(federation, data, _spec(rounds=10, dp=dp), register=False)
+
+    # Assert: two rounds, then the run stopped for the budget, within it
+    assert len(result.rounds) == 2
+    assert "privacy budget" in result.stopped
+    assert result.rounds[-1].epsilon == pytest.approx(two)
+    assert result.rounds[-1].epsilon <= budget
+
+
+def test_no_raw_record_leaves_an_edge_node(federation: Federation) -> None:
+    """Every byte each edge node sent (its HTTP answers, its chain requests), raw and
+    with every base64 string in it decoded, holds no row of its data set and no 16-byte
+    window of its data file (a compressed .npz) or of the records inside it (but a run
+    of one byte value)."""
+    for edge in federation.edges:
+        assert edge.capture is not None and edge.capture.exists()
+        sent = [data for _, data in read_capture(edge.capture)]
+        assert sum(len(s) for s in sent) > 10_000  # it did answer jobs
+        streams = list(sent)
+        for chunk in sent:  # JSON bodies carry outputs as base64
+            for token in re.findall(rb"[A-Za-z0-9+/]{24,}={0,2}", chunk):
+                try:
+                    streams.append(base64.b64decode(token + b"=" * (-len(token) % 4)))
+                except ValueError:
+                    continue
+        haystack = b"\x00".join(streams)
+        file = (edge.data / "digits.npz").read_bytes()
+        with np.load(edge.data / "digits.npz") as z:
+            records = z["x"].tobytes() + z["y"].tobytes()  # the file's records, inflated
+        windows = {b[i : i + 16] for b in (file, records) for i in range(len(b) - 15)}
+        seen = {haystack[i : i + 16] for i in range(len(haystack) - 15)}
+        # a run of one byte value (16 zero bytes: every ABI-encoded chain request has
+        # them, and so has a data file of pixels) carries no record
+        common = {w for w in windows & seen if len(set(w)) > 1}
+        assert not common, f"edge {edge.index} sent part of its data file: {sorted(common)[:3]}"
+        with np.load(edge.data / "digits.npz") as z:
+            rows = [r.tobytes() for r in z["x"]] + [r.astype(np.float64).tobytes() for r in z["x"]]
+        assert not any(row in haystack for row in rows)
+
+
+def test_an_edge_node_killed_mid_round_does_not_stop_a_secure_run(
+    federation: Federation, data: FederatedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: kill one edge node as its round-2 training job starts (after it shared
+    # its secrets: the others must unmask around it)
+    victim = federation.edges[-1]
+    job = Coordinator._job
+
+    async def killing(self: Coordinator, e: Any, fields: dict[str, Any]) -> Any:
+        if (
+            fields["round"] == 2
+            and fields["stage"] == "fit"
+            and e.candidate.address == victim.address
+        ):
+            asyncio.get_running_loop().call_later(0.05, federation.kill, victim)
+        return await job(self, e, fields)
+
+    monkeypatch.setattr(Coordinator, "_job", killing)
+
+    # Execute
+    result = _run(federation, data, _spec(rounds=3, secagg=True), register=False)
+
+    # Assert: the run went on without it, and improved
+    assert len(result.rounds) == 3, result.stopped
+    second = result.rounds[1]
+    assert victim.address in second.dropped
+    assert victim.address not in second.participants and len(second.participants) == EDGES - 1
+    assert victim.address not in result.rounds[2].participants
+    assert result.rounds[2].accuracy > result.rounds[0].accuracy
+    assert Path(victim.data / "digits.npz").exists()
