@@ -1,0 +1,165 @@
+"""The edge node's parts (data sets by name, the egress, the round guards), the ``fl``
+job's spec, and the coordinator's checks of an update: success and attack side by side."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from idlegrid import InvalidInput, NotFound
+from idlegrid.edge import EdgeState, Egress, EgressTransport, read_capture, scan_datasets
+from idlegrid.fl import check_update, load_spec
+from idlegrid.workloads import get_workload
+
+SPEC = {
+    "model": {"family": "mlp", "inputs": 4, "hidden": [3], "classes": 2},
+    "dataset": "farm",
+    "rounds": 2,
+    "clients_per_round": 3,
+}
+
+
+def _data(directory: Path) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(directory / "farm.npz", x=rng.random((20, 4), dtype=np.float32), y=np.arange(20) % 2)
+    (directory / "notes.npz").write_bytes(b"not a zip")  # skipped
+    np.savez(directory / "Bad Name.npz", x=np.zeros((2, 4)), y=np.zeros(2, int))  # skipped
+    return directory
+
+
+def test_an_edge_node_holds_data_sets_by_name_only(tmp_path: Path) -> None:
+    # Execute
+    found = scan_datasets(_data(tmp_path))
+    state = EdgeState(tmp_path, b"k" * 32, Egress())
+
+    # Assert: only the valid file, advertised by size; a peer's name never becomes a path
+    assert list(found) == ["farm"]
+    assert state.advertised() == {"farm": {"rows": 20, "features": [4], "labels": 2}}
+    assert state.dataset("farm")[1] == 20
+    for name in ("../farm", "/etc/passwd", "notes", "FARM"):
+        with pytest.raises(NotFound, match="farm"):
+            state.dataset(name)
+
+
+def test_an_fl_job_names_a_data_set_by_a_safe_name_and_refuses_bad_fields() -> None:
+    workload = get_workload("fl")
+    base = {
+        "stage": "fit", "run": "ab" * 32, "round": 1, "dataset": "farm",
+        "model": SPEC["model"], "params": "cd" * 32, "examples": 20,
+    }  # fmt: skip
+    spec = workload.parse(base)
+    assert workload.units(spec, None) > 0
+    for bad, why in (
+        ({"dataset": "../../etc/passwd"}, "dataset"),
+        ({"params": None}, "params"),
+        ({"stage": "unmask"}, "secagg"),
+        ({"examples": 0}, "examples"),
+        ({"lr": -1.0}, "lr"),
+    ):
+        with pytest.raises(InvalidInput, match=why):
+            workload.parse({**base, **bad})
+
+
+def test_a_plain_provider_refuses_fl_jobs() -> None:
+    class Plain:
+        edge = None
+
+    workload = get_workload("fl")
+    spec = workload.parse(
+        {
+            "stage": "keys",
+            "run": "ab" * 32,
+            "round": 1,
+            "dataset": "farm",
+            "model": SPEC["model"],
+            "examples": 20,
+        }
+    )
+    with pytest.raises(InvalidInput, match="edge nodes"):
+        asyncio.run(workload.prepare(spec, Plain()))  # type: ignore[arg-type]
+
+
+def test_an_edge_node_answers_one_unmask_and_masks_one_update_per_round(tmp_path: Path) -> None:
+    state = EdgeState(_data(tmp_path), b"k" * 32, Egress())
+    state.unmask_once("r", 1, [1, 2, 3], [4])
+    state.unmask_once("r", 1, [1, 2, 3], [4])  # the same question again: a retry
+    with pytest.raises(InvalidInput):
+        state.unmask_once("r", 1, [1, 2, 4], [3])  # both secrets of 3 and 4: refused
+    state.mask_once("r", 1, b"fields")
+    with pytest.raises(InvalidInput):
+        state.mask_once("r", 1, b"other fields")
+
+
+def test_every_byte_out_passes_the_egress_and_is_captured(tmp_path: Path) -> None:
+    # Prepare
+    capture = tmp_path / "out.bin"
+    egress = Egress(capture)
+    seen: list[tuple[str, bytes]] = []
+    egress.watch(lambda dest, data: seen.append((dest, data)))
+
+    class Sock:
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+
+        def get_extra_info(self, key: str) -> Any:
+            return ("127.0.0.1", 9) if key == "peername" else None
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        def is_closing(self) -> bool:
+            return False
+
+    sock = Sock()
+    transport = EgressTransport(sock, egress)
+
+    # Execute
+    transport.write(b"HTTP/1.1 200 OK\r\n")
+    transport.writelines([b"a", b"b"])
+    egress.send("rpc", b'{"jsonrpc":"2.0"}')
+
+    # Assert: the socket got exactly what passed; the capture holds it all, in order
+    assert sock.written == [b"HTTP/1.1 200 OK\r\n", b"a", b"b"]
+    assert not transport.is_closing()
+    records = read_capture(capture)
+    assert records == seen
+    assert [d for _, d in records][-1] == b'{"jsonrpc":"2.0"}'
+    assert egress.total == sum(len(d) for _, d in records)
+    assert records[0][0] == "http:127.0.0.1:9"
+
+
+def test_the_coordinator_refuses_bad_updates_with_a_reason() -> None:
+    spec = load_spec({**SPEC, "max_update_norm": 10.0})
+    dp = load_spec({**SPEC, "dp": {"clip": 0.5, "noise_multiplier": 1.0, "epsilon": 5.0}})
+    g = np.zeros(26, np.float32)
+
+    def row(params: np.ndarray, examples: int = 20) -> np.ndarray:
+        return np.concatenate([[examples, 0.5], params]).astype(np.float64)
+
+    good = row(np.full(26, 0.01))
+    assert check_update(good, g, examples=20, spec=spec) is None
+    assert "shape" in str(check_update(good[:-1], g, examples=20, spec=spec))
+    nan = good.copy()
+    nan[5] = np.nan
+    assert "NaN" in str(check_update(nan, g, examples=20, spec=spec))
+    assert "norm" in str(check_update(row(np.full(26, 100.0)), g, examples=20, spec=spec))
+    assert "examples" in str(check_update(good, g, examples=21, spec=spec))
+    assert "DP clip" in str(check_update(row(np.full(26, 0.5)), g, examples=20, spec=dp))
+
+
+def test_a_spec_is_refused_before_any_work_when_it_cannot_run() -> None:
+    for bad, why in (
+        ({"min_clients": 5}, "min_clients"),
+        ({"secagg": True, "strategy": {"name": "krum"}}, "secure aggregation"),
+        ({"strategy": {"name": "fedmagic"}}, "fedmagic"),
+        ({"dataset": "../x"}, "dataset"),
+        ({"rounds": 0}, "rounds"),
+    ):
+        with pytest.raises(InvalidInput, match=why):
+            load_spec({**SPEC, **bad})
+    with pytest.raises(InvalidInput, match="mapping"):
+        load_spec("- a\n- list\n")
