@@ -302,7 +302,8 @@ class Coordinator:
                 FitResult(
                     client=address,
                     params=row[2:].astype(np.float32),
-                    examples=int(row[0]),
+                    # DP's noise is sized for an unweighted mean: clients weigh alike
+                    examples=1 if self.spec.dp is not None else int(row[0]),
                     metrics={"loss": float(row[1])},
                 )
             )
