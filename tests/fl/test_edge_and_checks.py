@@ -163,3 +163,39 @@ def test_a_spec_is_refused_before_any_work_when_it_cannot_run() -> None:
             load_spec({**SPEC, **bad})
     with pytest.raises(InvalidInput, match="mapping"):
         load_spec("- a\n- list\n")
+
+
+def _stage_job(state: EdgeState, stage: str, roster: list[dict[str, Any]], **extra: Any) -> bytes:
+    import pickle
+
+    spec = {
+        "stage": stage, "run": "ab" * 32, "round": 1, "dataset": "farm",
+        "model": SPEC["model"], "examples": 20,
+        "secagg": {"index": 1, "roster": roster, "threshold": 2, "clip_range": 8.0,
+                   "target_range": 2**22, "mod_range": 2**32, **extra},
+    }  # fmt: skip
+    from idlegrid.workloads._kind_fl import FlSpec
+
+    job = {"spec": FlSpec.model_validate(spec).model_dump(), "data": "", "secret": state.secret}
+    return pickle.dumps(job)
+
+
+def test_members_check_every_roster_key_s_signature(tmp_path: Path) -> None:
+    from idlegrid.protocol import array_from_npy
+    from idlegrid.workloads._kind_fl import run
+
+    # Prepare: three edge nodes' signed keys for one round
+    states = [EdgeState(_data(tmp_path), bytes([i + 1]) * 32, Egress()) for i in range(3)]
+    roster = [{"index": i + 1, **s.signed_keys("ab" * 32, 1)} for i, s in enumerate(states)]
+
+    # Execute: the share stage with the roster as signed, and with one member's keys
+    # swapped for the coordinator's own (signed by nobody in the roster)
+    shares = array_from_npy(run(_stage_job(states[0], "share", roster)), max_bytes=1 << 20)
+    forged = [dict(e) for e in roster]
+    intruder = EdgeState(tmp_path, b"\x09" * 32, Egress()).signed_keys("ab" * 32, 1)
+    forged[1].update(pk1=intruder["pk1"], pk2=intruder["pk2"])
+
+    # Assert: shares for all three; the swapped keys are refused, naming the member
+    assert shares.dtype == np.uint8 and shares.shape[0] == 1
+    with pytest.raises(InvalidInput, match="member 2"):
+        run(_stage_job(states[0], "share", forged))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from idlegrid import ProviderFailed
 from idlegrid.chain import ModelRegistryClient, find_anvil
 from idlegrid.client import Client
 from idlegrid.edge import read_capture
@@ -162,6 +163,38 @@ def test_no_raw_record_leaves_an_edge_node(federation: Federation) -> None:
         with np.load(edge.data / "digits.npz") as z:
             rows = [r.tobytes() for r in z["x"]] + [r.astype(np.float64).tobytes() for r in z["x"]]
         assert not any(row in haystack for row in rows)
+
+
+def test_a_member_that_fails_to_share_is_left_out_of_a_new_key_agreement(
+    federation: Federation, data: FederatedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: one node's share stage fails in round 1 (it drops after sending its keys)
+    flaky = federation.edges[0]
+    job = Coordinator._job
+    asked: list[tuple[int, str, str]] = []
+
+    async def failing(self: Coordinator, e: Any, fields: dict[str, Any]) -> Any:
+        asked.append((fields["round"], fields["stage"], e.candidate.address))
+        if (
+            fields["round"] == 1
+            and fields["stage"] == "share"
+            and e.candidate.address == flaky.address
+        ):
+            raise ProviderFailed(f"{flaky.address}: connection reset (a test)")
+        return await job(self, e, fields)
+
+    monkeypatch.setattr(Coordinator, "_job", failing)
+
+    # Execute
+    result = _run(federation, data, _spec(rounds=2, secagg=True), register=False)
+
+    # Assert: round 1 agreed keys again without it and went on with the others
+    first = result.rounds[0]
+    assert flaky.address in first.dropped and flaky.address not in first.participants
+    assert len(first.participants) == EDGES - 1
+    keys_round_1 = [a for r, stage, a in asked if r == 1 and stage == "keys"]
+    assert len(keys_round_1) == EDGES + EDGES - 1  # a second key agreement, without it
+    assert len(result.rounds) == 2
 
 
 def test_an_edge_node_killed_mid_round_does_not_stop_a_secure_run(

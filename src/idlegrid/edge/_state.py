@@ -26,12 +26,30 @@ class EdgeState:
         self.egress = egress
         # the node's round secret: derived from its key, never the key itself
         self.secret = hmac.new(key, b"idlegrid/fl/secagg/v1", hashlib.sha256).digest()
+        self._key = key
         self._unmasked = UnmaskLedger()
 
     def dataset(self, name: str) -> tuple[str, int]:
         """``(path, rows)`` of a local data set; NotFound naming the ones held."""
         found = lookup(self.datasets, name)
         return str(found.path), found.rows
+
+    def signed_keys(self, run: str, rnd: int) -> dict[str, str]:
+        """This node's public keys for a round, signed with its key (roster members check
+        the signature, so that the coordinator only relays them)."""
+        from ..fl._secagg import client_keys
+        from ..protocol import Account
+        from ..protocol._fastsig import sign_digest
+        from ..workloads._kind_fl import keys_digest
+
+        keys = client_keys(self.secret, run, rnd)
+        sig = sign_digest(self._key, keys_digest(run, rnd, keys.pk1, keys.pk2))
+        return {
+            "pk1": keys.pk1.hex(),
+            "pk2": keys.pk2.hex(),
+            "address": Account.from_key(self._key).address,
+            "sig": sig.hex(),
+        }
 
     def advertised(self) -> dict[str, dict[str, Any]]:
         return {name: d.advertised() for name, d in self.datasets.items()}

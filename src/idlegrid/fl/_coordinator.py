@@ -55,6 +55,8 @@ log = logging.getLogger("idlegrid.fl")
 
 #: bytes of a node's /v1/info the coordinator reads
 MAX_INFO_BYTES = 1 << 20
+#: key agreements a secure round tries when members fail to share their secrets
+SHARE_ATTEMPTS = 3
 
 
 def client_seed(seed: int, rnd: int, index: int) -> int:
@@ -133,6 +135,27 @@ class _Outcome:
     participants: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _SecureRoster:
+    """A secure round's roster: who is which index, their signed keys, the numbers."""
+
+    index_of: dict[str, int]
+    signed: dict[int, dict[str, str]]
+    cfg: Any  # SecAggConfig
+
+    def fields(self, e: _Edge, **extra: Any) -> dict[str, Any]:
+        """The ``secagg`` field of a job to ``e``."""
+        return {
+            "index": self.index_of[e.candidate.address],
+            "roster": [{"index": i, **keys} for i, keys in self.signed.items()],
+            "threshold": self.cfg.threshold,
+            "clip_range": self.cfg.clip_range,
+            "target_range": self.cfg.target_range,
+            "mod_range": self.cfg.mod_range,
+            **extra,
+        }
 
 
 @dataclass
@@ -318,58 +341,63 @@ class Coordinator:
     ) -> _Outcome:
         from ._secagg import RoundKeys, SecAggConfig, SecAggServer
 
-        cfg = SecAggConfig.for_clients(len(sample), dropout=self.spec.secagg_dropout)
         base = self._base_fields(rnd)
-        # 1. keys
-        fields = {
-            e.candidate.address: {**base, "stage": "keys", "examples": e.rows} for e in sample
-        }
-        answers, errors = await self._gather(sample, fields)
-        keyed = [e for e in sample if e.candidate.address in answers]
-        roster: dict[int, Any] = {}
-        index_of: dict[str, int] = {}
-        for i, e in enumerate(keyed, start=1):
-            doc = _stage_json(answers[e.candidate.address])
-            roster[i] = RoundKeys(pk1=bytes.fromhex(doc["pk1"]), pk2=bytes.fromhex(doc["pk2"]))
-            index_of[e.candidate.address] = i
-        dropped = list(errors)
-        if len(roster) < cfg.threshold:
-            return _Outcome(dropped=dropped)
+        dropped: list[str] = []
+        rejected: dict[str, str] = {}
+        cohort = list(sample)
+        for _attempt in range(SHARE_ATTEMPTS):
+            # 1. keys: each member's round keys, signed by its node
+            fields = {e.candidate.address: {**base, "stage": "keys", "examples": e.rows}
+                      for e in cohort}  # fmt: skip
+            answers, errors = await self._gather(cohort, fields)
+            dropped += list(errors)
+            roster: dict[int, Any] = {}
+            signed: dict[int, dict[str, str]] = {}
+            index_of: dict[str, int] = {}
+            keyed: list[_Edge] = []
+            for e in cohort:
+                out = answers.get(e.candidate.address)
+                if out is None:
+                    continue
+                why, doc = _signed_keys(out, base, e.candidate.address)
+                if why is not None:
+                    rejected[e.candidate.address] = why
+                    continue
+                i = len(keyed) + 1
+                keyed.append(e)
+                index_of[e.candidate.address] = i
+                roster[i] = RoundKeys(pk1=bytes.fromhex(doc["pk1"]), pk2=bytes.fromhex(doc["pk2"]))
+                signed[i] = doc
+            if len(keyed) < max(3, self.spec.min_clients):
+                return _Outcome(dropped=dropped, rejected=rejected)
+            cfg = SecAggConfig.for_clients(len(keyed), dropout=self.spec.secagg_dropout)
 
-        def entries(members: dict[int, Any]) -> list[dict[str, Any]]:
-            return [
-                {"index": i, "pk1": k.pk1.hex(), "pk2": k.pk2.hex()} for i, k in members.items()
-            ]
-
-        def secagg(e: _Edge, members: dict[int, Any], **extra: Any) -> dict[str, Any]:
-            return {
-                "index": index_of[e.candidate.address],
-                "roster": entries(members),
-                "threshold": cfg.threshold,
-                "clip_range": cfg.clip_range,
-                "target_range": cfg.target_range,
-                "mod_range": cfg.mod_range,
-                **extra,
-            }
-
-        # 2. share: each member's secrets, Shamir-shared, encrypted for each other member
-        fields = {
-            e.candidate.address: {**base, "stage": "share", "examples": e.rows,
-                                  "secagg": secagg(e, roster)}
-            for e in keyed
-        }  # fmt: skip
-        answers, errors = await self._gather(keyed, fields)
-        dropped += list(errors)
-        sharers = [e for e in keyed if e.candidate.address in answers]
-        ciphertexts: dict[int, dict[int, str]] = {}
-        for e in sharers:
-            doc = _stage_json(answers[e.candidate.address])
-            ciphertexts[index_of[e.candidate.address]] = {int(j): str(c) for j, c in doc.items()}
-        members = {
-            index_of[e.candidate.address]: roster[index_of[e.candidate.address]] for e in sharers
-        }
-        if len(members) < cfg.threshold:
-            return _Outcome(dropped=dropped)
+            secagg = _SecureRoster(index_of, signed, cfg).fields
+            # 2. share: each member's secrets, Shamir-shared, encrypted for each other member
+            fields = {
+                e.candidate.address: {**base, "stage": "share", "examples": e.rows,
+                                      "secagg": secagg(e)}
+                for e in keyed
+            }  # fmt: skip
+            answers, errors = await self._gather(keyed, fields)
+            dropped += list(errors)
+            ciphertexts: dict[int, dict[int, str]] = {}
+            for e in keyed:
+                out = answers.get(e.candidate.address)
+                if out is not None:
+                    doc = _stage_json(out)
+                    ciphertexts[index_of[e.candidate.address]] = {
+                        int(j): str(c) for j, c in doc.items()
+                    }
+            if len(ciphertexts) == len(keyed):
+                break
+            # a member that did not share breaks the roster (its pairwise masks could not
+            # be removed): start the round's key agreement again without it
+            cohort = [e for e in keyed if index_of[e.candidate.address] in ciphertexts]
+        else:
+            return _Outcome(dropped=dropped, rejected=rejected)
+        sharers = keyed
+        members = roster
         # 3. fit, masked
         largest = max(e.rows for e in sharers)
         fields = {}
@@ -377,12 +405,11 @@ class Coordinator:
             weight = 1.0 if self.spec.dp is not None else e.rows / largest
             fields[e.candidate.address] = {
                 **self._fit_fields(rnd, e, digest, strategy.configure_fit(rnd)),
-                "secagg": secagg(e, members, weight=weight),
+                "secagg": secagg(e, weight=weight),
             }
         answers, errors = await self._gather(sharers, fields)
         dropped += list(errors)
         server = SecAggServer(members, cfg)
-        rejected: dict[str, str] = {}
         survivors: list[_Edge] = []
         examples = 0
         for e in sharers:
@@ -418,7 +445,7 @@ class Coordinator:
             inbox = {str(j): c[me] for j, c in ciphertexts.items() if me in c}
             fields[e.candidate.address] = {
                 **base, "stage": "unmask", "examples": e.rows,
-                "secagg": secagg(e, members, inbox=inbox, survivors=sorted(alive), dropped=gone),
+                "secagg": secagg(e, inbox=inbox, survivors=sorted(alive), dropped=gone),
             }  # fmt: skip
         answers, errors = await self._gather(survivors, fields)
         shares = {
@@ -600,6 +627,27 @@ class Coordinator:
         self.output.mkdir(parents=True, exist_ok=True)
         np.save(self.output / f"round-{rnd:04d}.npy", params, allow_pickle=False)
         (self.output / "model.onnx").write_bytes(onnx)
+
+
+def _signed_keys(
+    out: np.ndarray, base: dict[str, Any], address: str
+) -> tuple[str | None, dict[str, str]]:
+    """A keys stage's answer, and why it is refused (None if it is not): its keys must be
+    signed by the node that sent them."""
+    from ..protocol._fastsig import recover_digest
+    from ..workloads._kind_fl import keys_digest
+
+    try:
+        doc = _stage_json(out)
+        pk1, pk2 = bytes.fromhex(doc["pk1"]), bytes.fromhex(doc["pk2"])
+        signer = recover_digest(
+            keys_digest(base["run"], base["round"], pk1, pk2), bytes.fromhex(doc["sig"])
+        )
+    except (IdlegridError, KeyError, ValueError, TypeError) as exc:
+        return f"round keys that do not parse: {exc}", {}
+    if "0x" + signer.hex() != address.lower() or doc.get("address", "").lower() != address.lower():
+        return "round keys not signed by the node that sent them", {}
+    return None, {k: str(doc[k]) for k in ("pk1", "pk2", "address", "sig")}
 
 
 def _stage_json(out: np.ndarray) -> dict[str, Any]:

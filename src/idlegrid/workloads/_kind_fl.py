@@ -44,6 +44,7 @@ __all__ = [
     "RosterEntry",
     "SecAggJob",
     "fit_output",
+    "keys_digest",
     "read_local_dataset",
 ]
 
@@ -61,11 +62,23 @@ MAX_STAGE_BYTES = 4 * 2**20
 
 
 class RosterEntry(_Spec):
-    """One sampled client of a secure round: its Shamir index and public keys (hex)."""
+    """One sampled client of a secure round: its Shamir index, its public keys (hex),
+    and its node's signature over them (the coordinator only relays keys: a member
+    checks every other member's signature, so a coordinator cannot swap in its own)."""
 
     index: int = Field(ge=1, le=MAX_ROSTER)
     pk1: str = Field(pattern=r"^[0-9a-f]{2,512}$")
     pk2: str = Field(pattern=r"^[0-9a-f]{2,512}$")
+    address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    sig: str = Field(pattern=r"^[0-9a-f]{130}$")
+
+
+def keys_digest(run: str, rnd: int, pk1: bytes, pk2: bytes) -> bytes:
+    """What an edge node signs about its round keys."""
+    import hashlib
+
+    head = b"idlegrid/fl/keys/v1" + bytes.fromhex(run) + rnd.to_bytes(8, "big")
+    return hashlib.sha256(head + len(pk1).to_bytes(2, "big") + pk1 + pk2).digest()
 
 
 class SecAggJob(_Spec):
@@ -211,6 +224,8 @@ class FlWorkload(Workload[FlSpec, Any]):
         job: dict[str, Any] = {"spec": spec.model_dump(), "data": path}
         if spec.secagg is not None or spec.stage != "fit":
             job["secret"] = edge.secret
+        if spec.stage == "keys":
+            job["keys"] = await asyncio.to_thread(edge.signed_keys, spec.run, spec.round)
         if spec.stage == "unmask" and spec.secagg is not None:
             edge.unmask_once(spec.run, spec.round, spec.secagg.survivors, spec.secagg.dropped)
         if spec.stage == "fit" and spec.secagg is not None:
@@ -250,13 +265,30 @@ def _stage_output(value: Mapping[str, Any]) -> bytes:
 
 
 def _roster(spec: FlSpec) -> dict[int, Any]:
+    """The roster's keys, each checked against its node's signature."""
+    from .._exceptions import BadSignature
     from ..fl._secagg import RoundKeys
+    from ..protocol._fastsig import recover_digest
 
     assert spec.secagg is not None
-    return {
-        e.index: RoundKeys(pk1=bytes.fromhex(e.pk1), pk2=bytes.fromhex(e.pk2))
-        for e in spec.secagg.roster
-    }
+    out = {}
+    for e in spec.secagg.roster:
+        pk1, pk2 = bytes.fromhex(e.pk1), bytes.fromhex(e.pk2)
+        try:
+            signer = recover_digest(
+                keys_digest(spec.run, spec.round, pk1, pk2), bytes.fromhex(e.sig)
+            )
+        except BadSignature as exc:
+            raise InvalidInput(
+                f"roster member {e.index}: a bad signature on its keys: {exc}"
+            ) from exc
+        if signer != bytes.fromhex(e.address[2:]):
+            raise InvalidInput(
+                f"roster member {e.index}: its keys are not signed by {e.address} "
+                "(a coordinator that swaps keys would read the shares)"
+            )
+        out[e.index] = RoundKeys(pk1=pk1, pk2=pk2)
+    return out
 
 
 def _config(spec: FlSpec) -> Any:
@@ -276,11 +308,8 @@ def run(payload: bytes) -> bytes:
     """The worker task: one stage of a round (see the module docstring)."""
     job = pickle.loads(payload)
     spec = FlSpec.model_validate(job["spec"])
-    if spec.stage == "keys":
-        from ..fl._secagg import client_keys
-
-        keys = client_keys(job["secret"], spec.run, spec.round)
-        return _stage_output({"pk1": keys.pk1.hex(), "pk2": keys.pk2.hex()})
+    if spec.stage == "keys":  # derived and signed by the node (``EdgeState.signed_keys``)
+        return _stage_output(job["keys"])
     if spec.stage == "share":
         from ..fl._secagg import client_shares
 
