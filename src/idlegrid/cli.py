@@ -1137,9 +1137,12 @@ def bench_dispatch(
 def bench_fl(
     as_json: JsonFlag = False,
     clients: Annotated[int, typer.Option(help="Edge nodes (one Dirichlet part each).")] = 10,
-    rounds: Annotated[int, typer.Option(help="Federated rounds of every run.")] = 20,
+    rounds: Annotated[int, typer.Option(help="Federated rounds of every run.")] = 60,
     epochs: Annotated[int, typer.Option(help="Local epochs a round.")] = 2,
-    lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = 0.1,
+    lr: Annotated[float, typer.Option(help="Local SGD learning rate.")] = 0.3,
+    attackers: Annotated[
+        int, typer.Option(help="Poisoning edge nodes in the Byzantine run (sign flip).")
+    ] = 2,
 ) -> None:
     """Federated rounds over edge nodes next to Flower: accuracy, time, SecAgg, DP, attacks."""
     from .bench._fl import bench_fl as run_fl
@@ -1147,7 +1150,9 @@ def bench_fl(
     def say(msg: str) -> None:
         console.print(f"[dim]•[/dim] {msg}")
 
-    result = run_fl(clients=clients, rounds=rounds, epochs=epochs, lr=lr, progress=say)
+    result = run_fl(
+        clients=clients, rounds=rounds, epochs=epochs, lr=lr, attackers=attackers, progress=say
+    )
     if as_json:
         _print_json(result)
         return
@@ -1198,6 +1203,13 @@ def edge_start(
     redeem_after: Annotated[
         float, typer.Option(help="Redeem a voucher once it is this many seconds old.")
     ] = 30.0,
+    cheat_rate: Annotated[
+        float,
+        typer.Option(help="TESTING AID: poison this fraction of rounds (0: honest)."),
+    ] = 0.0,
+    cheat_mode: Annotated[
+        str, typer.Option(help="TESTING AID: how to poison: sign-flip (send the update reversed).")
+    ] = "sign-flip",
 ) -> None:
     """Run an edge node: serve federated rounds on local data that never leaves."""
     from .chain import TOKEN, free_port
@@ -1217,7 +1229,14 @@ def edge_start(
         workloads=("fl",),
         redeem_max_age_s=redeem_after,
         upload_allowance_bytes=64 * 2**20,
+        cheat_rate=cheat_rate,
+        cheat_mode=cheat_mode,
     )
+    if cheat_rate:
+        console.print(
+            f"[bold red]THIS EDGE NODE POISONS[/bold red] (a testing aid): {cheat_mode} on "
+            f"{cheat_rate:.0%} of rounds"
+        )
     egress = Egress.from_env()
     node = build_edge_node(key, ledger, config, data.resolve(), egress=egress)
     serve_edge_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))

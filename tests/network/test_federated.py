@@ -192,9 +192,132 @@ def test_a_member_that_fails_to_share_is_left_out_of_a_new_key_agreement(
     first = result.rounds[0]
     assert flaky.address in first.dropped and flaky.address not in first.participants
     assert len(first.participants) == EDGES - 1
-    keys_round_1 = [a for r, stage, a in asked if r == 1 and stage == "keys"]
-    assert len(keys_round_1) == EDGES + EDGES - 1  # a second key agreement, without it
+    shares_round_1 = [a for r, stage, a in asked if r == 1 and stage == "share"]
+    assert len(shares_round_1) == EDGES + EDGES - 1  # a second agreement, without it
+    # keys were asked once, for both rounds (they are public and fresh per round)
+    assert len([a for r, stage, a in asked if stage == "keys"]) == EDGES
     assert len(result.rounds) == 2
+
+
+def test_a_straggler_misses_the_round_which_closes_at_its_deadline(
+    federation: Federation, data: FederatedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: one node answers round 1 long after the round's deadline
+    slow = federation.edges[1]
+    job = Coordinator._job
+
+    async def late(self: Coordinator, e: Any, fields: dict[str, Any]) -> Any:
+        if fields["round"] == 1 and e.candidate.address == slow.address:
+            await asyncio.sleep(self.spec.deadline_s + 5)
+        return await job(self, e, fields)
+
+    monkeypatch.setattr(Coordinator, "_job", late)
+
+    # Execute
+    result = _run(federation, data, _spec(rounds=2, deadline_s=10), register=False)
+
+    # Assert: round 1 closed without it; the run went on
+    first = result.rounds[0]
+    assert slow.address in first.dropped
+    assert sorted(first.participants) == sorted(
+        e.address for e in federation.edges if e is not slow
+    )
+    assert len(result.rounds) == 2
+
+
+def test_a_member_that_drops_after_sending_its_update_is_still_unmasked(
+    federation: Federation, data: FederatedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: one node sends its masked update, then never answers the unmask stage
+    gone = federation.edges[2]
+    job = Coordinator._job
+
+    async def dropping(self: Coordinator, e: Any, fields: dict[str, Any]) -> Any:
+        if fields["stage"] == "unmask" and e.candidate.address == gone.address:
+            raise ProviderFailed(f"{gone.address}: gone after sending (a test)")
+        return await job(self, e, fields)
+
+    plain = _run(federation, data, _spec(rounds=1), register=False)
+    monkeypatch.setattr(Coordinator, "_job", dropping)
+
+    # Execute
+    secure = _run(federation, data, _spec(rounds=1, secagg=True), register=False)
+
+    # Assert: its update is in the sum (the others' shares rebuilt its self mask)
+    assert gone.address in secure.rounds[0].participants
+    assert np.abs(plain.params - secure.params).max() < 1e-3
+
+
+def test_the_cli_runs_a_federated_spec_and_an_edge_node_runs_its_model_locally(
+    federation: Federation, data: FederatedData, tmp_path: Path
+) -> None:
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from idlegrid.edge import UsageReceipt
+    from idlegrid.protocol._fastsig import recover_digest
+
+    # Prepare
+    spec = tmp_path / "fl.yaml"
+    spec.write_text(
+        "model: {family: mlp, inputs: 64, hidden: [32], classes: 10}\n"
+        "dataset: digits\nrounds: 2\nclients_per_round: 4\nmin_clients: 2\n"
+        "local: {epochs: 1, batch: 32, lr: 0.1}\nsecagg: true\n"
+    )
+    np.savez(tmp_path / "val.npz", x=data.x_test, y=data.y_test)
+    env = {**os.environ, "IDLEGRID_CACHE": str(tmp_path / "cache")}
+    cli = [sys.executable, "-m", "idlegrid.cli"]
+    network = ["--network", str(federation.network)]
+
+    # Execute: a run from the command line, then the factory case on edge 1's data
+    out = subprocess.run(
+        [*cli, "fl", "start", str(spec), "--validation", str(tmp_path / "val.npz"),
+         "--output", str(tmp_path / "run"), *network, "--account", str(federation.sponsor),
+         "--json"],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    model = (tmp_path / "run" / "model.onnx").read_bytes()
+    digest = hashlib.sha256(model).hexdigest()
+    edge = federation.edges[0]
+    infer = subprocess.run(
+        [*cli, "edge", "infer", "--data", str(edge.data), "--dataset", "digits",
+         "--model", digest, "--output", str(tmp_path / "pred.npy"), *network,
+         "--account", str(edge.index), "--receipt", str(tmp_path / "usage.json")],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+
+    # Assert: the run's rounds and files; the predictions stay local, the receipt is
+    # signed by the edge node and names the model, rows and the predictions' hash only
+    assert [r["round"] for r in summary["rounds"]] == [1, 2]
+    assert summary["rounds"][-1]["model"] == digest
+    assert (tmp_path / "run" / "round-0002.npy").exists()
+    assert infer.returncode == 0, infer.stderr[-3000:]
+    pred = np.load(tmp_path / "pred.npy")
+    with np.load(edge.data / "digits.npz") as z:
+        assert pred.shape == (len(z["y"]), 10)
+    doc = json.loads((tmp_path / "usage.json").read_text())
+    receipt = UsageReceipt(**doc)
+    signer = recover_digest(receipt.digest(), bytes.fromhex(receipt.signature[2:]))
+    assert "0x" + signer.hex() == edge.address.lower()
+    assert receipt.model == digest and receipt.rows == len(pred)
+    assert (
+        receipt.predictions_hash == hashlib.sha256((tmp_path / "pred.npy").read_bytes()).hexdigest()
+    )
+    assert set(doc) == {
+        "model",
+        "dataset",
+        "rows",
+        "units",
+        "predictions_hash",
+        "edge",
+        "at",
+        "signature",
+    }
 
 
 def test_an_edge_node_killed_mid_round_does_not_stop_a_secure_run(

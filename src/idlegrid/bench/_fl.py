@@ -27,12 +27,16 @@ Method (printed with the figures, in ``how``):
 * ``dp_*``: the same run with client-level DP (updates clipped to ``clip`` on the node,
   Gaussian noise ``noise_multiplier * clip / clients`` on the mean); epsilon at
   ``delta`` from opacus's RDP accountant after the last round.
-* ``byzantine_drop``: an in-process simulation, not the network: the robust rule
-  (multi-Krum, f = 2, keep 6, through the same ``Strategy`` object the coordinator uses)
-  with every client honest (``local_fit``), minus the same with ``attackers`` clients
-  (the first in the coordinator's order) sending ``global - scale * (local - global)``
-  (a scaled sign flip of their honest update), the final test accuracies.
-  ``byzantine_rules`` gives the same for trimmed mean (beta 0.2) and the median.
+* ``byzantine_drop``: over the network. The robust rule (Flower's FedTrimmedAvg, beta
+  0.2: per coordinate, the top and bottom 20 % are cut) runs on the clean federation, and
+  again on a second federation of the same parts whose first ``attackers`` edge nodes
+  poison every round (the testing aid ``--cheat-mode sign-flip``: a node sends
+  ``2 g - p``, its honest update reversed); the drop is the clean final accuracy minus
+  the attacked one. ``fedavg_attacked_accuracy`` is plain FedAvg under the same attack.
+  ``byzantine_rules_in_process`` gives the same drop for multi-Krum, trimmed mean and
+  the median in an in-process simulation (same local training, same attack).
+* ``dp_*``: a run with a privacy budget ``dp_budget``: it stops when one more round
+  would spend more (``dp_rounds``, ``dp_stopped``).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from ..workloads._train_models import MlpModel
 
 __all__ = ["bench_fl"]
 
-MODEL = MlpModel(family="mlp", inputs=64, hidden=(64,), classes=10)
+MODEL = MlpModel(family="mlp", inputs=64, hidden=(32,), classes=10)
 
 
 def _robust_rules(clients: int, attackers: int) -> list[dict[str, Any]]:
@@ -72,6 +76,9 @@ def _robust_rules(clients: int, attackers: int) -> list[dict[str, Any]]:
         {"name": "median"},
     ]
 
+
+#: the robust rule the network runs clean and attacked (Flower's FedTrimmedAvg)
+ROBUST = {"name": "trimmed-mean", "options": {"beta": 0.2}}
 
 TARGETS = {"centralized_slack": 0.01, "byzantine_drop_max": 0.02, "secagg_overhead_max": 1.5}
 
@@ -100,6 +107,8 @@ def _federate(
     settings: dict[str, Any],
     progress: Progress,
     what: str,
+    *,
+    partial: bool = False,
     **extra: Any,
 ) -> dict[str, Any]:
     """One run through ``Client.federate``: accuracy per round and its costs."""
@@ -127,15 +136,43 @@ def _federate(
 
     result = client.federate(spec, (data.x_test, data.y_test), on_round=on_round)
     rounds = result.rounds
-    if len(rounds) != settings["rounds"]:
+    if len(rounds) != settings["rounds"] and not partial:
         raise RuntimeError(f"{what}: stopped after {len(rounds)} rounds: {result.stopped}")
     return {
         "accuracy": [float(r.accuracy) for r in rounds],
         "seconds_per_round": float(np.mean([r.seconds for r in rounds])),
         "bytes_per_client_round": float(np.mean([r.bytes_per_client for r in rounds])),
         "participants": min(len(r.participants) for r in rounds),
-        "epsilon": rounds[-1].epsilon,
+        "epsilon": rounds[-1].epsilon if rounds else 0.0,
+        "stopped": result.stopped,
     }
+
+
+def _poisoned(
+    alpha: float,
+    settings: dict[str, Any],
+    directory: Path,
+    data: FederatedData,
+    progress: Progress,
+) -> dict[str, Any]:
+    """The robust rule and FedAvg over a federation of the same parts whose first
+    ``attackers`` edge nodes send their updates reversed (``--cheat-mode sign-flip``)."""
+    n, attackers = settings["clients"], settings["attackers"]
+    _say(progress, f"byzantine: {n} edge nodes, {attackers} of them poisoning (sign flip)")
+    raw = digits_federated(n, alpha, seed=settings["seed"])
+    fed = start_federation(
+        directory, [raw.client(i) for i in range(n)], dataset="digits", backend="anvil",
+        poisoners=attackers,
+    )  # fmt: skip
+    try:
+        with Client(fed.info.accounts[fed.sponsor], fed.ledger(), timeout_s=120.0) as client:
+            robust = _federate(
+                client, data, settings, progress, "robust (attacked)", strategy=ROBUST
+            )
+            fedavg = _federate(client, data, settings, progress, "fedavg (attacked)")
+    finally:
+        fed.close()
+    return {"robust": robust, "fedavg": fedavg}
 
 
 def _byzantine(
@@ -188,14 +225,17 @@ def _one_alpha(
             # not measured: opens the payment channels, loads torch in every node
             _federate(client, data, {**settings, "rounds": 1}, progress, "warm-up")
             plain = _federate(client, data, settings, progress, f"alpha={alpha} fedavg")
-            secure = dp = None
+            secure = dp = robust = None
             if extras:
                 secure = _federate(client, data, settings, progress, "secagg", secagg=True)
                 dp = _federate(
-                    client, data, settings, progress, "dp",
+                    client, data, settings, progress, "dp", partial=True,
                     dp={"clip": settings["clip"], "noise_multiplier": settings["noise"],
-                        "delta": settings["delta"], "epsilon": 1e4},
+                        "delta": settings["delta"], "epsilon": settings["dp_budget"]},
                 )  # fmt: skip
+                robust = _federate(
+                    client, data, settings, progress, "robust (clean)", strategy=ROBUST
+                )
     finally:
         fed.close()
     _say(progress, f"alpha={alpha}: Flower and the centralized baseline")
@@ -220,29 +260,31 @@ def _one_alpha(
         "flower_accuracy_per_round": flower.accuracy,
         "partition_rows": [len(p) for p in data.parts],
     }
-    if secure is not None and dp is not None:
-        _say(progress, "byzantine: the robust rule in process, clean and with attackers")
+    if secure is not None and dp is not None and robust is not None:
+        attacked = _poisoned(alpha, settings, directory.parent / "poisoned", data, progress)
+        _say(progress, "byzantine: other robust rules, in process")
         rules = []
         for rule in _robust_rules(clients, settings["attackers"]):
-            clean = _byzantine(data, settings, 0, settings["attack_scale"], rule)
-            attacked = _byzantine(
-                data, settings, settings["attackers"], settings["attack_scale"], rule
-            )
+            clean = _byzantine(data, settings, 0, 1.0, rule)
+            hit = _byzantine(data, settings, settings["attackers"], 1.0, rule)
             rules.append(
-                {"rule": rule, "clean_accuracy": clean, "attacked_accuracy": attacked,
-                 "drop": clean - attacked}
+                {"rule": rule, "clean_accuracy": clean, "attacked_accuracy": hit,
+                 "drop": clean - hit}
             )  # fmt: skip
-            _say(progress, f"byzantine {rule['name']}: {clean:.3f} -> {attacked:.3f}")
+            _say(progress, f"byzantine {rule['name']} (in process): {clean:.3f} -> {hit:.3f}")
         out.update(
             secagg_seconds_per_round=secure["seconds_per_round"],
             secagg_accuracy=secure["accuracy"][-1],
             secagg_overhead=secure["seconds_per_round"] / plain["seconds_per_round"],
-            byzantine_clean_accuracy=rules[0]["clean_accuracy"],
-            byzantine_attacked_accuracy=rules[0]["attacked_accuracy"],
-            byzantine_drop=rules[0]["drop"],
-            byzantine_rules=rules,
+            byzantine_clean_accuracy=robust["accuracy"][-1],
+            byzantine_attacked_accuracy=attacked["robust"]["accuracy"][-1],
+            byzantine_drop=robust["accuracy"][-1] - attacked["robust"]["accuracy"][-1],
+            fedavg_attacked_accuracy=attacked["fedavg"]["accuracy"][-1],
+            byzantine_rules_in_process=rules,
             dp_epsilon=dp["epsilon"],
             dp_accuracy=dp["accuracy"][-1],
+            dp_rounds=len(dp["accuracy"]),
+            dp_stopped=dp["stopped"],
         )
     return out
 
@@ -250,16 +292,16 @@ def _one_alpha(
 def bench_fl(
     *,
     clients: int = 10,
-    rounds: int = 20,
+    rounds: int = 60,
     epochs: int = 2,
-    batch: int = 32,
-    lr: float = 0.1,
+    batch: int = 16,
+    lr: float = 0.3,
     alphas: tuple[float, float] = (0.5, 0.1),
     clip: float = 1.0,
     noise_multiplier: float = 1.0,
     delta: float = 1e-5,
+    dp_budget: float = 10.0,
     attackers: int = 2,
-    attack_scale: float = 3.0,
     target_fraction: float = 0.95,
     seed: int = 0,
     progress: Progress = None,
@@ -269,7 +311,7 @@ def bench_fl(
     settings: dict[str, Any] = {
         "clients": clients, "rounds": rounds, "epochs": epochs, "batch": batch, "lr": lr,
         "seed": seed, "clip": clip, "noise": noise_multiplier, "delta": delta,
-        "attackers": attackers, "attack_scale": attack_scale,
+        "attackers": attackers, "dp_budget": dp_budget,
         "target_fraction": target_fraction,
     }  # fmt: skip
     started = time.perf_counter()
@@ -314,17 +356,18 @@ def bench_fl(
             "noise_multiplier": noise_multiplier,
             "delta": delta,
             "sampling_rate": 1.0,
+            "budget_epsilon": dp_budget,
             "accountant": "opacus RDP",
         },
         "byzantine": {
-            "how": "in-process simulation (not over the network) through the coordinator's "
-            "Strategy object: honest clients run local_fit, attackers send "
-            "global - scale * (local - global); drop = clean accuracy - attacked accuracy",
-            "rule": _robust_rules(clients, attackers)[0],
-            "also_measured": "byzantine_rules: the same drop for trimmed-mean (beta 0.2) and "
-            "the coordinate-wise median",
+            "how": "over the network: the robust rule on the clean federation, then on a "
+            "federation of the same parts whose first attackers edge nodes poison every round "
+            "(--cheat-mode sign-flip: they send 2g - p, the update reversed); drop = clean "
+            "final accuracy - attacked final accuracy",
+            "rule": ROBUST,
             "attackers": attackers,
-            "scale": attack_scale,
+            "also_measured": "byzantine_rules_in_process: multi-Krum, trimmed mean and median "
+            "in an in-process simulation with the same attack",
         },
         "wall_seconds": round(time.perf_counter() - started, 1),
     }

@@ -73,9 +73,11 @@ def start_federation(
     backend: str = "anvil",
     capture: bool = False,
     workers: int = 1,
+    poisoners: int = 0,
 ) -> Federation:
     """A devnet with ``len(partitions)`` edge nodes (dev accounts 1..N), node i holding
-    ``partitions[i-1]`` as ``DATASET.npz``; the sponsor is account N + 1."""
+    ``partitions[i-1]`` as ``DATASET.npz``; the sponsor is account N + 1. The first
+    ``poisoners`` nodes send their updates reversed (the testing aid ``sign-flip``)."""
     directory = directory.resolve()
     n = len(partitions)
     devnet_up(directory, providers=0, accounts=n + 3, backend=backend, nodes=False)
@@ -100,6 +102,8 @@ def start_federation(
                 "--workers", str(workers),
                 "--redeem-after", "5",
             ]  # fmt: skip
+            if i <= poisoners:
+                argv += ["--cheat-rate", "1", "--cheat-mode", "sign-flip"]
             cap = home / "egress.bin" if capture else None
             proc, ref = spawn(
                 argv,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._exceptions import IdlegridError, InvalidInput, NoProviders
+from .._exceptions import ContractReverted, IdlegridError, InvalidInput, NoProviders
 from ..protocol import npy_bytes
 from ..workloads import get_workload
 from ..workloads._train_models import param_count
@@ -57,6 +57,8 @@ log = logging.getLogger("idlegrid.fl")
 MAX_INFO_BYTES = 1 << 20
 #: key agreements a secure round tries when members fail to share their secrets
 SHARE_ATTEMPTS = 3
+#: rounds of keys a secure run asks each member for at once
+KEY_ROUNDS_AHEAD = 16
 
 
 def client_seed(seed: int, rnd: int, index: int) -> int:
@@ -82,6 +84,9 @@ class RoundReport:
     model: str  # sha256 of the round's global model (its ONNX export)
     paid: int  # wei paid to edge nodes so far in the run
     bytes_per_client: float  # bytes each participant exchanged with the coordinator
+    #: whether this run registered the round's model (False: registration off, or the
+    #: same weights were registered before, by an identical run)
+    registered: bool = False
 
 
 @dataclass
@@ -198,6 +203,8 @@ class Coordinator:
         self.data_hash = hashlib.sha256(npy_bytes(self.x_val) + npy_bytes(self.y_val)).digest()
         self._workload = get_workload("fl")
         self._bytes: dict[str, int] = {}
+        #: members' signed round keys, by (address, round)
+        self._keys: dict[tuple[str, int], dict[str, str]] = {}
 
     # -- the run ---------------------------------------------------------------------
     async def run(self) -> FederatedResult:
@@ -269,8 +276,11 @@ class Coordinator:
             )
             participants = sorted(got.participants)
             model_hash, onnx = await asyncio.to_thread(self._export, params)
+            registered = False
             if self.register:
-                await asyncio.to_thread(self._register_round, rnd, model_hash, parent, participants)
+                registered = await asyncio.to_thread(
+                    self._register_round, rnd, model_hash, parent, participants
+                )
             parent = model_hash
             self._checkpoint(rnd, params, onnx)
             report = RoundReport(
@@ -285,6 +295,7 @@ class Coordinator:
                 model=model_hash.hex(),
                 paid=self._paid(),
                 bytes_per_client=sum(self._bytes.values()) / max(1, len(self._bytes)),
+                registered=registered,
             )
             result.rounds.append(report)
             result.params = params
@@ -346,22 +357,16 @@ class Coordinator:
         rejected: dict[str, str] = {}
         cohort = list(sample)
         for _attempt in range(SHARE_ATTEMPTS):
-            # 1. keys: each member's round keys, signed by its node
-            fields = {e.candidate.address: {**base, "stage": "keys", "examples": e.rows}
-                      for e in cohort}  # fmt: skip
-            answers, errors = await self._gather(cohort, fields)
-            dropped += list(errors)
+            # 1. keys: each member's round keys, signed by its node (asked for several
+            # rounds at once, then kept)
+            await self._fetch_keys(rnd, cohort, dropped, rejected)
             roster: dict[int, Any] = {}
             signed: dict[int, dict[str, str]] = {}
             index_of: dict[str, int] = {}
             keyed: list[_Edge] = []
             for e in cohort:
-                out = answers.get(e.candidate.address)
-                if out is None:
-                    continue
-                why, doc = _signed_keys(out, base, e.candidate.address)
-                if why is not None:
-                    rejected[e.candidate.address] = why
+                doc = self._keys.get((e.candidate.address, rnd))
+                if doc is None:
                     continue
                 i = len(keyed) + 1
                 keyed.append(e)
@@ -452,7 +457,7 @@ class Coordinator:
             index_of[a]: {int(j): bytes.fromhex(s) for j, s in _stage_json(out).items()}
             for a, out in answers.items()
         }
-        total = server.unmask(shares)
+        total = await asyncio.to_thread(server.unmask, shares)
         weight = float(total[-1])
         if not weight > 0:
             raise InvalidInput("secure aggregation: the unmasked weights sum to zero")
@@ -464,6 +469,39 @@ class Coordinator:
             dropped=dropped,
             rejected=rejected,
         )
+
+    async def _fetch_keys(
+        self, rnd: int, cohort: list[_Edge], dropped: list[str], rejected: dict[str, str]
+    ) -> None:
+        """Ask the members without keys for ``rnd`` for theirs, for up to
+        ``KEY_ROUNDS_AHEAD`` rounds; keep those whose signatures check out."""
+        missing = [e for e in cohort if (e.candidate.address, rnd) not in self._keys]
+        if not missing:
+            return
+        ahead = max(1, min(KEY_ROUNDS_AHEAD, self.spec.rounds - rnd + 1))
+        base = self._base_fields(rnd)
+        fields = {
+            e.candidate.address: {**base, "stage": "keys", "examples": e.rows, "ahead": ahead}
+            for e in missing
+        }
+        answers, errors = await self._gather(missing, fields)
+        dropped += list(errors)
+        for e in missing:
+            out = answers.get(e.candidate.address)
+            if out is None:
+                continue
+            try:
+                by_round = _stage_json(out)
+            except InvalidInput as exc:
+                rejected[e.candidate.address] = str(exc)
+                continue
+            for r in range(rnd, rnd + ahead):
+                doc = by_round.get(str(r))
+                why, keys = _signed_keys(doc, {**base, "round": r}, e.candidate.address)
+                if why is not None:
+                    rejected[e.candidate.address] = why
+                    break
+                self._keys[(e.candidate.address, r)] = keys
 
     # -- helpers ------------------------------------------------------------------------
     async def _edges(self) -> list[_Edge]:
@@ -606,20 +644,33 @@ class Coordinator:
 
     def _register_round(
         self, rnd: int, model: bytes, parent: bytes | None, participants: list[str]
-    ) -> None:
+    ) -> bool:
+        """Register the round's model with its participants; False (with a warning) when
+        these exact weights are registered already (a rerun of a deterministic run)."""
         from ..chain import ModelRegistryClient
 
         models = self.client.ledger.client("models", ModelRegistryClient)
-        models.register_round(
-            model,
-            bytes.fromhex(self.run_id),
-            rnd,
-            spec_hash=self.spec.spec_hash(),
-            data_hash=self.data_hash,
-            parent=parent,
-            participants=participants,
-            sender=self.client.account,
-        )
+        if models.registered(model):
+            log.warning(
+                "round %d: model %s is registered already (an identical run?): not again",
+                rnd, model.hex()[:16],
+            )  # fmt: skip
+            return False
+        try:
+            models.register_round(
+                model,
+                bytes.fromhex(self.run_id),
+                rnd,
+                spec_hash=self.spec.spec_hash(),
+                data_hash=self.data_hash,
+                parent=parent,
+                participants=participants,
+                sender=self.client.account,
+            )
+        except ContractReverted as exc:  # the round's training is paid for: go on
+            log.warning("round %d: its model is not in the lineage: %s", rnd, exc)
+            return False
+        return True
 
     def _checkpoint(self, rnd: int, params: np.ndarray, onnx: bytes) -> None:
         if self.output is None:
@@ -629,16 +680,15 @@ class Coordinator:
         (self.output / "model.onnx").write_bytes(onnx)
 
 
-def _signed_keys(
-    out: np.ndarray, base: dict[str, Any], address: str
-) -> tuple[str | None, dict[str, str]]:
-    """A keys stage's answer, and why it is refused (None if it is not): its keys must be
-    signed by the node that sent them."""
+def _signed_keys(doc: Any, base: dict[str, Any], address: str) -> tuple[str | None, dict[str, str]]:
+    """One round's keys from a keys stage's answer, and why they are refused (None if
+    they are not): they must be signed by the node that sent them."""
     from ..protocol._fastsig import recover_digest
     from ..workloads._kind_fl import keys_digest
 
+    if not isinstance(doc, dict):
+        return "no round keys for the round", {}
     try:
-        doc = _stage_json(out)
         pk1, pk2 = bytes.fromhex(doc["pk1"]), bytes.fromhex(doc["pk2"])
         signer = recover_digest(
             keys_digest(base["run"], base["round"], pk1, pk2), bytes.fromhex(doc["sig"])

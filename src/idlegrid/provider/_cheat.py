@@ -37,8 +37,9 @@ import numpy as np
 
 __all__ = ["CHEAT_MODES", "Cheat"]
 
-#: modes that fabricate training (the worker does it) rather than tamper with outputs
-TRAIN_MODES = ("skip-steps", "interpolate")
+#: modes that fabricate training (the worker does it) rather than tamper with outputs;
+#: ``sign-flip`` is a federated client's poisoning: it sends its update reversed
+TRAIN_MODES = ("skip-steps", "interpolate", "sign-flip")
 CHEAT_MODES = ("random", "noise", "skip", "stale", *TRAIN_MODES)
 
 

@@ -57,6 +57,8 @@ MAX_ROSTER = 128
 MAX_EXAMPLES = 10_000_000
 #: units of one secure-aggregation stage, per roster member (key agreement, shares)
 STAGE_UNITS_PER_MEMBER = 10**6
+#: rounds a keys stage may give keys for at once
+MAX_KEY_ROUNDS = 64
 #: bytes a stage's JSON output may have
 MAX_STAGE_BYTES = 4 * 2**20
 
@@ -130,6 +132,9 @@ class FlSpec(_Spec):
     optimizer: Literal["sgd", "adam"] = "sgd"
     prox_mu: float = Field(default=0.0, ge=0, le=100)
     seed: int = Field(default=0, ge=0, lt=2**63)
+    #: ``keys``: give the keys of this many rounds from ``round`` on (the coordinator
+    #: asks once for several rounds: public keys are fresh per round, not secret)
+    ahead: int = Field(default=1, ge=1, le=MAX_KEY_ROUNDS)
     #: client-level DP: clip the update (new - global weights) to this L2 norm
     clip: float | None = Field(default=None, gt=0, le=1e6)
     #: secure aggregation (None: the weights travel in the clear)
@@ -181,7 +186,7 @@ class FlWorkload(Workload[FlSpec, Any]):
         if spec.stage == "fit":
             return 3 * flops_per_sample(spec.model) * spec.examples * spec.epochs
         members = len(spec.secagg.roster) if spec.secagg is not None else 1
-        return STAGE_UNITS_PER_MEMBER * members
+        return STAGE_UNITS_PER_MEMBER * members * (spec.ahead if spec.stage == "keys" else 1)
 
     def outputs(self, spec: FlSpec, inputs: Any = None) -> OutputSpec:
         if spec.stage == "fit":
@@ -225,7 +230,17 @@ class FlWorkload(Workload[FlSpec, Any]):
         if spec.secagg is not None or spec.stage != "fit":
             job["secret"] = edge.secret
         if spec.stage == "keys":
-            job["keys"] = await asyncio.to_thread(edge.signed_keys, spec.run, spec.round)
+
+            def keys() -> dict[str, dict[str, str]]:
+                rounds = range(spec.round, spec.round + spec.ahead)
+                return {str(r): edge.signed_keys(spec.run, r) for r in rounds}
+
+            job["keys"] = await asyncio.to_thread(keys)
+        cheat = getattr(node, "fabrication", None)  # TESTING AID: a poisoning client
+        if spec.stage == "fit" and cheat and cheat.get("mode") == "sign-flip":
+            draw = np.random.default_rng([int(cheat.get("seed") or 0), spec.round]).random()
+            if draw < float(cheat.get("rate", 0.0)):
+                job["attack"] = "sign-flip"
         if spec.stage == "unmask" and spec.secagg is not None:
             edge.unmask_once(spec.run, spec.round, spec.secagg.survivors, spec.secagg.dropped)
         if spec.stage == "fit" and spec.secagg is not None:
@@ -350,6 +365,8 @@ def _fit(spec: FlSpec, job: dict[str, Any]) -> bytes:
         prox_mu=spec.prox_mu, seed=spec.seed,
     )  # fmt: skip
     params = fit.params
+    if job.get("attack") == "sign-flip":  # TESTING AID (``provider/_cheat.py``): poisoning
+        params = (2 * global_params.astype(np.float64) - params).astype(np.float32)
     if not np.isfinite(params).all():
         raise InvalidInput("local training diverged (NaN or Inf): lower the learning rate")
     if spec.clip is not None:
