@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,15 @@ def test_accuracy_improves_round_over_round_and_each_round_is_in_the_lineage(
         assert r.dropped == [] and r.rejected == {}
     # the sponsor paid the edge nodes for their training, through its channels
     assert result.rounds[-1].paid > result.rounds[0].paid > 0
+    # ... and the edge nodes redeem their vouchers: their work is on chain, paid
+    ledger = federation.ledger()
+    deadline = time.monotonic() + 60
+    while not all(ledger.market.record(e.address).earned > 0 for e in federation.edges):
+        assert time.monotonic() < deadline, "edge nodes did not redeem their vouchers"
+        time.sleep(0.5)
+    assert all(ledger.market.record(e.address).jobs >= 3 for e in federation.edges)
     # every round's model is registered, with its participants, its parent the round before
-    models = federation.ledger().client("models", ModelRegistryClient)
+    models = ledger.client("models", ModelRegistryClient)
     parent = bytes(32)
     for rnd, r in enumerate(result.rounds, start=1):
         model = bytes.fromhex(r.model)
