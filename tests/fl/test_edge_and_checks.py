@@ -199,3 +199,8 @@ def test_members_check_every_roster_key_s_signature(tmp_path: Path) -> None:
     assert shares.dtype == np.uint8 and shares.shape[0] == 1
     with pytest.raises(InvalidInput, match="member 2"):
         run(_stage_job(states[0], "share", forged))
+
+
+def test_the_shipped_example_spec_loads() -> None:
+    spec = load_spec(Path(__file__).parents[2] / "examples" / "fl-digits.yaml")
+    assert spec.secagg and spec.rounds == 30 and spec.strategy.name == "fedavg"

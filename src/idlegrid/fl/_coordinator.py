@@ -140,6 +140,8 @@ class _Outcome:
     participants: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    #: why the round could not be aggregated at all (secure aggregation), or None
+    failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,9 @@ class Coordinator:
             got = await self._round(rnd, sample, params, strategy)
             failed = set(got.dropped) | set(got.rejected)
             if len(got.participants) < spec.min_clients:
-                why = "; ".join(f"{a}: {r}" for a, r in {**got.rejected}.items()) or "deadline"
+                why = got.failure or (
+                    "; ".join(f"{a}: {r}" for a, r in got.rejected.items()) or "deadline"
+                )
                 result.stopped = (
                     f"round {rnd}: {len(got.participants)} client(s) answered, fewer than "
                     f"min_clients={spec.min_clients} ({why})"
@@ -389,11 +393,18 @@ class Coordinator:
             ciphertexts: dict[int, dict[int, str]] = {}
             for e in keyed:
                 out = answers.get(e.candidate.address)
-                if out is not None:
+                if out is None:
+                    continue
+                try:
                     doc = _stage_json(out)
-                    ciphertexts[index_of[e.candidate.address]] = {
-                        int(j): str(c) for j, c in doc.items()
-                    }
+                    mine = {int(j): bytes.fromhex(str(c)).hex() for j, c in doc.items()}
+                except (InvalidInput, ValueError, TypeError) as exc:
+                    rejected[e.candidate.address] = f"shares that do not parse: {exc}"
+                    continue
+                if set(mine) != set(roster):
+                    rejected[e.candidate.address] = "shares for another roster than the round's"
+                    continue
+                ciphertexts[index_of[e.candidate.address]] = mine
             if len(ciphertexts) == len(keyed):
                 break
             # a member that did not share breaks the roster (its pairwise masks could not
@@ -453,11 +464,22 @@ class Coordinator:
                 "secagg": secagg(e, inbox=inbox, survivors=sorted(alive), dropped=gone),
             }  # fmt: skip
         answers, errors = await self._gather(survivors, fields)
-        shares = {
-            index_of[a]: {int(j): bytes.fromhex(s) for j, s in _stage_json(out).items()}
-            for a, out in answers.items()
-        }
-        total = await asyncio.to_thread(server.unmask, shares)
+        shares: dict[int, dict[int, bytes]] = {}
+        for a, out in answers.items():
+            try:
+                shares[index_of[a]] = {
+                    int(j): bytes.fromhex(str(s)) for j, s in _stage_json(out).items()
+                }
+            except (InvalidInput, ValueError, TypeError) as exc:
+                rejected[a] = f"unmask shares that do not parse: {exc}"
+        try:
+            total = await asyncio.to_thread(server.unmask, shares)
+        except IdlegridError as exc:
+            log.warning("round %d: secure aggregation could not unmask: %s", rnd, exc)
+            return _Outcome(
+                dropped=dropped + list(errors), rejected=rejected,
+                failure=f"secure aggregation could not unmask the sum: {exc}",
+            )  # fmt: skip
         weight = float(total[-1])
         if not weight > 0:
             raise InvalidInput("secure aggregation: the unmasked weights sum to zero")
