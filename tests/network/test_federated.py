@@ -207,6 +207,59 @@ def test_a_member_that_fails_to_share_is_left_out_of_a_new_key_agreement(
     assert len(result.rounds) == 2
 
 
+def test_a_member_whose_shares_are_garbage_is_refused_and_the_round_goes_on(
+    federation: Federation, data: FederatedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: one node answers its share stage with junk (a hostile or broken peer)
+    liar = federation.edges[1]
+    job = Coordinator._job
+
+    async def lying(self: Coordinator, e: Any, fields: dict[str, Any]) -> Any:
+        out = await job(self, e, fields)
+        if fields["stage"] == "share" and e.candidate.address == liar.address:
+            return np.frombuffer(b'{"1": "not hex", "2": 7}', dtype=np.uint8)[None, :]
+        return out
+
+    monkeypatch.setattr(Coordinator, "_job", lying)
+
+    # Execute
+    result = _run(federation, data, _spec(rounds=1, secagg=True), register=False)
+
+    # Assert: refused with its reason, the others aggregated without it
+    first = result.rounds[0]
+    assert "do not parse" in first.rejected[liar.address]
+    assert liar.address not in first.participants and len(first.participants) == EDGES - 1
+
+
+def test_bad_updates_are_refused_with_a_reason_and_counted(
+    federation: Federation, data: FederatedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: two nodes' answers are spoiled after they arrive: one with NaN, one far
+    # from the global model (a poisoning attempt)
+    nan_node, huge_node = federation.edges[0], federation.edges[1]
+    job = Coordinator._job
+
+    async def spoiled(self: Coordinator, e: Any, fields: dict[str, Any]) -> Any:
+        out = np.array(await job(self, e, fields))
+        if e.candidate.address == nan_node.address:
+            out[0, 5] = np.nan
+        if e.candidate.address == huge_node.address:
+            out[0, 2:] *= 1e6
+        return out
+
+    monkeypatch.setattr(Coordinator, "_job", spoiled)
+
+    # Execute
+    result = _run(federation, data, _spec(rounds=1), register=False)
+
+    # Assert: both refused, each with its reason; the round aggregated the other two
+    first = result.rounds[0]
+    assert "NaN" in first.rejected[nan_node.address]
+    assert "norm" in first.rejected[huge_node.address]
+    assert len(first.rejected) == 2 and len(first.participants) == EDGES - 2
+    assert first.accuracy > 0.2
+
+
 def test_a_straggler_misses_the_round_which_closes_at_its_deadline(
     federation: Federation, data: FederatedData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
