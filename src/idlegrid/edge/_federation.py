@@ -49,13 +49,18 @@ class Federation:
     def ledger(self) -> Any:
         return self.info.ledger()
 
-    def kill(self, edge: EdgeProcess) -> None:
-        """SIGKILL an edge node (it dies mid-whatever it was doing)."""
+    def kill(self, edge: EdgeProcess, *, timeout: float = 15.0) -> None:
+        """SIGKILL an edge node (it dies mid-whatever it was doing); return once it is gone."""
         import os
         import signal
+        import time
 
-        if edge.ref is not None and edge.ref.alive():
-            os.kill(edge.ref.pid, signal.SIGKILL)
+        if edge.ref is None or not edge.ref.alive():
+            return
+        os.kill(edge.ref.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while edge.ref.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def close(self) -> None:
         for edge in self.edges:
