@@ -1167,7 +1167,10 @@ def bench_fl(
         "bytes_per_client_round",
     ):  # fmt: skip
         table.add_row(key, str(result[key]), str(skewed[key]))
-    for key in ("secagg_overhead", "byzantine_drop", "dp_epsilon", "dp_accuracy"):
+    for key in (
+        "secagg_overhead", "secagg_overhead_heavy", "byzantine_drop", "fedavg_attacked_accuracy",
+        "dp_epsilon", "dp_accuracy",
+    ):  # fmt: skip
         table.add_row(key, str(result[key]), "")
     out.print(table)
     for name, met in result["targets"].items():

@@ -42,7 +42,7 @@ def test_bench_fl_prints_every_figure_in_range() -> None:
         assert figures["bytes_per_client_round"] > 0
         # the same parts, seeds and FedAvg: idlegrid's global model tracks Flower's
         assert figures["accuracy"] == pytest.approx(figures["flower_accuracy"], abs=0.01)
-    assert result["secagg_overhead"] > 0
+    assert result["secagg_overhead"] > 0 and result["secagg_overhead_heavy"] > 0
     assert -1 <= result["byzantine_drop"] <= 1
     assert 0 <= result["dp_accuracy"] <= 1
     assert result["dp_epsilon"] > 0 and math.isfinite(result["dp_epsilon"])

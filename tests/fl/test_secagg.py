@@ -402,3 +402,18 @@ def test_prg_uses_the_whole_seed_unlike_flowers() -> None:
     assert np.array_equal(flower_a, flower_b)  # why the mask generator is ours
     assert not np.array_equal(ours_a, ours_b)
     assert int(ours_a.max()) < 2**32
+
+
+def test_the_shamir_format_is_flower_s_both_ways() -> None:
+    from flwr.common.secure_aggregation.crypto import shamir as flower
+
+    from idlegrid.fl._secagg import combine_shares, create_shares
+
+    for secret in (b"x" * 32, b"y" * 48, b"short"):
+        ours = create_shares(secret, 3, 5)
+        theirs = flower.create_shares(secret, 3, 5)
+        assert [len(s) for s in ours] == [len(s) for s in theirs]
+        assert [s[:4] for s in ours] == [s[:4] for s in theirs]  # the same indices
+        assert flower.combine_shares(ours[1:4]) == secret
+        assert combine_shares(theirs[2:]) == secret
+        assert combine_shares(ours[:3]) == secret

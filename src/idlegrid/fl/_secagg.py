@@ -12,8 +12,9 @@ HTTP jobs::
     unmask  client_unmask(..., roster, inbox, survivors, dropped) -> {j: share}
     server  SecAggServer(roster, cfg).add(me, masked) ... .unmask(answers) -> float64 [P]
 
-Taken from Flower (``flwr.common.secure_aggregation``): Shamir sharing
-(``create_shares``/``combine_shares``), the ECDH + HKDF key agreement and Fernet
+Taken from Flower (``flwr.common.secure_aggregation``): Shamir sharing (the format of
+``create_shares``/``combine_shares``, on the same pycryptodome ``Shamir``, without the
+thread pool Flower starts on every call), the ECDH + HKDF key agreement and Fernet
 encryption (``generate_shared_key``/``encrypt``/``decrypt``), the share plaintext
 layout naming (sender, receiver) (``share_keys_plaintext_concat``/``_separate``),
 stochastic quantization (``quantize``/``dequantize``), ``parameters_mod``, and the
@@ -64,12 +65,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from Crypto.Protocol.SecretSharing import Shamir
+from Crypto.Util.Padding import pad, unpad
 from cryptography.fernet import InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flwr.common.secure_aggregation.crypto.shamir import combine_shares, create_shares
 from flwr.common.secure_aggregation.crypto.symmetric_encryption import (
     decrypt,
     encrypt,
@@ -408,6 +410,94 @@ def client_unmask(
             )
         out[j] = b_share if j in alive else sk_share
     return out
+
+
+def create_shares(secret: bytes, threshold: int, num: int) -> list[bytes]:
+    """Flower's ``shamir.create_shares``, byte for byte (``<4-byte little-endian index>``
+    then a 16-byte share of each 16-byte chunk of the PKCS#7-padded secret, by
+    pycryptodome's ``Shamir.split``), without its thread pool: Flower starts a
+    ``ThreadPoolExecutor`` per call, which costs more than the arithmetic (about 6 ms a
+    call here, for 2 to 4 chunks); ``test_secagg`` checks both ways that the formats
+    agree."""
+    padded = pad(secret, 16)
+    out = [bytearray(i.to_bytes(4, "little")) for i in range(1, num + 1)]
+    for k in range(0, len(padded), 16):
+        for idx, share in Shamir.split(threshold, num, padded[k : k + 16], ssss=False):
+            out[idx - 1] += share
+    return [bytes(share) for share in out]
+
+
+#: GF(2^128) as pycryptodome's ``Shamir`` defines it: 1 + x + x^2 + x^7 + x^128
+_IRREDUCIBLE = (1 << 128) | 0x87
+
+
+def _gf_mul(a: int, b: int) -> int:
+    """Product in GF(2^128) (pycryptodome's field; its own multiply is written to run in
+    constant time and is about 20 times slower: the coordinator's reconstruction of
+    others' secrets needs no such care)."""
+    z = 0
+    while b:
+        if b & 1:
+            z ^= a
+        b >>= 1
+        a <<= 1
+        if a >> 128:
+            a ^= _IRREDUCIBLE
+    return z
+
+
+def _gf_inverse(a: int) -> int:
+    """Inverse in GF(2^128), by the extended Euclidean algorithm over GF(2)[x]."""
+    if a == 0:
+        raise ValueError("Failed to combine shares")
+    r0, r1, s0, s1 = a, _IRREDUCIBLE, 1, 0
+    while r1:
+        q = 0
+        r = r0
+        while r.bit_length() >= r1.bit_length():
+            shift = r.bit_length() - r1.bit_length()
+            q ^= 1 << shift
+            r ^= r1 << shift
+        r0, r1 = r1, r
+        prod = 0
+        qq, ss = q, s1
+        while qq:  # carry-less q * s1, no reduction (degrees stay below 128)
+            if qq & 1:
+                prod ^= ss
+            qq >>= 1
+            ss <<= 1
+        s0, s1 = s1, s0 ^ prod
+    return s0
+
+
+def combine_shares(share_list: list[bytes]) -> bytes:
+    """Flower's ``shamir.combine_shares`` (pycryptodome's ``Shamir.combine`` on each chunk)
+    computed once per share set: the Lagrange weights at 0 depend only on the indices,
+    so they are found once for every chunk; ValueError when the shares do not rebuild a
+    padded secret or name an index twice."""
+    chunks = (len(share_list[0]) - 4) >> 4
+    xs = [int.from_bytes(share[:4], "little") for share in share_list]
+    if len(set(xs)) != len(xs) or 0 in xs or any(len(s) != 4 + 16 * chunks for s in share_list):
+        raise ValueError("Failed to combine shares")
+    weights = []
+    for j, xj in enumerate(xs):
+        num = den = 1
+        for m, xm in enumerate(xs):
+            if m != j:
+                num = _gf_mul(num, xm)  # (0 - x_m) is x_m in characteristic 2
+                den = _gf_mul(den, xj ^ xm)
+        weights.append(_gf_mul(num, _gf_inverse(den)))
+    secret = bytearray()
+    for c in range(chunks):
+        start = 4 + 16 * c
+        value = 0
+        for w, share in zip(weights, share_list, strict=True):
+            value ^= _gf_mul(w, int.from_bytes(share[start : start + 16], "big"))
+        secret += value.to_bytes(16, "big")
+    try:
+        return unpad(bytes(secret), 16)
+    except ValueError:
+        raise ValueError("Failed to combine shares") from None
 
 
 class UnmaskLedger:
