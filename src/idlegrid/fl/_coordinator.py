@@ -25,6 +25,7 @@ A round, after Flower's server loop (``flwr.server.Server.fit_round``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -144,6 +145,20 @@ class _Outcome:
     failure: str | None = None
 
 
+@dataclass
+class _Agreement:
+    """A secure round's key agreement (stages ``keys`` and ``share``)."""
+
+    sample: list[str]  # the addresses it was made for
+    ok: bool = False
+    members: list[_Edge] = field(default_factory=list)
+    roster: dict[int, Any] = field(default_factory=dict)  # index -> RoundKeys
+    secagg: _SecureRoster | None = None
+    ciphertexts: dict[int, dict[int, str]] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class _SecureRoster:
     """A secure round's roster: who is which index, their signed keys, the numbers."""
@@ -207,6 +222,8 @@ class Coordinator:
         self._bytes: dict[str, int] = {}
         #: members' signed round keys, by (address, round)
         self._keys: dict[tuple[str, int], dict[str, str]] = {}
+        #: the next secure round's key agreement, started during this round's tail
+        self._agreement: tuple[int, asyncio.Task[_Agreement]] | None = None
 
     # -- the run ---------------------------------------------------------------------
     async def run(self) -> FederatedResult:
@@ -236,6 +253,27 @@ class Coordinator:
                 spec.dp.noise_multiplier, rate, spec.dp.delta, spec.dp.epsilon
             )
         result = FederatedResult(self.run_id, spec, params)
+        try:
+            await self._rounds(result, edges, params, strategy, accountant)
+        finally:
+            if self._agreement is not None:  # a prefetched agreement the run did not use
+                with contextlib.suppress(Exception):
+                    await self._agreement[1]
+                self._agreement = None
+        if self.output is not None:
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / "rounds.json").write_text(json.dumps(result.summary(), indent=2))
+        return result
+
+    async def _rounds(
+        self,
+        result: FederatedResult,
+        edges: list[_Edge],
+        params: np.ndarray,
+        strategy: Any,
+        accountant: Any,
+    ) -> None:
+        spec = self.spec
         failed: set[str] = set()
         parent: bytes | None = None
         rng_noise = np.random.default_rng([spec.seed, 1])
@@ -279,6 +317,11 @@ class Coordinator:
                 evaluate_params, spec.model, params, self.x_val, self.y_val
             )
             participants = sorted(got.participants)
+            reached = spec.target_accuracy is not None and accuracy >= spec.target_accuracy
+            if spec.secagg and spec.dp is None and rnd < spec.rounds and not reached:
+                self._prefetch(
+                    rnd + 1, self._sample(edges, set(got.dropped) | set(got.rejected), rnd + 1)
+                )
             model_hash, onnx = await asyncio.to_thread(self._export, params)
             registered = False
             if self.register:
@@ -308,10 +351,6 @@ class Coordinator:
             if spec.target_accuracy is not None and accuracy >= spec.target_accuracy:
                 result.stopped = f"target accuracy {spec.target_accuracy} reached"
                 break
-        if self.output is not None:
-            self.output.mkdir(parents=True, exist_ok=True)
-            (self.output / "rounds.json").write_text(json.dumps(result.summary(), indent=2))
-        return result
 
     # -- one round -------------------------------------------------------------------
     async def _round(
@@ -351,19 +390,18 @@ class Coordinator:
         got.dropped = [a for a in errors if a not in rejected]
         return got
 
-    async def _secure_round(
-        self, rnd: int, sample: list[_Edge], params: np.ndarray, digest: str, strategy: Any
-    ) -> _Outcome:
-        from ._secagg import RoundKeys, SecAggConfig, SecAggServer
+    async def _agree(self, rnd: int, sample: list[_Edge]) -> _Agreement:
+        """Stages ``keys`` and ``share`` of a secure round: the roster, its numbers and
+        every member's ciphertexts (``ok`` False when too few members remain)."""
+        from ._secagg import RoundKeys, SecAggConfig
 
         base = self._base_fields(rnd)
-        dropped: list[str] = []
-        rejected: dict[str, str] = {}
+        got = _Agreement(sample=[e.candidate.address for e in sample])
         cohort = list(sample)
         for _attempt in range(SHARE_ATTEMPTS):
             # 1. keys: each member's round keys, signed by its node (asked for several
             # rounds at once, then kept)
-            await self._fetch_keys(rnd, cohort, dropped, rejected)
+            await self._fetch_keys(rnd, cohort, got.dropped, got.rejected)
             roster: dict[int, Any] = {}
             signed: dict[int, dict[str, str]] = {}
             index_of: dict[str, int] = {}
@@ -378,18 +416,17 @@ class Coordinator:
                 roster[i] = RoundKeys(pk1=bytes.fromhex(doc["pk1"]), pk2=bytes.fromhex(doc["pk2"]))
                 signed[i] = doc
             if len(keyed) < max(3, self.spec.min_clients):
-                return _Outcome(dropped=dropped, rejected=rejected)
+                return got
             cfg = SecAggConfig.for_clients(len(keyed), dropout=self.spec.secagg_dropout)
-
-            secagg = _SecureRoster(index_of, signed, cfg).fields
+            secagg = _SecureRoster(index_of, signed, cfg)
             # 2. share: each member's secrets, Shamir-shared, encrypted for each other member
             fields = {
                 e.candidate.address: {**base, "stage": "share", "examples": e.rows,
-                                      "secagg": secagg(e)}
+                                      "secagg": secagg.fields(e)}
                 for e in keyed
             }  # fmt: skip
             answers, errors = await self._gather(keyed, fields)
-            dropped += list(errors)
+            got.dropped += list(errors)
             ciphertexts: dict[int, dict[int, str]] = {}
             for e in keyed:
                 out = answers.get(e.candidate.address)
@@ -399,21 +436,49 @@ class Coordinator:
                     doc = _stage_json(out)
                     mine = {int(j): bytes.fromhex(str(c)).hex() for j, c in doc.items()}
                 except (InvalidInput, ValueError, TypeError) as exc:
-                    rejected[e.candidate.address] = f"shares that do not parse: {exc}"
+                    got.rejected[e.candidate.address] = f"shares that do not parse: {exc}"
                     continue
                 if set(mine) != set(roster):
-                    rejected[e.candidate.address] = "shares for another roster than the round's"
+                    got.rejected[e.candidate.address] = "shares for another roster than the round's"
                     continue
                 ciphertexts[index_of[e.candidate.address]] = mine
             if len(ciphertexts) == len(keyed):
-                break
+                got.ok, got.members, got.roster, got.secagg = True, keyed, roster, secagg
+                got.ciphertexts = ciphertexts
+                return got
             # a member that did not share breaks the roster (its pairwise masks could not
             # be removed): start the round's key agreement again without it
             cohort = [e for e in keyed if index_of[e.candidate.address] in ciphertexts]
-        else:
+        return got
+
+    def _prefetch(self, rnd: int, sample: list[_Edge]) -> None:
+        """Start the next secure round's key agreement now, while this round's tail
+        (export, registration, checkpoint) runs: it needs only the next sample."""
+        self._agreement = (rnd, asyncio.ensure_future(self._agree(rnd, sample)))
+
+    async def _agreement_for(self, rnd: int, sample: list[_Edge]) -> _Agreement:
+        ahead, self._agreement = self._agreement, None
+        if ahead is not None:
+            got = await ahead[1]  # never cancelled: its jobs are paid and on channels
+            if ahead[0] == rnd and got.sample == [e.candidate.address for e in sample]:
+                return got
+        return await self._agree(rnd, sample)
+
+    async def _secure_round(
+        self, rnd: int, sample: list[_Edge], params: np.ndarray, digest: str, strategy: Any
+    ) -> _Outcome:
+        from ._secagg import SecAggServer
+
+        agreed = await self._agreement_for(rnd, sample)
+        dropped, rejected = agreed.dropped, agreed.rejected
+        if not agreed.ok:
             return _Outcome(dropped=dropped, rejected=rejected)
-        sharers = keyed
-        members = roster
+        sharers, members, ciphertexts = agreed.members, agreed.roster, agreed.ciphertexts
+        secure = agreed.secagg
+        assert secure is not None
+        cfg, index_of = secure.cfg, secure.index_of
+        secagg = secure.fields
+        base = self._base_fields(rnd)
         # 3. fit, masked
         largest = max(e.rows for e in sharers)
         fields = {}
