@@ -44,10 +44,14 @@ Ours, and why:
 Not implemented: SecAgg+'s k-regular neighbour graph (every member masks against every
 other: O(n) key agreements and masks per client, fine for n up to about 50), the
 weighting factor Flower masks along with the vector (pre-scale the update instead), and
-authentication of the roster: the owner must make sure each ``RoundKeys`` really comes
-from its member (e.g. signed by the node's key), or a coordinator could slip its own
-keys in and read the shares. Every member of the roster must have answered "share"
-before anyone masks; if one does not, restart with another ``run`` or ``rnd``.
+authentication of the roster, which is the caller's: the ``fl`` workload has each node
+sign its ``RoundKeys`` and every member check every entry (``workloads/_kind_fl.py``).
+Every member of the roster must have answered "share" before anyone masks; the
+coordinator agrees keys again without a member that did not.
+
+Caches (a worker process lives across a round's stages): a member's round secrets, the
+parsed public keys and the ECDH shared keys are kept, so that "unmask" does not redo the
+key agreements "share" did.
 
 Security needs ``2 * threshold > n``: a coordinator that tells half the members "j
 dropped" and the other half "j survived" then cannot reach the threshold for both of
@@ -56,6 +60,7 @@ j's secrets, since each member answers "unmask" only once per round.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import threading
@@ -218,7 +223,12 @@ def _scalar_key(scalar: int) -> ec.EllipticCurvePrivateKey:
     return ec.derive_private_key(scalar, _CURVE)
 
 
+@functools.lru_cache(maxsize=64)
 def _derive(secret: bytes, run: str, rnd: int) -> _RoundSecrets:
+    """This member's round secrets (kept for the few rounds a worker sees in a row: a
+    round's four stages derive the same keys, and a SECP384R1 key costs a scalar
+    multiplication)."""
+
     def key(label: bytes) -> ec.EllipticCurvePrivateKey:
         # 64 bytes reduced modulo the order: bias below 2**-128.
         wide = int.from_bytes(_hkdf(secret, run, rnd, label, 64), "big")
@@ -235,14 +245,30 @@ def _pk_bytes(sk: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _load_pk(data: bytes, who: int) -> ec.EllipticCurvePublicKey:
     try:
+        return _parsed_pk(data)
+    except InvalidInput:
+        raise InvalidInput(f"secagg: member {who} has no valid SECP384R1 public key") from None
+    except _NotCompressed:
+        raise InvalidInput(f"secagg: member {who}'s public key is not a compressed point") from None
+
+
+class _NotCompressed(Exception):
+    pass
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_pk(data: bytes) -> ec.EllipticCurvePublicKey:
+    """A compressed SECP384R1 point, parsed once (a roster's keys come back in every
+    stage of a round)."""
+    try:
         pk = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, data)
     except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"secagg: member {who} has no valid SECP384R1 public key") from exc
+        raise InvalidInput("secagg: not a SECP384R1 public key") from exc
     if (
         pk.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
         != data
     ):
-        raise InvalidInput(f"secagg: member {who}'s public key is not a compressed point")
+        raise _NotCompressed
     return pk
 
 
@@ -258,8 +284,32 @@ def _prg(seed: bytes, size: int, mod_range: int) -> Vector:
     return out & np.uint64(mod_range - 1)
 
 
+#: shared keys already agreed, by (my public key, theirs): a round's share and unmask
+#: stages agree on the same pairs (ECDH on SECP384R1 is the costliest step of a stage)
+_SHARED: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
+_SHARED_MAX = 4096
+_SHARED_LOCK = threading.Lock()
+
+
 def _agree(sk: ec.EllipticCurvePrivateKey, pk: ec.EllipticCurvePublicKey) -> bytes:
-    return generate_shared_key(sk, pk)  # Flower's ECDH + HKDF-SHA256, urlsafe base64
+    """Flower's ECDH + HKDF-SHA256 (``generate_shared_key``, urlsafe base64), kept for
+    the pairs a worker meets again."""
+    compressed = serialization.PublicFormat.CompressedPoint
+    key = (
+        sk.public_key().public_bytes(serialization.Encoding.X962, compressed),
+        pk.public_bytes(serialization.Encoding.X962, compressed),
+    )
+    with _SHARED_LOCK:
+        hit = _SHARED.get(key)
+        if hit is not None:
+            _SHARED.move_to_end(key)
+            return hit
+    shared = generate_shared_key(sk, pk)
+    with _SHARED_LOCK:
+        _SHARED[key] = shared
+        while len(_SHARED) > _SHARED_MAX:
+            _SHARED.popitem(last=False)
+    return shared
 
 
 class _Roster:
