@@ -63,6 +63,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
@@ -70,7 +71,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from Crypto.Protocol.SecretSharing import Shamir
 from Crypto.Util.Padding import pad, unpad
 from cryptography.fernet import InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
@@ -462,21 +462,6 @@ def client_unmask(
     return out
 
 
-def create_shares(secret: bytes, threshold: int, num: int) -> list[bytes]:
-    """Flower's ``shamir.create_shares``, byte for byte (``<4-byte little-endian index>``
-    then a 16-byte share of each 16-byte chunk of the PKCS#7-padded secret, by
-    pycryptodome's ``Shamir.split``), without its thread pool: Flower starts a
-    ``ThreadPoolExecutor`` per call, which costs more than the arithmetic (about 6 ms a
-    call here, for 2 to 4 chunks); ``test_secagg`` checks both ways that the formats
-    agree."""
-    padded = pad(secret, 16)
-    out = [bytearray(i.to_bytes(4, "little")) for i in range(1, num + 1)]
-    for k in range(0, len(padded), 16):
-        for idx, share in Shamir.split(threshold, num, padded[k : k + 16], ssss=False):
-            out[idx - 1] += share
-    return [bytes(share) for share in out]
-
-
 #: GF(2^128) as pycryptodome's ``Shamir`` defines it: 1 + x + x^2 + x^7 + x^128
 _IRREDUCIBLE = (1 << 128) | 0x87
 
@@ -518,6 +503,29 @@ def _gf_inverse(a: int) -> int:
             ss <<= 1
         s0, s1 = s1, s0 ^ prod
     return s0
+
+
+def create_shares(secret: bytes, threshold: int, num: int) -> list[bytes]:
+    """Flower's ``shamir.create_shares``, in its format (``<4-byte little-endian index>``
+    then a 16-byte share of each 16-byte chunk of the PKCS#7-padded secret, as
+    pycryptodome's ``Shamir.split`` makes them), without its thread pool (Flower starts a
+    ``ThreadPoolExecutor`` per call, which costs more than the arithmetic) and with a
+    field multiply that does not walk 128 bits for a small x; ``test_secagg`` checks
+    both ways that the formats agree."""
+    padded = pad(secret, 16)
+    out = [bytearray(i.to_bytes(4, "little")) for i in range(1, num + 1)]
+    for k in range(0, len(padded), 16):
+        # pycryptodome's Shamir.split: random coefficients, the chunk as the constant
+        # term, evaluated by Horner's rule at x = 1..num (here with a multiply whose loop
+        # runs over the small x, not over 128 bits)
+        coeffs = [int.from_bytes(os.urandom(16), "big") for _ in range(threshold - 1)]
+        coeffs.append(int.from_bytes(padded[k : k + 16], "big"))
+        for x in range(1, num + 1):
+            y = 0
+            for c in coeffs:
+                y = _gf_mul(y, x) ^ c
+            out[x - 1] += y.to_bytes(16, "big")
+    return [bytes(share) for share in out]
 
 
 def combine_shares(share_list: list[bytes]) -> bytes:
