@@ -43,6 +43,7 @@ from ..protocol import npy_bytes
 from ..workloads import get_workload
 from ..workloads._train_models import param_count
 from ._local import evaluate_params, initial_params
+from ._partition import client_seed
 from ._spec import FederatedSpec
 
 if TYPE_CHECKING:
@@ -60,14 +61,6 @@ MAX_INFO_BYTES = 1 << 20
 SHARE_ATTEMPTS = 3
 #: rounds of keys a secure run asks each member for at once
 KEY_ROUNDS_AHEAD = 16
-
-
-def client_seed(seed: int, rnd: int, index: int) -> int:
-    """The seed of client ``index``'s local training in round ``rnd`` (the Flower
-    baseline uses the same rule)."""
-    from ._partition import client_seed as flower_rule
-
-    return int(flower_rule(seed, rnd, index))
 
 
 @dataclass(frozen=True)

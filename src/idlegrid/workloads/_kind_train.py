@@ -48,9 +48,6 @@ import io
 import math
 import os
 import pickle
-import tempfile
-import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -65,6 +62,7 @@ from ._train_models import (
     TransformerModel,
     activation_floats,
     build,
+    export_onnx_network,
     flops_per_sample,
     input_shape,
     param_count,
@@ -793,26 +791,7 @@ def evaluate(spec: TrainSpec, state: np.ndarray, arrays: Arrays) -> dict[str, fl
 def export_onnx(spec: TrainSpec, state: np.ndarray) -> bytes:
     """The network of a checkpoint as ONNX (input ``x``, output ``logits``, any batch
     size), which the ``onnx`` workload serves."""
-    import torch
-
-    net = _network(spec, state)
-    net.eval()
-    shape = input_shape(spec.model)
-    dtype = torch.int64 if isinstance(spec.model, TransformerModel) else torch.float32
-    example = torch.zeros((1, *shape), dtype=dtype)
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        # the TorchScript exporter (no onnxscript needed) is deprecated, not gone
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (example,),
-            f"{tmp}/model.onnx",
-            dynamo=False,
-            input_names=["x"],
-            output_names=["logits"],
-            dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
-        )
-        return Path(f"{tmp}/model.onnx").read_bytes()
+    return export_onnx_network(spec.model, _network(spec, state))
 
 
 def run(payload: bytes) -> bytes:

@@ -32,6 +32,7 @@ __all__ = [
     "TransformerModel",
     "activation_floats",
     "build",
+    "export_onnx_network",
     "flops_per_sample",
     "input_shape",
     "param_count",
@@ -206,3 +207,30 @@ def _encoder_class() -> Any:
 def _Encoder(m: TransformerModel) -> torch.nn.Module:
     module: torch.nn.Module = _encoder_class()(m)
     return module
+
+
+def export_onnx_network(m: MlpModel | CnnModel | TransformerModel, net: torch.nn.Module) -> bytes:
+    """``net`` (a network of family ``m``) as ONNX: input ``x``, output ``logits``, any
+    batch size (what the ``onnx`` workload serves; ``train`` and ``fl`` export with it)."""
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    import torch
+
+    net.eval()
+    dtype = torch.int64 if isinstance(m, TransformerModel) else torch.float32
+    example = torch.zeros((1, *input_shape(m)), dtype=dtype)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # the TorchScript exporter (no onnxscript needed) is deprecated, not gone
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (example,),
+            f"{tmp}/model.onnx",
+            dynamo=False,
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
+        )
+        return Path(f"{tmp}/model.onnx").read_bytes()
