@@ -204,3 +204,61 @@ def test_members_check_every_roster_key_s_signature(tmp_path: Path) -> None:
 def test_the_shipped_example_spec_loads() -> None:
     spec = load_spec(Path(__file__).parents[2] / "examples" / "fl-digits.yaml")
     assert spec.secagg and spec.rounds == 30 and spec.strategy.name == "fedavg"
+
+
+def test_an_edge_node_answers_an_unmask_only_to_the_client_who_paid_the_round_s_fit(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from idlegrid import Unauthorized
+    from idlegrid.workloads._kind_fl import FlSpec, run
+
+    # Prepare: three members' signed keys and the shares the others addressed to member 1
+    run_id = "ab" * 32
+    states = [EdgeState(_data(tmp_path), bytes([i + 1]) * 32, Egress()) for i in range(3)]
+    roster = [{"index": i + 1, **s.signed_keys(run_id, 1)} for i, s in enumerate(states)]
+    numbers = {"threshold": 2, "clip_range": 8.0, "target_range": 2**22, "mod_range": 2**32}
+
+    def spec(stage: str, index: int, rnd: int = 1, **secagg: Any) -> dict[str, Any]:
+        return {
+            "stage": stage, "run": run_id, "round": rnd, "dataset": "farm",
+            "model": SPEC["model"], "examples": 20,
+            "secagg": {"index": index, "roster": roster, **numbers, **secagg},
+        }  # fmt: skip
+
+    def shares_from(k: int) -> dict[str, str]:
+        import pickle
+
+        from idlegrid.protocol import array_from_npy
+
+        job = {"spec": FlSpec.model_validate(spec("share", k)).model_dump(), "data": ""}
+        raw = run(pickle.dumps({**job, "secret": states[k - 1].secret}))
+        out = array_from_npy(raw, max_bytes=1 << 20)
+        return dict(json.loads(out.tobytes()))
+
+    inbox = {str(k): shares_from(k)["1"] for k in (1, 2, 3)}
+    ask = spec("unmask", 1, inbox=inbox, survivors=[1, 2, 3], dropped=[])
+    body = json.dumps(ask).encode()
+    payer, stranger = "0x" + "aa" * 20, "0x" + "bb" * 20
+    member = states[0]
+    member.record_fit(run_id, 1, payer)
+
+    # Execute + Assert: a stranger, a round with no fit here, a bad body: refused first
+    with pytest.raises(Unauthorized, match="paid this round's masked fit"):
+        asyncio.run(member.unmask(stranger, body))
+    with pytest.raises(NotFound, match="no masked fit of round 2"):
+        asyncio.run(member.unmask(payer, json.dumps({**ask, "round": 2}).encode()))
+    with pytest.raises(InvalidInput, match="unmask stage"):
+        asyncio.run(member.unmask(payer, json.dumps(spec("share", 1)).encode()))
+    with pytest.raises(InvalidInput, match="at most"):
+        asyncio.run(member.unmask(payer, b" " * (2 << 20)))
+
+    # the payer gets member 1's share of each survivor's self mask
+    answer = json.loads(asyncio.run(member.unmask(payer.upper().replace("0X", "0x"), body)))
+    assert sorted(answer) == ["1", "2", "3"]
+    assert all(len(bytes.fromhex(s)) == 4 + 48 for s in answer.values())
+    # and cannot ask again with another split (both secrets of member 3)
+    other = spec("unmask", 1, inbox=inbox, survivors=[1, 2], dropped=[3])
+    with pytest.raises(InvalidInput, match="already answered"):
+        asyncio.run(member.unmask(payer, json.dumps(other).encode()))

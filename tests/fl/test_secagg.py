@@ -140,7 +140,7 @@ def test_round_keys_are_derived_not_stored(roster: Roster) -> None:
 
     assert again == roster[1]
     assert len({roster[1].pk1, roster[1].pk2, next_round.pk1, other_run.pk1}) == 4
-    assert len(roster[1].pk1) == 49  # compressed SECP384R1 point
+    assert len(roster[1].pk1) == 32  # a raw X25519 key
     with pytest.raises(InvalidInput, match="32 bytes"):
         client_keys(b"short", RUN, RND)
 
@@ -292,8 +292,14 @@ def test_bad_rosters_are_refused(roster: Roster) -> None:
         shares({**roster, 1: client_keys(SECRETS[1], RUN, RND + 1)})
     with pytest.raises(InvalidInput, match="not a majority"):
         shares(roster, cfg=SecAggConfig(threshold=5))
-    with pytest.raises(InvalidInput, match="member 4 has no valid"):
+    with pytest.raises(InvalidInput, match="member 4's public key: not a 32-byte X25519 key"):
         shares({**roster, 4: RoundKeys(b"junk", roster[4].pk2)})
+    non_canonical = (2**255 - 19 + 9).to_bytes(32, "little")  # u = 9 plus p: one key, two names
+    with pytest.raises(InvalidInput, match="member 4's public key: not a canonical"):
+        shares({**roster, 4: RoundKeys(non_canonical, roster[4].pk2)})
+    # u = 0 has small order: the shared secret would be all zeros, known to anyone
+    with pytest.raises(InvalidInput, match="small order"):
+        shares({**roster, 4: RoundKeys(bytes(32), roster[4].pk2)})
 
 
 def test_server_refuses_bad_masked_vectors(roster: Roster, masked: Masked) -> None:
@@ -341,9 +347,9 @@ def test_server_checks_what_consistent_but_wrong_shares_rebuild(
         k: unmask_answer(roster, outbox, k, server.survivors, server.dropped)
         for k in server.survivors
     }
-    other_key = _derive(SECRETS[10], RUN, RND + 1).sk2.private_numbers().private_value
+    other_key = _derive(SECRETS[10], RUN, RND + 1).sk2.private_bytes_raw()
     fakes = {  # shares the answerers agree on, of another secret
-        10: create_shares(other_key.to_bytes(48, "big"), CFG.threshold, N),
+        10: create_shares(other_key, CFG.threshold, N),
         2: create_shares(bytes(32), CFG.threshold, N),
     }
     for owner, match in ((10, "rebuild another key"), (2, "out of range")):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -121,6 +122,42 @@ def test_secure_aggregation_gives_the_plain_run_s_models(
         assert abs(a.accuracy - b.accuracy) <= 0.02
     assert np.abs(plain.params - secure.params).max() < 1e-3
     assert sorted(secure.rounds[-1].participants) == sorted(e.address for e in federation.edges)
+
+
+def test_an_edge_node_answers_a_round_s_unmask_only_to_the_client_who_paid_its_fit(
+    federation: Federation, data: FederatedData
+) -> None:
+    # Prepare: a secure round run by the sponsor; a stranger with a signed request for
+    # that round's unmask (well formed: only who asks is wrong)
+    result = _run(federation, data, _spec(rounds=1, secagg=True), register=False)
+    entry = {"index": 1, "pk1": "11" * 32, "pk2": "22" * 32, "address": "0x" + "33" * 20,
+             "sig": "44" * 65}  # fmt: skip
+    ask = {
+        "stage": "unmask", "run": result.run, "round": 1, "dataset": "digits", "model": MODEL,
+        "examples": 1,
+        "secagg": {"index": 1, "roster": [entry, {**entry, "index": 2}], "threshold": 2,
+                   "clip_range": 8.0, "target_range": 2**22, "mod_range": 2**32,
+                   "survivors": [1, 2]},
+    }  # fmt: skip
+    stranger = Client(
+        federation.info.accounts[federation.sponsor + 1], federation.ledger(), timeout_s=30
+    )
+
+    async def unmask(body: dict[str, Any]) -> tuple[int, bytes]:
+        (edge,) = [c for c in await stranger._discover("fl", force=True)][:1]
+        return await stranger._session(edge).call(
+            "POST", "/v1/fl/unmask", json.dumps(body).encode()
+        )
+
+    # Execute
+    with stranger:
+        status, answer = stranger._run(unmask(ask))
+        other_status, other = stranger._run(unmask({**ask, "run": "cd" * 32}))
+
+    # Assert: refused with a reason before any work: 403 for the round run here, 404 for
+    # a round that never ran here
+    assert status == 403 and "paid this round's masked fit" in answer.decode()
+    assert other_status == 404 and "no masked fit" in other.decode()
 
 
 def test_dp_stops_when_the_budget_is_spent(federation: Federation, data: FederatedData) -> None:
@@ -291,15 +328,15 @@ def test_a_member_that_drops_after_sending_its_update_is_still_unmasked(
 ) -> None:
     # Prepare: one node sends its masked update, then never answers the unmask stage
     gone = federation.edges[2]
-    job = Coordinator._job
+    unmask = Coordinator._unmask
 
     async def dropping(self: Coordinator, e: Any, fields: dict[str, Any]) -> Any:
-        if fields["stage"] == "unmask" and e.candidate.address == gone.address:
+        if e.candidate.address == gone.address:
             raise ProviderFailed(f"{gone.address}: gone after sending (a test)")
-        return await job(self, e, fields)
+        return await unmask(self, e, fields)
 
     plain = _run(federation, data, _spec(rounds=1), register=False)
-    monkeypatch.setattr(Coordinator, "_job", dropping)
+    monkeypatch.setattr(Coordinator, "_unmask", dropping)
 
     # Execute
     secure = _run(federation, data, _spec(rounds=1, secagg=True), register=False)

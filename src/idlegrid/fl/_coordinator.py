@@ -31,16 +31,25 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._exceptions import ContractReverted, IdlegridError, InvalidInput, NoProviders
+from .._exceptions import (
+    ContractReverted,
+    IdlegridError,
+    InvalidInput,
+    NoProviders,
+    PeerError,
+    ProviderFailed,
+    ProviderRefused,
+)
 from ..protocol import npy_bytes
 from ..workloads import get_workload
+from ..workloads._kind_fl import MAX_STAGE_BYTES
 from ..workloads._train_models import param_count
 from ._local import evaluate_params, initial_params
 from ._partition import client_seed
@@ -60,7 +69,7 @@ MAX_INFO_BYTES = 1 << 20
 #: key agreements a secure round tries when members fail to share their secrets
 SHARE_ATTEMPTS = 3
 #: rounds of keys a secure run asks each member for at once
-KEY_ROUNDS_AHEAD = 16
+KEY_ROUNDS_AHEAD = 64
 
 
 @dataclass(frozen=True)
@@ -216,7 +225,9 @@ class Coordinator:
         #: members' signed round keys, by (address, round)
         self._keys: dict[tuple[str, int], dict[str, str]] = {}
         #: the next secure round's key agreement, started during this round's tail
-        self._agreement: tuple[int, asyncio.Task[_Agreement]] | None = None
+        self._agreement: tuple[int, asyncio.Future[_Agreement]] | None = None
+        #: the edge nodes holding the run's data set (found at start)
+        self._pool: list[_Edge] = []
 
     # -- the run ---------------------------------------------------------------------
     async def run(self) -> FederatedResult:
@@ -224,7 +235,7 @@ class Coordinator:
         from ._strategy import make_strategy
 
         spec = self.spec
-        edges = await self._edges()
+        edges = self._pool = await self._edges()
         if len(edges) < spec.min_clients:
             raise NoProviders(
                 f"{len(edges)} edge node(s) hold data set {spec.dataset!r}; the run needs "
@@ -386,8 +397,6 @@ class Coordinator:
     async def _agree(self, rnd: int, sample: list[_Edge]) -> _Agreement:
         """Stages ``keys`` and ``share`` of a secure round: the roster, its numbers and
         every member's ciphertexts (``ok`` False when too few members remain)."""
-        from ._secagg import RoundKeys, SecAggConfig
-
         base = self._base_fields(rnd)
         got = _Agreement(sample=[e.candidate.address for e in sample])
         cohort = list(sample)
@@ -395,23 +404,10 @@ class Coordinator:
             # 1. keys: each member's round keys, signed by its node (asked for several
             # rounds at once, then kept)
             await self._fetch_keys(rnd, cohort, got.dropped, got.rejected)
-            roster: dict[int, Any] = {}
-            signed: dict[int, dict[str, str]] = {}
-            index_of: dict[str, int] = {}
-            keyed: list[_Edge] = []
-            for e in cohort:
-                doc = self._keys.get((e.candidate.address, rnd))
-                if doc is None:
-                    continue
-                i = len(keyed) + 1
-                keyed.append(e)
-                index_of[e.candidate.address] = i
-                roster[i] = RoundKeys(pk1=bytes.fromhex(doc["pk1"]), pk2=bytes.fromhex(doc["pk2"]))
-                signed[i] = doc
-            if len(keyed) < max(3, self.spec.min_clients):
+            keyed, roster, secagg = self._keyed_roster(rnd, cohort)
+            if secagg is None or len(keyed) < self.spec.min_clients:
                 return got
-            cfg = SecAggConfig.for_clients(len(keyed), dropout=self.spec.secagg_dropout)
-            secagg = _SecureRoster(index_of, signed, cfg)
+            index_of = secagg.index_of
             # 2. share: each member's secrets, Shamir-shared, encrypted for each other member
             fields = {
                 e.candidate.address: {**base, "stage": "share", "examples": e.rows,
@@ -425,14 +421,9 @@ class Coordinator:
                 out = answers.get(e.candidate.address)
                 if out is None:
                     continue
-                try:
-                    doc = _stage_json(out)
-                    mine = {int(j): bytes.fromhex(str(c)).hex() for j, c in doc.items()}
-                except (InvalidInput, ValueError, TypeError) as exc:
-                    got.rejected[e.candidate.address] = f"shares that do not parse: {exc}"
-                    continue
-                if set(mine) != set(roster):
-                    got.rejected[e.candidate.address] = "shares for another roster than the round's"
+                mine, why = _ciphertexts(out, roster)
+                if mine is None:
+                    got.rejected[e.candidate.address] = why
                     continue
                 ciphertexts[index_of[e.candidate.address]] = mine
             if len(ciphertexts) == len(keyed):
@@ -444,10 +435,73 @@ class Coordinator:
             cohort = [e for e in keyed if index_of[e.candidate.address] in ciphertexts]
         return got
 
+    def _keyed_roster(
+        self, rnd: int, cohort: Sequence[_Edge]
+    ) -> tuple[list[_Edge], dict[int, Any], _SecureRoster | None]:
+        """The members of ``cohort`` whose signed keys for ``rnd`` are known, numbered
+        1..n in order, their keys and the round's numbers (None: fewer than 3)."""
+        from ._secagg import RoundKeys, SecAggConfig
+
+        roster: dict[int, Any] = {}
+        signed: dict[int, dict[str, str]] = {}
+        index_of: dict[str, int] = {}
+        keyed: list[_Edge] = []
+        for e in cohort:
+            doc = self._keys.get((e.candidate.address, rnd))
+            if doc is None:
+                continue
+            i = len(keyed) + 1
+            keyed.append(e)
+            index_of[e.candidate.address] = i
+            roster[i] = RoundKeys(pk1=bytes.fromhex(doc["pk1"]), pk2=bytes.fromhex(doc["pk2"]))
+            signed[i] = doc
+        if len(keyed) < 3:
+            return keyed, roster, None
+        cfg = SecAggConfig.for_clients(len(keyed), dropout=self.spec.secagg_dropout)
+        return keyed, roster, _SecureRoster(index_of, signed, cfg)
+
+    def _share_ahead(
+        self, rnd: int, failed: set[str], survivors: Sequence[_Edge]
+    ) -> tuple[list[_Edge], dict[int, Any], _SecureRoster] | None:
+        """Round ``rnd + 1``'s roster, when its share stage can ride on round ``rnd``'s
+        unmask: the next sample is known (no DP budget to check, rounds left), every
+        member of it answers this unmask, and their keys for ``rnd + 1`` are in hand."""
+        spec = self.spec
+        if not spec.secagg or spec.dp is not None or rnd >= spec.rounds:
+            return None
+        sample = self._sample(self._pool, failed, rnd + 1)
+        asked = {e.candidate.address for e in survivors}
+        if any(e.candidate.address not in asked for e in sample):
+            return None
+        keyed, roster, secure = self._keyed_roster(rnd + 1, sample)
+        if secure is None or len(keyed) != len(sample) or len(keyed) < spec.min_clients:
+            return None
+        return keyed, roster, secure
+
     def _prefetch(self, rnd: int, sample: list[_Edge]) -> None:
         """Start the next secure round's key agreement now, while this round's tail
-        (export, registration, checkpoint) runs: it needs only the next sample."""
+        (export, registration, checkpoint) runs: it needs only the next sample (unless
+        this round's unmask already carried it)."""
+        if self._agreement is not None and self._agreement[0] == rnd:
+            return
         self._agreement = (rnd, asyncio.ensure_future(self._agree(rnd, sample)))
+
+    def _keep_ahead(
+        self,
+        rnd: int,
+        ahead: tuple[list[_Edge], dict[int, Any], _SecureRoster],
+        ciphertexts: dict[int, dict[int, str]],
+    ) -> None:
+        """Keep round ``rnd``'s agreement made in the previous round's unmask, if every
+        member shared (else the round agrees afresh, without the silent ones)."""
+        keyed, roster, secure = ahead
+        if len(ciphertexts) != len(keyed):
+            return
+        got = _Agreement(sample=[e.candidate.address for e in keyed], ok=True)
+        got.members, got.roster, got.secagg, got.ciphertexts = keyed, roster, secure, ciphertexts
+        done: asyncio.Future[_Agreement] = asyncio.get_running_loop().create_future()
+        done.set_result(got)
+        self._agreement = (rnd, done)
 
     async def _agreement_for(self, rnd: int, sample: list[_Edge]) -> _Agreement:
         ahead, self._agreement = self._agreement, None
@@ -512,7 +566,8 @@ class Coordinator:
         alive = {index_of[e.candidate.address] for e in survivors}
         gone = sorted(set(members) - alive)
         # 4. unmask: survivors give shares of survivors' self masks and of the dropped
-        # members' pairwise keys
+        # members' pairwise keys (and, riding along, the next round's share stage)
+        ahead = self._share_ahead(rnd, set(dropped) | set(rejected), survivors)
         fields = {}
         for e in survivors:
             me = index_of[e.candidate.address]
@@ -521,15 +576,25 @@ class Coordinator:
                 **base, "stage": "unmask", "examples": e.rows,
                 "secagg": secagg(e, inbox=inbox, survivors=sorted(alive), dropped=gone),
             }  # fmt: skip
-        answers, errors = await self._gather(survivors, fields)
+            if ahead is not None and e.candidate.address in ahead[2].index_of:
+                fields[e.candidate.address]["share_next"] = ahead[2].fields(e)
+        answers, errors = await self._gather(survivors, fields, self._unmask)
         shares: dict[int, dict[int, bytes]] = {}
-        for a, out in answers.items():
+        next_ciphertexts: dict[int, dict[int, str]] = {}
+        for a, doc in answers.items():
             try:
-                shares[index_of[a]] = {
-                    int(j): bytes.fromhex(str(s)) for j, s in _stage_json(out).items()
-                }
+                if "share_next" in fields[a]:
+                    if set(doc) != {"unmask", "share"} or not isinstance(doc["unmask"], dict):
+                        raise InvalidInput("not {unmask, share}, as asked")
+                    mine, _why = _ciphertexts(doc["share"], ahead[1] if ahead else {})
+                    if mine is not None and ahead is not None:
+                        next_ciphertexts[ahead[2].index_of[a]] = mine
+                    doc = doc["unmask"]
+                shares[index_of[a]] = {int(j): bytes.fromhex(str(s)) for j, s in doc.items()}
             except (InvalidInput, ValueError, TypeError) as exc:
                 rejected[a] = f"unmask shares that do not parse: {exc}"
+        if ahead is not None:
+            self._keep_ahead(rnd + 1, ahead, next_ciphertexts)
         try:
             total = await asyncio.to_thread(server.unmask, shares)
         except IdlegridError as exc:
@@ -664,18 +729,23 @@ class Coordinator:
         return digest
 
     async def _gather(
-        self, sample: Sequence[_Edge], fields: dict[str, dict[str, Any]]
-    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-        """Run one job on each node, closing at the deadline: ``(outputs, errors)``."""
-        tasks: dict[asyncio.Task[np.ndarray], str] = {}
+        self,
+        sample: Sequence[_Edge],
+        fields: dict[str, dict[str, Any]],
+        call: Callable[[_Edge, dict[str, Any]], Awaitable[Any]] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Run one job (or ``call``) on each node, closing at the deadline:
+        ``(outputs, errors)``."""
+        call = call or self._job
+        tasks: dict[asyncio.Task[Any], str] = {}
         for e in sample:
             address = e.candidate.address
             if address in fields:
-                tasks[asyncio.ensure_future(self._job(e, fields[address]))] = address
+                tasks[asyncio.ensure_future(call(e, fields[address]))] = address
         if not tasks:
             return {}, {}
         done, pending = await asyncio.wait(tasks, timeout=self.spec.deadline_s)
-        outputs: dict[str, np.ndarray] = {}
+        outputs: dict[str, Any] = {}
         errors: dict[str, str] = {}
         for task in done:
             address = tasks[task]
@@ -702,6 +772,27 @@ class Coordinator:
         )
         self._count(e.candidate.address, len(json.dumps(fields)) + out.nbytes)
         return out
+
+    async def _unmask(self, e: _Edge, fields: dict[str, Any]) -> dict[str, Any]:
+        """A secure round's unmask, asked of ``e`` as a signed request (paid with its
+        masked fit): the answer's JSON object."""
+        self._workload.parse(fields)  # ours, but checked as the node will
+        body = json.dumps(fields, separators=(",", ":")).encode()
+        session: ProviderSession = self.client._session(e.candidate)
+        status, data = await session.call("POST", "/v1/fl/unmask", body)
+        if status != 200:
+            why = f"{e.candidate.address} refused the unmask ({status}): {session.reason(data)}"
+            raise (ProviderRefused if status < 500 else ProviderFailed)(why)
+        if len(data) > MAX_STAGE_BYTES:
+            raise PeerError(f"an unmask answer of {len(data)} bytes, over {MAX_STAGE_BYTES}")
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:
+            raise PeerError(f"an unmask answer that is not JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise PeerError("an unmask answer that is not a JSON object")
+        self._count(e.candidate.address, len(body) + len(data))
+        return doc
 
     def _count(self, address: str, n: int) -> None:
         self._bytes[address] = self._bytes.get(address, 0) + n
@@ -780,6 +871,22 @@ def _signed_keys(doc: Any, base: dict[str, Any], address: str) -> tuple[str | No
     return None, {k: str(doc[k]) for k in ("pk1", "pk2", "address", "sig")}
 
 
+def _ciphertexts(doc: Any, roster: Mapping[int, Any]) -> tuple[dict[int, str] | None, str]:
+    """A share stage's ciphertexts by recipient (an answer, or its parsed JSON), and
+    why they are refused (None)."""
+    try:
+        if isinstance(doc, np.ndarray):
+            doc = _stage_json(doc)
+        if not isinstance(doc, dict):
+            raise InvalidInput("not a JSON object")
+        mine = {int(j): bytes.fromhex(str(c)).hex() for j, c in doc.items()}
+    except (InvalidInput, ValueError, TypeError) as exc:
+        return None, f"shares that do not parse: {exc}"
+    if set(mine) != set(roster):
+        return None, "shares for another roster than the round's"
+    return mine, ""
+
+
 def _stage_json(out: np.ndarray) -> dict[str, Any]:
     try:
         doc = json.loads(np.asarray(out, dtype=np.uint8).reshape(-1).tobytes())
@@ -791,8 +898,6 @@ def _stage_json(out: np.ndarray) -> dict[str, Any]:
 
 
 def _reason(exc: BaseException) -> str:
-    from .._exceptions import ProviderRefused
-
     text = f"{type(exc).__name__}: {exc}"
     return f"refused: {text}" if isinstance(exc, ProviderRefused) else text
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from eth_account import Account as _EthAccount
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak
 
 from .._exceptions import BadSignature, InvalidInput
 from ._fastsig import recover_digest, sign_digest
+from ._keccak import keccak256 as keccak
 from ._keys import Account, checksum
 
 __all__ = [

@@ -24,11 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from eth_hash.auto import keccak
-
 from .._exceptions import BadSignature, ConfigError
 from ._eip712 import Domain, typed_digest
 from ._fastsig import address_bytes, recover_digest, sign_digest
+from ._keccak import keccak256 as keccak
 from ._keys import Account, checksum
 
 __all__ = [

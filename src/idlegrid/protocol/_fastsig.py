@@ -11,9 +11,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import coincurve
-from eth_hash.auto import keccak
 
 from .._exceptions import BadSignature, InvalidInput
+from ._keccak import keccak256 as keccak
 
 __all__ = ["address_bytes", "recover_digest", "sign_digest"]
 

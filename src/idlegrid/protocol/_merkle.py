@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from eth_utils import keccak
-
 from .._exceptions import InvalidInput
+from ._keccak import keccak256 as keccak
 
 __all__ = [
     "EMPTY_ROOT",

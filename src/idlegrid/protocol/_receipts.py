@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eth_utils import keccak
-
 from .._exceptions import InvalidInput
 from ._eip712 import Domain, typed_digest
+from ._keccak import keccak256 as keccak
 from ._keys import checksum
 from ._merkle import merkle_proof, merkle_root
 

@@ -324,6 +324,22 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
 
         return await _guarded(request, handler)
 
+    if node.edge is not None:
+        from ..edge._state import MAX_UNMASK_BYTES
+
+        edge = node.edge
+
+        @app.post(
+            "/v1/fl/unmask",
+            summary="A secure round's unmask, for the client who paid its fit (signed)",
+            responses={400: {}, 401: {}, 403: {}, 404: {}, 413: {}},
+        )
+        async def fl_unmask(request: Request) -> Response:
+            async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
+                return 200, await edge.unmask(sender, body), _JSON
+
+            return await _guarded(request, handler, limit=min(max_body, MAX_UNMASK_BYTES))
+
     @app.post(
         "/v1/vouchers",
         summary="Hand over a voucher for delivered jobs (signed)",

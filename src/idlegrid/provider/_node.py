@@ -46,7 +46,7 @@ from ..protocol import (
     sign_digest,
 )
 from ..store import BlobStore
-from ..workloads import Prepared, Workload, get_workload
+from ..workloads import JOB_SENDER, Prepared, Workload, get_workload
 from ._book import ChannelBook, ExpiringSet, PaymentRequired, TokenBucket, check_client_credit
 from ._cheat import Cheat
 from ._config import NodeConfig
@@ -315,7 +315,11 @@ class ProviderNode:
         ``max_jobs_per_client`` jobs here already). See ``_checked_job``.
         """
         with self._admit(sender):
-            return await self._checked_job(sender, req)
+            token = JOB_SENDER.set(sender)
+            try:
+                return await self._checked_job(sender, req)
+            finally:
+                JOB_SENDER.reset(token)
 
     @contextmanager
     def _admit(self, client: str) -> Iterator[None]:

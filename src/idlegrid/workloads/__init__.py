@@ -11,6 +11,7 @@ job itself so that a client can check the bill. No networking, no chain.
 """
 
 from ._base import (
+    JOB_SENDER,
     BlobSink,
     ClientHost,
     NodeHost,
@@ -56,6 +57,7 @@ __all__ = [
     "CUDA",
     "DIGITS_FEATURES",
     "EMBED_DIM",
+    "JOB_SENDER",
     "MAX_TEXTS",
     "MAX_TOKENS",
     "RTOL",

@@ -27,6 +27,7 @@ import io
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .._exceptions import InvalidInput, OutputTooLarge
 
 __all__ = [
+    "JOB_SENDER",
     "BlobSink",
     "ClientHost",
     "NodeHost",
@@ -46,6 +48,10 @@ __all__ = [
     "Workload",
     "npy_output",
 ]
+
+#: the address that signed the job a node is preparing (set by the node around a job,
+#: so that a workload can bind later requests of the same client to this one)
+JOB_SENDER: ContextVar[str | None] = ContextVar("idlegrid_job_sender", default=None)
 
 Inputs = TypeVar("Inputs")
 SpecT = TypeVar("SpecT", bound="Spec")

@@ -19,11 +19,17 @@ A job is one *stage* of a round:
   secret from its own key, so the stages need no state between requests, except the
   one answer per round that ``unmask`` may give (the node's ``UnmaskLedger``). Output:
   uint8 ``[1, K]``, the stage's JSON.
+
+An ``unmask`` may carry ``share_next``: the ``share`` stage of the next round (its own
+roster, signed for ``round + 1``), answered in the same job as
+``{"unmask": {...}, "share": {...}}``. The two stages are independent (other round,
+other secrets); carrying them together saves a paid round trip per secure round.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import pickle
 from collections.abc import Mapping
@@ -33,7 +39,16 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .._exceptions import InvalidInput, PayloadTooLarge
-from ._base import ClientHost, NodeHost, OutputSpec, Plan, Prepared, Workload, npy_output
+from ._base import (
+    JOB_SENDER,
+    ClientHost,
+    NodeHost,
+    OutputSpec,
+    Plan,
+    Prepared,
+    Workload,
+    npy_output,
+)
 from ._base import Spec as _Spec
 from ._train_models import ModelSpec, flops_per_sample, param_count
 
@@ -46,6 +61,7 @@ __all__ = [
     "fit_output",
     "keys_digest",
     "read_local_dataset",
+    "unmask_answer",
 ]
 
 DIGEST = r"^[0-9a-f]{64}$"
@@ -139,6 +155,8 @@ class FlSpec(_Spec):
     clip: float | None = Field(default=None, gt=0, le=1e6)
     #: secure aggregation (None: the weights travel in the clear)
     secagg: SecAggJob | None = None
+    #: ``unmask``: also the ``share`` stage of round ``round + 1``, for its roster
+    share_next: SecAggJob | None = None
 
     @model_validator(mode="after")
     def _stage(self) -> FlSpec:
@@ -149,6 +167,8 @@ class FlSpec(_Spec):
         s = self.secagg
         if self.stage == "unmask" and s is not None and set(s.survivors) & set(s.dropped):
             raise ValueError("a member cannot both survive and drop")
+        if self.share_next is not None and self.stage != "unmask":
+            raise ValueError("only an unmask carries the next round's share (share_next)")
         return self
 
 
@@ -184,8 +204,15 @@ class FlWorkload(Workload[FlSpec, Any]):
 
     def units(self, spec: FlSpec, inputs: Any = None) -> int:
         if spec.stage == "fit":
-            return 3 * flops_per_sample(spec.model) * spec.examples * spec.epochs
+            train = 3 * flops_per_sample(spec.model) * spec.examples * spec.epochs
+            if spec.secagg is None:
+                return train
+            # a masked fit also pays for the round's unmask and the next round's share,
+            # which its coordinator asks for as signed requests (``EdgeState.unmask``)
+            return train + 2 * STAGE_UNITS_PER_MEMBER * len(spec.secagg.roster)
         members = len(spec.secagg.roster) if spec.secagg is not None else 1
+        if spec.share_next is not None:
+            members += len(spec.share_next.roster)
         return STAGE_UNITS_PER_MEMBER * members * (spec.ahead if spec.stage == "keys" else 1)
 
     def outputs(self, spec: FlSpec, inputs: Any = None) -> OutputSpec:
@@ -247,6 +274,9 @@ class FlWorkload(Workload[FlSpec, Any]):
             # one masked update per round: training is deterministic in the spec, so the
             # same fields give the same update; other fields would reuse the masks
             edge.mask_once(spec.run, spec.round, spec.model_dump_json().encode())
+            # the round's unmask is answered to the client who paid this fit, and to no
+            # one else (``EdgeState.unmask``)
+            edge.record_fit(spec.run, spec.round, JOB_SENDER.get())
         if spec.params is not None:
             digest = spec.params
 
@@ -279,20 +309,22 @@ def _stage_output(value: Mapping[str, Any]) -> bytes:
     return npy_output(np.frombuffer(raw, dtype=np.uint8)[None, :])
 
 
-def _roster(spec: FlSpec) -> dict[int, Any]:
-    """The roster's keys, each checked against its node's signature."""
+def _roster(
+    spec: FlSpec, secagg: SecAggJob | None = None, rnd: int | None = None
+) -> dict[int, Any]:
+    """The roster's keys (``spec.secagg``'s, or ``secagg``'s for round ``rnd``), each
+    checked against its node's signature."""
     from .._exceptions import BadSignature
     from ..fl._secagg import RoundKeys
-    from ..protocol._fastsig import recover_digest
 
-    assert spec.secagg is not None
+    secagg = secagg if secagg is not None else spec.secagg
+    rnd = rnd if rnd is not None else spec.round
+    assert secagg is not None
     out = {}
-    for e in spec.secagg.roster:
+    for e in secagg.roster:
         pk1, pk2 = bytes.fromhex(e.pk1), bytes.fromhex(e.pk2)
         try:
-            signer = recover_digest(
-                keys_digest(spec.run, spec.round, pk1, pk2), bytes.fromhex(e.sig)
-            )
+            signer = _keys_signer(keys_digest(spec.run, rnd, pk1, pk2), bytes.fromhex(e.sig))
         except BadSignature as exc:
             raise InvalidInput(
                 f"roster member {e.index}: a bad signature on its keys: {exc}"
@@ -306,10 +338,19 @@ def _roster(spec: FlSpec) -> dict[int, Any]:
     return out
 
 
-def _config(spec: FlSpec) -> Any:
+@functools.lru_cache(maxsize=4096)
+def _keys_signer(digest: bytes, signature: bytes) -> bytes:
+    """Who signed a member's round keys, recovered once per worker: a roster comes back
+    in a round's fit and unmask, and (as ``share_next``) in the round before."""
+    from ..protocol._fastsig import recover_digest
+
+    return recover_digest(digest, signature)
+
+
+def _config(spec: FlSpec, secagg: SecAggJob | None = None) -> Any:
     from ..fl._secagg import SecAggConfig
 
-    s = spec.secagg
+    s = secagg if secagg is not None else spec.secagg
     assert s is not None
     return SecAggConfig(
         clip_range=s.clip_range,
@@ -326,28 +367,45 @@ def run(payload: bytes) -> bytes:
     if spec.stage == "keys":  # derived and signed by the node (``EdgeState.signed_keys``)
         return _stage_output(job["keys"])
     if spec.stage == "share":
-        from ..fl._secagg import client_shares
-
         assert spec.secagg is not None
-        shares = client_shares(
-            job["secret"], spec.run, spec.round, spec.secagg.index, _roster(spec), _config(spec)
-        )
-        return _stage_output({str(j): c.hex() for j, c in shares.items()})
+        return _stage_output(_share(spec, job["secret"], spec.secagg, spec.round))
     if spec.stage == "unmask":
-        from ..fl._secagg import client_unmask
-
-        s = spec.secagg
-        assert s is not None
-        try:
-            inbox = {int(j): bytes.fromhex(c) for j, c in s.inbox.items()}
-        except ValueError as exc:
-            raise InvalidInput(f"a ciphertext is not hex: {exc}") from exc
-        out = client_unmask(
-            job["secret"], spec.run, spec.round, s.index, _roster(spec), _config(spec), inbox,
-            s.survivors, s.dropped,
-        )  # fmt: skip
-        return _stage_output({str(j): share.hex() for j, share in out.items()})
+        return _stage_output(unmask_answer(spec, job["secret"]))
     return _fit(spec, job)
+
+
+def unmask_answer(spec: FlSpec, secret: bytes) -> dict[str, Any]:
+    """Stage ``unmask``: this member's shares of the survivors' self masks and of the
+    dropped members' masking keys, by owner; with ``share_next``,
+    ``{"unmask": those, "share": the next round's ciphertexts}``. Pure: the caller
+    admits the question first (``EdgeState.unmask_once``)."""
+    from ..fl._secagg import client_unmask
+
+    s = spec.secagg
+    if spec.stage != "unmask" or s is None:
+        raise InvalidInput("not an unmask stage with its secagg fields")
+    try:
+        inbox = {int(j): bytes.fromhex(c) for j, c in s.inbox.items()}
+    except ValueError as exc:
+        raise InvalidInput(f"a ciphertext is not hex: {exc}") from exc
+    out = client_unmask(
+        secret, spec.run, spec.round, s.index, _roster(spec), _config(spec), inbox,
+        s.survivors, s.dropped,
+    )  # fmt: skip
+    shares = {str(j): share.hex() for j, share in out.items()}
+    if spec.share_next is None:
+        return shares
+    ahead = _share(spec, secret, spec.share_next, spec.round + 1)
+    return {"unmask": shares, "share": ahead}
+
+
+def _share(spec: FlSpec, secret: bytes, secagg: SecAggJob, rnd: int) -> dict[str, str]:
+    """Stage ``share`` of round ``rnd`` for ``secagg``'s roster: one ciphertext per member."""
+    from ..fl._secagg import client_shares
+
+    roster = _roster(spec, secagg, rnd)
+    shares = client_shares(secret, spec.run, rnd, secagg.index, roster, _config(spec, secagg))
+    return {str(j): c.hex() for j, c in shares.items()}
 
 
 def _fit(spec: FlSpec, job: dict[str, Any]) -> bytes:
