@@ -388,6 +388,14 @@ def test_the_cli_runs_a_federated_spec_and_an_edge_node_runs_its_model_locally(
          "--account", str(edge.index), "--receipt", str(tmp_path / "usage.json")],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
+    # a model nobody registered (here: one byte changed) is refused before it runs
+    unregistered = hashlib.sha256(model + b"\0").hexdigest()
+    refused = subprocess.run(
+        [*cli, "edge", "infer", "--data", str(edge.data), "--dataset", "digits",
+         "--model", unregistered, "--output", str(tmp_path / "nope.npy"), *network,
+         "--account", str(edge.index)],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
 
     # Assert: the run's rounds and files; the predictions stay local, the receipt is
     # signed by the edge node and names the model, rows and the predictions' hash only
@@ -406,6 +414,9 @@ def test_the_cli_runs_a_federated_spec_and_an_edge_node_runs_its_model_locally(
     assert (
         receipt.predictions_hash == hashlib.sha256((tmp_path / "pred.npy").read_bytes()).hexdigest()
     )
+    said = " ".join((refused.stderr + refused.stdout).split())  # the console wraps lines
+    assert refused.returncode != 0 and f"model {unregistered} is not registered" in said
+    assert not (tmp_path / "nope.npy").exists()
     assert set(doc) == {
         "model",
         "dataset",

@@ -228,6 +228,8 @@ class Coordinator:
         self._agreement: tuple[int, asyncio.Future[_Agreement]] | None = None
         #: the edge nodes holding the run's data set (found at start)
         self._pool: list[_Edge] = []
+        #: jobs that missed their round's deadline and still run (paid when they finish)
+        self._stragglers: set[asyncio.Task[Any]] = set()
 
     # -- the run ---------------------------------------------------------------------
     async def run(self) -> FederatedResult:
@@ -264,6 +266,7 @@ class Coordinator:
                 with contextlib.suppress(Exception):
                     await self._agreement[1]
                 self._agreement = None
+            await self._settle_stragglers()
         if self.output is not None:
             self.output.mkdir(parents=True, exist_ok=True)
             (self.output / "rounds.json").write_text(json.dumps(result.summary(), indent=2))
@@ -355,6 +358,20 @@ class Coordinator:
             if spec.target_accuracy is not None and accuracy >= spec.target_accuracy:
                 result.stopped = f"target accuracy {spec.target_accuracy} reached"
                 break
+
+    async def _settle_stragglers(self) -> None:
+        """Give the jobs that missed a deadline one more deadline to finish (their
+        results are paid for and their channels settle); then stop waiting for them."""
+        if not self._stragglers:
+            return
+        log.info(
+            "waiting up to %.0f s for %d late job(s)", self.spec.deadline_s, len(self._stragglers)
+        )
+        _, pending = await asyncio.wait(set(self._stragglers), timeout=self.spec.deadline_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     # -- one round -------------------------------------------------------------------
     async def _round(
@@ -758,6 +775,8 @@ class Coordinator:
         for task in pending:  # a straggler: its job runs on, paid, but misses the round
             errors[tasks[task]] = f"missed the {self.spec.deadline_s:.0f} s deadline"
             task.add_done_callback(_quiet)
+            self._stragglers.add(task)
+            task.add_done_callback(self._stragglers.discard)
         return outputs, errors
 
     async def _job(self, e: _Edge, fields: dict[str, Any]) -> np.ndarray:

@@ -20,7 +20,9 @@ A job is one *stage* of a round:
   one answer per round that ``unmask`` may give (the node's ``UnmaskLedger``). Output:
   uint8 ``[1, K]``, the stage's JSON.
 
-An ``unmask`` may carry ``share_next``: the ``share`` stage of the next round (its own
+The coordinator asks for ``unmask`` as a signed request (``POST /v1/fl/unmask``,
+``EdgeState.unmask``), paid with the round's masked fit, rather than as a job; the stage
+runs as a job too. An ``unmask`` may carry ``share_next``: the ``share`` stage of the next round (its own
 roster, signed for ``round + 1``), answered in the same job as
 ``{"unmask": {...}, "share": {...}}``. The two stages are independent (other round,
 other secrets); carrying them together saves a paid round trip per secure round.
