@@ -22,8 +22,8 @@ A job is one *stage* of a round:
 
 The coordinator asks for ``unmask`` as a signed request (``POST /v1/fl/unmask``,
 ``EdgeState.unmask``), paid with the round's masked fit, rather than as a job; the stage
-runs as a job too. An ``unmask`` may carry ``share_next``: the ``share`` stage of the next round (its own
-roster, signed for ``round + 1``), answered in the same job as
+runs as a job too. An ``unmask`` may carry ``share_next``: the ``share`` stage of the
+next round (its own roster, signed for ``round + 1``), answered in the same answer as
 ``{"unmask": {...}, "share": {...}}``. The two stages are independent (other round,
 other secrets); carrying them together saves a paid round trip per secure round.
 """
