@@ -71,11 +71,13 @@ def test_embedded_devnet_up_and_down(devnet_dir: Path) -> None:
     # Assert: the file, the chain, the contracts, the providers
     assert written == record
     assert {"rpc_url", "chain_id", "contracts", "accounts"} <= set(written)
-    assert set(written["contracts"]) == {"token", "registry", "market", "disputes", "models"}
+    assert set(written["contracts"]) == {
+        "token", "registry", "market", "disputes", "models", "oracle",
+    }  # fmt: skip
     assert written["backend"] == "embedded"
     assert len(written["accounts"]) == 4 and steps
     assert w3.eth.chain_id == info.chain_id == written["chain_id"]
-    for name in ("token", "registry", "market", "disputes", "models"):
+    for name in ("token", "registry", "market", "disputes", "models", "oracle"):
         assert len(w3.eth.get_code(Web3.to_checksum_address(written["contracts"][name]))) > 0
     for account in info.accounts:
         assert token.functions.balanceOf(account.address).call() == 10_000 * TOKEN - (
@@ -161,6 +163,7 @@ def test_devnet_deploys_saves_and_loads_every_registered_contract(
         "market",
         "disputes",
         "models",
+        "oracle",
         "beacon",
     }
     assert info.deployment.address("beacon") == record["contracts"]["beacon"]
@@ -203,6 +206,7 @@ def test_devnet_file_of_an_older_version_still_loads(
     assert info.deployment.as_dict()["market"] == old["contracts"]["market"]
     assert info.deployment.start_block == 0
     assert [a.address for a in info.accounts] == [a.address for a in accounts]
+    assert "oracle" not in info.deployment.contracts  # it came later: not needed to load
     with pytest.raises(ConfigError, match="no address for contract 'beacon'"):
         load_devnet(tmp_path, contracts=contracts)
 

@@ -18,6 +18,8 @@ from idlegrid.chain import (
     Indexer,
     Ledger,
     MarketClient,
+    ModelRegistryClient,
+    OracleClient,
     TokenClient,
     load_deployment,
 )
@@ -38,8 +40,9 @@ def test_registry_lists_the_ledger_in_deployment_order() -> None:
     followed = {spec.name: sorted(spec.events) for spec in CONTRACTS if spec.events}
 
     # Assert: the token first (the others take its address), the market after the
-    # registry (it is wired to it), the dispute contract last (the market's arbiter)
-    assert keys == ["token", "registry", "market", "disputes", "models"]
+    # registry (it is wired to it), the dispute contract (the market's arbiter), the
+    # model registry, and the oracle after both registries (it reads them)
+    assert keys == ["token", "registry", "market", "disputes", "models", "oracle"]
     assert {"ProviderRegistry", "JobMarket", "Disputes"} <= set(followed)
     assert "DisputeResolved" in followed["Disputes"]
     assert "VoucherRedeemed" in followed["JobMarket"]
@@ -60,6 +63,7 @@ def test_extra_contract_is_deployed_wired_and_reachable(
         "market",
         "disputes",
         "models",
+        "oracle",
         "beacon",
     }
     assert beacon.token() == ledger.token.address
@@ -159,3 +163,18 @@ def test_deployment_compares_and_hashes_by_value() -> None:
     assert a == b and hash(a) == hash(b)
     assert moved != a and moved.start_block == 5
     assert a.as_dict() == {"token": b.token}
+
+
+def test_a_deployment_without_the_later_oracle_still_loads(env: Env) -> None:
+    # Prepare: the ledger's addresses as a file written before the oracle existed
+    addresses = {k: v for k, v in env.ledger.deployment.contracts.items() if k != "oracle"}
+
+    # Execute
+    ledger = Ledger(env.backend, load_deployment(env.backend.chain_id, addresses))
+
+    # Assert: everything else is there; asking for the oracle says it is not
+    assert ledger.client("models", ModelRegistryClient).count() >= 0
+    with pytest.raises(ConfigError, match="no OracleClient under 'oracle'"):
+        ledger.client("oracle", OracleClient)
+    with pytest.raises(ConfigError, match="no address for contract 'models'"):
+        load_deployment(env.backend.chain_id, {k: v for k, v in addresses.items() if k != "models"})

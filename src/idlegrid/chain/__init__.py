@@ -35,6 +35,15 @@ from ._index_types import (
 )
 from ._indexer import Indexer
 from ._ledger import Ledger
+from ._oracle import (
+    FIXED_ONE,
+    OracleAnswer,
+    OracleClient,
+    OracleRequest,
+    from_fixed,
+    sign_answer,
+    to_fixed,
+)
 from ._reputation import ProviderHistory, Reputation, ReputationRules, score_reputation
 from ._rpchttp import RpcServer, serve
 from ._types import (
@@ -53,6 +62,7 @@ from ._types import (
 __all__ = [
     "CONTRACTS",
     "DEV_MNEMONIC",
+    "FIXED_ONE",
     "TOKEN",
     "AnvilNode",
     "ChainBackend",
@@ -78,6 +88,9 @@ __all__ = [
     "MarketClient",
     "ModelRecord",
     "ModelRegistryClient",
+    "OracleAnswer",
+    "OracleClient",
+    "OracleRequest",
     "ProviderContribution",
     "ProviderHistory",
     "ProviderInfo",
@@ -100,10 +113,13 @@ __all__ = [
     "dev_accounts",
     "find_anvil",
     "free_port",
+    "from_fixed",
     "load_deployment",
     "measure_dispute_gas",
     "score_reputation",
     "serve",
+    "sign_answer",
+    "to_fixed",
     "vote_commitment",
     "wait_for_rpc",
 ]

@@ -31,6 +31,7 @@ from ._clients import (
 from ._compile import Artifact, compile_all, compile_file
 from ._index_db import MARKET_EVENTS, REGISTRY_EVENTS, TOKEN_EVENTS, Handler
 from ._index_disputes import DISPUTE_EVENTS, DISPUTE_SCHEMA
+from ._oracle import OracleClient
 from ._types import Deployment, LedgerConfig
 
 __all__ = ["CONTRACTS", "ContractSpec", "load_deployment"]
@@ -61,6 +62,9 @@ class ContractSpec:
     wire: Wiring | None = None
     #: a source outside ``contracts/`` (a test's); None: the compiled contract ``name``
     source: Path | None = None
+    #: added after deployments without it were written: one that lacks it still loads
+    #: (its client is then absent: ``Ledger.client`` raises ConfigError)
+    optional: bool = False
 
     def artifact(self) -> Artifact:
         """The compiled contract."""
@@ -142,6 +146,13 @@ CONTRACTS: tuple[ContractSpec, ...] = (
         args=lambda cfg, at: [],
         client=ModelRegistryClient,
     ),
+    ContractSpec(
+        key="oracle",
+        name="IdlegridOracle",
+        args=lambda cfg, at: [at["token"], at["models"], at["registry"]],
+        client=OracleClient,
+        optional=True,
+    ),
 )
 
 
@@ -160,7 +171,9 @@ def load_deployment(
     """
     if not isinstance(addresses, Mapping):
         raise ConfigError(f"contracts must be an object of key -> address, not {addresses!r}")
-    missing = [f"{s.key!r} ({s.name})" for s in contracts if s.key not in addresses]
+    missing = [
+        f"{s.key!r} ({s.name})" for s in contracts if s.key not in addresses and not s.optional
+    ]
     if missing:
         raise ConfigError(f"no address for contract {', '.join(missing)}")
     return Deployment(chain_id, {str(k): str(v) for k, v in addresses.items()}, start_block)

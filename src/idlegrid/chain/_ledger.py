@@ -40,7 +40,9 @@ class Ledger:
         self.deployment = deployment
         self.contracts = tuple(contracts)
         self.clients: dict[str, ContractClient] = {
-            spec.key: spec.connect(backend, deployment.address(spec.key)) for spec in contracts
+            spec.key: spec.connect(backend, deployment.address(spec.key))
+            for spec in contracts
+            if not spec.optional or spec.key in deployment.contracts
         }
         self.token = self.client("token", TokenClient)
         self.registry = self.client("registry", RegistryClient)

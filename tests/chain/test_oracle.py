@@ -1,0 +1,278 @@
+"""IdlegridOracle: requests, quorum answers, callbacks, refunds; success and attack side
+by side, on the embedded EVM and on anvil, the token conserved after every test."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from idlegrid import ContractReverted
+from idlegrid.chain import (
+    TOKEN,
+    ModelRegistryClient,
+    OracleAnswer,
+    OracleClient,
+    OracleRequest,
+    compile_file,
+    deploy_contract,
+    sign_answer,
+    to_fixed,
+)
+from idlegrid.chain._clients import ContractClient
+from idlegrid.protocol import Account
+
+from ..conftest import Env
+
+MAX = 2**256 - 1
+FEE = 3 * TOKEN + 2  # not a multiple of 3: the remainder must not be stranded
+EXAMPLES = Path(__file__).parents[2] / "examples" / "oracle"
+HERE = Path(__file__).parent / "oracle"
+
+
+@dataclass
+class Setup:
+    env: Env
+    oracle: OracleClient
+    model: bytes
+    providers: list[Account]
+    consumer: Account
+    #: contracts a test deployed that hold tokens
+    holders: list[str] = field(default_factory=list)
+
+
+class _Contract(ContractClient):
+    _name = "a test's contract"
+
+
+def _deploy(env: Env, path: Path, args: list[object], sender: Account) -> _Contract:
+    artifact = compile_file(path)
+    address = deploy_contract(env.backend, path.stem, args, sender=sender, artifact=artifact)
+    return _Contract(env.backend, address, abi=artifact.abi)
+
+
+@pytest.fixture
+def setup(env: Env) -> Iterator[Setup]:
+    oracle = env.ledger.client("oracle", OracleClient)
+    models = env.ledger.client("models", ModelRegistryClient)
+    model = hashlib.sha256(b"risk model").digest()
+    models.register(model, sender=env.users[0])
+    providers = env.users[1:5]
+    for p in providers:
+        env.token.approve(env.registry.address, MAX, sender=p)
+        env.registry.register("http://p", 1, b"\x01" * 32, 200 * TOKEN, sender=p)
+    consumer = env.users[6]
+    env.token.approve(oracle.address, MAX, sender=consumer)
+    s = Setup(env, oracle, model, providers, consumer)
+    yield s
+    env.conservation(*s.holders)
+    _escrow_holds(env, oracle)
+
+
+def _escrow_holds(env: Env, oracle: OracleClient) -> None:
+    """The oracle's balance is the fees of its open requests plus what it owes providers."""
+    head = env.backend.block_number()
+    open_fees = sum(r.fee for r in oracle.requests(0, head) if oracle.is_open(r.request_id))
+    owed = sum(oracle.owed(u.address) for u in env.users)
+    assert env.token.balance_of(oracle.address) == open_fees + owed
+
+
+def _answers(s: Setup, req: OracleRequest, outputs: dict[int, list[int]]) -> list[OracleAnswer]:
+    """Signed answers: ``outputs[position]`` from the committee member at that position."""
+    committee = s.oracle.committee(req)
+    by_address = {p.address: p for p in s.providers}
+    return [
+        sign_answer(by_address[committee[pos]], s.oracle.domain(), req, pos, out)
+        for pos, out in sorted(outputs.items())
+    ]
+
+
+def test_a_quorum_answer_reaches_the_consumer_and_pays_the_committee(setup: Setup) -> None:
+    # Prepare: the example vault asks the risk model before a rebalance
+    s, env = setup, setup.env
+    vault = _deploy(
+        env, EXAMPLES / "RiskVault.vy", [s.oracle.address, env.token.address, s.model, 0],
+        s.consumer,
+    )  # fmt: skip
+    s.holders.append(vault.address)
+    env.token.transfer(vault.address, 10 * TOKEN, sender=s.consumer)
+    result = vault._send("rebalance", to_fixed([0.5, -1.25, 3.0]), FEE, sender=s.consumer)
+    (asked,) = vault._events("RebalanceAsked", result)
+    (req,) = [r for r in s.oracle.requests(result.block, result.block)]
+    risk = to_fixed([0.25])
+
+    # Execute: all three committee members answer alike (within float noise)
+    answers = _answers(s, req, {0: risk, 1: [risk[0] + 7], 2: [risk[0] - 3]})
+    done = s.oracle.fulfill(req, answers, sender=s.providers[0])
+
+    # Assert: the vault stored the median; the fee went to the three, nothing left over
+    assert req.request_id == asked["request_id"] and req.k == 3 and req.consumer == vault.address
+    assert vault._call("risk") == risk[0] and vault._call("pending") == 0
+    assert vault._call("at_risk_bps") == 8_000 - 7_000 * risk[0] // 10**18
+    (event,) = s.oracle._events("Fulfilled", done)
+    assert event["callback_ok"] and list(event["output"]) == risk
+    committee = s.oracle.committee(req)
+    assert sorted(event["paid"]) == sorted(committee)
+    assert sum(s.oracle.owed(p) for p in committee) == FEE
+    assert not s.oracle.is_open(req.request_id)
+    before = env.token.balance_of(committee[0])
+    member = next(p for p in s.providers if p.address == committee[0])
+    s.oracle.withdraw(sender=member)
+    assert env.token.balance_of(committee[0]) - before > 0 and s.oracle.owed(committee[0]) == 0
+
+
+def test_one_wrong_answer_of_three_does_not_pass_and_is_reported(setup: Setup) -> None:
+    # Prepare
+    s = setup
+    req, _ = s.oracle.request(s.model, to_fixed([1.0, 2.0]), fee=FEE, sender=s.consumer)
+    good, wrong = to_fixed([0.9, 0.1]), to_fixed([0.0, 1.0])
+
+    # Execute: the wrong member answers with the others
+    done = s.oracle.fulfill(req, _answers(s, req, {0: good, 1: wrong, 2: good}), sender=s.consumer)
+
+    # Assert: the delivered answer is the honest one; the wrong member is named, unpaid
+    committee = s.oracle.committee(req)
+    (event,) = s.oracle._events("Fulfilled", done)
+    assert list(event["output"]) == good
+    (outlier,) = s.oracle._events("Outlier", done)
+    assert outlier["provider"] == committee[1] and list(outlier["output"]) == wrong
+    assert s.oracle.owed(committee[1]) == 0
+    assert s.oracle.owed(committee[0]) + s.oracle.owed(committee[2]) == FEE
+
+
+def test_a_wrong_answer_with_one_honest_one_is_no_majority(setup: Setup) -> None:
+    # Prepare
+    s = setup
+    req, _ = s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
+    good, wrong = to_fixed([0.9]), to_fixed([5.0])
+
+    # Execute / Assert: two answers that disagree deliver nothing; the third decides
+    with pytest.raises(ContractReverted, match="no majority agrees"):
+        s.oracle.fulfill(req, _answers(s, req, {0: good, 2: wrong}), sender=s.consumer)
+    assert s.oracle.is_open(req.request_id)
+    s.oracle.fulfill(req, _answers(s, req, {0: good, 1: good, 2: wrong}), sender=s.consumer)
+    assert not s.oracle.is_open(req.request_id)
+
+
+def test_forged_misplaced_and_replayed_answers_are_refused(setup: Setup) -> None:
+    # Prepare
+    s = setup
+    req, _ = s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
+    other, _ = s.oracle.request(s.model, to_fixed([2.0]), fee=FEE, sender=s.consumer)
+    out = to_fixed([0.5])
+    committee = s.oracle.committee(req)
+    outsider = next(u for u in s.env.users if u.address not in committee)
+    answers = _answers(s, req, {0: out, 1: out, 2: out})
+
+    # Execute / Assert
+    forged = [sign_answer(outsider, s.oracle.domain(), req, 0, out), *answers[1:]]
+    for bad, reason in (
+        (forged, "not signed by its committee member"),
+        ([answers[1], answers[0], answers[2]], "out of order or repeated"),
+        ([answers[0], answers[0], answers[2]], "out of order or repeated"),
+        (answers[:1], "majority of the committee"),
+        (_answers(s, other, {0: out, 1: out, 2: out}), "not signed by its committee member"),
+        ([*answers[:2], sign_answer(outsider, s.oracle.domain(), req, 5, out)], "no such"),
+    ):
+        with pytest.raises(ContractReverted, match=reason):
+            s.oracle._send(
+                "fulfill", req.request_id, req.commitment(), [a.as_tuple() for a in bad],
+                sender=s.consumer,
+            )  # fmt: skip
+    tampered = OracleRequest(**{**req.__dict__, "fee": 0})
+    with pytest.raises(ContractReverted, match="not the request's commitment"):
+        s.oracle.fulfill(tampered, answers, sender=s.consumer)
+    s.oracle.fulfill(req, answers, sender=s.consumer)
+    with pytest.raises(ContractReverted, match="no open request"):
+        s.oracle.fulfill(req, answers, sender=s.consumer)
+
+
+def test_an_unanswered_request_is_refunded_in_full_after_its_deadline(setup: Setup) -> None:
+    # Prepare
+    s, env = setup, setup.env
+    req, _ = s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
+    before = env.token.balance_of(s.consumer.address)
+
+    # Execute / Assert: not before the deadline, not by another, once
+    with pytest.raises(ContractReverted, match="still open"):
+        s.oracle.cancel(req, sender=s.consumer)
+    env.backend.advance_time(301)
+    with pytest.raises(ContractReverted, match="only the consumer"):
+        s.oracle.cancel(req, sender=s.providers[0])
+    answers = _answers(s, req, {0: [1], 1: [1], 2: [1]})
+    with pytest.raises(ContractReverted, match="expired"):
+        s.oracle.fulfill(req, answers, sender=s.consumer)
+    s.oracle.cancel(req, sender=s.consumer)
+    assert env.token.balance_of(s.consumer.address) - before == FEE
+    with pytest.raises(ContractReverted, match="no open request"):
+        s.oracle.cancel(req, sender=s.consumer)
+
+
+@pytest.mark.parametrize("burn", [False, True], ids=["reverts", "burns-its-gas"])
+def test_a_consumer_that_fails_its_callback_does_not_block_the_oracle(
+    setup: Setup, burn: bool
+) -> None:
+    # Prepare
+    s, env = setup, setup.env
+    bad = _deploy(env, HERE / "BadConsumer.vy", [], s.consumer)
+    s.holders.append(bad.address)
+    env.token.transfer(bad.address, FEE, sender=s.consumer)
+    asked = bad._send(
+        "ask", s.oracle.address, env.token.address, s.model, to_fixed([1.0]), FEE, burn,
+        sender=s.consumer,
+    )  # fmt: skip
+    (req,) = s.oracle.requests(asked.block, asked.block)
+
+    # Execute
+    done = s.oracle.fulfill(req, _answers(s, req, {0: [7], 1: [7], 2: [7]}), sender=s.consumer)
+
+    # Assert: delivered and paid; the callback failed within its fixed gas
+    (event,) = s.oracle._events("Fulfilled", done)
+    assert not event["callback_ok"]
+    assert sum(s.oracle.owed(p) for p in s.oracle.committee(req)) == FEE
+    assert done.gas_used < s.oracle.callback_gas() + 150_000
+
+
+def test_bad_requests_revert_with_clear_reasons(setup: Setup) -> None:
+    s, env = setup, setup.env
+    unknown = hashlib.sha256(b"nobody registered this").digest()
+    for args, reason in (
+        ((unknown, to_fixed([1.0]), 0, FEE), "model not registered"),
+        ((s.model, [], 0, FEE), "empty input"),
+        ((s.model, to_fixed([1.0]), 2, FEE), "mode is 0"),
+        ((s.model, to_fixed([1.0]), 1, FEE), "no verifier linked"),
+    ):
+        with pytest.raises(ContractReverted, match=reason):
+            s.oracle._send("request", *args, sender=s.consumer)
+    with pytest.raises(ContractReverted):  # wrong width: more features than an input holds
+        s.oracle._send("request", s.model, [1] * 65, 0, FEE, sender=s.consumer)
+    poor = env.users[7]
+    with pytest.raises(ContractReverted, match=r"fee transfer failed|allowance|insufficient"):
+        s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=poor)
+    with pytest.raises(ContractReverted, match="quorum is 1 to 7"):
+        s.oracle.set_quorum(8, sender=s.consumer)
+    s.oracle.set_quorum(5, sender=s.consumer)  # more than the 4 active providers
+    with pytest.raises(ContractReverted, match="fewer active providers"):
+        s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
+    s.oracle.set_quorum(3, sender=s.consumer)
+    req, _ = s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
+    answers = _answers(s, req, {0: [1, 2], 1: [1], 2: [1, 2]})
+    with pytest.raises(ContractReverted, match="different widths"):
+        s.oracle.fulfill(req, answers, sender=s.consumer)
+    with pytest.raises(ContractReverted, match="empty output"):
+        s.oracle.fulfill(req, _answers(s, req, {0: [], 1: [], 2: []}), sender=s.consumer)
+
+
+def test_only_a_model_s_registrant_links_its_verifier_once(setup: Setup) -> None:
+    s, env = setup, setup.env
+    with pytest.raises(ContractReverted, match="only the model's registrant"):
+        s.oracle.link_verifier(s.model, env.token.address, sender=s.consumer)
+    with pytest.raises(ContractReverted, match="not a contract"):
+        s.oracle.link_verifier(s.model, s.consumer.address, sender=env.users[0])
+    s.oracle.link_verifier(s.model, env.token.address, sender=env.users[0])
+    assert s.oracle.verifier(s.model) == env.token.address
+    with pytest.raises(ContractReverted, match="linked already"):
+        s.oracle.link_verifier(s.model, env.registry.address, sender=env.users[0])
