@@ -336,6 +336,12 @@ def node_start(
     cheat_seed: Annotated[
         int | None, typer.Option(help="TESTING AID: seed of the choice of jobs to cheat on.")
     ] = None,
+    oracle: Annotated[
+        bool,
+        typer.Option(
+            "--oracle", help="Also answer the oracle contract's requests (see docs/oracle.md)."
+        ),
+    ] = False,
 ) -> None:
     """Join the network as a provider: probe hardware, stake, register, serve /v1."""
     import os
@@ -383,6 +389,10 @@ def node_start(
         )
     os.environ[THREADS_ENV] = str(threads)  # read by the worker tasks (onnx, embed)
     node = build_node(key, ledger, config)
+    if oracle:
+        from .oracle import attach_oracle
+
+        attach_oracle(node)
     serve_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))
 
 

@@ -315,6 +315,7 @@ def node_argv(network: Path, account: int, port: int, data_dir: Path) -> list[st
         "--data-dir", str(data_dir),
         "--price", str(PROVIDER_PRICE),
         "--redeem-after", str(NODE_REDEEM_AFTER_S),
+        "--oracle",  # ready to answer the oracle's requests (docs/oracle.md)
     ]  # fmt: skip
 
 

@@ -103,10 +103,17 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
         judging = asyncio.create_task(referee.run()) if referee is not None else None
         node.models.start()
         warming = asyncio.create_task(node.warm_up())
+        answering = None
+        if node.oracle is not None:
+            from ..oracle import relay_loop
+
+            answering = asyncio.create_task(relay_loop(node.oracle, redeem_interval))
         try:
             yield
         finally:
             warming.cancel()
+            if answering is not None:
+                answering.cancel()
             task.cancel()
             if judging is not None:
                 judging.cancel()
@@ -339,6 +346,24 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
                 return 200, await edge.unmask(sender, body), _JSON
 
             return await _guarded(request, handler, limit=min(max_body, MAX_UNMASK_BYTES))
+
+    if node.oracle is not None:
+        relay = node.oracle
+
+        @app.post(
+            "/v1/oracle/answers",
+            summary="Another committee member's signed answer to an oracle request (signed)",
+            responses={400: {}, 401: {}, 413: {}},
+        )
+        async def oracle_answer(request: Request) -> Response:
+            async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
+                from ..oracle import parse_answer
+
+                request_id, answer = parse_answer(body)
+                await asyncio.to_thread(relay.receive, request_id, answer)
+                return 200, b'{"ok":true}', _JSON
+
+            return await _guarded(request, handler, limit=16 * 1024)
 
     @app.post(
         "/v1/vouchers",

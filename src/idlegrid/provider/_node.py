@@ -219,6 +219,8 @@ class ProviderNode:
         self._keeping: dict[str, set[asyncio.Task[None]]] = {}
         #: an edge node's local data (``idlegrid.edge``); None on a plain provider
         self.edge: Any = None
+        #: the oracle relay (``idlegrid.oracle``, ``--oracle``); None when not answering
+        self.oracle: Any = None
         self.cheat: Cheat | None = None
         if config.cheat_rate > 0:  # a testing aid: see _cheat.py
             self.cheat = Cheat(

@@ -1,0 +1,201 @@
+"""A provider's side of the oracle: watch requests, answer, agree, deliver.
+
+One :class:`OracleRelay` per provider node. Each :meth:`OracleRelay.step` reads the
+oracle's new ``Requested`` events; for every open quorum request whose committee
+holds this node, it runs the model on the request's input (onnxruntime, the model's
+first output as fixed point with 18 decimals), signs its answer and hands it to the
+other members through ``send`` (the node's HTTP endpoint in production). Answers from
+the others arrive through :meth:`OracleRelay.receive`, checked against the committee
+before they are kept. The member of the lowest position holding answers from all of
+the committee delivers them in one ``fulfill``; when some members stay silent, it
+delivers a majority after ``grace_s``, and each later position waits ``grace_s``
+more, so that a dead leader does not stall a request (fail-over).
+
+Everything a peer sends is checked: an answer must be signed by the committee member
+at its position for this very request and commitment, and an output has at most
+``MAX_OUTPUT`` values. The node never pays for anything here: delivering costs gas,
+and the fee comes back in ``owed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._exceptions import ContractReverted, IdlegridError, InvalidInput
+from ..chain import OracleAnswer, OracleClient, OracleRequest, from_fixed, sign_answer, to_fixed
+from ..chain._oracle import answer_digest
+from ..protocol import Account
+from ..protocol._fastsig import recover_digest
+
+__all__ = ["MAX_OUTPUT", "OracleRelay", "run_model"]
+
+log = logging.getLogger("idlegrid.oracle")
+
+#: outputs in one answer (the contract's MAX_OUTPUT)
+MAX_OUTPUT = 16
+#: answers kept for requests not read yet
+MAX_EARLY = 1024
+
+#: (request, answer) -> None: hand a signed answer to the other committee members
+Send = Callable[[OracleRequest, OracleAnswer, Sequence[str]], None]
+
+
+def run_model(model: bytes, values: Sequence[int]) -> list[int]:
+    """The model's first output on one row of fixed-point features, in fixed point."""
+    from ..workloads import OnnxRunner, model_info
+
+    info = model_info(model)
+    if len(info.inputs) != 1:
+        raise InvalidInput("an oracle model takes one input")
+    x = from_fixed(values).astype(np.dtype(info.inputs[0].dtype))[None, :]
+    out = np.asarray(OnnxRunner(cache_size=4).run_first(model, x)).reshape(-1)
+    if not 0 < out.size <= MAX_OUTPUT:
+        raise InvalidInput(f"an oracle model gives 1 to {MAX_OUTPUT} outputs, not {out.size}")
+    return to_fixed(out)
+
+
+@dataclass
+class _Pending:
+    req: OracleRequest
+    committee: list[str]
+    position: int
+    seen_at: float
+    answers: dict[int, OracleAnswer] = field(default_factory=dict)
+
+
+class OracleRelay:
+    """Answers the oracle's quorum requests for ``account`` (an active provider)."""
+
+    def __init__(
+        self,
+        oracle: OracleClient,
+        account: Account,
+        models: Callable[[bytes], bytes],
+        send: Send,
+        *,
+        grace_s: float = 5.0,
+        from_block: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.oracle = oracle
+        self.account = account
+        self.models = models
+        self.send = send
+        self.grace_s = grace_s
+        self.next_block = from_block
+        self.clock = clock
+        self.domain = oracle.domain()
+        self._lock = threading.Lock()  # step (a worker thread) and receive (the server)
+        self._pending: dict[int, _Pending] = {}
+        #: answers to requests not read yet, by request id
+        self._early: dict[int, list[OracleAnswer]] = {}
+        #: ids below it were read (answers to them are late, not early)
+        self.oracle_next_id_floor = 0
+        self.delivered: list[int] = []
+
+    # -- the loop ------------------------------------------------------------------
+    def step(self) -> None:
+        """Read new requests, answer those this node sits on, deliver what is due."""
+        with self._lock:
+            self._step()
+
+    def _step(self) -> None:
+        head = self.oracle.backend.block_number()
+        if head >= self.next_block:
+            for req in self.oracle.requests(self.next_block, head):
+                self._consider(req)
+                self.oracle_next_id_floor = max(self.oracle_next_id_floor, req.request_id + 1)
+            self.next_block = head + 1
+            self._early = {r: a for r, a in self._early.items() if r >= self.oracle_next_id_floor}
+        for rid in list(self._pending):
+            self._maybe_deliver(self._pending[rid])
+
+    def receive(self, request_id: int, answer: OracleAnswer) -> None:
+        """An answer from another member; InvalidInput when it does not check out.
+
+        An answer to a request this node has not read yet (a peer may be a block
+        ahead) is kept aside, at most ``MAX_EARLY`` of them, and checked when it has."""
+        if not 0 < len(answer.output) <= MAX_OUTPUT or len(answer.signature) != 65:
+            raise InvalidInput("an answer has 1 to 16 outputs and a 65-byte signature")
+        with self._lock:
+            self._receive(request_id, answer)
+
+    def _receive(self, request_id: int, answer: OracleAnswer) -> None:
+        p = self._pending.get(request_id)
+        if p is None:
+            if request_id < self.oracle_next_id_floor or len(self._early) >= MAX_EARLY:
+                raise InvalidInput(f"no open request {request_id} with this node on its committee")
+            self._early.setdefault(request_id, []).append(answer)
+            return
+        self._check(p, answer)
+
+    def _check(self, p: _Pending, answer: OracleAnswer) -> None:
+        if not 0 <= answer.position < len(p.committee):
+            raise InvalidInput(f"no committee position {answer.position}")
+        signer = recover_digest(answer_digest(self.domain, p.req, answer.output), answer.signature)
+        if "0x" + signer.hex() != p.committee[answer.position].lower():
+            raise InvalidInput("the answer is not signed by the member at its position")
+        p.answers[answer.position] = answer
+
+    # -- one request ---------------------------------------------------------------
+    def _consider(self, req: OracleRequest) -> None:
+        if req.mode != 0 or req.request_id in self._pending:
+            return
+        if not self.oracle.is_open(req.request_id):
+            return
+        committee = self.oracle.committee(req)
+        if self.account.address not in committee:
+            return
+        position = committee.index(self.account.address)
+        p = _Pending(req, committee, position, self.clock())
+        self._pending[req.request_id] = p
+        for early in self._early.pop(req.request_id, []):
+            try:
+                self._check(p, early)
+            except InvalidInput as exc:
+                log.warning("oracle request %d: a peer's answer refused: %s", req.request_id, exc)
+        try:
+            output = run_model(self.models(req.model), req.input)
+        except IdlegridError as exc:  # no such model here, a model that fails: stay silent
+            log.warning("oracle request %d: no answer: %s", req.request_id, exc)
+            return
+        mine = sign_answer(self.account, self.domain, req, position, output)
+        p.answers[position] = mine
+        others = [a for i, a in enumerate(committee) if i != position]
+        try:
+            self.send(req, mine, others)
+        except IdlegridError as exc:
+            log.warning("oracle request %d: could not reach every member: %s", req.request_id, exc)
+
+    def _maybe_deliver(self, p: _Pending) -> None:
+        k = len(p.committee)
+        majority = k // 2 + 1
+        waited = self.clock() - p.seen_at
+        if len(p.answers) < majority:
+            return
+        # the lowest position holding answers delivers at once when all are in, after
+        # grace_s with a majority; each later position waits grace_s more (fail-over)
+        holders = sorted(p.answers)
+        rank = holders.index(p.position) if p.position in holders else k
+        due = rank * self.grace_s + (0 if len(p.answers) == k else self.grace_s)
+        if waited < due:
+            return
+        if not self.oracle.is_open(p.req.request_id):
+            del self._pending[p.req.request_id]
+            return
+        try:
+            self.oracle.fulfill(p.req, list(p.answers.values()), sender=self.account)
+        except ContractReverted as exc:
+            # no majority agrees yet (wait for more), or someone delivered first
+            log.info("oracle request %d: not delivered: %s", p.req.request_id, exc)
+            if "expired" in str(exc) or "no open request" in str(exc):
+                del self._pending[p.req.request_id]
+            return
+        self.delivered.append(p.req.request_id)
+        del self._pending[p.req.request_id]

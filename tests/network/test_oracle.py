@@ -1,0 +1,74 @@
+"""The oracle end to end: real provider processes (``node start --oracle``, as
+``devnet up`` starts them) on anvil read a request, run the model in onnxruntime,
+agree off chain and deliver one answer to the example vault."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from idlegrid.chain import (
+    TOKEN,
+    ModelRegistryClient,
+    OracleClient,
+    compile_file,
+    deploy_contract,
+    from_fixed,
+    to_fixed,
+)
+from idlegrid.chain._clients import ContractClient
+
+from ..oracle.test_relay import B, W, _linear_model
+from .conftest import Network, put_blob
+
+pytestmark = pytest.mark.anvil
+
+VAULT = Path(__file__).parents[2] / "examples" / "oracle" / "RiskVault.vy"
+WAIT_S = 90.0
+
+
+class _Vault(ContractClient):
+    _name = "RiskVault"
+
+
+def test_provider_nodes_answer_a_vault_s_request_by_themselves(network: Network) -> None:
+    # Prepare: a registered model, uploaded to every provider; a vault with tokens
+    model = _linear_model()
+    digest = hashlib.sha256(model).digest()
+    owner = network.account(len(network.info.accounts) - 1)
+    ledger = network.ledger
+    models = ledger.client("models", ModelRegistryClient)
+    if not models.registered(digest):
+        models.register(digest, sender=owner)
+    for node in network.nodes:
+        put_blob(network, node, model, account=owner)
+    oracle = ledger.client("oracle", OracleClient)
+    artifact = compile_file(VAULT)
+    address = deploy_contract(
+        ledger.backend, "RiskVault", [oracle.address, ledger.token.address, digest, 0],
+        sender=owner, artifact=artifact,
+    )  # fmt: skip
+    vault = _Vault(ledger.backend, address, abi=artifact.abi)
+    ledger.token.transfer(vault.address, 10 * TOKEN, sender=owner)
+    x = [0.2, 0.1, 0.3]
+
+    # Execute: the vault asks; nobody but the provider nodes acts
+    asked = vault._send("rebalance", to_fixed(x), 3 * TOKEN, sender=owner)
+    (req,) = oracle.requests(asked.block, asked.block)
+    deadline = time.monotonic() + WAIT_S
+    while oracle.is_open(req.request_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+    # Assert: one delivery, with the model's answer, the committee paid
+    assert not oracle.is_open(req.request_id), "no provider delivered within the wait"
+    expected = float((np.array(x, np.float32) @ W + B)[0])
+    assert abs(float(from_fixed([vault._call("risk")])[0]) - expected) < 1e-6
+    assert vault._call("pending") == 0 and vault._call("rebalances") >= 1
+    ((_, event),) = oracle.logs("Fulfilled", asked.block, ledger.backend.block_number(),
+                                request_id=req.request_id)  # fmt: skip
+    assert event["callback_ok"] and sorted(event["paid"]) == sorted(oracle.committee(req))
+    assert sum(oracle.owed(a) for a in event["paid"]) == 3 * TOKEN
