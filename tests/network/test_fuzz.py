@@ -53,6 +53,7 @@ OPERATIONS = [
     ("POST", "/v1/runs"),
     ("GET", "/v1/runs/{run_id}/events"),
     ("POST", "/v1/runs/{run_id}/cancel"),
+    ("POST", "/v1/oracle/answers"),  # devnet nodes answer the oracle (--oracle)
 ]
 FUZZ = settings(
     max_examples=30,

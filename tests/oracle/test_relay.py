@@ -211,3 +211,26 @@ def test_forged_answers_from_peers_are_refused(world: World) -> None:
             relay.receive(req.request_id, bad)
     with pytest.raises(InvalidInput, match="no open request"):  # read already, not ours
         relay.receive(req.request_id - 1, signed)
+
+
+def test_early_answers_are_held_only_from_active_providers_and_only_so_many(
+    world: World,
+) -> None:
+    from idlegrid.chain import sign_answer
+    from idlegrid.oracle._relay import MAX_EARLY_PER_SENDER
+
+    w = world
+    req, _ = w.oracle.request(w.digest, to_fixed([1.0, 2.0, 3.0]), fee=0, sender=w.consumer)
+    relay = next(iter(w.bus.relays.values()))
+    provider, stranger = w.env.users[1], w.env.users[9]
+    later = replace(req, request_id=req.request_id + 1)  # a request not read yet
+    answer = sign_answer(provider, w.oracle.domain(), later, 0, to_fixed([1.0]))
+
+    # Execute / Assert: a stranger's early answer is refused; a provider's is held, up
+    # to its share
+    with pytest.raises(InvalidInput, match="not active"):
+        relay.receive(later.request_id, answer, stranger.address)
+    for _ in range(MAX_EARLY_PER_SENDER):
+        relay.receive(later.request_id, answer, provider.address)
+    with pytest.raises(InvalidInput, match="too many early answers"):
+        relay.receive(later.request_id, answer, provider.address)

@@ -23,7 +23,7 @@ from ..protocol._eip712 import Domain, typed_digest
 from ..protocol._fastsig import sign_digest
 from ..protocol._keccak import keccak256
 from ._backend import TxResult
-from ._clients import ContractClient
+from ._clients import ContractClient, RegistryClient
 
 __all__ = [
     "FIXED_ONE",
@@ -220,6 +220,11 @@ class OracleClient(ContractClient):
             OracleRequest.from_event(args, block)
             for block, args in self.logs("Requested", from_block, to_block)
         ]
+
+    def is_active_provider(self, address: str) -> bool:
+        """Whether ``address`` is an active provider in the registry the oracle draws from."""
+        registry = RegistryClient(self.backend, checksum(self._call("registry")))
+        return registry.is_active(address)
 
     def callback_gas(self) -> int:
         return int(self._call("CALLBACK_GAS"))

@@ -39,8 +39,9 @@ log = logging.getLogger("idlegrid.oracle")
 
 #: outputs in one answer (the contract's MAX_OUTPUT)
 MAX_OUTPUT = 16
-#: answers kept for requests not read yet
+#: answers kept for requests not read yet, in all and from one sender
 MAX_EARLY = 1024
+MAX_EARLY_PER_SENDER = 16
 
 #: (request, answer) -> None: hand a signed answer to the other committee members
 Send = Callable[[OracleRequest, OracleAnswer, Sequence[str]], None]
@@ -93,8 +94,9 @@ class OracleRelay:
         self.domain = oracle.domain()
         self._lock = threading.Lock()  # step (a worker thread) and receive (the server)
         self._pending: dict[int, _Pending] = {}
-        #: answers to requests not read yet, by request id
+        #: answers to requests not read yet, by request id, and how many each sender sent
         self._early: dict[int, list[OracleAnswer]] = {}
+        self._early_by: dict[str, int] = {}
         #: ids below it were read (answers to them are late, not early)
         self.oracle_next_id_floor = 0
         self.delivered: list[int] = []
@@ -113,27 +115,39 @@ class OracleRelay:
                 self.oracle_next_id_floor = max(self.oracle_next_id_floor, req.request_id + 1)
             self.next_block = head + 1
             self._early = {r: a for r, a in self._early.items() if r >= self.oracle_next_id_floor}
+            if not self._early:
+                self._early_by = {}
         for rid in list(self._pending):
             self._maybe_deliver(self._pending[rid])
 
-    def receive(self, request_id: int, answer: OracleAnswer) -> None:
-        """An answer from another member; InvalidInput when it does not check out.
+    def receive(self, request_id: int, answer: OracleAnswer, sender: str | None = None) -> None:
+        """An answer from another member (sent by ``sender``, when over the network);
+        InvalidInput when it does not check out.
 
         An answer to a request this node has not read yet (a peer may be a block
-        ahead) is kept aside, at most ``MAX_EARLY`` of them, and checked when it has."""
+        ahead) is kept aside and checked once it has: only from an active provider, at
+        most ``MAX_EARLY_PER_SENDER`` a sender and ``MAX_EARLY`` in all."""
         if not 0 < len(answer.output) <= MAX_OUTPUT or len(answer.signature) != 65:
             raise InvalidInput("an answer has 1 to 16 outputs and a 65-byte signature")
         with self._lock:
-            self._receive(request_id, answer)
+            self._receive(request_id, answer, sender)
 
-    def _receive(self, request_id: int, answer: OracleAnswer) -> None:
+    def _receive(self, request_id: int, answer: OracleAnswer, sender: str | None) -> None:
         p = self._pending.get(request_id)
-        if p is None:
-            if request_id < self.oracle_next_id_floor or len(self._early) >= MAX_EARLY:
-                raise InvalidInput(f"no open request {request_id} with this node on its committee")
-            self._early.setdefault(request_id, []).append(answer)
+        if p is not None:
+            self._check(p, answer)
             return
-        self._check(p, answer)
+        refused = f"no open request {request_id} with this node on its committee"
+        if request_id < self.oracle_next_id_floor:
+            raise InvalidInput(refused)
+        count = sum(len(v) for v in self._early.values())
+        from_sender = self._early_by.get(sender or "", 0)
+        if count >= MAX_EARLY or from_sender >= MAX_EARLY_PER_SENDER:
+            raise InvalidInput(refused + " (and too many early answers held)")
+        if sender is not None and not self.oracle.is_active_provider(sender):
+            raise InvalidInput(refused + " (an early answer from a node that is not active)")
+        self._early.setdefault(request_id, []).append(answer)
+        self._early_by[sender or ""] = from_sender + 1
 
     def _check(self, p: _Pending, answer: OracleAnswer) -> None:
         if not 0 <= answer.position < len(p.committee):

@@ -44,6 +44,7 @@ from .._exceptions import (
     status_of,
 )
 from ..chain import DisputeClient
+from ..oracle._http import AnswerMessage
 from ..protocol import (
     ChannelClose,
     DisputeEvidence,
@@ -354,13 +355,19 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
             "/v1/oracle/answers",
             summary="Another committee member's signed answer to an oracle request (signed)",
             responses={400: {}, 401: {}, 413: {}},
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": {"$ref": "#/components/schemas/AnswerMessage"}}},
+                }
+            },
         )
         async def oracle_answer(request: Request) -> Response:
             async def handler(sender: str, body: bytes) -> tuple[int, bytes, str]:
                 from ..oracle import parse_answer
 
                 request_id, answer = parse_answer(body)
-                await asyncio.to_thread(relay.receive, request_id, answer)
+                await asyncio.to_thread(relay.receive, request_id, answer, sender)
                 return 200, b'{"ok":true}', _JSON
 
             return await _guarded(request, handler, limit=16 * 1024)
@@ -517,7 +524,9 @@ def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
-_BODY_SCHEMAS = _schemas(JobRequest, VoucherSubmission, ChannelClose, RunRequest, DisputeEvidence)
+_BODY_SCHEMAS = _schemas(
+    JobRequest, VoucherSubmission, ChannelClose, RunRequest, DisputeEvidence, AnswerMessage
+)
 
 
 def _first_error(exc: ValidationError) -> str:
