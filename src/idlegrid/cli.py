@@ -800,10 +800,15 @@ def model_register(
     parent: HashOpt = None,
     trainer: Annotated[str | None, typer.Option(help="Who trained it (an address).")] = None,
     store: StoreOpt = None,
+    upload: Annotated[
+        bool,
+        typer.Option(help="Also upload it to every provider (oracle requests find it there)."),
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Record a model's lineage on chain (once: the first record stands), and keep the
-    file in the local model store, where `idlegrid infer --model HASH` finds it."""
+    """Record a model's lineage on chain (once: the first record stands), keep the file
+    in the local model store, where `idlegrid infer --model HASH` finds it, and upload it
+    to the providers, so that a contract can ask the oracle about it at once."""
     import hashlib
 
     from .chain import ModelRegistryClient
@@ -828,10 +833,26 @@ def model_register(
         parent=_sha256_arg(parent, "--parent"),
         sender=key,
     )
+    tx_hash = tx.tx_hash
+    if not as_json:
+        out.print(f"registered model {digest.hex()} by {key.address} (tx {tx_hash})")
+    uploaded: dict[str, str] = {}
+    if upload:
+        from .client import Client
+
+        with Client(key, ledger, timeout_s=60.0) as client:
+            uploaded = client.publish(data)
+        if not as_json:
+            held = sum(1 for v in uploaded.values() if v == "ok")
+            out.print(f"uploaded to {held} of {len(uploaded)} provider(s)")
+            for address, why in uploaded.items():
+                if why != "ok":
+                    out.print(f"  {address}: {why}")
     if as_json:
-        _print_json({"model": digest.hex(), "registrant": key.address, "tx": tx.tx_hash})
-    else:
-        out.print(f"registered model {digest.hex()} by {key.address} (tx {tx.tx_hash})")
+        _print_json(
+            {"model": digest.hex(), "registrant": key.address, "tx": tx_hash,
+             "uploaded": uploaded}
+        )  # fmt: skip
 
 
 @model_app.command("show")
@@ -1191,6 +1212,61 @@ edge_app = typer.Typer(help="Edge nodes: private data that never leaves, federat
 app.add_typer(edge_app, name="edge")
 fl_app = typer.Typer(help="Federated training over edge nodes (the sponsor coordinates, pays).")
 app.add_typer(fl_app, name="fl")
+oracle_app = typer.Typer(help="The AI oracle: a registered model's answer for a contract.")
+app.add_typer(oracle_app, name="oracle")
+
+
+@oracle_app.command("ask")
+def oracle_ask(
+    model: Annotated[str, typer.Argument(help="The sha256 of a registered model.")],
+    input: Annotated[str, typer.Option("--input", help="One row of features: 0.2,0.1,0.3")],
+    fee: Annotated[float, typer.Option(help="Tokens for the answering providers.")] = 1.0,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 120.0,
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ask the oracle by hand, as a contract would: pay the fee, wait for the quorum's
+    answer (the caller is the consumer; an account gets no callback, the answer is read
+    from the oracle's Fulfilled event)."""
+    import time
+
+    from .chain import TOKEN, OracleClient, from_fixed, to_fixed
+
+    digest = _sha256_arg(model, "the model hash")
+    try:
+        row = [float(v) for v in input.split(",") if v.strip()]
+    except ValueError as exc:
+        raise IdlegridError(f"--input is numbers separated by commas: {exc}") from exc
+    key, ledger = _identity(network, account, keystore, default=0)
+    oracle = ledger.client("oracle", OracleClient)
+    amount = int(fee * TOKEN)
+    ledger.token.approve(oracle.address, amount, sender=key)
+    req, _ = oracle.request(digest, to_fixed(row), fee=amount, sender=key)
+    console.print(f"request {req.request_id}: {req.k} providers drawn, waiting for the answer")
+    deadline = time.monotonic() + wait
+    found: dict[str, Any] | None = None
+    while found is None and time.monotonic() < deadline:
+        logs = oracle.logs(
+            "Fulfilled", req.block, ledger.backend.block_number(), request_id=req.request_id
+        )
+        if logs:
+            found = logs[-1][1]
+        else:
+            time.sleep(0.5)
+    if found is None:
+        raise IdlegridError(
+            f"request {req.request_id} was not answered within {wait:.0f} s; after its "
+            f"deadline its fee can be refunded (OracleClient.cancel)"
+        )
+    output = [float(v) for v in from_fixed(found["output"])]
+    if as_json:
+        _print_json({"request_id": req.request_id, "output": output,
+                     "paid": list(found["paid"]), "fee": amount})  # fmt: skip
+    else:
+        out.print(f"answer to request {req.request_id}: {output}")
+        out.print(f"answered by {', '.join(found['paid'])}")
 
 
 @edge_app.command("start")

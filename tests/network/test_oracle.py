@@ -72,3 +72,39 @@ def test_provider_nodes_answer_a_vault_s_request_by_themselves(network: Network)
                                 request_id=req.request_id)  # fmt: skip
     assert event["callback_ok"] and sorted(event["paid"]) == sorted(oracle.committee(req))
     assert sum(oracle.owed(a) for a in event["paid"]) == 3 * TOKEN
+
+
+def test_a_person_registers_a_model_and_asks_the_oracle_from_the_command_line(
+    network: Network, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # Prepare: a model nobody registered yet
+    bias = np.array([-0.5], np.float32)
+    path = tmp_path / "risk.onnx"
+    path.write_bytes(_linear_model(bias))
+    cli = [sys.executable, "-m", "idlegrid.cli"]
+    where = ["--network", str(network.info.path)]
+    env = {**os.environ, "IDLEGRID_CACHE": str(tmp_path / "cache")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*cli, *args, *where], capture_output=True, text=True, env=env, timeout=300,
+            check=False,
+        )  # fmt: skip
+
+    # Execute: register and upload, then ask
+    registered = run("model", "register", str(path), "--json")
+    assert registered.returncode == 0, registered.stderr[-2000:]
+    doc = json.loads(registered.stdout)
+    asked = run("oracle", "ask", doc["model"], "--input", "0.2,0.1,0.3", "--json")
+
+    # Assert: on every provider, and the quorum's answer is the model's
+    assert set(doc["uploaded"].values()) == {"ok"} and len(doc["uploaded"]) == len(network.nodes)
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    answer = json.loads(asked.stdout)
+    expected = float((np.array([0.2, 0.1, 0.3], np.float32) @ W + bias)[0])
+    assert abs(answer["output"][0] - expected) < 1e-6 and len(answer["paid"]) == 3

@@ -35,7 +35,7 @@ W = np.array([[0.5], [-1.0], [2.0]], np.float32)
 B = np.array([0.25], np.float32)
 
 
-def _linear_model() -> bytes:
+def _linear_model(b: np.ndarray = B) -> bytes:
     """y = x @ W + b: three features, one output."""
     graph = helper.make_graph(
         [
@@ -45,7 +45,7 @@ def _linear_model() -> bytes:
         "risk",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
-        [numpy_helper.from_array(W, "w"), numpy_helper.from_array(B, "b")],
+        [numpy_helper.from_array(W, "w"), numpy_helper.from_array(b, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -196,6 +196,25 @@ class Client:
         """Reachable providers, best first."""
         return rank(self._run(self._discover(workload, force=True)), self.weights)
 
+    def publish(self, data: bytes, workload: str = "onnx") -> dict[str, str]:
+        """Upload ``data`` (a model, say) to every provider serving ``workload``, so that
+        jobs and oracle requests naming its sha256 find it there; by provider address,
+        ``"ok"`` or why it failed (one provider's failure does not stop the others)."""
+
+        async def all_of() -> dict[str, str]:
+            found = await self._discover(workload, force=True)
+
+            async def one(c: Candidate) -> tuple[str, str]:
+                try:
+                    await self._session(c).put_blob(data)
+                except IdlegridError as exc:
+                    return c.address, f"{type(exc).__name__}: {exc}"
+                return c.address, "ok"
+
+            return dict(await asyncio.gather(*(one(c) for c in found)))
+
+        return self._run(all_of())
+
     def infer(
         self,
         model: str | Path | bytes,
