@@ -1208,6 +1208,28 @@ def bench_fl(
         out.print(f"{name}: {met}")
 
 
+@bench_app.command("oracle")
+def bench_oracle(
+    as_json: JsonFlag = False,
+    requests: Annotated[int, typer.Option(help="Requests measured, honest and with a liar.")] = 10,
+    providers: Annotated[int, typer.Option(help="Provider nodes on the devnet.")] = 4,
+) -> None:
+    """The oracle on a devnet: gas and latency of a quorum request, then with a liar."""
+    from .bench._oracle import bench_oracle as run_oracle
+
+    def say(msg: str) -> None:
+        console.print(f"[dim]•[/dim] {msg}")
+
+    result = run_oracle(requests=requests, providers=providers, progress=say)
+    if as_json:
+        _print_json(result)
+        return
+    for key in ("gas_per_request", "request_gas", "fulfill_gas", "latency_blocks", "latency_s"):
+        out.print(f"{key}: {result[key]} (one liar: {result['with_wrong_provider'][key]})")
+    for name, met in result["targets"].items():
+        out.print(f"{name}: {met}")
+
+
 edge_app = typer.Typer(help="Edge nodes: private data that never leaves, federated rounds.")
 app.add_typer(edge_app, name="edge")
 fl_app = typer.Typer(help="Federated training over edge nodes (the sponsor coordinates, pays).")

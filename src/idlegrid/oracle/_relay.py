@@ -92,7 +92,11 @@ class OracleRelay:
         self.next_block = from_block
         self.clock = clock
         self.domain = oracle.domain()
+        #: TESTING AID (``--cheat-rate``): changes this node's answers before it signs
+        self.tamper: Callable[[list[int]], list[int]] | None = None
         self._lock = threading.Lock()  # step (a worker thread) and receive (the server)
+        #: answers signed in this step, sent once the lock is released
+        self._outbox: list[tuple[OracleRequest, OracleAnswer, list[str]]] = []
         self._pending: dict[int, _Pending] = {}
         #: answers to requests not read yet, by request id, and how many each sender sent
         self._early: dict[int, list[OracleAnswer]] = {}
@@ -103,9 +107,20 @@ class OracleRelay:
 
     # -- the loop ------------------------------------------------------------------
     def step(self) -> None:
-        """Read new requests, answer those this node sits on, deliver what is due."""
+        """Read new requests, answer those this node sits on, deliver what is due.
+
+        Answers go out after the lock is released: a peer's node may be posting its own
+        answer here at the same moment, and neither may wait on the other."""
         with self._lock:
             self._step()
+            outbox, self._outbox = self._outbox, []
+        for req, answer, others in outbox:
+            try:
+                self.send(req, answer, others)
+            except IdlegridError as exc:
+                log.warning(
+                    "oracle request %d: could not reach the others: %s", req.request_id, exc
+                )
 
     def _step(self) -> None:
         head = self.oracle.backend.block_number()
@@ -179,13 +194,12 @@ class OracleRelay:
         except IdlegridError as exc:  # no such model here, a model that fails: stay silent
             log.warning("oracle request %d: no answer: %s", req.request_id, exc)
             return
+        if self.tamper is not None:
+            output = self.tamper(output)
         mine = sign_answer(self.account, self.domain, req, position, output)
         p.answers[position] = mine
         others = [a for i, a in enumerate(committee) if i != position]
-        try:
-            self.send(req, mine, others)
-        except IdlegridError as exc:
-            log.warning("oracle request %d: could not reach every member: %s", req.request_id, exc)
+        self._outbox.append((req, mine, others))
 
     def _maybe_deliver(self, p: _Pending) -> None:
         k = len(p.committee)

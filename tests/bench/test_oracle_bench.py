@@ -1,0 +1,33 @@
+"""``idlegrid bench oracle`` end to end, small: 3 provider nodes, 2 requests honest and 2
+with a liar; every figure the issue names is there, and the liar never sets the answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from idlegrid.bench._oracle import bench_oracle
+from idlegrid.chain import find_anvil
+
+FIGURES = ("gas_per_request", "latency_blocks", "latency_s", "request_gas", "fulfill_gas")
+
+
+def test_bench_oracle_prints_every_figure_and_the_liar_changes_nothing() -> None:
+    if find_anvil() is None:
+        pytest.fail("anvil is not installed: run `npm install` in the idlegrid checkout")
+
+    # Execute
+    result = bench_oracle(requests=2, providers=3)
+
+    # Assert: the figures, honest and with a liar (who sits on every committee of 3)
+    for key in (*FIGURES, "gas_zk", "prove_s", "quantisation_error", "targets", "how"):
+        assert key in result, key
+    wrong = result["with_wrong_provider"]
+    for figures in (result, wrong):
+        # two transactions, each past the 21,000 every transaction costs
+        assert figures["request_gas"] > 21_000 and figures["fulfill_gas"] > 21_000
+        assert figures["gas_per_request"] > 42_000
+        assert figures["latency_blocks"] >= 1 and figures["latency_s"] > 0
+        assert figures["answers_match"]
+    assert wrong["liar_on_committee"] == 2 and wrong["liar_named_outlier"] == 2
+    assert not wrong["wrong_answer_delivered"]
+    assert result["targets"]["wrong_answer_never_delivered"]
