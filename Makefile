@@ -29,7 +29,7 @@ $(VENV)/.core: pyproject.toml
 
 $(VENV)/.dev: pyproject.toml $(VENV)/.core
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev,embed,train,fl]'
+	$(PIP) install -e '.[dev,embed,train,fl,zk]'
 	$(PIP) install --no-deps flwr==1.42.0
 	touch $@
 

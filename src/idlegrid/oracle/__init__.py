@@ -5,14 +5,19 @@ model, agree with the other committee members off chain, deliver in one transact
 from ._http import AnswerMessage, HttpSend, parse_answer
 from ._node import attach_oracle, relay_loop
 from ._relay import MAX_OUTPUT, OracleRelay, run_model
+from ._zk import ZkArtifacts, deploy_zk_verifier, zk_prove, zk_setup
 
 __all__ = [
     "MAX_OUTPUT",
     "AnswerMessage",
     "HttpSend",
     "OracleRelay",
+    "ZkArtifacts",
     "attach_oracle",
+    "deploy_zk_verifier",
     "parse_answer",
     "relay_loop",
     "run_model",
+    "zk_prove",
+    "zk_setup",
 ]
