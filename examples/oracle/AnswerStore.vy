@@ -29,11 +29,12 @@ def __init__(oracle_: IOracle, token: IERC20):
 
 
 @external
-def ask(model: bytes32, input: DynArray[int256, 64], fee: uint256) -> uint256:
+def ask(model: bytes32, input: DynArray[int256, 64], mode: uint8, fee: uint256) -> uint256:
     """
-    @notice Ask for `model`'s answer on `input` (a quorum; the fee from this contract).
+    @notice Ask for `model`'s answer on `input` (mode 0: a quorum; 1: a zk proof), the
+            fee from this contract.
     """
-    return extcall oracle.request(model, input, 0, fee)
+    return extcall oracle.request(model, input, mode, fee)
 
 
 @external

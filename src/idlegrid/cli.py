@@ -1212,6 +1212,7 @@ def bench_fl(
 def bench_oracle(
     as_json: JsonFlag = False,
     requests: Annotated[int, typer.Option(help="Requests measured, honest and with a liar.")] = 10,
+    zk_requests: Annotated[int, typer.Option(help="Zero-knowledge requests measured.")] = 3,
     providers: Annotated[int, typer.Option(help="Provider nodes on the devnet.")] = 4,
 ) -> None:
     """The oracle on a devnet: gas and latency of a quorum request, then with a liar."""
@@ -1220,12 +1221,16 @@ def bench_oracle(
     def say(msg: str) -> None:
         console.print(f"[dim]•[/dim] {msg}")
 
-    result = run_oracle(requests=requests, providers=providers, progress=say)
+    result = run_oracle(
+        requests=requests, zk_requests=zk_requests, providers=providers, progress=say
+    )
     if as_json:
         _print_json(result)
         return
     for key in ("gas_per_request", "request_gas", "fulfill_gas", "latency_blocks", "latency_s"):
         out.print(f"{key}: {result[key]} (one liar: {result['with_wrong_provider'][key]})")
+    for key in ("gas_zk", "prove_s", "quantisation_error"):
+        out.print(f"{key}: {result[key]}")
     for name, met in result["targets"].items():
         out.print(f"{name}: {met}")
 
@@ -1238,11 +1243,53 @@ oracle_app = typer.Typer(help="The AI oracle: a registered model's answer for a 
 app.add_typer(oracle_app, name="oracle")
 
 
+@oracle_app.command("zk-setup")
+def oracle_zk_setup(
+    model: Annotated[Path, typer.Argument(help="The registered model's ONNX file.")],
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make a model answerable in zero-knowledge mode, once, locally and offline: ezkl's
+    circuit, SRS and keys (under $IDLEGRID_CACHE/zk/SHA256), the generated verifier
+    compiled with npm's solc, deployed with an adapter and linked in the oracle (by the
+    model's registrant)."""
+    import hashlib
+
+    from .chain import OracleClient
+    from .oracle import deploy_zk_verifier, zk_dir, zk_setup
+
+    try:
+        data = model.read_bytes()
+    except OSError as exc:
+        raise IdlegridError(f"cannot read {model}: {exc.strerror}") from exc
+    digest = hashlib.sha256(data).digest()
+    key, ledger = _identity(network, account, keystore, default=0)
+    oracle = ledger.client("oracle", OracleClient)
+    console.print(f"setting model {digest.hex()[:16]} up (circuit, SRS, keys, verifier)")
+    artifacts = zk_setup(data, zk_dir(digest))
+    adapter = deploy_zk_verifier(ledger.backend, artifacts, digest, sender=key)
+    oracle.link_verifier(digest, adapter, sender=key)
+    doc = {
+        "model": digest.hex(), "verifier": adapter, "directory": str(artifacts.directory),
+        "input_scale": artifacts.input_scale, "output_scale": artifacts.output_scale,
+        "logrows": artifacts.logrows, "setup_s": artifacts.setup_s,
+    }  # fmt: skip
+    if as_json:
+        _print_json(doc)
+    else:
+        out.print(f"model {digest.hex()} answers in zero-knowledge mode: verifier {adapter}")
+        out.print(f"keys in {artifacts.directory} (scale 2^{artifacts.input_scale}, "
+                  f"2^{artifacts.logrows} rows, {artifacts.setup_s} s)")  # fmt: skip
+
+
 @oracle_app.command("ask")
 def oracle_ask(
     model: Annotated[str, typer.Argument(help="The sha256 of a registered model.")],
     input: Annotated[str, typer.Option("--input", help="One row of features: 0.2,0.1,0.3")],
     fee: Annotated[float, typer.Option(help="Tokens for the answering providers.")] = 1.0,
+    mode: Annotated[int, typer.Option(help="0: a quorum of providers; 1: a zk proof.")] = 0,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 120.0,
     network: NetworkOpt = Path("devnet.json"),
     account: AccountOpt = None,
@@ -1265,8 +1312,8 @@ def oracle_ask(
     oracle = ledger.client("oracle", OracleClient)
     amount = int(fee * TOKEN)
     ledger.token.approve(oracle.address, amount, sender=key)
-    req, _ = oracle.request(digest, to_fixed(row), fee=amount, sender=key)
-    console.print(f"request {req.request_id}: {req.k} providers drawn, waiting for the answer")
+    req, _ = oracle.request(digest, to_fixed(row), mode=mode, fee=amount, sender=key)
+    console.print(f"request {req.request_id}: {req.k} provider(s) drawn, waiting for the answer")
     deadline = time.monotonic() + wait
     found: dict[str, Any] | None = None
     while found is None and time.monotonic() < deadline:

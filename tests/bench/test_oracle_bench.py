@@ -16,7 +16,7 @@ def test_bench_oracle_prints_every_figure_and_the_liar_changes_nothing() -> None
         pytest.fail("anvil is not installed: run `npm install` in the idlegrid checkout")
 
     # Execute
-    result = bench_oracle(requests=2, providers=3)
+    result = bench_oracle(requests=2, zk_requests=1, providers=3)
 
     # Assert: the figures, honest and with a liar (who sits on every committee of 3)
     for key in (*FIGURES, "gas_zk", "prove_s", "quantisation_error", "targets", "how"):
@@ -31,3 +31,6 @@ def test_bench_oracle_prints_every_figure_and_the_liar_changes_nothing() -> None
     assert wrong["liar_on_committee"] == 2 and wrong["liar_named_outlier"] == 2
     assert not wrong["wrong_answer_delivered"]
     assert result["targets"]["wrong_answer_never_delivered"]
+    # zero-knowledge: a proven answer, close to the float model
+    assert result["gas_zk"] > result["gas_per_request"] / 2 and result["prove_s"] > 0
+    assert 0 <= result["quantisation_error"] < 2e-3

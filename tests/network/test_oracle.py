@@ -108,3 +108,49 @@ def test_a_person_registers_a_model_and_asks_the_oracle_from_the_command_line(
     answer = json.loads(asked.stdout)
     expected = float((np.array([0.2, 0.1, 0.3], np.float32) @ W + bias)[0])
     assert abs(answer["output"][0] - expected) < 1e-6 and len(answer["paid"]) == 3
+
+
+def test_a_zero_knowledge_answer_from_the_command_line(network: Network, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("ezkl")
+    from idlegrid.bench._oracle import risk_model
+    from idlegrid.workloads import OnnxRunner
+
+    # Prepare: a model registered and uploaded, then set up for proofs (the provider
+    # processes find its keys in the same cache directory)
+    model = risk_model(11)
+    path = tmp_path / "risk.onnx"
+    path.write_bytes(model)
+    cli = [sys.executable, "-m", "idlegrid.cli"]
+    where = ["--network", str(network.info.path)]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*cli, *args, *where], capture_output=True, text=True, env=dict(os.environ),
+            timeout=600, check=False,
+        )  # fmt: skip
+
+    registered = run("model", "register", str(path), "--json")
+    assert registered.returncode == 0, registered.stderr[-2000:]
+    digest = json.loads(registered.stdout)["model"]
+    setup = run("oracle", "zk-setup", str(path), "--json")
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    row = [0.3, -1.2, 0.8, 0.05, 1.5, -0.4, 0.9, -2.0]
+
+    # Execute: a person asks in zero-knowledge mode
+    asked = run("oracle", "ask", digest, "--input", ",".join(map(str, row)), "--mode", "1",
+                "--json")  # fmt: skip
+
+    # Assert: one provider proved it; the answer is onnxruntime's within quantisation
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    answer = json.loads(asked.stdout)
+    floats = np.asarray(OnnxRunner(cache_size=1).run_first(model, np.array([row], np.float32)))
+    assert len(answer["paid"]) == 1
+    assert np.abs(np.array(answer["output"]) - floats.reshape(-1)).max() < 2e-3
+    assert json.loads(setup.stdout)["verifier"] == network.ledger.client(
+        "oracle", OracleClient
+    ).verifier(bytes.fromhex(digest))

@@ -5,7 +5,7 @@ model, agree with the other committee members off chain, deliver in one transact
 from ._http import AnswerMessage, HttpSend, parse_answer
 from ._node import attach_oracle, relay_loop
 from ._relay import MAX_OUTPUT, OracleRelay, run_model
-from ._zk import ZkArtifacts, deploy_zk_verifier, zk_prove, zk_setup
+from ._zk import ZkArtifacts, deploy_zk_verifier, zk_dir, zk_prove, zk_setup
 
 __all__ = [
     "MAX_OUTPUT",
@@ -18,6 +18,7 @@ __all__ = [
     "parse_answer",
     "relay_loop",
     "run_model",
+    "zk_dir",
     "zk_prove",
     "zk_setup",
 ]

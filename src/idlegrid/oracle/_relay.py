@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._exceptions import ContractReverted, IdlegridError, InvalidInput
-from ..chain import OracleAnswer, OracleClient, OracleRequest, from_fixed, sign_answer, to_fixed
+from ..chain import (
+    FIXED_ONE,
+    OracleAnswer,
+    OracleClient,
+    OracleRequest,
+    from_fixed,
+    sign_answer,
+    to_fixed,
+)
 from ..chain._oracle import answer_digest
 from ..protocol import Account
 from ..protocol._fastsig import recover_digest
@@ -174,6 +182,9 @@ class OracleRelay:
 
     # -- one request ---------------------------------------------------------------
     def _consider(self, req: OracleRequest) -> None:
+        if req.mode == 1:
+            self._prove(req)
+            return
         if req.mode != 0 or req.request_id in self._pending:
             return
         if not self.oracle.is_open(req.request_id):
@@ -200,6 +211,35 @@ class OracleRelay:
         p.answers[position] = mine
         others = [a for i, a in enumerate(committee) if i != position]
         self._outbox.append((req, mine, others))
+
+    def _prove(self, req: OracleRequest) -> None:
+        """A zero-knowledge request drawn to this node: prove the model on the input with
+        the model's artifacts (``zk_setup``, under ``zk_dir``) and deliver at once."""
+        from ._zk import ZkArtifacts, zk_dir, zk_prove
+
+        if not self.oracle.is_open(req.request_id):
+            return
+        if self.oracle.committee(req) != [self.account.address]:
+            return
+        directory = zk_dir(req.model)
+        if not (directory / "zk.json").exists():
+            log.warning("oracle request %d: no zk artifacts for model %s here",
+                        req.request_id, req.model.hex()[:16])  # fmt: skip
+            return
+        artifacts = ZkArtifacts.load(directory)
+        try:
+            outputs, proof, took = zk_prove(artifacts, from_fixed(req.input))
+        except IdlegridError as exc:
+            log.warning("oracle request %d: no proof: %s", req.request_id, exc)
+            return
+        step = FIXED_ONE >> artifacts.output_scale
+        try:
+            self.oracle.fulfill_proof(req, [q * step for q in outputs], proof, sender=self.account)
+        except ContractReverted as exc:
+            log.warning("oracle request %d: proof not delivered: %s", req.request_id, exc)
+            return
+        log.info("oracle request %d: proven in %.1f s and delivered", req.request_id, took)
+        self.delivered.append(req.request_id)
 
     def _maybe_deliver(self, p: _Pending) -> None:
         k = len(p.committee)

@@ -33,6 +33,7 @@ __all__ = [
     "ZkArtifacts",
     "deploy_zk_verifier",
     "felt",
+    "zk_dir",
     "zk_prove",
     "zk_setup",
 ]
@@ -40,6 +41,14 @@ __all__ = [
 #: the BN254 scalar field (ezkl's instances live in it)
 BN254_P = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 _SOLC_VERSION = "0.8.37"
+
+
+def zk_dir(model: bytes) -> Path:
+    """Where ``zk_setup`` keeps a model's artifacts (by the model's sha256): under
+    ``$IDLEGRID_CACHE/zk``, where a provider on the same machine finds the proving key."""
+    from ..chain._compile import cache_dir
+
+    return cache_dir() / "zk" / model.hex()
 
 
 def felt(q: int) -> int:
