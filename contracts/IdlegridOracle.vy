@@ -150,6 +150,11 @@ event VerifierLinked:
     verifier: address
 
 
+event WidthDeclared:
+    model: indexed(bytes32)
+    width: uint256
+
+
 event Withdrawn:
     provider: indexed(address)
     amount: uint256
@@ -168,6 +173,8 @@ quorum: public(HashMap[address, uint8])
 owed: public(HashMap[address, uint256])
 # the verifier of each model's zero-knowledge proofs
 verifiers: public(HashMap[bytes32, address])
+# each model's input width (features), when its registrant declared it (0: not declared)
+input_width: public(HashMap[bytes32, uint256])
 
 
 @deploy
@@ -198,6 +205,8 @@ def request(model: bytes32, input: DynArray[int256, MAX_INPUT], mode: uint8, fee
     """
     assert len(input) > 0, "oracle: empty input"
     assert mode == QUORUM or mode == ZK, "oracle: mode is 0 (quorum) or 1 (zero-knowledge)"
+    width: uint256 = self.input_width[model]
+    assert width == 0 or len(input) == width, "oracle: input width differs from the model's"
     assert staticcall models.registered(model), "oracle: model not registered"
     k: uint8 = 1
     if mode == ZK:
@@ -362,6 +371,21 @@ def link_verifier(model: bytes32, verifier: address):
     assert verifier.is_contract, "oracle: the verifier is not a contract"
     self.verifiers[model] = verifier
     log VerifierLinked(model=model, verifier=verifier)
+
+
+@external
+def declare_width(model: bytes32, width: uint256):
+    """
+    @notice Declare how many features `model` takes, so that a request of another
+            width reverts at once; by the model's registrant in the ModelRegistry, once.
+    """
+    registrant: address = (staticcall models.model(model))[5]
+    assert registrant != empty(address), "oracle: model not registered"
+    assert msg.sender == registrant, "oracle: only the model's registrant declares its width"
+    assert self.input_width[model] == 0, "oracle: the width is declared already"
+    assert width >= 1 and width <= MAX_INPUT, "oracle: a width is 1 to 64 features"
+    self.input_width[model] = width
+    log WidthDeclared(model=model, width=width)
 
 
 @external

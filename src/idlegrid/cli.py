@@ -836,6 +836,9 @@ def model_register(
     tx_hash = tx.tx_hash
     if not as_json:
         out.print(f"registered model {digest.hex()} by {key.address} (tx {tx_hash})")
+    width = _declare_width(ledger, data, digest, key)
+    if width and not as_json:
+        out.print(f"the oracle refuses requests of another width than {width} features")
     uploaded: dict[str, str] = {}
     if upload:
         from .client import Client
@@ -851,8 +854,30 @@ def model_register(
     if as_json:
         _print_json(
             {"model": digest.hex(), "registrant": key.address, "tx": tx_hash,
-             "uploaded": uploaded}
+             "uploaded": uploaded, "input_width": width}
         )  # fmt: skip
+
+
+def _declare_width(ledger: Any, data: bytes, digest: bytes, key: Any) -> int | None:
+    """Tell the oracle how many features an ONNX model of one row-shaped input takes
+    (None for another file, or a ledger without an oracle)."""
+    from .chain import OracleClient
+    from .workloads import model_info
+
+    try:
+        oracle = ledger.client("oracle", OracleClient)
+        info = model_info(data)
+    except IdlegridError:
+        return None
+    if len(info.inputs) != 1 or any(not isinstance(d, int) for d in info.inputs[0].shape[1:]):
+        return None
+    width = 1
+    for d in info.inputs[0].shape[1:]:
+        width *= int(d or 1)
+    if not 1 <= width <= 64:
+        return None
+    oracle.declare_width(digest, width, sender=key)
+    return width
 
 
 @model_app.command("show")

@@ -276,3 +276,21 @@ def test_only_a_model_s_registrant_links_its_verifier_once(setup: Setup) -> None
     assert s.oracle.verifier(s.model) == env.token.address
     with pytest.raises(ContractReverted, match="linked already"):
         s.oracle.link_verifier(s.model, env.registry.address, sender=env.users[0])
+
+
+def test_a_declared_width_refuses_other_widths_at_once(setup: Setup) -> None:
+    s, env = setup, setup.env
+    registrant = env.users[0]
+    with pytest.raises(ContractReverted, match="only the model's registrant"):
+        s.oracle.declare_width(s.model, 3, sender=s.consumer)
+    for bad in (0, 65):
+        with pytest.raises(ContractReverted, match="1 to 64 features"):
+            s.oracle.declare_width(s.model, bad, sender=registrant)
+    s.oracle.declare_width(s.model, 3, sender=registrant)
+    assert s.oracle.input_width(s.model) == 3
+    with pytest.raises(ContractReverted, match="declared already"):
+        s.oracle.declare_width(s.model, 4, sender=registrant)
+    with pytest.raises(ContractReverted, match="input width differs from the model's"):
+        s.oracle.request(s.model, to_fixed([1.0, 2.0]), fee=FEE, sender=s.consumer)
+    req, _ = s.oracle.request(s.model, to_fixed([1.0, 2.0, 3.0]), fee=FEE, sender=s.consumer)
+    assert req.input == tuple(to_fixed([1.0, 2.0, 3.0]))

@@ -208,6 +208,15 @@ class OracleClient(ContractClient):
     def owed(self, provider: str) -> int:
         return int(self._call("owed", checksum(provider)))
 
+    def declare_width(self, model: bytes, width: int, *, sender: Account) -> TxResult:
+        """Declare ``model``'s input width (its registrant, once): requests of another
+        width then revert at once."""
+        return self._send("declare_width", model, width, sender=sender)
+
+    def input_width(self, model: bytes) -> int:
+        """``model``'s declared input width (0: not declared)."""
+        return int(self._call("input_width", model))
+
     def link_verifier(self, model: bytes, verifier: str, *, sender: Account) -> TxResult:
         return self._send("link_verifier", model, checksum(verifier), sender=sender)
 
