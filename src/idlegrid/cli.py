@@ -1324,7 +1324,6 @@ def oracle_ask(
     """Ask the oracle by hand, as a contract would: pay the fee, wait for the quorum's
     answer (the caller is the consumer; an account gets no callback, the answer is read
     from the oracle's Fulfilled event)."""
-    import time
 
     from .chain import TOKEN, OracleClient, from_fixed, to_fixed
 
@@ -1339,21 +1338,13 @@ def oracle_ask(
     ledger.token.approve(oracle.address, amount, sender=key)
     req, _ = oracle.request(digest, to_fixed(row), mode=mode, fee=amount, sender=key)
     console.print(f"request {req.request_id}: {req.k} provider(s) drawn, waiting for the answer")
-    deadline = time.monotonic() + wait
-    found: dict[str, Any] | None = None
-    while found is None and time.monotonic() < deadline:
-        logs = oracle.logs(
-            "Fulfilled", req.block, ledger.backend.block_number(), request_id=req.request_id
-        )
-        if logs:
-            found = logs[-1][1]
-        else:
-            time.sleep(0.5)
-    if found is None:
+    log = oracle.wait_fulfilled(req.request_id, req.block, timeout_s=wait, poll_s=0.5)
+    if log is None:
         raise IdlegridError(
             f"request {req.request_id} was not answered within {wait:.0f} s; after its "
             f"deadline its fee can be refunded (OracleClient.cancel)"
         )
+    found = log["args"]
     output = [float(v) for v in from_fixed(found["output"])]
     if as_json:
         _print_json({"request_id": req.request_id, "output": output,

@@ -226,7 +226,6 @@ def _measure(
     from ..oracle import run_model
 
     w3 = oracle.backend.w3
-    event = oracle._c.events.Fulfilled()
     gas, req_gas, ful_gas, blocks, seconds = [], [], [], [], []
     match, on_committee, named, wrong_delivered = True, 0, 0, False
     for i, row in enumerate(rows):
@@ -236,17 +235,7 @@ def _measure(
         (req,) = oracle.requests(asked.block, asked.block)
         if liar is not None and liar in oracle.committee(req):
             on_committee += 1
-        found = None
-        deadline = time.monotonic() + WAIT_S
-        while found is None and time.monotonic() < deadline:
-            logs = event.get_logs(
-                from_block=asked.block, to_block="latest",
-                argument_filters={"request_id": req.request_id},
-            )  # fmt: skip
-            if logs:
-                found = logs[-1]
-            else:
-                time.sleep(0.05)
+        found = oracle.wait_fulfilled(req.request_id, asked.block, timeout_s=WAIT_S)
         if found is None:
             raise RuntimeError(f"{what}: request {req.request_id} not answered in {WAIT_S:.0f} s")
         seconds.append(time.perf_counter() - t0)
@@ -304,23 +293,12 @@ def _zero_knowledge(
     adapter = deploy_zk_verifier(oracle.backend, artifacts, digest, sender=sponsor)
     oracle.link_verifier(digest, adapter, sender=sponsor)
     w3 = oracle.backend.w3
-    event = oracle._c.events.Fulfilled()
     gas, prove, errors = [], [], []
     for i, row in enumerate(rows):
         fixed = to_fixed(row)
         asked = store._send("ask", digest, fixed, 1, FEE, sender=sponsor)
         (req,) = oracle.requests(asked.block, asked.block)
-        found = None
-        deadline = time.monotonic() + WAIT_S
-        while found is None and time.monotonic() < deadline:
-            logs = event.get_logs(
-                from_block=asked.block, to_block="latest",
-                argument_filters={"request_id": req.request_id},
-            )  # fmt: skip
-            if logs:
-                found = logs[-1]
-            else:
-                time.sleep(0.1)
+        found = oracle.wait_fulfilled(req.request_id, asked.block, timeout_s=WAIT_S)
         if found is None:
             raise RuntimeError(f"zero-knowledge request {req.request_id} not answered")
         receipt = w3.eth.get_transaction_receipt(found["transactionHash"])

@@ -24,6 +24,7 @@ from ..protocol._fastsig import sign_digest
 from ..protocol._keccak import keccak256
 from ._backend import TxResult
 from ._clients import ContractClient, RegistryClient
+from ._errors import translate
 
 __all__ = [
     "FIXED_ONE",
@@ -152,6 +153,7 @@ class OracleClient(ContractClient):
     """The inference oracle: requests, answers, refunds and the providers' earnings."""
 
     _name = "IdlegridOracle"
+    _registry_client: RegistryClient | None = None
 
     def domain(self) -> Domain:
         return Domain(ORACLE_DOMAIN, self.backend.chain_id, self.address)
@@ -232,8 +234,33 @@ class OracleClient(ContractClient):
 
     def is_active_provider(self, address: str) -> bool:
         """Whether ``address`` is an active provider in the registry the oracle draws from."""
-        registry = RegistryClient(self.backend, checksum(self._call("registry")))
-        return registry.is_active(address)
+        return self._registry().is_active(address)
+
+    def _registry(self) -> RegistryClient:
+        if self._registry_client is None:
+            self._registry_client = RegistryClient(self.backend, checksum(self._call("registry")))
+        return self._registry_client
+
+    def wait_fulfilled(
+        self, request_id: int, from_block: int, *, timeout_s: float, poll_s: float = 0.05
+    ) -> dict[str, Any] | None:
+        """The ``Fulfilled`` log of ``request_id`` (``args``, ``blockNumber``,
+        ``transactionHash``), polled from ``from_block`` on; None after ``timeout_s``."""
+        import time
+
+        event = self._c.events.Fulfilled()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with translate(f"{self._name}.Fulfilled logs"):
+                logs = event.get_logs(
+                    from_block=from_block, to_block="latest",
+                    argument_filters={"request_id": request_id},
+                )  # fmt: skip
+            if logs:
+                return dict(logs[-1])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(poll_s)
 
     def callback_gas(self) -> int:
         return int(self._call("CALLBACK_GAS"))
