@@ -53,7 +53,7 @@ interface IModels:
 
 interface IRegistry:
     def active_count() -> uint256: view
-    def active_providers(offset: uint256, limit: uint256) -> DynArray[address, 256]: view
+    def active_at(positions: DynArray[uint256, 16]) -> DynArray[address, 16]: view
     def is_active(provider: address) -> bool: view
 
 
@@ -78,6 +78,10 @@ REL_TOL_PPM: public(constant(uint256)) = 1_000
 MAX_PROOF: public(constant(uint256)) = 16384
 # positions tried when drawing a committee (repeats are skipped)
 MAX_DRAWS: constant(uint256) = 64
+# requests in one delivery, and output values in one delivery (all answers)
+MAX_BATCH: public(constant(uint256)) = 8
+MAX_REPORT_OUTPUTS: public(constant(uint256)) = 256
+MAX_REPORT_BYTES: constant(uint256) = MAX_REPORT_OUTPUTS * 32
 
 QUORUM: constant(uint8) = 0
 ZK: constant(uint8) = 1
@@ -99,9 +103,17 @@ struct Commitment:
     seed: bytes32
 
 
-struct Answer:
-    position: uint8
-    output: DynArray[int256, MAX_OUTPUT]
+struct Head:
+    request_id: uint256
+    c: Commitment
+    # answers in this report for the request, and outputs in each answer
+    answers: uint256
+    width: uint256
+    # committee position of answer i in byte i (lowest byte first), ascending
+    positions: uint256
+
+
+struct Sig:
     v: uint8
     r: bytes32
     s: bytes32
@@ -206,8 +218,11 @@ def request(model: bytes32, input: DynArray[int256, MAX_INPUT], mode: uint8, fee
     assert len(input) > 0, "oracle: empty input"
     assert mode == QUORUM or mode == ZK, "oracle: mode is 0 (quorum) or 1 (zero-knowledge)"
     width: uint256 = self.input_width[model]
-    assert width == 0 or len(input) == width, "oracle: input width differs from the model's"
-    assert staticcall models.registered(model), "oracle: model not registered"
+    if width == 0:
+        # a declared width implies a registered model (records are never removed)
+        assert staticcall models.registered(model), "oracle: model not registered"
+    else:
+        assert len(input) == width, "oracle: input width differs from the model's"
     k: uint8 = 1
     if mode == ZK:
         assert self.verifiers[model] != empty(address), "oracle: no verifier linked to this model"
@@ -215,7 +230,6 @@ def request(model: bytes32, input: DynArray[int256, MAX_INPUT], mode: uint8, fee
         k = self.quorum[msg.sender]
         if k == 0:
             k = DEFAULT_K
-        assert staticcall registry.active_count() >= convert(k, uint256), "oracle: fewer active providers than the quorum"
     request_id: uint256 = self.next_request_id
     self.next_request_id = request_id + 1
     deadline: uint256 = block.timestamp + RESPONSE_WINDOW
@@ -246,61 +260,88 @@ def set_quorum(k: uint8):
 
 
 @external
-def fulfill(request_id: uint256, c: Commitment, answers: DynArray[Answer, MAX_K]):
+def fulfill(heads: DynArray[Head, MAX_BATCH], sigs: DynArray[Sig, MAX_BATCH * MAX_K], outputs: Bytes[MAX_REPORT_BYTES]) -> uint256:
     """
-    @notice Deliver a quorum request's answer: the signed answers of a majority
-            of its committee, in the order of their positions. Anyone may send it.
-    @dev Reverts unless at least k // 2 + 1 answers agree with the median of each
-         output; answers outside the tolerance are named in `Outlier` and not paid.
+    @notice Deliver quorum requests' answers, one request or several in one
+            transaction (an OCR report covering a round: the transaction's own cost,
+            the committee's storage reads and the providers' credits are shared).
+            For each request (`heads`, with its commitment) come the signed answers
+            of a majority of its committee in position order: their signatures in
+            `sigs` and their outputs, `width` int256 words each, packed in
+            `outputs`, one request after another. Anyone may send it.
+    @dev Per request: reverts unless at least k // 2 + 1 answers agree with the
+         median of each output; answers outside the tolerance are named in
+         `Outlier` and not paid. A request no longer open (delivered or cancelled
+         meanwhile) or past its deadline is skipped, so that relays racing each
+         other lose only gas; when nothing is left to deliver the call reverts with
+         the reason. Any other fault reverts the whole report.
+    @return The number of requests delivered.
     """
-    self._open(request_id, c)
-    assert c.mode == QUORUM, "oracle: not a quorum request"
-    assert block.timestamp <= c.deadline, "oracle: request expired"
-    k: uint256 = convert(c.k, uint256)
-    majority: uint256 = k // 2 + 1
-    assert len(answers) >= majority and len(answers) <= k, "oracle: answers from a majority of the committee needed"
-    width: uint256 = len(answers[0].output)
-    assert width > 0, "oracle: empty output"
-    positions: DynArray[uint256, MAX_K] = self._positions(c.seed, request_id, k)
-    commitment: bytes32 = self.commitments[request_id]
-    signers: DynArray[address, MAX_K] = []
-    last: uint256 = 0
-    for i: uint256 in range(MAX_K):
-        if i >= len(answers):
-            break
-        a: Answer = answers[i]
-        position: uint256 = convert(a.position, uint256)
-        assert position < k, "oracle: no such committee position"
-        assert i == 0 or position > last, "oracle: answers out of order or repeated"
-        last = position
-        assert len(a.output) == width, "oracle: answers of different widths"
-        assert convert(a.s, uint256) <= ecdsa.SECP256K1_HALF_N, "oracle: malleable signature"
-        member: address = (staticcall registry.active_providers(positions[position], 1))[0]
-        digest: bytes32 = eip712._hash_typed_data(
-            keccak256(abi_encode(ANSWER_TYPEHASH, request_id, commitment, keccak256(abi_encode(a.output))))
-        )
-        assert ecdsa._recover(digest, a.v, a.r, a.s) == member, "oracle: answer not signed by its committee member"
-        signers.append(member)
-    output: DynArray[int256, MAX_OUTPUT] = []
-    for j: uint256 in range(MAX_OUTPUT):
-        if j >= width:
-            break
-        column: DynArray[int256, MAX_K] = []
-        for a: Answer in answers:
-            column.append(a.output[j])
-        output.append(self._median(column))
-    paid: DynArray[address, MAX_K] = []
-    for i: uint256 in range(MAX_K):
-        if i >= len(answers):
-            break
-        if self._agrees(answers[i].output, output):
-            paid.append(signers[i])
+    delivered: uint256 = 0
+    skipped: String[40] = ""
+    next_sig: uint256 = 0
+    next_out: uint256 = 0
+    for h: Head in heads:
+        n: uint256 = h.answers
+        first_sig: uint256 = next_sig
+        first_out: uint256 = next_out
+        size: uint256 = 32 * h.width
+        next_sig += n
+        next_out += n * size
+        assert next_sig <= len(sigs) and next_out <= len(outputs), "oracle: report shorter than its heads"
+        stored: bytes32 = self.commitments[h.request_id]
+        if stored == empty(bytes32):
+            skipped = "oracle: no open request with this id"
+            continue
+        if block.timestamp > h.c.deadline:
+            skipped = "oracle: request expired"
+            continue
+        assert stored == keccak256(abi_encode(h.c)), "oracle: not the request's commitment"
+        assert h.c.mode == QUORUM, "oracle: not a quorum request"
+        k: uint256 = convert(h.c.k, uint256)
+        majority: uint256 = k // 2 + 1
+        assert n >= majority and n <= k, "oracle: answers from a majority of the committee needed"
+        assert h.width > 0 and h.width <= MAX_OUTPUT, "oracle: 1 to 16 outputs in an answer"
+        members: DynArray[address, 16] = staticcall registry.active_at(self._positions(h.c.seed, h.request_id, k))
+        signers: DynArray[address, MAX_K] = []
+        first_hash: bytes32 = empty(bytes32)
+        unanimous: bool = True
+        last: uint256 = 0
+        for i: uint256 in range(MAX_K):
+            if i >= n:
+                break
+            position: uint256 = (h.positions >> (8 * i)) & 255
+            assert position < k, "oracle: no such committee position"
+            assert i == 0 or position > last, "oracle: answers out of order or repeated"
+            last = position
+            output_hash: bytes32 = keccak256(slice(outputs, first_out + i * size, size))
+            if i == 0:
+                first_hash = output_hash
+            elif output_hash != first_hash:
+                unanimous = False
+            j: uint256 = first_sig + i
+            assert convert(sigs[j].s, uint256) <= ecdsa.SECP256K1_HALF_N, "oracle: malleable signature"
+            digest: bytes32 = eip712._hash_typed_data(
+                keccak256(abi_encode(ANSWER_TYPEHASH, h.request_id, stored, output_hash))
+            )
+            member: address = members[position]
+            assert ecdsa._recover(digest, sigs[j].v, sigs[j].r, sigs[j].s) == member, "oracle: answer not signed by its committee member"
+            signers.append(member)
+        self.commitments[h.request_id] = empty(bytes32)
+        if unanimous:
+            # the usual case: every answer the same, so it is the median and all agree
+            self._pay(h.c.fee, signers)
+            self._deliver(h.request_id, h.c.consumer, self._unpack(outputs, first_out, h.width), signers)
         else:
-            log Outlier(request_id=request_id, provider=signers[i], output=answers[i].output)
-    assert len(paid) >= majority, "oracle: no majority agrees on the answer"
-    self.commitments[request_id] = empty(bytes32)
-    self._pay(c.fee, paid)
-    self._deliver(request_id, c.consumer, output, paid)
+            answers: DynArray[DynArray[int256, MAX_OUTPUT], MAX_K] = []
+            for i: uint256 in range(MAX_K):
+                if i >= n:
+                    break
+                answers.append(self._unpack(outputs, first_out + i * size, h.width))
+            self._combine(h.request_id, h.c, answers, signers, majority)
+        delivered += 1
+    assert delivered > 0, skipped
+    return delivered
 
 
 @external
@@ -395,10 +436,10 @@ def committee(request_id: uint256, c: Commitment) -> DynArray[address, MAX_K]:
     @notice The providers a quorum request's answers must come from, in position
             order, as the active set stands now.
     """
-    positions: DynArray[uint256, MAX_K] = self._positions(c.seed, request_id, convert(c.k, uint256))
+    members: DynArray[address, 16] = staticcall registry.active_at(self._positions(c.seed, request_id, convert(c.k, uint256)))
     out: DynArray[address, MAX_K] = []
-    for p: uint256 in positions:
-        out.append((staticcall registry.active_providers(p, 1))[0])
+    for m: address in members:
+        out.append(m)
     return out
 
 
@@ -408,9 +449,53 @@ def answer_digest(request_id: uint256, commitment: bytes32, output: DynArray[int
     """
     @notice The EIP-712 digest a committee member signs for its answer.
     """
-    return eip712._hash_typed_data(
-        keccak256(abi_encode(ANSWER_TYPEHASH, request_id, commitment, keccak256(abi_encode(output))))
-    )
+    # the output hash is over the packed int256 words (abi.encodePacked(output))
+    packed: Bytes[MAX_OUTPUT * 32 + 64] = abi_encode(output)
+    output_hash: bytes32 = keccak256(slice(packed, 64, 32 * len(output)))
+    return eip712._hash_typed_data(keccak256(abi_encode(ANSWER_TYPEHASH, request_id, commitment, output_hash)))
+
+
+@internal
+def _combine(
+    request_id: uint256,
+    c: Commitment,
+    answers: DynArray[DynArray[int256, MAX_OUTPUT], MAX_K],
+    signers: DynArray[address, MAX_K],
+    majority: uint256,
+):
+    # answers that differ: the median of each output; those outside its tolerance
+    # are named in `Outlier` and not paid
+    output: DynArray[int256, MAX_OUTPUT] = []
+    for j: uint256 in range(MAX_OUTPUT):
+        if j >= len(answers[0]):
+            break
+        column: DynArray[int256, MAX_K] = []
+        for a: DynArray[int256, MAX_OUTPUT] in answers:
+            column.append(a[j])
+        output.append(self._median(column))
+    paid: DynArray[address, MAX_K] = []
+    for i: uint256 in range(MAX_K):
+        if i >= len(answers):
+            break
+        if self._agrees(answers[i], output):
+            paid.append(signers[i])
+        else:
+            log Outlier(request_id=request_id, provider=signers[i], output=answers[i])
+    assert len(paid) >= majority, "oracle: no majority agrees on the answer"
+    self._pay(c.fee, paid)
+    self._deliver(request_id, c.consumer, output, paid)
+
+
+@internal
+@pure
+def _unpack(packed: Bytes[MAX_REPORT_BYTES], start: uint256, width: uint256) -> DynArray[int256, MAX_OUTPUT]:
+    # `width` int256 words of `packed` from byte `start`
+    out: DynArray[int256, MAX_OUTPUT] = []
+    for j: uint256 in range(MAX_OUTPUT):
+        if j >= width:
+            break
+        out.append(extract32(packed, start + j * 32, output_type=int256))
+    return out
 
 
 @internal
@@ -423,10 +508,10 @@ def _open(request_id: uint256, c: Commitment):
 
 @internal
 @view
-def _positions(seed: bytes32, request_id: uint256, k: uint256) -> DynArray[uint256, MAX_K]:
+def _positions(seed: bytes32, request_id: uint256, k: uint256) -> DynArray[uint256, 16]:
     count: uint256 = staticcall registry.active_count()
     assert count >= k, "oracle: fewer active providers than the quorum"
-    out: DynArray[uint256, MAX_K] = []
+    out: DynArray[uint256, 16] = []
     for j: uint256 in range(MAX_DRAWS):
         if len(out) == k:
             break

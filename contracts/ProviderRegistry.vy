@@ -305,6 +305,21 @@ def active_providers(offset: uint256, limit: uint256) -> DynArray[address, MAX_P
     return result
 
 
+@external
+@view
+def active_at(positions: DynArray[uint256, 16]) -> DynArray[address, 16]:
+    """
+    @notice The active providers at `positions` (each below `active_count`), in that
+            order: an oracle committee in one call.
+    """
+    count: uint256 = self.active_count
+    result: DynArray[address, 16] = []
+    for p: uint256 in positions:
+        assert p < count, "registry: no active provider at that position"
+        result.append(self._active[p])
+    return result
+
+
 @internal
 def _pull(amount: uint256):
     assert extcall token.transferFrom(msg.sender, self, amount, default_return_value=True), "registry: token transfer failed"

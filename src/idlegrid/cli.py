@@ -1252,8 +1252,11 @@ def bench_oracle(
     if as_json:
         _print_json(result)
         return
-    for key in ("gas_per_request", "request_gas", "fulfill_gas", "latency_blocks", "latency_s"):
-        out.print(f"{key}: {result[key]} (one liar: {result['with_wrong_provider'][key]})")
+    burst, alone, wrong = result["burst"], result["alone"], result["with_wrong_provider"]
+    for key in ("gas_per_request", "request_gas", "fulfill_gas_per_request", "requests_per_report"):
+        out.print(f"{key}: {burst[key]} (one liar: {wrong[key]})")
+    for key in ("gas_per_request", "latency_blocks", "latency_s"):
+        out.print(f"alone, {key}: {alone[key]}")
     for key in ("gas_zk", "prove_s", "quantisation_error"):
         out.print(f"{key}: {result[key]}")
     for name, met in result["targets"].items():

@@ -8,7 +8,7 @@ import pytest
 from idlegrid.bench._oracle import bench_oracle
 from idlegrid.chain import find_anvil
 
-FIGURES = ("gas_per_request", "latency_blocks", "latency_s", "request_gas", "fulfill_gas")
+FIGURES = ("gas_per_request", "latency_blocks", "latency_s", "request_gas")
 
 
 def test_bench_oracle_prints_every_figure_and_the_liar_changes_nothing() -> None:
@@ -21,13 +21,19 @@ def test_bench_oracle_prints_every_figure_and_the_liar_changes_nothing() -> None
     # Assert: the figures, honest and with a liar (who sits on every committee of 3)
     for key in (*FIGURES, "gas_zk", "prove_s", "quantisation_error", "targets", "how"):
         assert key in result, key
-    wrong = result["with_wrong_provider"]
-    for figures in (result, wrong):
-        # two transactions, each past the 21,000 every transaction costs
-        assert figures["request_gas"] > 21_000 and figures["fulfill_gas"] > 21_000
-        assert figures["gas_per_request"] > 42_000
+    wrong, alone, burst = result["with_wrong_provider"], result["alone"], result["burst"]
+    assert result["gas_per_request"] == burst["gas_per_request"]
+    for figures in (burst, wrong):
+        # an ask past the 21,000 every transaction costs, and a share of a report
+        assert figures["request_gas"] > 21_000 and figures["fulfill_gas_per_request"] > 0
+        assert figures["gas_per_request"] > figures["request_gas"]
+        assert 1 <= figures["requests_per_report"] <= 2
         assert figures["latency_blocks"] >= 1 and figures["latency_s"] > 0
         assert figures["answers_match"]
+    # alone: two whole transactions a request
+    assert alone["request_gas"] > 21_000 and alone["fulfill_gas"] > 21_000
+    assert abs(alone["gas_per_request"] - alone["request_gas"] - alone["fulfill_gas"]) <= 1
+    assert result["latency_blocks"] == alone["latency_blocks"] >= 1
     assert wrong["liar_on_committee"] == 2 and wrong["liar_named_outlier"] == 2
     assert not wrong["wrong_answer_delivered"]
     assert result["targets"]["wrong_answer_never_delivered"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from idlegrid import ContractReverted
+from idlegrid import ContractReverted, InvalidInput
 from idlegrid.chain import (
     TOKEN,
     ModelRegistryClient,
@@ -19,6 +19,7 @@ from idlegrid.chain import (
     OracleRequest,
     compile_file,
     deploy_contract,
+    encode_report,
     sign_answer,
     to_fixed,
 )
@@ -124,6 +125,64 @@ def test_a_quorum_answer_reaches_the_consumer_and_pays_the_committee(setup: Setu
     assert env.token.balance_of(committee[0]) - before > 0 and s.oracle.owed(committee[0]) == 0
 
 
+def test_one_report_delivers_several_requests_and_skips_those_already_delivered(
+    setup: Setup,
+) -> None:
+    # Prepare: three requests; the first is delivered on its own meanwhile
+    s = setup
+    reqs = [
+        s.oracle.request(s.model, to_fixed([x]), fee=FEE, sender=s.consumer)[0]
+        for x in (1.0, 2.0, 3.0)
+    ]
+    outs = {r.request_id: to_fixed([r.request_id / 4]) for r in reqs}
+    signed = {
+        r.request_id: _answers(s, r, dict.fromkeys(range(3), outs[r.request_id])) for r in reqs
+    }
+    s.oracle.fulfill(reqs[0], signed[reqs[0].request_id], sender=s.consumer)
+    owed = {p.address: s.oracle.owed(p.address) for p in s.providers}
+
+    # Execute: one report of all three (a relay that had not seen the first delivery)
+    done = s.oracle.fulfill_batch([(r, signed[r.request_id]) for r in reqs], sender=s.consumer)
+
+    # Assert: the two open ones delivered with their own outputs, each fee to its own
+    # committee, the first skipped (not paid twice)
+    events = s.oracle._events("Fulfilled", done)
+    assert [(e["request_id"], list(e["output"])) for e in events] == [
+        (r.request_id, outs[r.request_id]) for r in reqs[1:]
+    ]
+    for p in s.providers:
+        earned = sum(FEE // 3 + (FEE % 3 if s.oracle.committee(r)[0] == p.address else 0)
+                     for r in reqs[1:] if p.address in s.oracle.committee(r))  # fmt: skip
+        assert s.oracle.owed(p.address) - owed[p.address] == earned
+    assert not any(s.oracle.is_open(r.request_id) for r in reqs)
+    with pytest.raises(ContractReverted, match="no open request"):  # nothing left to deliver
+        s.oracle.fulfill_batch([(r, signed[r.request_id]) for r in reqs], sender=s.consumer)
+
+
+def test_a_report_with_one_forged_answer_delivers_nothing(setup: Setup) -> None:
+    # Prepare
+    s, env = setup, setup.env
+    a, _ = s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
+    b, _ = s.oracle.request(s.model, to_fixed([2.0]), fee=FEE, sender=s.consumer)
+    out = to_fixed([0.5])
+    outsider = next(u for u in env.users if u.address not in s.oracle.committee(b))
+    forged = [
+        *_answers(s, b, {0: out, 1: out}),
+        sign_answer(outsider, s.oracle.domain(), b, 2, out),
+    ]
+    report = [(a, _answers(s, a, {0: out, 1: out, 2: out})), (b, forged)]
+    before = env.token.balance_of(s.oracle.address)
+
+    # Execute / Assert: the whole report reverts; both stay open, nobody is paid
+    with pytest.raises(ContractReverted, match="not signed by its committee member"):
+        s.oracle.fulfill_batch(report, sender=s.consumer)
+    assert s.oracle.is_open(a.request_id) and s.oracle.is_open(b.request_id)
+    assert env.token.balance_of(s.oracle.address) == before
+    assert all(s.oracle.owed(p.address) == 0 for p in s.providers)
+    with pytest.raises(InvalidInput, match="1 to 8 requests"):
+        s.oracle.fulfill_batch([report[0]] * 9, sender=s.consumer)
+
+
 def test_one_wrong_answer_of_three_does_not_pass_and_is_reported(setup: Setup) -> None:
     # Prepare
     s = setup
@@ -178,10 +237,7 @@ def test_forged_misplaced_and_replayed_answers_are_refused(setup: Setup) -> None
         ([*answers[:2], sign_answer(outsider, s.oracle.domain(), req, 5, out)], "no such"),
     ):
         with pytest.raises(ContractReverted, match=reason):
-            s.oracle._send(
-                "fulfill", req.request_id, req.commitment(), [a.as_tuple() for a in bad],
-                sender=s.consumer,
-            )  # fmt: skip
+            s.oracle._send("fulfill", *encode_report([(req, bad)], sort=False), sender=s.consumer)
     tampered = OracleRequest(**{**req.__dict__, "fee": 0})
     with pytest.raises(ContractReverted, match="not the request's commitment"):
         s.oracle.fulfill(tampered, answers, sender=s.consumer)
@@ -228,8 +284,8 @@ def test_a_consumer_that_fails_its_callback_does_not_block_the_oracle(
 
     # Execute: with a gas limit far above what a delivery needs, so that a callback
     # that were not capped would burn all of it
-    answers = [a.as_tuple() for a in _answers(s, req, {0: [7], 1: [7], 2: [7]})]
-    data = s.oracle._c.encode_abi("fulfill", args=[req.request_id, req.commitment(), answers])
+    report = encode_report([(req, _answers(s, req, {0: [7], 1: [7], 2: [7]}))])
+    data = s.oracle._c.encode_abi("fulfill", args=list(report))
     tx = {"to": s.oracle.address, "data": data, "gas": 3_000_000}
     done = env.backend.send(s.consumer, tx, function="fulfill")
 
@@ -260,15 +316,18 @@ def test_bad_requests_revert_with_clear_reasons(setup: Setup) -> None:
         s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=poor)
     with pytest.raises(ContractReverted, match="quorum is 1 to 7"):
         s.oracle.set_quorum(8, sender=s.consumer)
-    s.oracle.set_quorum(5, sender=s.consumer)  # more than the 4 active providers
+    # more than the 4 active providers: the committee is drawn at delivery, so the
+    # request stands (refundable after its deadline) and no committee can answer it
+    s.oracle.set_quorum(5, sender=s.consumer)
+    big, _ = s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
     with pytest.raises(ContractReverted, match="fewer active providers"):
-        s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
+        s.oracle.committee(big)
     s.oracle.set_quorum(3, sender=s.consumer)
     req, _ = s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
     answers = _answers(s, req, {0: [1, 2], 1: [1], 2: [1, 2]})
-    with pytest.raises(ContractReverted, match="different widths"):
+    with pytest.raises(InvalidInput, match="different widths"):  # not even expressible
         s.oracle.fulfill(req, answers, sender=s.consumer)
-    with pytest.raises(ContractReverted, match="empty output"):
+    with pytest.raises(ContractReverted, match="1 to 16 outputs"):
         s.oracle.fulfill(req, _answers(s, req, {0: [], 1: [], 2: []}), sender=s.consumer)
 
 

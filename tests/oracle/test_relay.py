@@ -141,6 +141,26 @@ def test_a_quorum_of_relays_answers_with_the_model_s_output(world: World) -> Non
     assert run_model(_linear_model(), to_fixed(x)) == list(event["output"])
 
 
+def test_a_burst_of_requests_travels_in_shared_reports(world: World) -> None:
+    w = world
+    env, oracle, digest, consumer, bus = w.env, w.oracle, w.digest, w.consumer, w.bus
+    rows = [[float(i), 1.0, -0.5] for i in range(6)]
+    reqs = [oracle.request(digest, to_fixed(x), fee=3 * TOKEN, sender=consumer)[0] for x in rows]
+
+    # Execute: the relays read all six in one step, answer, and deliver in the next
+    _steps(bus, 2)
+
+    # Assert: each delivered once with its own answer, in fewer transactions than
+    # requests (each transaction is a block here)
+    logs = oracle.logs("Fulfilled", reqs[0].block, env.backend.block_number())
+    by_id = {e["request_id"]: (block, list(e["output"])) for block, e in logs}
+    assert sorted(by_id) == [r.request_id for r in reqs] and len(logs) == len(reqs)
+    for r, x in zip(reqs, rows, strict=True):
+        assert by_id[r.request_id][1] == run_model(_linear_model(), to_fixed(x))
+    assert len({block for block, _ in by_id.values()}) < len(reqs)
+    assert sum(len(r.delivered) for r in bus.relays.values()) == len(reqs)
+
+
 def test_a_lying_member_is_outvoted_and_reported(world: World) -> None:
     w = world
     env, oracle, digest, consumer, bus = w.env, w.oracle, w.digest, w.consumer, w.bus

@@ -33,6 +33,7 @@ __all__ = [
     "OracleClient",
     "OracleRequest",
     "commitment_hash",
+    "encode_report",
     "from_fixed",
     "sign_answer",
     "to_fixed",
@@ -43,6 +44,9 @@ FIXED_ONE = 10**18
 #: the EIP-712 domain name of the oracle
 ORACLE_DOMAIN = "idlegrid Oracle"
 QUORUM, ZK = 0, 1
+#: requests, and output values, in one delivery (the contract's MAX_BATCH, MAX_REPORT_OUTPUTS)
+MAX_BATCH = 8
+MAX_REPORT_OUTPUTS = 256
 _ANSWER_TYPEHASH = keccak256(
     b"OracleAnswer(uint256 requestId,bytes32 commitment,bytes32 outputHash)"
 )
@@ -124,14 +128,47 @@ class OracleAnswer:
     output: tuple[int, ...]
     signature: bytes  # 65 bytes, r || s || v
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        sig = self.signature
-        return (self.position, list(self.output), sig[64], sig[:32], sig[32:64])
+
+def pack_output(output: Sequence[int]) -> bytes:
+    """An answer's output as the contract hashes and carries it: its int256 words
+    packed (``abi.encodePacked(int256[])``)."""
+    return b"".join(int(v).to_bytes(32, "big", signed=True) for v in output)
+
+
+def encode_report(
+    reports: Sequence[tuple[OracleRequest, Sequence[OracleAnswer]]], *, sort: bool = True
+) -> tuple[list[Any], list[Any], bytes]:
+    """``fulfill``'s arguments ``(heads, sigs, outputs)`` for several requests' answers
+    (put in position order unless ``sort`` is false: a test sends them as they come)."""
+    if not 0 < len(reports) <= MAX_BATCH:
+        raise InvalidInput(f"a report holds 1 to {MAX_BATCH} requests, not {len(reports)}")
+    heads: list[Any] = []
+    sigs: list[Any] = []
+    outputs: list[bytes] = []
+    for req, answers in reports:
+        ordered = sorted(answers, key=lambda a: a.position) if sort else list(answers)
+        if not ordered:
+            raise InvalidInput(f"request {req.request_id}: no answers to deliver")
+        width = len(ordered[0].output)
+        if any(len(a.output) != width for a in ordered):
+            raise InvalidInput(f"request {req.request_id}: answers of different widths")
+        if any(not 0 <= a.position < 256 for a in ordered):
+            raise InvalidInput(f"request {req.request_id}: a committee position is 0 to 255")
+        positions = sum(a.position << (8 * i) for i, a in enumerate(ordered))
+        heads.append((req.request_id, req.commitment(), len(ordered), width, positions))
+        for a in ordered:
+            sig = a.signature
+            sigs.append((sig[64], sig[:32], sig[32:64]))
+            outputs.append(pack_output(a.output))
+    packed = b"".join(outputs)
+    if len(packed) > 32 * MAX_REPORT_OUTPUTS:
+        raise InvalidInput(f"a report holds at most {MAX_REPORT_OUTPUTS} output values")
+    return heads, sigs, packed
 
 
 def answer_digest(domain: Domain, req: OracleRequest, output: Sequence[int]) -> bytes:
     """The EIP-712 digest a committee member signs for its answer to ``req``."""
-    output_hash = keccak256(abi_encode(["int256[]"], [list(output)]))
+    output_hash = keccak256(pack_output(output))
     struct = keccak256(
         abi_encode(
             ["bytes32", "uint256", "bytes32", "bytes32"],
@@ -184,12 +221,19 @@ class OracleClient(ContractClient):
     def fulfill(
         self, req: OracleRequest, answers: Sequence[OracleAnswer], *, sender: Account
     ) -> TxResult:
-        """Deliver a quorum request's signed answers (in position order)."""
-        ordered = sorted(answers, key=lambda a: a.position)
-        return self._send(
-            "fulfill", req.request_id, req.commitment(), [a.as_tuple() for a in ordered],
-            sender=sender,
-        )  # fmt: skip
+        """Deliver a quorum request's signed answers (put in position order)."""
+        return self.fulfill_batch([(req, answers)], sender=sender)
+
+    def fulfill_batch(
+        self,
+        reports: Sequence[tuple[OracleRequest, Sequence[OracleAnswer]]],
+        *,
+        sender: Account,
+    ) -> TxResult:
+        """Deliver several quorum requests' answers in one transaction (at most
+        ``MAX_BATCH``); requests delivered or cancelled meanwhile, or expired, are
+        skipped on chain (reverting only when none is left)."""
+        return self._send("fulfill", *encode_report(reports), sender=sender)
 
     def fulfill_proof(
         self, req: OracleRequest, output: Sequence[int], proof: bytes, *, sender: Account

@@ -6,10 +6,14 @@ holds this node, it runs the model on the request's input (onnxruntime, the mode
 first output as fixed point with 18 decimals), signs its answer and hands it to the
 other members through ``send`` (the node's HTTP endpoint in production). Answers from
 the others arrive through :meth:`OracleRelay.receive`, checked against the committee
-before they are kept. The member of the lowest position holding answers from all of
-the committee delivers them in one ``fulfill``; when some members stay silent, it
-delivers a majority after ``grace_s``, and each later position waits ``grace_s``
-more, so that a dead leader does not stall a request (fail-over).
+before they are kept. Members are put in a delivery order (by a hash of the
+request's epoch and their address, so that the requests of one epoch share it); the
+first in that order holding answers from all of the committee delivers them; when
+some members stay silent, it delivers a majority after ``grace_s``, and each later
+member waits ``grace_s`` more, so that a dead leader does not stall a request
+(fail-over). Whatever is due in one step goes in one ``fulfill`` report of up to
+``MAX_BATCH`` requests, like an OCR report covering a round: the transaction's own
+cost is shared.
 
 Everything a peer sends is checked: an answer must be signed by the committee member
 at its position for this very request and commitment, and an output has at most
@@ -37,9 +41,10 @@ from ..chain import (
     sign_answer,
     to_fixed,
 )
-from ..chain._oracle import answer_digest
+from ..chain._oracle import MAX_BATCH, answer_digest
 from ..protocol import Account
 from ..protocol._fastsig import recover_digest
+from ..protocol._keccak import keccak256
 
 __all__ = ["MAX_OUTPUT", "OracleRelay", "run_model"]
 
@@ -50,6 +55,8 @@ MAX_OUTPUT = 16
 #: answers kept for requests not read yet, in all and from one sender
 MAX_EARLY = 1024
 MAX_EARLY_PER_SENDER = 16
+#: requests of one epoch (blocks) share a delivery order, so that they travel together
+EPOCH_BLOCKS = 64
 
 #: (request, answer) -> None: hand a signed answer to the other committee members
 Send = Callable[[OracleRequest, OracleAnswer, Sequence[str]], None]
@@ -140,8 +147,9 @@ class OracleRelay:
             self._early = {r: a for r, a in self._early.items() if r >= self.oracle_next_id_floor}
             if not self._early:
                 self._early_by = {}
-        for rid in list(self._pending):
-            self._maybe_deliver(self._pending[rid])
+        due = [p for p in list(self._pending.values()) if self._due(p)]
+        if due:
+            self._deliver(due)
 
     def receive(self, request_id: int, answer: OracleAnswer, sender: str | None = None) -> None:
         """An answer from another member (sent by ``sender``, when over the network);
@@ -189,7 +197,11 @@ class OracleRelay:
             return
         if not self.oracle.is_open(req.request_id):
             return
-        committee = self.oracle.committee(req)
+        try:
+            committee = self.oracle.committee(req)
+        except ContractReverted as exc:  # fewer active providers than its quorum
+            log.info("oracle request %d: no committee: %s", req.request_id, exc)
+            return
         if self.account.address not in committee:
             return
         position = committee.index(self.account.address)
@@ -241,29 +253,66 @@ class OracleRelay:
         log.info("oracle request %d: proven in %.1f s and delivered", req.request_id, took)
         self.delivered.append(req.request_id)
 
-    def _maybe_deliver(self, p: _Pending) -> None:
+    def _order(self, p: _Pending) -> list[int]:
+        """The committee positions in delivery order: by keccak256(epoch, address), the
+        epoch being the request's block // ``EPOCH_BLOCKS``. Requests of one epoch share
+        the order, so that one member delivers most of them in one report."""
+        epoch = (p.req.block // EPOCH_BLOCKS).to_bytes(32, "big")
+        return sorted(
+            range(len(p.committee)),
+            key=lambda i: keccak256(epoch + bytes.fromhex(p.committee[i][2:])),
+        )
+
+    def _due(self, p: _Pending) -> bool:
         k = len(p.committee)
-        majority = k // 2 + 1
-        waited = self.clock() - p.seen_at
-        if len(p.answers) < majority:
-            return
-        # the lowest position holding answers delivers at once when all are in, after
-        # grace_s with a majority; each later position waits grace_s more (fail-over)
-        holders = sorted(p.answers)
+        if len(p.answers) < k // 2 + 1:
+            return False
+        # the first member in delivery order holding answers delivers at once when all
+        # are in, after grace_s with a majority; each later one waits grace_s more
+        holders = [i for i in self._order(p) if i in p.answers]
         rank = holders.index(p.position) if p.position in holders else k
         due = rank * self.grace_s + (0 if len(p.answers) == k else self.grace_s)
-        if waited < due:
-            return
-        if not self.oracle.is_open(p.req.request_id):
-            del self._pending[p.req.request_id]
-            return
+        return self.clock() - p.seen_at >= due
+
+    def _deliver(self, due: list[_Pending]) -> None:
+        """Deliver the due requests still open, several to a transaction (``fulfill``
+        takes a report of up to MAX_BATCH); a report that reverts is retried request by
+        request, so that one request waiting for more answers holds back no other."""
+        ready = []
+        for p in due:
+            if self.oracle.is_open(p.req.request_id):
+                ready.append(p)
+            else:
+                del self._pending[p.req.request_id]
+        for i in range(0, len(ready), MAX_BATCH):
+            chunk = ready[i : i + MAX_BATCH]
+            if len(chunk) > 1:
+                try:
+                    self.oracle.fulfill_batch(
+                        [(p.req, list(p.answers.values())) for p in chunk], sender=self.account
+                    )
+                except (ContractReverted, InvalidInput) as exc:
+                    log.info(
+                        "oracle: a report of %d not delivered (%s); one by one", len(chunk), exc
+                    )
+                else:
+                    for p in chunk:
+                        self._done(p)
+                    continue
+            for p in chunk:
+                self._deliver_one(p)
+
+    def _done(self, p: _Pending) -> None:
+        self.delivered.append(p.req.request_id)
+        self._pending.pop(p.req.request_id, None)
+
+    def _deliver_one(self, p: _Pending) -> None:
         try:
             self.oracle.fulfill(p.req, list(p.answers.values()), sender=self.account)
-        except ContractReverted as exc:
+        except (ContractReverted, InvalidInput) as exc:
             # no majority agrees yet (wait for more), or someone delivered first
             log.info("oracle request %d: not delivered: %s", p.req.request_id, exc)
             if "expired" in str(exc) or "no open request" in str(exc):
-                del self._pending[p.req.request_id]
+                self._pending.pop(p.req.request_id, None)
             return
-        self.delivered.append(p.req.request_id)
-        del self._pending[p.req.request_id]
+        self._done(p)
