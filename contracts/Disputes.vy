@@ -43,6 +43,8 @@ MAX_PROOF: constant(uint256) = 64
 # gas bounded, at the price of a smaller committee in a very small registry
 MAX_DRAW_TRIES: constant(uint256) = 64
 MAX_PERIOD: public(constant(uint256)) = 30 * 86400
+# outputs in one oracle answer (the oracle's MAX_OUTPUT)
+MAX_OUTPUT: constant(uint256) = 16
 BPS: constant(uint256) = 10000
 
 # lifecycle
@@ -126,6 +128,10 @@ interface IMarket:
     def close_window() -> uint256: view
 
 
+interface IOracle:
+    def outliers(key: bytes32) -> bytes32: view
+
+
 interface IRegistry:
     def slashable(provider: address) -> uint256: view
     def active_count() -> uint256: view
@@ -145,6 +151,8 @@ dispute_window: public(immutable(uint256))
 draw_period: public(immutable(uint256))
 commit_period: public(immutable(uint256))
 reveal_period: public(immutable(uint256))
+# the AI oracle whose outlier answers can be disputed (`open_answer`); empty: none
+oracle: public(immutable(IOracle))
 
 _disputes: HashMap[bytes32, Dispute]
 _ballots: HashMap[bytes32, HashMap[address, uint256]]
@@ -168,6 +176,13 @@ event DisputeOpened:
     bond: uint256
     seed_block: uint256
     draw_deadline: uint256
+
+
+event AnswerDisputed:
+    dispute: indexed(bytes32)
+    request_id: indexed(uint256)
+    provider: indexed(address)
+    output: DynArray[int256, MAX_OUTPUT]
 
 
 event DrawDeferred:
@@ -220,6 +235,7 @@ def __init__(
     draw_period_: uint256,
     commit_period_: uint256,
     reveal_period_: uint256,
+    oracle_: IOracle,
 ):
     """
     @param token_ The token of stakes and bonds.
@@ -236,6 +252,8 @@ def __init__(
     @param draw_period_ Seconds after opening by which the committee must be drawn.
     @param commit_period_ Seconds after the draw for committing votes.
     @param reveal_period_ Seconds after the commit deadline for revealing them.
+    @param oracle_ The AI oracle whose outlier answers may be disputed (the zero
+           address: none).
     """
     assert bond_ > 0, "disputes: bond must be positive"
     assert slash_bps_ <= BPS, "disputes: slash share above 100%"
@@ -256,6 +274,7 @@ def __init__(
     draw_period = draw_period_
     commit_period = commit_period_
     reveal_period = reveal_period_
+    oracle = oracle_
 
 
 @external
@@ -312,27 +331,8 @@ def open(
     assert ecdsa._recover(self._receipt_digest(leaf), receipt_signature.v, receipt_signature.r, receipt_signature.s) == receipt.provider, "disputes: receipt not signed by the provider"
     assert self._verify(leaf, proof, voucher.receipts_root), "disputes: receipt not in the voucher's receipts root"
 
-    seed_block: uint256 = block.number + 1
-    draw_deadline: uint256 = block.timestamp + draw_period
     amount: uint256 = min(receipt.amount, paid)
-    self._disputes[leaf] = Dispute(
-        status=DRAWING,
-        outcome=0,
-        provider=receipt.provider,
-        challenger=msg.sender,
-        client=terms.client,
-        amount=amount,
-        seed_block=seed_block,
-        draw_deadline=draw_deadline,
-        commit_deadline=0,
-        reveal_deadline=0,
-        commits=0,
-        wrong_votes=0,
-        right_votes=0,
-        committee=[],
-    )
-    self.pending[receipt.provider] += 1
-    assert extcall token.transferFrom(msg.sender, self, bond, default_return_value=True), "disputes: token transfer failed"
+    seed_block: uint256 = self._start(leaf, receipt.provider, terms.client, amount)
     log DisputeOpened(
         dispute=leaf,
         provider=receipt.provider,
@@ -347,9 +347,88 @@ def open(
         amount=amount,
         bond=bond,
         seed_block=seed_block,
-        draw_deadline=draw_deadline,
+        draw_deadline=block.timestamp + draw_period,
     )
     return leaf
+
+
+@external
+def open_answer(
+    request_id: uint256,
+    provider: address,
+    model: bytes32,
+    input_hash: bytes32,
+    output: DynArray[int256, MAX_OUTPUT],
+    named_at: uint256,
+) -> bytes32:
+    """
+    @notice Dispute an AI oracle answer that the oracle named an outlier: lock
+            `bond` tokens (needs an allowance). The oracle keeps a record of each
+            such answer (signed by its provider when delivered); the fields here
+            must hash to it. The committee re-runs `model` on the request's input
+            and votes whether `output` is wrong. Nothing was paid for the answer,
+            so nothing is refunded: a slash goes to the referees and the challenger.
+    @param request_id The oracle request.
+    @param provider The provider whose answer is disputed.
+    @param model The request's model (sha256 of its ONNX file).
+    @param input_hash The request's input hash (keccak256(abi_encode(int256[]))).
+    @param output The provider's answer, fixed point with 18 decimals.
+    @param named_at When the oracle named it (the `Outlier` event's `named_at`).
+    @return The dispute id: keccak256(abi_encode("oracle", request_id, provider)).
+    """
+    assert oracle.address != empty(address), "disputes: no oracle to dispute answers of"
+    assert msg.sender != provider, "disputes: provider cannot dispute itself"
+    assert block.timestamp < named_at + dispute_window, "disputes: dispute window over"
+    encoded: Bytes[MAX_OUTPUT * 32 + 64] = abi_encode(output)
+    output_hash: bytes32 = keccak256(slice(encoded, 64, 32 * len(output)))
+    record: bytes32 = staticcall oracle.outliers(keccak256(abi_encode(request_id, provider)))
+    assert record != empty(bytes32) and record == keccak256(abi_encode(model, input_hash, output_hash, named_at)), "disputes: not an answer the oracle named an outlier"
+    dispute: bytes32 = keccak256(abi_encode("oracle", request_id, provider))
+    assert self._disputes[dispute].status == UNOPENED, "disputes: answer already disputed"
+    seed_block: uint256 = self._start(dispute, provider, empty(address), 0)
+    log DisputeOpened(
+        dispute=dispute,
+        provider=provider,
+        challenger=msg.sender,
+        client=empty(address),
+        channel=empty(bytes32),
+        job_id=convert(request_id, bytes32),
+        spec_hash=model,
+        input_hash=input_hash,
+        output_hash=output_hash,
+        units=0,
+        amount=0,
+        bond=bond,
+        seed_block=seed_block,
+        draw_deadline=block.timestamp + draw_period,
+    )
+    log AnswerDisputed(dispute=dispute, request_id=request_id, provider=provider, output=output)
+    return dispute
+
+
+@internal
+def _start(dispute: bytes32, provider: address, client: address, amount: uint256) -> uint256:
+    # a new dispute awaiting its draw, the challenger's bond taken; its seed block
+    seed_block: uint256 = block.number + 1
+    self._disputes[dispute] = Dispute(
+        status=DRAWING,
+        outcome=0,
+        provider=provider,
+        challenger=msg.sender,
+        client=client,
+        amount=amount,
+        seed_block=seed_block,
+        draw_deadline=block.timestamp + draw_period,
+        commit_deadline=0,
+        reveal_deadline=0,
+        commits=0,
+        wrong_votes=0,
+        right_votes=0,
+        committee=[],
+    )
+    self.pending[provider] += 1
+    assert extcall token.transferFrom(msg.sender, self, bond, default_return_value=True), "disputes: token transfer failed"
+    return seed_block
 
 
 @external

@@ -144,6 +144,7 @@ event Outlier:
     request_id: indexed(uint256)
     provider: indexed(address)
     output: DynArray[int256, MAX_OUTPUT]
+    named_at: uint256
 
 
 event Cancelled:
@@ -187,6 +188,10 @@ owed: public(HashMap[address, uint256])
 verifiers: public(HashMap[bytes32, address])
 # each model's input width (features), when its registrant declared it (0: not declared)
 input_width: public(HashMap[bytes32, uint256])
+# the dispute path's evidence: for keccak256(abi_encode(request_id, provider)) of an
+# answer named in `Outlier`, keccak256(abi_encode(model, input_hash, output_hash,
+# named_at)); the Disputes contract opens a dispute on it (`open_answer`)
+outliers: public(HashMap[bytes32, bytes32])
 
 
 @deploy
@@ -480,7 +485,13 @@ def _combine(
         if self._agrees(answers[i], output):
             paid.append(signers[i])
         else:
-            log Outlier(request_id=request_id, provider=signers[i], output=answers[i])
+            # signed by its provider, so the record is evidence against it alone
+            encoded: Bytes[MAX_OUTPUT * 32 + 64] = abi_encode(answers[i])
+            output_hash: bytes32 = keccak256(slice(encoded, 64, 32 * len(answers[i])))
+            self.outliers[keccak256(abi_encode(request_id, signers[i]))] = keccak256(
+                abi_encode(c.model, c.input_hash, output_hash, block.timestamp)
+            )
+            log Outlier(request_id=request_id, provider=signers[i], output=answers[i], named_at=block.timestamp)
     assert len(paid) >= majority, "oracle: no majority agrees on the answer"
     self._pay(c.fee, paid)
     self._deliver(request_id, c.consumer, output, paid)

@@ -40,9 +40,10 @@ def test_registry_lists_the_ledger_in_deployment_order() -> None:
     followed = {spec.name: sorted(spec.events) for spec in CONTRACTS if spec.events}
 
     # Assert: the token first (the others take its address), the market after the
-    # registry (it is wired to it), the dispute contract (the market's arbiter), the
-    # model registry, and the oracle after both registries (it reads them)
-    assert keys == ["token", "registry", "market", "disputes", "models", "oracle"]
+    # registry (it is wired to it), the model registry, the oracle after both
+    # registries (it reads them), and the dispute contract (the market's arbiter) last:
+    # it takes the oracle's address, whose outlier answers it disputes
+    assert keys == ["token", "registry", "market", "models", "oracle", "disputes"]
     assert {"ProviderRegistry", "JobMarket", "Disputes"} <= set(followed)
     assert "DisputeResolved" in followed["Disputes"]
     assert "VoucherRedeemed" in followed["JobMarket"]

@@ -13,6 +13,8 @@ import pytest
 from idlegrid import ContractReverted, InvalidInput
 from idlegrid.chain import (
     TOKEN,
+    DisputeClient,
+    DisputeOutcome,
     ModelRegistryClient,
     OracleAnswer,
     OracleClient,
@@ -22,6 +24,7 @@ from idlegrid.chain import (
     encode_report,
     sign_answer,
     to_fixed,
+    vote_commitment,
 )
 from idlegrid.chain._clients import ContractClient
 from idlegrid.protocol import Account
@@ -244,6 +247,133 @@ def test_forged_misplaced_and_replayed_answers_are_refused(setup: Setup) -> None
     s.oracle.fulfill(req, answers, sender=s.consumer)
     with pytest.raises(ContractReverted, match="no open request"):
         s.oracle.fulfill(req, answers, sender=s.consumer)
+
+
+def _named_outlier(
+    s: Setup, liars: dict[int, list[int]], honest: list[int]
+) -> tuple[OracleRequest, dict[str, object]]:
+    """A delivered request whose committee positions in ``liars`` answered those outputs
+    and the rest ``honest``; the first ``Outlier`` event's args."""
+    req, _ = s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
+    outputs = {pos: liars.get(pos, honest) for pos in range(3)}
+    done = s.oracle.fulfill(req, _answers(s, req, outputs), sender=s.consumer)
+    (outlier,) = s.oracle._events("Outlier", done)
+    return req, outlier
+
+
+def _referee(s: Setup, disputes: DisputeClient, dispute: bytes, wrong: bool) -> list[Account]:
+    """Draw the committee and have every member vote ``wrong``; the members."""
+    s.env.backend.advance_time(1)
+    s.env.backend.advance_time(1)  # the seed block, and one past it
+    disputes.draw(dispute, sender=s.consumer)
+    committee = disputes.dispute(dispute).committee
+    members = [p for p in s.providers if p.address in committee]
+    assert len(members) == len(committee) >= 1
+    salt = b"\x07" * 32
+    for m in members:
+        disputes.commit(dispute, vote_commitment(dispute, m.address, wrong, salt), sender=m)
+    for m in members:
+        disputes.reveal(dispute, wrong, salt, sender=m)
+    disputes.resolve(dispute, sender=s.consumer)
+    return members
+
+
+def test_an_outlier_answer_is_disputed_and_its_provider_slashed(setup: Setup) -> None:
+    # Prepare: one member of three answers 5.0 where the others answer 0.9
+    s, env = setup, setup.env
+    disputes = env.ledger.client("disputes", DisputeClient)
+    req, outlier = _named_outlier(s, {1: to_fixed([5.0])}, to_fixed([0.9]))
+    liar = str(outlier["provider"])
+    env.token.approve(disputes.address, disputes.bond(), sender=s.consumer)
+    stake = env.registry.slashable(liar)
+    wallet = env.token.balance_of(s.consumer.address)
+
+    # Execute: the consumer disputes it with the oracle's record; referees re-run and agree
+    dispute, _ = disputes.open_answer(
+        req.request_id, liar, s.model, req.input_hash, list(outlier["output"]),
+        int(outlier["named_at"]), sender=s.consumer,
+    )  # fmt: skip
+    (opened,) = disputes.logs("AnswerDisputed", req.block, env.backend.block_number())
+    assert opened[1]["request_id"] == req.request_id and opened[1]["provider"] == liar
+    assert env.market.stake_locked(liar)  # no withdrawing its stake meanwhile
+    members = _referee(s, disputes, dispute, wrong=True)
+
+    # Assert: slashed; the challenger has its bond back and half the slash
+    state = disputes.dispute(dispute)
+    assert state.outcome is DisputeOutcome.PROVIDER_WRONG and state.client == "0x" + "00" * 20
+    slashed = stake - env.registry.slashable(liar)
+    assert slashed > 0
+    reward = (slashed // 2) // len(members)
+    assert env.token.balance_of(s.consumer.address) - wallet == slashed - reward * len(members)
+    assert env.token.balance_of(disputes.address) == 0
+
+
+def test_an_honest_answer_named_an_outlier_is_cleared_and_the_challenger_pays(
+    setup: Setup,
+) -> None:
+    # Prepare: two colluding members outvote the honest third, who is named an outlier
+    s, env = setup, setup.env
+    disputes = env.ledger.client("disputes", DisputeClient)
+    lie = to_fixed([5.0])
+    req, outlier = _named_outlier(s, {0: lie, 2: lie}, to_fixed([0.9]))
+    honest = str(outlier["provider"])
+    env.token.approve(disputes.address, disputes.bond(), sender=s.consumer)
+    stake, wallet = env.registry.slashable(honest), env.token.balance_of(honest)
+    dispute, _ = disputes.open_answer(
+        req.request_id, honest, s.model, req.input_hash, list(outlier["output"]),
+        int(outlier["named_at"]), sender=s.consumer,
+    )  # fmt: skip
+
+    # Execute: the referees re-run the model and find the answer right
+    _referee(s, disputes, dispute, wrong=False)
+
+    # Assert: nothing slashed; the challenger's bond goes to the provider it blamed
+    assert disputes.dispute(dispute).outcome is DisputeOutcome.PROVIDER_RIGHT
+    assert env.registry.slashable(honest) == stake
+    assert env.token.balance_of(honest) - wallet == disputes.bond()
+
+
+def test_only_an_answer_the_oracle_named_an_outlier_can_be_disputed(setup: Setup) -> None:
+    # Prepare
+    s, env = setup, setup.env
+    disputes = env.ledger.client("disputes", DisputeClient)
+    req, outlier = _named_outlier(s, {1: to_fixed([5.0])}, to_fixed([0.9]))
+    liar, output, named_at = (
+        str(outlier["provider"]),
+        list(outlier["output"]),
+        int(outlier["named_at"]),
+    )
+    paid = next(p for p in s.oracle.committee(req) if p != liar)
+    env.token.approve(disputes.address, 10 * disputes.bond(), sender=s.consumer)
+    before = env.token.balance_of(s.consumer.address)
+
+    def open_(who: str, out: list[int], at: int = named_at, model: bytes = s.model,
+              sender: Account = s.consumer) -> None:  # fmt: skip
+        disputes.open_answer(req.request_id, who, model, req.input_hash, out, at, sender=sender)
+
+    # Execute / Assert: an answer that was paid, another output, another model, another
+    # time, the provider itself; then once, not twice; then too late
+    for call, reason in (
+        (lambda: open_(paid, to_fixed([0.9])), "not an answer the oracle named an outlier"),
+        (lambda: open_(liar, to_fixed([4.0])), "not an answer the oracle named an outlier"),
+        (lambda: open_(liar, output, model=b"\x01" * 32), "not an answer the oracle named"),
+        (lambda: open_(liar, output, at=named_at + 1), "not an answer the oracle named"),
+        (lambda: open_(liar, output, sender=next(p for p in s.providers if p.address == liar)),
+         "provider cannot dispute itself"),
+    ):  # fmt: skip
+        with pytest.raises(ContractReverted, match=reason):
+            call()
+    assert env.token.balance_of(s.consumer.address) == before  # no bond taken
+    open_(liar, output)
+    with pytest.raises(ContractReverted, match="already disputed"):
+        open_(liar, output)
+    later, outlier2 = _named_outlier(s, {0: to_fixed([5.0])}, to_fixed([0.9]))
+    env.backend.advance_time(disputes.dispute_window() + 1)
+    with pytest.raises(ContractReverted, match="dispute window over"):
+        disputes.open_answer(
+            later.request_id, str(outlier2["provider"]), s.model, later.input_hash,
+            list(outlier2["output"]), int(outlier2["named_at"]), sender=s.consumer,
+        )  # fmt: skip
 
 
 def test_an_unanswered_request_is_refunded_in_full_after_its_deadline(setup: Setup) -> None:

@@ -144,3 +144,54 @@ def test_a_dispute_without_the_model_is_refused_before_any_bond(net: Network) ->
 
 def _bond(net: Network) -> int:
     return net.ledger.client("disputes", DisputeClient).bond()
+
+
+def test_a_lying_oracle_provider_is_disputed_by_the_deliverer_and_slashed(net: Network) -> None:
+    import time
+
+    from idlegrid.chain import DisputeOutcome, ModelRegistryClient, OracleClient, to_fixed
+
+    from ..oracle.test_relay import _linear_model
+    from .conftest import put_blob
+
+    # Prepare: a model on every node; node 3 answers every oracle request off by 1.0
+    # (three providers: it sits on every committee of three)
+    ledger, owner = net.ledger, net.account(DEMO_CLIENT)
+    model = _linear_model(np.array([0.125], np.float32))
+    digest = hashlib.sha256(model).digest()
+    ledger.client("models", ModelRegistryClient).register(digest, sender=owner)
+    for node in net.nodes:
+        put_blob(net, node, model, account=owner)
+    liar = net.nodes[2]
+    net.replace(liar, [*liar.argv, "--cheat-rate", "1"])
+    oracle = ledger.client("oracle", OracleClient)
+    disputes = ledger.client("disputes", DisputeClient)
+    ledger.token.approve(oracle.address, 10**18, sender=owner)
+    before, held_before = _holdings(net), ledger.token.balance_of(oracle.address)
+
+    # Execute: a request; nobody but the node processes acts after it
+    req, asked = oracle.request(digest, to_fixed([0.5, 0.25, -1.0]), fee=10**18, sender=owner)
+    deadline, found = time.monotonic() + 120, []
+    while time.monotonic() < deadline:
+        head = ledger.backend.block_number()
+        found = disputes.logs("AnswerDisputed", asked.block, head, request_id=req.request_id)
+        if (
+            found
+            and disputes.dispute(bytes(found[0][1]["dispute"])).status is DisputeStatus.RESOLVED
+        ):
+            break
+        time.sleep(0.5)
+
+    # Assert: the honest majority's answer delivered; the liar named, disputed by the
+    # node that delivered, found wrong by the referee(s) who re-ran the model, slashed
+    assert found, "no dispute opened on the outlier within the wait"
+    dispute = disputes.dispute(bytes(found[0][1]["dispute"]))
+    assert dispute.status is DisputeStatus.RESOLVED, "the dispute was not settled in time"
+    assert dispute.provider == liar.address and dispute.outcome is DisputeOutcome.PROVIDER_WRONG
+    assert dispute.challenger in {n.address for n in net.nodes[:2]}
+    after = _holdings(net)
+    assert after[liar.address + ":stake"] < before[liar.address + ":stake"]
+    assert after["disputes"] == 0
+    # nothing created, destroyed or stranded (the fee now sits in the oracle, owed)
+    held = ledger.token.balance_of(oracle.address)
+    assert sum(after.values()) + held == sum(before.values()) + held_before

@@ -18,6 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 from idlegrid import InvalidInput
 from idlegrid.chain import (
     TOKEN,
+    DisputeClient,
+    DisputeStatus,
     ModelRegistryClient,
     OracleAnswer,
     OracleClient,
@@ -25,8 +27,10 @@ from idlegrid.chain import (
     from_fixed,
     to_fixed,
 )
-from idlegrid.oracle import OracleRelay, run_model
+from idlegrid.oracle import OracleRelay, OutlierChallenger, run_model
+from idlegrid.oracle._relay import EPOCH_BLOCKS
 from idlegrid.protocol import Account
+from idlegrid.protocol._keccak import keccak256
 
 from ..conftest import Env
 
@@ -185,6 +189,48 @@ def test_a_lying_member_is_outvoted_and_reported(world: World) -> None:
     assert abs(from_fixed(done["output"])[0] - 1.75) < 1e-6  # 0.5 - 1 + 2 + 0.25
     (_, outlier) = oracle.logs("Outlier", req.block, env.backend.block_number())[-1]
     assert outlier["provider"] == liar and oracle.owed(liar) == 0
+
+
+def _delivery_order(req: OracleRequest, committee: list[str]) -> list[str]:
+    """The relays' delivery order of ``req``'s committee (by keccak256(epoch, address))."""
+    epoch = (req.block // EPOCH_BLOCKS).to_bytes(32, "big")
+    return sorted(committee, key=lambda a: keccak256(epoch + bytes.fromhex(a[2:])))
+
+
+@pytest.mark.parametrize("liar_delivers", [False, True], ids=["honest-deliverer", "liar-delivers"])
+def test_an_honest_member_disputes_the_outlier_and_draws_its_committee(
+    world: World, liar_delivers: bool
+) -> None:
+    # Prepare: every relay may dispute; one member of the committee lies, first in the
+    # delivery order (so that it delivers its own lie) or second
+    w = world
+    env, oracle, digest, consumer, bus = w.env, w.oracle, w.digest, w.consumer, w.bus
+    disputes = env.ledger.client("disputes", DisputeClient)
+    for relay in bus.relays.values():
+        relay.challenger = OutlierChallenger(disputes, env.token, relay.account)
+    req, _ = oracle.request(digest, to_fixed([2.0, 0.0, 1.0]), fee=3 * TOKEN, sender=consumer)
+    order = _delivery_order(req, oracle.committee(req))
+    liar = order[0] if liar_delivers else order[1]
+    challenger = order[1] if liar_delivers else order[0]
+    bus.relays[liar].tamper = lambda out: [v + 5 * 10**18 for v in out]
+
+    # Execute: answer and deliver; then a few more steps (the seed block, the draw)
+    _steps(bus, 2)
+    (deliverer,) = [a for a, r in bus.relays.items() if req.request_id in r.delivered]
+    _steps(bus, 3)
+
+    # Assert: one dispute, by the first honest member in the order, against the liar,
+    # its committee drawn from the others (never the accused nor the challenger)
+    assert (deliverer == liar) is liar_delivers
+    ((_, opened),) = disputes.logs("AnswerDisputed", req.block, env.backend.block_number())
+    state = disputes.dispute(bytes(opened["dispute"]))
+    assert (state.provider, state.challenger) == (liar, challenger)
+    assert state.status is DisputeStatus.VOTING and state.committee
+    assert not {liar, challenger} & set(state.committee)
+    assert env.token.balance_of(disputes.address) == disputes.bond()
+    assert [r.challenger.opened for r in bus.relays.values() if r.challenger.opened] == [
+        [bytes(opened["dispute"])]
+    ]
 
 
 def test_a_dead_leader_is_covered_after_the_grace_period(world: World) -> None:

@@ -42,8 +42,10 @@ from ._oracle import (
     OracleRequest,
     encode_report,
     from_fixed,
+    input_hash,
     sign_answer,
     to_fixed,
+    within_tolerance,
 )
 from ._reputation import ProviderHistory, Reputation, ReputationRules, score_reputation
 from ._rpchttp import RpcServer, serve
@@ -116,6 +118,7 @@ __all__ = [
     "find_anvil",
     "free_port",
     "from_fixed",
+    "input_hash",
     "load_deployment",
     "measure_dispute_gas",
     "score_reputation",
@@ -124,4 +127,5 @@ __all__ = [
     "to_fixed",
     "vote_commitment",
     "wait_for_rpc",
+    "within_tolerance",
 ]

@@ -521,6 +521,31 @@ class DisputeClient(ContractClient):
         [event] = self._events("DisputeOpened", result)
         return bytes(event["dispute"]), result
 
+    def open_answer(
+        self,
+        request_id: int,
+        provider: str,
+        model: bytes,
+        input_hash: bytes,
+        output: Sequence[int],
+        named_at: int,
+        *,
+        sender: Account,
+    ) -> tuple[bytes, TxResult]:
+        """Dispute an oracle answer the oracle named an outlier (approve the bond to
+        this contract first); the fields are the request's and the ``Outlier`` event's.
+        Returns the dispute's id."""
+        result = self._send(
+            "open_answer", request_id, checksum(provider), _b32(model), _b32(input_hash),
+            [int(v) for v in output], named_at, sender=sender,
+        )  # fmt: skip
+        [event] = self._events("DisputeOpened", result)
+        return bytes(event["dispute"]), result
+
+    def oracle(self) -> str:
+        """The oracle whose outlier answers can be disputed (the zero address: none)."""
+        return checksum(self._call("oracle"))
+
     def draw(self, dispute: bytes, *, sender: Account) -> TxResult:
         """Draw the committee (anyone, once the seed block is mined)."""
         return self._send("draw", _b32(dispute), sender=sender)

@@ -103,6 +103,8 @@ def _dispute_args(cfg: LedgerConfig, at: Mapping[str, str]) -> list[Any]:
         cfg.draw_period,
         cfg.commit_period,
         cfg.reveal_period,
+        # its outlier answers can be disputed (a ledger of a test's may have none)
+        at.get("oracle", "0x" + "00" * 20),
     ]
 
 
@@ -132,15 +134,6 @@ CONTRACTS: tuple[ContractSpec, ...] = (
         wire=_set_market,
     ),
     ContractSpec(
-        key="disputes",
-        name="Disputes",
-        args=_dispute_args,
-        client=DisputeClient,
-        events=DISPUTE_EVENTS,
-        schema=DISPUTE_SCHEMA,
-        wire=_set_arbiter,
-    ),
-    ContractSpec(
         key="models",
         name="ModelRegistry",
         args=lambda cfg, at: [],
@@ -152,6 +145,15 @@ CONTRACTS: tuple[ContractSpec, ...] = (
         args=lambda cfg, at: [at["token"], at["models"], at["registry"]],
         client=OracleClient,
         optional=True,
+    ),
+    ContractSpec(
+        key="disputes",
+        name="Disputes",
+        args=_dispute_args,
+        client=DisputeClient,
+        events=DISPUTE_EVENTS,
+        schema=DISPUTE_SCHEMA,
+        wire=_set_arbiter,
     ),
 )
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from eth_abi import encode as abi_encode
 
-from .._exceptions import InvalidInput
+from .._exceptions import InvalidInput, NotFound
 from ..protocol import Account, checksum
 from ..protocol._eip712 import Domain, typed_digest
 from ..protocol._fastsig import sign_digest
@@ -35,8 +35,10 @@ __all__ = [
     "commitment_hash",
     "encode_report",
     "from_fixed",
+    "input_hash",
     "sign_answer",
     "to_fixed",
+    "within_tolerance",
 ]
 
 #: 1.0 in the oracle's fixed point (18 decimals)
@@ -127,6 +129,24 @@ class OracleAnswer:
     position: int
     output: tuple[int, ...]
     signature: bytes  # 65 bytes, r || s || v
+
+
+#: an answer agrees with the result when within ABS_TOL or REL_TOL_PPM / 1e6 of it (the
+#: contract's constants, 18 decimals)
+ABS_TOL = 10**12
+REL_TOL_PPM = 1_000
+
+
+def within_tolerance(answer: Sequence[int], result: Sequence[int]) -> bool:
+    """Whether ``answer`` agrees with ``result`` output by output, as the oracle judges
+    a committee member's answer against the median (and a referee, a disputed answer
+    against its own run of the model)."""
+    if len(answer) != len(result):
+        return False
+    return all(
+        abs(int(a) - int(b)) <= max(ABS_TOL, abs(int(b)) * REL_TOL_PPM // 1_000_000)
+        for a, b in zip(answer, result, strict=True)
+    )
 
 
 def pack_output(output: Sequence[int]) -> bytes:
@@ -275,6 +295,17 @@ class OracleClient(ContractClient):
             OracleRequest.from_event(args, block)
             for block, args in self.logs("Requested", from_block, to_block)
         ]
+
+    def request_by_id(self, request_id: int, from_block: int = 0) -> OracleRequest:
+        """The request ``request_id`` as its ``Requested`` event tells it (scanning from
+        ``from_block``); NotFound when there is none."""
+        found = self.logs(
+            "Requested", from_block, self.backend.block_number(), request_id=request_id
+        )
+        if not found:
+            raise NotFound(f"no oracle request {request_id}")
+        block, args = found[0]
+        return OracleRequest.from_event(args, block)
 
     def is_active_provider(self, address: str) -> bool:
         """Whether ``address`` is an active provider in the registry the oracle draws from."""

@@ -1,7 +1,8 @@
 """The oracle's provider side: watch the oracle contract's requests, answer with the
-model, agree with the other committee members off chain, deliver in one transaction
-(``docs/oracle.md``)."""
+model, agree with the other committee members off chain, deliver in one transaction, dispute
+the outliers a delivery names (``docs/oracle.md``)."""
 
+from ._challenge import OutlierChallenger
 from ._http import AnswerMessage, HttpSend, parse_answer
 from ._node import attach_oracle, relay_loop
 from ._relay import MAX_OUTPUT, OracleRelay, run_model
@@ -12,6 +13,7 @@ __all__ = [
     "AnswerMessage",
     "HttpSend",
     "OracleRelay",
+    "OutlierChallenger",
     "ZkArtifacts",
     "attach_oracle",
     "deploy_zk_verifier",

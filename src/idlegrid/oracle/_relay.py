@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,7 @@ from ..chain._oracle import MAX_BATCH, answer_digest
 from ..protocol import Account
 from ..protocol._fastsig import recover_digest
 from ..protocol._keccak import keccak256
+from ._challenge import OutlierChallenger
 
 __all__ = ["MAX_OUTPUT", "OracleRelay", "run_model"]
 
@@ -55,6 +57,8 @@ MAX_OUTPUT = 16
 #: answers kept for requests not read yet, in all and from one sender
 MAX_EARLY = 1024
 MAX_EARLY_PER_SENDER = 16
+#: requests answered that the dispute path remembers
+MAX_ANSWERED = 1024
 #: requests of one epoch (blocks) share a delivery order, so that they travel together
 EPOCH_BLOCKS = 64
 
@@ -98,6 +102,7 @@ class OracleRelay:
         grace_s: float = 5.0,
         from_block: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        challenger: OutlierChallenger | None = None,
     ) -> None:
         self.oracle = oracle
         self.account = account
@@ -106,6 +111,8 @@ class OracleRelay:
         self.grace_s = grace_s
         self.next_block = from_block
         self.clock = clock
+        #: opens a dispute on each outlier this node's deliveries name (None: it does not)
+        self.challenger = challenger
         self.domain = oracle.domain()
         #: TESTING AID (``--cheat-rate``): changes this node's answers before it signs
         self.tamper: Callable[[list[int]], list[int]] | None = None
@@ -113,6 +120,8 @@ class OracleRelay:
         #: answers signed in this step, sent once the lock is released
         self._outbox: list[tuple[OracleRequest, OracleAnswer, list[str]]] = []
         self._pending: dict[int, _Pending] = {}
+        #: the requests this node answered lately (the dispute path looks their outliers up)
+        self._answered: dict[int, _Pending] = {}
         #: answers to requests not read yet, by request id, and how many each sender sent
         self._early: dict[int, list[OracleAnswer]] = {}
         self._early_by: dict[str, int] = {}
@@ -143,6 +152,8 @@ class OracleRelay:
             for req in self.oracle.requests(self.next_block, head):
                 self._consider(req)
                 self.oracle_next_id_floor = max(self.oracle_next_id_floor, req.request_id + 1)
+            if self.challenger is not None:
+                self._outliers(self.next_block, head)
             self.next_block = head + 1
             self._early = {r: a for r, a in self._early.items() if r >= self.oracle_next_id_floor}
             if not self._early:
@@ -150,6 +161,8 @@ class OracleRelay:
         due = [p for p in list(self._pending.values()) if self._due(p)]
         if due:
             self._deliver(due)
+        if self.challenger is not None:
+            self.challenger.step()
 
     def receive(self, request_id: int, answer: OracleAnswer, sender: str | None = None) -> None:
         """An answer from another member (sent by ``sender``, when over the network);
@@ -221,6 +234,9 @@ class OracleRelay:
             output = self.tamper(output)
         mine = sign_answer(self.account, self.domain, req, position, output)
         p.answers[position] = mine
+        self._answered[req.request_id] = p
+        while len(self._answered) > MAX_ANSWERED:
+            del self._answered[next(iter(self._answered))]
         others = [a for i, a in enumerate(committee) if i != position]
         self._outbox.append((req, mine, others))
 
@@ -301,6 +317,25 @@ class OracleRelay:
                     continue
             for p in chunk:
                 self._deliver_one(p)
+
+    def _outliers(self, from_block: int, to_block: int) -> None:
+        """Hand the outliers named in these blocks, of requests this node answered, to
+        the dispute path. One member disputes them: the first in the request's delivery
+        order among those not named (whoever delivered: a lying deliverer cannot keep its
+        own answer from being disputed)."""
+        assert self.challenger is not None
+        named: dict[int, list[dict[str, Any]]] = {}
+        for _, outlier in self.oracle.logs("Outlier", from_block, to_block):
+            named.setdefault(int(outlier["request_id"]), []).append(outlier)
+        for request_id, outliers in named.items():
+            p = self._answered.get(request_id)
+            if p is None:
+                continue
+            blamed = {str(o["provider"]) for o in outliers}
+            honest = [p.committee[i] for i in self._order(p) if p.committee[i] not in blamed]
+            if honest and honest[0] == self.account.address:
+                for outlier in outliers:
+                    self.challenger.challenge(p.req, outlier)
 
     def _done(self, p: _Pending) -> None:
         self.delivered.append(p.req.request_id)

@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,10 @@ class Case:
     wrong: bool | None = None
     why: str = ""
     salt: str = ""
+    #: an oracle answer's dispute (``Disputes.open_answer``): its request and the
+    #: disputed output; 0 for a job's receipt
+    request_id: int = 0
+    answer: list[int] = field(default_factory=list)
 
 
 class Referee:
@@ -185,7 +189,19 @@ class Referee:
         commit, reveal = int(drawn["commit_deadline"]), int(drawn["reveal_deadline"])
         period = commit - self.node.ledger.backend.timestamp()
         log.info("referee: seated on dispute %s against %s", dispute.hex()[:12], opened["provider"])
+        request_id, answer = 0, []
+        if not any(bytes(opened["channel"])):  # an oracle answer: its output is on chain
+            told = self.disputes.logs("AnswerDisputed", start, block, dispute=dispute)
+            if len(told) != 1:
+                raise PeerError(
+                    f"dispute {dispute.hex()[:12]} has {len(told)} AnswerDisputed events"
+                )
+            disputed = told[0][1]
+            request_id = int(disputed["request_id"])
+            answer = [int(v) for v in disputed["output"]]
         return Case(
+            request_id=request_id,
+            answer=answer,
             dispute="0x" + dispute.hex(),
             provider=str(opened["provider"]),
             spec_hash=bytes(opened["spec_hash"]).hex(),
@@ -205,7 +221,9 @@ class Referee:
                 self._save()
                 return
             evidence = self.evidence.pop(case.dispute, None)
-            if evidence is not None:
+            if case.request_id:  # an oracle answer: everything needed is on chain
+                case.wrong, case.why = await asyncio.to_thread(self._judge_answer, case)
+            elif evidence is not None:
                 case.wrong, case.why = await self._judge(case, evidence)
             elif now >= case.evidence_until:
                 case.wrong, case.why = False, "no valid evidence came: the provider stands"
@@ -271,6 +289,30 @@ class Referee:
         if mine.shape == claimed.shape and workload.close_enough(claimed, mine):
             return False, "re-executed: the provider's output is within tolerance"
         return True, "re-executed: the provider's output is not within tolerance"
+
+    def _judge_answer(self, case: Case) -> tuple[bool, str]:
+        """(wrong, why) for a disputed oracle answer: the request's input read from the
+        oracle's ``Requested`` event, the model from this node's store, run here
+        (blocking). Whatever keeps this node from running it is a vote for the provider."""
+        from ..chain import OracleClient, input_hash, within_tolerance
+        from ..oracle import run_model
+
+        stands = "the provider stands"
+        try:
+            oracle = self.node.ledger.client("oracle", OracleClient)
+            start = self.node.ledger.deployment.start_block
+            req = oracle.request_by_id(case.request_id, start)
+        except IdlegridError as exc:
+            return False, f"the request cannot be read here ({exc}): {stands}"
+        if req.model.hex() != case.spec_hash or input_hash(req.input).hex() != case.input_hash:
+            return False, f"the dispute is not the request's model and input: {stands}"
+        try:
+            mine = run_model(bytes(self.node.store.get(case.spec_hash)), req.input)
+        except IdlegridError as exc:
+            return False, f"the model cannot run here ({type(exc).__name__}): {stands}"
+        if within_tolerance(case.answer, mine):
+            return False, "re-ran the model: the answer is within tolerance"
+        return True, "re-ran the model: the answer is not within tolerance"
 
     def _check(self, case: Case, evidence: DisputeEvidence) -> np.ndarray:
         """The provider's output from the evidence, once every part of it matches what the
