@@ -1257,6 +1257,8 @@ def bench_oracle(
         out.print(f"{key}: {burst[key]} (one liar: {wrong[key]})")
     for key in ("gas_per_request", "latency_blocks", "latency_s"):
         out.print(f"alone, {key}: {alone[key]}")
+    for key in ("liar_named_outlier", "liar_disputed", "liar_found_wrong", "liar_slashed"):
+        out.print(f"one liar, {key}: {wrong[key]}")
     for key in ("gas_zk", "prove_s", "quantisation_error"):
         out.print(f"{key}: {result[key]}")
     for name, met in result["targets"].items():

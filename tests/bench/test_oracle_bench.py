@@ -35,6 +35,10 @@ def test_bench_oracle_prints_every_figure_and_the_liar_changes_nothing() -> None
     assert abs(alone["gas_per_request"] - alone["request_gas"] - alone["fulfill_gas"]) <= 1
     assert result["latency_blocks"] == alone["latency_blocks"] >= 1
     assert wrong["liar_on_committee"] == 2 and wrong["liar_named_outlier"] == 2
+    # its outliers went to the dispute path; the referees there (one honest node each)
+    # re-ran the model and found them wrong
+    assert wrong["liar_disputed"] == 2 and wrong["liar_found_wrong"] == 2
+    assert wrong["liar_slashed"] > 0
     assert not wrong["wrong_answer_delivered"]
     assert result["targets"]["wrong_answer_never_delivered"]
     # zero-knowledge: a proven answer, close to the float model

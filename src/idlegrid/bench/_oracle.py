@@ -168,9 +168,12 @@ def bench_oracle(
         )
         wait_for_node(endpoint, proc)
         _say(progress, f"provider {liar} ({liar_address[:10]}) now answers wrongly")
+        stake = ledger.registry.slashable(liar_address)
+        liar_from = ledger.backend.block_number()
         wrong = _burst(
             oracle, store, sponsor, digest, model, rows, liar_address, progress, "one liar"
         )
+        wrong.update(_disputes(ledger, liar_address, liar_from, stake, progress))
     finally:
         if liar_ref is not None:
             stop(liar_ref, timeout=10.0)
@@ -196,6 +199,8 @@ def bench_oracle(
             "gas_per_request_alone_le_150k": alone["gas_per_request"]
             <= TARGETS["gas_per_request_max"],
             "wrong_answer_never_delivered": not wrong["wrong_answer_delivered"],
+            "liar_disputed_and_slashed": wrong["liar_found_wrong"] > 0
+            and wrong["liar_slashed"] > 0,
         },
         "anchors": ANCHORS,
         "how": {
@@ -214,7 +219,9 @@ def bench_oracle(
             "delivery",
             "relays": "node start --oracle: poll every 1 s; the first member in the epoch's "
             "delivery order delivers once all k answered, everything due in one report",
-            "wrong": "the last provider restarted with --cheat-rate 1 (answers + 1.0)",
+            "wrong": "the last provider restarted with --cheat-rate 1 (answers + 1.0); its "
+            "outliers disputed by the first honest member (Disputes.open_answer), settled by "
+            "the other nodes as referees (they re-run the model)",
             "zero_knowledge": "oracle zk-setup's steps (ezkl 23.0.5: scale and rows from "
             "calibration, local SRS, keys; the Halo2 verifier compiled with npm solc and an "
             "adapter); the drawn provider proves and delivers; gas_zk = ask + delivery "
@@ -366,6 +373,32 @@ def _burst(
             wrong_answer_delivered=wrong_delivered,
         )
     return out
+
+
+def _disputes(
+    ledger: Any, liar: str, from_block: int, stake: int, progress: Progress
+) -> dict[str, Any]:
+    """The liar's outliers on the dispute path: opened by an honest member, settled by
+    the referee nodes (waited for up to WAIT_S), and the stake it lost."""
+    from ..chain import DisputeClient, DisputeOutcome, DisputeStatus
+
+    disputes = ledger.client("disputes", DisputeClient)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        head = ledger.backend.block_number()
+        opened = disputes.logs("AnswerDisputed", from_block, head, provider=liar)
+        states = [disputes.dispute(bytes(o["dispute"])) for _, o in opened]
+        settled = all(st.status is DisputeStatus.RESOLVED for st in states)
+        if (opened and settled) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    wrong = sum(1 for st in states if st.outcome is DisputeOutcome.PROVIDER_WRONG)
+    _say(progress, f"one liar: {len(opened)} of its answers disputed, {wrong} found wrong")
+    return {
+        "liar_disputed": len(opened),
+        "liar_found_wrong": wrong,
+        "liar_slashed": stake - ledger.registry.slashable(liar),
+    }
 
 
 def _zero_knowledge(
