@@ -31,9 +31,9 @@
      repeats, until k distinct providers; a provider answers for its position.
      The seed mixes `block.prevrandao` of the request's block: not known to
      the consumer before its transaction is in a block, short of proposing it.
-     Zero-knowledge mode (mode 1) needs a verifier linked to the model
-     (`link_verifier`, by the model's registrant in the ModelRegistry); its
-     answer is one provider's output and a proof the verifier checks.
+     Zero-knowledge mode (mode 1) needs a verifier linked to the model in the
+     ModelRegistry (`linkVerifier`, by the model's registrant); its answer is
+     one provider's output and a proof the verifier checks.
 """
 
 from ethereum.ercs import IERC20
@@ -48,6 +48,7 @@ exports: eip712.DOMAIN_SEPARATOR
 
 interface IModels:
     def registered(model: bytes32) -> bool: view
+    def verifier(model: bytes32) -> address: view
     def model(model: bytes32) -> (bytes32, bytes32, bytes32, bytes32, address, address, uint256, bytes32): view
 
 
@@ -158,11 +159,6 @@ event QuorumSet:
     k: uint8
 
 
-event VerifierLinked:
-    model: indexed(bytes32)
-    verifier: address
-
-
 event WidthDeclared:
     model: indexed(bytes32)
     width: uint256
@@ -184,8 +180,6 @@ next_request_id: public(uint256)
 quorum: public(HashMap[address, uint8])
 # what each provider earned and has not withdrawn
 owed: public(HashMap[address, uint256])
-# the verifier of each model's zero-knowledge proofs
-verifiers: public(HashMap[bytes32, address])
 # each model's input width (features), when its registrant declared it (0: not declared)
 input_width: public(HashMap[bytes32, uint256])
 # the dispute path's evidence: for keccak256(abi_encode(request_id, provider)) of an
@@ -230,7 +224,7 @@ def request(model: bytes32, input: DynArray[int256, MAX_INPUT], mode: uint8, fee
         assert len(input) == width, "oracle: input width differs from the model's"
     k: uint8 = 1
     if mode == ZK:
-        assert self.verifiers[model] != empty(address), "oracle: no verifier linked to this model"
+        assert staticcall models.verifier(model) != empty(address), "oracle: no verifier linked to this model"
     else:
         k = self.quorum[msg.sender]
         if k == 0:
@@ -368,7 +362,7 @@ def fulfill_proof(
     assert keccak256(abi_encode(input)) == c.input_hash, "oracle: not the request's input"
     assert len(output) > 0, "oracle: empty output"
     assert staticcall registry.is_active(msg.sender), "oracle: only an active provider answers"
-    verifier: address = self.verifiers[c.model]
+    verifier: address = staticcall models.verifier(c.model)
     assert verifier != empty(address), "oracle: no verifier linked to this model"
     assert staticcall IVerifier(verifier).verify(c.model, input, output, proof), "oracle: the proof does not verify"
     self.commitments[request_id] = empty(bytes32)
@@ -402,21 +396,6 @@ def withdraw() -> uint256:
     assert extcall token.transfer(msg.sender, amount, default_return_value=True), "oracle: transfer failed"
     log Withdrawn(provider=msg.sender, amount=amount)
     return amount
-
-
-@external
-def link_verifier(model: bytes32, verifier: address):
-    """
-    @notice Link the verifier of `model`'s zero-knowledge proofs; by the model's
-            registrant in the ModelRegistry, once.
-    """
-    registrant: address = (staticcall models.model(model))[5]
-    assert registrant != empty(address), "oracle: model not registered"
-    assert msg.sender == registrant, "oracle: only the model's registrant links its verifier"
-    assert self.verifiers[model] == empty(address), "oracle: a verifier is linked already"
-    assert verifier.is_contract, "oracle: the verifier is not a contract"
-    self.verifiers[model] = verifier
-    log VerifierLinked(model=model, verifier=verifier)
 
 
 @external

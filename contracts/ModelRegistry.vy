@@ -89,6 +89,10 @@ _participants: HashMap[bytes32, DynArray[address, MAX_PARTICIPANTS]]
 # repeat check linear where a pairwise check of 128 would cost over a million gas
 _seen: transient(HashMap[bytes32, HashMap[address, bool]])
 count: public(uint256)
+# each model's zero-knowledge verifier: a contract that checks a proof that the model
+# gives an output on an input (`verify(model, input, output, proof) -> bool`), linked
+# once by the model's registrant; the AI oracle asks it in zero-knowledge mode
+verifier: public(HashMap[bytes32, address])
 
 
 event ModelRegistered:
@@ -123,6 +127,12 @@ event VerificationRecorded:
     passed: bool
     checked: uint256
     failed: uint256
+
+
+event VerifierLinked:
+    model: indexed(bytes32)
+    registrant: indexed(address)
+    verifier: address
 
 
 event RoundRegistered:
@@ -334,6 +344,23 @@ def registerRound(
     log RoundRegistered(
         run=run, round=round, model=model, coordinator=msg.sender, participants=participants
     )
+
+
+@external
+def linkVerifier(model: bytes32, verifier: address):
+    """
+    @notice Link the verifier of `model`'s zero-knowledge proofs (a contract); by the
+            model's registrant, once: the record, like the lineage, stands.
+    @param model The sha256 of the model.
+    @param verifier The contract answering `verify(model, input, output, proof)`.
+    """
+    registrant: address = self._models[model].registrant
+    assert registrant != empty(address), "models: model not registered"
+    assert msg.sender == registrant, "models: only the model's registrant links its verifier"
+    assert self.verifier[model] == empty(address), "models: a verifier is linked already"
+    assert verifier.is_contract, "models: the verifier is not a contract"
+    self.verifier[model] = verifier
+    log VerifierLinked(model=model, registrant=msg.sender, verifier=verifier)
 
 
 @external

@@ -1287,7 +1287,7 @@ def oracle_zk_setup(
     model's registrant)."""
     import hashlib
 
-    from .chain import OracleClient
+    from .chain import ModelRegistryClient
     from .oracle import deploy_zk_verifier, zk_dir, zk_setup
 
     try:
@@ -1296,11 +1296,11 @@ def oracle_zk_setup(
         raise IdlegridError(f"cannot read {model}: {exc.strerror}") from exc
     digest = hashlib.sha256(data).digest()
     key, ledger = _identity(network, account, keystore, default=0)
-    oracle = ledger.client("oracle", OracleClient)
+    models = ledger.client("models", ModelRegistryClient)
     console.print(f"setting model {digest.hex()[:16]} up (circuit, SRS, keys, verifier)")
     artifacts = zk_setup(data, zk_dir(digest))
     adapter = deploy_zk_verifier(ledger.backend, artifacts, digest, sender=key)
-    oracle.link_verifier(digest, adapter, sender=key)
+    models.link_verifier(digest, adapter, sender=key)
     doc = {
         "model": digest.hex(), "verifier": adapter, "directory": str(artifacts.directory),
         "input_scale": artifacts.input_scale, "output_scale": artifacts.output_scale,

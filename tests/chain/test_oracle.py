@@ -463,14 +463,21 @@ def test_bad_requests_revert_with_clear_reasons(setup: Setup) -> None:
 
 def test_only_a_model_s_registrant_links_its_verifier_once(setup: Setup) -> None:
     s, env = setup, setup.env
+    models = env.ledger.client("models", ModelRegistryClient)
     with pytest.raises(ContractReverted, match="only the model's registrant"):
-        s.oracle.link_verifier(s.model, env.token.address, sender=s.consumer)
+        models.link_verifier(s.model, env.token.address, sender=s.consumer)
     with pytest.raises(ContractReverted, match="not a contract"):
-        s.oracle.link_verifier(s.model, s.consumer.address, sender=env.users[0])
-    s.oracle.link_verifier(s.model, env.token.address, sender=env.users[0])
-    assert s.oracle.verifier(s.model) == env.token.address
+        models.link_verifier(s.model, s.consumer.address, sender=env.users[0])
+    with pytest.raises(ContractReverted, match="model not registered"):
+        models.link_verifier(b"\x09" * 32, env.token.address, sender=env.users[0])
+    with pytest.raises(ContractReverted, match="no verifier linked"):  # mode 1 needs one
+        s.oracle.request(s.model, to_fixed([1.0]), mode=1, fee=FEE, sender=s.consumer)
+    done = models.link_verifier(s.model, env.token.address, sender=env.users[0])
+    (linked,) = models._events("VerifierLinked", done)
+    assert (linked["registrant"], linked["verifier"]) == (env.users[0].address, env.token.address)
+    assert s.oracle.verifier(s.model) == models.verifier(s.model) == env.token.address
     with pytest.raises(ContractReverted, match="linked already"):
-        s.oracle.link_verifier(s.model, env.registry.address, sender=env.users[0])
+        models.link_verifier(s.model, env.registry.address, sender=env.users[0])
 
 
 def test_a_declared_width_refuses_other_widths_at_once(setup: Setup) -> None:

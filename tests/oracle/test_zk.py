@@ -77,7 +77,7 @@ def world(env: Env, circuits: tuple[Circuit, Circuit]) -> Iterator[World]:
     for c in circuits:
         models.register(c.digest, sender=owner)
         adapter = deploy_zk_verifier(env.backend, c.artifacts, c.digest, sender=owner)
-        oracle.link_verifier(c.digest, adapter, sender=owner)
+        models.link_verifier(c.digest, adapter, sender=owner)
     env.token.approve(env.registry.address, MAX, sender=prover)
     env.registry.register("http://p", 1, b"\x01" * 32, 200 * TOKEN, sender=prover)
     artifact = compile_file(VAULT)

@@ -410,14 +410,16 @@ def _zero_knowledge(
     rows: list[np.ndarray],
     progress: Progress,
 ) -> dict[str, Any]:
-    from ..chain import from_fixed, to_fixed
+    from ..chain import ModelRegistryClient, from_fixed, to_fixed
     from ..oracle import deploy_zk_verifier, zk_dir, zk_prove, zk_setup
     from ..workloads import OnnxRunner
 
     _say(progress, "zero-knowledge: circuit, SRS, keys, verifier (once per model)")
     artifacts = zk_setup(model, zk_dir(digest))
     adapter = deploy_zk_verifier(oracle.backend, artifacts, digest, sender=sponsor)
-    oracle.link_verifier(digest, adapter, sender=sponsor)
+    ModelRegistryClient(oracle.backend, oracle._call("models")).link_verifier(
+        digest, adapter, sender=sponsor
+    )
     w3 = oracle.backend.w3
     gas, prove, errors = [], [], []
     for i, row in enumerate(rows):

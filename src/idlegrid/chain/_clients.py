@@ -686,6 +686,14 @@ class ModelRegistryClient(ContractClient):
     def registered(self, model: bytes) -> bool:
         return bool(self._call("registered", _b32(model)))
 
+    def link_verifier(self, model: bytes, verifier: str, *, sender: Account) -> TxResult:
+        """Link ``model``'s zero-knowledge verifier (its registrant, once)."""
+        return self._send("linkVerifier", _b32(model), checksum(verifier), sender=sender)
+
+    def verifier(self, model: bytes) -> str:
+        """``model``'s zero-knowledge verifier (the zero address: none linked)."""
+        return checksum(self._call("verifier", _b32(model)))
+
     def model(self, model: bytes) -> ModelRecord | None:
         """The record of ``model`` (the sha256 of its weights), or None if never registered.
 

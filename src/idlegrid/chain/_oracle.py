@@ -283,11 +283,13 @@ class OracleClient(ContractClient):
         """``model``'s declared input width (0: not declared)."""
         return int(self._call("input_width", model))
 
-    def link_verifier(self, model: bytes, verifier: str, *, sender: Account) -> TxResult:
-        return self._send("link_verifier", model, checksum(verifier), sender=sender)
-
     def verifier(self, model: bytes) -> str:
-        return checksum(self._call("verifiers", model))
+        """``model``'s zero-knowledge verifier, as the ModelRegistry links it (the zero
+        address: none)."""
+        from ._clients import ModelRegistryClient
+
+        models = ModelRegistryClient(self.backend, checksum(self._call("models")))
+        return models.verifier(model)
 
     def requests(self, from_block: int, to_block: int) -> list[OracleRequest]:
         """The requests made in blocks ``from_block..to_block``."""

@@ -273,7 +273,7 @@ def zk_prove(artifacts: ZkArtifacts, row: np.ndarray) -> tuple[list[int], bytes,
 
 def deploy_zk_verifier(backend: Any, artifacts: ZkArtifacts, model: bytes, *, sender: Any) -> str:
     """Deploy ``artifacts``' Halo2 verifier and a ``ZkAdapter`` for ``model`` (its
-    sha256); the adapter's address, to link in the oracle (``link_verifier``)."""
+    sha256); the adapter's address, to link in the ModelRegistry (``link_verifier``)."""
     from ..chain import deploy_contract
     from ..chain._compile import Artifact
 
