@@ -2,8 +2,9 @@
 """
 @title AnswerStore
 @notice The smallest useful consumer of the idlegrid oracle: it asks, and keeps the
-        first output of each answer. `idlegrid bench oracle` measures the oracle's
-        gas with it (the callback's own work is one storage word).
+        first output of each answer and its request id. `idlegrid bench oracle`
+        measures the oracle's gas with it (the callback's own work is two storage
+        words).
 """
 
 from ethereum.ercs import IERC20

@@ -4,19 +4,23 @@ lying provider.
 An anvil devnet with ``providers`` provider node processes, each answering the oracle
 (``node start --oracle``, as ``devnet up`` starts them). The sponsor registers a small
 MLP risk model (8-16-2, seeded weights) and uploads it to every provider; the consumer is
-``examples/oracle/AnswerStore.vy`` (its callback keeps one word). ``requests`` requests,
-each a fresh row of features, k = 3:
+``examples/oracle/AnswerStore.vy`` (its callback keeps two words). ``requests`` requests,
+each a fresh row of features, k = 3, first one at a time (``alone``: each waits for its
+delivery), then back to back (``burst``: the relays put what is due in shared reports):
 
-* ``gas_per_request``: gas of the consumer's ``ask`` (the oracle's ``request`` inside)
-  plus the delivering transaction's (``fulfill`` and the callback), the median;
+* ``gas_per_request``: in the burst, gas of the consumer's ``ask`` (the oracle's
+  ``request`` inside) plus its share of the report that delivered it (``fulfill`` and
+  the callbacks, divided by the requests in the report), the median; alone, the ask plus
+  the whole delivering transaction (``gas_per_request_alone``);
 * ``latency_blocks``, ``latency_s``: blocks and seconds from the request's receipt to
-  the delivery's, the median (the relays poll every second);
+  the delivery's, the median, alone (the relays poll every second);
 * ``answers_match``: every delivered output equals onnxruntime's on this machine.
 
 Then the last provider restarts as a liar (``--cheat-rate 1``: every oracle answer off
-by 1.0) and the same is measured under ``with_wrong_provider``, with how often the liar
-sat on the committee, how often it was named an outlier, and whether any delivered
-answer differs from the honest one (``wrong_answer_delivered``: the target is never).
+by 1.0) and the burst is measured under ``with_wrong_provider``, with how often the liar
+sat on the committee, how often it was named an outlier, whether any delivered answer
+differs from the honest one (``wrong_answer_delivered``: the target is never), and how
+its outliers fared on the dispute path (disputed, found wrong, stake slashed).
 Zero-knowledge mode (``zk_requests`` of the same rows): ``gas_zk`` (ask + the delivery
 with its proof check and callback, median), ``prove_s`` (ezkl's prove on one row here,
 median) and ``quantisation_error`` (max abs difference of the proven outputs from
@@ -208,7 +212,7 @@ def bench_oracle(
             "providers": providers,
             "k": 3,
             "model": "MLP 8-16-2 (Gemm, Relu, Gemm), seeded weights",
-            "consumer": "examples/oracle/AnswerStore.vy (keeps one word)",
+            "consumer": "examples/oracle/AnswerStore.vy (its callback keeps two words)",
             "requests": requests,
             "gas_per_request": "burst: the consumer asks all rows back to back (one block "
             "each) and the relays deliver them in shared reports; per request = its ask tx "
