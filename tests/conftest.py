@@ -63,7 +63,7 @@ class Env:
         """Supply equals the sum of balances of every address that ever held tokens
         (``extra``: contracts a test deployed that hold some)."""
         holders = [*self.all_addresses(), self.registry.address, self.market.address, *extra]
-        for key in ("oracle", "disputes"):  # bonds and fees; a test's own ledger may have none
+        for key in ("oracle", "rewards", "disputes"):  # a test's own ledger may have none
             if key in self.ledger.deployment.contracts:
                 holders.append(self.ledger.deployment.address(key))
         assert self.token.total_supply() == sum(self.token.balance_of(h) for h in holders)

@@ -41,9 +41,10 @@ def test_registry_lists_the_ledger_in_deployment_order() -> None:
 
     # Assert: the token first (the others take its address), the market after the
     # registry (it is wired to it), the model registry, the oracle after both
-    # registries (it reads them), and the dispute contract (the market's arbiter) last:
+    # registries (it reads them), the reward pool (it reads the model registry), and the
+    # dispute contract (the market's arbiter) last:
     # it takes the oracle's address, whose outlier answers it disputes
-    assert keys == ["token", "registry", "market", "models", "oracle", "disputes"]
+    assert keys == ["token", "registry", "market", "models", "oracle", "rewards", "disputes"]
     assert {"ProviderRegistry", "JobMarket", "Disputes"} <= set(followed)
     assert "DisputeResolved" in followed["Disputes"]
     assert "VoucherRedeemed" in followed["JobMarket"]
@@ -65,6 +66,7 @@ def test_extra_contract_is_deployed_wired_and_reachable(
         "disputes",
         "models",
         "oracle",
+        "rewards",
         "beacon",
     }
     assert beacon.token() == ledger.token.address

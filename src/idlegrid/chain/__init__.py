@@ -48,6 +48,7 @@ from ._oracle import (
     within_tolerance,
 )
 from ._reputation import ProviderHistory, Reputation, ReputationRules, score_reputation
+from ._rewards import PoolState, PostingState, RewardPoolClient, RewardTree, reward_leaf
 from ._rpchttp import RpcServer, serve
 from ._types import (
     TOKEN,
@@ -94,6 +95,8 @@ __all__ = [
     "OracleAnswer",
     "OracleClient",
     "OracleRequest",
+    "PoolState",
+    "PostingState",
     "ProviderContribution",
     "ProviderHistory",
     "ProviderInfo",
@@ -101,6 +104,8 @@ __all__ = [
     "RegistryClient",
     "Reputation",
     "ReputationRules",
+    "RewardPoolClient",
+    "RewardTree",
     "RpcBackend",
     "RpcServer",
     "Slash",
@@ -121,6 +126,7 @@ __all__ = [
     "input_hash",
     "load_deployment",
     "measure_dispute_gas",
+    "reward_leaf",
     "score_reputation",
     "serve",
     "sign_answer",

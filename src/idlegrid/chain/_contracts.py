@@ -32,6 +32,7 @@ from ._compile import Artifact, compile_all, compile_file
 from ._index_db import MARKET_EVENTS, REGISTRY_EVENTS, TOKEN_EVENTS, Handler
 from ._index_disputes import DISPUTE_EVENTS, DISPUTE_SCHEMA
 from ._oracle import OracleClient
+from ._rewards import RewardPoolClient
 from ._types import Deployment, LedgerConfig
 
 __all__ = ["CONTRACTS", "ContractSpec", "load_deployment"]
@@ -144,6 +145,18 @@ CONTRACTS: tuple[ContractSpec, ...] = (
         name="IdlegridOracle",
         args=lambda cfg, at: [at["token"], at["models"], at["registry"]],
         client=OracleClient,
+        optional=True,
+    ),
+    ContractSpec(
+        key="rewards",
+        name="RewardPool",
+        args=lambda cfg, at: [
+            at["token"],
+            at["models"],
+            cfg.reward_challenge_window,
+            cfg.reward_claim_period,
+        ],
+        client=RewardPoolClient,
         optional=True,
     ),
     ContractSpec(

@@ -57,6 +57,10 @@ class LedgerConfig:
     #: seconds after the draw for committing votes, then for revealing them
     commit_period: int = 24 * 3600
     reveal_period: int = 24 * 3600
+    #: seconds after a reward posting before its claims open (its challenge window),
+    #: then for claiming before the rest goes back to the run's pool
+    reward_challenge_window: int = 24 * 3600
+    reward_claim_period: int = 90 * 24 * 3600
 
 
 @dataclass(frozen=True)

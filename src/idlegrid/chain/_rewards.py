@@ -1,0 +1,161 @@
+"""The reward pool's contract client (``contracts/RewardPool.vy``) and its Merkle trees.
+
+A federated run's sponsor funds a pool; after a round the run's coordinator posts the
+contributions as the Merkle root of (contributor, amount) leaves (:class:`RewardTree`
+builds it and each contributor's proof); contributors claim with their proof once the
+challenge window has passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from eth_abi import encode as abi_encode
+
+from .._exceptions import InvalidInput
+from ..protocol import Account, checksum, merkle_proof, merkle_root
+from ..protocol._keccak import keccak256
+from ._backend import TxResult
+from ._clients import ContractClient
+
+__all__ = ["PoolState", "PostingState", "RewardPoolClient", "RewardTree", "reward_leaf"]
+
+
+def _run(run: bytes) -> bytes:
+    if len(run) != 32:
+        raise InvalidInput(f"a run id is 32 bytes, not {len(run)}")
+    return run
+
+
+def reward_leaf(run: bytes, round: int, contributor: str, amount: int) -> bytes:
+    """``keccak256(abi_encode(run, round, contributor, amount))``, as the pool hashes it."""
+    return keccak256(
+        abi_encode(
+            ["bytes32", "uint256", "address", "uint256"],
+            [_run(run), round, checksum(contributor), amount],
+        )
+    )
+
+
+@dataclass(frozen=True)
+class RewardTree:
+    """One round's contributions as the pool's Merkle tree: the root to post, the total,
+    and each contributor's proof. Contributors in address order; one leaf each."""
+
+    run: bytes
+    round: int
+    amounts: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        if not self.amounts:
+            raise InvalidInput("a posting names at least one contributor")
+        if any(int(a) <= 0 for a in self.amounts.values()):
+            raise InvalidInput("a contributor's amount is positive")
+        normal = {checksum(c): int(a) for c, a in self.amounts.items()}
+        if len(normal) != len(self.amounts):
+            raise InvalidInput("a contributor appears twice")
+        object.__setattr__(self, "amounts", dict(sorted(normal.items())))
+
+    @property
+    def contributors(self) -> list[str]:
+        return list(self.amounts)
+
+    def _leaves(self) -> list[bytes]:
+        return [reward_leaf(self.run, self.round, c, a) for c, a in self.amounts.items()]
+
+    @property
+    def root(self) -> bytes:
+        return merkle_root(self._leaves())
+
+    @property
+    def total(self) -> int:
+        return sum(self.amounts.values())
+
+    def proof(self, contributor: str) -> list[bytes]:
+        who = checksum(contributor)
+        if who not in self.amounts:
+            raise InvalidInput(f"{who} is not in round {self.round}'s posting")
+        return merkle_proof(self._leaves(), self.contributors.index(who))
+
+
+@dataclass(frozen=True)
+class PoolState:
+    sponsor: str
+    budget: int
+    locked_until: int
+
+
+@dataclass(frozen=True)
+class PostingState:
+    root: bytes
+    model: bytes
+    total: int
+    claimed: int
+    posted_at: int
+    expired: bool
+
+
+class RewardPoolClient(ContractClient):
+    """Data contributors' rewards: fund, post, claim, expire, reclaim."""
+
+    _name = "RewardPool"
+
+    def challenge_window(self) -> int:
+        return int(self._call("challenge_window"))
+
+    def claim_period(self) -> int:
+        return int(self._call("claim_period"))
+
+    def fund(self, run: bytes, amount: int, locked_until: int, *, sender: Account) -> TxResult:
+        """Put ``amount`` (approved beforehand) in ``run``'s pool until ``locked_until``."""
+        return self._send("fund", _run(run), amount, locked_until, sender=sender)
+
+    def post(self, tree: RewardTree, model: bytes, *, sender: Account) -> TxResult:
+        """Post ``tree``'s root for its round's ``model`` (the run's coordinator)."""
+        return self._send(
+            "post", _run(tree.run), tree.round, model, tree.root, tree.total, sender=sender
+        )
+
+    def claim(
+        self,
+        run: bytes,
+        round: int,
+        contributor: str,
+        amount: int,
+        proof: Sequence[bytes],
+        *,
+        sender: Account,
+    ) -> TxResult:
+        """Pay ``contributor`` its ``amount`` of ``round``'s posting (anyone may send it)."""
+        return self._send(
+            "claim", _run(run), round, checksum(contributor), amount, list(proof), sender=sender
+        )
+
+    def claim_from(self, tree: RewardTree, contributor: str, *, sender: Account) -> TxResult:
+        """:meth:`claim` with ``tree``'s amount and proof for ``contributor``."""
+        who = checksum(contributor)
+        return self.claim(
+            tree.run, tree.round, who, tree.amounts.get(who, 0), tree.proof(who), sender=sender
+        )
+
+    def expire(self, run: bytes, round: int, *, sender: Account) -> TxResult:
+        return self._send("expire", _run(run), round, sender=sender)
+
+    def reclaim(self, run: bytes, *, sender: Account) -> TxResult:
+        return self._send("reclaim", _run(run), sender=sender)
+
+    def pool(self, run: bytes) -> PoolState:
+        sponsor, budget, locked = self._call("pools", _run(run))
+        return PoolState(checksum(sponsor), int(budget), int(locked))
+
+    def posting(self, run: bytes, round: int) -> PostingState:
+        root, model, total, claimed, at, expired = self._call("postings", _run(run), round)
+        return PostingState(bytes(root), bytes(model), int(total), int(claimed), int(at),
+                            bool(expired))  # fmt: skip
+
+    def claimed(self, run: bytes, round: int, contributor: str) -> bool:
+        key = keccak256(
+            abi_encode(["bytes32", "uint256", "address"], [_run(run), round, checksum(contributor)])
+        )
+        return bool(self._call("claimed", key))
