@@ -1233,6 +1233,31 @@ def bench_fl(
         out.print(f"{name}: {met}")
 
 
+@bench_app.command("rewards")
+def bench_rewards(
+    as_json: JsonFlag = False,
+    clients: Annotated[int, typer.Option(help="Clients (one Dirichlet part each).")] = 10,
+    rounds: Annotated[int, typer.Option(help="Federated rounds of every run.")] = 8,
+) -> None:
+    """Data contributors' rewards: what free riders, noisy labels, duplicates and sybils earn."""
+    from .bench._rewards import bench_rewards as run_rewards
+
+    def say(msg: str) -> None:
+        console.print(f"[dim]•[/dim] {msg}")
+
+    result = run_rewards(clients=clients, rounds=rounds, progress=say)
+    if as_json:
+        _print_json(result)
+        return
+    for key in (
+        "free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain", "duplicate_gain",
+        "rank_correlation", "overhead", "rule_max_diff", "claim_gas",
+    ):  # fmt: skip
+        out.print(f"{key}: {result[key]}")
+    for name, met in result["targets"].items():
+        out.print(f"{name}: {met}")
+
+
 @bench_app.command("oracle")
 def bench_oracle(
     as_json: JsonFlag = False,

@@ -6,6 +6,9 @@ differential privacy, each round's model in the on-chain lineage.
   Flower's ``flwr.server.strategy`` behind one small interface (``_strategy.py``);
 * ``_secagg.py``: SecAgg+ on Flower's primitives, stateless on the client;
 * ``_dp.py``: DP-FedAvg (clipping, Gaussian noise) with opacus's RDP accountant;
+* :func:`gtg_shapley` (``_contrib.py``): what each client's update added to a round
+  (GTG-Shapley, with free riders, replays, duplicates and look-alike identities priced
+  out), :func:`shares` to pay by it;
 * ``_local.py``: a client's local training (the same in idlegrid, Flower and the
   centralized baseline); ``_partition.py``: Dirichlet label partitions;
   ``_flower.py``: the Flower baseline the benchmark runs next to idlegrid.
@@ -13,6 +16,7 @@ differential privacy, each round's model in the on-chain lineage.
 
 from __future__ import annotations
 
+from ._contrib import RoundContribution, gtg_shapley, shares, validation_value
 from ._coordinator import Coordinator, FederatedResult, RoundReport, check_update, client_seed
 from ._local import LocalFit, evaluate_params, initial_params, local_fit
 from ._spec import DpSpec, FederatedSpec, LocalSpec, StrategySpec, load_spec
@@ -26,14 +30,18 @@ __all__ = [
     "FitResult",
     "LocalFit",
     "LocalSpec",
+    "RoundContribution",
     "RoundReport",
     "Strategy",
     "StrategySpec",
     "check_update",
     "client_seed",
     "evaluate_params",
+    "gtg_shapley",
     "initial_params",
     "load_spec",
     "local_fit",
     "make_strategy",
+    "shares",
+    "validation_value",
 ]

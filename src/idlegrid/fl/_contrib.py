@@ -1,0 +1,294 @@
+"""What each client's update added to a federated round: Shapley values estimated from
+the round's updates (GTG-Shapley), with the games data contributors play priced out.
+
+The coordinator already holds every client's update of a round and the global model
+before it; the model's sponsor holds a validation set. The value of a coalition S of
+clients is the validation metric of the model the round would have produced from S's
+updates alone, ``v(S) = metric(global + mean of S's updates)``, so no client sends
+anything more and no raw data moves. The Shapley value of a client is its marginal gain
+``v(S + i) - v(S)`` averaged over the orders in which clients could join.
+
+The estimator is GTG-Shapley (Liu et al., "GTG-Shapley: Efficient and Accurate
+Participant Contribution Evaluation in Federated Learning", 2022), written here because
+no maintained library computes it from federated updates (Flower has no contribution
+module): a round whose global model barely moved is skipped (between-round truncation);
+within an order, once the coalition's value is within ``within_eps`` of the whole
+round's gain (a fraction of ``v(all) - v(none)``), the rest of the order adds nothing
+(within-round truncation); orders are
+sampled with each client first in turn (guided sampling), until the estimates stop
+moving; coalitions' values are cached, as many orders share prefixes.
+
+What a copier or a freeloader gains is designed out before the estimate:
+
+* **Identities with the same data** (sybils: one data set split into several clients,
+  or sent twice) send updates that point the same way. Updates whose cosine similarity
+  is at least ``group_tau`` are merged into one player (``groups``): its update is the
+  members' mean and its value is shared by them in proportion to their examples. A
+  data set split into k identities is then worth what it is worth as one client.
+* **Size claimed, not shown**: every player counts the same in ``v`` (a plain mean,
+  not weighted by claimed examples), and each update is scaled down to the median norm
+  of the round's updates (Flower's and DP-FedAvg's clipping, at the median), so that
+  training longer or on duplicated rows does not buy a larger step.
+* **Free riders**: an update that is zero (the global model sent back) adds exactly
+  nothing, as each player moves the model by its 1/n share of the round's step and an
+  absent one by none; noise lowers the metric; an update that repeats the last round's
+  global step (a replay, ``previous_step``) is counted as zero. Values are clipped at zero when paid
+  (:func:`shares`): a client whose update hurts the model earns nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._exceptions import InvalidInput
+from ..workloads._train_models import MlpModel, ModelSpec, param_count
+
+__all__ = ["RoundContribution", "gtg_shapley", "shares", "validation_value"]
+
+#: v(params) -> the validation metric (higher is better)
+Value = Callable[[np.ndarray], float]
+
+
+@dataclass(frozen=True)
+class RoundContribution:
+    """One round's estimate: each client's Shapley value in metric units (may be
+    negative), the merged identities, and what the estimate cost."""
+
+    values: dict[int, float]
+    groups: list[list[int]]
+    v_before: float
+    v_after: float
+    evaluations: int
+    permutations: int
+    truncated_round: bool
+    #: the per-player estimates' last relative change (the convergence test)
+    change: float = field(default=0.0)
+    #: clients whose update repeated the last round's global step (valued as zero)
+    replays: list[int] = field(default_factory=list)
+
+
+def _check(
+    global_params: np.ndarray, updates: Mapping[int, np.ndarray], examples: Mapping[int, int]
+) -> None:
+    if not updates:
+        raise InvalidInput("a round's contributions need at least one update")
+    if set(updates) != set(examples):
+        raise InvalidInput("every update needs its client's example count, and only those")
+    for client, params in updates.items():
+        if params.shape != global_params.shape:
+            raise InvalidInput(
+                f"client {client}'s update is {params.shape}, not {global_params.shape}"
+            )
+        if not np.isfinite(params).all():
+            raise InvalidInput(f"client {client}'s update has NaN or Inf weights")
+        if int(examples[client]) < 1:
+            raise InvalidInput(f"client {client} claims {examples[client]} examples")
+
+
+def _groups(deltas: Mapping[int, np.ndarray], tau: float) -> list[list[int]]:
+    """Clients whose updates point the same way (cosine >= tau), by single linkage."""
+    clients = sorted(deltas)
+    norms = {c: float(np.linalg.norm(deltas[c])) for c in clients}
+    parent = {c: c for c in clients}
+
+    def find(c: int) -> int:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for i, a in enumerate(clients):
+        for b in clients[i + 1 :]:
+            if norms[a] == 0.0 or norms[b] == 0.0:
+                continue  # a zero update is like nobody's
+            cos = float(np.dot(deltas[a], deltas[b])) / (norms[a] * norms[b])
+            if cos >= tau:
+                parent[find(b)] = find(a)
+    out: dict[int, list[int]] = {}
+    for c in clients:
+        out.setdefault(find(c), []).append(c)
+    return sorted(out.values())
+
+
+def _replays(
+    deltas: Mapping[int, np.ndarray], previous: np.ndarray | None, tau: float
+) -> list[int]:
+    """Clients whose update repeats the last round's global step."""
+    if previous is None:
+        return []
+    prev = np.asarray(previous, dtype=np.float64).reshape(-1)
+    norm = float(np.linalg.norm(prev))
+    if norm == 0.0:
+        return []
+    out = []
+    for c, d in deltas.items():
+        n = float(np.linalg.norm(d))
+        if n > 0 and float(np.dot(d, prev)) / (n * norm) >= tau:
+            out.append(c)
+    return sorted(out)
+
+
+def gtg_shapley(
+    global_params: np.ndarray,
+    updates: Mapping[int, np.ndarray],
+    examples: Mapping[int, int],
+    value: Value,
+    *,
+    seed: int,
+    max_permutations: int = 50,
+    within_eps: float = 0.05,
+    between_eps: float = 1e-4,
+    tol: float = 0.02,
+    group_tau: float = 0.8,
+    previous_step: np.ndarray | None = None,
+    stale_tau: float = 0.95,
+) -> RoundContribution:
+    """Each client's contribution to one round (see the module's notes).
+
+    ``updates`` maps a client to the parameters it sent back (the new weights, not the
+    difference); ``examples`` to the examples it says it trained on; ``value`` scores a
+    parameter vector on the sponsor's validation set. ``previous_step`` is the last
+    round's global step (its model minus the one before): an update that repeats it
+    (cosine >= ``stale_tau``) is a replay, not work, and counts as zero. Deterministic
+    for a ``seed``."""
+    _check(global_params, updates, examples)
+    base = np.asarray(global_params, dtype=np.float64)
+    deltas = {c: np.asarray(p, dtype=np.float64) - base for c, p in updates.items()}
+    stale = _replays(deltas, previous_step, stale_tau)
+    for c in stale:
+        deltas[c] = np.zeros_like(base)
+    norms = [float(np.linalg.norm(d)) for d in deltas.values()]
+    cap = float(np.median([n for n in norms if n > 0])) if any(n > 0 for n in norms) else 0.0
+    clipped = {
+        c: (d * min(1.0, cap / n) if (n := float(np.linalg.norm(d))) > 0 else d)
+        for c, d in deltas.items()
+    }
+    groups = _groups(clipped, group_tau)
+    players = list(range(len(groups)))
+    player_delta = [np.mean([clipped[c] for c in g], axis=0) for g in groups]
+
+    cache: dict[frozenset[int], float] = {}
+
+    def v(coalition: frozenset[int]) -> float:
+        if coalition not in cache:
+            if coalition:
+                # each player moves the model by its 1/n share of the round's step; an
+                # absent player's share is zero (so a zero update adds exactly nothing)
+                step = np.sum([player_delta[p] for p in coalition], axis=0) / len(players)
+                cache[coalition] = float(value((base + step).astype(np.float32)))
+            else:
+                cache[coalition] = float(value(base.astype(np.float32)))
+        return cache[coalition]
+
+    everyone = frozenset(players)
+    v0, vn = v(frozenset()), v(everyone)
+    phi = np.zeros(len(players))
+    if abs(vn - v0) < between_eps:
+        return _result(groups, phi, examples, v0, vn, len(cache), 0, True, 0.0, stale)
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(len(players))
+    change, done = math.inf, 0
+    while done < max_permutations:
+        before = phi.copy()
+        for first in players:
+            rest = [p for p in players if p != first]
+            order = [first, *rng.permutation(rest).tolist()]
+            prefix: frozenset[int] = frozenset()
+            v_prev = v0
+            for p in order:
+                if abs(vn - v_prev) < within_eps * abs(vn - v0):
+                    marginal = 0.0
+                else:
+                    prefix = prefix | {p}
+                    v_cur = v(prefix)
+                    marginal, v_prev = v_cur - v_prev, v_cur
+                counts[p] += 1
+                phi[p] += (marginal - phi[p]) / counts[p]
+            done += 1
+            if done >= max_permutations:
+                break
+        scale = float(np.mean(np.abs(phi))) or 1.0
+        change = float(np.mean(np.abs(phi - before))) / scale
+        if done >= 2 * len(players) and change < tol:
+            break
+    return _result(groups, phi, examples, v0, vn, len(cache), done, False, change, stale)
+
+
+def _result(
+    groups: Sequence[Sequence[int]],
+    phi: np.ndarray,
+    examples: Mapping[int, int],
+    v0: float,
+    vn: float,
+    evaluations: int,
+    permutations: int,
+    truncated: bool,
+    change: float,
+    stale: list[int],
+) -> RoundContribution:
+    values: dict[int, float] = {}
+    for g, value in zip(groups, phi, strict=True):
+        size = sum(int(examples[c]) for c in g)
+        for c in g:
+            values[c] = float(value) * int(examples[c]) / size
+    return RoundContribution(
+        values=dict(sorted(values.items())),
+        groups=[list(g) for g in groups],
+        v_before=v0,
+        v_after=vn,
+        evaluations=evaluations,
+        permutations=permutations,
+        truncated_round=truncated,
+        change=change,
+        replays=stale,
+    )
+
+
+def shares(values: Mapping[int, float]) -> dict[int, float]:
+    """Payable shares of a round (summing to 1, or all zero): values clipped at zero
+    (a client whose update hurt the model earns nothing), then normalised."""
+    positive = {c: max(0.0, float(v)) for c, v in values.items()}
+    total = sum(positive.values())
+    if total <= 0:
+        return dict.fromkeys(values, 0.0)
+    return {c: v / total for c, v in positive.items()}
+
+
+def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> Value:
+    """``v(params)``: minus the mean cross-entropy of ``params`` on the validation set
+    ``(x, y)``. An MLP is evaluated in numpy (the estimate evaluates hundreds of
+    coalitions a round; building a torch network for each would cost more than the
+    round's training); other families through :func:`~idlegrid.fl.evaluate_params`."""
+    if not isinstance(model, MlpModel):
+        from ._local import evaluate_params
+
+        return lambda params: -evaluate_params(model, params, x, y)[0]
+    dims = [model.inputs, *model.hidden, model.classes]
+    n = param_count(model)
+    xs = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(y, dtype=np.int64)
+    if xs.ndim != 2 or xs.shape[1] != model.inputs or len(labels) != len(xs) or not len(xs):
+        raise InvalidInput(f"a validation set of [rows, {model.inputs}] and as many labels")
+
+    def value(params: np.ndarray) -> float:
+        if params.shape != (n,):
+            raise InvalidInput(f"parameters are {params.shape}, not ({n},)")
+        h, at = xs, 0
+        flat = np.asarray(params, dtype=np.float64)
+        for i, (a, b) in enumerate(itertools.pairwise(dims)):
+            w = flat[at : at + a * b].reshape(b, a)
+            bias = flat[at + a * b : at + a * b + b]
+            at += a * b + b
+            h = h @ w.T + bias
+            if i < len(dims) - 2:
+                h = np.maximum(h, 0.0)
+        h = h - h.max(axis=1, keepdims=True)
+        logp = h - np.log(np.exp(h).sum(axis=1, keepdims=True))
+        return float(logp[np.arange(len(labels)), labels].mean())
+
+    return value

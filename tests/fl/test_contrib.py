@@ -1,0 +1,217 @@
+"""Contribution of each client to a federated round (GTG-Shapley with the games priced
+out): exact properties on a quadratic bowl, where every coalition's value is known, then
+the games on real local training over the digits partitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from idlegrid import InvalidInput
+from idlegrid.fl._contrib import gtg_shapley, shares
+
+DIM = 8
+TARGET = np.linspace(-1.0, 1.0, DIM)
+BASE = np.zeros(DIM, np.float32)
+
+
+def bowl(params: np.ndarray) -> float:
+    """Higher is better: minus the squared distance to TARGET."""
+    return -float(np.sum((params.astype(np.float64) - TARGET) ** 2))
+
+
+def _direction(client: int) -> np.ndarray:
+    """Client ``client``'s data knows half of the coordinates (non-iid): its own half."""
+    mask = np.zeros(DIM)
+    mask[[(client + k) % DIM for k in range(0, DIM, 2)] + [(client * 3 + 1) % DIM]] = 1.0
+    return mask * TARGET
+
+
+def _updates(
+    scales: dict[int, float], rng: np.random.Generator, noise: float = 0.0
+) -> dict[int, np.ndarray]:
+    """Client c moves a ``scales[c]`` part of the way to TARGET on its coordinates."""
+    return {
+        c: (BASE + s * _direction(c) + noise * rng.normal(size=DIM)).astype(np.float32)
+        for c, s in scales.items()
+    }
+
+
+def test_a_zero_update_earns_nothing_and_the_useful_ones_share_the_gain() -> None:
+    # Prepare: three clients move towards the optimum, a free rider sends the model back
+    rng = np.random.default_rng(0)
+    updates = _updates({0: 1.0, 1: 0.9, 2: 0.8}, rng, noise=0.05)
+    updates[3] = BASE.copy()
+    examples = dict.fromkeys(updates, 100)
+
+    # Execute
+    got = gtg_shapley(BASE, updates, examples, bowl, seed=1, group_tau=1.1)
+
+    # Assert: exactly zero for the free rider; the others positive; the values add up
+    # to the round's gain (efficiency), within the sampling error
+    assert got.values[3] == 0.0 and shares(got.values)[3] == 0.0
+    assert min(got.values[c] for c in (0, 1, 2)) > 0
+    assert sum(got.values.values()) == pytest.approx(got.v_after - got.v_before, rel=0.05)
+    assert not got.truncated_round and got.evaluations <= 2**4
+
+
+def test_an_update_that_hurts_earns_nothing_once_clipped_at_zero() -> None:
+    rng = np.random.default_rng(1)
+    updates = _updates({0: 1.0, 1: 1.0}, rng, noise=0.02)
+    updates[2] = (BASE - 3.0 * TARGET).astype(np.float32)  # away from the optimum
+    got = gtg_shapley(BASE, updates, dict.fromkeys(updates, 50), bowl, seed=2, group_tau=1.1)
+    assert got.values[2] < 0 and shares(got.values)[2] == 0.0
+    assert sum(shares(got.values).values()) == pytest.approx(1.0)
+
+
+def test_identities_with_one_data_set_are_worth_what_it_is_worth_as_one() -> None:
+    # Prepare: client 9's update, as one client, and the same update from three
+    # identities splitting its examples (a sybil sends what its data gives)
+    rng = np.random.default_rng(2)
+    honest = _updates({0: 0.7, 1: 0.5}, rng, noise=0.1)
+    mine = (BASE + 0.6 * _direction(9)).astype(np.float32)
+    as_one = {**honest, 9: mine}
+    as_three = {**honest, 91: mine, 92: mine.copy(), 93: mine.copy()}
+
+    # Execute
+    one = gtg_shapley(BASE, as_one, {0: 90, 1: 90, 9: 90}, bowl, seed=3, group_tau=0.99)
+    three = gtg_shapley(
+        BASE, as_three, {0: 90, 1: 90, 91: 30, 92: 30, 93: 30}, bowl, seed=3, group_tau=0.99
+    )
+
+    # Assert: merged into one player; together they earn what the one client earns
+    assert [91, 92, 93] in three.groups
+    total = three.values[91] + three.values[92] + three.values[93]
+    assert total == pytest.approx(one.values[9], rel=1e-9)
+    assert three.values[91] == pytest.approx(total / 3)
+
+
+def test_a_bigger_step_or_claimed_size_buys_nothing() -> None:
+    # Prepare: the same direction, once at its own size (above the round's median) and
+    # once five times longer (training longer on duplicated rows) with five times the
+    # claimed examples
+    rng = np.random.default_rng(3)
+    honest = _updates({0: 0.3, 1: 0.25, 2: 0.2}, rng, noise=0.05)
+    step = 0.4 * _direction(3) + 0.05 * rng.normal(size=DIM)
+    plain = {**honest, 3: (BASE + step).astype(np.float32)}
+    pumped = {**honest, 3: (BASE + 5 * step).astype(np.float32)}
+    ex = dict.fromkeys(plain, 100)
+
+    # Execute
+    a = gtg_shapley(BASE, plain, ex, bowl, seed=4, group_tau=1.1)
+    b = gtg_shapley(BASE, pumped, {**ex, 3: 500}, bowl, seed=4, group_tau=1.1)
+
+    # Assert: clipped to the round's median norm, it is worth what it was
+    assert b.values[3] == pytest.approx(a.values[3], rel=1e-6)
+
+
+def test_a_replay_of_the_last_global_step_counts_as_nothing() -> None:
+    rng = np.random.default_rng(4)
+    updates = _updates({0: 0.5, 1: 0.4}, rng, noise=0.05)
+    previous = 0.3 * _direction(5)
+    updates[2] = (BASE + previous + 1e-4 * rng.normal(size=DIM)).astype(np.float32)
+    got = gtg_shapley(BASE, updates, dict.fromkeys(updates, 10), bowl, seed=5,
+                      group_tau=1.1, previous_step=previous)  # fmt: skip
+    assert got.replays == [2] and got.values[2] == 0.0
+    without = gtg_shapley(BASE, updates, dict.fromkeys(updates, 10), bowl, seed=5, group_tau=1.1)
+    assert without.values[2] > 0  # without the check the replay would have been paid
+
+
+def test_a_round_that_did_not_move_the_model_is_skipped() -> None:
+    updates = {c: (BASE + 1e-6 * (c + 1)).astype(np.float32) for c in range(3)}
+    got = gtg_shapley(BASE, updates, dict.fromkeys(updates, 5), bowl, seed=6)
+    assert got.truncated_round and set(got.values.values()) == {0.0}
+    assert shares(got.values) == dict.fromkeys(updates, 0.0)
+
+
+def test_the_estimate_is_deterministic_for_a_seed() -> None:
+    rng = np.random.default_rng(5)
+    updates = _updates({c: 0.1 * (c + 1) for c in range(6)}, rng, noise=0.2)
+    ex = dict.fromkeys(updates, 7)
+    a = gtg_shapley(BASE, updates, ex, bowl, seed=7, group_tau=1.1)
+    b = gtg_shapley(BASE, updates, ex, bowl, seed=7, group_tau=1.1)
+    assert a.values == b.values and a.permutations == b.permutations >= 6
+
+
+@pytest.mark.parametrize(
+    ("updates", "examples", "reason"),
+    [
+        ({}, {}, "at least one update"),
+        ({0: BASE}, {1: 3}, "example count"),
+        ({0: np.zeros(DIM + 1, np.float32)}, {0: 3}, "is \\(9,\\)"),
+        ({0: np.full(DIM, np.nan, np.float32)}, {0: 3}, "NaN"),
+        ({0: BASE}, {0: 0}, "claims 0 examples"),
+    ],
+)
+def test_bad_rounds_are_refused_with_a_clear_reason(
+    updates: dict[int, np.ndarray], examples: dict[int, int], reason: str
+) -> None:
+    with pytest.raises(InvalidInput, match=reason):
+        gtg_shapley(BASE, updates, examples, bowl, seed=0)
+
+
+# -- real local training --------------------------------------------------------------
+
+
+def _round(
+    flip: float = 0.0, free_rider: bool = False
+) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, int], object]:
+    """One round of 6 digits clients from a shared start (client 1's labels flipped in
+    part, client 0 a free rider); the value is minus the validation loss."""
+    pytest.importorskip("torch")
+    from idlegrid.fl._local import evaluate_params, initial_params, local_fit
+    from idlegrid.fl._partition import client_seed, digits_federated
+    from idlegrid.workloads._train_models import MlpModel
+
+    model = MlpModel(family="mlp", inputs=64, hidden=(32,), classes=10)
+    data = digits_federated(6, 1.0, seed=0)
+    start = initial_params(model, 0)
+    updates, examples = {}, {}
+    for i in range(6):
+        x, y = data.client(i)
+        if i == 1 and flip:
+            rng = np.random.default_rng(5)
+            y = y.copy()
+            idx = rng.choice(len(y), int(flip * len(y)), replace=False)
+            y[idx] = (y[idx] + rng.integers(1, 10, len(idx))) % 10
+        fit = local_fit(model, start, x, y, epochs=2, batch=16, lr=0.3,
+                        seed=client_seed(0, 1, i))  # fmt: skip
+        updates[i], examples[i] = fit.params, fit.examples
+    if free_rider:
+        updates[0] = start.copy()
+
+    def value(p: np.ndarray) -> float:
+        return -evaluate_params(model, p, data.x_test, data.y_test)[0]
+
+    return start, updates, examples, value
+
+
+def test_on_real_training_a_free_rider_earns_nothing_and_flipped_labels_earn_less() -> None:
+    # Execute: the same round clean, with client 1's labels half flipped, with a free rider
+    clean = gtg_shapley(*_round(), seed=1)  # type: ignore[arg-type]
+    noisy = gtg_shapley(*_round(flip=0.5), seed=1)  # type: ignore[arg-type]
+    rider = gtg_shapley(*_round(free_rider=True), seed=1)  # type: ignore[arg-type]
+
+    # Assert
+    assert shares(rider.values)[0] == 0.0 and rider.values[0] == 0.0
+    assert 0 <= shares(noisy.values)[1] < shares(clean.values)[1]
+    assert clean.v_after > clean.v_before and clean.evaluations > 6
+
+
+def test_the_numpy_value_of_an_mlp_is_torch_s_loss() -> None:
+    pytest.importorskip("torch")
+    from idlegrid.fl import evaluate_params, initial_params, validation_value
+    from idlegrid.fl._partition import digits_federated
+    from idlegrid.workloads._train_models import MlpModel
+
+    model = MlpModel(family="mlp", inputs=64, hidden=(32, 16), classes=10)
+    data = digits_federated(3, 1.0, seed=1)
+    value = validation_value(model, data.x_test, data.y_test)
+    for seed in (0, 1):
+        params = initial_params(model, seed)
+        loss, _ = evaluate_params(model, params, data.x_test, data.y_test)
+        assert value(params) == pytest.approx(-loss, abs=1e-5)
+    with pytest.raises(InvalidInput, match="parameters are"):
+        value(params[:-1])
+    with pytest.raises(InvalidInput, match="validation set"):
+        validation_value(model, data.x_test[:, :10], data.y_test)
