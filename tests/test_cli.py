@@ -99,4 +99,8 @@ def test_network_demo_json() -> None:
     assert all(v == 0 for v in result["unredeemed_after_restart"].values())
     spend = result["provider_spends_earnings"]
     assert spend["paid_to_others"] > 0
-    assert spend["market_balance_after"] < spend["market_balance_before"]
+    # it spent at least what it paid, at most its deposits (if a refund is still on its
+    # way); its market balance alone may even grow: deposits beyond it come from the
+    # wallet, and what they did not pay comes back to the market balance
+    spent = spend["holdings_before"] - spend["holdings_after"]
+    assert spend["paid_to_others"] <= spent <= spend["channel_deposits"]

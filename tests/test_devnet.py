@@ -72,12 +72,12 @@ def test_embedded_devnet_up_and_down(devnet_dir: Path) -> None:
     assert written == record
     assert {"rpc_url", "chain_id", "contracts", "accounts"} <= set(written)
     assert set(written["contracts"]) == {
-        "token", "registry", "market", "disputes", "models", "oracle",
+        "token", "registry", "market", "disputes", "models", "oracle", "rewards",
     }  # fmt: skip
     assert written["backend"] == "embedded"
     assert len(written["accounts"]) == 4 and steps
     assert w3.eth.chain_id == info.chain_id == written["chain_id"]
-    for name in ("token", "registry", "market", "disputes", "models", "oracle"):
+    for name in ("token", "registry", "market", "disputes", "models", "oracle", "rewards"):
         assert len(w3.eth.get_code(Web3.to_checksum_address(written["contracts"][name]))) > 0
     for account in info.accounts:
         assert token.functions.balanceOf(account.address).call() == 10_000 * TOKEN - (
@@ -164,6 +164,7 @@ def test_devnet_deploys_saves_and_loads_every_registered_contract(
         "disputes",
         "models",
         "oracle",
+        "rewards",
         "beacon",
     }
     assert info.deployment.address("beacon") == record["contracts"]["beacon"]

@@ -120,8 +120,8 @@ def _print_network_demo(result: dict[str, Any]) -> None:
     )
     out.print(
         f"a provider spent {_tokens(spend['paid_to_others'])} of its earnings on compute "
-        f"(market balance {_tokens(spend['market_balance_before'])} -> "
-        f"{_tokens(spend['market_balance_after'])})"
+        f"(wallet + market balance {_tokens(spend['holdings_before'])} -> "
+        f"{_tokens(spend['holdings_after'])})"
     )
     ok = result["balances_conserved"]
     out.print(f"balances conserved: [{'green' if ok else 'red'}]{ok}[/] · {result['seconds']}s")

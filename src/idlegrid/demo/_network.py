@@ -167,7 +167,12 @@ def _run(
     lost = {a: vouchered[a] - earned.get(a, 0) for a in vouchered}
 
     spender = providers[SPENDER - 1]
+
+    def holdings(address: str) -> int:  # what it can spend: its wallet and market balance
+        return ledger.token.balance_of(address) + ledger.market.balance_of(address)
+
     spend_before = ledger.market.balance_of(spender.address)
+    held_before = holdings(spender.address)
     say(f"provider-{SPENDER} buys compute from the others with what it earned")
     with client_cls(spender, ledger, inflight=1) as buyer:
         bought = buyer.infer(model_path, x_test[:40], rows_per_shard=10)
@@ -175,6 +180,7 @@ def _run(
         buyer_paid = sum(ch.amount for ch in buyer.channels())
         buyer_locked = sum(ch.deposit for ch in buyer.channels())
     spend_after = ledger.market.balance_of(spender.address)
+    held_after = holdings(spender.address)
 
     say("stopping the providers: they redeem what is left as they shut down")
     for role, ref in sorted(refs.items()):
@@ -236,6 +242,10 @@ def _run(
             "provider": spender.address,
             "market_balance_before": spend_before,
             "market_balance_after": spend_after,
+            # wallet + market balance: channel deposits may come from either (the market
+            # balance first), and what they did not pay comes back to the market balance
+            "holdings_before": held_before,
+            "holdings_after": held_after,
             "paid_to_others": buyer_paid,
             "channel_deposits": buyer_locked,
             "rows": int(bought.shape[0]),

@@ -172,21 +172,20 @@ def gtg_shapley(
     players = list(range(len(groups)))
     player_delta = [np.mean([clipped[c] for c in g], axis=0) for g in groups]
 
+    # each player moves the model by its 1/n share of the round's step; an absent
+    # player's share is zero (so a zero update adds exactly nothing)
+    shares_of_step = [d / len(players) for d in player_delta]
     cache: dict[frozenset[int], float] = {}
 
-    def v(coalition: frozenset[int]) -> float:
+    def v(coalition: frozenset[int], step: np.ndarray) -> float:
+        """The value of ``coalition``, whose step (the sum of its shares) is ``step``."""
         if coalition not in cache:
-            if coalition:
-                # each player moves the model by its 1/n share of the round's step; an
-                # absent player's share is zero (so a zero update adds exactly nothing)
-                step = np.sum([player_delta[p] for p in coalition], axis=0) / len(players)
-                cache[coalition] = float(value((base + step).astype(np.float32)))
-            else:
-                cache[coalition] = float(value(base.astype(np.float32)))
+            cache[coalition] = float(value((base + step).astype(np.float32)))
         return cache[coalition]
 
     everyone = frozenset(players)
-    v0, vn = v(frozenset()), v(everyone)
+    zero = np.zeros_like(base)
+    v0, vn = v(frozenset(), zero), v(everyone, np.sum(shares_of_step, axis=0))
     phi = np.zeros(len(players))
     if abs(vn - v0) < between_eps:
         return _result(groups, phi, examples, v0, vn, len(cache), 0, True, 0.0, stale)
@@ -199,13 +198,15 @@ def gtg_shapley(
             rest = [p for p in players if p != first]
             order = [first, *rng.permutation(rest).tolist()]
             prefix: frozenset[int] = frozenset()
+            step = zero
             v_prev = v0
             for p in order:
                 if abs(vn - v_prev) < within_eps * abs(vn - v0):
                     marginal = 0.0
                 else:
                     prefix = prefix | {p}
-                    v_cur = v(prefix)
+                    step = step + shares_of_step[p]
+                    v_cur = v(prefix, step)
                     marginal, v_prev = v_cur - v_prev, v_cur
                 counts[p] += 1
                 phi[p] += (marginal - phi[p]) / counts[p]
@@ -270,7 +271,7 @@ def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> Value:
         return lambda params: -evaluate_params(model, params, x, y)[0]
     dims = [model.inputs, *model.hidden, model.classes]
     n = param_count(model)
-    xs = np.asarray(x, dtype=np.float64)
+    xs = np.ascontiguousarray(x, dtype=np.float32)
     labels = np.asarray(y, dtype=np.int64)
     if xs.ndim != 2 or xs.shape[1] != model.inputs or len(labels) != len(xs) or not len(xs):
         raise InvalidInput(f"a validation set of [rows, {model.inputs}] and as many labels")
@@ -279,7 +280,7 @@ def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> Value:
         if params.shape != (n,):
             raise InvalidInput(f"parameters are {params.shape}, not ({n},)")
         h, at = xs, 0
-        flat = np.asarray(params, dtype=np.float64)
+        flat = np.asarray(params, dtype=np.float32)
         for i, (a, b) in enumerate(itertools.pairwise(dims)):
             w = flat[at : at + a * b].reshape(b, a)
             bias = flat[at + a * b : at + a * b + b]
@@ -287,6 +288,7 @@ def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> Value:
             h = h @ w.T + bias
             if i < len(dims) - 2:
                 h = np.maximum(h, 0.0)
+        h = h.astype(np.float64)
         h = h - h.max(axis=1, keepdims=True)
         logp = h - np.log(np.exp(h).sum(axis=1, keepdims=True))
         return float(logp[np.arange(len(labels)), labels].mean())
