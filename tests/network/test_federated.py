@@ -89,6 +89,11 @@ def test_accuracy_improves_round_over_round_and_each_round_is_in_the_lineage(
     for r in result.rounds:
         assert sorted(r.participants) == edges
         assert r.dropped == [] and r.rejected == {}
+        # each participant's contribution to the round, estimated from its update:
+        # together they took loss off the model
+        assert sorted(r.contributions) == edges
+        assert all(np.isfinite(v) for v in r.contributions.values())
+        assert sum(r.contributions.values()) > 0
     # the sponsor paid the edge nodes for their training, through its channels
     assert result.rounds[-1].paid > result.rounds[0].paid > 0
     # ... and the edge nodes redeem their vouchers: their work is on chain, paid
@@ -122,6 +127,9 @@ def test_secure_aggregation_gives_the_plain_run_s_models(
         assert abs(a.accuracy - b.accuracy) <= 0.02
     assert np.abs(plain.params - secure.params).max() < 1e-3
     assert sorted(secure.rounds[-1].participants) == sorted(e.address for e in federation.edges)
+    # the coordinator never sees a secure round's single updates: no contributions there
+    assert all(r.contributions for r in plain.rounds)
+    assert all(r.contributions == {} for r in secure.rounds)
 
 
 def test_an_edge_node_answers_a_round_s_unmask_only_to_the_client_who_paid_its_fit(

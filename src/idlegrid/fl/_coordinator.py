@@ -90,6 +90,10 @@ class RoundReport:
     #: whether this run registered the round's model (False: registration off, or the
     #: same weights were registered before, by an identical run)
     registered: bool = False
+    #: each participant's contribution to the round (GTG-Shapley, in units of the
+    #: validation loss it took off; ``fl/_contrib.py``); empty in a secure round, whose
+    #: single updates the coordinator never sees
+    contributions: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -203,6 +207,7 @@ class Coordinator:
         output: Path | None = None,
         on_round: Callable[[RoundReport], None] | None = None,
         initial: np.ndarray | None = None,
+        contributions: bool = True,
     ) -> None:
         x_val, y_val = validation
         if len(x_val) != len(y_val) or len(y_val) == 0:
@@ -216,6 +221,8 @@ class Coordinator:
         self.output = output
         self.on_round = on_round
         self.initial = initial
+        #: estimate each client's contribution to each round in the clear
+        self.contributions = contributions
         self.run_id = hashlib.sha256(
             spec.spec_hash() + client.account.address.encode() + os.urandom(16)
         ).hexdigest()
@@ -283,6 +290,7 @@ class Coordinator:
         spec = self.spec
         failed: set[str] = set()
         parent: bytes | None = None
+        previous_step: np.ndarray | None = None
         rng_noise = np.random.default_rng([spec.seed, 1])
         for rnd in range(1, spec.rounds + 1):
             if accountant is not None and not accountant.allows_round():
@@ -308,6 +316,11 @@ class Coordinator:
             new = got.new
             if new is None:
                 new = strategy.aggregate_fit(rnd, params, got.updates, len(failed))
+            contributions: dict[str, float] = {}
+            if self.contributions and got.updates:
+                contributions = await asyncio.to_thread(
+                    self._contributions, rnd, params, got.updates, previous_step
+                )
             if spec.dp is not None and accountant is not None:
                 from ._dp import noise_mean
 
@@ -319,6 +332,7 @@ class Coordinator:
                     rng=rng_noise,
                 ) + params.astype(np.float64)
                 accountant.spend()
+            previous_step = np.asarray(new, dtype=np.float32) - params
             params = np.asarray(new, dtype=np.float32)
             loss, accuracy = await asyncio.to_thread(
                 evaluate_params, spec.model, params, self.x_val, self.y_val
@@ -350,6 +364,7 @@ class Coordinator:
                 paid=self._paid(),
                 bytes_per_client=sum(self._bytes.values()) / max(1, len(self._bytes)),
                 registered=registered,
+                contributions=contributions,
             )
             result.rounds.append(report)
             result.params = params
@@ -358,6 +373,27 @@ class Coordinator:
             if spec.target_accuracy is not None and accuracy >= spec.target_accuracy:
                 result.stopped = f"target accuracy {spec.target_accuracy} reached"
                 break
+
+    def _contributions(
+        self,
+        rnd: int,
+        params: np.ndarray,
+        updates: Sequence[Any],
+        previous_step: np.ndarray | None,
+    ) -> dict[str, float]:
+        """Each client's contribution to round ``rnd`` from its update (blocking)."""
+        from ._contrib import gtg_shapley, validation_value
+
+        value = validation_value(self.spec.model, self.x_val, self.y_val)
+        got = gtg_shapley(
+            params,
+            {i: u.params for i, u in enumerate(updates)},
+            {i: u.examples for i, u in enumerate(updates)},
+            value,
+            seed=self.spec.seed * 100_003 + rnd,
+            previous_step=previous_step,
+        )
+        return {updates[i].client: v for i, v in got.values.items()}
 
     async def _settle_stragglers(self) -> None:
         """Give the jobs that missed a deadline one more deadline to finish (their
