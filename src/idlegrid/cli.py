@@ -1505,6 +1505,13 @@ def fl_start(
     register: Annotated[
         bool, typer.Option(help="Register every round's model in the ModelRegistry.")
     ] = True,
+    rewards: Annotated[
+        float,
+        typer.Option(
+            help="Tokens for the data contributors, posted each round to the "
+            "run's RewardPool by contribution (0: none)."
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Coordinate a federated run over the edge nodes holding its data set, paying them."""
@@ -1521,7 +1528,8 @@ def fl_start(
     x_val, y_val = read_local_dataset(str(validation))
     key, ledger = _identity(network, account, keystore, default=4)
     table = Table(title=f"federated run: {spec.strategy.name}, {spec.rounds} rounds")
-    for col in ("round", "accuracy", "loss", "participants", "dropped", "refused", "ε", "s"):
+    for col in ("round", "accuracy", "loss", "participants", "dropped", "refused", "ε", "s",
+                "rewarded"):  # fmt: skip
         table.add_column(col, justify="right")
     client = Client(key, ledger, timeout_s=spec.deadline_s + 30)
     with client, Live(table, console=console, transient=as_json) as live:
@@ -1531,12 +1539,16 @@ def fl_start(
                 str(r.round), f"{r.accuracy:.2%}", f"{r.loss:.4f}", str(len(r.participants)),
                 str(len(r.dropped)), str(len(r.rejected)),
                 "-" if r.epsilon is None else f"{r.epsilon:.2f}", f"{r.seconds:.1f}",
+                str(len(r.rewards)),
             )  # fmt: skip
             live.refresh()
 
+        if rewards < 0 or rewards != rewards:
+            raise InvalidInput("--rewards is a number of tokens, 0 or more")
         result = client.federate(
-            spec, (x_val, y_val), output=output, register=register, on_round=show
-        )
+            spec, (x_val, y_val), output=output, register=register, on_round=show,
+            rewards=round(rewards * 10**18),
+        )  # fmt: skip
     if as_json:
         print(_json.dumps(result.summary(), indent=2))
     else:

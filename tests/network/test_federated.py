@@ -115,6 +115,49 @@ def test_accuracy_improves_round_over_round_and_each_round_is_in_the_lineage(
         parent = model
 
 
+def test_a_run_pays_its_contributors_on_chain_by_their_contributions(
+    federation: Federation, data: FederatedData
+) -> None:
+    from idlegrid.chain import TOKEN, RewardPoolClient, RewardTree
+
+    # Prepare
+    ledger = federation.ledger()
+    pool = ledger.client("rewards", RewardPoolClient)
+    sponsor = federation.info.accounts[federation.sponsor].address
+    before = {e.address: ledger.token.balance_of(e.address) for e in federation.edges}
+    paid_before = ledger.token.balance_of(sponsor)
+
+    # Execute: a run with 3 tokens for its contributors; after the challenge window
+    # each contributor's claim is sent (by anyone: here the sponsor's account)
+    result = _run(federation, data, _spec(rounds=2, seed=5), rewards=3 * TOKEN)
+    run = bytes.fromhex(result.run)
+    ledger.backend.advance_time(pool.challenge_window() + 1)
+    payer = federation.info.accounts[federation.sponsor]
+    for rnd, r in enumerate(result.rounds, start=1):
+        tree = RewardTree(run, rnd, r.rewards)
+        for who in tree.contributors:
+            pool.claim_from(tree, who, sender=payer)
+
+    # Assert: each round's part split by positive contributions, posted for the round's
+    # model; every contributor got exactly what was posted for it; the rest stays in
+    # the pool for the sponsor, who paid the budget
+    got = {e.address: ledger.token.balance_of(e.address) - before[e.address]
+           for e in federation.edges}  # fmt: skip
+    owed: dict[str, int] = {}
+    for rnd, r in enumerate(result.rounds, start=1):
+        positive = {a: v for a, v in r.contributions.items() if v > 0}
+        assert set(r.rewards) <= set(positive) and r.rewards
+        total = sum(positive.values())
+        for a, amount in r.rewards.items():
+            assert amount == int(3 * TOKEN // 2 * (positive[a] / total))
+            owed[a] = owed.get(a, 0) + amount
+        posting = pool.posting(run, rnd)
+        assert posting.model == bytes.fromhex(r.model) and posting.claimed == posting.total
+    assert got == {a: owed.get(a, 0) for a in got}
+    assert pool.pool(run).budget == 3 * TOKEN - sum(owed.values())
+    assert paid_before - ledger.token.balance_of(sponsor) >= 3 * TOKEN
+
+
 def test_secure_aggregation_gives_the_plain_run_s_models(
     federation: Federation, data: FederatedData
 ) -> None:

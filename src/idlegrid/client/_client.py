@@ -426,6 +426,7 @@ class Client:
         output: Path | None = None,
         on_round: Callable[[Any], None] | None = None,
         initial: np.ndarray | None = None,
+        rewards: int = 0,
     ) -> Any:
         """Coordinate a federated run over the edge nodes that hold ``spec.dataset``
         (``idlegrid.fl``): this client samples them each round, pays their training
@@ -433,7 +434,10 @@ class Client:
         evaluates on ``validation`` (x, y: the sponsor's own) and registers each round's
         model with its participants. ``spec`` is a :class:`~idlegrid.fl.FederatedSpec`,
         a mapping or a YAML file; ``on_round`` sees each :class:`~idlegrid.fl.RoundReport`.
-        Returns the :class:`~idlegrid.fl.FederatedResult`."""
+        With ``rewards`` (wei), this client funds the run's ``RewardPool`` with it and
+        posts each round's part, split by the participants' contributions (they claim
+        it after the pool's challenge window). Returns the
+        :class:`~idlegrid.fl.FederatedResult`."""
         from ..fl import Coordinator, load_spec
 
         if self._closed:
@@ -447,6 +451,7 @@ class Client:
             output=output,
             on_round=on_round,
             initial=initial,
+            rewards=rewards,
         )
         return self._run(coordinator.run())
 

@@ -42,6 +42,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -250,7 +251,10 @@ def _result(
     )
 
 
-def shares(values: Mapping[int, float]) -> dict[int, float]:
+K = TypeVar("K")
+
+
+def shares(values: Mapping[K, float]) -> dict[K, float]:
     """Payable shares of a round (summing to 1, or all zero): values clipped at zero
     (a client whose update hurt the model earns nothing), then normalised."""
     positive = {c: max(0.0, float(v)) for c, v in values.items()}

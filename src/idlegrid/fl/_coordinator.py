@@ -70,6 +70,8 @@ MAX_INFO_BYTES = 1 << 20
 SHARE_ATTEMPTS = 3
 #: rounds of keys a secure run asks each member for at once
 KEY_ROUNDS_AHEAD = 64
+#: how long a run's reward budget stays in its pool at least (seconds)
+REWARD_LOCK_S = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,9 @@ class RoundReport:
     #: validation loss it took off; ``fl/_contrib.py``); empty in a secure round, whose
     #: single updates the coordinator never sees
     contributions: dict[str, float] = field(default_factory=dict)
+    #: what the run's RewardPool posting for this round pays each contributor (wei);
+    #: empty when the run funds no rewards or nobody's contribution was positive
+    rewards: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -208,6 +213,7 @@ class Coordinator:
         on_round: Callable[[RoundReport], None] | None = None,
         initial: np.ndarray | None = None,
         contributions: bool = True,
+        rewards: int = 0,
     ) -> None:
         x_val, y_val = validation
         if len(x_val) != len(y_val) or len(y_val) == 0:
@@ -223,6 +229,11 @@ class Coordinator:
         self.initial = initial
         #: estimate each client's contribution to each round in the clear
         self.contributions = contributions
+        if rewards < 0 or (rewards and not (register and contributions)):
+            raise InvalidInput("rewards need a positive budget, registration and contributions")
+        #: tokens the sponsor puts in the run's RewardPool for its data contributors,
+        #: posted round by round in proportion to the round's contributions
+        self.rewards = rewards
         self.run_id = hashlib.sha256(
             spec.spec_hash() + client.account.address.encode() + os.urandom(16)
         ).hexdigest()
@@ -237,6 +248,7 @@ class Coordinator:
         self._pool: list[_Edge] = []
         #: jobs that missed their round's deadline and still run (paid when they finish)
         self._stragglers: set[asyncio.Task[Any]] = set()
+        self._funded = False
 
     # -- the run ---------------------------------------------------------------------
     async def run(self) -> FederatedResult:
@@ -349,6 +361,11 @@ class Coordinator:
                 registered = await asyncio.to_thread(
                     self._register_round, rnd, model_hash, parent, participants
                 )
+            rewards: dict[str, int] = {}
+            if self.rewards and registered and contributions:
+                rewards = await asyncio.to_thread(
+                    self._post_rewards, rnd, model_hash, contributions
+                )
             parent = model_hash
             self._checkpoint(rnd, params, onnx)
             report = RoundReport(
@@ -365,6 +382,7 @@ class Coordinator:
                 bytes_per_client=sum(self._bytes.values()) / max(1, len(self._bytes)),
                 registered=registered,
                 contributions=contributions,
+                rewards=rewards,
             )
             result.rounds.append(report)
             result.params = params
@@ -373,6 +391,35 @@ class Coordinator:
             if spec.target_accuracy is not None and accuracy >= spec.target_accuracy:
                 result.stopped = f"target accuracy {spec.target_accuracy} reached"
                 break
+
+    def _post_rewards(
+        self, rnd: int, model: bytes, contributions: Mapping[str, float]
+    ) -> dict[str, int]:
+        """Post round ``rnd``'s rewards to the run's pool (funding it first, on the first
+        round): an equal part of the budget a round, split by positive contribution
+        (blocking). What rounding leaves stays in the pool for the sponsor."""
+        from ..chain import RewardPoolClient, RewardTree
+        from ._contrib import shares
+
+        pool = self.client.ledger.client("rewards", RewardPoolClient)
+        run = bytes.fromhex(self.run_id)
+        account = self.client.account
+        try:
+            if not self._funded:
+                self.client.ledger.token.approve(pool.address, self.rewards, sender=account)
+                lock = self.client.ledger.backend.next_timestamp() + REWARD_LOCK_S
+                pool.fund(run, self.rewards, lock, sender=account)
+                self._funded = True
+            part = self.rewards // self.spec.rounds
+            amounts = {a: int(part * f) for a, f in shares(contributions).items()}
+            amounts = {a: v for a, v in amounts.items() if v > 0}
+            if not amounts:
+                return {}
+            pool.post(RewardTree(run, rnd, amounts), model, sender=account)
+        except (ContractReverted, InvalidInput) as exc:  # the round is trained: go on
+            log.warning("round %d: rewards not posted: %s", rnd, exc)
+            return {}
+        return amounts
 
     def _contributions(
         self,
