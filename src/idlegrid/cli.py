@@ -1233,6 +1233,75 @@ def bench_fl(
         out.print(f"{name}: {met}")
 
 
+@app.command("rewards")
+def rewards(
+    address: Annotated[
+        str | None, typer.Argument(help="Whose earnings (default: the account's).")
+    ] = None,
+    claim: Annotated[
+        Path | None,
+        typer.Option(help="A federated run's rounds.json: claim what its postings owe ADDRESS."),
+    ] = None,
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What an address earned as provider, oracle provider and data contributor; claims."""
+    import json as _json
+
+    from .chain import OracleClient, RewardPoolClient, RewardTree
+    from .protocol import checksum
+
+    key, ledger = _identity(network, account, keystore, default=0)
+    who = checksum(address) if address is not None else key.address
+    pool = ledger.client("rewards", RewardPoolClient)
+    claimed_now: list[dict[str, Any]] = []
+    if claim is not None:
+        try:
+            doc = _json.loads(claim.read_text())
+            run = bytes.fromhex(str(doc["run"]))
+            rounds = [(int(r["round"]), dict(r.get("rewards") or {})) for r in doc["rounds"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"{claim}: not a federated run's rounds.json ({exc})") from exc
+        for rnd, amounts in rounds:
+            if who not in {checksum(a) for a in amounts} or pool.claimed(run, rnd, who):
+                continue
+            tree = RewardTree(run, rnd, {a: int(v) for a, v in amounts.items()})
+            done = pool.claim_from(tree, who, sender=key)
+            claimed_now.append({"round": rnd, "amount": tree.amounts[who], "tx": done.tx_hash})
+    head = ledger.backend.block_number()
+    start = ledger.deployment.start_block
+    claims = pool.logs("Claimed", start, head, contributor=who)
+    record = ledger.market.record(who)
+    doc_out = {
+        "address": who,
+        "provider": {"earned": record.earned, "jobs": record.jobs,
+                     "market_balance": ledger.market.balance_of(who)},
+        "oracle_owed": ledger.client("oracle", OracleClient).owed(who),
+        "data_contributor": {
+            "claimed": sum(int(c["amount"]) for _, c in claims),
+            "claims": [{"run": "0x" + bytes(c["run"]).hex(), "round": int(c["round"]),
+                        "amount": int(c["amount"])} for _, c in claims],
+        },
+        "claimed_now": claimed_now,
+        "wallet": ledger.token.balance_of(who),
+    }  # fmt: skip
+    if as_json:
+        _print_json(doc_out)
+        return
+    out.print(f"{who}")
+    out.print(f"as provider: earned {_tokens(record.earned)} for {record.jobs} jobs "
+              f"(market balance {_tokens(doc_out['provider']['market_balance'])})")  # fmt: skip
+    out.print(f"as oracle provider: {_tokens(doc_out['oracle_owed'])} to withdraw")
+    dc = doc_out["data_contributor"]
+    out.print(
+        f"as data contributor: {_tokens(dc['claimed'])} claimed in {len(dc['claims'])} claim(s)"
+    )
+    for c in claimed_now:
+        out.print(f"claimed now: round {c['round']}, {_tokens(c['amount'])}")
+
+
 @bench_app.command("rewards")
 def bench_rewards(
     as_json: JsonFlag = False,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from idlegrid import InvalidInput
-from idlegrid.fl._contrib import gtg_shapley, shares
+from idlegrid.fl._contrib import gtg_shapley, shares, split_reward
 
 DIM = 8
 TARGET = np.linspace(-1.0, 1.0, DIM)
@@ -215,3 +215,16 @@ def test_the_numpy_value_of_an_mlp_is_torch_s_loss() -> None:
         value(params[:-1])
     with pytest.raises(InvalidInput, match="validation set"):
         validation_value(model, data.x_test[:, :10], data.y_test)
+
+
+def test_a_reward_is_split_by_positive_contribution_and_never_over_its_total() -> None:
+    # ten equal values (0.1 each: float shares that do not add up to exactly 1)
+    values = {c: 0.1 for c in range(10)} | {10: -2.0, 11: 0.0}
+    total = 3 * 10**18 // 2
+    parts = split_reward(total, values)
+    assert sum(parts.values()) <= total and set(parts) == set(range(10))
+    assert max(parts.values()) - min(parts.values()) <= 1
+    assert split_reward(total, {0: -1.0, 1: 0.0}) == {}
+    assert split_reward(5, {0: 1.0, 1: 1.0, 2: 1.0}) == {0: 1, 1: 1, 2: 1}
+    with pytest.raises(InvalidInput, match="0 wei or more"):
+        split_reward(-1, values)

@@ -116,9 +116,14 @@ def test_accuracy_improves_round_over_round_and_each_round_is_in_the_lineage(
 
 
 def test_a_run_pays_its_contributors_on_chain_by_their_contributions(
-    federation: Federation, data: FederatedData
+    federation: Federation, data: FederatedData, tmp_path: Path
 ) -> None:
+    import os
+    import subprocess
+    import sys
+
     from idlegrid.chain import TOKEN, RewardPoolClient, RewardTree
+    from idlegrid.fl._contrib import split_reward
 
     # Prepare
     ledger = federation.ledger()
@@ -127,16 +132,26 @@ def test_a_run_pays_its_contributors_on_chain_by_their_contributions(
     before = {e.address: ledger.token.balance_of(e.address) for e in federation.edges}
     paid_before = ledger.token.balance_of(sponsor)
 
-    # Execute: a run with 3 tokens for its contributors; after the challenge window
-    # each contributor's claim is sent (by anyone: here the sponsor's account)
-    result = _run(federation, data, _spec(rounds=2, seed=5), rewards=3 * TOKEN)
+    # Execute: a run with 3 tokens for its contributors; after the challenge window the
+    # first edge node claims its own from the command line with the run's rounds.json,
+    # the others' claims are sent by anyone (here the sponsor's account)
+    spec = _spec(rounds=2, seed=5)
+    result = _run(federation, data, spec, rewards=3 * TOKEN, output=tmp_path / "run")
     run = bytes.fromhex(result.run)
     ledger.backend.advance_time(pool.challenge_window() + 1)
+    edge = federation.edges[0]
+    cli = subprocess.run(
+        [sys.executable, "-m", "idlegrid.cli", "rewards", "--claim",
+         str(tmp_path / "run" / "rounds.json"), "--network", str(federation.network),
+         "--account", str(edge.index), "--json"],
+        capture_output=True, text=True, env=dict(os.environ), timeout=300, check=False,
+    )  # fmt: skip
     payer = federation.info.accounts[federation.sponsor]
     for rnd, r in enumerate(result.rounds, start=1):
         tree = RewardTree(run, rnd, r.rewards)
         for who in tree.contributors:
-            pool.claim_from(tree, who, sender=payer)
+            if not pool.claimed(run, rnd, who):
+                pool.claim_from(tree, who, sender=payer)
 
     # Assert: each round's part split by positive contributions, posted for the round's
     # model; every contributor got exactly what was posted for it; the rest stays in
@@ -147,13 +162,19 @@ def test_a_run_pays_its_contributors_on_chain_by_their_contributions(
     for rnd, r in enumerate(result.rounds, start=1):
         positive = {a: v for a, v in r.contributions.items() if v > 0}
         assert set(r.rewards) <= set(positive) and r.rewards
-        total = sum(positive.values())
+        assert r.rewards == split_reward(3 * TOKEN // 2, r.contributions)
+        assert 3 * TOKEN // 2 - len(positive) <= sum(r.rewards.values()) <= 3 * TOKEN // 2
         for a, amount in r.rewards.items():
-            assert amount == int(3 * TOKEN // 2 * (positive[a] / total))
             owed[a] = owed.get(a, 0) + amount
         posting = pool.posting(run, rnd)
         assert posting.model == bytes.fromhex(r.model) and posting.claimed == posting.total
     assert got == {a: owed.get(a, 0) for a in got}
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    shown = json.loads(cli.stdout)
+    mine = sum(r.rewards.get(edge.address, 0) for r in result.rounds)
+    assert sum(c["amount"] for c in shown["claimed_now"]) == mine
+    assert shown["data_contributor"]["claimed"] == mine and shown["address"] == edge.address
+    assert shown["provider"]["jobs"] >= 2  # it was paid for its training too
     assert pool.pool(run).budget == 3 * TOKEN - sum(owed.values())
     assert paid_before - ledger.token.balance_of(sponsor) >= 3 * TOKEN
 

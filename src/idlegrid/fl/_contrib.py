@@ -42,6 +42,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TypeVar
 
 import numpy as np
@@ -49,7 +50,7 @@ import numpy as np
 from .._exceptions import InvalidInput
 from ..workloads._train_models import MlpModel, ModelSpec, param_count
 
-__all__ = ["RoundContribution", "gtg_shapley", "shares", "validation_value"]
+__all__ = ["RoundContribution", "gtg_shapley", "shares", "split_reward", "validation_value"]
 
 #: v(params) -> the validation metric (higher is better)
 Value = Callable[[np.ndarray], float]
@@ -262,6 +263,20 @@ def shares(values: Mapping[K, float]) -> dict[K, float]:
     if total <= 0:
         return dict.fromkeys(values, 0.0)
     return {c: v / total for c, v in positive.items()}
+
+
+def split_reward(total: int, values: Mapping[K, float]) -> dict[K, int]:
+    """``total`` wei split by the positive ``values`` (clipped at zero, as
+    :func:`shares`), each part rounded down in exact arithmetic, so that the parts never
+    add up to more than ``total``; those that round to zero are left out."""
+    if total < 0:
+        raise InvalidInput("a reward is 0 wei or more")
+    positive = {c: Fraction(float(v)) for c, v in values.items() if float(v) > 0}
+    whole = sum(positive.values(), Fraction(0))
+    if whole <= 0:
+        return {}
+    parts = {c: int(total * v / whole) for c, v in positive.items()}
+    return {c: p for c, p in parts.items() if p > 0}
 
 
 def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> Value:

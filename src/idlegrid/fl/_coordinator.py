@@ -399,7 +399,7 @@ class Coordinator:
         round): an equal part of the budget a round, split by positive contribution
         (blocking). What rounding leaves stays in the pool for the sponsor."""
         from ..chain import RewardPoolClient, RewardTree
-        from ._contrib import shares
+        from ._contrib import split_reward
 
         pool = self.client.ledger.client("rewards", RewardPoolClient)
         run = bytes.fromhex(self.run_id)
@@ -410,9 +410,7 @@ class Coordinator:
                 lock = self.client.ledger.backend.next_timestamp() + REWARD_LOCK_S
                 pool.fund(run, self.rewards, lock, sender=account)
                 self._funded = True
-            part = self.rewards // self.spec.rounds
-            amounts = {a: int(part * f) for a, f in shares(contributions).items()}
-            amounts = {a: v for a, v in amounts.items() if v > 0}
+            amounts = split_reward(self.rewards // self.spec.rounds, contributions)
             if not amounts:
                 return {}
             pool.post(RewardTree(run, rnd, amounts), model, sender=account)
