@@ -149,7 +149,7 @@ def bench_oracle(
         ledger.token.transfer(store.address, 10 * requests * FEE, sender=sponsor)
         rng = np.random.default_rng(seed)
         rows = [rng.normal(0, 1, 8) for _ in range(requests)]
-        alone = _measure(oracle, store, sponsor, digest, model, rows, None, progress, "alone")
+        alone = _measure(oracle, store, sponsor, digest, model, rows, progress, "alone")
         honest = _burst(oracle, store, sponsor, digest, model, rows, None, progress, "burst")
         zk = _zero_knowledge(oracle, store, sponsor, digest, model, rows[:zk_requests], progress)
 
@@ -236,6 +236,46 @@ def bench_oracle(
     }
 
 
+class _Answers:
+    """What the deliveries of one measurement said: whether each equals onnxruntime's
+    answer here, and, with a liar, how often it sat on the committee and was named."""
+
+    def __init__(self, oracle: Any, model: bytes, liar: str | None) -> None:
+        self.oracle, self.model, self.liar = oracle, model, liar
+        self.match, self.wrong_delivered = True, False
+        self.on_committee = self.named = 0
+
+    def check(self, req: Any, fixed: list[int], found: dict[str, Any]) -> None:
+        from ..chain import from_fixed
+        from ..oracle import run_model
+
+        expected = run_model(self.model, fixed)
+        delivered = list(found["args"]["output"])
+        if delivered != expected:
+            self.match = False
+            off = np.abs(from_fixed(delivered) - from_fixed(expected)).max()
+            self.wrong_delivered = self.wrong_delivered or off > 1e-3
+        if self.liar is None:
+            return
+        if self.liar in self.oracle.committee(req):
+            self.on_committee += 1
+        outliers = self.oracle._c.events.Outlier().get_logs(
+            from_block=found["blockNumber"], to_block=found["blockNumber"],
+            argument_filters={"request_id": req.request_id},
+        )  # fmt: skip
+        self.named += sum(1 for o in outliers if o["args"]["provider"] == self.liar)
+
+    def figures(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"answers_match": self.match}
+        if self.liar is not None:
+            out.update(
+                liar_on_committee=self.on_committee,
+                liar_named_outlier=self.named,
+                wrong_answer_delivered=self.wrong_delivered,
+            )
+        return out
+
+
 def _measure(
     oracle: Any,
     store: Any,
@@ -243,23 +283,20 @@ def _measure(
     digest: bytes,
     model: bytes,
     rows: list[np.ndarray],
-    liar: str | None,
     progress: Progress,
     what: str,
 ) -> dict[str, Any]:
-    from ..chain import from_fixed, to_fixed
-    from ..oracle import run_model
+    """One request at a time, each waiting for its delivery."""
+    from ..chain import to_fixed
 
     w3 = oracle.backend.w3
+    answers = _Answers(oracle, model, None)
     gas, req_gas, ful_gas, blocks, seconds = [], [], [], [], []
-    match, on_committee, named, wrong_delivered = True, 0, 0, False
     for i, row in enumerate(rows):
         fixed = to_fixed(row)
         t0 = time.perf_counter()
         asked = store._send("ask", digest, fixed, 0, FEE, sender=sponsor)
         (req,) = oracle.requests(asked.block, asked.block)
-        if liar is not None and liar in oracle.committee(req):
-            on_committee += 1
         found = oracle.wait_fulfilled(req.request_id, asked.block, timeout_s=WAIT_S)
         if found is None:
             raise RuntimeError(f"{what}: request {req.request_id} not answered in {WAIT_S:.0f} s")
@@ -270,34 +307,17 @@ def _measure(
         req_gas.append(asked.gas_used)
         ful_gas.append(fulfill)
         blocks.append(int(found["blockNumber"]) - asked.block)
-        expected = run_model(model, fixed)
-        delivered = list(found["args"]["output"])
-        if delivered != expected:
-            match = False
-            off = np.abs(from_fixed(delivered) - from_fixed(expected)).max()
-            wrong_delivered = wrong_delivered or off > 1e-3
-        outliers = oracle._c.events.Outlier().get_logs(
-            from_block=found["blockNumber"], to_block=found["blockNumber"],
-            argument_filters={"request_id": req.request_id},
-        )  # fmt: skip
-        named += sum(1 for o in outliers if liar is not None and o["args"]["provider"] == liar)
+        answers.check(req, fixed, found)
         _say(progress, f"{what}: request {i + 1}/{len(rows)}: {gas[-1]:,} gas, "
                        f"{blocks[-1]} block(s), {seconds[-1]:.2f} s")  # fmt: skip
-    out: dict[str, Any] = {
+    return {
         "gas_per_request": int(statistics.median(gas)),
         "request_gas": int(statistics.median(req_gas)),
         "fulfill_gas": int(statistics.median(ful_gas)),
         "latency_blocks": float(statistics.median(blocks)),
         "latency_s": round(float(statistics.median(seconds)), 3),
-        "answers_match": match,
+        **answers.figures(),
     }
-    if liar is not None:
-        out.update(
-            liar_on_committee=on_committee,
-            liar_named_outlier=named,
-            wrong_answer_delivered=wrong_delivered,
-        )
-    return out
 
 
 def _burst(
@@ -314,8 +334,7 @@ def _burst(
     """All rows asked back to back, then every delivery awaited: the relays put what
     is due in shared reports. Per request: its ask's gas plus its report's gas shared
     equally by the requests in that report."""
-    from ..chain import from_fixed, to_fixed
-    from ..oracle import run_model
+    from ..chain import to_fixed
 
     w3 = oracle.backend.w3
     asked_all = []
@@ -333,10 +352,11 @@ def _burst(
         found_all.append((found, time.perf_counter() - t0))
     per_tx: dict[bytes, int] = {}
     for found, _ in found_all:
-        per_tx[bytes(found["transactionHash"])] = per_tx.get(bytes(found["transactionHash"]), 0) + 1
+        tx = bytes(found["transactionHash"])
+        per_tx[tx] = per_tx.get(tx, 0) + 1
     report_gas = {tx: int(w3.eth.get_transaction_receipt(tx)["gasUsed"]) for tx in per_tx}
+    answers = _Answers(oracle, model, liar)
     gas, req_gas, ful_gas, blocks, seconds = [], [], [], [], []
-    match, on_committee, named, wrong_delivered = True, 0, 0, False
     for (fixed, req, asked, _), (found, took) in zip(asked_all, found_all, strict=True):
         tx = bytes(found["transactionHash"])
         share = report_gas[tx] / per_tx[tx]
@@ -345,22 +365,10 @@ def _burst(
         ful_gas.append(share)
         blocks.append(int(found["blockNumber"]) - asked.block)
         seconds.append(took)
-        if liar is not None and liar in oracle.committee(req):
-            on_committee += 1
-        expected = run_model(model, fixed)
-        delivered = list(found["args"]["output"])
-        if delivered != expected:
-            match = False
-            off = np.abs(from_fixed(delivered) - from_fixed(expected)).max()
-            wrong_delivered = wrong_delivered or off > 1e-3
-        outliers = oracle._c.events.Outlier().get_logs(
-            from_block=found["blockNumber"], to_block=found["blockNumber"],
-            argument_filters={"request_id": req.request_id},
-        )  # fmt: skip
-        named += sum(1 for o in outliers if liar is not None and o["args"]["provider"] == liar)
+        answers.check(req, fixed, found)
     _say(progress, f"{what}: {len(rows)} requests in {len(per_tx)} report(s), "
                    f"{int(statistics.median(gas)):,} gas a request (median)")  # fmt: skip
-    out: dict[str, Any] = {
+    return {
         "gas_per_request": int(statistics.median(gas)),
         "request_gas": int(statistics.median(req_gas)),
         "fulfill_gas_per_request": int(statistics.median(ful_gas)),
@@ -368,15 +376,8 @@ def _burst(
         "requests_per_report": round(len(rows) / len(per_tx), 2),
         "latency_blocks": float(statistics.median(blocks)),
         "latency_s": round(float(statistics.median(seconds)), 3),
-        "answers_match": match,
+        **answers.figures(),
     }
-    if liar is not None:
-        out.update(
-            liar_on_committee=on_committee,
-            liar_named_outlier=named,
-            wrong_answer_delivered=wrong_delivered,
-        )
-    return out
 
 
 def _disputes(
