@@ -36,6 +36,7 @@
 from ethereum.ercs import IERC20
 
 import ecdsa
+import merkle
 
 MAX_COMMITTEE: public(constant(uint256)) = 15
 MAX_PROOF: constant(uint256) = 64
@@ -329,7 +330,7 @@ def open(
     assert ecdsa._recover(voucher_digest, voucher_signature.v, voucher_signature.r, voucher_signature.s) == terms.client, "disputes: voucher not signed by the channel's client"
     assert convert(receipt_signature.s, uint256) <= ecdsa.SECP256K1_HALF_N, "disputes: malleable receipt signature"
     assert ecdsa._recover(self._receipt_digest(leaf), receipt_signature.v, receipt_signature.r, receipt_signature.s) == receipt.provider, "disputes: receipt not signed by the provider"
-    assert self._verify(leaf, proof, voucher.receipts_root), "disputes: receipt not in the voucher's receipts root"
+    assert merkle._verify(leaf, proof, voucher.receipts_root), "disputes: receipt not in the voucher's receipts root"
 
     amount: uint256 = min(receipt.amount, paid)
     seed_block: uint256 = self._start(leaf, receipt.provider, terms.client, amount)
@@ -666,19 +667,6 @@ def _receipt_digest(leaf: bytes32) -> bytes32:
         abi_encode(EIP712_DOMAIN_TYPEHASH, NODE_NAME_HASH, VERSION_HASH, chain.id, market.address)
     )
     return keccak256(concat(b"\x19\x01", separator, keccak256(abi_encode(RECEIPT_TYPEHASH, leaf))))
-
-
-@internal
-@pure
-def _verify(leaf: bytes32, proof: DynArray[bytes32, MAX_PROOF], root: bytes32) -> bool:
-    # sorted-pair keccak256, as idlegrid.protocol's merkle trees
-    node: bytes32 = leaf
-    for sibling: bytes32 in proof:
-        if convert(node, uint256) < convert(sibling, uint256):
-            node = keccak256(concat(node, sibling))
-        else:
-            node = keccak256(concat(sibling, node))
-    return node == root
 
 
 @internal

@@ -28,6 +28,8 @@
 
 from ethereum.ercs import IERC20
 
+import merkle
+
 
 struct FederatedRun:
     coordinator: address
@@ -189,7 +191,7 @@ def claim(run: bytes32, round: uint256, contributor: address, amount: uint256, p
     key: bytes32 = keccak256(abi_encode(run, round, contributor))
     assert not self.claimed[key], "rewards: already claimed"
     leaf: bytes32 = keccak256(abi_encode(run, round, contributor, amount))
-    assert self._verify(leaf, proof, p.root), "rewards: not a leaf of the posting"
+    assert merkle._verify(leaf, proof, p.root), "rewards: not a leaf of the posting"
     assert p.claimed + amount <= p.total, "rewards: the posting's leaves sum to more than its total"
     self.claimed[key] = True
     self.postings[run][round].claimed = p.claimed + amount
@@ -236,16 +238,3 @@ def leaf(run: bytes32, round: uint256, contributor: address, amount: uint256) ->
     @notice The Merkle leaf of a contributor's amount (a cross-check for tree builders).
     """
     return keccak256(abi_encode(run, round, contributor, amount))
-
-
-@internal
-@pure
-def _verify(leaf: bytes32, proof: DynArray[bytes32, MAX_PROOF], root: bytes32) -> bool:
-    # sorted-pair keccak256, as idlegrid.protocol's merkle trees
-    node: bytes32 = leaf
-    for sibling: bytes32 in proof:
-        if convert(node, uint256) < convert(sibling, uint256):
-            node = keccak256(concat(node, sibling))
-        else:
-            node = keccak256(concat(sibling, node))
-    return node == root
