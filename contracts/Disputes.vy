@@ -96,6 +96,8 @@ struct Voucher:
     jobs: uint256
     units: uint256
     receipts_root: bytes32
+    # the hash of its royalty lines (JobMarket.royalties_hash; zero for none)
+    royalties: bytes32
 
 
 struct Signature:
@@ -124,7 +126,7 @@ struct Dispute:
 
 interface IMarket:
     def channel(terms: Terms) -> (bytes32, uint256, uint256, uint256, uint256, uint256, bool, bool): view
-    def voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32) -> bytes32: view
+    def voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32, royalties: bytes32) -> bytes32: view
     def slash(provider: address, amount: uint256, beneficiary: address) -> uint256: nonpayable
     def close_window() -> uint256: view
 
@@ -325,7 +327,7 @@ def open(
     assert self._disputes[leaf].status == UNOPENED, "disputes: receipt already disputed"
     assert convert(voucher_signature.s, uint256) <= ecdsa.SECP256K1_HALF_N, "disputes: malleable voucher signature"
     voucher_digest: bytes32 = staticcall market.voucher_digest(
-        channel, voucher.amount, voucher.jobs, voucher.units, voucher.receipts_root
+        channel, voucher.amount, voucher.jobs, voucher.units, voucher.receipts_root, voucher.royalties
     )
     assert ecdsa._recover(voucher_digest, voucher_signature.v, voucher_signature.r, voucher_signature.s) == terms.client, "disputes: voucher not signed by the channel's client"
     assert convert(receipt_signature.s, uint256) <= ecdsa.SECP256K1_HALF_N, "disputes: malleable receipt signature"

@@ -58,6 +58,10 @@ interface IRegistry:
     def slash(provider: address, amount: uint256, beneficiary: address) -> uint256: nonpayable
 
 
+interface IRoyalties:
+    def pay_royalty(model: bytes32, amount: uint256): nonpayable
+
+
 interface IArbiter:
     def dispute_window() -> uint256: view
     def pending(provider: address) -> uint256: view
@@ -85,8 +89,16 @@ MAX_CHANNEL_TTL: public(constant(uint256)) = 365 * 86400
 LOCK_GRANULARITY: public(constant(uint256)) = 86400
 
 VOUCHER_TYPEHASH: public(constant(bytes32)) = keccak256(
-    "Voucher(bytes32 channel,uint256 amount,uint256 jobs,uint256 units,bytes32 receiptsRoot)"
+    "Voucher(bytes32 channel,uint256 amount,uint256 jobs,uint256 units,bytes32 receiptsRoot,bytes32 royalties)"
 )
+# models whose usage royalties one channel's vouchers may carry
+MAX_ROYALTIES: public(constant(uint256)) = 16
+
+
+struct Royalty:
+    # a registered model, and what this channel owes its lineage so far (cumulative)
+    model: bytes32
+    amount: uint256
 
 
 struct Terms:
@@ -113,6 +125,10 @@ _record: HashMap[address, uint256]
 # latest `expiry + close_window` of the channels opened or topped up to a provider,
 # rounded up to the next whole day
 _locked_until: HashMap[address, uint256]
+# the RewardPool that takes usage royalties to models' lineages; set once
+royalty_pool: public(address)
+# royalties paid so far, by keccak256(channel, model)
+_royalties_paid: HashMap[bytes32, uint256]
 
 
 event Deposited:
@@ -161,6 +177,9 @@ event ChannelClosed:
 event ArbiterSet:
     arbiter: indexed(address)
 
+event RoyaltyPoolSet:
+    pool: indexed(address)
+
 
 @deploy
 def __init__(token_: IERC20, registry_: IRegistry, close_window_: uint256):
@@ -191,6 +210,19 @@ def set_arbiter(arbiter_: address):
     assert arbiter_ != empty(address), "market: arbiter is the zero address"
     self.arbiter = arbiter_
     log ArbiterSet(arbiter=arbiter_)
+
+
+@external
+def set_royalty_pool(pool: address):
+    """
+    @notice Name the RewardPool that receives vouchers' usage royalties (its
+            `pay_royalty`). Owner only, once: the deployment wires it.
+    """
+    ownable._check_owner()
+    assert self.royalty_pool == empty(address), "market: royalty pool already set"
+    assert pool != empty(address), "market: royalty pool is the zero address"
+    self.royalty_pool = pool
+    log RoyaltyPoolSet(pool=pool)
 
 
 @external
@@ -286,6 +318,7 @@ def redeem(
     jobs: uint256,
     units: uint256,
     receipts_root: bytes32,
+    royalties: DynArray[Royalty, MAX_ROYALTIES],
     v: uint8,
     r: bytes32,
     s: bytes32,
@@ -293,12 +326,16 @@ def redeem(
     """
     @notice Redeem a voucher signed by the channel's client. The provider (the
             only caller) is credited `amount` minus what it was already paid,
-            always in full, and its record grows by the increase in jobs and
-            units (each counter saturates at its width; see `record`).
-    @param amount Cumulative tokens owed on this channel.
+            less the increase of the voucher's royalty lines, which goes to
+            each model's lineage in the RewardPool (`pay_royalty`); its record
+            grows by what it earned and by the increase in jobs and units
+            (each counter saturates at its width; see `record`).
+    @param amount Cumulative tokens owed on this channel (royalties included).
     @param jobs Cumulative jobs done on this channel.
     @param units Cumulative compute units done on this channel.
     @param receipts_root Merkle root of all job receipts of this channel so far.
+    @param royalties Cumulative royalties owed by this channel's jobs, by model
+           in ascending order (the client signs their hash; empty: none).
     """
     assert msg.sender == terms.provider, "market: caller is not the channel's provider"
     channel: bytes32 = self._id(terms)
@@ -320,11 +357,13 @@ def redeem(
     assert jobs <= MASK_48, "market: jobs too large"
     assert units <= MASK_104, "market: units too large"
     assert convert(s, uint256) <= ecdsa.SECP256K1_HALF_N, "market: malleable voucher signature"
-    digest: bytes32 = self._voucher_digest(channel, amount, jobs, units, receipts_root)
+    digest: bytes32 = self._voucher_digest(channel, amount, jobs, units, receipts_root, self._royalties_hash(royalties))
     assert ecdsa._recover(digest, v, r, s) == terms.client, "market: voucher not signed by the channel's client (wrong signer, chain or contract)"
 
     self._state[channel] = (state & ~MASK_96 & ~(MASK_48 << 96) & ~(MASK_104 << 144)) | amount | (jobs << 96) | (units << 144)
     earned: uint256 = amount - paid
+    if len(royalties) != 0:
+        earned -= self._pay_royalties(channel, royalties, earned)
     record: uint256 = self._record[msg.sender]
     record_earned: uint256 = (record & MASK_96) + earned
     record_jobs: uint256 = ((record >> 96) & MASK_56) + jobs - done_jobs
@@ -473,12 +512,32 @@ def channel_id(terms: Terms) -> bytes32:
 
 @external
 @view
-def voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32) -> bytes32:
+def voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32, royalties: bytes32) -> bytes32:
     """
     @notice The EIP-712 digest a client signs for this voucher (the dispute
             contract reads it to check a voucher presented as evidence).
+    @param royalties The hash of the voucher's royalty lines (`royalties_hash`).
     """
-    return self._voucher_digest(channel, amount, jobs, units, receipts_root)
+    return self._voucher_digest(channel, amount, jobs, units, receipts_root, royalties)
+
+
+@external
+@pure
+def royalties_hash(royalties: DynArray[Royalty, MAX_ROYALTIES]) -> bytes32:
+    """
+    @notice What a voucher signs of its royalty lines: zero for none, else the
+            chain h = keccak256(h, model, amount) from h = 0.
+    """
+    return self._royalties_hash(royalties)
+
+
+@external
+@view
+def royalties_paid(channel: bytes32, model: bytes32) -> uint256:
+    """
+    @notice Royalties the channel's redeemed vouchers have paid `model`'s lineage.
+    """
+    return self._royalties_paid[keccak256(concat(channel, model))]
 
 
 @external
@@ -522,9 +581,48 @@ def _effective(channel: bytes32, state: uint256, terms: Terms) -> (uint256, uint
 
 @internal
 @view
-def _voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32) -> bytes32:
-    struct_hash: bytes32 = keccak256(abi_encode(VOUCHER_TYPEHASH, channel, amount, jobs, units, receipts_root))
+def _voucher_digest(channel: bytes32, amount: uint256, jobs: uint256, units: uint256, receipts_root: bytes32, royalties: bytes32) -> bytes32:
+    struct_hash: bytes32 = keccak256(abi_encode(VOUCHER_TYPEHASH, channel, amount, jobs, units, receipts_root, royalties))
     return eip712._hash_typed_data(struct_hash)
+
+
+@internal
+@pure
+def _royalties_hash(royalties: DynArray[Royalty, MAX_ROYALTIES]) -> bytes32:
+    h: bytes32 = empty(bytes32)
+    for line: Royalty in royalties:
+        h = keccak256(concat(h, line.model, convert(line.amount, bytes32)))
+    return h
+
+
+@internal
+def _pay_royalties(channel: bytes32, royalties: DynArray[Royalty, MAX_ROYALTIES], earned: uint256) -> uint256:
+    # Pay each line's increase since the channel's last redemption to the model's
+    # lineage (the pool pulls it from the market's tokens); return their sum, which
+    # the voucher's increase must cover.
+    pool: address = self.royalty_pool
+    assert pool != empty(address), "market: no royalty pool to pay royalties to"
+    previous: uint256 = 0
+    due: DynArray[uint256, MAX_ROYALTIES] = []
+    total: uint256 = 0
+    for line: Royalty in royalties:
+        assert convert(line.model, uint256) > previous, "market: royalty lines not in ascending model order"
+        previous = convert(line.model, uint256)
+        key: bytes32 = keccak256(concat(channel, line.model))
+        before: uint256 = self._royalties_paid[key]
+        assert line.amount >= before, "market: stale royalty line"
+        due.append(line.amount - before)
+        total += line.amount - before
+        if line.amount != before:
+            self._royalties_paid[key] = line.amount
+    assert total <= earned, "market: royalties exceed what the voucher pays"
+    if total == 0:
+        return 0
+    assert extcall token.approve(pool, total, default_return_value=True), "market: token approval failed"
+    for i: uint256 in range(len(royalties), bound=MAX_ROYALTIES):
+        if due[i] != 0:
+            extcall IRoyalties(pool).pay_royalty(royalties[i].model, due[i])
+    return total
 
 
 @internal

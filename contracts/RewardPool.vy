@@ -13,12 +13,34 @@
         contributor). What nobody claimed within `claim_period` after that goes
         back to the pool (`expire`), and the sponsor takes back what no posting
         holds once its lock is over (`reclaim`).
+        Royalties: a registered model's registrant sets, once, its price per
+        compute unit and the part of its royalty that goes to its data
+        contributors (`set_royalty`). Whoever serves or pays for the model pays
+        the royalty in (`pay_royalty`) and it flows up the model's lineage: at
+        each level `PARENT_BPS` to the model it was fine-tuned from (at most
+        `MAX_DEPTH` levels), the model's data part (its terms' `data_bps`, or
+        `DEFAULT_DATA_BPS`) of the rest to the contributors of the posting that
+        paid for the model, and the remainder to its trainer. Trainers withdraw
+        (`withdraw_royalties`); a contributor's share of a model's data royalty,
+        in proportion to its posted amount, is claimed with the same proof as
+        the posting (`claim_royalty`, any time after the posting's challenge
+        window, whether the posting expired or not).
 @dev Money: the pool's token balance always equals the sum over runs of
-     `budget` (funded, not posted) plus, over postings, `total - claimed`
-     (posted, not yet claimed nor expired). A posting moves tokens from its run's
-     budget to itself; a claim from a posting to its contributor, once per leaf;
-     an expiry from a posting back to the budget; a reclaim from the budget to the
-     sponsor. Nothing else moves tokens.
+     `budget` (funded, not posted) plus, over postings not expired,
+     `total - claimed` (posted, not yet claimed), plus the sum over accounts of
+     `owed` (trainers' royalties not withdrawn), plus the sum over models of
+     their data royalty less what their contributors claimed of it
+     (`royalties_of`: `received - claimed`). A
+     posting moves tokens from its run's budget to itself; a claim from a posting
+     to its contributor, once per leaf; an expiry from a posting back to the
+     budget; a reclaim from the budget to the sponsor; a royalty from its payer to
+     `owed` and models' data royalties, split exactly (each level's parts sum to
+     its amount); a withdrawal from `owed` to its account; a royalty claim from a
+     model's data royalty to a contributor. Nothing else moves tokens.
+     A contributor's royalty is `received * amount // total` less what it claimed
+     before; the floor leaves up to (contributors - 1) wei of a model's data
+     royalty unclaimed, held for the next royalty's claims (it stays in
+     `received - claimed`).
      A leaf is keccak256(abi_encode(run, round, contributor, amount)); the tree
      hashes sorted pairs with keccak256, as idlegrid.protocol's merkle trees.
      Challenges of a posting within its window (a recomputation of the
@@ -38,9 +60,21 @@ struct FederatedRun:
     last_model: bytes32
 
 
+struct Model:
+    spec_hash: bytes32
+    data_hash: bytes32
+    checkpoints_root: bytes32
+    parent: bytes32
+    trainer: address
+    registrant: address
+    registered_at: uint256
+    run: bytes32
+
+
 interface IModels:
     def federatedRun(run: bytes32) -> FederatedRun: view
     def roundModel(run: bytes32, round: uint256) -> bytes32: view
+    def model(model: bytes32) -> Model: view
 
 
 struct Pool:
@@ -60,9 +94,37 @@ struct Posting:
     expired: bool
 
 
+# a model's royalty terms, set once by its registrant (rate 0: not set)
+struct Royalty:
+    # wei per compute unit
+    rate: uint256
+    # of the model's own royalty (after its parent's part), to its data contributors
+    data_bps: uint256
+
+
+# the posting that paid a model's data contributors (its first)
+struct RoundRef:
+    run: bytes32
+    round: uint256
+
+
+# a model's data royalty: received, and paid out to contributors
+struct DataRoyalty:
+    received: uint256
+    claimed: uint256
+
+
 MAX_PROOF: public(constant(uint256)) = 32
 # bounds of the constructor's periods (seconds)
 MAX_PERIOD: public(constant(uint256)) = 365 * 86400
+BPS: constant(uint256) = 10000
+# levels of a lineage a royalty reaches: the served model and 7 ancestors; the
+# last level keeps its whole amount (bounds the gas: one registry read a level)
+MAX_DEPTH: public(constant(uint256)) = 8
+# a level's part for the model it was fine-tuned from
+PARENT_BPS: public(constant(uint256)) = 2000
+# the data contributors' part of a posted model's royalty when its registrant set no terms
+DEFAULT_DATA_BPS: public(constant(uint256)) = 5000
 
 
 event Funded:
@@ -101,6 +163,45 @@ event Reclaimed:
     amount: uint256
 
 
+# a model's royalty terms, fixed
+event RoyaltySet:
+    model: indexed(bytes32)
+    rate: uint256
+    data_bps: uint256
+
+
+# a royalty paid in for a model (once a payment; its sharing follows)
+event RoyaltyPaid:
+    model: indexed(bytes32)
+    payer: indexed(address)
+    amount: uint256
+
+
+# one level of a royalty's lineage: what its trainer, its data contributors and its
+# parent got (the parent's part is the next level's amount)
+event RoyaltyShared:
+    model: indexed(bytes32)
+    trainer: indexed(address)
+    to_trainer: uint256
+    to_data: uint256
+    to_parent: uint256
+
+
+# a trainer's royalties paid out
+event RoyaltiesWithdrawn:
+    account: indexed(address)
+    amount: uint256
+
+
+# a contributor's share of a model's data royalty paid out: `amount` now,
+# `total_claimed` so far
+event RoyaltyClaimed:
+    model: indexed(bytes32)
+    contributor: indexed(address)
+    amount: uint256
+    total_claimed: uint256
+
+
 token: public(immutable(IERC20))
 models: public(immutable(IModels))
 challenge_window: public(immutable(uint256))
@@ -110,6 +211,13 @@ pools: public(HashMap[bytes32, Pool])
 postings: public(HashMap[bytes32, HashMap[uint256, Posting]])
 # keccak256(abi_encode(run, round, contributor)) of every leaf paid
 claimed: public(HashMap[bytes32, bool])
+_royalties: HashMap[bytes32, Royalty]
+_round_of: HashMap[bytes32, RoundRef]
+_data: HashMap[bytes32, DataRoyalty]
+# trainers' royalties not withdrawn
+owed: public(HashMap[address, uint256])
+# keccak256(abi_encode(model, contributor)): the model's data royalty paid to it so far
+royalty_claimed: public(HashMap[bytes32, uint256])
 
 
 @deploy
@@ -173,6 +281,9 @@ def post(run: bytes32, round: uint256, model: bytes32, root: bytes32, total: uin
     self.postings[run][round] = Posting(
         root=root, model=model, total=total, claimed=0, posted_at=block.timestamp, expired=False
     )
+    if self._round_of[model].run == empty(bytes32):
+        # the model's data contributors, for its royalties (rounds start at 1)
+        self._round_of[model] = RoundRef(run=run, round=round)
     log Posted(run=run, round=round, model=model, root=root, total=total, claimable_at=block.timestamp + challenge_window)
 
 
@@ -229,6 +340,168 @@ def reclaim(run: bytes32) -> uint256:
     assert extcall token.transfer(msg.sender, pool.budget, default_return_value=True), "rewards: token transfer failed"
     log Reclaimed(run=run, sponsor=msg.sender, amount=pool.budget)
     return pool.budget
+
+
+@external
+def set_royalty(model: bytes32, rate: uint256, data_bps: uint256):
+    """
+    @notice Set `model`'s royalty: `rate` wei per compute unit served, of which,
+            after its parent's part, `data_bps` / 10000 goes to its data
+            contributors. The model's registrant only, once: the price never
+            changes, so a client and a provider always agree on it.
+    @param model The sha256 of the model's weights (registered).
+    @param rate Wei per compute unit, above zero.
+    @param data_bps The data contributors' part in basis points, at most 10000.
+    """
+    registrant: address = (staticcall models.model(model)).registrant
+    assert registrant != empty(address), "rewards: model not registered"
+    assert msg.sender == registrant, "rewards: only the model's registrant sets its royalty"
+    assert self._royalties[model].rate == 0, "rewards: royalty already set"
+    assert rate > 0, "rewards: zero royalty rate"
+    assert data_bps <= BPS, "rewards: data part above 10000 bps"
+    self._royalties[model] = Royalty(rate=rate, data_bps=data_bps)
+    log RoyaltySet(model=model, rate=rate, data_bps=data_bps)
+
+
+@external
+def pay_royalty(model: bytes32, amount: uint256):
+    """
+    @notice Pay `amount` (approve first) of royalty for `model` (anyone; the job
+            market at a voucher's redemption) and share it along the lineage: at
+            each level `PARENT_BPS` to the registered model it was fine-tuned
+            from (none on the `MAX_DEPTH`th level), of the rest the data part to
+            the model's data contributors (when a posting paid them) and the
+            remainder to its trainer (its registrant when no trainer is named).
+    @param model The sha256 of the served model's weights (registered).
+    @param amount The royalty in wei, above zero.
+    """
+    assert amount > 0, "rewards: nothing to pay"
+    # `registered_at` is what the registry's `registered` reads; one call gives both
+    record: Model = staticcall models.model(model)
+    assert record.registered_at != 0, "rewards: model not registered"
+    assert extcall token.transferFrom(msg.sender, self, amount, default_return_value=True), "rewards: token transfer failed"
+    log RoyaltyPaid(model=model, payer=msg.sender, amount=amount)
+    current: bytes32 = model
+    level_amount: uint256 = amount
+    # a loop, not recursion: each level hands its parent's part to the next
+    for level: uint256 in range(MAX_DEPTH):
+        up: uint256 = 0
+        parent: Model = empty(Model)
+        if record.parent != empty(bytes32) and level < MAX_DEPTH - 1:
+            parent = staticcall models.model(record.parent)
+            if parent.registered_at != 0:
+                up = level_amount * PARENT_BPS // BPS
+        rest: uint256 = level_amount - up
+        to_data: uint256 = 0
+        if self._round_of[current].run != empty(bytes32):
+            data_bps: uint256 = DEFAULT_DATA_BPS
+            terms: Royalty = self._royalties[current]
+            if terms.rate != 0:
+                data_bps = terms.data_bps
+            to_data = rest * data_bps // BPS
+            self._data[current].received += to_data
+        trainer: address = record.trainer
+        if trainer == empty(address):
+            trainer = record.registrant
+        self.owed[trainer] += rest - to_data
+        log RoyaltyShared(model=current, trainer=trainer, to_trainer=rest - to_data, to_data=to_data, to_parent=up)
+        if up == 0:
+            break
+        current = record.parent
+        record = parent
+        level_amount = up
+
+
+@external
+def withdraw_royalties() -> uint256:
+    """
+    @notice Pay the sender the royalties it is owed as a trainer.
+    @return The amount paid.
+    """
+    amount: uint256 = self.owed[msg.sender]
+    assert amount > 0, "rewards: nothing owed"
+    self.owed[msg.sender] = 0
+    assert extcall token.transfer(msg.sender, amount, default_return_value=True), "rewards: token transfer failed"
+    log RoyaltiesWithdrawn(account=msg.sender, amount=amount)
+    return amount
+
+
+@external
+def claim_royalty(model: bytes32, contributor: address, amount: uint256, proof: DynArray[bytes32, MAX_PROOF]):
+    """
+    @notice Pay `contributor` its share of `model`'s data royalty so far, less what
+            it claimed before: `data_royalty * amount // total` for its `amount`
+            in the posting that paid for the model, proved by its leaf (the
+            claim's proof). Anyone may send it; after the posting's challenge
+            window, even once the posting expired.
+    @param model The sha256 of the model's weights.
+    @param contributor The data contributor (receives the tokens).
+    @param amount Its amount in the model's posting.
+    @param proof The Merkle proof of its leaf in that posting.
+    """
+    ref: RoundRef = self._round_of[model]
+    assert ref.run != empty(bytes32), "rewards: no posting for the model"
+    p: Posting = self.postings[ref.run][ref.round]
+    assert block.timestamp >= p.posted_at + challenge_window, "rewards: still in the challenge window"
+    leaf: bytes32 = keccak256(abi_encode(ref.run, ref.round, contributor, amount))
+    assert merkle._verify(leaf, proof, p.root), "rewards: not a leaf of the posting"
+    data: DataRoyalty = self._data[model]
+    key: bytes32 = keccak256(abi_encode(model, contributor))
+    before: uint256 = self.royalty_claimed[key]
+    # never below `before`: `received` only grows
+    entitled: uint256 = data.received * amount // p.total
+    assert entitled > before, "rewards: nothing to claim"
+    pay: uint256 = entitled - before
+    assert data.claimed + pay <= data.received, "rewards: the posting's leaves sum to more than its total"
+    self.royalty_claimed[key] = entitled
+    self._data[model].claimed = data.claimed + pay
+    assert extcall token.transfer(contributor, pay, default_return_value=True), "rewards: token transfer failed"
+    log RoyaltyClaimed(model=model, contributor=contributor, amount=pay, total_claimed=entitled)
+
+
+@external
+@view
+def royalty(model: bytes32) -> (uint256, uint256):
+    """
+    @notice `model`'s royalty terms: wei per compute unit and the data part in
+            basis points (zeros when not set).
+    @param model The sha256 of the model's weights.
+    """
+    terms: Royalty = self._royalties[model]
+    return terms.rate, terms.data_bps
+
+
+@external
+@view
+def royalty_rate(model: bytes32) -> uint256:
+    """
+    @notice `model`'s royalty in wei per compute unit (0 when not set).
+    @param model The sha256 of the model's weights.
+    """
+    return self._royalties[model].rate
+
+
+@external
+@view
+def royalties_of(model: bytes32) -> (uint256, uint256):
+    """
+    @notice `model`'s data royalty: received so far, and claimed by its contributors.
+    @param model The sha256 of the model's weights.
+    """
+    data: DataRoyalty = self._data[model]
+    return data.received, data.claimed
+
+
+@external
+@view
+def round_of(model: bytes32) -> (bytes32, uint256):
+    """
+    @notice The run and round of the posting that paid `model`'s data contributors
+            (zeros when none did).
+    @param model The sha256 of the model's weights.
+    """
+    ref: RoundRef = self._round_of[model]
+    return ref.run, ref.round
 
 
 @external

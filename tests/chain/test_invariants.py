@@ -1,4 +1,5 @@
-"""Stateful invariant test of the whole ledger: token, registry, market and disputes.
+"""Stateful invariant test of the whole ledger: token, registry, market, disputes and
+the reward pool.
 
 Hypothesis drives random sequences of registrations, stake changes, unbonding and
 withdrawal of stake (refused while channels or disputes back it), attempts to take
@@ -7,8 +8,12 @@ receipts (opened with a bond, drawn, voted, resolved, or left open for a while),
 market deposits and withdrawals
 (earnings included), channels, top-ups, off-chain vouchers, redemptions (latest,
 stale, replayed or forged), closes (client after expiry and window, provider early,
-strangers never), approvals and the passing of time against one deployment, on the
-embedded EVM and on anvil. A Python model applies the contracts' rules and says
+strangers never), approvals, the passing of time, and a federated run's reward pool
+(funding, rounds registered and posted, claims with true or false amounts, expiries,
+the sponsor's reclaim; models fine-tuned from its rounds, royalty terms set once,
+royalties paid for any model and shared up its lineage, trainers' withdrawals,
+contributors' royalty claims) against one deployment, on the embedded EVM and on
+anvil. A Python model applies the contracts' rules and says
 whether each call must revert, and with which reason. After every step that changes
 the chain the machine checks:
 
@@ -17,13 +22,17 @@ the chain the machine checks:
 3. token.balanceOf(market) == sum of market balances + (deposit - paid) over
    open channels;
 3b. token.balanceOf(disputes) == bond * disputes not resolved;
+3c. token.balanceOf(rewards) == budget + (total - claimed) over postings not expired
+    + owed over trainers + (data royalty - claimed) over models;
 4. every wallet, market balance, allowance, provider entry (and the registry's
-   active set), provider record, channel and dispute equals the model's: no token moved
-   except by the rules.
+   active set), provider record, channel, dispute, pool, posting, trainer's royalty and
+   model's data royalty equals the model's: no token moved except by the rules.
 
 An expected revert that mines no block cannot have changed anything; one that does
-gets the full check. Each example starts from a snapshot of the session's
-deployment and reverts to it when it ends.
+gets the full check. A reward rule's transactions touch only wallets, allowances, the
+pool and the model registry, so the check after one reads those (1, 3c, 4) and leaves
+the registry, market and disputes to the next step that changes them. Each example
+starts from a snapshot of the session's deployment and reverts to it when it ends.
 
 The last test is a regression test for a bug found while modelling the market:
 provider records overflowed once cumulative earnings passed 96 bits, and the
@@ -53,7 +62,17 @@ from hypothesis.stateful import (
 )
 
 from idlegrid import ContractReverted
-from idlegrid.chain import TOKEN, ChannelTerms, Contribution, DisputeClient, vote_commitment
+from idlegrid.chain import (
+    TOKEN,
+    ChannelTerms,
+    Contribution,
+    DataRoyalty,
+    DisputeClient,
+    ModelRegistryClient,
+    RewardPoolClient,
+    RewardTree,
+    vote_commitment,
+)
 from idlegrid.protocol import Account, Signature, Voucher, merkle_proof, merkle_root, sign_voucher
 
 from ..conftest import CONFIG, Env
@@ -81,6 +100,15 @@ CAPS = b"\x01" * 32
 ENDPOINT = "http://provider.test:1"
 ACTORS = 3  # users[0:3] act; the other users only hold tokens
 MAX_CHANNELS = 5  # bounds the reads of each check
+# the reward pool (contracts/RewardPool.vy)
+RUN = keccak(b"the machine's federated run")
+CHALLENGE = CONFIG.reward_challenge_window
+CLAIM_PERIOD = CONFIG.reward_claim_period
+BPS, PARENT_BPS, DEFAULT_DATA_BPS, MAX_DEPTH = 10_000, 2_000, 5_000, 8
+MAX_ROUNDS = 3  # the run's rounds in an example
+MAX_FINE_TUNED = 3  # models fine-tuned by actors in an example
+UNREGISTERED = keccak(b"a model nobody registered")
+ZERO = "0x" + "00" * 20
 # A transaction's block.timestamp is the chain's time (env.now()) or a few seconds
 # later (anvil's clock follows the wall clock). A step whose outcome hangs on a
 # deadline closer than this is skipped.
@@ -90,7 +118,7 @@ MARGIN = 600
 # Derandomized, so every run tries the same examples.
 SETTINGS = settings(
     max_examples=15,
-    stateful_step_count=20,
+    stateful_step_count=30,
     deadline=None,
     derandomize=True,
     database=None,
@@ -123,6 +151,12 @@ stakes = st.one_of(
 # a share of some current value in percent; 101 means the value plus one wei
 percent = st.sampled_from([50, 100, 1, 0, 101])
 hours = st.sampled_from([1, 12, 25, 7 * 24 + 1])
+# a rank among the actors (or accounts) ordered by who can succeed: mostly the first
+ranked = st.sampled_from([0, 0, 0, 1, 2])
+# the actors' weights in a round's posting: at least one contributor
+weights = st.lists(st.integers(0, 3), min_size=ACTORS, max_size=ACTORS).filter(any)
+# a royalty: the usual, a wei, too little to hand a part up, tokens, nothing, too much
+royalties = st.sampled_from([10**6, 10**6, 1, 4, 3 * TOKEN, 0, 20_000 * TOKEN])
 
 
 def _share(total: int, pct: int) -> int:
@@ -182,6 +216,36 @@ class _Dispute:
     reveal_deadline: int = 0
 
 
+@dataclass(eq=False)
+class _Posting:
+    round: int
+    model: bytes
+    tree: RewardTree
+    posted_at: int
+    claimed: int = 0
+    expired: bool = False
+    paid: set[str] = field(default_factory=set)  # contributors whose leaf was claimed
+    royalty_paid: dict[str, int] = field(default_factory=dict)  # their royalty so far
+
+
+@dataclass
+class _Model:
+    registrant: str
+    owed_to: str  # its trainer, or its registrant when it names none
+    parent: bytes | None
+    data_bps: int | None = None  # its terms' data part; None: no terms
+    posting: _Posting | None = None
+    received: int = 0  # its data royalty
+    claimed: int = 0
+
+
+@dataclass
+class _Pool:
+    sponsor: str = ZERO
+    budget: int = 0
+    locked_until: int = 0
+
+
 @dataclass(frozen=True)
 class _Start:
     """What the chain holds when each example begins: the same every time."""
@@ -237,6 +301,15 @@ class LedgerMachine(RuleBasedStateMachine):
         self.salt = 0
         self.dirty = True
         self.last_sender = self.owner.address
+        self.rewards = env.ledger.client("rewards", RewardPoolClient)
+        self.models = env.ledger.client("models", ModelRegistryClient)
+        self.pool = _Pool()
+        self.lineage: dict[bytes, _Model] = {}  # the registered models, base first
+        self.base = b""
+        self.rounds: list[bytes] = []  # the run's round models, posted or not
+        self.postings: list[_Posting] = []
+        self.owed = {a: 0 for a in self.accounts}  # trainers' royalties
+        self.rewards_dirty = True
 
     def teardown(self) -> None:
         try:
@@ -926,31 +999,384 @@ class LedgerMachine(RuleBasedStateMachine):
             self.free[channel.client.address] += channel.deposit - channel.paid
             channel.closed = True
 
+    # -- the reward pool -------------------------------------------------------------
+
+    @initialize(
+        amount=st.integers(1, 1_000).map(lambda n: n * TOKEN),
+        lock_days=st.sampled_from([1, 30]),
+        weights=weights,
+        royalty=st.sampled_from([10**6, 3 * TOKEN]),
+    )
+    def setup_rewards(self, amount: int, lock_days: int, weights: list[int], royalty: int) -> None:
+        """Start where every reward rule can do something: the run's base model
+        (registered by actor 2, trained by actor 1); actor 0 funds the run's pool; round 1,
+        fine-tuned from the base, is posted with half the budget; actor 2 pays a royalty
+        for it."""
+        self.base = self._register_model(self.actors[2], self.actors[1].address, None)
+        self._fund(self.actors[0], amount, lock_days * DAY)
+        self._post(weights, 50, by_coordinator=True)
+        self._pay_royalty(self.actors[2], self.rounds[0], royalty)
+
+    def _reward_attempt(
+        self, sender: Account, reason: str | None, call: Callable[[], object]
+    ) -> bool:
+        """:meth:`_attempt` for a reward rule. Its transactions move tokens and change the
+        pool (and the model registry), never the provider registry, the market nor the
+        disputes: the check that follows reads the wallets and the pool only."""
+        ledger = self.dirty
+        done = self._attempt(sender, reason, call)
+        self.rewards_dirty |= self.dirty
+        self.dirty = ledger
+        return done
+
+    def _register_model(self, registrant: Account, trainer: str, parent: bytes | None) -> bytes:
+        model = keccak(b"model %d" % len(self.lineage))
+        self._reward_attempt(
+            registrant,
+            None,
+            lambda: self.models.register(
+                model, trainer=trainer, parent=parent or bytes(32), sender=registrant
+            ),
+        )
+        owed_to = registrant.address if trainer == ZERO else trainer
+        self.lineage[model] = _Model(registrant.address, owed_to, parent)
+        return model
+
+    def _fund(self, sponsor: Account, amount: int, lock: int) -> None:
+        locked_until = self.env.now() + lock
+        pool = self.pool
+        reason = _first(
+            (amount == 0, "rewards: nothing to fund"),
+            (
+                pool.sponsor not in (ZERO, sponsor.address),
+                "rewards: only the run's sponsor funds its pool",
+            ),
+            (locked_until < pool.locked_until, "rewards: a lock cannot be shortened"),
+        ) or self._pull_reason(sponsor.address, self.rewards.address, amount)
+        if self._reward_attempt(
+            sponsor, reason, lambda: self.rewards.fund(RUN, amount, locked_until, sender=sponsor)
+        ):
+            self._pull(sponsor.address, self.rewards.address, amount)
+            pool.sponsor = sponsor.address
+            pool.budget += amount
+            pool.locked_until = locked_until
+
+    @rule(who=ranked, amount=amounts, lock_days=st.sampled_from([1, 30, 0]))
+    def fund(self, who: int, amount: int, lock_days: int) -> None:
+        """Fund the run's pool: its sponsor (mostly), or another (refused); a lock
+        shorter than the current one is refused."""
+        self._fund(self._ranked(who, lambda a: a == self.pool.sponsor), amount, lock_days * DAY)
+
+    @precondition(lambda self: len(self.rounds) < MAX_ROUNDS)
+    @rule(
+        weights=weights,
+        pct=st.sampled_from([10, 50, 100, 101]),
+        by_coordinator=_mostly(True, False),
+    )
+    def post(self, weights: list[int], pct: int, by_coordinator: bool) -> None:
+        """The coordinator (the owner) registers the run's next round, fine-tuned from the
+        last, and posts a share of the budget split by ``weights`` among the actors (101:
+        a wei more than the budget; a wei each when the budget is too small); an actor
+        posting instead is refused."""
+        self._post(weights, pct, by_coordinator=by_coordinator)
+
+    def _post(self, weights: list[int], pct: int, *, by_coordinator: bool) -> None:
+        rnd = len(self.rounds) + 1
+        model = keccak(b"model %d" % len(self.lineage))
+        parent = self.rounds[-1] if self.rounds else self.base
+        self._reward_attempt(
+            self.owner,
+            None,
+            lambda: self.models.register_round(
+                model,
+                RUN,
+                rnd,
+                spec_hash=CAPS,
+                data_hash=CAPS,
+                parent=parent,
+                participants=[a.address for a in self.actors],
+                sender=self.owner,
+            ),
+        )
+        self.rounds.append(model)
+        self.lineage[model] = _Model(self.owner.address, self.owner.address, parent)
+        target = _share(self.pool.budget, pct)
+        tree = RewardTree(
+            RUN,
+            rnd,
+            {
+                a.address: max(target * w // sum(weights), 1)
+                for a, w in zip(self.actors, weights, strict=True)
+                if w
+            },
+        )
+        sender = self.owner if by_coordinator else self.actors[0]
+        reason = _first(
+            (not by_coordinator, "rewards: only the run's coordinator posts"),
+            (tree.total > self.pool.budget, "rewards: the pool holds less than the posting"),
+        )
+        if self._reward_attempt(
+            sender, reason, lambda: self.rewards.post(tree, model, sender=sender)
+        ):
+            self.pool.budget -= tree.total
+            posting = _Posting(rnd, model, tree, self.env.backend.timestamp())
+            self.postings.append(posting)
+            self.lineage[model].posting = posting
+
+    @precondition(lambda self: bool(self.postings))
+    @rule(pick=st.integers(0, 20), honest=_mostly(True, False), wait=_mostly(True, False))
+    def claim(self, pick: int, honest: bool, wait: bool) -> None:
+        """Claim a contributor's leaf (its amount, or a wei more), after the challenge
+        window (mostly waiting for it) and before the claim period ends."""
+        posting = self.postings[pick % len(self.postings)]
+        who = posting.tree.contributors[pick % len(posting.tree.contributors)]
+        amount = posting.tree.amounts[who] + (0 if honest else 1)
+        opens = posting.posted_at + CHALLENGE
+        if wait and not posting.expired:
+            self._wait_until(opens)
+        opened, closed = self._reached(opens), self._reached(opens + CLAIM_PERIOD)
+        if opened is None or closed is None:
+            return
+        reason = _first(
+            (posting.expired, "rewards: the claim period is over"),
+            (not opened, "rewards: still in the challenge window"),
+            (closed, "rewards: the claim period is over"),
+            (who in posting.paid, "rewards: already claimed"),
+            (not honest, "rewards: not a leaf of the posting"),
+        )
+        sender = self.actors[pick % ACTORS]
+        proof = posting.tree.proof(who)
+        if self._reward_attempt(
+            sender,
+            reason,
+            lambda: self.rewards.claim(RUN, posting.round, who, amount, proof, sender=sender),
+        ):
+            posting.paid.add(who)
+            posting.claimed += amount
+            self.wallet[self.rewards.address] -= amount
+            self.wallet[who] += amount
+
+    @precondition(lambda self: bool(self.postings))
+    @rule(pick=st.integers(0, 20), wait=_mostly(False, True))
+    def expire(self, pick: int, wait: bool) -> None:
+        """Put what a posting's contributors left back in the budget, once its claim
+        period is over (waiting for it, sometimes)."""
+        posting = self.postings[pick % len(self.postings)]
+        over = posting.posted_at + CHALLENGE + CLAIM_PERIOD
+        if wait:
+            self._wait_until(over)
+        reached = self._reached(over)
+        if reached is None:
+            return
+        reason = _first(
+            (posting.expired, "rewards: already expired"),
+            (not reached, "rewards: the claim period is not over"),
+        )
+        sender = self.actors[pick % ACTORS]
+        if self._reward_attempt(
+            sender, reason, lambda: self.rewards.expire(RUN, posting.round, sender=sender)
+        ):
+            posting.expired = True
+            self.pool.budget += posting.tree.total - posting.claimed
+
+    @rule(who=ranked, wait=_mostly(True, False))
+    def reclaim(self, who: int, wait: bool) -> None:
+        """The sponsor (mostly) takes back the budget once the lock is over (mostly
+        waiting for it)."""
+        sender = self._ranked(who, lambda a: a == self.pool.sponsor)
+        if wait:
+            self._wait_until(self.pool.locked_until)
+        reached = self._reached(self.pool.locked_until)
+        if reached is None:
+            return
+        reason = _first(
+            (sender.address != self.pool.sponsor, "rewards: only the run's sponsor reclaims"),
+            (not reached, "rewards: the pool is locked"),
+            (self.pool.budget == 0, "rewards: nothing to reclaim"),
+        )
+        if self._reward_attempt(sender, reason, lambda: self.rewards.reclaim(RUN, sender=sender)):
+            self.wallet[self.rewards.address] -= self.pool.budget
+            self.wallet[sender.address] += self.pool.budget
+            self.pool.budget = 0
+
+    @precondition(lambda self: len(self.lineage) - len(self.rounds) <= MAX_FINE_TUNED)
+    @rule(who=actor, pick=st.integers(0, 20), trainer=st.integers(-1, ACTORS - 1))
+    def fine_tune(self, who: int, pick: int, trainer: int) -> None:
+        """An actor registers a model fine-tuned from any registered one, naming one of
+        the actors as its trainer, or none (-1)."""
+        parent = list(self.lineage)[pick % len(self.lineage)]
+        named = ZERO if trainer < 0 else self.actors[trainer].address
+        self._register_model(self.actors[who], named, parent)
+
+    @rule(
+        pick=st.integers(0, 20),
+        by_registrant=_mostly(True, False),
+        rate=st.sampled_from([5, 5, 1, 0]),
+        data_bps=st.sampled_from([6_000, 0, 10_000, 10_001]),
+    )
+    def set_royalty(self, pick: int, by_registrant: bool, rate: int, data_bps: int) -> None:
+        """Set a model's terms, by its registrant (once) or another; or an unregistered
+        model's (refused)."""
+        models = [*self.lineage, UNREGISTERED]
+        model = models[pick % len(models)]
+        entry = self.lineage.get(model)
+        registrant = entry.registrant if entry else ZERO
+        everyone = [self.owner, *self.actors]
+        sender = next(
+            a for a in everyone if (a.address == registrant) == (by_registrant and bool(entry))
+        )
+        reason = _first(
+            (entry is None, "rewards: model not registered"),
+            (sender.address != registrant, "rewards: only the model's registrant sets its royalty"),
+            (entry is not None and entry.data_bps is not None, "rewards: royalty already set"),
+            (rate == 0, "rewards: zero royalty rate"),
+            (data_bps > BPS, "rewards: data part above 10000 bps"),
+        )
+        if self._reward_attempt(
+            sender, reason, lambda: self.rewards.set_royalty(model, rate, data_bps, sender=sender)
+        ):
+            assert entry is not None
+            entry.data_bps = data_bps
+
+    @rule(pick=st.integers(0, 20), payer=actor, amount=royalties)
+    def pay_royalty(self, pick: int, payer: int, amount: int) -> None:
+        """An actor pays a royalty for a model (or for an unregistered one: refused)."""
+        models = [*self.lineage, UNREGISTERED]
+        self._pay_royalty(self.actors[payer], models[pick % len(models)], amount)
+
+    def _pay_royalty(self, sender: Account, model: bytes, amount: int) -> None:
+        reason = _first(
+            (amount == 0, "rewards: nothing to pay"),
+            (model not in self.lineage, "rewards: model not registered"),
+        ) or self._pull_reason(sender.address, self.rewards.address, amount)
+        if self._reward_attempt(
+            sender, reason, lambda: self.rewards.pay_royalty(model, amount, sender=sender)
+        ):
+            self._pull(sender.address, self.rewards.address, amount)
+            self._share_royalty(model, amount)
+
+    def _share_royalty(self, model: bytes, amount: int) -> None:
+        # each level: a fifth up to the parent (none on the last level), of the rest the
+        # data part to a posted model's contributors, the remainder to its trainer
+        for level in range(MAX_DEPTH):
+            entry = self.lineage[model]
+            up = amount * PARENT_BPS // BPS if entry.parent and level < MAX_DEPTH - 1 else 0
+            rest = amount - up
+            to_data = 0
+            if entry.posting is not None:
+                bps = DEFAULT_DATA_BPS if entry.data_bps is None else entry.data_bps
+                to_data = rest * bps // BPS
+                entry.received += to_data
+            self.owed[entry.owed_to] += rest - to_data
+            if up == 0 or entry.parent is None:
+                return
+            model, amount = entry.parent, up
+
+    @rule(who=st.sampled_from([0, 0, 0, ACTORS]))
+    def withdraw_royalties(self, who: int) -> None:
+        """Withdraw a trainer's royalties (the owner and the actors, most owed first)."""
+        everyone = [self.owner, *self.actors]
+        account = sorted(everyone, key=lambda a: self.owed[a.address], reverse=True)[who]
+        amount = self.owed[account.address]
+        if self._reward_attempt(
+            account,
+            _first((amount == 0, "rewards: nothing owed")),
+            lambda: self.rewards.withdraw_royalties(sender=account),
+        ):
+            self.owed[account.address] = 0
+            self.wallet[self.rewards.address] -= amount
+            self.wallet[account.address] += amount
+
+    @rule(
+        pick=st.integers(0, 20),
+        posted=_mostly(True, False),
+        honest=_mostly(True, False),
+        wait=_mostly(True, False),
+    )
+    def claim_royalty(self, pick: int, posted: bool, honest: bool, wait: bool) -> None:
+        """Claim a contributor's share of a posted model's data royalty, with its leaf (or
+        a wei more) in the posting behind the model, after its challenge window (mostly
+        waiting for it); or for a model no posting paid for."""
+        models = [m for m, e in self.lineage.items() if (e.posting is not None) == posted]
+        models = models or list(self.lineage)
+        model = models[pick % len(models)]
+        entry = self.lineage[model]
+        sender = self.actors[pick % ACTORS]
+        posting = entry.posting
+        if posting is None:
+            self._reward_attempt(
+                sender,
+                "rewards: no posting for the model",
+                lambda: self.rewards._send(
+                    "claim_royalty", model, sender.address, 1, [], sender=sender
+                ),
+            )
+            return
+        tree = posting.tree
+        who = tree.contributors[pick % len(tree.contributors)]
+        amount = tree.amounts[who] + (0 if honest else 1)
+        opens = posting.posted_at + CHALLENGE
+        if wait:
+            self._wait_until(opens)
+        opened = self._reached(opens)
+        if opened is None:
+            return
+        entitled = entry.received * tree.amounts[who] // tree.total
+        before = posting.royalty_paid.get(who, 0)
+        reason = _first(
+            (not opened, "rewards: still in the challenge window"),
+            (not honest, "rewards: not a leaf of the posting"),
+            (entitled == before, "rewards: nothing to claim"),
+        )
+        proof = tree.proof(who)
+        if self._reward_attempt(
+            sender,
+            reason,
+            lambda: self.rewards._send("claim_royalty", model, who, amount, proof, sender=sender),
+        ):
+            posting.royalty_paid[who] = entitled
+            entry.claimed += entitled - before
+            self.wallet[self.rewards.address] -= entitled - before
+            self.wallet[who] += entitled - before
+
     # -- the check -------------------------------------------------------------------
 
     @invariant()
     def ledger_matches_model(self) -> None:
-        if not self.dirty:  # signing a voucher sends nothing to the chain
+        # signing a voucher sends nothing to the chain
+        if not (self.dirty or self.rewards_dirty):
             return
-        self.dirty = False
-        token, registry, market = self.token, self.registry, self.market
-
+        token = self.token
         supply = token.total_supply()
         wallets = {h: token.balance_of(h) for h in self.wallet}
+        spenders = (self.registry, self.market, self.disputes, self.rewards)
+        allowances = {
+            (self.last_sender, s.address): token.allowance(self.last_sender, s.address)
+            for s in spenders
+        }
+        # (1) nothing is created or destroyed; the holders outside the model are
+        # checked at teardown, and a token sent to them breaks this sum at once
+        assert supply == self.supply
+        assert supply == sum(wallets.values()) + self.others_total
+        # (4) every wallet and allowance is what the rules say
+        assert wallets == self.wallet
+        for key, value in allowances.items():
+            assert value == self.allowance[key]
+        if self.dirty:
+            self.dirty = False
+            self._check_ledger(wallets)
+        if self.rewards_dirty:
+            self.rewards_dirty = False
+            self._check_rewards(wallets[self.rewards.address])
+
+    def _check_ledger(self, wallets: dict[str, int]) -> None:
+        registry, market = self.registry, self.market
         providers = {a: registry.provider(a) for a in self.providers}
         free = {a: market.balance_of(a) for a in self.accounts}
         states = [market.channel(c.terms) for c in self.all_channels]
         records = {a: market.record(a) for a in self.records}
         active = registry.active_providers()
-        allowances = {
-            (self.last_sender, s): token.allowance(self.last_sender, s)
-            for s in (registry.address, market.address, self.disputes.address)
-        }
 
-        # (1) nothing is created or destroyed; the holders outside the model are
-        # checked at teardown, and a token sent to them breaks this sum at once
-        assert supply == self.supply
-        assert supply == sum(wallets.values()) + self.others_total
         # (2) the registry holds exactly the stakes and unbonding tokens
         assert wallets[registry.address] == sum(p.stake + p.unbonding for p in providers.values())
         # (3) the market holds exactly the free balances and what open channels have left
@@ -961,7 +1387,6 @@ class LedgerMachine(RuleBasedStateMachine):
         unresolved = sum(d.status != RESOLVED for d in self.all_disputes.values())
         assert wallets[self.disputes.address] == BOND * unresolved
         # (4) and every entry is what the rules say
-        assert wallets == self.wallet
         assert free == self.free
         for address, info in providers.items():
             entry = self.providers[address]
@@ -986,14 +1411,45 @@ class LedgerMachine(RuleBasedStateMachine):
                 channel.units,
             )
             assert (state.open, state.closed) == (not channel.closed, channel.closed)
-        for key, value in allowances.items():
-            assert value == self.allowance[key]
+
+    def _check_rewards(self, held: int) -> None:
+        rewards = self.rewards
+        pool = rewards.pool(RUN)
+        postings = [rewards.posting(RUN, p.round) for p in self.postings]
+        owed = {a: rewards.owed(a) for a in self.owed}
+        data = {m: rewards.royalties_of(m) for m in self.lineage}
+        # (3c) the pool holds exactly its budget, what open postings have not paid, what
+        # trainers are owed and what contributors have not claimed of their royalties
+        assert held == (
+            pool.budget
+            + sum(s.total - s.claimed for s in postings if not s.expired)
+            + sum(owed.values())
+            + sum(d.received - d.claimed for d in data.values())
+        )
+        # (4) and every entry is what the rules say
+        assert (pool.sponsor, pool.budget, pool.locked_until) == (
+            self.pool.sponsor,
+            self.pool.budget,
+            self.pool.locked_until,
+        )
+        for posting, state in zip(self.postings, postings, strict=True):
+            assert (state.model, state.total, state.claimed, state.posted_at, state.expired) == (
+                posting.model,
+                posting.tree.total,
+                posting.claimed,
+                posting.posted_at,
+                posting.expired,
+            )
+        assert owed == self.owed
+        assert data == {m: DataRoyalty(e.received, e.claimed) for m, e in self.lineage.items()}
 
 
 def _start(env: Env) -> _Start:
-    """Approve both contracts from every actor's wallet; read what everyone holds."""
+    """Approve the contracts that pull tokens from every actor's wallet; read what
+    everyone holds."""
     actors = [u.address for u in env.users[:ACTORS]]
     disputes = env.ledger.deployment.address("disputes")
+    rewards = env.ledger.deployment.address("rewards")
     # the owner challenges too: it needs the bonds
     env.token.mint(env.owner.address, 1_000 * TOKEN, sender=env.owner)
     env.token.approve(disputes, MAX, sender=env.owner)
@@ -1001,8 +1457,9 @@ def _start(env: Env) -> _Start:
         env.token.approve(env.registry.address, MAX, sender=user)
         env.token.approve(env.market.address, MAX, sender=user)
         env.token.approve(disputes, MAX, sender=user)
+        env.token.approve(rewards, MAX, sender=user)
     accounts = [env.owner.address, *actors]
-    contracts = [env.registry.address, env.market.address, disputes]
+    contracts = [env.registry.address, env.market.address, disputes, rewards]
     return _Start(
         supply=env.token.total_supply(),
         wallet={h: env.token.balance_of(h) for h in [*accounts, *contracts]},

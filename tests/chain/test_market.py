@@ -729,3 +729,145 @@ def test_receipt_proofs_verify_on_chain(env: Env, count: int) -> None:
         assert env.market.verify_receipt(receipt.leaf(), receipts_proof(receipts, i), root)
     tampered = dataclasses.replace(receipts[0], amount=receipts[0].amount + 1)
     assert not env.market.verify_receipt(tampered.leaf(), receipts_proof(receipts, 0), root)
+
+
+# -- usage royalties ---------------------------------------------------------------
+
+
+def _royal(
+    env: Env,
+    client: Account,
+    terms: ChannelTerms,
+    amount: int,
+    jobs: int,
+    lines: tuple[tuple[bytes, int], ...],
+) -> tuple[Voucher, Signature]:
+    """A voucher with royalty lines, signed; built without Voucher's own checks (so
+    that attack tests can send what a careful client never signs)."""
+    voucher = object.__new__(Voucher)
+    for name, value in zip(
+        ("channel", "amount", "jobs", "units", "receipts_root", "royalties"),
+        (terms.id, amount, jobs, jobs, ROOT, lines),
+        strict=True,
+    ):
+        object.__setattr__(voucher, name, value)
+    return voucher, sign_voucher(client, env.market.domain(), voucher)
+
+
+@pytest.fixture
+def royal_model(env: Env) -> tuple[bytes, Account]:
+    """A registered model whose registrant (and trainer) set a royalty."""
+    from idlegrid.chain import ModelRegistryClient, RewardPoolClient
+
+    registrant = env.users[2]
+    model = keccak(b"a model with a royalty")
+    env.ledger.client("models", ModelRegistryClient).register(model, sender=registrant)
+    pool = env.ledger.client("rewards", RewardPoolClient)
+    pool.set_royalty(model, 10**6, 0, sender=registrant)
+    return model, registrant
+
+
+def test_a_voucher_s_royalties_go_to_the_model_s_lineage_and_only_their_increase(
+    env: Env, parties: tuple[Account, Account], royal_model: tuple[bytes, Account]
+) -> None:
+    from idlegrid.chain import RewardPoolClient
+
+    client, provider = parties
+    model, registrant = royal_model
+    pool = env.ledger.client("rewards", RewardPoolClient)
+    terms = _open(env, client, provider)
+
+    env.market.redeem(
+        terms, *_royal(env, client, terms, 3 * TOKEN, 2, ((model, TOKEN),)), sender=provider
+    )
+    first = (env.market.record(provider.address).earned, pool.owed(registrant.address))
+    env.market.redeem(
+        terms, *_royal(env, client, terms, 5 * TOKEN, 3, ((model, TOKEN + 7),)), sender=provider
+    )
+
+    assert first == (2 * TOKEN, TOKEN)
+    assert env.market.record(provider.address).earned == 4 * TOKEN - 7
+    assert pool.owed(registrant.address) == TOKEN + 7
+    assert env.market.royalties_paid(terms.id, model) == TOKEN + 7
+    assert env.market.channel(terms).paid == 5 * TOKEN
+    env.conservation()
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        (lambda m, o: ((m, 3 * TOKEN + 1),), "market: royalties exceed what the voucher pays"),
+        (lambda m, o: ((o, 1), (m, 1)) if o > m else ((m, 1), (o, 1))[::-1], "ascending"),
+        (lambda m, o: ((m, 1), (m, 1)), "ascending"),
+        (lambda m, o: ((o, 1),), "rewards: model not registered"),
+    ],
+    ids=["more-than-paid", "unsorted", "repeated", "unregistered-model"],
+)
+def test_royalty_lines_a_careful_client_never_signs_are_refused(
+    env: Env,
+    parties: tuple[Account, Account],
+    royal_model: tuple[bytes, Account],
+    lines: object,
+    reason: str,
+) -> None:
+    """Refused whole: nothing paid, and the provider can still redeem a right voucher."""
+    client, provider = parties
+    model, _ = royal_model
+    other = keccak(b"a model nobody registered")
+    terms = _open(env, client, provider)
+    bad = lines(model, other)  # type: ignore[operator]
+
+    with pytest.raises(ContractReverted) as exc:
+        env.market.redeem(terms, *_royal(env, client, terms, 3 * TOKEN, 1, bad), sender=provider)
+    env.market.redeem(
+        terms, *_royal(env, client, terms, 3 * TOKEN, 1, ((model, 1),)), sender=provider
+    )
+
+    assert reason in _reason(exc)
+    assert env.market.record(provider.address).earned == 3 * TOKEN - 1
+    env.conservation()
+
+
+def test_royalty_lines_are_signed_and_never_go_back(
+    env: Env, parties: tuple[Account, Account], royal_model: tuple[bytes, Account]
+) -> None:
+    client, provider = parties
+    model, _ = royal_model
+    terms = _open(env, client, provider)
+    voucher, signature = _royal(env, client, terms, 3 * TOKEN, 1, ((model, TOKEN),))
+    stripped = dataclasses.replace(voucher, royalties=())  # the provider keeps it all
+
+    with pytest.raises(ContractReverted) as forged:
+        env.market.redeem(terms, stripped, signature, sender=provider)
+    env.market.redeem(terms, voucher, signature, sender=provider)
+    with pytest.raises(ContractReverted) as stale:
+        env.market.redeem(
+            terms, *_royal(env, client, terms, 4 * TOKEN, 2, ((model, 1),)), sender=provider
+        )
+
+    assert "not signed by the channel's client" in _reason(forged)
+    assert _reason(stale) == "market: stale royalty line"
+    assert env.market.royalties_paid(terms.id, model) == TOKEN
+    env.conservation()
+
+
+def test_a_market_without_a_royalty_pool_refuses_royalties_but_not_plain_vouchers(
+    env: Env, parties: tuple[Account, Account], royal_model: tuple[bytes, Account]
+) -> None:
+    client, provider = parties
+    model, _ = royal_model
+    market = _deploy_market(env, CLOSE_WINDOW)
+    env.token.approve(market.address, MAX, sender=client)
+    terms, _ = market.open_channel(provider.address, 10 * TOKEN, env.now() + 3600, sender=client)
+    royal = _royal(env, client, terms, TOKEN, 1, ((model, 1),))
+    royal = (royal[0], sign_voucher(client, market.domain(), royal[0]))
+    plain = Voucher(terms.id, TOKEN, 1, 1, ROOT)
+
+    with pytest.raises(ContractReverted) as exc:
+        market.redeem(terms, *royal, sender=provider)
+    market.redeem(terms, plain, sign_voucher(client, market.domain(), plain), sender=provider)
+
+    assert _reason(exc) == "market: no royalty pool to pay royalties to"
+    assert market.record(provider.address).earned == TOKEN
+    assert market.royalty_pool() is None
+    env.conservation(market.address)

@@ -104,13 +104,19 @@ def test_keys_from_env_and_keystore(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     st.integers(0, 2**64),
     st.integers(0, 2**128),
     st.integers(1, 2**64),
+    st.dictionaries(st.binary(min_size=32, max_size=32), st.integers(1, 2**64), max_size=4),
 )
 def test_fast_digest_matches_eth_account(
-    channel: bytes, amount: int, jobs: int, units: int, chain_id: int
+    channel: bytes, amount: int, jobs: int, units: int, chain_id: int, lines: dict[bytes, int]
 ) -> None:
+    """With and without royalty lines (the voucher signs their hash chain)."""
     domain = dataclasses.replace(DOMAIN, chain_id=chain_id)
-    voucher = Voucher(channel, amount, jobs, units, b"\x07" * 32)
+    royalties = tuple(sorted(lines.items())) if sum(lines.values()) <= amount else ()
+    voucher = Voucher(channel, amount, jobs, units, b"\x07" * 32, royalties)
     assert voucher_digest(domain, voucher) == eth_account_voucher_digest(domain, voucher)
+    if royalties:  # the lines are signed: dropping them is another voucher
+        bare = dataclasses.replace(voucher, royalties=())
+        assert voucher_digest(domain, bare) != voucher_digest(domain, voucher)
 
 
 def test_fast_signature_recovers_like_eth_account() -> None:

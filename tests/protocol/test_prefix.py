@@ -166,3 +166,89 @@ def test_any_delivery_order_gives_the_in_order_prefix(order: list[int]) -> None:
     assert shuffled.root() == receipts_root([_receipt(s) for s in range(1, n + 1)])
     assert dict(shuffled.items()) == dict(in_order.items())
     assert [shuffled.at(k) for k in range(1, n + 1)] == [in_order.at(k) for k in range(1, n + 1)]
+
+
+# -- royalties ---------------------------------------------------------------------
+
+MODEL_A, MODEL_B = b"\x0a" * 32, b"\x0b" * 32
+
+
+def _royal_prefix(order: list[int]) -> ReceiptPrefix[Receipt]:
+    """Jobs 1..4 where the odd ones owe MODEL_B 3 * seq and job 2 owes MODEL_A 4."""
+    prefix: ReceiptPrefix[Receipt] = ReceiptPrefix(history=8)
+    for seq in order:
+        r = _receipt(seq)
+        owed = (MODEL_B, 3 * seq) if seq % 2 else (MODEL_A, 4) if seq == 2 else None
+        prefix.add(seq, r, leaf=r.leaf(), units=r.units, amount=r.amount, royalty=owed)
+    return prefix
+
+
+def test_royalties_of_the_prefix_are_summed_by_model_in_ascending_order() -> None:
+    # Execute: job 4 first, then a gap at 3 holds the prefix at 2
+    prefix = _royal_prefix([4, 1, 2])
+    held = prefix.point()
+    _royal_prefix_add_3 = _receipt(3)
+    prefix.add(
+        3, _royal_prefix_add_3, leaf=_royal_prefix_add_3.leaf(), units=6, amount=30,
+        royalty=(MODEL_B, 9),
+    )  # fmt: skip
+
+    # Assert
+    assert held.royalties == ((MODEL_A, 4), (MODEL_B, 3))
+    assert prefix.point().royalties == ((MODEL_A, 4), (MODEL_B, 12))
+    at_2 = prefix.at(2)
+    assert at_2 is not None and at_2.royalties == held.royalties
+
+
+def test_a_voucher_must_carry_exactly_the_royalties_its_jobs_owe() -> None:
+    # Prepare
+    prefix = _royal_prefix([1, 2, 3, 4])
+    plain = _voucher(3)
+    right = Voucher(
+        CHANNEL, plain.amount, 3, plain.units, plain.receipts_root, ((MODEL_A, 4), (MODEL_B, 12))
+    )
+
+    # Execute, Assert: the right lines pass; none, fewer or other lines are refused
+    prefix.check_voucher(right)
+    for lines in ((), ((MODEL_B, 12),), ((MODEL_A, 4), (MODEL_B, 11)), ((MODEL_A, 16),)):
+        wrong = Voucher(CHANNEL, plain.amount, 3, plain.units, plain.receipts_root, lines)
+        with pytest.raises(InvalidInput, match="royalty lines"):
+            prefix.check_voucher(wrong)
+
+
+@pytest.mark.parametrize(
+    ("lines", "match"),
+    [
+        (((MODEL_B, 1), (MODEL_A, 1)), "ascending model order"),
+        (((MODEL_A, 1), (MODEL_A, 2)), "ascending model order"),
+        (((MODEL_A, 0),), "positive amount"),
+        (((b"\x01" * 31, 1),), "32-byte model"),
+        (((MODEL_A, 60), (MODEL_B, 41)), "exceed its amount"),
+        (tuple(((i + 1).to_bytes(32, "big"), 1) for i in range(17)), "at most 16"),
+    ],
+)
+def test_malformed_royalty_lines_are_refused(
+    lines: tuple[tuple[bytes, int], ...], match: str
+) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        Voucher(CHANNEL, 100, 1, 1, EMPTY_ROOT, lines)
+
+
+def test_a_royalty_larger_than_its_job_or_a_seventeenth_model_is_refused() -> None:
+    # Prepare
+    prefix: ReceiptPrefix[Receipt] = ReceiptPrefix()
+    r = _receipt(1)
+
+    # Execute, Assert
+    with pytest.raises(InvalidInput, match="not within its amount"):
+        prefix.add(1, r, leaf=r.leaf(), units=r.units, amount=r.amount, royalty=(MODEL_A, 11))
+    for seq in range(1, 17):
+        r = _receipt(seq)
+        prefix.add(
+            seq, r, leaf=r.leaf(), units=r.units, amount=r.amount,
+            royalty=(seq.to_bytes(32, "big"), 1),
+        )  # fmt: skip
+    r = _receipt(17)
+    with pytest.raises(InvalidInput, match="16 models at most"):
+        prefix.add(17, r, leaf=r.leaf(), units=r.units, amount=r.amount, royalty=(MODEL_A, 1))
+    assert len(prefix.point().royalties) == 16

@@ -107,3 +107,55 @@ def test_money_is_committed_with_a_full_sync_and_the_rest_without(tmp_path: Path
     assert begun == ["NORMAL"]
     assert finished == vouchered == redeemed == ["FULL"]
     assert j._db.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL again after
+
+
+def test_royalties_of_jobs_and_vouchers_survive_a_restart(tmp_path: Path) -> None:
+    """A job's royalty and a voucher's royalty lines are money: the book a restarted
+    node rebuilds owes the same lines, and the voucher it redeems carries them."""
+    from idlegrid.provider._book import ChannelBook
+
+    path = tmp_path / "j.sqlite"
+    model = b"\x0a" * 32
+    j = Journal(path)
+    for seq, royalty in ((1, (model, 20)), (2, None), (3, (model, 5))):
+        job = seq.to_bytes(32, "big")
+        j.begin_job(job, TERMS, seq, "onnx")
+        j.finish_job(
+            job, units=seq, amount=50, result_hash=b"\x00" * 32, leaf=bytes([seq]) * 32,
+            royalty=royalty,
+        )  # fmt: skip
+    v = Voucher(TERMS.id, 150, 3, 6, b"\x05" * 32, ((model, 25),))
+    j.record_voucher(TERMS, v, sign_voucher(CLIENT, DOMAIN, v))
+    j.close()
+
+    reopened = Journal(path)
+    assert reopened.royalties(TERMS.id) == {1: (model, 20), 3: (model, 5)}
+    assert reopened.unredeemed()[0].voucher == v
+    assert ChannelBook.load(reopened, TERMS).prefix.point().royalties == ((model, 25),)
+
+
+def test_a_journal_from_before_royalties_opens_and_gains_them(tmp_path: Path) -> None:
+    """An older node's file (no royalty columns) is migrated in place, its money kept."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    j = Journal(path)
+    j.begin_job(b"\x01" * 32, TERMS, 1, "onnx")
+    j.finish_job(b"\x01" * 32, units=5, amount=50, result_hash=b"\x00" * 32, leaf=b"\x09" * 32)
+    v, s = _voucher(50, 1)
+    j.record_voucher(TERMS, v, s)
+    j.close()
+    db = sqlite3.connect(path)
+    for table, column in (
+        ("jobs", "royalty_model"),
+        ("jobs", "royalty"),
+        ("vouchers", "royalties"),
+    ):
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    db.commit()
+    db.close()
+
+    reopened = Journal(path)
+    assert reopened.receipts(TERMS.id) == [(1, b"\x09" * 32, 5, 50)]
+    assert reopened.royalties(TERMS.id) == {}
+    assert reopened.unredeemed()[0].voucher == v

@@ -34,7 +34,7 @@ from ._index_types import (
     SyncReport,
 )
 from ._indexer import Indexer
-from ._ledger import Ledger
+from ._ledger import Ledger, RoyaltyRates, royalty_rate
 from ._oracle import (
     FIXED_ONE,
     OracleAnswer,
@@ -48,7 +48,15 @@ from ._oracle import (
     within_tolerance,
 )
 from ._reputation import ProviderHistory, Reputation, ReputationRules, score_reputation
-from ._rewards import PoolState, PostingState, RewardPoolClient, RewardTree, reward_leaf
+from ._rewards import (
+    DataRoyalty,
+    PoolState,
+    PostingState,
+    RewardPoolClient,
+    RewardTree,
+    RoyaltyTerms,
+    reward_leaf,
+)
 from ._rpchttp import RpcServer, serve
 from ._types import (
     TOKEN,
@@ -76,6 +84,7 @@ __all__ = [
     "ContractClient",
     "ContractSpec",
     "Contribution",
+    "DataRoyalty",
     "Deployment",
     "DisputeClient",
     "DisputeGas",
@@ -106,6 +115,8 @@ __all__ = [
     "ReputationRules",
     "RewardPoolClient",
     "RewardTree",
+    "RoyaltyRates",
+    "RoyaltyTerms",
     "RpcBackend",
     "RpcServer",
     "Slash",
@@ -127,6 +138,7 @@ __all__ = [
     "load_deployment",
     "measure_dispute_gas",
     "reward_leaf",
+    "royalty_rate",
     "score_reputation",
     "serve",
     "sign_answer",

@@ -25,6 +25,7 @@ from ..protocol import (
     Signature,
     Voucher,
     checksum,
+    royalties_hash,
 )
 from ._backend import ChainBackend, TxResult
 from ._compile import Artifact, compile_all
@@ -349,6 +350,7 @@ class MarketClient(ContractClient):
             voucher.jobs,
             voucher.units,
             voucher.receipts_root,
+            [(model, owed) for model, owed in voucher.royalties],
             signature.v,
             signature.r,
             signature.s,
@@ -357,6 +359,19 @@ class MarketClient(ContractClient):
 
     def close(self, terms: ChannelTerms, *, sender: Account) -> TxResult:
         return self._send("close", terms.as_tuple(), sender=sender)
+
+    def set_royalty_pool(self, pool: str, *, sender: Account) -> TxResult:
+        """Name the RewardPool that takes vouchers' royalties (owner only, once)."""
+        return self._send("set_royalty_pool", checksum(pool), sender=sender)
+
+    def royalty_pool(self) -> str | None:
+        """The RewardPool vouchers' royalties go to (None: not set)."""
+        pool = checksum(self._call("royalty_pool"))
+        return None if int(pool, 16) == 0 else pool
+
+    def royalties_paid(self, channel: bytes, model: bytes) -> int:
+        """Royalties the channel's redeemed vouchers paid ``model``'s lineage."""
+        return int(self._call("royalties_paid", channel, model))
 
     def set_arbiter(self, arbiter: str, *, sender: Account) -> TxResult:
         """Name the dispute contract (owner only, once: the deployment does it)."""
@@ -396,6 +411,7 @@ class MarketClient(ContractClient):
                 voucher.jobs,
                 voucher.units,
                 voucher.receipts_root,
+                royalties_hash(voucher.royalties),
             )
         )
 
@@ -511,7 +527,13 @@ class DisputeClient(ContractClient):
         result = self._send(
             "open",
             terms.as_tuple(),
-            (voucher.amount, voucher.jobs, voucher.units, _b32(voucher.receipts_root)),
+            (
+                voucher.amount,
+                voucher.jobs,
+                voucher.units,
+                _b32(voucher.receipts_root),
+                _b32(royalties_hash(voucher.royalties)),
+            ),
             _signature_tuple(voucher_signature),
             _receipt_tuple(receipt),
             _signature_tuple(signature),

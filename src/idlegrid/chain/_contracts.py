@@ -90,6 +90,15 @@ def _set_arbiter(backend: ChainBackend, addresses: Mapping[str, str], owner: Acc
     )
 
 
+def _set_royalty_pool(
+    backend: ChainBackend, addresses: Mapping[str, str], owner: Account
+) -> object:
+    # vouchers' usage royalties go from the market to the models' lineages in the pool
+    return MarketClient(backend, addresses["market"]).set_royalty_pool(
+        addresses["rewards"], sender=owner
+    )
+
+
 def _dispute_args(cfg: LedgerConfig, at: Mapping[str, str]) -> list[Any]:
     return [
         at["token"],
@@ -158,6 +167,7 @@ CONTRACTS: tuple[ContractSpec, ...] = (
         ],
         client=RewardPoolClient,
         optional=True,
+        wire=_set_royalty_pool,
     ),
     ContractSpec(
         key="disputes",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -81,3 +83,37 @@ class Ledger:
                 spec.wire(backend, addresses, owner)
         deployment = Deployment(backend.chain_id, addresses, start)
         return cls(backend, deployment, contracts=contracts)
+
+
+class RoyaltyRates:
+    """Models' royalty rates as the RewardPool holds them, read off the event loop and
+    kept: a rate once set never changes, so only an unset one (0) is read again, after
+    ``ttl_s``. Client and provider each keep one, so that both price a job alike."""
+
+    def __init__(self, ledger: Ledger, *, ttl_s: float = 10.0, size: int = 4096) -> None:
+        self.ledger = ledger
+        self.ttl_s = ttl_s
+        self.size = size
+        self._rates: dict[bytes, tuple[int, float]] = {}  # model -> (rate, when read)
+
+    async def get(self, model: bytes, *, fresh: bool = False) -> int:
+        """``model``'s rate (``fresh``: read from the chain even if an unset one is kept)."""
+        hit = self._rates.get(model)
+        now = time.monotonic()
+        if hit is not None and not fresh and (hit[0] or now - hit[1] < self.ttl_s):
+            return hit[0]
+        rate = await asyncio.to_thread(royalty_rate, self.ledger, model)
+        if len(self._rates) >= self.size:
+            self._rates.clear()
+        self._rates[model] = (rate, now)
+        return rate
+
+
+def royalty_rate(ledger: Ledger, model: bytes) -> int:
+    """What a job of ``model`` pays its lineage per compute unit (the RewardPool's
+    ``royalty_rate``); 0 on a ledger without a RewardPool."""
+    from ._rewards import RewardPoolClient
+
+    if "rewards" not in ledger.clients:
+        return 0
+    return ledger.client("rewards", RewardPoolClient).royalty_rate(model)

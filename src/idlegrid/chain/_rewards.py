@@ -4,6 +4,12 @@ A federated run's sponsor funds a pool; after a round the run's coordinator post
 contributions as the Merkle root of (contributor, amount) leaves (:class:`RewardTree`
 builds it and each contributor's proof); contributors claim with their proof once the
 challenge window has passed.
+
+Royalties: a model's registrant sets its price per compute unit once
+(:meth:`RewardPoolClient.set_royalty`); a payment for the model
+(:meth:`~RewardPoolClient.pay_royalty`) flows up its lineage to trainers (who
+withdraw) and to the data contributors of the posting behind each model (who claim
+with the posting's tree, :meth:`~RewardPoolClient.claim_royalty`).
 """
 
 from __future__ import annotations
@@ -19,13 +25,27 @@ from ..protocol._keccak import keccak256
 from ._backend import TxResult
 from ._clients import ContractClient
 
-__all__ = ["PoolState", "PostingState", "RewardPoolClient", "RewardTree", "reward_leaf"]
+__all__ = [
+    "DataRoyalty",
+    "PoolState",
+    "PostingState",
+    "RewardPoolClient",
+    "RewardTree",
+    "RoyaltyTerms",
+    "reward_leaf",
+]
 
 
 def _run(run: bytes) -> bytes:
     if len(run) != 32:
         raise InvalidInput(f"a run id is 32 bytes, not {len(run)}")
     return run
+
+
+def _model(model: bytes) -> bytes:
+    if len(model) != 32:
+        raise InvalidInput(f"a model hash is 32 bytes, not {len(model)}")
+    return model
 
 
 def reward_leaf(run: bytes, round: int, contributor: str, amount: int) -> bytes:
@@ -96,8 +116,26 @@ class PostingState:
     expired: bool
 
 
+@dataclass(frozen=True)
+class RoyaltyTerms:
+    """A model's royalty, fixed by its registrant: wei per compute unit, and the data
+    contributors' part (basis points) of the model's own share."""
+
+    rate: int
+    data_bps: int
+
+
+@dataclass(frozen=True)
+class DataRoyalty:
+    """A model's data royalty: what its contributors received so far, and claimed."""
+
+    received: int
+    claimed: int
+
+
 class RewardPoolClient(ContractClient):
-    """Data contributors' rewards: fund, post, claim, expire, reclaim."""
+    """Data contributors' rewards: fund, post, claim, expire, reclaim; and models'
+    royalties: set, pay, withdraw (trainers), claim (data contributors)."""
 
     _name = "RewardPool"
 
@@ -159,3 +197,63 @@ class RewardPoolClient(ContractClient):
             abi_encode(["bytes32", "uint256", "address"], [_run(run), round, checksum(contributor)])
         )
         return bool(self._call("claimed", key))
+
+    # -- royalties -----------------------------------------------------------
+
+    def set_royalty(self, model: bytes, rate: int, data_bps: int, *, sender: Account) -> TxResult:
+        """Fix ``model``'s royalty at ``rate`` wei per compute unit, ``data_bps`` of its
+        own share to its data contributors (its registrant, once)."""
+        return self._send("set_royalty", _model(model), rate, data_bps, sender=sender)
+
+    def royalty(self, model: bytes) -> RoyaltyTerms | None:
+        """``model``'s royalty terms, or None when its registrant set none."""
+        rate, data_bps = self._call("royalty", _model(model))
+        return RoyaltyTerms(int(rate), int(data_bps)) if int(rate) else None
+
+    def royalty_rate(self, model: bytes) -> int:
+        """Wei per compute unit for ``model`` (0: no royalty)."""
+        return int(self._call("royalty_rate", _model(model)))
+
+    def pay_royalty(self, model: bytes, amount: int, *, sender: Account) -> TxResult:
+        """Pay ``amount`` (approved beforehand) of royalty for ``model``; it is shared
+        along the model's lineage."""
+        return self._send("pay_royalty", _model(model), amount, sender=sender)
+
+    def withdraw_royalties(self, *, sender: Account) -> TxResult:
+        """Pay ``sender`` the royalties it is owed as a trainer."""
+        return self._send("withdraw_royalties", sender=sender)
+
+    def owed(self, account: str) -> int:
+        """The royalties ``account`` is owed as a trainer and has not withdrawn."""
+        return int(self._call("owed", checksum(account)))
+
+    def royalties_of(self, model: bytes) -> DataRoyalty:
+        received, claimed = self._call("royalties_of", _model(model))
+        return DataRoyalty(int(received), int(claimed))
+
+    def round_of(self, model: bytes) -> tuple[bytes, int] | None:
+        """The (run, round) of the posting that pays ``model``'s data contributors, or
+        None when no posting does."""
+        run, round = self._call("round_of", _model(model))
+        return (bytes(run), int(round)) if any(run) else None
+
+    def royalty_claimed(self, model: bytes, contributor: str) -> int:
+        """What ``contributor`` has claimed of ``model``'s data royalty so far."""
+        key = keccak256(abi_encode(["bytes32", "address"], [_model(model), checksum(contributor)]))
+        return int(self._call("royalty_claimed", key))
+
+    def claim_royalty(
+        self, model: bytes, tree: RewardTree, contributor: str, *, sender: Account
+    ) -> TxResult:
+        """Pay ``contributor`` its share of ``model``'s data royalty not claimed yet, with
+        its amount and proof in ``tree`` (the posting behind the model; anyone may send
+        it)."""
+        who = checksum(contributor)
+        return self._send(
+            "claim_royalty",
+            _model(model),
+            who,
+            tree.amounts.get(who, 0),
+            tree.proof(who),
+            sender=sender,
+        )

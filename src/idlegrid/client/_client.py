@@ -33,7 +33,14 @@ from .._exceptions import (
     ProviderRefused,
     UnavailableError,
 )
-from ..chain import ChannelTerms, Indexer, Ledger, ModelRegistryClient, RpcBackend
+from ..chain import (
+    ChannelTerms,
+    Indexer,
+    Ledger,
+    ModelRegistryClient,
+    RoyaltyRates,
+    RpcBackend,
+)
 from ..protocol import Account, node_domain
 from ..verify import (
     AdaptiveAudit,
@@ -130,6 +137,8 @@ class Client:
         self._market = ledger.market.domain()
         self._channels = Channels(account, ledger)
         self._sessions: dict[str, ProviderSession] = {}
+        #: models' royalty rates (what their jobs pay their lineages per unit)
+        self._royalty_rates = RoyaltyRates(ledger)
         self._candidates: dict[str, list[Candidate]] = {}
         self._discovered_at: dict[str, float] = {}
         self._hosts: dict[str, _Host] = {}
@@ -533,6 +542,7 @@ class Client:
                 self._market,
                 self._transport,
                 timeout_s=self.timeout_s,
+                royalty_rates=self._royalty_rates.get,
             )
             self._sessions[c.address] = session
         return session

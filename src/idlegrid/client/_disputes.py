@@ -211,7 +211,14 @@ async def _redeemed_proof(
     # provider can redeem nothing else), and the dispute contract checks amount <= paid
     receipts = [channel.accepted[s] for s in range(1, state.jobs + 1)]
     amount, units = sum(r.amount for r in receipts), sum(r.units for r in receipts)
-    redeemed = Voucher(channel.terms.id, amount, state.jobs, units, receipts_root(receipts))
+    redeemed = Voucher(
+        channel.terms.id,
+        amount,
+        state.jobs,
+        units,
+        receipts_root(receipts),
+        channel.royalties_upto(state.jobs),
+    )
     if amount > state.paid:
         raise InvalidInput(
             f"the receipts of the {state.jobs} jobs redeemed add up to {amount}, but the "

@@ -140,6 +140,16 @@ class ClientChannel:
     closed: bool = False
     #: set (and replaced) whenever the accepted prefix grows or the channel retires
     _moved: asyncio.Event | None = field(default=None, repr=False)
+    #: (model, royalty) of the accepted jobs that owe their model's lineage one, by seq
+    royalty_of: dict[int, tuple[bytes, int]] = field(default_factory=dict, repr=False)
+
+    def royalties_upto(self, jobs: int) -> tuple[tuple[bytes, int], ...]:
+        """The royalty lines of a voucher for jobs 1..``jobs``."""
+        owed: dict[bytes, int] = {}
+        for seq, (model, amount) in self.royalty_of.items():
+            if seq <= jobs:
+                owed[model] = owed.get(model, 0) + amount
+        return tuple(sorted(owed.items()))
 
     @property
     def accepted(self) -> dict[int, Receipt]:
@@ -185,14 +195,29 @@ class ClientChannel:
             self._moved.set()
             self._moved = None
 
-    def accept(self, seq: int, receipt: Receipt, account: Account, market: Domain) -> bool:
-        """Record an accepted receipt; sign a new voucher if the covered prefix grew."""
+    def accept(
+        self,
+        seq: int,
+        receipt: Receipt,
+        account: Account,
+        market: Domain,
+        royalty: tuple[bytes, int] | None = None,
+    ) -> bool:
+        """Record an accepted receipt (``royalty``: the part of its amount owed to a
+        model's lineage); sign a new voucher if the covered prefix grew."""
         grew = self.prefix.add(
-            seq, receipt, leaf=receipt.leaf(), units=receipt.units, amount=receipt.amount
+            seq,
+            receipt,
+            leaf=receipt.leaf(),
+            units=receipt.units,
+            amount=receipt.amount,
+            royalty=royalty,
         )
+        if royalty is not None and royalty[1]:
+            self.royalty_of[seq] = royalty
         if grew:
             p = self.prefix.point()
-            v = Voucher(self.terms.id, p.amount, p.jobs, p.units, p.root)
+            v = Voucher(self.terms.id, p.amount, p.jobs, p.units, p.root, p.royalties)
             self.voucher = (v, sign_voucher(account, market, v))
             self.voucher_delivered = False
             self._wake()
@@ -248,9 +273,12 @@ class ProviderSession:
         transport: Transport,
         *,
         timeout_s: float = 30.0,
+        royalty_rates: Callable[[bytes], Awaitable[int]] | None = None,
     ) -> None:
         self.account = account
         self.candidate = candidate
+        #: a model's royalty per unit (the RewardPool's); None: jobs pay no royalties
+        self.royalty_rates = royalty_rates
         self.node = node
         self.market = market
         self.transport = transport
@@ -457,7 +485,9 @@ class ProviderSession:
         held: tuple[ClientChannel, int] | None = None,
     ) -> np.ndarray:
         price = self.candidate.unit_price
-        reserved = bill.max_units * price
+        model = get_workload(kind).royalty_model_of(work)
+        rate = await self.royalty_rates(model) if model and self.royalty_rates else 0
+        reserved = bill.max_units * (price + rate)
         channel = await reserve(reserved)
         if held is not None and held[0] is not channel:
             held[0].retire()  # the held number's channel was replaced meanwhile
@@ -482,6 +512,7 @@ class ProviderSession:
                 "unit_price": price,
                 "max_units": bill.max_units,
                 "voucher": voucher,
+                "royalty_rate": rate or None,
             }
         )
         body = request.model_dump_json(exclude_none=True).encode()
@@ -512,7 +543,7 @@ class ProviderSession:
             result = JobResult.model_validate_json(data)
             if status == 200:
                 output, receipt, raw = await self.check_ok(
-                    result, job_id, seq, channel, bill, digests
+                    result, job_id, seq, channel, bill, digests, rate
                 )
                 wrong = expect.check(output, out_rows)
                 if wrong is not None:
@@ -526,7 +557,8 @@ class ProviderSession:
                 f"{self.address} sent a result that does not check out: {exc}"
             ) from exc
         channel.committed -= reserved - receipt.amount
-        channel.accept(seq, receipt, self.account, self.market)
+        owed = (model, receipt.units * rate) if model and rate and status == 200 else None
+        channel.accept(seq, receipt, self.account, self.market, owed)
         if status == 200:
             # evidence, if verifying
             record_receipt(request, receipt, result.receipt_signature, raw)
@@ -555,6 +587,7 @@ class ProviderSession:
         channel: ClientChannel,
         result_hash: bytes,
         digests: tuple[bytes, bytes],
+        royalty_rate: int = 0,
     ) -> Receipt:
         if r.job_id != "0x" + job_id.hex() or r.seq != seq:
             raise PeerError("result is for another job")
@@ -563,8 +596,11 @@ class ProviderSession:
         spec_hash, input_hash = digests
         if r.spec_hash != "0x" + spec_hash.hex() or r.input_hash != "0x" + input_hash.hex():
             raise PeerError("the receipt names another spec or other inputs than the job's")
-        if r.amount != r.units * self.candidate.unit_price:
-            raise PeerError(f"amount {r.amount} is not {r.units} units at the agreed price")
+        if r.amount != r.units * (self.candidate.unit_price + royalty_rate):
+            raise PeerError(
+                f"amount {r.amount} is not {r.units} units at the agreed price"
+                + (f" and royalty ({royalty_rate} per unit)" if royalty_rate else "")
+            )
         receipt = Receipt(
             channel.terms.id, job_id, self.address, spec_hash, input_hash, result_hash, r.units,
             r.amount,
@@ -585,6 +621,7 @@ class ProviderSession:
         channel: ClientChannel,
         bill: Bill,
         digests: tuple[bytes, bytes],
+        royalty_rate: int = 0,
     ) -> tuple[np.ndarray, Receipt, bytes]:
         """The output, the receipt and the output's ``.npy`` bytes (their sha256 is the
         receipt's result hash) of a result, once everything in it checks out."""
@@ -612,7 +649,9 @@ class ProviderSession:
             raw = await self.get_blob(blob)
         if len(raw) > cap:
             raise PeerError(f"output of {len(raw)} bytes is over {cap}")
-        receipt = self._receipt(r, job_id, seq, channel, hashlib.sha256(raw).digest(), digests)
+        receipt = self._receipt(
+            r, job_id, seq, channel, hashlib.sha256(raw).digest(), digests, royalty_rate
+        )
         try:
             output = array_from_npy(raw, max_bytes=cap)
         except InvalidInput as exc:

@@ -20,6 +20,7 @@ from ._keys import Account, checksum
 
 __all__ = [
     "MARKET_DOMAIN_NAME",
+    "MAX_ROYALTY_LINES",
     "Domain",
     "Permit",
     "Signature",
@@ -27,6 +28,7 @@ __all__ = [
     "domain_separator",
     "eth_account_voucher_digest",
     "recover_voucher_signer",
+    "royalties_hash",
     "sign_permit",
     "sign_voucher",
     "typed_digest",
@@ -47,7 +49,10 @@ _VOUCHER_TYPE = [
     {"name": "jobs", "type": "uint256"},
     {"name": "units", "type": "uint256"},
     {"name": "receiptsRoot", "type": "bytes32"},
+    {"name": "royalties", "type": "bytes32"},
 ]
+#: most models whose royalties one channel's vouchers may carry (``JobMarket.MAX_ROYALTIES``)
+MAX_ROYALTY_LINES = 16
 _PERMIT_TYPE = [
     {"name": "owner", "type": "address"},
     {"name": "spender", "type": "address"},
@@ -111,12 +116,27 @@ class Voucher:
     jobs: int
     units: int
     receipts_root: bytes
+    #: the part of ``amount`` owed as usage royalties, by model: cumulative
+    #: ``(model, amount)`` lines in ascending model order (empty: none); the market
+    #: pays each line's increase to the model's lineage in the RewardPool
+    royalties: tuple[tuple[bytes, int], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.channel) != 32 or len(self.receipts_root) != 32:
             raise InvalidInput("voucher channel and receipts_root must be 32 bytes")
         if min(self.amount, self.jobs, self.units) < 0:
             raise InvalidInput("voucher amount, jobs and units must be non-negative")
+        if len(self.royalties) > MAX_ROYALTY_LINES:
+            raise InvalidInput(f"a voucher carries at most {MAX_ROYALTY_LINES} royalty lines")
+        previous = b""
+        for model, owed in self.royalties:
+            if len(model) != 32 or not 0 < owed < 2**256:
+                raise InvalidInput("a royalty line is a 32-byte model and a positive amount")
+            if model <= previous:
+                raise InvalidInput("royalty lines must be in ascending model order, once each")
+            previous = model
+        if sum(owed for _, owed in self.royalties) > self.amount:
+            raise InvalidInput("a voucher's royalties exceed its amount")
 
 
 @dataclass(frozen=True)
@@ -150,6 +170,7 @@ def _voucher_message(voucher: Voucher) -> dict[str, Any]:
         "jobs": voucher.jobs,
         "units": voucher.units,
         "receiptsRoot": voucher.receipts_root,
+        "royalties": royalties_hash(voucher.royalties),
     }
 
 
@@ -164,8 +185,10 @@ _EIP712_DOMAIN_TYPEHASH = keccak(
     b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
 _VOUCHER_TYPEHASH = keccak(
-    b"Voucher(bytes32 channel,uint256 amount,uint256 jobs,uint256 units,bytes32 receiptsRoot)"
+    b"Voucher(bytes32 channel,uint256 amount,uint256 jobs,uint256 units,bytes32 receiptsRoot,"
+    b"bytes32 royalties)"
 )
+_ZERO32 = bytes(32)
 
 
 def _word(value: int) -> bytes:
@@ -192,6 +215,15 @@ def typed_digest(domain: Domain, struct_hash: bytes) -> bytes:
     return bytes(keccak(b"\x19\x01" + domain_separator(domain) + struct_hash))
 
 
+def royalties_hash(royalties: tuple[tuple[bytes, int], ...]) -> bytes:
+    """What a voucher signs of its royalty lines: zero for none, else the chain
+    ``h = keccak256(h || model || amount)`` from ``h = 0`` (``JobMarket._royalties_hash``)."""
+    h = _ZERO32
+    for model, owed in royalties:
+        h = bytes(keccak(h + model + _word(owed)))
+    return h
+
+
 def voucher_digest(domain: Domain, voucher: Voucher) -> bytes:
     """The 32-byte EIP-712 digest of ``voucher`` (what the market's ``voucher_digest`` returns)."""
     struct_hash = keccak(
@@ -201,6 +233,7 @@ def voucher_digest(domain: Domain, voucher: Voucher) -> bytes:
         + _word(voucher.jobs)
         + _word(voucher.units)
         + voucher.receipts_root
+        + royalties_hash(voucher.royalties)
     )
     return typed_digest(domain, bytes(struct_hash))
 

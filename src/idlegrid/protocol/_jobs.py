@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from .._exceptions import InvalidInput
-from ._eip712 import Signature, Voucher
+from ._eip712 import MAX_ROYALTY_LINES, Signature, Voucher
 
 __all__ = [
     "Bytes32Hex",
@@ -58,6 +58,13 @@ class ChannelModel(_Model):
     salt: Uint
 
 
+class RoyaltyLine(_Model):
+    """What a channel owes one model's lineage in usage royalties, so far."""
+
+    model: Bytes32Hex
+    amount: Uint
+
+
 class VoucherModel(_Model):
     """A client-signed cumulative voucher for one channel."""
 
@@ -66,10 +73,16 @@ class VoucherModel(_Model):
     units: Uint
     receipts_root: Bytes32Hex
     signature: SignatureHex
+    royalties: list[RoyaltyLine] = Field(default_factory=list, max_length=MAX_ROYALTY_LINES)
 
     def to_voucher(self, channel: bytes) -> tuple[Voucher, Signature]:
         voucher = Voucher(
-            channel, self.amount, self.jobs, self.units, bytes.fromhex(self.receipts_root[2:])
+            channel,
+            self.amount,
+            self.jobs,
+            self.units,
+            bytes.fromhex(self.receipts_root[2:]),
+            tuple((bytes.fromhex(r.model[2:]), r.amount) for r in self.royalties),
         )
         return voucher, Signature.from_bytes(bytes.fromhex(self.signature[2:]))
 
@@ -81,6 +94,7 @@ class VoucherModel(_Model):
             units=voucher.units,
             receipts_root="0x" + voucher.receipts_root.hex(),
             signature="0x" + signature.to_bytes().hex(),
+            royalties=[RoyaltyLine(model="0x" + m.hex(), amount=a) for m, a in voucher.royalties],
         )
 
 
@@ -103,6 +117,11 @@ class JobRequest(_Model):
     max_units: Uint
     voucher: VoucherModel | None = Field(
         None, description="the latest voucher for results already delivered on this channel"
+    )
+    royalty_rate: Uint | None = Field(
+        None,
+        description="what the job's model pays its lineage per unit (RewardPool.royalty_rate),"
+        " on top of unit_price; absent: none",
     )
 
     def spec_fields(self) -> dict[str, Any]:

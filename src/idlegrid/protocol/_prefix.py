@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from .._exceptions import InvalidInput
-from ._eip712 import Voucher
+from ._eip712 import MAX_ROYALTY_LINES, Voucher
 from ._merkle import MerkleAccumulator
 
 __all__ = ["ROOT_HISTORY", "PrefixPoint", "ReceiptPrefix"]
@@ -36,6 +36,8 @@ class PrefixPoint:
     root: bytes
     amount: int
     units: int
+    #: the part of ``amount`` owed as royalties, by model, ascending (a voucher's lines)
+    royalties: tuple[tuple[bytes, int], ...] = ()
 
 
 class ReceiptPrefix(Generic[T]):
@@ -47,7 +49,11 @@ class ReceiptPrefix(Generic[T]):
     """
 
     def __init__(self, *, history: int = 0) -> None:
-        self._items: dict[int, tuple[T, bytes, int, int]] = {}  # seq -> item, leaf, units, amount
+        # seq -> item, leaf, units, amount, royalty (model, amount) or None
+        self._items: dict[int, tuple[T, bytes, int, int, tuple[bytes, int] | None]] = {}
+        self._royalties: dict[bytes, int] = {}  # of jobs 1..n, by model
+        self._lines: tuple[tuple[bytes, int], ...] = ()
+        self._models: set[bytes] = set()  # with a royalty on any job added
         self._acc = MerkleAccumulator()
         self._history: dict[int, PrefixPoint] = {}
         self._keep = history
@@ -82,25 +88,56 @@ class ReceiptPrefix(Generic[T]):
 
     def point(self) -> PrefixPoint:
         """The prefix 1..n as it stands."""
-        return PrefixPoint(self._acc.count, self._acc.root(), self.amount, self.units)
+        return PrefixPoint(self._acc.count, self._acc.root(), self.amount, self.units, self._lines)
 
-    def add(self, seq: int, item: T, *, leaf: bytes, units: int, amount: int) -> bool:
-        """Record job ``seq``; True if the prefix 1..n grew (``seq`` filled its gap)."""
+    @property
+    def royalties(self) -> tuple[tuple[bytes, int], ...]:
+        """Royalties owed by jobs 1..n, by model, ascending."""
+        return self._lines
+
+    def add(
+        self,
+        seq: int,
+        item: T,
+        *,
+        leaf: bytes,
+        units: int,
+        amount: int,
+        royalty: tuple[bytes, int] | None = None,
+    ) -> bool:
+        """Record job ``seq`` (``royalty``: the part of ``amount`` owed to a model's
+        lineage); True if the prefix 1..n grew (``seq`` filled its gap)."""
         if seq < 1:
             raise InvalidInput(f"sequence numbers start at 1, got {seq}")
         if seq in self._items:
             raise InvalidInput(f"job {seq} on this channel was recorded already")
-        self._items[seq] = (item, leaf, units, amount)
+        if royalty is not None and not 0 <= royalty[1] <= amount:
+            raise InvalidInput(f"a job's royalty {royalty[1]} is not within its amount {amount}")
+        if royalty is not None and royalty[1] == 0:
+            royalty = None
+        if royalty is not None and royalty[0] not in self._models:
+            if len(self._models) >= MAX_ROYALTY_LINES:
+                raise InvalidInput(
+                    f"a channel's vouchers carry royalties of {MAX_ROYALTY_LINES} models at most"
+                )
+            self._models.add(royalty[0])
+        self._items[seq] = (item, leaf, units, amount, royalty)
         self.total_amount += amount
         grew = False
         while (nxt := self._acc.count + 1) in self._items:
-            _, leaf_n, units_n, amount_n = self._items[nxt]
+            _, leaf_n, units_n, amount_n, royalty_n = self._items[nxt]
             self._acc.append(leaf_n)
             self.amount += amount_n
             self.units += units_n
+            if royalty_n is not None:
+                model, owed = royalty_n
+                self._royalties[model] = self._royalties.get(model, 0) + owed
+                self._lines = tuple(sorted(self._royalties.items()))
             grew = True
             if self._keep:
-                self._history[nxt] = PrefixPoint(nxt, self._acc.root(), self.amount, self.units)
+                self._history[nxt] = PrefixPoint(
+                    nxt, self._acc.root(), self.amount, self.units, self._lines
+                )
                 self._history.pop(nxt - self._keep, None)
         return grew
 
@@ -126,4 +163,9 @@ class ReceiptPrefix(Generic[T]):
             raise InvalidInput(
                 f"voucher says {voucher.amount} tokens / {voucher.units} units for jobs "
                 f"1..{voucher.jobs}; the receipts say {expected.amount} / {expected.units}"
+            )
+        if voucher.royalties != expected.royalties:
+            raise InvalidInput(
+                f"voucher's royalty lines for jobs 1..{voucher.jobs} are not what those jobs "
+                "owe the models they ran"
             )

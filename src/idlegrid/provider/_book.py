@@ -123,8 +123,9 @@ class ChannelBook:
     def load(cls, journal: Journal, terms: ChannelTerms) -> ChannelBook:
         """The channel's book as the journal has it (after a restart)."""
         book = cls(terms, journal=journal)
+        royalties = journal.royalties(terms.id)
         for seq, leaf, units, amount in journal.receipts(terms.id):
-            book.deliver(seq, leaf, units, amount)
+            book.deliver(seq, leaf, units, amount, royalties.get(seq))
         latest = journal.latest_voucher(terms.id)
         if latest is not None:
             book.accept_voucher(latest.voucher)
@@ -203,13 +204,21 @@ class ChannelBook:
         amount: int,
         result_hash: bytes,
         error: str | None = None,
+        royalty: tuple[bytes, int] | None = None,
     ) -> None:
-        """The job was delivered: journal its receipt durably, then book it."""
+        """The job was delivered: journal its receipt durably, then book it
+        (``royalty``: the part of ``amount`` owed to a model's lineage, and the model)."""
         if self.journal is not None:
             self.journal.finish_job(
-                job_id, units=units, amount=amount, result_hash=result_hash, leaf=leaf, error=error
+                job_id,
+                units=units,
+                amount=amount,
+                result_hash=result_hash,
+                leaf=leaf,
+                error=error,
+                royalty=royalty,
             )
-        self.deliver(seq, leaf, units, amount)
+        self.deliver(seq, leaf, units, amount, royalty)
 
     def take_voucher(self, voucher: Voucher, signature: Signature) -> bool:
         """Keep ``voucher`` (signature checked by the caller) if it is newer than the one
@@ -228,9 +237,16 @@ class ChannelBook:
         if self.journal is not None:
             self.journal.mark_redeemed(self.terms.id, voucher, tx)
 
-    def deliver(self, seq: int, leaf: bytes, units: int, amount: int) -> None:
+    def deliver(
+        self,
+        seq: int,
+        leaf: bytes,
+        units: int,
+        amount: int,
+        royalty: tuple[bytes, int] | None = None,
+    ) -> None:
         """Record a delivered job and extend the contiguous prefix."""
-        self.prefix.add(seq, leaf, leaf=leaf, units=units, amount=amount)
+        self.prefix.add(seq, leaf, leaf=leaf, units=units, amount=amount, royalty=royalty)
 
     def check_voucher(self, voucher: Voucher) -> bool:
         """True if ``voucher`` is newer than what we hold; InvalidInput if it misstates

@@ -19,6 +19,7 @@ owed; the reservations they held lived in memory and died with the process.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import time
@@ -73,6 +74,14 @@ CREATE TABLE IF NOT EXISTS vouchers (
     redeem_tx TEXT
 );
 """
+#: columns added after the first journals were written: (table, column, declaration)
+_ADDED = (
+    # the part of a job's amount owed as a royalty, and the model it is owed to
+    ("jobs", "royalty_model", "BLOB"),
+    ("jobs", "royalty", "TEXT NOT NULL DEFAULT '0'"),
+    # a voucher's royalty lines, JSON [[model hex, amount], ...] ('' for none)
+    ("vouchers", "royalties", "TEXT NOT NULL DEFAULT ''"),
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        for table, column, declaration in _ADDED:  # a journal from an older version
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -167,17 +180,29 @@ class Journal:
         result_hash: bytes,
         leaf: bytes,
         error: str | None = None,
+        royalty: tuple[bytes, int] | None = None,
     ) -> None:
         """Record a job's receipt, durably: the client's voucher will cover it.
 
         ``error``: the job failed in the worker and is billed all the same (its receipt
-        counts like any other); the error is kept beside it.
+        counts like any other); the error is kept beside it. ``royalty``: the part of
+        ``amount`` owed to a model's lineage, and the model.
         """
+        model, owed = royalty if royalty is not None else (None, 0)
         with self._lock, self._durable():
             self._db.execute(
                 "UPDATE jobs SET status='done', units=?, amount=?, result_hash=?, leaf=?,"
-                " error=? WHERE job_id=?",
-                (units, str(amount), result_hash, leaf, error and error[:500], job_id),
+                " error=?, royalty_model=?, royalty=? WHERE job_id=?",
+                (
+                    units,
+                    str(amount),
+                    result_hash,
+                    leaf,
+                    error and error[:500],
+                    model,
+                    str(owed),
+                    job_id,
+                ),
             )
 
     def fail_job(self, job_id: bytes, error: str) -> None:
@@ -196,6 +221,16 @@ class Journal:
                 (channel,),
             ).fetchall()
         return [(int(s), bytes(leaf), int(u), int(a)) for s, leaf, u, a in rows]
+
+    def royalties(self, channel: bytes) -> dict[int, tuple[bytes, int]]:
+        """seq -> (model, royalty) of the channel's finished jobs that owe one."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, royalty_model, royalty FROM jobs WHERE channel=? AND"
+                " status='done' AND royalty_model IS NOT NULL AND royalty != '0'",
+                (channel,),
+            ).fetchall()
+        return {int(s): (bytes(m), int(r)) for s, m, r in rows}
 
     def channels(self) -> list[ChannelTerms]:
         """The terms of every channel a job was run or a voucher taken on."""
@@ -247,11 +282,11 @@ class Journal:
             ),
         )
         self._db.execute(
-            "INSERT INTO vouchers (channel, amount, jobs, units, root, signature, received)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO vouchers (channel, amount, jobs, units, root, signature, received,"
+            " royalties) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(channel) DO UPDATE SET amount=excluded.amount, jobs=excluded.jobs,"
             " units=excluded.units, root=excluded.root, signature=excluded.signature,"
-            " received=excluded.received",
+            " received=excluded.received, royalties=excluded.royalties",
             (
                 terms.id,
                 str(voucher.amount),
@@ -260,6 +295,9 @@ class Journal:
                 voucher.receipts_root,
                 signature.to_bytes(),
                 time.time(),
+                json.dumps([[m.hex(), str(a)] for m, a in voucher.royalties])
+                if voucher.royalties
+                else "",
             ),
         )
         self._db.execute("COMMIT")
@@ -295,7 +333,7 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT c.client, c.provider, c.deposit, c.expiry, c.salt, v.amount, v.jobs,"
-                " v.units, v.root, v.signature, v.received, v.redeemed_amount"
+                " v.units, v.root, v.signature, v.received, v.redeemed_amount, v.royalties"
                 f" FROM vouchers v JOIN channels c ON c.id = v.channel {where}",
                 args,
             ).fetchall()
@@ -313,12 +351,16 @@ class Journal:
             sig,
             rec,
             red,
+            royalties,
         ) in rows:
             terms = ChannelTerms(client, provider, int(deposit), int(expiry), int(salt))
+            lines = tuple((bytes.fromhex(m), int(a)) for m, a in json.loads(royalties or "[]"))
             out.append(
                 StoredVoucher(
                     terms=terms,
-                    voucher=Voucher(terms.id, int(amount), int(jobs), int(units), bytes(root)),
+                    voucher=Voucher(
+                        terms.id, int(amount), int(jobs), int(units), bytes(root), lines
+                    ),
                     signature=Signature.from_bytes(bytes(sig)),
                     received=float(rec),
                     redeemed_amount=int(red),

@@ -28,7 +28,7 @@ from .._exceptions import (
     InvalidInput,
     Unauthorized,
 )
-from ..chain import ChannelState, ChannelTerms, Ledger, TxResult
+from ..chain import ChannelState, ChannelTerms, Ledger, RoyaltyRates, TxResult
 from ..executor import Executor, Outcome
 from ..protocol import (
     Account,
@@ -198,6 +198,8 @@ class ProviderNode:
         self.journal = journal
         self.hardware = hardware
         self.domain: Domain = node_domain(ledger.backend.chain_id, ledger.market.address)
+        #: models' royalty rates (what their jobs pay their lineages per unit)
+        self._royalty_rates = RoyaltyRates(ledger)
         self.market_domain: Domain = ledger.market.domain()
         self.stats = _Stats()
         self._books: dict[bytes, ChannelBook] = {}
@@ -363,6 +365,7 @@ class ProviderNode:
             raise InvalidInput(
                 f"price mismatch: this node charges {self.config.unit_price} per unit"
             )
+        royalty = await self._royalty(workload, spec, req)
         await workload.check(spec, self.host)  # named blobs and their sizes, unread
         book = await self._book(terms)
         if req.voucher is not None:
@@ -370,7 +373,28 @@ class ProviderNode:
         await self._reserve(book, 0, check_only=True)
 
         with self.store.pin(*workload.blobs(spec)):  # no eviction under a running job
-            return await self._run_pinned(sender, req, terms, book, workload, spec)
+            return await self._run_pinned(sender, req, terms, book, workload, spec, royalty)
+
+    async def _royalty(
+        self, workload: Workload[Any, Any], spec: Any, req: JobRequest
+    ) -> tuple[bytes, int] | None:
+        """(model, royalty per unit) the job pays its model's lineage, or None; the
+        request must state the rate the RewardPool holds (InvalidInput if not)."""
+        model = workload.royalty_model(spec)
+        if model is None:
+            if req.royalty_rate:
+                raise InvalidInput(f"jobs of kind {req.kind!r} pay no royalty")
+            return None
+        asked = req.royalty_rate or 0
+        rate = await self._royalty_rates.get(model)
+        if rate != asked and rate == 0:  # set since it was read: read it again
+            rate = await self._royalty_rates.get(model, fresh=True)
+        if rate != asked:
+            raise InvalidInput(
+                f"royalty mismatch: model {model.hex()[:16]}… pays {rate} per unit to its "
+                f"lineage (RewardPool.royalty_rate), the request says {asked}"
+            )
+        return (model, rate) if rate else None
 
     async def _run_pinned(
         self,
@@ -380,6 +404,7 @@ class ProviderNode:
         book: ChannelBook,
         workload: Workload[Any, Any],
         spec: Any,
+        royalty: tuple[bytes, int] | None = None,
     ) -> JobResult:
         job = await self._prepare(workload, spec)
         spec_hash, input_hash = await _digests(workload, req)
@@ -389,7 +414,8 @@ class ProviderNode:
         if units > req.max_units:
             raise InvalidInput(f"job needs {units} units, more than max_units {req.max_units}")
         # a metered or failed job is billed up to max_units: hold that much
-        budget = req.max_units * c.unit_price
+        rate = royalty[1] if royalty is not None else 0
+        budget = req.max_units * (c.unit_price + rate)
         await self._reserve(book, budget)
         timeout = c.job_timeout_s
         if metered:  # max_units buys this much CPU time
@@ -411,6 +437,10 @@ class ProviderNode:
                 lie = self.cheat.tamper(workload, outcome.output)  # signed like the truth
                 outcome = dataclasses.replace(outcome, output=lie)
             bill = await self._bill(req, sender, outcome, units, metered=metered)
+            owed: tuple[bytes, int] | None = None
+            if royalty is not None and bill.error is None:  # a model that served pays
+                owed = (royalty[0], bill.units * rate)
+                bill = dataclasses.replace(bill, amount=bill.amount + owed[1])
             receipt = Receipt(
                 terms.id, job_id, self.address, spec_hash, input_hash, bill.hash, bill.units,
                 bill.amount,
@@ -424,6 +454,7 @@ class ProviderNode:
                 amount=bill.amount,
                 result_hash=bill.hash,
                 error=bill.error,
+                royalty=owed,
             )
         finally:
             book.release(budget)

@@ -283,6 +283,16 @@ class Workload(ABC, Generic[SpecT, Inputs]):
         """The outputs of a split batch as one, in order."""
         return parts[0] if len(parts) == 1 else np.concatenate(list(parts), axis=0)
 
+    def royalty_model(self, spec: SpecT) -> bytes | None:
+        """The registered model (sha256) whose lineage a job of ``spec`` pays a usage
+        royalty to, at the rate its registrant set in the RewardPool; None: no royalty."""
+        return None
+
+    def royalty_model_of(self, fields: Mapping[str, Any]) -> bytes | None:
+        """:meth:`royalty_model` of the spec ``fields`` make, read without parsing them
+        all (the client's side, before it sends the job)."""
+        return None
+
     # -- on the node ----------------------------------------------------------------
     def blobs(self, spec: SpecT) -> tuple[str, ...]:
         """Blobs the job names: pinned in the store while it runs."""

@@ -29,6 +29,7 @@ import hashlib
 import math
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -63,6 +64,7 @@ METERED_BUDGET_S = 0.1
 INLINE_PARSE_CHARS = 64 * 2**10
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class OnnxSpec(Spec):
@@ -124,6 +126,15 @@ class OnnxWorkload(Workload[OnnxSpec, np.ndarray]):
         return allclose(a, b)
 
     # -- on the node ----------------------------------------------------------------
+    def royalty_model(self, spec: OnnxSpec) -> bytes | None:
+        return bytes.fromhex(spec.model)
+
+    def royalty_model_of(self, fields: Mapping[str, Any]) -> bytes | None:
+        model = fields.get("model")
+        if isinstance(model, str) and _SHA256.fullmatch(model):
+            return bytes.fromhex(model)
+        return None
+
     def blobs(self, spec: OnnxSpec) -> tuple[str, ...]:
         return (spec.model,) if spec.input_blob is None else (spec.model, spec.input_blob)
 
