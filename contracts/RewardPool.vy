@@ -115,6 +115,8 @@ struct DataRoyalty:
 
 
 MAX_PROOF: public(constant(uint256)) = 32
+# contributors one posting pays (the ModelRegistry's MAX_PARTICIPANTS)
+MAX_CONTRIBUTORS: public(constant(uint256)) = 128
 # bounds of the constructor's periods (seconds)
 MAX_PERIOD: public(constant(uint256)) = 365 * 86400
 BPS: constant(uint256) = 10000
@@ -142,6 +144,10 @@ event Posted:
     root: bytes32
     total: uint256
     claimable_at: uint256
+    # sha256 of the round's published inputs (what a challenger recomputes it from)
+    inputs: bytes32
+    contributors: DynArray[address, MAX_CONTRIBUTORS]
+    amounts: DynArray[uint256, MAX_CONTRIBUTORS]
 
 
 event Claimed:
@@ -263,13 +269,37 @@ def fund(run: bytes32, amount: uint256, locked_until: uint256):
 
 
 @external
-def post(run: bytes32, round: uint256, model: bytes32, root: bytes32, total: uint256):
+def post(
+    run: bytes32,
+    round: uint256,
+    model: bytes32,
+    contributors: DynArray[address, MAX_CONTRIBUTORS],
+    amounts: DynArray[uint256, MAX_CONTRIBUTORS],
+    inputs: bytes32,
+):
     """
-    @notice Post round `round`'s contributions: the Merkle root of (contributor,
-            amount) leaves summing to `total`, for the round's global `model`. The
-            run's coordinator only, once per round, from the pool's budget.
+    @notice Post round `round`'s contributions for the round's global `model`:
+            each contributor's amount, in ascending address order. The pool keeps
+            the Merkle root of their (run, round, contributor, amount) leaves and
+            their total, which moves from the run's budget to the posting; the
+            `Posted` event records every amount, so that shares read back from the
+            chain and a challenger can recompute them. The run's coordinator only,
+            once per round.
+    @param inputs The sha256 of the round's published inputs (the global model,
+           the updates, the validation set and the seed the contributions were
+           computed from).
     """
-    assert root != empty(bytes32) and total > 0, "rewards: an empty posting"
+    assert len(contributors) != 0 and len(contributors) == len(amounts), "rewards: an empty posting"
+    leaves: DynArray[bytes32, MAX_CONTRIBUTORS] = []
+    total: uint256 = 0
+    previous: uint256 = 0
+    for i: uint256 in range(len(contributors), bound=MAX_CONTRIBUTORS):
+        assert convert(contributors[i], uint256) > previous, "rewards: contributors not in ascending address order"
+        previous = convert(contributors[i], uint256)
+        assert amounts[i] > 0, "rewards: a contributor's amount is zero"
+        total += amounts[i]
+        leaves.append(keccak256(abi_encode(run, round, contributors[i], amounts[i])))
+    root: bytes32 = self._root(leaves)
     coordinator: address = (staticcall models.federatedRun(run)).coordinator
     assert coordinator != empty(address), "rewards: no such federated run"
     assert msg.sender == coordinator, "rewards: only the run's coordinator posts"
@@ -284,7 +314,35 @@ def post(run: bytes32, round: uint256, model: bytes32, root: bytes32, total: uin
     if self._round_of[model].run == empty(bytes32):
         # the model's data contributors, for its royalties (rounds start at 1)
         self._round_of[model] = RoundRef(run=run, round=round)
-    log Posted(run=run, round=round, model=model, root=root, total=total, claimable_at=block.timestamp + challenge_window)
+    log Posted(
+        run=run, round=round, model=model, root=root, total=total,
+        claimable_at=block.timestamp + challenge_window, inputs=inputs,
+        contributors=contributors, amounts=amounts,
+    )
+
+
+@internal
+@pure
+def _root(leaves: DynArray[bytes32, MAX_CONTRIBUTORS]) -> bytes32:
+    # the Merkle root over `leaves` in order, as idlegrid.protocol.merkle_root: sorted
+    # pairs hashed with keccak256, an odd level's last node carried up unchanged
+    level: DynArray[bytes32, MAX_CONTRIBUTORS] = leaves
+    for _: uint256 in range(8):  # 2**7 = MAX_CONTRIBUTORS leaves: 7 levels
+        n: uint256 = len(level)
+        if n == 1:
+            break
+        up: DynArray[bytes32, MAX_CONTRIBUTORS] = []
+        for i: uint256 in range(n // 2, bound=MAX_CONTRIBUTORS // 2):
+            a: bytes32 = level[2 * i]
+            b: bytes32 = level[2 * i + 1]
+            if convert(a, uint256) < convert(b, uint256):
+                up.append(keccak256(concat(a, b)))
+            else:
+                up.append(keccak256(concat(b, a)))
+        if n % 2 == 1:
+            up.append(level[n - 1])
+        level = up
+    return level[0]
 
 
 @external

@@ -886,7 +886,9 @@ def model_show(
     network: NetworkOpt = Path("devnet.json"),
     as_json: JsonFlag = False,
 ) -> None:
-    """A model's lineage from the chain: it, the model it was fine-tuned from, and so on."""
+    """A model's lineage from the chain: it, the model it was fine-tuned from, and so on,
+    each with its data contributors and their shares (from the posting that paid them)
+    and its usage royalty."""
     from datetime import UTC, datetime
 
     from .chain import ModelRegistryClient
@@ -912,6 +914,8 @@ def model_show(
         }
         for r in lineage
     ]
+    for row, record in zip(rows, lineage, strict=True):
+        row.update(_contributors_row(ledger, record))
     if as_json:
         _print_json({"lineage": rows})
         return
@@ -921,6 +925,24 @@ def model_show(
         out.print(f"{pad}{row['model']}  registered by {row['registrant']} at {when}")
         for key in ("spec_hash", "data_hash", "checkpoints_root", "trainer"):
             out.print(f"{pad}  {key}: {row[key]}")
+        if row["participants"]:
+            out.print(f"{pad}  participants: {len(row['participants'])} (federated round)")
+        if (posting := row["contributors"]) is not None:
+            out.print(
+                f"{pad}  data contributors (round {posting['round']}'s posting, "
+                f"{_tokens(posting['total'])} IDLE):"
+            )
+            for c in posting["shares"]:
+                out.print(
+                    f"{pad}    {c['contributor']}  {c['share']:.2%}  ({_tokens(c['amount'])} IDLE)"
+                )
+        if (royalty := row["royalty"]) is not None:
+            out.print(
+                f"{pad}  royalty: {royalty['rate']} wei per unit, {royalty['data_bps'] / 100:g} % "
+                f"of its own part to data contributors; data royalties "
+                f"{_tokens(royalty['data_received'])} IDLE received, "
+                f"{_tokens(royalty['data_claimed'])} claimed"
+            )
         if (training := row["training"]) is not None:
             out.print(
                 f"{pad}  training run {row['run']}: committed by {training['committer']} "
@@ -930,6 +952,45 @@ def model_show(
                 f"{pad}  verification: {training['outcome']} ({training['checked']} "
                 f"intervals checked, {training['failed']} failed; seed {training['seed']})"
             )
+
+
+def _contributors_row(ledger: Any, record: Any) -> dict[str, Any]:
+    """A model's federated participants, the posting that pays its data contributors
+    (each one's amount and share, read from the chain) and its royalty terms."""
+    from .chain import ModelRegistryClient, RewardPoolClient
+
+    models = ledger.client("models", ModelRegistryClient)
+    row: dict[str, Any] = {
+        "participants": models.participants(record.model) if any(record.run) else [],
+        "contributors": None,
+        "royalty": None,
+    }
+    if "rewards" not in ledger.clients:
+        return row
+    pool = ledger.client("rewards", RewardPoolClient)
+    posted = pool.posted(record.model, ledger.deployment.start_block)
+    if posted is not None:
+        shares = posted.shares()
+        row["contributors"] = {
+            "run": posted.run.hex(),
+            "round": posted.round,
+            "total": posted.total,
+            "inputs": posted.inputs.hex(),
+            "shares": [
+                {"contributor": c, "amount": a, "share": shares[c]}
+                for c, a in sorted(posted.amounts.items(), key=lambda item: -item[1])
+            ],
+        }
+    terms = pool.royalty(record.model)
+    data = pool.royalties_of(record.model)
+    if terms is not None or data.received:
+        row["royalty"] = {
+            "rate": terms.rate if terms else 0,
+            "data_bps": terms.data_bps if terms else 0,
+            "data_received": data.received,
+            "data_claimed": data.claimed,
+        }
+    return row
 
 
 def _training_row(t: Any) -> dict[str, Any]:
@@ -1239,50 +1300,74 @@ def rewards(
         str | None, typer.Argument(help="Whose earnings (default: the account's).")
     ] = None,
     claim: Annotated[
-        Path | None,
-        typer.Option(help="A federated run's rounds.json: claim what its postings owe ADDRESS."),
-    ] = None,
+        bool,
+        typer.Option(
+            "--claim",
+            help="Claim what the chain owes ADDRESS: its postings' amounts and data "
+            "royalties (anyone may send those), and its trainer royalties (its own key).",
+        ),
+    ] = False,
     network: NetworkOpt = Path("devnet.json"),
     account: AccountOpt = None,
     keystore: KeystoreOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """What an address earned as provider, oracle provider and data contributor; claims."""
-    import json as _json
-
-    from .chain import OracleClient, RewardPoolClient, RewardTree
+    """What an address earned as provider, oracle provider, data contributor (rewards and
+    royalties) and trainer (royalties), from the chain; --claim claims what is due."""
+    from .chain import OracleClient, RewardPoolClient
     from .protocol import checksum
 
     key, ledger = _identity(network, account, keystore, default=0)
     who = checksum(address) if address is not None else key.address
     pool = ledger.client("rewards", RewardPoolClient)
-    claimed_now: list[dict[str, Any]] = []
-    if claim is not None:
-        try:
-            doc = _json.loads(claim.read_text())
-            run = bytes.fromhex(str(doc["run"]))
-            rounds = [(int(r["round"]), dict(r.get("rewards") or {})) for r in doc["rounds"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InvalidInput(f"{claim}: not a federated run's rounds.json ({exc})") from exc
-        for rnd, amounts in rounds:
-            if who not in {checksum(a) for a in amounts} or pool.claimed(run, rnd, who):
-                continue
-            tree = RewardTree(run, rnd, {a: int(v) for a, v in amounts.items()})
-            done = pool.claim_from(tree, who, sender=key)
-            claimed_now.append({"round": rnd, "amount": tree.amounts[who], "tx": done.tx_hash})
-    head = ledger.backend.block_number()
     start = ledger.deployment.start_block
+    due = _rewards_due(pool, who, start)
+    claimed_now: list[dict[str, Any]] = []
+    if claim:
+        for posted in due["postings"]:
+            if posted["claimable"]:
+                tx = pool.claim(
+                    bytes.fromhex(posted["run"]), posted["round"], who, posted["amount"],
+                    posted["proof"], sender=key,
+                )  # fmt: skip
+                claimed_now.append({"what": "reward", "run": posted["run"],
+                                    "round": posted["round"], "amount": posted["amount"],
+                                    "tx": tx.tx_hash})  # fmt: skip
+        for royalty in due["royalties"]:
+            if royalty["claimable"] > 0:
+                tx = pool.claim_royalty(
+                    bytes.fromhex(royalty["model"]), royalty["tree"], who, sender=key
+                )
+                claimed_now.append({"what": "data royalty", "model": royalty["model"],
+                                    "amount": royalty["claimable"], "tx": tx.tx_hash})  # fmt: skip
+        owed = pool.owed(who)
+        if owed and who == key.address:
+            tx = pool.withdraw_royalties(sender=key)
+            claimed_now.append({"what": "trainer royalty", "amount": owed, "tx": tx.tx_hash})
+        due = _rewards_due(pool, who, start)
+    head = ledger.backend.block_number()
     claims = pool.logs("Claimed", start, head, contributor=who)
+    royalty_claims = pool.logs("RoyaltyClaimed", start, head, contributor=who)
+    withdrawn = pool.logs("RoyaltiesWithdrawn", start, head, account=who)
     record = ledger.market.record(who)
+    oracle = ledger.client("oracle", OracleClient) if "oracle" in ledger.clients else None
     doc_out = {
         "address": who,
         "provider": {"earned": record.earned, "jobs": record.jobs,
                      "market_balance": ledger.market.balance_of(who)},
-        "oracle_owed": ledger.client("oracle", OracleClient).owed(who),
+        "oracle_owed": oracle.owed(who) if oracle is not None else 0,
         "data_contributor": {
             "claimed": sum(int(c["amount"]) for _, c in claims),
             "claims": [{"run": "0x" + bytes(c["run"]).hex(), "round": int(c["round"]),
                         "amount": int(c["amount"])} for _, c in claims],
+            "claimable": sum(p["amount"] for p in due["postings"] if p["claimable"]),
+            "waiting": sum(p["amount"] for p in due["postings"] if p["waiting"]),
+            "royalties_claimed": sum(int(c["amount"]) for _, c in royalty_claims),
+            "royalties_claimable": sum(r["claimable"] for r in due["royalties"]),
+        },
+        "trainer": {
+            "royalties_owed": pool.owed(who),
+            "royalties_withdrawn": sum(int(w["amount"]) for _, w in withdrawn),
         },
         "claimed_now": claimed_now,
         "wallet": ledger.token.balance_of(who),
@@ -1296,10 +1381,51 @@ def rewards(
     out.print(f"as oracle provider: {_tokens(doc_out['oracle_owed'])} to withdraw")
     dc = doc_out["data_contributor"]
     out.print(
-        f"as data contributor: {_tokens(dc['claimed'])} claimed in {len(dc['claims'])} claim(s)"
+        f"as data contributor: {_tokens(dc['claimed'])} claimed in {len(dc['claims'])} "
+        f"claim(s), {_tokens(dc['claimable'])} to claim now, {_tokens(dc['waiting'])} in "
+        f"challenge windows; royalties {_tokens(dc['royalties_claimed'])} claimed, "
+        f"{_tokens(dc['royalties_claimable'])} to claim"
+    )
+    tr = doc_out["trainer"]
+    out.print(
+        f"as trainer: royalties {_tokens(tr['royalties_withdrawn'])} withdrawn, "
+        f"{_tokens(tr['royalties_owed'])} to withdraw"
     )
     for c in claimed_now:
-        out.print(f"claimed now: round {c['round']}, {_tokens(c['amount'])}")
+        out.print(f"claimed now: {c['what']}, {_tokens(c['amount'])}")
+
+
+def _rewards_due(pool: Any, who: str, start: int) -> dict[str, list[dict[str, Any]]]:
+    """The postings that name ``who`` (each with its amount, proof and whether it can be
+    claimed now or is still in its challenge window) and the data royalties of their
+    models (what ``who`` may claim of each), read from the chain."""
+    now = pool.backend.next_timestamp()
+    window, period = pool.challenge_window(), pool.claim_period()
+    postings: list[dict[str, Any]] = []
+    royalties: list[dict[str, Any]] = []
+    for posted in pool.all_postings(start):
+        amount = posted.amounts.get(who)
+        if amount is None:
+            continue
+        state = pool.posting(posted.run, posted.round)
+        opens = state.posted_at + window
+        done = pool.claimed(posted.run, posted.round, who)
+        tree = posted.tree()
+        postings.append({
+            "run": posted.run.hex(), "round": posted.round, "amount": amount,
+            "proof": tree.proof(who),
+            "claimable": not done and not state.expired and opens <= now < opens + period,
+            "waiting": not done and now < opens,
+        })  # fmt: skip
+        ref = pool.round_of(posted.model)
+        if ref == (posted.run, posted.round) and now >= opens:  # the model's own posting
+            data = pool.royalties_of(posted.model)
+            entitled = data.received * amount // tree.total
+            royalties.append({
+                "model": posted.model.hex(), "tree": tree,
+                "claimable": entitled - pool.royalty_claimed(posted.model, who),
+            })  # fmt: skip
+    return {"postings": postings, "royalties": royalties}
 
 
 @bench_app.command("rewards")

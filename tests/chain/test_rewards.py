@@ -464,22 +464,34 @@ def test_a_lineage_deeper_than_max_depth_stops_there(setup: Pool) -> None:
     assert shared[-1]["to_parent"] == 0 and shared[-1]["to_trainer"] == 1280
 
 
-def test_a_posting_whose_leaves_exceed_its_total_pays_no_more_than_its_royalty(
-    setup: Pool,
-) -> None:
-    # Prepare: a coordinator posts leaves of 2 tokens each under a total of 1 token,
-    # hoping to draw other models' royalties through its model's claims
+def test_the_pool_computes_a_posting_s_root_and_total_from_its_amounts(setup: Pool) -> None:
+    """The posting is its amounts: the root and total are the pool's, the event records
+    every amount (shares read back from the chain), and a list a careful coordinator
+    never sends is refused whole."""
     p, env = setup, setup.env
     p.pool.fund(RUN, 10 * TOKEN, env.now() + 30 * DAY, sender=p.sponsor)
     model = p.register_round(1)
-    tree = p.tree(1, [2 * TOKEN, 2 * TOKEN, 2 * TOKEN, 2 * TOKEN])
-    p.pool._send("post", RUN, 1, model, tree.root, TOKEN, sender=p.coordinator)
-    payer = _payer(p)
-    p.pool.pay_royalty(model, UNIT, sender=payer)
-    p.pool.pay_royalty(p.register(b"another", env.users[7]), UNIT, sender=payer)
-    _after_window(p)
+    tree = p.tree(1, [4, 3, 2, 1])
+    who = tree.contributors
+    bad = [
+        ([who[1], who[0]], [1, 1], "ascending address order"),
+        ([who[0], who[0]], [1, 1], "ascending address order"),
+        ([who[0]], [0], "amount is zero"),
+        ([who[0], who[1]], [1], "an empty posting"),
+        ([], [], "an empty posting"),
+    ]
 
-    # Execute / Assert: a leaf's share is twice the model's data royalty: refused
-    with pytest.raises(ContractReverted, match="leaves sum to more than its total"):
-        p.pool.claim_royalty(model, tree, p.contributors[0].address, sender=payer)
-    assert p.pool.royalties_of(model) == DataRoyalty(UNIT // 2, 0)
+    for contributors, amounts, reason in bad:
+        with pytest.raises(ContractReverted, match=reason):
+            p.pool._send(
+                "post", RUN, 1, model, contributors, amounts, b"\x09" * 32, sender=p.coordinator
+            )
+    p.pool.post(tree, model, inputs=b"\x09" * 32, sender=p.coordinator)
+
+    state = p.pool.posting(RUN, 1)
+    assert (state.root, state.total) == (tree.root, 10)
+    posted = p.pool.posted(model)
+    assert posted is not None and posted.amounts == dict(tree.amounts)
+    assert posted.inputs == b"\x09" * 32 and posted.tree().root == tree.root
+    assert [int(c, 16) for c in who] == sorted(int(c, 16) for c in who)
+    env.conservation()

@@ -133,8 +133,8 @@ def test_a_run_pays_its_contributors_on_chain_by_their_contributions(
     paid_before = ledger.token.balance_of(sponsor)
 
     # Execute: a run with 3 tokens for its contributors; after the challenge window the
-    # first edge node claims its own from the command line with the run's rounds.json,
-    # the others' claims are sent by anyone (here the sponsor's account)
+    # first edge node claims its own from the command line (the postings are read from
+    # the chain), the others' claims are sent by anyone (here the sponsor's account)
     spec = _spec(rounds=2, seed=5)
     result = _run(federation, data, spec, rewards=3 * TOKEN, output=tmp_path / "run")
     run = bytes.fromhex(result.run)
@@ -142,7 +142,7 @@ def test_a_run_pays_its_contributors_on_chain_by_their_contributions(
     edge = federation.edges[0]
     cli = subprocess.run(
         [sys.executable, "-m", "idlegrid.cli", "rewards", "--claim",
-         str(tmp_path / "run" / "rounds.json"), "--network", str(federation.network),
+         "--network", str(federation.network),
          "--account", str(edge.index), "--json"],
         capture_output=True, text=True, env=dict(os.environ), timeout=300, check=False,
     )  # fmt: skip

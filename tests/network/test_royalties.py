@@ -8,6 +8,9 @@ other: a contributor spends what it claimed on compute."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -20,6 +23,17 @@ from idlegrid.client import Client
 from .conftest import DEMO_CLIENT, Digits, Network
 
 REDEEM_TIMEOUT = 60.0
+
+
+def _cli(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "idlegrid.cli", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
 RATE = 5 * 10**11  # wei per compute unit, on top of the node's 10**12
 DATA_BPS = 6000
 PARENT_BPS, BPS = 2000, 10_000  # RewardPool's
@@ -108,6 +122,24 @@ def test_a_royalty_paid_with_inference_jobs_reaches_the_model_s_lineage(
         assert "nothing to claim" in str(exc)
     else:
         raise AssertionError("a second claim paid again")
+
+    # Assert: the command line shows the lineage's contributors and shares, and what
+    # an address earned as contributor and trainer
+    where = ["--network", str(net.info.path), "--json"]
+    shown = json.loads(_cli("model", "show", digits.digest, *where))["lineage"]
+    earned = json.loads(_cli("rewards", second.address, *where))
+    trainer = json.loads(_cli("rewards", coordinator.address, *where))
+    assert [r["model"] for r in shown] == [served.hex(), base.hex()]
+    posting = shown[0]["contributors"]
+    assert {c["contributor"]: c["share"] for c in posting["shares"]} == {
+        first.address: 0.75,
+        second.address: 0.25,
+    }
+    assert shown[0]["royalty"]["rate"] == RATE and shown[0]["royalty"]["data_received"] == data
+    assert shown[1]["contributors"] is None and shown[1]["royalty"] is None
+    assert earned["data_contributor"]["royalties_claimed"] == data // 4
+    assert earned["data_contributor"]["claimable"] == TOKEN  # its posted reward, unclaimed
+    assert trainer["trainer"]["royalties_withdrawn"] == royalty - up - data
 
     # Execute: the contributor spends its royalty on compute (tokens circulate)
     spender = Client(first, ledger)

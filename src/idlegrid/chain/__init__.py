@@ -51,6 +51,7 @@ from ._reputation import ProviderHistory, Reputation, ReputationRules, score_rep
 from ._rewards import (
     DataRoyalty,
     PoolState,
+    Posted,
     PostingState,
     RewardPoolClient,
     RewardTree,
@@ -105,6 +106,7 @@ __all__ = [
     "OracleClient",
     "OracleRequest",
     "PoolState",
+    "Posted",
     "PostingState",
     "ProviderContribution",
     "ProviderHistory",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi import encode as abi_encode
 
@@ -28,6 +29,7 @@ from ._clients import ContractClient
 __all__ = [
     "DataRoyalty",
     "PoolState",
+    "Posted",
     "PostingState",
     "RewardPoolClient",
     "RewardTree",
@@ -59,9 +61,34 @@ def reward_leaf(run: bytes, round: int, contributor: str, amount: int) -> bytes:
 
 
 @dataclass(frozen=True)
+class Posted:
+    """A posting as its ``Posted`` event records it: every contributor's amount."""
+
+    run: bytes
+    round: int
+    model: bytes
+    root: bytes
+    inputs: bytes  # sha256 of the round's published inputs
+    block: int
+    amounts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.amounts.values())
+
+    def shares(self) -> dict[str, float]:
+        """Each contributor's fraction of the posting."""
+        return {c: a / self.total for c, a in self.amounts.items()}
+
+    def tree(self) -> RewardTree:
+        return RewardTree(self.run, self.round, self.amounts)
+
+
+@dataclass(frozen=True)
 class RewardTree:
     """One round's contributions as the pool's Merkle tree: the root to post, the total,
-    and each contributor's proof. Contributors in address order; one leaf each."""
+    and each contributor's proof. Contributors in ascending address order (as numbers);
+    one leaf each."""
 
     run: bytes
     round: int
@@ -75,7 +102,9 @@ class RewardTree:
         normal = {checksum(c): int(a) for c, a in self.amounts.items()}
         if len(normal) != len(self.amounts):
             raise InvalidInput("a contributor appears twice")
-        object.__setattr__(self, "amounts", dict(sorted(normal.items())))
+        # ascending address order, as the pool requires
+        ordered = sorted(normal.items(), key=lambda item: int(item[0], 16))
+        object.__setattr__(self, "amounts", dict(ordered))
 
     @property
     def contributors(self) -> list[str]:
@@ -149,11 +178,56 @@ class RewardPoolClient(ContractClient):
         """Put ``amount`` (approved beforehand) in ``run``'s pool until ``locked_until``."""
         return self._send("fund", _run(run), amount, locked_until, sender=sender)
 
-    def post(self, tree: RewardTree, model: bytes, *, sender: Account) -> TxResult:
-        """Post ``tree``'s root for its round's ``model`` (the run's coordinator)."""
+    def post(
+        self, tree: RewardTree, model: bytes, *, inputs: bytes = bytes(32), sender: Account
+    ) -> TxResult:
+        """Post ``tree``'s amounts for its round's ``model`` (the run's coordinator; the
+        pool computes the same root), with the sha256 of the round's published
+        ``inputs``."""
         return self._send(
-            "post", _run(tree.run), tree.round, model, tree.root, tree.total, sender=sender
+            "post",
+            _run(tree.run),
+            tree.round,
+            model,
+            tree.contributors,
+            list(tree.amounts.values()),
+            _model(inputs),
+            sender=sender,
         )
+
+    def postings_of(self, run: bytes, from_block: int = 0) -> dict[int, Posted]:
+        """Every posting of ``run`` as its ``Posted`` event records it, by round."""
+        return {p.round: p for p in self._posted(from_block, run=_run(run))}
+
+    def all_postings(self, from_block: int = 0) -> list[Posted]:
+        """Every posting since ``from_block``, as the ``Posted`` events record them."""
+        return self._posted(from_block)
+
+    def _posted(self, from_block: int, **filters: Any) -> list[Posted]:
+        latest = self.backend.block_number()
+        return [
+            Posted(
+                run=bytes(args["run"]),
+                round=int(args["round"]),
+                model=bytes(args["model"]),
+                root=bytes(args["root"]),
+                inputs=bytes(args["inputs"]),
+                block=block,
+                amounts={
+                    checksum(c): int(a)
+                    for c, a in zip(args["contributors"], args["amounts"], strict=True)
+                },
+            )
+            for block, args in self.logs("Posted", from_block, latest, **filters)
+        ]
+
+    def posted(self, model: bytes, from_block: int = 0) -> Posted | None:
+        """The posting that pays ``model``'s data contributors (its first), from its
+        ``Posted`` event; None when no posting does."""
+        ref = self.round_of(model)
+        if ref is None:
+            return None
+        return self.postings_of(ref[0], from_block).get(ref[1])
 
     def claim(
         self,
