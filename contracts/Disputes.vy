@@ -135,6 +135,16 @@ interface IOracle:
     def outliers(key: bytes32) -> bytes32: view
 
 
+interface IRewards:
+    def freeze(run: bytes32, round: uint256) -> (address, uint256, bytes32, bytes32): nonpayable
+    def settle(run: bytes32, round: uint256, wrong: bool): nonpayable
+
+
+struct PostingRef:
+    run: bytes32
+    round: uint256
+
+
 interface IRegistry:
     def slashable(provider: address) -> uint256: view
     def active_count() -> uint256: view
@@ -156,6 +166,9 @@ commit_period: public(immutable(uint256))
 reveal_period: public(immutable(uint256))
 # the AI oracle whose outlier answers can be disputed (`open_answer`); empty: none
 oracle: public(immutable(IOracle))
+rewards: public(immutable(IRewards))
+# the posting a challenge disputes, by dispute id (a job's or an answer's: none)
+_posting_of: HashMap[bytes32, PostingRef]
 
 _disputes: HashMap[bytes32, Dispute]
 _ballots: HashMap[bytes32, HashMap[address, uint256]]
@@ -179,6 +192,13 @@ event DisputeOpened:
     bond: uint256
     seed_block: uint256
     draw_deadline: uint256
+
+
+event PostingChallenged:
+    dispute: indexed(bytes32)
+    run: indexed(bytes32)
+    round: indexed(uint256)
+    coordinator: address
 
 
 event AnswerDisputed:
@@ -239,6 +259,7 @@ def __init__(
     commit_period_: uint256,
     reveal_period_: uint256,
     oracle_: IOracle,
+    rewards_: IRewards,
 ):
     """
     @param token_ The token of stakes and bonds.
@@ -256,6 +277,8 @@ def __init__(
     @param commit_period_ Seconds after the draw for committing votes.
     @param reveal_period_ Seconds after the commit deadline for revealing them.
     @param oracle_ The AI oracle whose outlier answers may be disputed (the zero
+           address: none).
+    @param rewards_ The RewardPool whose postings may be challenged (the zero
            address: none).
     """
     assert bond_ > 0, "disputes: bond must be positive"
@@ -278,6 +301,7 @@ def __init__(
     commit_period = commit_period_
     reveal_period = reveal_period_
     oracle = oracle_
+    rewards = rewards_
 
 
 @external
@@ -406,6 +430,53 @@ def open_answer(
         draw_deadline=block.timestamp + draw_period,
     )
     log AnswerDisputed(dispute=dispute, request_id=request_id, provider=provider, output=output)
+    return dispute
+
+
+@external
+def open_posting(run: bytes32, round: uint256) -> bytes32:
+    """
+    @notice Challenge the RewardPool's posting of a federated round's
+            contributions within its challenge window: lock `bond` tokens (needs
+            an allowance). The pool freezes the posting (no claim until the
+            ruling). The committee recomputes the contributions from the round's
+            published inputs (whose sha256 the posting recorded; the challenger
+            hands them to the members) and votes whether the posted amounts are
+            wrong; a wrong posting is void and its total goes back to the run's
+            budget, for the coordinator to post again. The accused is the run's
+            coordinator: its stake, if it has one, is slashed like a provider's.
+    @param run The federated run.
+    @param round The round whose posting is challenged.
+    @return The dispute id: keccak256(abi_encode("posting", run, round, posted_at)).
+    """
+    assert rewards.address != empty(address), "disputes: no reward pool to challenge postings of"
+    coordinator: address = empty(address)
+    posted_at: uint256 = 0
+    root: bytes32 = empty(bytes32)
+    model: bytes32 = empty(bytes32)
+    coordinator, posted_at, root, model = extcall rewards.freeze(run, round)
+    assert msg.sender != coordinator, "disputes: the coordinator cannot challenge its own posting"
+    dispute: bytes32 = keccak256(abi_encode("posting", run, round, posted_at))
+    assert self._disputes[dispute].status == UNOPENED, "disputes: posting already challenged"
+    self._posting_of[dispute] = PostingRef(run=run, round=round)
+    seed_block: uint256 = self._start(dispute, coordinator, empty(address), 0)
+    log DisputeOpened(
+        dispute=dispute,
+        provider=coordinator,
+        challenger=msg.sender,
+        client=empty(address),
+        channel=run,
+        job_id=convert(round, bytes32),
+        spec_hash=model,
+        input_hash=empty(bytes32),
+        output_hash=root,
+        units=0,
+        amount=0,
+        bond=bond,
+        seed_block=seed_block,
+        draw_deadline=block.timestamp + draw_period,
+    )
+    log PostingChallenged(dispute=dispute, run=run, round=round, coordinator=coordinator)
     return dispute
 
 
@@ -543,6 +614,9 @@ def resolve(dispute: bytes32):
     self.pending[d.provider] -= 1
     for member: address in d.committee:
         self.pending[member] -= 1
+    posting: PostingRef = self._posting_of[dispute]
+    if posting.run != empty(bytes32):  # a challenged posting: void it, or let it stand
+        extcall rewards.settle(posting.run, posting.round, outcome == PROVIDER_WRONG)
 
     slashed: uint256 = 0
     refund: uint256 = 0

@@ -43,9 +43,11 @@
      `received - claimed`).
      A leaf is keccak256(abi_encode(run, round, contributor, amount)); the tree
      hashes sorted pairs with keccak256, as idlegrid.protocol's merkle trees.
-     Challenges of a posting within its window (a recomputation of the
-     contributions by the trust layer's referees) are not built yet: the window
-     delays the claims so that they can be.
+     Challenges: within a posting's window anyone may dispute it through the
+     dispute contract (the arbiter), which freezes it (no claim, no expiry) and,
+     when the committee's referees recompute the contributions from the round's
+     published inputs and find the posting wrong, voids it: its total goes back
+     to the budget and the coordinator posts the round again.
 """
 
 from ethereum.ercs import IERC20
@@ -169,6 +171,22 @@ event Reclaimed:
     amount: uint256
 
 
+event ArbiterSet:
+    arbiter: indexed(address)
+
+
+event PostingDisputed:
+    run: indexed(bytes32)
+    round: indexed(uint256)
+
+
+event PostingVoided:
+    run: indexed(bytes32)
+    round: indexed(uint256)
+    model: indexed(bytes32)
+    returned: uint256
+
+
 # a model's royalty terms, fixed
 event RoyaltySet:
     model: indexed(bytes32)
@@ -224,6 +242,11 @@ _data: HashMap[bytes32, DataRoyalty]
 owed: public(HashMap[address, uint256])
 # keccak256(abi_encode(model, contributor)): the model's data royalty paid to it so far
 royalty_claimed: public(HashMap[bytes32, uint256])
+# the dispute contract: it freezes a challenged posting and voids a wrong one
+arbiter: public(address)
+_deployer: address
+# postings under dispute: no claim, no expiry until it is settled
+disputed: public(HashMap[bytes32, HashMap[uint256, bool]])
 
 
 @deploy
@@ -240,6 +263,61 @@ def __init__(token_: IERC20, models_: IModels, challenge_window_: uint256, claim
     models = models_
     challenge_window = challenge_window_
     claim_period = claim_period_
+    self._deployer = msg.sender
+
+
+@external
+def set_arbiter(arbiter_: address):
+    """
+    @notice Name the dispute contract that may freeze and void postings. The
+            deployer only, once: the deployment wires it.
+    """
+    assert msg.sender == self._deployer, "rewards: only the deployer names the arbiter"
+    assert self.arbiter == empty(address), "rewards: arbiter already set"
+    assert arbiter_ != empty(address), "rewards: arbiter is the zero address"
+    self.arbiter = arbiter_
+    log ArbiterSet(arbiter=arbiter_)
+
+
+@external
+def freeze(run: bytes32, round: uint256) -> (address, uint256, bytes32, bytes32):
+    """
+    @notice A challenge of round `round`'s posting was opened (the arbiter only,
+            within the posting's challenge window, once at a time): its claims and
+            expiry wait for the ruling.
+    @return The run's coordinator (whom the challenge accuses), when the posting
+            was made, its root and its model.
+    """
+    assert msg.sender == self.arbiter, "rewards: only the arbiter freezes a posting"
+    p: Posting = self.postings[run][round]
+    assert p.posted_at != 0 and not p.expired, "rewards: round not posted"
+    assert block.timestamp < p.posted_at + challenge_window, "rewards: the challenge window is over"
+    assert not self.disputed[run][round], "rewards: the posting is disputed already"
+    self.disputed[run][round] = True
+    log PostingDisputed(run=run, round=round)
+    return (staticcall models.federatedRun(run)).coordinator, p.posted_at, p.root, p.model
+
+
+@external
+def settle(run: bytes32, round: uint256, wrong: bool):
+    """
+    @notice The ruling on a challenged posting (the arbiter only). A posting found
+            wrong is void: its total goes back to the run's budget and the
+            coordinator may post the round again (a correction); otherwise it
+            stands and its claims open as usual.
+    """
+    assert msg.sender == self.arbiter, "rewards: only the arbiter settles a posting"
+    assert self.disputed[run][round], "rewards: the posting is not disputed"
+    self.disputed[run][round] = False
+    if not wrong:
+        return
+    p: Posting = self.postings[run][round]
+    # claims waited for the ruling, so nothing of it was paid
+    self.pools[run].budget += p.total - p.claimed
+    self.postings[run][round] = empty(Posting)
+    if self._round_of[p.model].run == run and self._round_of[p.model].round == round:
+        self._round_of[p.model] = empty(RoundRef)
+    log PostingVoided(run=run, round=round, model=p.model, returned=p.total - p.claimed)
 
 
 @external
@@ -356,6 +434,7 @@ def claim(run: bytes32, round: uint256, contributor: address, amount: uint256, p
     assert p.posted_at != 0, "rewards: round not posted"
     assert not p.expired, "rewards: the claim period is over"
     assert block.timestamp >= p.posted_at + challenge_window, "rewards: still in the challenge window"
+    assert not self.disputed[run][round], "rewards: the posting is disputed"
     assert block.timestamp < p.posted_at + challenge_window + claim_period, "rewards: the claim period is over"
     key: bytes32 = keccak256(abi_encode(run, round, contributor))
     assert not self.claimed[key], "rewards: already claimed"
@@ -377,6 +456,7 @@ def expire(run: bytes32, round: uint256):
     p: Posting = self.postings[run][round]
     assert p.posted_at != 0, "rewards: round not posted"
     assert not p.expired, "rewards: already expired"
+    assert not self.disputed[run][round], "rewards: the posting is disputed"
     assert block.timestamp >= p.posted_at + challenge_window + claim_period, "rewards: the claim period is not over"
     rest: uint256 = p.total - p.claimed
     self.postings[run][round].expired = True
@@ -501,6 +581,7 @@ def claim_royalty(model: bytes32, contributor: address, amount: uint256, proof: 
     assert ref.run != empty(bytes32), "rewards: no posting for the model"
     p: Posting = self.postings[ref.run][ref.round]
     assert block.timestamp >= p.posted_at + challenge_window, "rewards: still in the challenge window"
+    assert not self.disputed[ref.run][ref.round], "rewards: the posting is disputed"
     leaf: bytes32 = keccak256(abi_encode(ref.run, ref.round, contributor, amount))
     assert merkle._verify(leaf, proof, p.root), "rewards: not a leaf of the posting"
     data: DataRoyalty = self._data[model]

@@ -244,6 +244,7 @@ def test_deploy_refuses_parameters_that_would_lock_funds_or_never_slash(
         DAY,
         p["reveal"],
         "0x" + "00" * 20,  # no oracle
+        "0x" + "00" * 20,  # no reward pool
     ]
 
     got = _reverts(lambda: deploy_contract(env.backend, "Disputes", args, sender=env.owner))

@@ -7,7 +7,7 @@ test and the pool's balance equal to what it owes."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,11 +16,14 @@ from idlegrid import ContractReverted, InvalidInput
 from idlegrid.chain import (
     TOKEN,
     DataRoyalty,
+    DisputeClient,
+    DisputeStatus,
     ModelRegistryClient,
     RewardPoolClient,
     RewardTree,
     RoyaltyTerms,
     reward_leaf,
+    vote_commitment,
 )
 from idlegrid.protocol import Account
 
@@ -494,4 +497,141 @@ def test_the_pool_computes_a_posting_s_root_and_total_from_its_amounts(setup: Po
     assert posted is not None and posted.amounts == dict(tree.amounts)
     assert posted.inputs == b"\x09" * 32 and posted.tree().root == tree.root
     assert [int(c, 16) for c in who] == sorted(int(c, 16) for c in who)
+    env.conservation()
+
+
+# -- challenges of a posting -----------------------------------------------------------
+
+REFEREE_STAKE = 200 * TOKEN
+SALT = b"\x5a" * 32
+
+
+def _open_challenge(p: Pool, challenger: Account) -> bytes:
+    """Three staked referees, and ``challenger``'s challenge of round 1's posting."""
+    env = p.env
+    disputes = env.ledger.client("disputes", DisputeClient)
+    for r in env.users[6:9]:
+        env.token.approve(env.registry.address, MAX, sender=r)
+        env.registry.register("http://r", 1, b"\x01" * 32, REFEREE_STAKE, sender=r)
+    env.token.approve(disputes.address, MAX, sender=challenger)
+    dispute, _ = disputes.open_posting(RUN, 1, sender=challenger)
+    return dispute
+
+
+def _rule(
+    p: Pool,
+    dispute: bytes,
+    votes: list[bool],
+    sender: Account,
+    between: Callable[[], object] = lambda: None,
+) -> None:
+    """The committee drawn, votes ``votes`` (True: the posting is wrong; ``between``
+    runs once they are committed), resolved."""
+    env = p.env
+    disputes = env.ledger.client("disputes", DisputeClient)
+    env.backend.advance_time(1)
+    env.backend.advance_time(1)
+    disputes.draw(dispute, sender=sender)
+    by_address = {r.address: r for r in env.users[6:9]}
+    members = [by_address[a] for a in disputes.dispute(dispute).committee]
+    for member, vote in zip(members, votes, strict=True):
+        commitment = vote_commitment(dispute, member.address, vote, SALT)
+        disputes.commit(dispute, commitment, sender=member)
+    between()
+    for member, vote in zip(members, votes, strict=True):
+        disputes.reveal(dispute, vote, SALT, sender=member)
+    disputes.resolve(dispute, sender=sender)
+
+
+def test_a_wrong_posting_is_challenged_voided_and_posted_again(setup: Pool) -> None:
+    """Frozen while disputed (no claim, no expiry), void when the committee finds it
+    wrong (its total back in the budget), then posted again, corrected, and claimed."""
+    p, env = setup, setup.env
+    p.pool.fund(RUN, 10 * TOKEN, env.now() + 30 * DAY, sender=p.sponsor)
+    model = p.register_round(1)
+    wrong, right = p.tree(1, [4, 3, 2, 1]), p.tree(1, [1, 2, 3, 4])
+    p.pool.post(wrong, model, inputs=b"\x09" * 32, sender=p.coordinator)
+    challenger = p.contributors[3]
+    before = env.token.balance_of(challenger.address)
+
+    disputes = env.ledger.client("disputes", DisputeClient)
+    dispute = _open_challenge(p, challenger)
+    refused: list[str] = []
+
+    def claim_after_the_window() -> None:  # the window ends while the dispute runs
+        _after_window(p)
+        with pytest.raises(ContractReverted) as exc:
+            p.pool.claim_from(wrong, p.contributors[0].address, sender=p.sponsor)
+        refused.append(exc.value.reason)
+
+    _rule(p, dispute, [True, True, True], challenger, claim_after_the_window)
+
+    assert refused == ["rewards: the posting is disputed"]
+    assert disputes.dispute(dispute).status is DisputeStatus.RESOLVED
+    assert not p.pool.disputed(RUN, 1)
+    assert p.pool.posting(RUN, 1).posted_at == 0 and p.pool.pool(RUN).budget == 10 * TOKEN
+    assert p.pool.round_of(model) is None
+    assert env.token.balance_of(challenger.address) == before  # its bond came back
+    with pytest.raises(ContractReverted, match="round not posted"):
+        p.pool.claim_from(wrong, p.contributors[0].address, sender=p.sponsor)
+
+    # Execute: the coordinator posts the round again, corrected; claims follow its window
+    p.pool.post(right, model, inputs=b"\x0a" * 32, sender=p.coordinator)
+    _after_window(p)
+    for c in p.contributors:
+        p.pool.claim_from(right, c.address, sender=p.sponsor)
+    assert p.pool.posting(RUN, 1).claimed == 10 and p.pool.round_of(model) == (RUN, 1)
+    env.conservation()
+
+
+def test_a_right_posting_stands_and_the_challenger_loses_its_bond(setup: Pool) -> None:
+    p, env = setup, setup.env
+    p.pool.fund(RUN, 10 * TOKEN, env.now() + 30 * DAY, sender=p.sponsor)
+    model = p.register_round(1)
+    tree = p.tree(1, [1, 2, 3, 4])
+    p.pool.post(tree, model, inputs=b"\x09" * 32, sender=p.coordinator)
+    coordinator_wallet = env.token.balance_of(p.coordinator.address)
+
+    _rule(p, _open_challenge(p, p.contributors[0]), [False, False, True], p.contributors[0])
+    _after_window(p)
+    p.pool.claim_from(tree, p.contributors[0].address, sender=p.sponsor)
+
+    assert p.pool.posting(RUN, 1).total == 10 and not p.pool.disputed(RUN, 1)
+    bond = env.ledger.client("disputes", DisputeClient).bond()
+    assert env.token.balance_of(p.coordinator.address) == coordinator_wallet + bond
+    env.conservation()
+
+
+def test_a_posting_is_challenged_only_in_its_window_once_and_not_by_its_coordinator(
+    setup: Pool,
+) -> None:
+    p, env = setup, setup.env
+    disputes = env.ledger.client("disputes", DisputeClient)
+    p.pool.fund(RUN, 10 * TOKEN, env.now() + 30 * DAY, sender=p.sponsor)
+    model = p.register_round(1)
+    p.pool.post(p.tree(1, [1, 2, 3, 4]), model, sender=p.coordinator)
+    for who in (p.coordinator, p.contributors[0], p.contributors[1]):
+        env.token.approve(disputes.address, MAX, sender=who)
+
+    with pytest.raises(ContractReverted, match="cannot challenge its own posting"):
+        disputes.open_posting(RUN, 1, sender=p.coordinator)
+    with pytest.raises(ContractReverted, match="round not posted"):
+        disputes.open_posting(RUN, 2, sender=p.contributors[0])
+    disputes.open_posting(RUN, 1, sender=p.contributors[0])
+    with pytest.raises(ContractReverted, match="disputed already"):
+        disputes.open_posting(RUN, 1, sender=p.contributors[1])
+    with pytest.raises(ContractReverted, match="only the arbiter"):
+        p.pool._send("settle", RUN, 1, True, sender=p.coordinator)
+    with pytest.raises(ContractReverted, match="only the arbiter"):
+        p.pool._send("freeze", RUN, 1, sender=p.contributors[1])
+    with pytest.raises(ContractReverted, match="arbiter already set"):
+        p.pool.set_arbiter(p.sponsor.address, sender=env.owner)
+
+    env.backend.advance_time(p.pool.challenge_window() + 1)
+    p.pool.fund(RUN, TOKEN, env.now() + 30 * DAY, sender=p.sponsor)
+    model2 = p.register_round(2)
+    p.pool.post(p.tree(2, [1, 1, 1, 1]), model2, sender=p.coordinator)
+    env.backend.advance_time(p.pool.challenge_window() + 1)
+    with pytest.raises(ContractReverted, match="challenge window is over"):
+        disputes.open_posting(RUN, 2, sender=p.contributors[0])
     env.conservation()

@@ -564,6 +564,13 @@ class DisputeClient(ContractClient):
         [event] = self._events("DisputeOpened", result)
         return bytes(event["dispute"]), result
 
+    def open_posting(self, run: bytes, round: int, *, sender: Account) -> tuple[bytes, TxResult]:
+        """Challenge a RewardPool posting within its window (approve the bond to this
+        contract first); returns the dispute's id."""
+        result = self._send("open_posting", _b32(run), round, sender=sender)
+        [event] = self._events("DisputeOpened", result)
+        return bytes(event["dispute"]), result
+
     def oracle(self) -> str:
         """The oracle whose outlier answers can be disputed (the zero address: none)."""
         return checksum(self._call("oracle"))

@@ -84,7 +84,12 @@ def _set_market(backend: ChainBackend, addresses: Mapping[str, str], owner: Acco
 
 
 def _set_arbiter(backend: ChainBackend, addresses: Mapping[str, str], owner: Account) -> object:
-    # the market lets only its arbiter slash, and takes one once: the dispute contract
+    # the market lets only its arbiter slash, and takes one once: the dispute contract;
+    # the reward pool lets only it freeze and void postings
+    if "rewards" in addresses:
+        RewardPoolClient(backend, addresses["rewards"]).set_arbiter(
+            addresses["disputes"], sender=owner
+        )
     return MarketClient(backend, addresses["market"]).set_arbiter(
         addresses["disputes"], sender=owner
     )
@@ -115,6 +120,8 @@ def _dispute_args(cfg: LedgerConfig, at: Mapping[str, str]) -> list[Any]:
         cfg.reveal_period,
         # its outlier answers can be disputed (a ledger of a test's may have none)
         at.get("oracle", "0x" + "00" * 20),
+        # its postings can be challenged (idem)
+        at.get("rewards", "0x" + "00" * 20),
     ]
 
 

@@ -199,6 +199,14 @@ class RewardPoolClient(ContractClient):
         """Every posting of ``run`` as its ``Posted`` event records it, by round."""
         return {p.round: p for p in self._posted(from_block, run=_run(run))}
 
+    def set_arbiter(self, arbiter: str, *, sender: Account) -> TxResult:
+        """Name the dispute contract (the deployer, once: the deployment does it)."""
+        return self._send("set_arbiter", checksum(arbiter), sender=sender)
+
+    def disputed(self, run: bytes, round: int) -> bool:
+        """Whether round ``round``'s posting is under a challenge (its claims wait)."""
+        return bool(self._call("disputed", _run(run), round))
+
     def all_postings(self, from_block: int = 0) -> list[Posted]:
         """Every posting since ``from_block``, as the ``Posted`` events record them."""
         return self._posted(from_block)

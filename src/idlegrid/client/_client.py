@@ -502,6 +502,21 @@ class Client:
         work = _dispute(self, evidence, dict(blobs or {}), timeout_s=timeout_s)
         return self._run(work)
 
+    def challenge_posting(
+        self, run: bytes, round: int, inputs: bytes, *, timeout_s: float = 600.0
+    ) -> DisputeReport:
+        """Challenge a federated round's reward posting within its window, with the
+        round's published ``inputs`` (the ``round-NNNN-inputs.npz`` its coordinator
+        wrote; they must be the ones the posting names): the committee recomputes the
+        contributions and votes; a posting found wrong is void (its total back in the
+        run's budget, for the coordinator to post again) and this client's bond comes
+        back; a posting that stands takes the bond. Blocks until the ruling."""
+        from ._disputes import challenge_posting
+
+        if self._closed:
+            raise InvalidInput("client is closed")
+        return self._run(challenge_posting(self, run, round, inputs, timeout_s=timeout_s))
+
     # -- internals ------------------------------------------------------------------
     async def _discover(self, workload: str, *, force: bool = False) -> list[Candidate]:
         """Candidates for ``workload``, re-discovered every 30 s (or when forced)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -137,6 +138,63 @@ async def dispute_receipt(
     await asyncio.to_thread(backend.wait_for_block, seed + 1, timeout_s=timeout_s)
     drawn = await asyncio.to_thread(disputes.draw, dispute_id, sender=client.account)
     gas += drawn.gas_used
+    state = await _ruling(client, disputes, dispute_id, body, timeout_s=timeout_s)
+    return await asyncio.to_thread(_report, disputes, dispute_id, state, gas, approval_gas)
+
+
+async def challenge_posting(
+    client: Client, run: bytes, round: int, inputs: bytes, *, timeout_s: float
+) -> DisputeReport:
+    """Challenge a RewardPool posting within its window: open the dispute (the pool
+    freezes the posting), draw the committee, hand every member the round's published
+    ``inputs`` (the referees recompute the contributions from them and vote), and wait
+    for the ruling; a posting found wrong is void, for its coordinator to post again."""
+    from ..chain import RewardPoolClient
+
+    disputes = client.ledger.client("disputes", DisputeClient)
+    pool = client.ledger.client("rewards", RewardPoolClient)
+    start = client.ledger.deployment.start_block
+    posted = (await asyncio.to_thread(pool.postings_of, run, start)).get(round)
+    digest = hashlib.sha256(inputs).digest()
+    if posted is None:
+        raise InvalidInput(f"round {round} of run 0x{run.hex()[:12]} has no posting")
+    if posted.inputs != digest:
+        raise InvalidInput(
+            "these are not the inputs the posting names (sha256 "
+            f"{digest.hex()[:16]}… against {posted.inputs.hex()[:16]}…)"
+        )
+    bond = await asyncio.to_thread(disputes.bond)
+    approval = await asyncio.to_thread(
+        client.ledger.token.approve, disputes.address, bond, sender=client.account
+    )
+    dispute_id, opened = await asyncio.to_thread(
+        disputes.open_posting, run, round, sender=client.account
+    )
+    gas = approval.gas_used + opened.gas_used
+    seed = (await asyncio.to_thread(disputes.dispute, dispute_id)).seed_block
+    await asyncio.to_thread(client.ledger.backend.wait_for_block, seed + 1, timeout_s=timeout_s)
+    drawn = await asyncio.to_thread(disputes.draw, dispute_id, sender=client.account)
+    gas += drawn.gas_used
+    body = (
+        DisputeEvidence(
+            dispute="0x" + dispute_id.hex(),
+            kind="fl",
+            fields={"posting": {"run": "0x" + run.hex(), "round": round}},
+            output_npy="",
+            blobs={digest.hex(): base64.b64encode(inputs).decode()},
+        )
+        .model_dump_json()
+        .encode()
+    )
+    state = await _ruling(client, disputes, dispute_id, body, timeout_s=timeout_s)
+    return await asyncio.to_thread(_report, disputes, dispute_id, state, gas, approval.gas_used)
+
+
+async def _ruling(
+    client: Client, disputes: DisputeClient, dispute_id: bytes, body: bytes, *, timeout_s: float
+) -> Any:
+    """Hand the committee the evidence ``body``, then wait for the ruling (resolving it
+    once the reveal deadline passed, if no referee did); the resolved dispute."""
     state = await asyncio.to_thread(disputes.dispute, dispute_id)
     for member in state.committee:
         try:
@@ -160,7 +218,7 @@ async def dispute_receipt(
                 f"{state.reveal_deadline} (`Disputes.resolve`), and nothing stays locked"
             )
         await asyncio.sleep(POLL_S)
-    return await asyncio.to_thread(_report, disputes, dispute_id, state, gas, approval_gas)
+    return state
 
 
 def _pick(client: Client, evidence: Evidence) -> tuple[SignedReceipt, ClientChannel]:

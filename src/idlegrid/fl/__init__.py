@@ -9,6 +9,9 @@ differential privacy, each round's model in the on-chain lineage.
 * :func:`gtg_shapley` (``_contrib.py``): what each client's update added to a round
   (GTG-Shapley, with free riders, replays, duplicates and look-alike identities priced
   out), :func:`shares` to pay by it;
+* :class:`RoundInputs` (``_inputs.py``): a clear round's published inputs, from which
+  anyone recomputes its contributions and reward posting, :func:`check_posting` to
+  judge a posting against the recomputation;
 * ``_local.py``: a client's local training (the same in idlegrid, Flower and the
   centralized baseline); ``_partition.py``: Dirichlet label partitions;
   ``_flower.py``: the Flower baseline the benchmark runs next to idlegrid.
@@ -18,11 +21,13 @@ from __future__ import annotations
 
 from ._contrib import RoundContribution, gtg_shapley, shares, validation_value
 from ._coordinator import Coordinator, FederatedResult, RoundReport, check_update, client_seed
+from ._inputs import MAX_INPUTS_BYTES, RoundInputs, check_posting
 from ._local import LocalFit, evaluate_params, initial_params, local_fit
 from ._spec import DpSpec, FederatedSpec, LocalSpec, StrategySpec, load_spec
 from ._strategy import FitResult, Strategy, make_strategy
 
 __all__ = [
+    "MAX_INPUTS_BYTES",
     "Coordinator",
     "DpSpec",
     "FederatedResult",
@@ -31,9 +36,11 @@ __all__ = [
     "LocalFit",
     "LocalSpec",
     "RoundContribution",
+    "RoundInputs",
     "RoundReport",
     "Strategy",
     "StrategySpec",
+    "check_posting",
     "check_update",
     "client_seed",
     "evaluate_params",

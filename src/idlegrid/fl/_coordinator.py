@@ -47,10 +47,11 @@ from .._exceptions import (
     ProviderFailed,
     ProviderRefused,
 )
-from ..protocol import npy_bytes
+from ..protocol import checksum, npy_bytes
 from ..workloads import get_workload
 from ..workloads._kind_fl import MAX_STAGE_BYTES
 from ..workloads._train_models import param_count
+from ._inputs import RoundInputs
 from ._local import evaluate_params, initial_params
 from ._partition import client_seed
 from ._spec import FederatedSpec
@@ -99,6 +100,10 @@ class RoundReport:
     #: what the run's RewardPool posting for this round pays each contributor (wei);
     #: empty when the run funds no rewards or nobody's contribution was positive
     rewards: dict[str, int] = field(default_factory=dict)
+    #: sha256 (hex) of the round's published inputs (``round-NNNN-inputs.npz`` in the
+    #: run's output; :class:`~idlegrid.fl.RoundInputs`), as the posting records it, for
+    #: anyone to recompute the posting from; "" when the round posted nothing
+    inputs_sha256: str = ""
 
 
 @dataclass
@@ -329,8 +334,9 @@ class Coordinator:
             if new is None:
                 new = strategy.aggregate_fit(rnd, params, got.updates, len(failed))
             contributions: dict[str, float] = {}
+            inputs: RoundInputs | None = None
             if self.contributions and got.updates:
-                contributions = await asyncio.to_thread(
+                inputs, contributions = await asyncio.to_thread(
                     self._contributions, rnd, params, got.updates, previous_step
                 )
             if spec.dp is not None and accountant is not None:
@@ -362,9 +368,10 @@ class Coordinator:
                     self._register_round, rnd, model_hash, parent, participants
                 )
             rewards: dict[str, int] = {}
-            if self.rewards and registered and contributions:
-                rewards = await asyncio.to_thread(
-                    self._post_rewards, rnd, model_hash, contributions
+            posted_inputs = ""
+            if self.rewards and registered and inputs is not None:
+                rewards, posted_inputs = await asyncio.to_thread(
+                    self._post_rewards, rnd, model_hash, inputs
                 )
             parent = model_hash
             self._checkpoint(rnd, params, onnx)
@@ -383,6 +390,7 @@ class Coordinator:
                 registered=registered,
                 contributions=contributions,
                 rewards=rewards,
+                inputs_sha256=posted_inputs,
             )
             result.rounds.append(report)
             result.params = params
@@ -393,13 +401,15 @@ class Coordinator:
                 break
 
     def _post_rewards(
-        self, rnd: int, model: bytes, contributions: Mapping[str, float]
-    ) -> dict[str, int]:
+        self, rnd: int, model: bytes, inputs: RoundInputs
+    ) -> tuple[dict[str, int], str]:
         """Post round ``rnd``'s rewards to the run's pool (funding it first, on the first
-        round): an equal part of the budget a round, split by positive contribution
-        (blocking). What rounding leaves stays in the pool for the sponsor."""
+        round): an equal part of the budget a round (``inputs.part``), split by positive
+        contribution, with the sha256 of the round's inputs, published first as
+        ``round-NNNN-inputs.npz`` in the output (blocking). What rounding leaves stays in
+        the pool for the sponsor. ``(amounts, inputs' sha256 hex)``, or ``({}, "")``
+        when nothing was posted."""
         from ..chain import RewardPoolClient, RewardTree
-        from ._contrib import split_reward
 
         pool = self.client.ledger.client("rewards", RewardPoolClient)
         run = bytes.fromhex(self.run_id)
@@ -410,14 +420,18 @@ class Coordinator:
                 lock = self.client.ledger.backend.next_timestamp() + REWARD_LOCK_S
                 pool.fund(run, self.rewards, lock, sender=account)
                 self._funded = True
-            amounts = split_reward(self.rewards // self.spec.rounds, contributions)
+            amounts = inputs.amounts()
             if not amounts:
-                return {}
-            pool.post(RewardTree(run, rnd, amounts), model, sender=account)
+                return {}, ""
+            if self.output is not None:
+                self.output.mkdir(parents=True, exist_ok=True)
+                (self.output / f"round-{rnd:04d}-inputs.npz").write_bytes(inputs.to_bytes())
+            tree = RewardTree(run, rnd, amounts)
+            pool.post(tree, model, inputs=inputs.sha256, sender=account)
         except (ContractReverted, InvalidInput) as exc:  # the round is trained: go on
             log.warning("round %d: rewards not posted: %s", rnd, exc)
-            return {}
-        return amounts
+            return {}, ""
+        return amounts, inputs.sha256.hex()
 
     def _contributions(
         self,
@@ -425,20 +439,22 @@ class Coordinator:
         params: np.ndarray,
         updates: Sequence[Any],
         previous_step: np.ndarray | None,
-    ) -> dict[str, float]:
-        """Each client's contribution to round ``rnd`` from its update (blocking)."""
-        from ._contrib import gtg_shapley, validation_value
-
-        value = validation_value(self.spec.model, self.x_val, self.y_val)
-        got = gtg_shapley(
-            params,
-            {i: u.params for i, u in enumerate(updates)},
-            {i: u.examples for i, u in enumerate(updates)},
-            value,
-            seed=self.spec.seed * 100_003 + rnd,
+    ) -> tuple[RoundInputs, dict[str, float]]:
+        """Round ``rnd``'s inputs, and each client's contribution from them (blocking)."""
+        inputs = RoundInputs(
+            run=bytes.fromhex(self.run_id),
+            round=rnd,
+            model=self.spec.model,
+            params=params,
+            updates={checksum(u.client): u.params for u in updates},
+            examples={checksum(u.client): u.examples for u in updates},
             previous_step=previous_step,
+            x_val=self.x_val,
+            y_val=self.y_val,
+            seed=self.spec.seed * 100_003 + rnd,
+            part=self.rewards // self.spec.rounds,
         )
-        return {updates[i].client: v for i, v in got.values.items()}
+        return inputs, inputs.contributions()
 
     async def _settle_stragglers(self) -> None:
         """Give the jobs that missed a deadline one more deadline to finish (their

@@ -81,6 +81,10 @@ class Case:
     #: disputed output; 0 for a job's receipt
     request_id: int = 0
     answer: list[int] = field(default_factory=list)
+    #: a challenged reward posting (``Disputes.open_posting``): its run (0x hex) and
+    #: round; "" for a job's receipt or an oracle answer
+    posting_run: str = ""
+    posting_round: int = 0
 
 
 class Referee:
@@ -189,8 +193,12 @@ class Referee:
         commit, reveal = int(drawn["commit_deadline"]), int(drawn["reveal_deadline"])
         period = commit - self.node.ledger.backend.timestamp()
         log.info("referee: seated on dispute %s against %s", dispute.hex()[:12], opened["provider"])
-        request_id, answer = 0, []
-        if not any(bytes(opened["channel"])):  # an oracle answer: its output is on chain
+        request_id, answer, posting_run, posting_round = 0, [], "", 0
+        if int(str(opened["client"]), 16) == 0 and any(bytes(opened["channel"])):
+            # a challenged posting: its run and round
+            posting_run = "0x" + bytes(opened["channel"]).hex()
+            posting_round = int.from_bytes(bytes(opened["job_id"]), "big")
+        elif not any(bytes(opened["channel"])):  # an oracle answer: its output is on chain
             told = self.disputes.logs("AnswerDisputed", start, block, dispute=dispute)
             if len(told) != 1:
                 raise PeerError(
@@ -202,6 +210,8 @@ class Referee:
         return Case(
             request_id=request_id,
             answer=answer,
+            posting_run=posting_run,
+            posting_round=posting_round,
             dispute="0x" + dispute.hex(),
             provider=str(opened["provider"]),
             spec_hash=bytes(opened["spec_hash"]).hex(),
@@ -223,6 +233,8 @@ class Referee:
             evidence = self.evidence.pop(case.dispute, None)
             if case.request_id:  # an oracle answer: everything needed is on chain
                 case.wrong, case.why = await asyncio.to_thread(self._judge_answer, case)
+            elif evidence is not None and case.posting_run:
+                case.wrong, case.why = await asyncio.to_thread(self._judge_posting, case, evidence)
             elif evidence is not None:
                 case.wrong, case.why = await self._judge(case, evidence)
             elif now >= case.evidence_until:
@@ -313,6 +325,52 @@ class Referee:
         if within_tolerance(case.answer, mine):
             return False, "re-ran the model: the answer is within tolerance"
         return True, "re-ran the model: the answer is not within tolerance"
+
+    def _judge_posting(self, case: Case, evidence: DisputeEvidence) -> tuple[bool | None, str]:
+        """(wrong, why) for a challenged reward posting: the round's published inputs
+        from the evidence (they must hash to what the posting names), the contributions
+        recomputed from them here and compared with the posted amounts (blocking).
+        (None, why) when the evidence is unusable: another may still come."""
+        from ..chain import ModelRegistryClient, RewardPoolClient
+        from ..fl._inputs import RoundInputs
+
+        run, rnd = bytes.fromhex(case.posting_run[2:]), case.posting_round
+        try:
+            pool = self.node.ledger.client("rewards", RewardPoolClient)
+            postings = pool.all_postings(self.node.ledger.deployment.start_block)
+        except IdlegridError as exc:
+            return None, f"the posting cannot be read here ({exc})"
+        posted = [
+            p for p in postings
+            if p.run == run and p.round == rnd and p.root.hex() == case.output_hash
+        ]  # fmt: skip
+        if not posted:
+            return False, "no posting with the disputed root: the coordinator stands"
+        posting = posted[-1]
+        blob = evidence.blobs.get(posting.inputs.hex())
+        if blob is None:
+            log.warning("referee: %s: evidence without the posting's inputs", case.dispute[:14])
+            return None, ""
+        try:
+            data = base64.b64decode(blob, validate=True)
+            if hashlib.sha256(data).digest() != posting.inputs:
+                raise PeerError("the inputs do not hash to what the posting names")
+            inputs = RoundInputs.from_bytes(data)
+            if (inputs.run, inputs.round) != (run, rnd):
+                raise PeerError("the inputs are another round's")
+        except (binascii.Error, ValueError, InvalidInput, PeerError) as exc:
+            log.warning("referee: %s: evidence refused: %s", case.dispute[:14], exc)
+            return None, ""
+        try:
+            record = self.node.ledger.client("models", ModelRegistryClient).model(posting.model)
+        except IdlegridError as exc:
+            return None, f"the round's model cannot be read here ({exc})"
+        if record is None or record.data_hash != inputs.data_hash:
+            return True, "the published inputs are not the validation set the round registered"
+        why = inputs.check(posting.amounts)
+        if why is None:
+            return False, "recomputed the contributions: the posting is right"
+        return True, f"recomputed the contributions: {why}"
 
     def _check(self, case: Case, evidence: DisputeEvidence) -> np.ndarray:
         """The provider's output from the evidence, once every part of it matches what the
