@@ -179,6 +179,64 @@ def test_a_run_pays_its_contributors_on_chain_by_their_contributions(
     assert paid_before - ledger.token.balance_of(sponsor) >= 3 * TOKEN
 
 
+def test_a_wrong_posting_is_challenged_by_a_contributor_voided_and_corrected(
+    federation: Federation, data: FederatedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coordinator that posts the whole round's part to one client (its published
+    inputs say otherwise): an underpaid edge node challenges the posting with those
+    inputs; the referee seats of the other edge processes recompute the contributions
+    and vote; the posting is void, and posted again from the inputs it is right."""
+    from idlegrid.chain import TOKEN, Posted, RewardPoolClient, RewardTree
+    from idlegrid.fl import RoundInputs, post_contributions
+
+    ledger = federation.ledger()
+    pool = ledger.client("rewards", RewardPoolClient)
+    honest_post = RewardPoolClient.post
+
+    def greedy_post(self: Any, tree: RewardTree, model: bytes, **kw: Any) -> Any:
+        first = tree.contributors[0]  # the coordinator's cheat: everything to one
+        return honest_post(self, RewardTree(tree.run, tree.round, {first: tree.total}), model, **kw)
+
+    # Prepare: one round, its posting skewed, its inputs published as they were
+    with monkeypatch.context() as m:
+        m.setattr(RewardPoolClient, "post", greedy_post)
+        result = _run(federation, data, _spec(rounds=1, seed=7), rewards=TOKEN,
+                      output=tmp_path / "run")  # fmt: skip
+    run, report = bytes.fromhex(result.run), result.rounds[0]
+    inputs_file = tmp_path / "run" / "round-0001-inputs.npz"
+    inputs = RoundInputs.from_bytes(inputs_file.read_bytes())
+    posted: Posted = pool.postings_of(run)[1]
+    fair = inputs.amounts()
+    underpaid = next(a for a in fair if posted.amounts.get(a, 0) < fair[a])
+    edge = next(e for e in federation.edges if e.address == underpaid)
+    before = pool.pool(run).budget
+
+    # Execute: the underpaid edge node's account challenges the posting
+    with Client(federation.info.accounts[edge.index], ledger, timeout_s=120) as challenger:
+        ruling = challenger.challenge_posting(run, 1, inputs_file.read_bytes(), timeout_s=240)
+
+    # Assert: found wrong by the committee (edge processes), void, the total back
+    assert report.inputs_sha256 == inputs.sha256.hex() == posted.inputs.hex()
+    assert posted.amounts != fair and inputs.check(posted.amounts) is not None
+    assert ruling.outcome == "provider_wrong", ruling
+    assert ruling.wrong_votes >= 2 and underpaid not in ruling.committee
+    assert pool.posting(run, 1).posted_at == 0
+    assert pool.pool(run).budget == before + posted.total
+
+    # Execute: the coordinator posts the round again from its inputs
+    with Client(federation.info.accounts[federation.sponsor], ledger) as sponsor:
+        corrected = post_contributions(sponsor, inputs)
+
+    # Assert: the posting is now the recomputation, and pays the underpaid node
+    again = pool.postings_of(run)[1]
+    assert again.amounts == corrected == dict(RewardTree(run, 1, fair).amounts)
+    assert inputs.check(again.amounts) is None
+    ledger.backend.advance_time(pool.challenge_window() + 1)
+    wallet = ledger.token.balance_of(underpaid)
+    pool.claim_from(again.tree(), underpaid, sender=federation.info.accounts[federation.sponsor])
+    assert ledger.token.balance_of(underpaid) == wallet + fair[underpaid]
+
+
 def test_secure_aggregation_gives_the_plain_run_s_models(
     federation: Federation, data: FederatedData
 ) -> None:

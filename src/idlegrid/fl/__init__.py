@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ._contrib import RoundContribution, gtg_shapley, shares, validation_value
 from ._coordinator import Coordinator, FederatedResult, RoundReport, check_update, client_seed
-from ._inputs import MAX_INPUTS_BYTES, RoundInputs, check_posting
+from ._inputs import MAX_INPUTS_BYTES, RoundInputs, check_posting, post_contributions
 from ._local import LocalFit, evaluate_params, initial_params, local_fit
 from ._spec import DpSpec, FederatedSpec, LocalSpec, StrategySpec, load_spec
 from ._strategy import FitResult, Strategy, make_strategy
@@ -49,6 +49,7 @@ __all__ = [
     "load_spec",
     "local_fit",
     "make_strategy",
+    "post_contributions",
     "shares",
     "validation_value",
 ]

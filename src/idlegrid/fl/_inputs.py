@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from tokenize import TokenError
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
@@ -53,7 +53,10 @@ from ..workloads._train_models import (
 )
 from ._contrib import gtg_shapley, split_reward, validation_value
 
-__all__ = ["MAX_INPUTS_BYTES", "RoundInputs", "check_posting"]
+if TYPE_CHECKING:
+    from ..client import Client
+
+__all__ = ["MAX_INPUTS_BYTES", "RoundInputs", "check_posting", "post_contributions"]
 
 #: bytes a round's inputs may have (a blob store's default limit)
 MAX_INPUTS_BYTES = 256 * 2**20
@@ -452,3 +455,23 @@ def _meta(raw: bytes) -> dict[str, Any]:
         raise InvalidInput(f"round inputs: the run id is not hex: {exc}") from exc
     doc["run"] = run
     return doc
+
+
+def post_contributions(client: Client, inputs: RoundInputs) -> dict[str, int]:
+    """Post round ``inputs.round`` of run ``inputs.run`` from its published inputs: the
+    amounts they give (:meth:`RoundInputs.amounts`), for the round's model in the
+    lineage, with the inputs' sha256. What a coordinator does when a challenge voided
+    its posting (the run's coordinator only; the pool refuses anyone else)."""
+    from ..chain import ModelRegistryClient, RewardPoolClient, RewardTree
+
+    models = client.ledger.client("models", ModelRegistryClient)
+    model = models.round_model(inputs.run, inputs.round)
+    if model is None:
+        raise InvalidInput(f"round {inputs.round} of the run is not in the lineage")
+    amounts = inputs.amounts()
+    if not amounts:
+        raise InvalidInput("nobody's contribution to the round was positive: nothing to post")
+    pool = client.ledger.client("rewards", RewardPoolClient)
+    tree = RewardTree(inputs.run, inputs.round, amounts)
+    pool.post(tree, model, inputs=inputs.sha256, sender=client.account)
+    return dict(tree.amounts)
