@@ -4,11 +4,13 @@ the games on real local training over the digits partitions."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from idlegrid import InvalidInput
-from idlegrid.fl._contrib import gtg_shapley, shares, split_reward
+from idlegrid.fl._contrib import group_contributions, gtg_shapley, shares, split_reward
 
 DIM = 8
 TARGET = np.linspace(-1.0, 1.0, DIM)
@@ -228,3 +230,47 @@ def test_a_reward_is_split_by_positive_contribution_and_never_over_its_total() -
     assert split_reward(5, {0: 1.0, 1: 1.0, 2: 1.0}) == {0: 1, 1: 1, 2: 1}
     with pytest.raises(InvalidInput, match="0 wei or more"):
         split_reward(-1, values)
+
+
+# -- under secure aggregation: contributions from group aggregates ----------------------
+
+
+def _cohorts(quality: dict[str, float], rounds: int, size: int, seed: int) -> list[Any]:
+    rng = np.random.default_rng(seed)
+    names = sorted(quality)
+    history = []
+    for _ in range(rounds):
+        cohort = [names[i] for i in sorted(rng.choice(len(names), size, replace=False))]
+        gain = sum(quality[c] for c in cohort) / size + rng.normal(0, 0.02)
+        history.append((cohort, gain))
+    return history
+
+
+def test_group_aggregates_tell_a_free_rider_and_a_weak_client_from_the_rest() -> None:
+    """Random cohorts of 5 of 10 over 40 rounds: a free rider (adds nothing) and a
+    client worth half as much are found from the cohorts' gains alone."""
+    quality = {f"c{i}": 1.0 for i in range(10)} | {"c0": 0.0, "c1": 0.5}
+
+    got = group_contributions(_cohorts(quality, 40, 5, seed=0))
+
+    assert abs(got["c0"]) < 0.1 and abs(got["c1"] - 0.5) < 0.1
+    assert all(abs(got[f"c{i}"] - 1.0) < 0.1 for i in range(2, 10))
+    paid = shares(got)
+    assert paid["c0"] < 0.01 < paid["c1"] < min(paid[f"c{i}"] for i in range(2, 10))
+
+
+def test_group_aggregates_of_the_same_cohort_give_the_equal_split() -> None:
+    """Every client in every round: nothing tells them apart, and nobody is favoured."""
+    names = [f"c{i}" for i in range(4)]
+
+    got = group_contributions([(names, 0.9), (names, 0.5)])
+
+    assert got == pytest.approx(dict.fromkeys(names, 0.7))
+
+
+def test_group_aggregates_refuse_an_empty_cohort_or_a_gain_that_is_not_finite() -> None:
+    with pytest.raises(InvalidInput, match="members and a finite gain"):
+        group_contributions([([], 0.1)])
+    with pytest.raises(InvalidInput, match="members and a finite gain"):
+        group_contributions([(["a"], float("nan"))])
+    assert group_contributions([]) == {}

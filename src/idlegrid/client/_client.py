@@ -436,6 +436,7 @@ class Client:
         on_round: Callable[[Any], None] | None = None,
         initial: np.ndarray | None = None,
         rewards: int = 0,
+        contributions: bool = True,
     ) -> Any:
         """Coordinate a federated run over the edge nodes that hold ``spec.dataset``
         (``idlegrid.fl``): this client samples them each round, pays their training
@@ -445,7 +446,8 @@ class Client:
         a mapping or a YAML file; ``on_round`` sees each :class:`~idlegrid.fl.RoundReport`.
         With ``rewards`` (wei), this client funds the run's ``RewardPool`` with it and
         posts each round's part, split by the participants' contributions (they claim
-        it after the pool's challenge window). Returns the
+        it after the pool's challenge window). ``contributions=False`` skips the
+        per-round contribution estimate (no rewards then). Returns the
         :class:`~idlegrid.fl.FederatedResult`."""
         from ..fl import Coordinator, load_spec
 
@@ -461,6 +463,7 @@ class Client:
             on_round=on_round,
             initial=initial,
             rewards=rewards,
+            contributions=contributions,
         )
         return self._run(coordinator.run())
 

@@ -50,7 +50,14 @@ import numpy as np
 from .._exceptions import InvalidInput
 from ..workloads._train_models import MlpModel, ModelSpec, param_count
 
-__all__ = ["RoundContribution", "gtg_shapley", "shares", "split_reward", "validation_value"]
+__all__ = [
+    "RoundContribution",
+    "group_contributions",
+    "gtg_shapley",
+    "shares",
+    "split_reward",
+    "validation_value",
+]
 
 #: v(params) -> the validation metric (higher is better)
 Value = Callable[[np.ndarray], float]
@@ -277,6 +284,47 @@ def split_reward(total: int, values: Mapping[K, float]) -> dict[K, int]:
         return {}
     parts = {c: int(total * v / whole) for c, v in positive.items()}
     return {c: p for c, p in parts.items() if p > 0}
+
+
+def group_contributions(
+    history: Sequence[tuple[Sequence[K], float]], *, ridge: float = 1e-2
+) -> dict[K, float]:
+    """Each client's contribution when only aggregates of groups of clients are seen
+    (secure aggregation: the coordinator learns a round's sum, never one update).
+
+    ``history`` holds, for each secure round so far, its cohort (the clients whose
+    masked updates were summed) and the gain of the round's aggregate, ``v(new) -
+    v(global)`` on the validation set. Each member is taken to add its 1/|C| share of
+    the mean, ``gain_r ≈ Σ_{i ∈ C_r} φ_i / |C_r|``, and ``φ`` is the least-squares
+    solution over the rounds, with a ridge ``ridge · mean(diag(AᵀA))`` toward the
+    clients' equal split of the mean gain (so it stays defined while the cohorts are
+    too few or too alike to tell clients apart).
+
+    The trade-off: clients are told apart only by how the cohorts they were sampled in
+    fared, so the estimate needs rounds that sample different subsets (with every
+    client in every round it is the equal split) and its error shrinks with the number
+    of rounds, not within one; a free rider is seen as the gain its cohorts missed. The
+    privacy of single updates is untouched: no extra message, no smaller group summed.
+    """
+    for cohort, gain in history:
+        if not cohort or not math.isfinite(gain):
+            raise InvalidInput("a group's aggregate needs members and a finite gain")
+    clients = sorted({c for cohort, _ in history for c in cohort}, key=repr)
+    if not clients:
+        return {}
+    index = {c: i for i, c in enumerate(clients)}
+    a = np.zeros((len(history), len(clients)))
+    g = np.zeros(len(history))
+    for r, (cohort, gain) in enumerate(history):
+        members = list(dict.fromkeys(cohort))
+        for c in members:
+            a[r, index[c]] = 1.0 / len(members)
+        g[r] = gain
+    prior = np.full(len(clients), float(g.mean()))  # each at the mean gain: equal split
+    gram = a.T @ a
+    lam = ridge * max(float(np.mean(np.diag(gram))), 1e-12)
+    phi = np.linalg.solve(gram + lam * np.eye(len(clients)), a.T @ g + lam * prior)
+    return {c: float(phi[index[c]]) for c in clients}
 
 
 def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> Value:

@@ -94,8 +94,9 @@ class RoundReport:
     #: same weights were registered before, by an identical run)
     registered: bool = False
     #: each participant's contribution to the round (GTG-Shapley, in units of the
-    #: validation loss it took off; ``fl/_contrib.py``); empty in a secure round, whose
-    #: single updates the coordinator never sees
+    #: validation loss it took off; ``fl/_contrib.py``); in a secure round, whose single
+    #: updates the coordinator never sees, estimated from the run's secure aggregates
+    #: so far (``group_contributions``)
     contributions: dict[str, float] = field(default_factory=dict)
     #: what the run's RewardPool posting for this round pays each contributor (wei);
     #: empty when the run funds no rewards or nobody's contribution was positive
@@ -254,6 +255,8 @@ class Coordinator:
         #: jobs that missed their round's deadline and still run (paid when they finish)
         self._stragglers: set[asyncio.Task[Any]] = set()
         self._funded = False
+        #: each secure round's cohort and its aggregate's gain (for contributions)
+        self._groups: list[tuple[list[str], float]] = []
 
     # -- the run ---------------------------------------------------------------------
     async def run(self) -> FederatedResult:
@@ -339,6 +342,11 @@ class Coordinator:
                 inputs, contributions = await asyncio.to_thread(
                     self._contributions, rnd, params, got.updates, previous_step
                 )
+            elif self.contributions and got.new is not None and got.participants:
+                # a secure round: only its aggregate is seen
+                contributions = await asyncio.to_thread(
+                    self._group_contributions, params, new, got.participants
+                )
             if spec.dp is not None and accountant is not None:
                 from ._dp import noise_mean
 
@@ -369,9 +377,9 @@ class Coordinator:
                 )
             rewards: dict[str, int] = {}
             posted_inputs = ""
-            if self.rewards and registered and inputs is not None:
+            if self.rewards and registered and contributions:
                 rewards, posted_inputs = await asyncio.to_thread(
-                    self._post_rewards, rnd, model_hash, inputs
+                    self._post_rewards, rnd, model_hash, inputs, contributions
                 )
             parent = model_hash
             self._checkpoint(rnd, params, onnx)
@@ -401,14 +409,19 @@ class Coordinator:
                 break
 
     def _post_rewards(
-        self, rnd: int, model: bytes, inputs: RoundInputs
+        self,
+        rnd: int,
+        model: bytes,
+        inputs: RoundInputs | None,
+        contributions: Mapping[str, float],
     ) -> tuple[dict[str, int], str]:
         """Post round ``rnd``'s rewards to the run's pool (funding it first, on the first
         round): an equal part of the budget a round (``inputs.part``), split by positive
         contribution, with the sha256 of the round's inputs, published first as
         ``round-NNNN-inputs.npz`` in the output (blocking). What rounding leaves stays in
         the pool for the sponsor. ``(amounts, inputs' sha256 hex)``, or ``({}, "")``
-        when nothing was posted."""
+        when nothing was posted. A secure round has no such inputs (``None``): its
+        ``contributions`` (from group aggregates) are posted with no inputs hash."""
         from ..chain import RewardPoolClient, RewardTree
 
         pool = self.client.ledger.client("rewards", RewardPoolClient)
@@ -420,18 +433,40 @@ class Coordinator:
                 lock = self.client.ledger.backend.next_timestamp() + REWARD_LOCK_S
                 pool.fund(run, self.rewards, lock, sender=account)
                 self._funded = True
-            amounts = inputs.amounts()
+            if inputs is None:
+                from ._contrib import split_reward
+
+                amounts = split_reward(self.rewards // self.spec.rounds, contributions)
+            else:
+                amounts = inputs.amounts()
             if not amounts:
                 return {}, ""
-            if self.output is not None:
-                self.output.mkdir(parents=True, exist_ok=True)
-                (self.output / f"round-{rnd:04d}-inputs.npz").write_bytes(inputs.to_bytes())
+            digest = bytes(32)
+            if inputs is not None:
+                digest = inputs.sha256
+                if self.output is not None:
+                    self.output.mkdir(parents=True, exist_ok=True)
+                    (self.output / f"round-{rnd:04d}-inputs.npz").write_bytes(inputs.to_bytes())
             tree = RewardTree(run, rnd, amounts)
-            pool.post(tree, model, inputs=inputs.sha256, sender=account)
+            pool.post(tree, model, inputs=digest, sender=account)
         except (ContractReverted, InvalidInput) as exc:  # the round is trained: go on
             log.warning("round %d: rewards not posted: %s", rnd, exc)
             return {}, ""
-        return amounts, inputs.sha256.hex()
+        return amounts, digest.hex() if inputs is not None else ""
+
+    def _group_contributions(
+        self, params: np.ndarray, new: np.ndarray, participants: Sequence[str]
+    ) -> dict[str, float]:
+        """A secure round's participants' contributions, estimated from the gains of
+        this run's secure aggregates so far (``group_contributions``; blocking)."""
+        from ._contrib import group_contributions, validation_value
+
+        value = validation_value(self.spec.model, self.x_val, self.y_val)
+        cohort = [checksum(a) for a in participants]
+        gain = value(np.asarray(new, dtype=np.float32)) - value(params)
+        self._groups.append((cohort, gain))
+        estimate = group_contributions(self._groups)
+        return {a: estimate[a] for a in cohort}
 
     def _contributions(
         self,
