@@ -104,3 +104,21 @@ def test_network_demo_json() -> None:
     # wallet, and what they did not pay comes back to the market balance
     spent = spend["holdings_before"] - spend["holdings_after"]
     assert spend["paid_to_others"] <= spent <= spend["channel_deposits"]
+
+
+@pytest.mark.parametrize("command", ["challenge", "post"])
+def test_posting_commands_refuse_inputs_that_are_not_a_round_s(
+    tmp_path: Path, command: str
+) -> None:
+    """A missing file and a stranger's bytes are refused before any chain call, in one
+    line, with the reason."""
+    bad = tmp_path / "round-0001-inputs.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+
+    missing = _idlegrid("posting", command, str(tmp_path / "nope.npz"))
+    garbage = _idlegrid("posting", command, str(bad))
+
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert garbage.returncode == 2 and "InvalidInput" in garbage.stderr
+    assert "round inputs" in garbage.stderr
+    assert "Traceback" not in missing.stderr + garbage.stderr

@@ -1485,6 +1485,78 @@ def bench_oracle(
         out.print(f"{name}: {met}")
 
 
+posting_app = typer.Typer(
+    help="A federated round's reward posting: challenge it, or post it from its inputs."
+)
+app.add_typer(posting_app, name="posting")
+InputsArg = Annotated[
+    Path, typer.Argument(help="The round's published inputs (round-NNNN-inputs.npz).")
+]
+
+
+def _round_inputs(path: Path) -> tuple[bytes, Any]:
+    from .fl import RoundInputs
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return data, RoundInputs.from_bytes(data)
+
+
+@posting_app.command("challenge")
+def posting_challenge(
+    inputs: InputsArg,
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the ruling.")] = 600.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Challenge the posting of the round INPUTS describe, in its window (bond locked)."""
+    from dataclasses import asdict
+
+    from .client import Client
+
+    data, parsed = _round_inputs(inputs)
+    recomputed = parsed.amounts()
+    key, ledger = _identity(network, account, keystore, default=0)
+    with Client(key, ledger) as client:
+        ruling = client.challenge_posting(parsed.run, parsed.round, data, timeout_s=timeout)
+    doc = {**asdict(ruling), "recomputed": recomputed}
+    if as_json:
+        _print_json(doc)
+        return
+    out.print(
+        f"round {parsed.round} of run 0x{parsed.run.hex()[:12]}…: {ruling.outcome} "
+        f"({ruling.wrong_votes} wrong, {ruling.right_votes} right); you got "
+        f"{_tokens(ruling.challenger_paid)} back"
+    )
+
+
+@posting_app.command("post")
+def posting_post(
+    inputs: InputsArg,
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Post the round INPUTS describe from them (its coordinator, after a voided posting)."""
+    from .client import Client
+    from .fl import post_contributions
+
+    _data, parsed = _round_inputs(inputs)
+    key, ledger = _identity(network, account, keystore, default=0)
+    with Client(key, ledger) as client:
+        amounts = post_contributions(client, parsed)
+    if as_json:
+        _print_json({"run": parsed.run.hex(), "round": parsed.round, "amounts": amounts})
+        return
+    for who, amount in amounts.items():
+        out.print(f"{who}  {_tokens(amount)}")
+
+
 edge_app = typer.Typer(help="Edge nodes: private data that never leaves, federated rounds.")
 app.add_typer(edge_app, name="edge")
 fl_app = typer.Typer(help="Federated training over edge nodes (the sponsor coordinates, pays).")

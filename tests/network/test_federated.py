@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from idlegrid import ProviderFailed
+from idlegrid import ContractReverted, ProviderFailed
 from idlegrid.chain import ModelRegistryClient, find_anvil
 from idlegrid.client import Client
 from idlegrid.edge import read_capture
@@ -67,6 +67,19 @@ def _spec(**over: Any) -> Any:
         **over,
     }
     return load_spec(raw)
+
+
+def _cli_json(*args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "idlegrid.cli", *args, "--json"],
+        capture_output=True, text=True, env=dict(os.environ), timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
 
 
 def _run(fed: Federation, data: FederatedData, spec: Any, **kw: Any) -> Any:
@@ -211,21 +224,30 @@ def test_a_wrong_posting_is_challenged_by_a_contributor_voided_and_corrected(
     edge = next(e for e in federation.edges if e.address == underpaid)
     before = pool.pool(run).budget
 
-    # Execute: the underpaid edge node's account challenges the posting
-    with Client(federation.info.accounts[edge.index], ledger, timeout_s=120) as challenger:
-        ruling = challenger.challenge_posting(run, 1, inputs_file.read_bytes(), timeout_s=240)
+    # Execute: the underpaid edge node's account challenges the posting (command line)
+    ruling = _cli_json(
+        "posting", "challenge", str(inputs_file), "--network", str(federation.network),
+        "--account", str(edge.index), "--timeout", "240",
+    )  # fmt: skip
 
     # Assert: found wrong by the committee (edge processes), void, the total back
     assert report.inputs_sha256 == inputs.sha256.hex() == posted.inputs.hex()
     assert posted.amounts != fair and inputs.check(posted.amounts) is not None
-    assert ruling.outcome == "provider_wrong", ruling
-    assert ruling.wrong_votes >= 2 and underpaid not in ruling.committee
+    assert ruling["outcome"] == "provider_wrong", ruling
+    assert ruling["wrong_votes"] >= 2 and underpaid not in ruling["committee"]
+    assert ruling["recomputed"] == fair
     assert pool.posting(run, 1).posted_at == 0
     assert pool.pool(run).budget == before + posted.total
 
-    # Execute: the coordinator posts the round again from its inputs
-    with Client(federation.info.accounts[federation.sponsor], ledger) as sponsor:
-        corrected = post_contributions(sponsor, inputs)
+    # Execute: the coordinator posts the round again from its inputs (command line), and
+    # a second time, which the pool refuses (a round is posted once)
+    corrected = _cli_json(
+        "posting", "post", str(inputs_file), "--network", str(federation.network),
+        "--account", str(federation.sponsor),
+    )["amounts"]  # fmt: skip
+    sponsor = Client(federation.info.accounts[federation.sponsor], ledger)
+    with sponsor, pytest.raises(ContractReverted, match="round already posted"):
+        post_contributions(sponsor, inputs)
 
     # Assert: the posting is now the recomputation, and pays the underpaid node
     again = pool.postings_of(run)[1]
