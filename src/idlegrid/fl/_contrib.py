@@ -59,6 +59,9 @@ __all__ = [
     "validation_value",
 ]
 
+#: passes over the players (each first in turn) before the estimate may stop
+MIN_PASSES = 2
+
 #: v(params) -> the validation metric (higher is better)
 Value = Callable[[np.ndarray], float]
 
@@ -269,7 +272,7 @@ def _gtg_shapley(
                 break
         scale = float(np.mean(np.abs(phi))) or 1.0
         change = float(np.mean(np.abs(phi - before))) / scale
-        if done >= 2 * len(players) and change < tol:
+        if done >= MIN_PASSES * len(players) and change < tol:
             break
     return _result(groups, phi, examples, v0, vn, len(cache), done, False, change, stale)
 
@@ -390,6 +393,13 @@ class MlpValue:
         if not rows:
             raise InvalidInput(f"a validation set of [rows, {model.inputs}] and as many labels")
         self._first = self.dims[0] * self.dims[1] + self.dims[1]  # its weights and bias
+        self._rows = np.arange(rows)
+        #: the layers after the first: (weights' start, bias' start, inputs, outputs)
+        self._layers: list[tuple[int, int, int, int]] = []
+        at = self._first
+        for a, b in list(itertools.pairwise(self.dims))[1:]:
+            self._layers.append((at, at + a * b, a, b))
+            at += a * b + b
 
     def _check(self, params: np.ndarray) -> np.ndarray:
         if params.shape != (self.n,):
@@ -407,21 +417,14 @@ class MlpValue:
         """``v`` from the first layer's pre-activation ``z``, the later layers'
         parameters taken from ``params``."""
         flat = self._check(params)
-        h, at = z, self._first
-        layers = list(itertools.pairwise(self.dims))[1:]
-        if layers:
-            h = np.maximum(h, 0.0)
-        for i, (a, b) in enumerate(layers):
-            w = flat[at : at + a * b].reshape(b, a)
-            bias = flat[at + a * b : at + a * b + b]
-            at += a * b + b
-            h = h @ w.T + bias
-            if i < len(layers) - 1:
-                h = np.maximum(h, 0.0)
+        h = z
+        for w_at, b_at, a, b in self._layers:  # after the first: (weights, bias) slices
+            h = np.maximum(h, 0.0) @ flat[w_at:b_at].reshape(b, a).T + flat[b_at : b_at + b]
         h = h.astype(np.float64)
-        h = h - h.max(axis=1, keepdims=True)
-        logp = h - np.log(np.exp(h).sum(axis=1, keepdims=True))
-        return float(logp[np.arange(len(self.labels)), self.labels].mean())
+        top = h.max(axis=1)
+        lse = np.log(np.exp(h - top[:, None]).sum(axis=1)) + top
+        # the mean log-probability of the true labels: their logits less the log-sum-exp
+        return float(h[self._rows, self.labels].mean() - lse.mean())
 
     def __call__(self, params: np.ndarray) -> float:
         return self.head(self.first(params), params)
