@@ -279,6 +279,27 @@ def test_secure_aggregation_gives_the_plain_run_s_models(
         assert max(r.contributions.values()) - min(r.contributions.values()) < 1e-9
 
 
+def test_a_secure_run_pays_its_participants_by_the_aggregates(
+    federation: Federation, data: FederatedData
+) -> None:
+    """Under SecAgg+ the coordinator sees only each round's sum: the contributions come
+    from the run's aggregates, here every node in every round, so the equal split; each
+    round's part is posted on chain (with no inputs to recompute a single update from)."""
+    from idlegrid.chain import TOKEN, RewardPoolClient
+
+    result = _run(federation, data, _spec(rounds=2, secagg=True, seed=11), rewards=TOKEN)
+
+    pool = federation.ledger().client("rewards", RewardPoolClient)
+    posted = pool.postings_of(bytes.fromhex(result.run))
+    for rnd, r in enumerate(result.rounds, start=1):
+        assert sorted(r.rewards) == sorted(r.participants) == sorted(r.contributions)
+        # equal up to the solver's float rounding (~1e-15 of the part)
+        assert max(r.rewards.values()) - min(r.rewards.values()) <= TOKEN // 10**9
+        assert TOKEN // 2 - len(r.rewards) <= sum(r.rewards.values()) <= TOKEN // 2
+        assert posted[rnd].amounts == r.rewards and posted[rnd].inputs == bytes(32)
+        assert r.inputs_sha256 == ""
+
+
 def test_an_edge_node_answers_a_round_s_unmask_only_to_the_client_who_paid_its_fit(
     federation: Federation, data: FederatedData
 ) -> None:

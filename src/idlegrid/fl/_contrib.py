@@ -221,15 +221,20 @@ def _gtg_shapley(
     # an MLP's first layer is linear in the step: a coalition's pre-activation is the
     # base model's plus its players' terms, added as the coalition grows
     mlp = value if isinstance(value, MlpValue) else None
-    z_base = mlp.first(base.astype(np.float32)) if mlp else None
-    z_share = [mlp.first(sh.astype(np.float32)) for sh in shares_of_step] if mlp else []
+    # in float64, as the step: coalitions reached along different orders then round to
+    # the same float32 input (a zero update's marginal stays exactly zero)
+    z_base = mlp.first64(base) if mlp else None
+    z_share = [mlp.first64(sh) for sh in shares_of_step] if mlp else []
 
     def v(coalition: frozenset[int], step: np.ndarray, z: np.ndarray | None) -> float:
         """The value of ``coalition``, whose step (the sum of its shares) is ``step``
         and first-layer pre-activation ``z`` (an MLP's)."""
         if coalition not in cache:
             params = (base + step).astype(np.float32)
-            cache[coalition] = mlp.head(z, params) if mlp and z is not None else value(params)
+            if mlp is not None and z is not None:
+                cache[coalition] = mlp.head(z.astype(np.float32), params)
+            else:
+                cache[coalition] = value(params)
         return cache[coalition]
 
     def z_of(members: Sequence[int]) -> np.ndarray | None:
@@ -394,6 +399,7 @@ class MlpValue:
             raise InvalidInput(f"a validation set of [rows, {model.inputs}] and as many labels")
         self._first = self.dims[0] * self.dims[1] + self.dims[1]  # its weights and bias
         self._rows = np.arange(rows)
+        self._xs64: np.ndarray | None = None
         #: the layers after the first: (weights' start, bias' start, inputs, outputs)
         self._layers: list[tuple[int, int, int, int]] = []
         at = self._first
@@ -412,6 +418,16 @@ class MlpValue:
         a, b = self.dims[0], self.dims[1]
         w = flat[: a * b].reshape(b, a)
         return np.asarray(self.xs @ w.T + flat[a * b : a * b + b], dtype=np.float32)
+
+    def first64(self, params: np.ndarray) -> np.ndarray:
+        """:meth:`first` in float64 (for sums of many players' terms)."""
+        if params.shape != (self.n,):
+            raise InvalidInput(f"parameters are {params.shape}, not ({self.n},)")
+        flat = np.asarray(params, dtype=np.float64)
+        a, b = self.dims[0], self.dims[1]
+        if self._xs64 is None:
+            self._xs64 = self.xs.astype(np.float64)
+        return np.asarray(self._xs64 @ flat[: a * b].reshape(b, a).T + flat[a * b : a * b + b])
 
     def head(self, z: np.ndarray, params: np.ndarray) -> float:
         """``v`` from the first layer's pre-activation ``z``, the later layers'
