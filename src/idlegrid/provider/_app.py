@@ -217,6 +217,15 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     async def info() -> NodeInfo:
         return node.info()
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        # a plain route (a mounted app would answer /metrics with a redirect); rendered
+        # in a thread: it reads the journal
+        from ._metrics import CONTENT_TYPE_LATEST
+
+        body = await asyncio.to_thread(node.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/v1/stats", summary="Counters (unsigned)")
     async def stats() -> dict[str, Any]:
         s = node.executor.stats()

@@ -53,6 +53,7 @@ from ._config import NodeConfig
 from ._hardware import Hardware, capabilities_hash
 from ._inspect import ModelFacts, ModelInspector
 from ._journal import Journal
+from ._metrics import NodeMetrics
 from ._quota import BlobQuota
 
 __all__ = ["ProviderNode", "Unauthorized", "tasks"]
@@ -202,6 +203,8 @@ class ProviderNode:
         self._royalty_rates = RoyaltyRates(ledger)
         self.market_domain: Domain = ledger.market.domain()
         self.stats = _Stats()
+        #: what ``GET /metrics`` serves (Prometheus)
+        self.metrics = NodeMetrics(self)
         self._books: dict[bytes, ChannelBook] = {}
         self._by_client: dict[str, list[ChannelBook]] = {}
         self._client_jobs: dict[str, int] = {}  # jobs running or queued, by client
@@ -406,6 +409,7 @@ class ProviderNode:
         spec: Any,
         royalty: tuple[bytes, int] | None = None,
     ) -> JobResult:
+        accepted = time.perf_counter()
         job = await self._prepare(workload, spec)
         spec_hash, input_hash = await _digests(workload, req)
         rows, units, metered = job.rows, job.units, job.metered
@@ -430,6 +434,7 @@ class ProviderNode:
             except IdlegridError as exc:  # it never ran (busy, closing): nothing is owed
                 book.fail_job(job_id, f"{type(exc).__name__}: {exc}")
                 self.stats.jobs_failed += 1
+                self.metrics.job(req.kind, "not_run", 0.0, 0, 0)
                 raise
             if workload.side_outputs and outcome.error is None:
                 outcome = await self._keep_side_outputs(workload, spec, outcome, sender)
@@ -462,6 +467,13 @@ class ProviderNode:
             self.stats.jobs_ok += 1
         else:
             self.stats.jobs_failed += 1
+        self.metrics.job(
+            req.kind,
+            "ok" if bill.error is None else "failed",
+            time.perf_counter() - accepted,
+            bill.units,
+            bill.amount - (owed[1] if owed is not None else 0),
+        )
         signature = sign_digest(self.account.key, receipt_digest(self.domain, leaf))
         return JobResult(
             job_id=req.job_id,
