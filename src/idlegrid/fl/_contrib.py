@@ -223,8 +223,8 @@ def _gtg_shapley(
     mlp = value if isinstance(value, MlpValue) else None
     # in float64, as the step: coalitions reached along different orders then round to
     # the same float32 input (a zero update's marginal stays exactly zero)
-    z_base = mlp.first64(base) if mlp else None
-    z_share = [mlp.first64(sh) for sh in shares_of_step] if mlp else []
+    z_base = mlp.first(base, wide=True) if mlp else None
+    z_share = [mlp.first(sh, wide=True) for sh in shares_of_step] if mlp else []
 
     def v(coalition: frozenset[int], step: np.ndarray, z: np.ndarray | None) -> float:
         """The value of ``coalition``, whose step (the sum of its shares) is ``step``
@@ -412,22 +412,18 @@ class MlpValue:
             raise InvalidInput(f"parameters are {params.shape}, not ({self.n},)")
         return np.asarray(params, dtype=np.float32)
 
-    def first(self, params: np.ndarray) -> np.ndarray:
-        """The first layer's pre-activation ``x @ W.T + b`` (affine in ``params``)."""
-        flat = self._check(params)
+    def first(self, params: np.ndarray, *, wide: bool = False) -> np.ndarray:
+        """The first layer's pre-activation ``x @ W.T + b`` (affine in ``params``); in
+        float64 when ``wide`` (for sums of many players' terms), else float32."""
+        self._check(params)
+        dtype = np.float64 if wide else np.float32
+        flat = np.asarray(params, dtype=dtype)
+        if wide and self._xs64 is None:
+            self._xs64 = self.xs.astype(np.float64)
+        xs: np.ndarray = self._xs64 if wide and self._xs64 is not None else self.xs
         a, b = self.dims[0], self.dims[1]
         w = flat[: a * b].reshape(b, a)
-        return np.asarray(self.xs @ w.T + flat[a * b : a * b + b], dtype=np.float32)
-
-    def first64(self, params: np.ndarray) -> np.ndarray:
-        """:meth:`first` in float64 (for sums of many players' terms)."""
-        if params.shape != (self.n,):
-            raise InvalidInput(f"parameters are {params.shape}, not ({self.n},)")
-        flat = np.asarray(params, dtype=np.float64)
-        a, b = self.dims[0], self.dims[1]
-        if self._xs64 is None:
-            self._xs64 = self.xs.astype(np.float64)
-        return np.asarray(self._xs64 @ flat[: a * b].reshape(b, a).T + flat[a * b : a * b + b])
+        return np.asarray(xs @ w.T + flat[a * b : a * b + b], dtype=dtype)
 
     def head(self, z: np.ndarray, params: np.ndarray) -> float:
         """``v`` from the first layer's pre-activation ``z``, the later layers'
