@@ -108,7 +108,15 @@ def test_extra_contract_is_saved_loaded_and_indexed(
 
     # Assert: the same deployment came back, and the Beacon's events are in its table
     assert loaded == ledger.deployment
-    assert first.events_applied == 2 and second.events_applied == 1
+    logs = env.backend.w3.eth.get_logs(
+        {
+            "fromBlock": loaded.start_block,
+            "toBlock": "latest",
+            "address": sorted(loaded.contracts.values()),
+        }  # fmt: skip
+    )
+    assert first.events_applied + second.events_applied == len(logs)
+    assert second.events_applied == 1
     assert signals(path) == [(sender.address, 7), (sender.address, 8), (sender.address, 9)]
 
 

@@ -64,16 +64,16 @@ def env(env: Env) -> Iterator[Env]:
 
 
 # ledger events the index does not apply (wiring and allowances, not state it keeps)
-_WIRING = {
-    bytes(keccak(text="ArbiterSet(address)")),
-    bytes(keccak(text="MarketSet(address)")),
-    bytes(keccak(text="Approval(address,address,uint256)")),
-}
-
-
-def setup_events(env: Env) -> int:
-    """Events the index applies from before a test: the token's mint to each user."""
-    return len(env.users)
+def ledger_logs(env: Env, until: int | None = None) -> int:
+    """How many events the index should record up to block ``until`` (the head if
+    None): every log of the ledger's contracts since the deployment, as the chain
+    reports them."""
+    ledger = [env.token.address, env.registry.address, env.market.address]
+    last = env.backend.block_number() if until is None else until
+    logs = env.backend.w3.eth.get_logs(
+        {"fromBlock": env.ledger.deployment.start_block, "toBlock": last, "address": ledger}
+    )
+    return len(logs)
 
 
 def _root(n: int) -> bytes:
@@ -151,15 +151,8 @@ class Script:
         self.tx(env.market.withdraw(10 * t, sender=self.c1))
 
     def applied_events(self) -> int:
-        """How many events the index should apply for the transactions sent so far
-        (and the env's setup before them)."""
-        ledger = {self.env.token.address, self.env.registry.address, self.env.market.address}
-        return setup_events(self.env) + sum(
-            1
-            for result in self.results
-            for log in result.receipt["logs"]
-            if log["address"] in ledger and bytes(log["topics"][0]) not in _WIRING
-        )
+        """How many events the index should record for the history so far."""
+        return ledger_logs(self.env)
 
 
 def assert_matches_chain(index: Indexer, script: Script) -> None:
@@ -286,8 +279,8 @@ def test_index_answers_for_unknown_things(env: Env, tmp_path: Path) -> None:
         # Execute
         report = index.sync()
 
-        # Assert: only the token's mints to the users
-        assert report.events_applied == setup_events(env)
+        # Assert: only the setup's (the token's mints, the contracts' wiring)
+        assert report.events_applied == ledger_logs(env)
         assert index.providers(active_only=False) == []
         assert index.provider(stranger) is None
         assert index.channel(b"\x07" * 32) is None
@@ -435,10 +428,11 @@ def test_confirmations_hold_back_the_newest_blocks(env: Env, tmp_path: Path) -> 
         # Assert
         head = env.backend.block_number()
         assert held.last_block == head - 4
-        assert held.events_applied == script.applied_events() - 1
+        assert held.events_applied == ledger_logs(env, head - 4)
+        assert held.events_applied < script.applied_events()
         assert root_held is None
         assert released.last_block == head - 2
-        assert released.events_applied == 1
+        assert released.events_applied == ledger_logs(env, head - 2) - ledger_logs(env, head - 4)
         assert index.receipts_root(channel_c) == _root(13)
         assert_matches_chain(index, script)
 
@@ -524,8 +518,8 @@ def test_endpoint_that_is_not_utf8_does_not_stop_the_index(env: Env, tmp_path: P
         report = index.sync()
 
         # Assert
-        # registered, activated, and the stake's transfer
-        assert report.events_applied == setup_events(env) + 3
+        # the setup's, then the approval, registered, activated and the stake's transfer
+        assert report.events_applied == ledger_logs(env)
         [got] = index.providers()
         assert (got.address, got.endpoint, got.stake) == (provider.address, "\ufffdhttp", 100 * t)
 
@@ -571,3 +565,34 @@ def test_index_started_after_a_registration_raises(env: Env, tmp_path: Path) -> 
             index.sync()
         assert index.last_block is None
         assert index.providers(active_only=False) == []
+
+
+def test_activity_is_every_event_newest_first_with_its_block_time(env: Env, tmp_path: Path) -> None:
+    # Prepare
+    script = Script(env)
+    script.phase_one()
+    script.phase_two()
+
+    with new_index(env, tmp_path / "index.db") as index:
+        # Execute
+        index.sync()
+        newest = index.activity(limit=3)
+        older = index.activity(limit=1000, before=newest[-1].seq)
+        redeemed = index.activity(contract="market", names=["VoucherRedeemed"], limit=1000)
+
+        # Assert: the whole log, once, in chain order, with the chain's timestamps
+        everything = newest + older
+        assert len(everything) == script.applied_events()
+        assert [a.seq for a in everything] == sorted((a.seq for a in everything), reverse=True)
+        head = env.backend.w3.eth.get_block(newest[0].block)
+        assert newest[0].timestamp == int(head["timestamp"])
+        assert index.block_time(newest[0].block) == int(head["timestamp"])
+        assert len(redeemed) == len(index.redemptions())
+        assert {a.args["channel"] for a in redeemed} == {
+            "0x" + r.channel.hex() for r in index.redemptions()
+        }
+        assert index.activity(after=newest[0].seq) == []
+        with pytest.raises(InvalidInput):
+            index.read("DELETE FROM events")
+        with pytest.raises(InvalidInput):
+            index.activity(limit=0)

@@ -25,6 +25,7 @@ from ._contracts import CONTRACTS, ContractSpec, load_deployment
 from ._devkeys import DEV_MNEMONIC, dev_accounts
 from ._dispute_gas import DisputeGas, measure_dispute_gas
 from ._index_types import (
+    Activity,
     ChannelStatus,
     IndexedChannel,
     IndexedProvider,
@@ -77,6 +78,7 @@ __all__ = [
     "DEV_MNEMONIC",
     "FIXED_ONE",
     "TOKEN",
+    "Activity",
     "AnvilNode",
     "ChainBackend",
     "ChannelState",

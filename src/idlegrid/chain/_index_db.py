@@ -8,8 +8,9 @@ decimal text, which sorts like the numbers and reads like them.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,27 +25,44 @@ __all__ = [
     "Handler",
     "LogEvent",
     "apply",
+    "args_json",
     "num",
+    "record",
     "u256",
 ]
 
 # 2: tables for reputation (payments, transfers); an index of version 1 lacks their
 # history, so it is rebuilt rather than migrated
-SCHEMA_VERSION = "2"
+# 3: every event of every contract with its arguments (``events.contract``,
+# ``events.args``) and the blocks' timestamps (``blocks``), for the explorer
+SCHEMA_VERSION = "3"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
--- every applied event, once: the guard against applying one twice
+-- every applied event, once: the guard against applying one twice, and the activity
+-- log (``contract`` is the deployment's key, ``args`` the decoded arguments as JSON:
+-- bytes as 0x-hex, integers as JSON numbers of any size)
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     tx_hash TEXT NOT NULL,
     log_index INTEGER NOT NULL,
     block INTEGER NOT NULL,
     name TEXT NOT NULL,
+    contract TEXT NOT NULL DEFAULT '',
+    args TEXT NOT NULL DEFAULT '{}',
     UNIQUE (tx_hash, log_index)
+);
+CREATE INDEX IF NOT EXISTS events_by_name ON events (contract, name, seq);
+CREATE INDEX IF NOT EXISTS events_by_block ON events (block, seq);
+-- the timestamp of every block that had an event the index follows, and of every
+-- batch's last block (the index's "as of")
+CREATE TABLE IF NOT EXISTS blocks (
+    number INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    timestamp INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS providers (
     address TEXT PRIMARY KEY,
@@ -160,13 +178,32 @@ def num(text: str) -> int:
 
 @dataclass(frozen=True)
 class LogEvent:
-    """A decoded ledger event, with where it sits in the chain."""
+    """A decoded ledger event, with where it sits in the chain; ``contract`` is the
+    deployment's key of the contract that emitted it (``"market"``)."""
 
     name: str
     block: int
     tx_hash: str
     log_index: int
     args: dict[str, Any]
+    contract: str = ""
+
+
+def args_json(args: Mapping[str, Any]) -> str:
+    """An event's arguments as JSON: bytes as 0x-hex, lists kept, integers exact."""
+    return json.dumps({k: _jsonable(v) for k, v in args.items()}, separators=(",", ":"))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def record(conn: sqlite3.Connection, event: LogEvent, seq: int) -> None:
+    """The handler of an event the index only records (in ``events``, with its args)."""
 
 
 #: how one event changes the index: (connection, event, its sequence number in ``events``)
@@ -181,8 +218,16 @@ def apply(conn: sqlite3.Connection, event: LogEvent, handler: Handler) -> bool:
     the index has never seen (it was started after the ledger's deployment).
     """
     cur = conn.execute(
-        "INSERT OR IGNORE INTO events (tx_hash, log_index, block, name) VALUES (?, ?, ?, ?)",
-        (event.tx_hash, event.log_index, event.block, event.name),
+        "INSERT OR IGNORE INTO events (tx_hash, log_index, block, name, contract, args) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            event.tx_hash,
+            event.log_index,
+            event.block,
+            event.name,
+            event.contract,
+            args_json(event.args),
+        ),
     )
     if cur.rowcount == 0:
         return False

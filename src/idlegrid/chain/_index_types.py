@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from ._types import ChannelTerms, Contribution
 
 __all__ = [
+    "Activity",
     "ChannelStatus",
     "IndexedChannel",
     "IndexedProvider",
@@ -138,3 +140,19 @@ class Slash:
     block: int
     tx_hash: str
     log_index: int
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One recorded event of any followed contract: ``contract`` is the deployment's
+    key (``"models"``), ``args`` its decoded arguments as JSON values (bytes as
+    0x-hex), ``timestamp`` its block's (None when the index lacks the block)."""
+
+    seq: int
+    contract: str
+    name: str
+    block: int
+    tx_hash: str
+    log_index: int
+    args: dict[str, Any]
+    timestamp: int | None

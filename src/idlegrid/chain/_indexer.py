@@ -24,6 +24,7 @@ to fetch logs.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -42,9 +43,10 @@ from ..protocol import checksum
 from ._backend import ChainBackend
 from ._contracts import CONTRACTS, ContractSpec
 from ._errors import translate
-from ._index_db import SCHEMA, SCHEMA_VERSION, Handler, LogEvent, apply, num
+from ._index_db import SCHEMA, SCHEMA_VERSION, Handler, LogEvent, apply, num, record
 from ._index_decode import EventDecoder, event_decoders
 from ._index_types import (
+    Activity,
     ChannelStatus,
     IndexedChannel,
     IndexedProvider,
@@ -115,6 +117,7 @@ class Indexer:
         self._sync_lock = threading.Lock()  # one sync at a time; guards the writer
         self._read_lock = threading.Lock()  # guards the reader
         self._chain_checked = False
+        self._keys: dict[str, str] = {}  # contract address -> the deployment's key
         self._decoders = self._event_decoders()
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -175,14 +178,17 @@ class Indexer:
                     break
                 end = min(start + self._batch_blocks - 1, target)
                 events = self._fetch(start, end)
-                end_hash = self._block_hash(end)
-                if end_hash is None:
-                    raise ChainUnavailable(f"block {end} vanished during the sync; sync again")
+                blocks = self._blocks(sorted({e.block for e, _ in events} | {end}))
+                end_hash = blocks[end][0]
                 with self._transaction() as conn:
                     if _meta(conn, "last_block") != (None if last is None else str(last)):
                         continue  # another process synced this range meanwhile
                     for event, handler in events:
                         applied += apply(conn, event, handler)
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO blocks (number, hash, timestamp) VALUES (?, ?, ?)",
+                        [(n, h, t) for n, (h, t) in blocks.items()],
+                    )
                     _set_meta(conn, last_block=str(end), last_hash=end_hash)
                 scanned += end - start + 1
             return SyncReport(scanned, applied, head, self._last_synced(self._db(write=True)))
@@ -298,6 +304,55 @@ class Indexer:
             rows = conn.execute("SELECT address FROM providers ORDER BY address").fetchall()
             addresses = [r[0] for r in rows]
             return {a: score_reputation(_history(conn, a), rules) for a in addresses}
+
+    def activity(
+        self,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
+        contract: str | None = None,
+        names: Sequence[str] = (),
+    ) -> list[Activity]:
+        """Recorded events, newest first: those with a sequence number above ``after``
+        and below ``before`` (keyset paging), of ``contract`` and ``names`` if given;
+        at most ``limit`` (1..1000)."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput(f"limit must be 1..1000, got {limit}")
+        where, params = ["1 = 1"], []
+        if after is not None:
+            where.append("e.seq > ?")
+            params.append(after)
+        if before is not None:
+            where.append("e.seq < ?")
+            params.append(before)
+        if contract is not None:
+            where.append("e.contract = ?")
+            params.append(contract)
+        if names:
+            where.append(f"e.name IN ({', '.join('?' * len(names))})")
+            params.extend(names)
+        rows = self._rows(
+            "SELECT e.seq, e.contract, e.name, e.block, e.tx_hash, e.log_index, e.args, "
+            "b.timestamp FROM events e LEFT JOIN blocks b ON b.number = e.block "
+            f"WHERE {' AND '.join(where)} ORDER BY e.seq DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_activity(r) for r in rows]
+
+    def block_time(self, number: int) -> int | None:
+        """The timestamp of block ``number`` if the index has it (a block with a
+        followed event, or the last of a synced batch)."""
+        row = self._row("SELECT timestamp FROM blocks WHERE number = ?", (number,))
+        return None if row is None else int(row[0])
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query over the index's tables (for views built on the
+        index, such as the explorer's; the connection refuses writes)."""
+        try:
+            return self._rows(sql, params)
+        except sqlite3.Error as exc:
+            raise InvalidInput(f"index query failed: {exc}") from exc
 
     def balance_of(self, account: str) -> int:
         """Tokens the market holds for ``account`` (as the market's ``balance_of``)."""
@@ -417,16 +472,33 @@ class Indexer:
                 return None
         return "0x" + bytes(block["hash"]).hex()
 
+    def _blocks(self, numbers: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """(hash, timestamp) of each block of ``numbers``."""
+        out: dict[int, tuple[str, int]] = {}
+        for number in numbers:
+            with translate("eth_getBlockByNumber"):
+                try:
+                    block = self._backend.w3.eth.get_block(number)
+                except BlockNotFound:
+                    raise ChainUnavailable(
+                        f"block {number} vanished during the sync; sync again"
+                    ) from None
+            out[number] = ("0x" + bytes(block["hash"]).hex(), int(block["timestamp"]))
+        return out
+
     def _event_decoders(self) -> dict[tuple[str, bytes], tuple[EventDecoder, Handler]]:
         """(contract address, topic 0) -> (decoder, handler), for every event the index applies."""
         decoders: dict[tuple[str, bytes], tuple[EventDecoder, Handler]] = {}
         for spec in self._contracts:
-            if not spec.events:
-                continue
             address = self._deployment.address(spec.key)
             abi = spec.artifact().abi
-            for decoder in event_decoders(spec.name, abi, list(spec.events)):
-                decoders[address, decoder.topic] = (decoder, spec.events[decoder.name])
+            # every event is recorded (the activity log); those in ``spec.events``
+            # also change the index's tables
+            names = [e["name"] for e in abi if e.get("type") == "event"]
+            for decoder in event_decoders(spec.name, abi, names):
+                handler = spec.events.get(decoder.name, record)
+                decoders[address, decoder.topic] = (decoder, handler)
+                self._keys[address] = spec.key
         return decoders
 
     def _fetch(self, start: int, end: int) -> list[tuple[LogEvent, Handler]]:
@@ -457,6 +529,7 @@ class Indexer:
             tx_hash="0x" + bytes(log["transactionHash"]).hex(),
             log_index=int(log["logIndex"]),
             args=decoder.decode(topics, bytes(log["data"])),
+            contract=self._keys.get(checksum(log["address"]), ""),
         )
         return event, handler
 
@@ -590,6 +663,19 @@ def _redemption(r: tuple[Any, ...]) -> Redemption:
 def _contribution(r: tuple[Any, ...]) -> ProviderContribution:
     return ProviderContribution(
         provider=r[0], earned=num(r[1]), jobs=num(r[2]), units=num(r[3]), redemptions=r[4]
+    )
+
+
+def _activity(r: tuple[Any, ...]) -> Activity:
+    return Activity(
+        seq=int(r[0]),
+        contract=str(r[1]),
+        name=str(r[2]),
+        block=int(r[3]),
+        tx_hash=str(r[4]),
+        log_index=int(r[5]),
+        args=json.loads(r[6]),
+        timestamp=None if r[7] is None else int(r[7]),
     )
 
 
