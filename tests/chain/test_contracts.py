@@ -113,7 +113,7 @@ def test_extra_contract_is_saved_loaded_and_indexed(
             "fromBlock": loaded.start_block,
             "toBlock": "latest",
             "address": sorted(loaded.contracts.values()),
-        }  # fmt: skip
+        }
     )
     assert first.events_applied + second.events_applied == len(logs)
     assert second.events_applied == 1
