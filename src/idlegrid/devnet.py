@@ -110,6 +110,7 @@ def devnet_up(
     progress: Progress | None = None,
     nodes: bool = True,
     contracts: Sequence[ContractSpec] = CONTRACTS,
+    explorer: bool = False,
 ) -> dict[str, Any]:
     """Start a chain in the background, deploy and fund the ledger, write ``devnet.json``.
 
@@ -117,7 +118,10 @@ def devnet_up(
     1..``providers`` are registered as providers with the minimum stake and, with
     ``nodes``, each runs a provider node process (``idlegrid node start``) on a
     free loopback port. The contracts deployed are those of ``contracts``, in
-    its order. Each step is reported to ``progress``. Returns what was
+    its order. With ``explorer``, an explorer process (``idlegrid explorer``) serves
+    the network on a free loopback port, its address in ``explorer_url`` (the
+    command line's ``devnet up`` starts one; the API leaves it to the caller, as tests
+    and benchmarks seldom look). Each step is reported to ``progress``. Returns what was
     written to devnet.json. Raises ConfigError if a devnet already runs in
     ``directory``; on any failure stops what it started.
     """
@@ -142,6 +146,9 @@ def devnet_up(
             _write_json(directory / DEVNET_FILE, record)
             if nodes and providers:
                 _start_nodes(directory, record, say=say)
+                _write_json(directory / DEVNET_FILE, record)
+            if explorer:
+                _start_explorer(directory, record, say=say)
                 _write_json(directory / DEVNET_FILE, record)
         except BaseException:
             for started in reversed(_process_refs(directory) or [ref]):
@@ -359,6 +366,45 @@ def _start_nodes(directory: Path, record: dict[str, Any], *, say: Progress) -> N
         except ConfigError as exc:
             raise ConfigError(f"{exc}; its log ends:\n{_tail(log)}") from exc
     say(f"{len(started)} provider node(s) serving")
+
+
+def explorer_argv(network: Path, port: int, index: Path) -> list[str]:
+    """The command line of the devnet's explorer."""
+    return [
+        sys.executable, "-m", "idlegrid.cli", "explorer",
+        "--network", str(network),
+        "--port", str(port),
+        "--index", str(index),
+    ]  # fmt: skip
+
+
+def _start_explorer(directory: Path, record: dict[str, Any], *, say: Progress) -> None:
+    """Start the explorer on a free port and wait until it answers."""
+    import time
+
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = directory / STATE_DIR / "explorer.log"
+    say(f"starting the explorer on {url} (log: {log})")
+    argv = explorer_argv(directory / DEVNET_FILE, port, directory / STATE_DIR / "explorer.sqlite")
+    proc, ref = spawn(argv, log=log, role="explorer", cwd=directory)
+    record["processes"].append(ref.as_dict())
+    _write_json(directory / STATE_DIR / PID_FILE, {"processes": record["processes"]})
+    deadline = time.monotonic() + NODE_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigError(f"the explorer exited with code {proc.returncode}:\n{_tail(log)}")
+        try:
+            if httpx.get(f"{url}/api/status", timeout=1.0).status_code == 200:
+                record["explorer_url"] = url
+                say(f"explorer serving on {url}")
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise ConfigError(f"the explorer did not answer on {url}; its log ends:\n{_tail(log)}")
 
 
 # -- files ------------------------------------------------------------------------------------

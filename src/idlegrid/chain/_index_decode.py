@@ -79,6 +79,9 @@ def _wire(typ: str) -> str:
 
 
 def _plain(typ: str, value: Any) -> Any:
+    if typ.endswith("]"):  # an array: each element as its type says
+        inner = typ[: typ.rindex("[")]
+        return [_plain(inner, v) for v in value]
     if typ == "string":
         return bytes(value).decode("utf-8", errors="replace")
     if typ == "address":

@@ -28,6 +28,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._exceptions import InvalidInput
 from ..chain import Indexer
@@ -354,8 +355,8 @@ def create_app(index: Indexer, feed: LiveFeed, *, title: str = "idlegrid explore
             return RedirectResponse(hits[0]["url"], status_code=303)
         return page(request, "search.html", q=q, hits=hits)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         body = templates.get_template("error.html").render(

@@ -36,11 +36,14 @@ class Explorer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        interval: float = 1.0,
+        interval: float | None = 1.0,
     ) -> None:
+        """``interval`` None: no polling thread; the caller polls (``feed.poll()``), as
+        a test on the embedded chain must (py-evm is not to be shared between threads)."""
         self.index = Indexer(backend, deployment, index_path)
         self.index.sync()
-        self.feed = LiveFeed(self.index, interval=interval)
+        self._polling = interval is not None
+        self.feed = LiveFeed(self.index, interval=interval or 1.0)
         self.app = create_app(self.index, self.feed)
         config = uvicorn.Config(
             self.app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2
@@ -55,7 +58,8 @@ class Explorer:
         return f"http://{host}:{port}"
 
     def start(self) -> Explorer:
-        self.feed.start()
+        if self._polling:
+            self.feed.start()
         self._thread = threading.Thread(target=self._server.run, name="explorer", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT

@@ -314,8 +314,8 @@ def providers_view(
     if active_only:
         where.append("active = 1")
     if after is not None:
-        key, _, address = after.rpartition("~")
-        if not address:
+        key, sep, address = after.rpartition("~")
+        if not sep or not address:
             raise InvalidInput("after must be a page's `next` value")
         where.append(f"({column}, address) {op} (?, ?)")
         params.extend([_sort_key(column, key), address])
