@@ -285,6 +285,7 @@ def create_app(index: Indexer, feed: LiveFeed, *, title: str = "idlegrid explore
         order: str = "desc",
         active: bool = False,
         after: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=views.MAX_PAGE)] = 20,
     ) -> HTMLResponse:
         got = await off_loop(
             views.providers_view,
@@ -292,9 +293,12 @@ def create_app(index: Indexer, feed: LiveFeed, *, title: str = "idlegrid explore
             descending=order != "asc",
             active_only=active,
             after=after,
-            limit=20,
+            limit=limit,
         )
-        ctx = {"page": got, "sort": sort, "order": order, "active": active, "after": after}
+        ctx = {
+            "page": got, "sort": sort, "order": order, "active": active, "after": after,
+            "limit": limit,
+        }  # fmt: skip
         if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "table":
             return page(request, "_providers_table.html", **ctx)
         return page(request, "providers.html", **ctx)
