@@ -3,6 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+# the explorer's browser tests drive Debian's chromium (as root here; sudo otherwise)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test check setup setup-dev lint typecheck clean
 
@@ -12,14 +15,14 @@ demo: $(VENV)/.core
 test: check
 
 # format check, lint, type check and the test suite, in that order (one check script)
-check: $(VENV)/.dev node_modules/.installed
+check: $(VENV)/.dev node_modules/.installed $(CHROMIUM)
 	$(BIN)/ruff format --check src tests
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 setup: $(VENV)/.core
-setup-dev: $(VENV)/.dev node_modules/.installed
+setup-dev: $(VENV)/.dev node_modules/.installed $(CHROMIUM)
 
 $(VENV)/.core: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +39,10 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.core
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+$(CHROMIUM):
+	$(SUDO) apt-get install -y -q chromium \
+	  || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 lint:
 	$(BIN)/ruff format src tests

@@ -122,3 +122,14 @@ def test_posting_commands_refuse_inputs_that_are_not_a_round_s(
     assert garbage.returncode == 2 and "InvalidInput" in garbage.stderr
     assert "round inputs" in garbage.stderr
     assert "Traceback" not in missing.stderr + garbage.stderr
+
+
+def test_the_explorer_refuses_a_missing_network_file_and_a_bad_interval(tmp_path: Path) -> None:
+    # Execute
+    missing = _idlegrid("explorer", "--network", str(tmp_path / "nope.json"))
+    bad = _idlegrid("explorer", "--network", str(tmp_path / "nope.json"), "--interval", "0")
+
+    # Assert: one line that says why, before any server starts
+    assert missing.returncode == 2 and "no devnet" in missing.stderr
+    assert bad.returncode == 2 and "interval" in bad.stderr
+    assert "Traceback" not in missing.stderr + bad.stderr

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from web3 import Web3
 
@@ -103,6 +104,22 @@ def test_embedded_devnet_up_and_down(devnet_dir: Path) -> None:
     assert not (devnet_dir / PID_FILE).exists()
     with pytest.raises(ConfigError, match="no devnet"):
         devnet_down(devnet_dir)
+
+
+def test_devnet_serves_the_explorer_and_stops_it(devnet_dir: Path) -> None:
+    # Execute: the command line's `devnet up` starts one (explorer=True)
+    record = devnet_up(devnet_dir, accounts=3, backend="embedded", explorer=True)
+    url = record["explorer_url"]
+    status = httpx.get(f"{url}/api/status", timeout=10).json()
+    page = httpx.get(f"{url}/", timeout=10)
+    pids = devnet_down(devnet_dir)
+
+    # Assert: the address in devnet.json answers with the chain's blocks; down stops it
+    assert url.startswith("http://127.0.0.1:")
+    assert status["block"] is not None and status["error"] is None
+    assert page.status_code == 200 and "The network at a glance" in page.text
+    assert [p["role"] for p in record["processes"]] == ["chain", "explorer"]
+    assert not any(is_running(pid) for pid in pids)
 
 
 def test_anvil_devnet_outlives_the_process_that_started_it(devnet_dir: Path) -> None:

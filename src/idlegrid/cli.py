@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -53,6 +53,13 @@ def demo(
     ledger: Annotated[
         bool, typer.Option("--ledger", help="Only the ledger's money loop (no nodes), in 2 s.")
     ] = False,
+    explorer: Annotated[
+        bool, typer.Option("--explorer", help="Serve the explorer on the demo's devnet.")
+    ] = False,
+    linger: Annotated[
+        float,
+        typer.Option(help="Seconds to keep the devnet (and explorer) up after the demo."),
+    ] = 0.0,
 ) -> None:
     """The main job: 3 providers, a sharded batch, a provider killed mid-batch, payment."""
     if ledger:
@@ -60,7 +67,9 @@ def demo(
         return
     from .demo import run_demo
 
-    result = run_demo(progress=_progress(True))
+    if not 0 <= linger <= 86400:
+        raise typer.BadParameter("linger must be 0..86400 seconds")
+    result = run_demo(progress=_progress(True), explorer=explorer, linger=linger)
     if as_json:
         _print_json(result)
     else:
@@ -188,6 +197,9 @@ def devnet_up(
     directory: Annotated[Path, typer.Option("--dir", help="Where devnet.json is written.")] = Path(
         "."
     ),
+    explorer: Annotated[
+        bool, typer.Option("--explorer/--no-explorer", help="Serve the network explorer too.")
+    ] = True,
 ) -> None:
     """Start a local chain, deploy the contracts, fund accounts, write devnet.json."""
     from .devnet import devnet_up as up
@@ -201,11 +213,14 @@ def devnet_up(
         backend=backend,
         port=port,
         progress=_progress(True),
+        explorer=explorer,
     )
     console.print(
         f"devnet up: {info['rpc_url']} (chain {info['chain_id']}) · "
         f"token {info['contracts']['token']} · {directory / 'devnet.json'}"
     )
+    if info.get("explorer_url"):
+        console.print(f"explorer: {info['explorer_url']}")
 
 
 @devnet_app.command("down")
@@ -342,14 +357,30 @@ def node_start(
             "--oracle", help="Also answer the oracle contract's requests (see docs/oracle.md)."
         ),
     ] = False,
+    log_json: Annotated[
+        bool,
+        typer.Option(
+            "--log-json",
+            help="Log one JSON object per line (also IDLEGRID_LOG_FORMAT=json).",
+        ),
+    ] = False,
+    log_level: Annotated[
+        str, typer.Option(help="Least level of idlegrid's records: debug, info, warning, error.")
+    ] = "info",
 ) -> None:
     """Join the network as a provider: probe hardware, stake, register, serve /v1."""
+    import logging
     import os
 
     from .chain import TOKEN, free_port
-    from .provider import NodeConfig, build_node, serve_node
+    from .provider import NodeConfig, build_node, configure_logging, log_format, serve_node
     from .workloads import THREADS_ENV
 
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise typer.BadParameter(f"--log-level must be debug, info, warning or error: {log_level}")
+    fmt = log_format(log_json)
+    configure_logging(fmt, level=level)
     key, ledger = _identity(network, account, keystore, default=1)
     config = NodeConfig(
         data_dir=data_dir or Path(".idlegrid") / f"node-{key.address.lower()}",
@@ -382,7 +413,7 @@ def node_start(
         cheat_after=cheat_after,
         cheat_seed=cheat_seed,
     )
-    if cheat_rate:
+    if cheat_rate and fmt == "text":  # the node logs it too
         console.print(
             f"[bold red]THIS NODE CHEATS[/bold red] (a testing aid): {cheat_mode} output on "
             f"{cheat_rate:.0%} of jobs after {cheat_after} honest ones"
@@ -393,7 +424,106 @@ def node_start(
         from .oracle import attach_oracle
 
         attach_oracle(node)
-    serve_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))
+
+    def say(line: str) -> None:
+        if fmt == "json":  # the node's lines are then all JSON objects
+            logging.getLogger("idlegrid.provider").info("%s", line)
+        else:
+            console.print(f"[dim]•[/dim] {line}")
+
+    serve_node(node, say=say, own_logging=True)
+
+
+@node_app.command("status")
+def node_status(
+    url: Annotated[
+        str, typer.Option(help="The running node's URL (its GET /v1/status).")
+    ] = "http://127.0.0.1:8700",
+    as_json: JsonFlag = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the node.")] = 10.0,
+) -> None:
+    """A running node's earnings on chain, unredeemed vouchers, open channels, latest jobs."""
+    import httpx
+
+    from .protocol import NodeStatus
+
+    target = url.rstrip("/") + "/v1/status"
+    try:
+        resp = httpx.get(target, timeout=timeout)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the node at {url}: {type(exc).__name__}: {exc}")
+    if resp.status_code != 200:
+        _fail(f"{target} answered HTTP {resp.status_code} (is it an idlegrid node, and current?)")
+    try:
+        status = NodeStatus.model_validate_json(resp.content)
+    except ValueError:
+        _fail(f"{target} did not answer with a node's status")
+    if as_json:
+        _print_json(status.model_dump(mode="json"))
+        return
+    _print_node_status(status)
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr, exit 1."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _ago(seconds: float) -> str:
+    """A duration, short: 42s, 5m, 3h, 2d."""
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def _print_node_status(status: Any) -> None:
+    out.print(
+        f"node {status.address} (idlegrid {status.version}), "
+        f"up {_ago(status.time - status.started)}"
+    )
+    e = status.earnings
+    if e is None:
+        out.print("earned on chain: unknown (the node could not read the chain)")
+    else:
+        out.print(
+            f"earned on chain: {_tokens(e.earned)} tokens for {e.jobs:,} jobs, "
+            f"{e.units:,} units (JobMarket.record)"
+        )
+    v = status.vouchers
+    out.print(f"unredeemed vouchers: {v.count}, {_tokens(v.tokens)} tokens")
+    shown = len(status.channels)
+    more = f", the {shown} latest to expire" if shown < status.open_channels else ""
+    channels = Table(title=f"Open channels: {status.open_channels}{more}")
+    for col in ("channel", "client", "deposit", "paid", "remaining", "expires in"):
+        channels.add_column(col, justify="left" if col in {"channel", "client"} else "right")
+    for c in status.channels:
+        channels.add_row(
+            c.channel[:10] + "…",
+            c.client,
+            _tokens(c.deposit),
+            _tokens(c.paid),
+            _tokens(c.remaining),
+            _ago(c.expiry - status.time),
+        )
+    out.print(channels)
+    jobs = Table(title=f"Latest jobs: {len(status.jobs)}")
+    for col in ("job", "kind", "outcome", "units", "tokens", "when"):
+        jobs.add_column(col, justify="left" if col in {"job", "kind", "outcome"} else "right")
+    for j in status.jobs:
+        jobs.add_row(
+            j.job_id[:10] + "…",
+            j.kind,
+            j.outcome,
+            "-" if j.units is None else f"{j.units:,}",
+            "-" if j.amount is None else _tokens(j.amount),
+            _ago(status.time - j.created) + " ago",
+        )
+    out.print(jobs)
 
 
 StoreOpt = Annotated[
@@ -1823,6 +1953,38 @@ def fl_start(
             f"run {result.run[:16]}…: {result.stopped}; accuracy {result.accuracy:.2%}; "
             f"model in {output / 'model.onnx'}"
         )
+
+
+@app.command("explorer")
+def explorer(
+    network: NetworkOpt = Path("devnet.json"),
+    index: Annotated[
+        Path | None,
+        typer.Option(help="The index file (default: .idlegrid/explorer.sqlite beside the file)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    interval: Annotated[float, typer.Option(help="Seconds between index polls.")] = 1.0,
+) -> None:
+    """Serve the network explorer: nodes, jobs, money, models, runs and oracle requests,
+    live, built from the chain by the indexer alone."""
+    from .devnet import load_devnet
+    from .explorer import serve_explorer
+
+    if not 0.05 <= interval <= 3600:
+        raise typer.BadParameter("interval must be 0.05..3600 seconds")
+    info = load_devnet(network)
+    path = index or info.path.parent / ".idlegrid" / "explorer.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    serve_explorer(
+        info.connect(),
+        info.deployment,
+        path,
+        host=host,
+        port=port,
+        interval=interval,
+        ready=lambda url: console.print(f"explorer: {url} (index {path}); Ctrl-C to stop"),
+    )
 
 
 def main() -> None:

@@ -9,7 +9,9 @@ Each test runs its own event loop with ``asyncio.run``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -528,6 +530,59 @@ def test_an_owner_with_jobs_running_waits_behind_one_with_none(
     hog, other = run(body)
     first_free = min(h["end"] for h in hog[:2])
     assert first_free <= other["start"] < max(h["start"] for h in hog[2:])
+
+
+# -- what is logged of a job ---------------------------------------------------------------
+CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
+
+
+class _Seen(logging.Handler):
+    """Each record of the executor, with the caller's context variable where it was emitted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((record.getMessage(), CALLER.get()))
+
+
+def test_a_job_s_timeout_and_crash_are_logged_in_the_context_it_was_submitted_from(
+    make_executor: ExecutorFactory,
+) -> None:
+    """Job b is dispatched when a's reply arrives and c when a new worker is ready (callbacks
+    of the workers' sockets, not of b's or c's task); the first job starts the workers.
+    What is logged of b's timeout and c's crash still names b and c."""
+    seen = _Seen()
+    logger = logging.getLogger("idlegrid.executor")
+    logger.addHandler(seen)
+
+    async def job(name: str, task: str, timeout: float | None = None) -> Outcome:
+        CALLER.set(name)
+        return await ex.run(task, b"0.1" if task == SPAN else b"", timeout=timeout, owner=name)
+
+    async def body() -> list[Outcome]:
+        try:
+            first = asyncio.ensure_future(job("a", SPAN))  # binds the executor: no start()
+            await asyncio.sleep(0)
+            slow = asyncio.ensure_future(job("b", SLEEP, timeout=0.3))
+            await asyncio.sleep(0)
+            crash = asyncio.ensure_future(job("c", t.name(t.exit_hard)))
+            return list(await asyncio.gather(first, slow, crash))
+        finally:
+            await ex.close()
+
+    ex = make_executor(workers=1)
+    try:
+        a, b, c = run(body)
+    finally:
+        logger.removeHandler(seen)
+
+    assert a.ok and isinstance(b.error, JobTimeout) and isinstance(c.error, JobCrashed)
+    timeout = [who for message, who in seen.seen if "wall-time limit" in message]
+    crash = [who for message, who in seen.seen if "while running" in message]
+    assert (timeout, crash) == (["b"], ["c"])
+    assert "a" not in {who for _, who in seen.seen}  # the workers' own tasks name no job
 
 
 # -- the worker's working directory -------------------------------------------------------

@@ -43,6 +43,7 @@ OPERATIONS = [
     ("GET", "/v1/health"),
     ("GET", "/v1/info"),
     ("GET", "/v1/stats"),
+    ("GET", "/v1/status"),
     ("PUT", "/v1/blobs/{digest}"),
     ("GET", "/v1/blobs/{digest}"),
     ("HEAD", "/v1/blobs/{digest}"),

@@ -159,3 +159,31 @@ def test_a_journal_from_before_royalties_opens_and_gains_them(tmp_path: Path) ->
     assert reopened.receipts(TERMS.id) == [(1, b"\x09" * 32, 5, 50)]
     assert reopened.royalties(TERMS.id) == {}
     assert reopened.unredeemed()[0].voucher == v
+
+
+def test_recent_jobs_are_the_latest_first_with_their_outcomes(tmp_path: Path) -> None:
+    # Prepare: one job of each outcome, in this order
+    j = Journal(tmp_path / "j.sqlite")
+    ids = [bytes([i]) * 32 for i in range(1, 5)]
+    j.begin_job(ids[0], TERMS, 1, "onnx")
+    j.finish_job(ids[0], units=5, amount=50, result_hash=b"\x00" * 32, leaf=b"\x09" * 32)
+    j.begin_job(ids[1], TERMS, 2, "embed")
+    j.finish_job(
+        ids[1], units=7, amount=70, result_hash=b"\x00" * 32, leaf=b"\x08" * 32, error="JobTimeout"
+    )
+    j.begin_job(ids[2], TERMS, 3, "onnx")
+    j.fail_job(ids[2], "ExecutorBusy: full")
+    j.begin_job(ids[3], TERMS, 3, "onnx")
+
+    # Execute
+    recent = j.recent_jobs(3)
+    everything = j.recent_jobs(100)
+
+    # Assert
+    assert [(r.job_id, r.kind, r.outcome, r.units, r.amount) for r in recent] == [
+        (ids[3], "onnx", "running", None, None),
+        (ids[2], "onnx", "not_run", None, None),
+        (ids[1], "embed", "failed", 7, 70),
+    ]
+    assert [r.job_id for r in everything] == [ids[3], ids[2], ids[1], ids[0]]
+    assert everything[-1].outcome == "ok" and everything[-1].created <= recent[0].created

@@ -319,7 +319,7 @@ class Indexer:
         at most ``limit`` (1..1000)."""
         if not 1 <= limit <= 1000:
             raise InvalidInput(f"limit must be 1..1000, got {limit}")
-        where, params = ["1 = 1"], []
+        where, params = ["1 = 1"], list[Any]()
         if after is not None:
             where.append("e.seq > ?")
             params.append(after)

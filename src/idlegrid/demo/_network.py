@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
@@ -69,9 +70,15 @@ def _wait_redeemed(
 
 
 def run_demo(
-    progress: Callable[[str], None] | None = None, workdir: Path | None = None
+    progress: Callable[[str], None] | None = None,
+    workdir: Path | None = None,
+    *,
+    explorer: bool = False,
+    linger: float = 0.0,
 ) -> dict[str, Any]:
-    """Run the demo; return what it showed as a JSON-ready dict."""
+    """Run the demo; return what it showed as a JSON-ready dict. With ``explorer``, the
+    devnet serves the explorer (its address is said at once: watch the batch land);
+    ``linger`` keeps the devnet up that many seconds after the demo."""
     import onnxruntime as ort
 
     from ..client import Client
@@ -82,9 +89,19 @@ def run_demo(
     directory = workdir or Path(tempfile.mkdtemp(prefix="idlegrid-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
     say(f"starting a devnet with {PROVIDERS} provider nodes in {directory}")
-    devnet_up(directory, providers=PROVIDERS, accounts=6, backend="embedded", progress=say)
+    record = devnet_up(directory, providers=PROVIDERS, accounts=6, backend="embedded",
+                       progress=say, explorer=explorer)  # fmt: skip
+    if explorer:
+        say(f"watch it live: {record['explorer_url']}")
     try:
-        return _run(directory, say, started, Client, train_digits_model, ort)
+        result = _run(directory, say, started, Client, train_digits_model, ort)
+        if explorer:
+            result["explorer_url"] = record["explorer_url"]
+        if linger > 0:
+            say(f"the devnet stays up {linger:g} s more (Ctrl-C ends it)")
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(linger)
+        return result
     finally:
         devnet_down(directory)
 

@@ -27,11 +27,14 @@ resolves the caller's future and hands the worker its next job in the same
 callback. There is no thread per worker and no ``call_soon_threadsafe`` hop, which
 would add a thread switch and a wake-up of the loop to every job. One supervisor
 task per worker slot starts a worker, waits for it to die, reaps it, starts the next.
+A job's timer runs, and its worker's death is reported, in the context (``contextvars``)
+the job was submitted from, so that what is logged of it names the caller's job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import multiprocessing
 import os
@@ -297,7 +300,16 @@ class ProcessExecutor(Executor):
                 raise InvalidInput(f"timeout must be positive, got {timeout}")
             wall = min(wall, timeout)
         loop = self._bind()
-        job = Job(next(self._ids), task, name, payload, wall, owner, loop.create_future())
+        job = Job(
+            next(self._ids),
+            task,
+            name,
+            payload,
+            wall,
+            owner,
+            loop.create_future(),
+            contextvars.copy_context(),  # what is logged of the job names the caller's
+        )
         idle = next((w for w in self._slots if w is not None and w.state is State.IDLE), None)
         if idle is not None:
             self._start(idle, job)
@@ -413,8 +425,13 @@ class ProcessExecutor(Executor):
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
+            # in a context of their own, not in that of the job that happens to start them
             self._supervisors = [
-                loop.create_task(self._supervise(slot), name=f"idlegrid-worker-{slot}")
+                loop.create_task(
+                    self._supervise(slot),
+                    name=f"idlegrid-worker-{slot}",
+                    context=contextvars.Context(),
+                )
                 for slot in range(self.limits.workers)
             ]
         elif self._loop is not loop:
@@ -458,7 +475,7 @@ class ProcessExecutor(Executor):
             self._workdirs.discard(workdir)
             if job is not None:
                 what = f"worker pid {worker.pid} {describe_exit(code)} while running {job.task}"
-                log.warning("%s", what)
+                job.context.run(log.warning, "%s", what)
                 crashed = JobCrashed(what, task=job.task, exitcode=code)
                 self._finish(job, Outcome(None, crashed, None, self._loop.time() - job.started))
             if not worker.ready:

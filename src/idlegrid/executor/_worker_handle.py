@@ -11,6 +11,7 @@ always costs the worker its life, as it is still busy.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import socket
@@ -51,6 +52,9 @@ class Job:
     owner: Hashable
     #: set to the job's outcome, or to an error if it never ran
     future: asyncio.Future[Any]
+    #: the context the job was submitted from: its timer runs, and its crash is reported,
+    #: there (a job dispatched when another one ends would otherwise run in that one's)
+    context: contextvars.Context
     #: loop time when a worker took the job
     started: float = 0.0
 
@@ -148,7 +152,7 @@ class WorkerHandle(asyncio.Protocol):
             self._transport.write(head + job.name + job.payload)
         else:
             self._transport.writelines((head + job.name, job.payload))
-        self._timer = self.loop.call_later(job.timeout, self._timed_out)
+        self._timer = self.loop.call_later(job.timeout, self._timed_out, context=job.context)
 
     def kill(self) -> None:
         """End the process now (SIGKILL) and hang up."""

@@ -52,6 +52,15 @@ from ._merkle import (
 from ._prefix import ROOT_HISTORY, PrefixPoint, ReceiptPrefix
 from ._receipts import Receipt, receipt_digest, receipts_proof, receipts_root
 from ._runs import RunProgress, RunRequest, RunStarted
+from ._status import (
+    MAX_STATUS_CHANNELS,
+    MAX_STATUS_JOBS,
+    ChannelStatus,
+    Earnings,
+    JobStatus,
+    NodeStatus,
+    UnredeemedVouchers,
+)
 
 __all__ = [
     "EMPTY_ROOT",
@@ -59,17 +68,23 @@ __all__ = [
     "MARKET_DOMAIN_NAME",
     "MAX_EVIDENCE_BLOBS",
     "MAX_ROYALTY_LINES",
+    "MAX_STATUS_CHANNELS",
+    "MAX_STATUS_JOBS",
     "NODE_DOMAIN_NAME",
     "ROOT_HISTORY",
     "Account",
     "ChannelClose",
     "ChannelModel",
+    "ChannelStatus",
     "DisputeEvidence",
     "Domain",
+    "Earnings",
     "JobRequest",
     "JobResult",
+    "JobStatus",
     "MerkleAccumulator",
     "NodeInfo",
+    "NodeStatus",
     "Permit",
     "PrefixPoint",
     "Receipt",
@@ -81,6 +96,7 @@ __all__ = [
     "RunStarted",
     "Signature",
     "SignedRequest",
+    "UnredeemedVouchers",
     "Voucher",
     "VoucherModel",
     "VoucherSubmission",

@@ -51,6 +51,7 @@ from ..protocol import (
     JobRequest,
     JobResult,
     NodeInfo,
+    NodeStatus,
     ReplayGuard,
     RunRequest,
     RunStarted,
@@ -62,6 +63,7 @@ from ..store import check_digest
 from ._node import ProviderNode
 from ._referee import Referee
 from ._runs import Run, Runs, UnknownRun
+from ._status import StatusReader
 
 __all__ = ["create_app"]
 
@@ -94,6 +96,7 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
     config = node.config
     max_body = config.max_request_bytes
     runs = Runs(node)
+    status_reader = StatusReader(node)
     referee = None
     if "disputes" in node.ledger.clients:  # a deployment without one: no committee seats
         disputes = node.ledger.client("disputes", DisputeClient)
@@ -225,6 +228,14 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
 
         body = await asyncio.to_thread(node.metrics.render)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(
+        "/v1/status",
+        response_model=NodeStatus,
+        summary="Earnings, unredeemed vouchers, open channels, latest jobs (unsigned)",
+    )
+    async def node_status() -> NodeStatus:
+        return await status_reader.read()
 
     @app.get("/v1/stats", summary="Counters (unsigned)")
     async def stats() -> dict[str, Any]:

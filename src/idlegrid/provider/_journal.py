@@ -26,12 +26,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .._exceptions import DuplicateJob
 from ..chain import ChannelTerms
 from ..protocol import Signature, Voucher
 
-__all__ = ["ABANDONED", "DuplicateJob", "Journal", "StoredVoucher"]
+__all__ = ["ABANDONED", "DuplicateJob", "JobOutcome", "JobRecord", "Journal", "StoredVoucher"]
 
 #: the error recorded for a job a previous run left running
 ABANDONED = "Abandoned: the node stopped while the job ran"
@@ -98,6 +99,25 @@ class StoredVoucher:
     def pending(self) -> int:
         """Tokens not yet redeemed on chain."""
         return self.voucher.amount - self.redeemed_amount
+
+
+#: what became of a job: ok; failed (it ran and failed, billed); not_run (refused by the
+#: executor, or abandoned by a previous run: nothing owed); running
+JobOutcome = Literal["ok", "failed", "not_run", "running"]
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as the journal has it (``Journal.recent_jobs``)."""
+
+    job_id: bytes
+    kind: str
+    outcome: JobOutcome
+    #: billed units and tokens (wei), once it ran; None before
+    units: int | None
+    amount: int | None
+    #: when the node took it (unix seconds)
+    created: float
 
 
 class Journal:
@@ -249,6 +269,27 @@ class Journal:
                 (channel,),
             ).fetchone()
         return int(count), int(owed)
+
+    def recent_jobs(self, limit: int) -> list[JobRecord]:
+        """The last ``limit`` jobs the node took, the latest first (by insertion: no scan)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, kind, status, error IS NOT NULL, units, amount, created"
+                " FROM jobs ORDER BY rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        outcomes: dict[str, JobOutcome] = {"running": "running", "failed": "not_run"}
+        return [
+            JobRecord(
+                bytes(job_id),
+                str(kind),
+                ("failed" if erred else "ok") if status == "done" else outcomes[status],
+                None if units is None else int(units),
+                None if amount is None else int(amount),
+                float(created),
+            )
+            for job_id, kind, status, erred, units, amount, created in rows
+        ]
 
     def job_status(self, job_id: bytes) -> str | None:
         with self._lock:

@@ -53,6 +53,7 @@ from ._config import NodeConfig
 from ._hardware import Hardware, capabilities_hash
 from ._inspect import ModelFacts, ModelInspector
 from ._journal import Journal
+from ._logs import job_context
 from ._metrics import NodeMetrics
 from ._quota import BlobQuota
 
@@ -116,6 +117,33 @@ async def _digests(workload: Workload[Any, Any], req: JobRequest) -> tuple[bytes
     if size <= _INLINE_HASH_CHARS:
         return workload.digests(fields)
     return await asyncio.to_thread(workload.digests, fields)
+
+
+def _log_job_done(req: JobRequest, outcome: str, bill: _Bill, seconds: float) -> None:
+    """One record per job that ran: debug when it succeeded, info when it failed (billed).
+    A failure is named by its error's class only: its text may quote the client's model."""
+    error = bill.error.split(":", 1)[0] if bill.error is not None else None
+    level = logging.DEBUG if error is None else logging.INFO
+    if not log.isEnabledFor(level):  # the common case: no record, no fields built
+        return
+    log.log(
+        level,
+        "job %s%s: %d units, %d wei, %.3f s",
+        outcome,
+        f" ({error})" if error else "",
+        bill.units,
+        bill.amount,
+        seconds,
+        extra={
+            "kind": req.kind,
+            "seq": req.seq,
+            "outcome": outcome,
+            "units": bill.units,
+            "amount": bill.amount,
+            "seconds": round(seconds, 6),
+            **({"error": error} if error else {}),
+        },
+    )
 
 
 #: a redemption refused for one of these reasons has nothing left to redeem
@@ -253,6 +281,10 @@ class ProviderNode:
         """Channels this node keeps a book for (every one was open on chain when first seen)."""
         return len(self._books)
 
+    def open_books(self, now: float) -> list[ChannelBook]:
+        """The books of the channels open on chain when last read, not expired at ``now``."""
+        return [b for b in self._books.values() if b.chain_open and b.expiry > now]
+
     def capabilities(self) -> dict[str, Any]:
         return {
             "workloads": list(self.config.workloads),
@@ -321,10 +353,11 @@ class ProviderNode:
         one refused before it ran raises (ClientBusy when the client has
         ``max_jobs_per_client`` jobs here already). See ``_checked_job``.
         """
-        with self._admit(sender):
+        terms = self._terms(req.channel)
+        with job_context(req.job_id, terms.id), self._admit(sender):  # logs name the job
             token = JOB_SENDER.set(sender)
             try:
-                return await self._checked_job(sender, req)
+                return await self._checked_job(sender, req, terms)
             finally:
                 JOB_SENDER.reset(token)
 
@@ -348,13 +381,12 @@ class ProviderNode:
             else:
                 del self._client_jobs[client]
 
-    async def _checked_job(self, sender: str, req: JobRequest) -> JobResult:
+    async def _checked_job(self, sender: str, req: JobRequest, terms: ChannelTerms) -> JobResult:
         """Check, run and journal one job; return its result and signed receipt.
 
         Cheap checks come first (who signed, which channel, kind, price, sizes, the
         channel open on chain, credit); only then is anything parsed, off the event loop.
         """
-        terms = self._terms(req.channel)
         if terms.client != sender:
             raise Unauthorized("the request is not signed by the channel's client")
         if req.kind not in self.config.workloads:
@@ -427,6 +459,14 @@ class ProviderNode:
         job_id = bytes.fromhex(req.job_id[2:])
         try:
             book.begin_job(job_id, req.seq, req.kind)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "job started: %s, seq %d, at most %d units",
+                    req.kind,
+                    req.seq,
+                    req.max_units,
+                    extra={"kind": req.kind, "seq": req.seq, "max_units": req.max_units},
+                )
             try:
                 outcome = await self.executor.run(
                     job.task, job.payload, timeout=timeout, owner=sender
@@ -435,6 +475,11 @@ class ProviderNode:
                 book.fail_job(job_id, f"{type(exc).__name__}: {exc}")
                 self.stats.jobs_failed += 1
                 self.metrics.job(req.kind, "not_run", 0.0, 0, 0)
+                log.info(
+                    "job not run: %s",
+                    type(exc).__name__,
+                    extra={"kind": req.kind, "outcome": "not_run", "error": type(exc).__name__},
+                )
                 raise
             if workload.side_outputs and outcome.error is None:
                 outcome = await self._keep_side_outputs(workload, spec, outcome, sender)
@@ -467,13 +512,16 @@ class ProviderNode:
             self.stats.jobs_ok += 1
         else:
             self.stats.jobs_failed += 1
+        outcome_name = "ok" if bill.error is None else "failed"
+        seconds = time.perf_counter() - accepted
         self.metrics.job(
             req.kind,
-            "ok" if bill.error is None else "failed",
-            time.perf_counter() - accepted,
+            outcome_name,
+            seconds,
             bill.units,
             bill.amount - (owed[1] if owed is not None else 0),
         )
+        _log_job_done(req, outcome_name, bill, seconds)
         signature = sign_digest(self.account.key, receipt_digest(self.domain, leaf))
         return JobResult(
             job_id=req.job_id,

@@ -63,8 +63,13 @@ def serve_node(
     say: Callable[[str], None] = print,
     redeem_interval: float = 1.0,
     egress: Any = None,
+    own_logging: bool = False,
 ) -> None:
-    """Register (or update) on chain, redeem what a previous run left, then serve until SIGTERM."""
+    """Register (or update) on chain, redeem what a previous run left, then serve until SIGTERM.
+
+    ``own_logging``: the caller configured logging (``configure_logging``), and uvicorn's
+    records go to its handler, in its format, instead of uvicorn's own.
+    """
     for line in node.register():
         say(line)
     leftovers = node.redeem_due(force=True)
@@ -78,6 +83,7 @@ def serve_node(
             host=c.host,
             port=c.port,
             log_level="warning",
+            log_config=None if own_logging else uvicorn.config.LOGGING_CONFIG,
             access_log=False,
             timeout_graceful_shutdown=10,
             timeout_keep_alive=c.keep_alive_s,
