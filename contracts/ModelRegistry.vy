@@ -40,6 +40,10 @@ SEED_DELAY: public(constant(uint256)) = 2
 BLOCKHASH_WINDOW: constant(uint256) = 256
 # clients named in one federated round; bounds the storage (and gas) of a round
 MAX_PARTICIPANTS: public(constant(uint256)) = 128
+# a round's accuracy or privacy budget the coordinator did not measure
+NOT_MEASURED: public(constant(uint256)) = max_value(uint256)
+# accuracy and epsilon are given in millionths
+MILLION: constant(uint256) = 1_000_000
 
 NOT_VERIFIED: constant(uint8) = 0
 PASSED: constant(uint8) = 1
@@ -141,6 +145,9 @@ event RoundRegistered:
     model: indexed(bytes32)
     coordinator: indexed(address)
     participants: DynArray[address, MAX_PARTICIPANTS]
+    # the coordinator's claims, in millionths (NOT_MEASURED when it has none)
+    accuracy: uint256
+    epsilon_spent: uint256
 
 
 @external
@@ -300,10 +307,12 @@ def registerRound(
     data_hash: bytes32,
     parent: bytes32,
     participants: DynArray[address, MAX_PARTICIPANTS],
+    accuracy: uint256,
+    epsilon_spent: uint256,
 ):
     """
     @notice Register a federated round's global model with the clients whose
-            updates went into it. The sender of a run's first round becomes its
+            updates went into it, and what its coordinator measured of it. The sender of a run's first round becomes its
             coordinator, and only it registers later rounds; round numbers start
             at 1 and strictly increase (a round that failed may be skipped).
             The model's record names the run, the coordinator as trainer and
@@ -319,7 +328,14 @@ def registerRound(
            (the initial model).
     @param participants The clients whose updates the model aggregates: 1 to
            MAX_PARTICIPANTS distinct non-zero addresses.
+    @param accuracy The model's accuracy on the sponsor's validation set
+           (`data_hash`) as the coordinator measured it, in millionths (at most
+           1_000_000), or NOT_MEASURED. A claim, recorded for anyone to see and
+           recompute from the model and the validation set; not checked here.
+    @param epsilon_spent The differential-privacy budget the run has spent up to this
+           round, in millionths, or NOT_MEASURED (a run without DP).
     """
+    assert accuracy <= MILLION or accuracy == NOT_MEASURED, "models: accuracy over 1"
     assert run != empty(bytes32), "models: zero run id"
     assert self._runs[run].committer == empty(address), "models: run id used by a training run"
     coordinator: address = self._federated[run].coordinator
@@ -342,7 +358,13 @@ def registerRound(
     self._round_models[run][round] = model
     self._participants[model] = participants
     log RoundRegistered(
-        run=run, round=round, model=model, coordinator=msg.sender, participants=participants
+        run=run,
+        round=round,
+        model=model,
+        coordinator=msg.sender,
+        participants=participants,
+        accuracy=accuracy,
+        epsilon_spent=epsilon_spent,
     )
 
 

@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from idlegrid import ContractReverted, InvalidInput
 from idlegrid.chain import FederatedRunRecord, ModelRegistryClient, TxResult
-from idlegrid.chain._clients import MAX_PARTICIPANTS
+from idlegrid.chain._clients import MAX_PARTICIPANTS, NOT_MEASURED
 from idlegrid.protocol import Account, checksum
 
 from ..conftest import Env
@@ -71,6 +71,8 @@ def _raw_round(
         _h("validation set"),
         parent,
         list(participants),
+        NOT_MEASURED,
+        NOT_MEASURED,
         sender=sender,
     )
 
@@ -118,6 +120,8 @@ def test_a_three_round_run_is_a_lineage_with_its_participants(env: Env) -> None:
                 "model": _h(f"round {number}"),
                 "coordinator": coordinator.address,
                 "participants": participants,
+                "accuracy": NOT_MEASURED,
+                "epsilon_spent": NOT_MEASURED,
             }
         ]
         [registered] = models._events("ModelRegistered", result)
@@ -398,7 +402,8 @@ class RoundsMachine(RuleBasedStateMachine):
         who = self.senders[sender]
         reason = self._reason(who.address, run, number, model, parent_hash, named)
         call = (
-            model, run, max(number, 0), _h("fl spec"), _h("validation set"), parent_hash, named
+            model, run, max(number, 0), _h("fl spec"), _h("validation set"), parent_hash, named,
+            NOT_MEASURED, NOT_MEASURED,
         )  # fmt: skip
         if reason is not None:
             with pytest.raises(ContractReverted) as caught:
@@ -452,3 +457,31 @@ def test_random_rounds_follow_the_rules(session_env: Env) -> None:
     finally:
         w3.eth.default_account = default_account
         env.backend.revert(outer)
+
+
+def test_a_round_records_the_coordinator_s_accuracy_and_epsilon(env: Env) -> None:
+    # Prepare
+    coordinator, a, b = env.users[:3]
+    models = _models(env)
+
+    # Execute
+    result = models.register_round(
+        _h("round 1"), RUN, 1, spec_hash=_h("fl spec"), data_hash=_h("validation set"),
+        parent=None, participants=[a.address, b.address], sender=coordinator,
+        accuracy=0.9639, epsilon=2.5,
+    )  # fmt: skip
+    with pytest.raises(InvalidInput, match="accuracy"):
+        models.register_round(
+            _h("round 2"), RUN, 2, spec_hash=_h("fl spec"), data_hash=_h("validation set"),
+            parent=_h("round 1"), participants=[a.address], sender=coordinator, accuracy=1.5,
+        )  # fmt: skip
+    with pytest.raises(ContractReverted, match="accuracy over 1"):
+        models._send(
+            "registerRound", _h("round 2"), RUN, 2, _h("fl spec"), _h("validation set"),
+            _h("round 1"), [a.address], 1_000_001, NOT_MEASURED, sender=coordinator,
+        )  # fmt: skip
+
+    # Assert: in millionths, on the round's event
+    [event] = models._events("RoundRegistered", result)
+    assert (event["accuracy"], event["epsilon_spent"]) == (963_900, 2_500_000)
+    assert models.federated_run(RUN) is not None

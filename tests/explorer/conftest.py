@@ -225,6 +225,7 @@ def world() -> World:
         parent=None,
         participants=[c.address for c in contributors],
         sender=owner,
+        accuracy=0.91,
     )
     pool = ledger.client("rewards", RewardPoolClient)
     ledger.token.approve(pool.address, 100 * TOKEN, sender=owner)

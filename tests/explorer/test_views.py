@@ -159,9 +159,10 @@ def test_a_model_shows_its_lineage_and_a_run_its_posted_shares(
     assert shares == pytest.approx(
         {c.address: (i + 1) / 6 for i, c in enumerate(world.contributors)}
     )
-    assert round_1["accuracy"] == figure(
-        None, "unknown", why="the round's accuracy is not on chain"
-    )
+    # the coordinator's measured accuracy, on chain; no DP: an unknown, not a zero
+    assert round_1["accuracy"]["value"] == 0.91 and round_1["accuracy"]["kind"] == "observed"
+    assert round_1["accuracy"]["claimed_by"] == world.owner.address
+    assert run["epsilon"] == figure(None, "unknown", why="no differential privacy")
     assert int(run["pool"]["value"]) == 60 * TOKEN
     assert runs[0]["run"] == _hex(world.run) and runs[0]["participants"] == 3
 

@@ -7,6 +7,7 @@ the contract's reason. Nothing here returns a web3 or ABI object.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -888,9 +889,13 @@ class ModelRegistryClient(ContractClient):
         parent: bytes | None,
         participants: Sequence[str],
         sender: Account,
+        accuracy: float | None = None,
+        epsilon: float | None = None,
     ) -> TxResult:
         """Register federated round ``round``'s global model ``model`` (the sha256 of its
-        weights) with the clients whose updates it aggregates.
+        weights) with the clients whose updates it aggregates, and what the coordinator
+        measured of it: ``accuracy`` on the sponsor's validation set (0..1) and the DP
+        budget ``epsilon`` spent so far (None: not measured), recorded in millionths.
 
         ``sender`` is the run's coordinator (the first round's sender fixes it); rounds
         start at 1 and increase; ``parent`` is the previous round's model (None: no
@@ -911,6 +916,10 @@ class ModelRegistryClient(ContractClient):
             raise InvalidInput(f"participants named more than once: {', '.join(repeated)}")
         if any(int(p, 16) == 0 for p in named):
             raise InvalidInput("the zero address cannot be a participant")
+        if accuracy is not None and not (math.isfinite(accuracy) and 0 <= accuracy <= 1):
+            raise InvalidInput(f"accuracy is a fraction 0..1, got {accuracy}")
+        if epsilon is not None and not (math.isfinite(epsilon) and 0 <= epsilon < 1e60):
+            raise InvalidInput(f"epsilon is finite and >= 0, got {epsilon}")
         return self._send(
             "registerRound",
             _b32(model),
@@ -920,6 +929,8 @@ class ModelRegistryClient(ContractClient):
             _b32(data_hash),
             _b32(parent if parent is not None else bytes(32)),
             named,
+            _millionths(accuracy),
+            _millionths(epsilon),
             sender=sender,
         )
 
@@ -981,3 +992,16 @@ def _b32(value: bytes) -> bytes:
     if len(value) != 32:
         raise InvalidInput(f"expected 32 bytes, got {len(value)}")
     return value
+
+
+#: a round's accuracy or epsilon the coordinator did not measure (ModelRegistry.NOT_MEASURED)
+NOT_MEASURED = 2**256 - 1
+
+
+def _millionths(value: float | None) -> int:
+    return NOT_MEASURED if value is None else round(value * 1_000_000)
+
+
+def from_millionths(value: int) -> float | None:
+    """A round's accuracy or epsilon as registered: None when not measured."""
+    return None if value == NOT_MEASURED else value / 1_000_000

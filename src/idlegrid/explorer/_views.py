@@ -926,8 +926,10 @@ def run_view(index: Indexer, run: str) -> dict[str, Any] | None:
                     "challenged": r in disputed,
                     "voided": r in voided,
                 },
-                # accuracy and privacy budget are the coordinator's, not on chain
-                "accuracy": figure(None, "unknown", why="the round's accuracy is not on chain"),
+                # what the coordinator measured, recorded with the round: a claim anyone
+                # can recompute from the model and the validation set (data_hash)
+                "accuracy": _measured(a, "accuracy", "not measured by the coordinator"),
+                "epsilon": _measured(a, "epsilon_spent", "no differential privacy"),
             }
         )
     return {
@@ -937,8 +939,26 @@ def run_view(index: Indexer, run: str) -> dict[str, Any] | None:
         "contributors": _shares(p for r, p in posted.items() if r not in voided),
         "pool": _amount(sum(int(a.args["amount"]) for a in funded), "derived"),
         "claimed": _amount(sum(int(a.args["amount"]) for a in claims), "derived"),
-        "epsilon": figure(None, "unknown", why="the privacy budget spent is not on chain"),
+        "epsilon": (
+            out_rounds[-1]["epsilon"]
+            if out_rounds
+            else figure(None, "unknown", why="no round registered")
+        ),
     }
+
+
+#: ModelRegistry.NOT_MEASURED: a round's figure its coordinator did not measure
+NOT_MEASURED = 2**256 - 1
+
+
+def _measured(a: Activity, field: str, why: str) -> dict[str, Any]:
+    """A round's figure recorded in millionths by its coordinator, or unknown."""
+    raw = a.args.get(field)
+    if raw is None or int(raw) == NOT_MEASURED:
+        return figure(None, "unknown", why=why)
+    out = figure(int(raw) / 1_000_000, "observed", tx=a.tx_hash, block=a.block)
+    out["claimed_by"] = a.args["coordinator"]
+    return out
 
 
 # -- the oracle ------------------------------------------------------------------------

@@ -373,8 +373,9 @@ class Coordinator:
             registered = False
             if self.register:
                 registered = await asyncio.to_thread(
-                    self._register_round, rnd, model_hash, parent, participants
-                )
+                    self._register_round, rnd, model_hash, parent, participants,
+                    accuracy, accountant.epsilon() if accountant is not None else None,
+                )  # fmt: skip
             rewards: dict[str, int] = {}
             posted_inputs = ""
             if self.rewards and registered and contributions:
@@ -965,10 +966,17 @@ class Coordinator:
         return digest, onnx
 
     def _register_round(
-        self, rnd: int, model: bytes, parent: bytes | None, participants: list[str]
+        self,
+        rnd: int,
+        model: bytes,
+        parent: bytes | None,
+        participants: list[str],
+        accuracy: float | None = None,
+        epsilon: float | None = None,
     ) -> bool:
-        """Register the round's model with its participants; False (with a warning) when
-        these exact weights are registered already (a rerun of a deterministic run)."""
+        """Register the round's model with its participants, its accuracy on the
+        sponsor's validation set and the DP budget spent so far; False (with a warning)
+        when these exact weights are registered already (a rerun of a deterministic run)."""
         from ..chain import ModelRegistryClient
 
         models = self.client.ledger.client("models", ModelRegistryClient)
@@ -988,6 +996,8 @@ class Coordinator:
                 parent=parent,
                 participants=participants,
                 sender=self.client.account,
+                accuracy=accuracy,
+                epsilon=epsilon,
             )
         except ContractReverted as exc:  # the round's training is paid for: go on
             log.warning("round %d: its model is not in the lineage: %s", rnd, exc)

@@ -99,12 +99,16 @@ const builders = {
   },
   run(d) {
     const who = [...new Set(d.rounds.flatMap((r) => (r.posting ? r.posting.shares.map((s) => s.contributor) : [])))];
+    const shares = who.map((c) => ({ type: "bar", stack: "share", name: c.slice(0, 8) + "…", yAxisIndex: 0,
+      data: d.rounds.map((r) => { const s = r.posting && r.posting.shares.find((x) => x.contributor === c); return s ? s.share.value : 0; }) }));
+    // an unmeasured round is a gap in the line, never a zero
+    const accuracy = { type: "line", name: "accuracy", yAxisIndex: 1, connectNulls: false,
+      data: d.rounds.map((r) => r.accuracy.value) };
     return {
       tooltip: { trigger: "axis" }, legend: { type: "scroll" },
       xAxis: { type: "category", name: "round", data: d.rounds.map((r) => r.round) },
-      yAxis: { type: "value", name: "share", max: 1 },
-      series: who.map((c) => ({ type: "bar", stack: "share", name: c.slice(0, 8) + "…",
-        data: d.rounds.map((r) => { const s = r.posting && r.posting.shares.find((x) => x.contributor === c); return s ? s.share.value : 0; }) })),
+      yAxis: [{ type: "value", name: "share", max: 1 }, { type: "value", name: "accuracy", max: 1 }],
+      series: [...shares, accuracy],
     };
   },
   oracle(d) {
