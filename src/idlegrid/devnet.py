@@ -326,8 +326,16 @@ def node_argv(network: Path, account: int, port: int, data_dir: Path) -> list[st
     ]  # fmt: skip
 
 
-def wait_for_node(url: str, proc: Any, *, timeout: float = NODE_START_TIMEOUT) -> None:
-    """Poll ``url``/v1/health until the node answers; ConfigError if it exits or times out."""
+def wait_for_node(
+    url: str,
+    proc: Any,
+    *,
+    timeout: float = NODE_START_TIMEOUT,
+    path: str = "/v1/health",
+    what: str = "provider node",
+) -> None:
+    """Poll ``url`` + ``path`` until the process answers 200; ConfigError if it exits or
+    times out (``what`` names it in the message)."""
     import time
 
     import httpx
@@ -335,14 +343,14 @@ def wait_for_node(url: str, proc: Any, *, timeout: float = NODE_START_TIMEOUT) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ConfigError(f"provider node at {url} exited with code {proc.returncode}")
+            raise ConfigError(f"{what} at {url} exited with code {proc.returncode}")
         try:
-            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise ConfigError(f"provider node at {url} did not answer within {timeout:.0f}s")
+    raise ConfigError(f"{what} at {url} did not answer within {timeout:.0f}s")
 
 
 def _start_nodes(directory: Path, record: dict[str, Any], *, say: Progress) -> None:
@@ -380,10 +388,6 @@ def explorer_argv(network: Path, port: int, index: Path) -> list[str]:
 
 def _start_explorer(directory: Path, record: dict[str, Any], *, say: Progress) -> None:
     """Start the explorer on a free port and wait until it answers."""
-    import time
-
-    import httpx
-
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = directory / STATE_DIR / "explorer.log"
@@ -392,19 +396,12 @@ def _start_explorer(directory: Path, record: dict[str, Any], *, say: Progress) -
     proc, ref = spawn(argv, log=log, role="explorer", cwd=directory)
     record["processes"].append(ref.as_dict())
     _write_json(directory / STATE_DIR / PID_FILE, {"processes": record["processes"]})
-    deadline = time.monotonic() + NODE_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConfigError(f"the explorer exited with code {proc.returncode}:\n{_tail(log)}")
-        try:
-            if httpx.get(f"{url}/api/status", timeout=1.0).status_code == 200:
-                record["explorer_url"] = url
-                say(f"explorer serving on {url}")
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise ConfigError(f"the explorer did not answer on {url}; its log ends:\n{_tail(log)}")
+    try:
+        wait_for_node(url, proc, path="/api/status", what="the explorer")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; its log ends:\n{_tail(log)}") from exc
+    record["explorer_url"] = url
+    say(f"explorer serving on {url}")
 
 
 # -- files ------------------------------------------------------------------------------------

@@ -55,10 +55,10 @@ from ._runs import RunProgress, RunRequest, RunStarted
 from ._status import (
     MAX_STATUS_CHANNELS,
     MAX_STATUS_JOBS,
-    ChannelStatus,
     Earnings,
     JobStatus,
     NodeStatus,
+    OpenChannel,
     UnredeemedVouchers,
 )
 
@@ -75,7 +75,6 @@ __all__ = [
     "Account",
     "ChannelClose",
     "ChannelModel",
-    "ChannelStatus",
     "DisputeEvidence",
     "Domain",
     "Earnings",
@@ -85,6 +84,7 @@ __all__ = [
     "MerkleAccumulator",
     "NodeInfo",
     "NodeStatus",
+    "OpenChannel",
     "Permit",
     "PrefixPoint",
     "Receipt",

@@ -18,10 +18,10 @@ from ._jobs import AddressHex, Bytes32Hex, KindName, Uint, _Model
 __all__ = [
     "MAX_STATUS_CHANNELS",
     "MAX_STATUS_JOBS",
-    "ChannelStatus",
     "Earnings",
     "JobStatus",
     "NodeStatus",
+    "OpenChannel",
     "UnredeemedVouchers",
 ]
 
@@ -50,7 +50,7 @@ class UnredeemedVouchers(_Status):
     tokens: Uint = Field(description="wei the node will be paid when it redeems them")
 
 
-class ChannelStatus(_Status):
+class OpenChannel(_Status):
     """An open channel as the node last read it on chain, with what its client owes."""
 
     channel: Bytes32Hex
@@ -84,5 +84,5 @@ class NodeStatus(_Status):
     earnings: Earnings | None
     vouchers: UnredeemedVouchers
     open_channels: Uint = Field(description="all of them; ``channels`` lists the latest")
-    channels: list[ChannelStatus] = Field(max_length=MAX_STATUS_CHANNELS)
+    channels: list[OpenChannel] = Field(max_length=MAX_STATUS_CHANNELS)
     jobs: list[JobStatus] = Field(max_length=MAX_STATUS_JOBS)

@@ -18,10 +18,10 @@ from .._exceptions import IdlegridError
 from ..protocol import (
     MAX_STATUS_CHANNELS,
     MAX_STATUS_JOBS,
-    ChannelStatus,
     Earnings,
     JobStatus,
     NodeStatus,
+    OpenChannel,
     UnredeemedVouchers,
 )
 
@@ -50,7 +50,7 @@ class StatusReader:
         books = node.open_books(now)  # on the event loop, where the books change
         books.sort(key=lambda b: b.terms.expiry, reverse=True)
         channels = [
-            ChannelStatus(
+            OpenChannel(
                 channel="0x" + b.terms.id.hex(),
                 client=b.terms.client,
                 deposit=b.deposit,
