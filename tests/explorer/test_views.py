@@ -203,7 +203,7 @@ def test_search_finds_addresses_transactions_channels_and_models(
         ("/api/providers?sort=endpoint", 400),
         ("/api/providers?after=nonsense", 400),
         ("/api/providers?limit=100000", 422),
-        ("/api/tx/0x" + "11" * 32, 200),  # a hash the index never saw: no events
+        ("/api/tx/0x" + "11" * 32, 404),  # a hash the index never saw
         ("/providers/0x" + "ab" * 20, 404),
         ("/models/0x" + "00" * 32, 404),
         ("/disputes/%2e%2e%2fetc%2fpasswd", 404),

@@ -263,8 +263,8 @@ def create_app(index: Indexer, feed: LiveFeed, *, title: str = "idlegrid explore
 
     @app.get("/api/tx/{tx}", tags=["network"])
     async def api_tx(tx: str) -> list[dict[str, Any]]:
-        """Every event of one transaction."""
-        return list(await off_loop(views.tx_view, tx))
+        """Every event of one transaction (404 if it has none the index follows)."""
+        return list(found(await off_loop(views.tx_view, tx) or None, "such transaction"))
 
     @app.get("/api/search", tags=["network"])
     async def api_search(q: Annotated[str, Query(max_length=200)]) -> list[dict[str, str]]:
@@ -347,9 +347,7 @@ def create_app(index: Indexer, feed: LiveFeed, *, title: str = "idlegrid explore
 
     @app.get("/tx/{tx}", response_class=HTMLResponse, include_in_schema=False)
     async def tx(request: Request, tx: str) -> HTMLResponse:
-        rows = await off_loop(views.tx_view, tx)
-        if not rows:
-            raise HTTPException(404, "no such transaction in the index")
+        rows = found(await off_loop(views.tx_view, tx) or None, "such transaction")
         return page(request, "tx.html", tx=tx, rows=rows)
 
     @app.get("/search", include_in_schema=False)

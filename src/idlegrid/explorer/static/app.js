@@ -43,7 +43,9 @@ async function getJSON(url) {
 }
 
 function axisTime() {
-  return { type: "time", axisLabel: { formatter: (v) => fmtTime(v / 1000, localMode()).slice(5, 16) } };
+  // the span of the data, not ECharts' rounded days around it
+  return { type: "time", min: "dataMin", max: "dataMax", splitNumber: 4,
+    axisLabel: { hideOverlap: true, formatter: (v) => fmtTime(v / 1000, localMode()).slice(5, 16) } };
 }
 
 const builders = {
@@ -77,8 +79,8 @@ const builders = {
       xAxis: { type: "category", data: d.days.map((x) => x.day) },
       yAxis: { type: "value", name: "tokens" },
       series: [
-        { type: "bar", name: "earned (finished days)", data: d.days.map((x) => (x.partial ? null : x.tokens)) },
-        { type: "bar", name: "today (unfinished)", itemStyle: { opacity: 0.4 }, data: d.days.map((x) => (x.partial ? x.tokens : null)) },
+        { type: "bar", stack: "e", name: "earned (finished days)", data: d.days.map((x) => (x.partial ? null : x.tokens)) },
+        { type: "bar", stack: "e", name: "today (unfinished)", itemStyle: { opacity: 0.4 }, data: d.days.map((x) => (x.partial ? x.tokens : null)) },
         { type: "line", name: "cumulative", data: cumulative.map((c) => c[1]) },
       ],
     };
@@ -139,13 +141,15 @@ async function drawChart(el) {
   try {
     const data = await getJSON(chartUrl(el));
     let chart = charts.get(el);
-    if (!chart || chart.isDisposed()) {
+    const first = !chart || chart.isDisposed();
+    if (first) {
       chart = echarts.init(el, null, { renderer: "svg" });
       charts.set(el, chart);
+      // drawn: once the first rendering (and its animation) has finished
+      chart.on("finished", () => { el.dataset.drawn = "true"; });
     }
-    chart.setOption(builders[el.dataset.chart](data), true);
-    el.dataset.drawn = "true";
-    el.dataset.points = String(JSON.stringify(data).length);
+    // live redraws replace the data without growing every bar again from zero
+    chart.setOption({ ...builders[el.dataset.chart](data), animation: first }, true);
   } catch (err) {
     el.dataset.error = String(err);
     el.textContent = "could not load this chart: " + err;
