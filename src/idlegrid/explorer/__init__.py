@@ -6,7 +6,8 @@
   their JSON at stable URLs with an OpenAPI description, one server-sent event stream;
 * :class:`LiveFeed` (``_live.py``): one indexer poll that feeds every viewer;
 * ``_views.py``: what each page shows, as JSON-ready dicts read from the index, every
-  figure marked observed on chain, derived, or unknown;
+  figure marked observed on chain, derived, or unknown (``_views_network.py``,
+  ``_views_disputes.py``, ``_views_models.py``, on the common ground of ``_figures.py``);
 * :func:`serve_explorer` (``_serve.py``): the index, the feed and the server together.
 """
 

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .._exceptions import InvalidInput
 from ..chain import Indexer
 from . import _views as views
+from ._figures import _short as short
 from ._live import LiveFeed, as_json
 
 __all__ = ["VENDOR", "create_app", "vendor_dir"]
@@ -78,7 +79,7 @@ def create_app(index: Indexer, feed: LiveFeed, *, title: str = "idlegrid explore
     )
     templates = Jinja2Templates(directory=HERE / "templates")
     env = templates.env
-    env.filters["short"] = views._short
+    env.filters["short"] = short
     env.filters["time"] = _time
     env.globals["vendor_ok"] = vendor_dir() is not None
     vendor = vendor_dir()
