@@ -121,6 +121,14 @@ def test_devnet_serves_the_explorer_and_stops_it(devnet_dir: Path) -> None:
     assert [p["role"] for p in record["processes"]] == ["chain", "explorer"]
     assert not any(is_running(pid) for pid in pids)
 
+    # Execute: a new chain in the same folder (same addresses, another history)
+    again = devnet_up(devnet_dir, accounts=3, backend="embedded", explorer=True)
+    second = httpx.get(f"{again['explorer_url']}/api/status", timeout=10).json()
+    devnet_down(devnet_dir)
+
+    # Assert: the explorer's cached index of the old chain was rebuilt, not an error
+    assert second["block"] is not None and second["error"] is None
+
 
 def test_anvil_devnet_outlives_the_process_that_started_it(devnet_dir: Path) -> None:
     if find_anvil() is None:

@@ -1960,7 +1960,10 @@ def explorer(
     network: NetworkOpt = Path("devnet.json"),
     index: Annotated[
         Path | None,
-        typer.Option(help="The index file (default: .idlegrid/explorer.sqlite beside the file)."),
+        typer.Option(
+            help="The index file (default: .idlegrid/explorer.sqlite beside the network "
+            "file, rebuilt when it is of another chain)."
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
@@ -1984,6 +1987,7 @@ def explorer(
         port=port,
         interval=interval,
         ready=lambda url: console.print(f"explorer: {url} (index {path}); Ctrl-C to stop"),
+        rebuild=index is None,  # the default index is the explorer's own cache
     )
 
 

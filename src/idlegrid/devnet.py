@@ -376,13 +376,13 @@ def _start_nodes(directory: Path, record: dict[str, Any], *, say: Progress) -> N
     say(f"{len(started)} provider node(s) serving")
 
 
-def explorer_argv(network: Path, port: int, index: Path) -> list[str]:
-    """The command line of the devnet's explorer."""
+def explorer_argv(network: Path, port: int) -> list[str]:
+    """The command line of the devnet's explorer (its index: the default, a cache in
+    the devnet's state folder, rebuilt for a new chain)."""
     return [
         sys.executable, "-m", "idlegrid.cli", "explorer",
         "--network", str(network),
         "--port", str(port),
-        "--index", str(index),
     ]  # fmt: skip
 
 
@@ -392,7 +392,7 @@ def _start_explorer(directory: Path, record: dict[str, Any], *, say: Progress) -
     url = f"http://127.0.0.1:{port}"
     log = directory / STATE_DIR / "explorer.log"
     say(f"starting the explorer on {url} (log: {log})")
-    argv = explorer_argv(directory / DEVNET_FILE, port, directory / STATE_DIR / "explorer.sqlite")
+    argv = explorer_argv(directory / DEVNET_FILE, port)
     proc, ref = spawn(argv, log=log, role="explorer", cwd=directory)
     record["processes"].append(ref.as_dict())
     _write_json(directory / STATE_DIR / PID_FILE, {"processes": record["processes"]})

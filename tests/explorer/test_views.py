@@ -309,3 +309,24 @@ def test_nothing_in_a_request_names_a_file(tmp_path: Path, api: httpx.Client) ->
     # Assert: installed here (npm ci), served as JavaScript
     assert [g.status_code for g in got] == [200, 200, 200]
     assert all(g.headers["content-type"].startswith("text/javascript") for g in got)
+
+
+def test_an_index_of_another_chain_is_refused_or_rebuilt(world: World, tmp_path: Path) -> None:
+    # Prepare: an index of the world's chain, then a new chain with the same addresses
+    from idlegrid import ConfigError
+    from idlegrid.chain import EmbeddedBackend, Ledger, LedgerConfig
+    from idlegrid.explorer._serve import open_index
+
+    path = tmp_path / "explorer.sqlite"
+    open_index(world.backend, world.ledger.deployment, path, rebuild=False).close()
+    backend = EmbeddedBackend(accounts=3)
+    ledger = Ledger.deploy(backend, backend.dev_accounts()[0], LedgerConfig())
+    assert ledger.deployment.contracts == world.ledger.deployment.contracts
+
+    # Execute / Assert: a file the user named is refused with the reason; the
+    # explorer's own cache is built again for the new chain
+    with pytest.raises(ConfigError, match=r"new file|another"):
+        open_index(backend, ledger.deployment, path, rebuild=False)
+    index = open_index(backend, ledger.deployment, path, rebuild=True)
+    assert index.last_block == backend.block_number()
+    index.close()

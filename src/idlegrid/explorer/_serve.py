@@ -11,7 +11,7 @@ from types import TracebackType
 
 import uvicorn
 
-from .._exceptions import UnavailableError
+from .._exceptions import ConfigError, UnavailableError
 from ..chain import ChainBackend, Deployment, Indexer
 from ._app import create_app
 from ._live import LiveFeed
@@ -89,6 +89,37 @@ class Explorer:
         self.stop()
 
 
+def open_index(
+    backend: ChainBackend, deployment: Deployment, path: Path, *, rebuild: bool
+) -> Indexer:
+    """The explorer's index at ``path``, synced. With ``rebuild``, an index of another
+    chain under the same addresses (a devnet restarted in the same folder) or of an
+    older schema is a stale cache: it is deleted and built again; without, ConfigError
+    says to use another file."""
+    try:
+        index = Indexer(backend, deployment, path)
+    except ConfigError:
+        if not rebuild:
+            raise
+        _delete(path)
+        index = Indexer(backend, deployment, path)
+    try:
+        index.sync()
+    except ConfigError:
+        index.close()
+        if not rebuild:
+            raise
+        _delete(path)
+        index = Indexer(backend, deployment, path)
+        index.sync()
+    return index
+
+
+def _delete(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
 def serve_explorer(
     backend: ChainBackend,
     deployment: Deployment,
@@ -98,11 +129,12 @@ def serve_explorer(
     port: int = 8700,
     interval: float = 1.0,
     ready: Callable[[str], None] | None = None,
+    rebuild: bool = False,
 ) -> None:
-    """Serve the explorer in this process until interrupted."""
-    index = Indexer(backend, deployment, index_path)
+    """Serve the explorer in this process until interrupted (``rebuild``: see
+    :func:`open_index`)."""
+    index = open_index(backend, deployment, index_path, rebuild=rebuild)
     try:
-        index.sync()
         feed = LiveFeed(index, interval=interval)
         feed.start()
         app = create_app(index, feed)
