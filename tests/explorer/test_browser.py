@@ -158,6 +158,15 @@ def test_a_model_page_draws_its_lineage(world: World, served: Explorer, tab: Pag
     labels = page.locator(".chart[data-chart=lineage] svg text").all_text_contents()
     assert sum(1 for t in labels if t.startswith("0x")) == 3
     assert "unknown" in page.locator("dl").inner_text()  # never verified, said so
+
+    # Execute: the list of models and runs, and a click through to the run
+    page.goto(f"{served.url}/models")
+    page.click(f"table.runs a[title='{_hex(world.run)}']")
+
+    # Assert
+    page.wait_for_selector(".chart[data-chart=run][data-drawn=true]")
+    assert page.locator("table.rounds tbody tr").count() == 1
+    assert "0.9100" in page.locator("table.rounds td.accuracy").inner_text()
     tab.clean()
 
 

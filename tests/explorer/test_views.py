@@ -167,6 +167,20 @@ def test_a_model_shows_its_lineage_and_a_run_its_posted_shares(
     assert runs[0]["run"] == _hex(world.run) and runs[0]["participants"] == 3
 
 
+def test_models_page_newest_first_by_key(world: World, api: httpx.Client) -> None:
+    # Execute: two a page
+    first = api.get("/api/models", params={"limit": 2}).json()
+    second = api.get("/api/models", params={"limit": 2, "after": first["next"]}).json()
+    bad = api.get("/api/models", params={"after": -1})
+
+    # Assert: the round's model, then the lineage from its youngest; every model once
+    got = [r["model"] for r in first["rows"] + second["rows"]]
+    assert got[1:] == [_hex(m) for m in reversed(world.models)]
+    assert len(set(got)) == 4 and second["next"] is None
+    assert first["rows"][0]["run"] == _hex(world.run)
+    assert bad.status_code == 422
+
+
 def test_search_finds_addresses_transactions_channels_and_models(
     world: World, api: httpx.Client
 ) -> None:

@@ -236,9 +236,13 @@ def create_app(index: Indexer, feed: LiveFeed, *, title: str = "idlegrid explore
         return dict(found(await off_loop(views.dispute_view, dispute), "such dispute"))
 
     @app.get("/api/models", tags=["models"])
-    async def api_models() -> list[dict[str, Any]]:
-        """Registered models, newest first."""
-        return list(await off_loop(views.models_view))
+    async def api_models(
+        after: Annotated[int | None, Query(ge=0)] = None,
+        limit: Annotated[int, Query(ge=1, le=views.MAX_PAGE)] = 50,
+    ) -> dict[str, Any]:
+        """Registered models, newest first, keyset-paged."""
+        got = await off_loop(views.models_view, after=after, limit=limit)
+        return dict(got.as_dict())
 
     @app.get("/api/models/{model}", tags=["models"])
     async def api_model(model: str) -> dict[str, Any]:
@@ -327,10 +331,12 @@ def create_app(index: Indexer, feed: LiveFeed, *, title: str = "idlegrid explore
         return page(request, "dispute.html", d=d)
 
     @app.get("/models", response_class=HTMLResponse, include_in_schema=False)
-    async def models(request: Request) -> HTMLResponse:
-        rows = await off_loop(views.models_view)
+    async def models(
+        request: Request, after: Annotated[int | None, Query(ge=0)] = None
+    ) -> HTMLResponse:
+        got = await off_loop(views.models_view, after=after, limit=20)
         runs = await off_loop(views.runs_view)
-        return page(request, "models.html", rows=rows, runs=runs)
+        return page(request, "models.html", page=got, runs=runs, after=after)
 
     @app.get("/models/{model}", response_class=HTMLResponse, include_in_schema=False)
     async def model(request: Request, model: str) -> HTMLResponse:

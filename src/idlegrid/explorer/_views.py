@@ -31,7 +31,7 @@ from ._figures import (
     tx_view,
 )
 from ._views_disputes import dispute_view, disputes_view
-from ._views_models import model_view, models_view, oracle_view, run_view, runs_view
+from ._views_models import is_model, model_view, models_view, oracle_view, run_view, runs_view
 from ._views_network import (
     channel_view,
     check_receipt,
@@ -93,7 +93,7 @@ def search(index: Indexer, query: str) -> list[dict[str, str]]:
     for (d,) in index.read("SELECT id FROM disputes WHERE job_id = ?", (bytes.fromhex(raw),)):
         did = "0x" + bytes(d).hex()
         hits.append({"kind": "job", "id": key, "url": f"/disputes/{did}"})
-    if any(m["model"] == key for m in models_view(index)):
+    if is_model(index, key):
         hits.append({"kind": "model", "id": key, "url": f"/models/{key}"})
     if any(r["run"] == key for r in runs_view(index)):
         hits.append({"kind": "run", "id": key, "url": f"/runs/{key}"})

@@ -9,6 +9,7 @@ from typing import Any
 from ..chain import Activity, Indexer
 from ._figures import (
     ZERO32,
+    Page,
     _amount,
     _events,
     _hex32,
@@ -18,21 +19,32 @@ from ._figures import (
 
 
 # -- models, runs and rewards ----------------------------------------------------------
-def models_view(index: Indexer) -> list[dict[str, Any]]:
-    """Every registered model, newest first."""
-    return [
-        {
-            "model": a.args["model"],
-            "trainer": a.args["trainer"],
-            "registrant": a.args["registrant"],
-            "parent": None if a.args["parent"] == ZERO32 else a.args["parent"],
-            "run": None if a.args["run"] == ZERO32 else a.args["run"],
-            "block": a.block,
-            "tx": a.tx_hash,
-            "timestamp": a.timestamp,
-        }
-        for a in reversed(_events(index, "models", ["ModelRegistered"]))
-    ]
+def models_view(index: Indexer, *, after: int | None = None, limit: int = 50) -> Page:
+    """Registered models, newest first, a page at a time (``after``: the previous page's
+    ``next``, a position in the event log)."""
+    limit = _limit(limit)
+    got = index.activity(contract="models", names=["ModelRegistered"], before=after,
+                         limit=limit + 1)  # fmt: skip
+    rows = [_model_row(a) for a in got[:limit]]
+    return Page(rows, str(got[limit - 1].seq) if len(got) > limit else None)
+
+
+def _model_row(a: Activity) -> dict[str, Any]:
+    return {
+        "model": a.args["model"],
+        "trainer": a.args["trainer"],
+        "registrant": a.args["registrant"],
+        "parent": None if a.args["parent"] == ZERO32 else a.args["parent"],
+        "run": None if a.args["run"] == ZERO32 else a.args["run"],
+        "block": a.block,
+        "tx": a.tx_hash,
+        "timestamp": a.timestamp,
+    }
+
+
+def is_model(index: Indexer, key: str) -> bool:
+    """Whether ``key`` (0x-hex) is a registered model."""
+    return any(a.args["model"] == key for a in _events(index, "models", ["ModelRegistered"]))
 
 
 def model_view(index: Indexer, model: str) -> dict[str, Any] | None:
