@@ -49,9 +49,11 @@ SCREENSHOTS = os.environ.get("IDLEGRID_SCREENSHOTS")
 SEE_MS = 20_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless chromium for the session."""
+    """A headless chromium for one test module. Not for the session: Playwright's sync
+    API runs an asyncio loop in this thread while it is open, and every later test that
+    calls ``asyncio.run`` would fail ("cannot be called from a running event loop")."""
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
     from playwright.sync_api import sync_playwright
