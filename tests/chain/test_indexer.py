@@ -573,7 +573,7 @@ def test_activity_is_every_event_newest_first_with_its_block_time(env: Env, tmp_
     script.phase_one()
     script.phase_two()
 
-    with new_index(env, tmp_path / "index.db") as index:
+    with new_index(env, tmp_path / "index.db", block_times=True) as index:
         # Execute
         index.sync()
         newest = index.activity(limit=3)
@@ -596,3 +596,17 @@ def test_activity_is_every_event_newest_first_with_its_block_time(env: Env, tmp_
             index.read("DELETE FROM events")
         with pytest.raises(InvalidInput):
             index.activity(limit=0)
+
+
+def test_without_block_times_only_a_batch_s_last_block_is_timed(env: Env, tmp_path: Path) -> None:
+    # Prepare
+    Script(env).phase_one()
+
+    with new_index(env, tmp_path / "index.db") as index:
+        # Execute
+        report = index.sync()
+        times = {a.block: a.timestamp for a in index.activity(limit=1000)}
+
+    # Assert: no block read per event (a client's index needs no clock)
+    assert times[report.last_block] is not None
+    assert all(t is None for block, t in times.items() if block != report.last_block)

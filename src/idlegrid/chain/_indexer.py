@@ -95,8 +95,13 @@ class Indexer:
         confirmations: int = 0,
         batch_blocks: int = DEFAULT_BATCH_BLOCKS,
         contracts: Sequence[ContractSpec] = CONTRACTS,
+        block_times: bool = False,
     ) -> None:
         """Open (or create) the index at ``path`` for ``deployment``.
+
+        With ``block_times``, each sync also records the timestamp of every block that
+        has an event (one ``eth_getBlockByNumber`` each: the explorer's clock); without,
+        only each batch's last block's (which the sync reads anyway).
 
         Follows the events of every contract in ``contracts`` (each must have an
         address in ``deployment``). Raises ConfigError if the file indexes
@@ -117,6 +122,7 @@ class Indexer:
         self._sync_lock = threading.Lock()  # one sync at a time; guards the writer
         self._read_lock = threading.Lock()  # guards the reader
         self._chain_checked = False
+        self._block_times = block_times
         self._keys: dict[str, str] = {}  # contract address -> the deployment's key
         self._decoders = self._event_decoders()
         self._writer: sqlite3.Connection | None = None
@@ -178,7 +184,8 @@ class Indexer:
                     break
                 end = min(start + self._batch_blocks - 1, target)
                 events = self._fetch(start, end)
-                blocks = self._blocks(sorted({e.block for e, _ in events} | {end}))
+                wanted = {e.block for e, _ in events} if self._block_times else set()
+                blocks = self._blocks(sorted(wanted | {end}))
                 end_hash = blocks[end][0]
                 with self._transaction() as conn:
                     if _meta(conn, "last_block") != (None if last is None else str(last)):

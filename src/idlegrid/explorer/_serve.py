@@ -40,7 +40,7 @@ class Explorer:
     ) -> None:
         """``interval`` None: no polling thread; the caller polls (``feed.poll()``), as
         a test on the embedded chain must (py-evm is not to be shared between threads)."""
-        self.index = Indexer(backend, deployment, index_path)
+        self.index = Indexer(backend, deployment, index_path, block_times=True)
         self.index.sync()
         self._polling = interval is not None
         self.feed = LiveFeed(self.index, interval=interval or 1.0)
@@ -97,12 +97,12 @@ def open_index(
     older schema is a stale cache: it is deleted and built again; without, ConfigError
     says to use another file."""
     try:
-        index = Indexer(backend, deployment, path)
+        index = Indexer(backend, deployment, path, block_times=True)
     except ConfigError:
         if not rebuild:
             raise
         _delete(path)
-        index = Indexer(backend, deployment, path)
+        index = Indexer(backend, deployment, path, block_times=True)
     try:
         index.sync()
     except ConfigError:
@@ -110,7 +110,7 @@ def open_index(
         if not rebuild:
             raise
         _delete(path)
-        index = Indexer(backend, deployment, path)
+        index = Indexer(backend, deployment, path, block_times=True)
         index.sync()
     return index
 
