@@ -26,12 +26,9 @@ from playwright.sync_api import expect
 from idlegrid._process import spawn
 from idlegrid.chain import (
     TOKEN,
-    ModelRegistryClient,
     OracleClient,
     RewardPoolClient,
     RewardTree,
-    compile_file,
-    deploy_contract,
     free_port,
     to_fixed,
 )
@@ -40,13 +37,12 @@ from idlegrid.devnet import wait_for_node
 from idlegrid.edge._federation import EDGE_START_TIMEOUT
 from idlegrid.fl._partition import FederatedData, digits_federated
 
-from ..network.conftest import DEMO_CLIENT, Network, put_blob, start_network
+from ..network.conftest import DEMO_CLIENT, Network, start_network
 from ..network.test_disputes import MODEL_DIGEST, _caught
 from ..network.test_federated import _spec
-from ..network.test_oracle import VAULT, _Vault
+from ..network.test_oracle import funded_vault
 from ..network.test_training import DATA, JOB
 from ..network.test_verify import MODEL, PER_SHARD, X
-from ..oracle.test_relay import _linear_model
 from .conftest import SCREENSHOTS, SEE_MS, Page
 
 pytestmark = pytest.mark.anvil
@@ -312,19 +308,8 @@ def test_an_oracle_request_shows_answered_with_its_latency(
 ) -> None:
     # Prepare: a registered model on every node; the example vault, funded, asks
     ledger, owner = net.ledger, net.account(DEMO_CLIENT)
-    model = _linear_model()
-    digest = hashlib.sha256(model).digest()
-    ledger.client("models", ModelRegistryClient).register(digest, sender=owner)
-    for node in net.nodes:
-        put_blob(net, node, model, account=owner)
+    vault = funded_vault(net, owner)
     oracle = ledger.client("oracle", OracleClient)
-    artifact = compile_file(VAULT)
-    address = deploy_contract(
-        ledger.backend, "RiskVault", [oracle.address, ledger.token.address, digest, 0],
-        sender=owner, artifact=artifact,
-    )  # fmt: skip
-    vault = _Vault(ledger.backend, address, abi=artifact.abi)
-    ledger.token.transfer(vault.address, 10 * TOKEN, sender=owner)
     ex = _explorer(open_explorer, net)
 
     # Execute: the vault asks; nobody but the provider nodes acts

@@ -21,6 +21,7 @@ from idlegrid.chain import (
     to_fixed,
 )
 from idlegrid.chain._clients import ContractClient
+from idlegrid.protocol import Account
 
 from ..oracle.test_relay import B, W, _linear_model
 from .conftest import Network, put_blob
@@ -35,11 +36,11 @@ class _Vault(ContractClient):
     _name = "RiskVault"
 
 
-def test_provider_nodes_answer_a_vault_s_request_by_themselves(network: Network) -> None:
-    # Prepare: a registered model, uploaded to every provider; a vault with tokens
+def funded_vault(network: Network, owner: Account) -> _Vault:
+    """The example model registered (once) and on every node, and a RiskVault asking
+    for it, holding 10 tokens."""
     model = _linear_model()
     digest = hashlib.sha256(model).digest()
-    owner = network.account(len(network.info.accounts) - 1)
     ledger = network.ledger
     models = ledger.client("models", ModelRegistryClient)
     if not models.registered(digest):
@@ -54,6 +55,15 @@ def test_provider_nodes_answer_a_vault_s_request_by_themselves(network: Network)
     )  # fmt: skip
     vault = _Vault(ledger.backend, address, abi=artifact.abi)
     ledger.token.transfer(vault.address, 10 * TOKEN, sender=owner)
+    return vault
+
+
+def test_provider_nodes_answer_a_vault_s_request_by_themselves(network: Network) -> None:
+    # Prepare: a registered model, uploaded to every provider; a vault with tokens
+    owner = network.account(len(network.info.accounts) - 1)
+    ledger = network.ledger
+    vault = funded_vault(network, owner)
+    oracle = ledger.client("oracle", OracleClient)
     x = [0.2, 0.1, 0.3]
 
     # Execute: the vault asks; nobody but the provider nodes acts

@@ -81,8 +81,8 @@ def create_app(index: Indexer, feed: LiveFeed, *, title: str = "idlegrid explore
     env = templates.env
     env.filters["short"] = short
     env.filters["time"] = _time
-    env.globals["vendor_ok"] = vendor_dir() is not None
     vendor = vendor_dir()
+    env.globals["vendor_ok"] = vendor is not None
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(
