@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from idlegrid import InvalidInput
-from idlegrid.fl._contrib import group_contributions, gtg_shapley, shares, split_reward
+from idlegrid.fl._contrib import (
+    MlpValue,
+    group_contributions,
+    gtg_shapley,
+    shares,
+    split_reward,
+)
 
 DIM = 8
 TARGET = np.linspace(-1.0, 1.0, DIM)
@@ -274,3 +280,33 @@ def test_group_aggregates_refuse_an_empty_cohort_or_a_gain_that_is_not_finite() 
     with pytest.raises(InvalidInput, match="members and a finite gain"):
         group_contributions([(["a"], float("nan"))])
     assert group_contributions([]) == {}
+
+
+def test_batched_coalition_values_are_the_single_ones_and_a_zero_update_adds_nothing() -> None:
+    """The numpy MLP's batched pass (``heads``, what the estimate uses) gives each
+    coalition the value ``head`` gives it alone, and a zero update in a real round is
+    worth exactly nothing through it."""
+    pytest.importorskip("torch")
+    from idlegrid.fl import validation_value
+    from idlegrid.fl._partition import digits_federated
+    from idlegrid.workloads._train_models import MlpModel
+
+    start, updates, examples, _ = _round(free_rider=True)
+    model = MlpModel(family="mlp", inputs=64, hidden=(32,), classes=10)
+    data = digits_federated(6, 1.0, seed=0)
+    value = validation_value(model, data.x_test, data.y_test)
+    assert isinstance(value, MlpValue)
+    params = np.stack([updates[c] for c in sorted(updates)])
+    first = value.first_size
+
+    batched = value.heads(
+        np.stack([value.first(p) for p in params]),
+        params[:, first:],
+    )
+
+    assert batched.shape == (len(params),)
+    assert batched.tolist() == pytest.approx([value(p) for p in params], abs=1e-6)
+    with pytest.raises(InvalidInput, match="do not match"):
+        value.heads(np.stack([value.first(p) for p in params]), params[:2, first:])
+    got = gtg_shapley(start, updates, examples, value, seed=1)
+    assert got.values[0] == 0.0 and min(got.values[c] for c in (2, 3, 4, 5)) > 0

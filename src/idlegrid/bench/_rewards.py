@@ -164,6 +164,20 @@ def _run(
     }
 
 
+def _warm_up(s: _Setup) -> None:
+    """One client's local fit and one estimate, untimed: the first call of each pays
+    for torch's and numpy's one-off set-up (over a second of CPU on this benchmark,
+    three times the run's warm training), which neither side of ``overhead`` should
+    carry."""
+    from ..fl._contrib import gtg_shapley, validation_value
+    from ..fl._local import local_fit
+
+    x, y = s.data.client(0)
+    fit = local_fit(s.model, s.start, x, y, epochs=1, batch=16, lr=0.3, seed=0)
+    value = validation_value(s.model, s.data.x_test, s.data.y_test)
+    gtg_shapley(s.start, {0: fit.params, 1: s.start}, {0: fit.examples, 1: 1}, value, seed=0)
+
+
 def _claim_gas(contributors: int) -> int:
     """Gas of one claim from a posting of ``contributors`` (embedded chain)."""
     import hashlib
@@ -210,6 +224,7 @@ def bench_rewards(
 
     started = time.perf_counter()
     s = _Setup(clients, alpha, rounds, seed)
+    _warm_up(s)
     _say(progress, f"clean run: {clients} clients, {rounds} rounds")
     clean = _run(s)
     riders = {}
@@ -270,7 +285,8 @@ def bench_rewards(
         "forward pass), updates "
         "clipped to the round's median norm, near-identical updates (cosine >= 0.8) "
         "merged, replays of the last global step zeroed; shares clipped at 0 per round",
-        "overhead": "process CPU seconds of the estimate / of the local training, clean run",
+        "overhead": "process CPU seconds of the estimate / of the local training, clean run, "
+        "after an untimed warm-up of both (torch's first fit costs more than the run's)",
         "rank_correlation": "Spearman(reward, final held-out loss without the client - with "
         "everyone), each retrained from the same start",
         "claim_gas": "median gas of a claim from a 10-leaf posting, embedded chain",

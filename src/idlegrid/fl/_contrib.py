@@ -38,12 +38,13 @@ What a copier or a freeloader gains is designed out before the estimate:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -172,15 +173,22 @@ def gtg_shapley(
     Runs with one BLAS thread: its values are hundreds of matrix products too small to
     share (a 360-row validation set: 70 µs a value on one thread, 2 ms on two that
     contend with the training's)."""
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas().limit(limits=1, user_api="blas"):
         return _gtg_shapley(
             global_params, updates, examples, value, seed=seed,
             max_permutations=max_permutations, within_eps=within_eps,
             between_eps=between_eps, tol=tol, group_tau=group_tau,
             previous_step=previous_step, stale_tau=stale_tau,
         )  # fmt: skip
+
+
+@functools.cache
+def _blas() -> Any:
+    """The process's thread pools (threadpoolctl scans the loaded libraries once, not
+    at every round: the scan costs more than a small round's estimate)."""
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+    return ThreadpoolController()
 
 
 def _gtg_shapley(
@@ -225,6 +233,7 @@ def _gtg_shapley(
     # the same float32 input (a zero update's marginal stays exactly zero)
     z_base = mlp.first(base, wide=True) if mlp else None
     z_share = [mlp.first(sh, wide=True) for sh in shares_of_step] if mlp else []
+    tail_share = [sh[mlp.first_size :] for sh in shares_of_step] if mlp else []
 
     def v(coalition: frozenset[int], step: np.ndarray, z: np.ndarray | None) -> float:
         """The value of ``coalition``, whose step (the sum of its shares) is ``step``
@@ -257,6 +266,8 @@ def _gtg_shapley(
         for first in players:
             rest = [p for p in players if p != first]
             order = [first, *rng.permutation(rest).tolist()]
+            if mlp is not None:
+                _fill(cache, mlp, order, z_base, z_share, tail_share, base)
             prefix: frozenset[int] = frozenset()
             step = zero
             z = z_base
@@ -280,6 +291,43 @@ def _gtg_shapley(
         if done >= MIN_PASSES * len(players) and change < tol:
             break
     return _result(groups, phi, examples, v0, vn, len(cache), done, False, change, stale)
+
+
+def _fill(
+    cache: dict[frozenset[int], float],
+    mlp: MlpValue,
+    order: Sequence[int],
+    z_base: np.ndarray | None,
+    z_share: Sequence[np.ndarray],
+    tail_share: Sequence[np.ndarray],
+    base: np.ndarray,
+) -> None:
+    """Every prefix of ``order`` the cache lacks, valued in one batched pass.
+
+    The sums are the ones the order's walk would make, in its order: ``z`` from the
+    base's pre-activation, the step from zero, so a prefix has the value the walk would
+    have given it. Prefixes past the walk's
+    truncation are valued too; one pass over all costs less than stopping early."""
+    empty: frozenset[int] = frozenset()
+    prefixes = list(itertools.accumulate(order, lambda s, p: s | {p}, initial=empty))[1:]
+    missing = [i for i, s in enumerate(prefixes) if s not in cache]
+    if not missing or z_base is None:
+        return
+    last = missing[-1] + 1
+    z = np.empty((len(missing), *z_base.shape), np.float32)
+    tails = np.empty((len(missing), len(base) - mlp.first_size), np.float32)
+    z_at, step = z_base, np.zeros(len(base) - mlp.first_size)
+    at = 0
+    for i, p in enumerate(order[:last]):
+        z_at = z_at + z_share[p]
+        step = step + tail_share[p]
+        if i == missing[at]:
+            z[at] = z_at  # float32 here, as the walk's
+            tails[at] = base[mlp.first_size :] + step
+            at += 1
+    got = mlp.heads(z, tails)
+    for i, value in zip(missing, got.tolist(), strict=True):
+        cache[prefixes[i]] = value
 
 
 def _result(
@@ -398,6 +446,8 @@ class MlpValue:
         if not rows:
             raise InvalidInput(f"a validation set of [rows, {model.inputs}] and as many labels")
         self._first = self.dims[0] * self.dims[1] + self.dims[1]  # its weights and bias
+        #: parameters in the first layer (its weights and bias); the rest are the tail
+        self.first_size = self._first
         self._rows = np.arange(rows)
         self._xs64: np.ndarray | None = None
         #: the layers after the first: (weights' start, bias' start, inputs, outputs)
@@ -429,14 +479,28 @@ class MlpValue:
         """``v`` from the first layer's pre-activation ``z``, the later layers'
         parameters taken from ``params``."""
         flat = self._check(params)
+        return float(self.heads(z[None], flat[None, self._first :])[0])
+
+    def heads(self, z: np.ndarray, tails: np.ndarray) -> np.ndarray:
+        """:meth:`head` of ``k`` coalitions at once: ``z`` their first-layer
+        pre-activations ``[k, rows, hidden]`` and ``tails`` the parameters after the
+        first layer ``[k, P - first]``, both float32. One batched pass costs a few of
+        :meth:`head`'s: a round's estimate is hundreds of small evaluations whose time
+        is numpy's per-call overhead, not arithmetic."""
+        k = len(z)
+        if tails.shape != (k, self.n - self._first) or z.shape[:2] != (k, len(self._rows)):
+            raise InvalidInput(f"{k} coalitions' activations and tails do not match the model")
         h = z
         for w_at, b_at, a, b in self._layers:  # after the first: (weights, bias) slices
-            h = np.maximum(h, 0.0) @ flat[w_at:b_at].reshape(b, a).T + flat[b_at : b_at + b]
+            w = tails[:, w_at - self._first : b_at - self._first].reshape(k, b, a)
+            bias = tails[:, b_at - self._first : b_at - self._first + b]
+            h = np.matmul(np.maximum(h, 0.0), w.transpose(0, 2, 1)) + bias[:, None, :]
         h = h.astype(np.float64)
-        top = h.max(axis=1)
-        lse = np.log(np.exp(h - top[:, None]).sum(axis=1)) + top
+        h -= h.max(axis=2, keepdims=True)  # each row's top logit: exp cannot overflow
         # the mean log-probability of the true labels: their logits less the log-sum-exp
-        return float(h[self._rows, self.labels].mean() - lse.mean())
+        lse = np.log(np.exp(h).sum(axis=2)).sum(axis=1)
+        picked = h[:, self._rows, self.labels].sum(axis=1)
+        return np.asarray((picked - lse) / len(self._rows), dtype=np.float64)
 
     def __call__(self, params: np.ndarray) -> float:
         return self.head(self.first(params), params)
