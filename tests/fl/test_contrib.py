@@ -12,6 +12,7 @@ import pytest
 from idlegrid import InvalidInput
 from idlegrid.fl._contrib import (
     MlpValue,
+    _clip_norm,
     group_contributions,
     gtg_shapley,
     shares,
@@ -94,10 +95,9 @@ def test_identities_with_one_data_set_are_worth_what_it_is_worth_as_one() -> Non
     assert three.values[91] == pytest.approx(total / 3)
 
 
-def test_a_bigger_step_or_claimed_size_buys_nothing() -> None:
+def test_a_bigger_step_buys_nothing() -> None:
     # Prepare: the same direction, once at its own size (above the round's median) and
-    # once five times longer (training longer on duplicated rows) with five times the
-    # claimed examples
+    # once five times longer (training longer on duplicated rows)
     rng = np.random.default_rng(3)
     honest = _updates({0: 0.3, 1: 0.25, 2: 0.2}, rng, noise=0.05)
     step = 0.4 * _direction(3) + 0.05 * rng.normal(size=DIM)
@@ -107,10 +107,38 @@ def test_a_bigger_step_or_claimed_size_buys_nothing() -> None:
 
     # Execute
     a = gtg_shapley(BASE, plain, ex, bowl, seed=4, group_tau=1.1)
-    b = gtg_shapley(BASE, pumped, {**ex, 3: 500}, bowl, seed=4, group_tau=1.1)
+    b = gtg_shapley(BASE, pumped, ex, bowl, seed=4, group_tau=1.1)
 
     # Assert: clipped to the round's median norm, it is worth what it was
     assert b.values[3] == pytest.approx(a.values[3], rel=1e-6)
+
+
+def test_neither_many_identities_nor_a_large_claim_set_the_clip_norm() -> None:
+    """Nine honest clients of ~150 rows with updates of norm 2 to 3; ten identities of
+    23 rows each with norm 0.7 to 0.9 (one data set split); or one client claiming
+    ten times its rows with a longer step."""
+    rng = np.random.default_rng(9)
+    honest = {c: float(n) for c, n in enumerate(np.linspace(2.0, 3.0, 9))}
+    claims = dict.fromkeys(honest, 150)
+
+    def deltas(norms: dict[int, float]) -> dict[int, np.ndarray]:
+        out = {}
+        for c, n in norms.items():
+            d = rng.normal(size=DIM)
+            out[c] = n * d / np.linalg.norm(d)
+        return out
+
+    alone = _clip_norm(deltas(honest), claims)
+    sybils = {100 + k: 0.7 + 0.02 * k for k in range(10)}
+    split = _clip_norm(deltas(honest | sybils), claims | dict.fromkeys(sybils, 23))
+    pumped = _clip_norm(deltas(honest | {8: 15.0}), claims | {8: 1500})
+
+    assert alone == pytest.approx(2.5)  # the median of the nine
+    # a plain median over the 19 identities would be 0.88, a sybil's own norm
+    assert 2.0 <= split < alone
+    # a median over examples would be the claimant's own 15.0 (1500 of 2700 examples)
+    assert alone <= pumped <= 3.0
+    assert _clip_norm({0: np.zeros(DIM)}, {0: 5}) == 0.0
 
 
 def test_a_replay_of_the_last_global_step_counts_as_nothing() -> None:

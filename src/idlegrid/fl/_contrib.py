@@ -27,7 +27,9 @@ What a copier or a freeloader gains is designed out before the estimate:
   data set split into k identities is then worth what it is worth as one client.
 * **Size claimed, not shown**: every player counts the same in ``v`` (a plain mean,
   not weighted by claimed examples), and each update is scaled down to the median norm
-  of the round's updates (Flower's and DP-FedAvg's clipping, at the median), so that
+  of the round's updates (Flower's and DP-FedAvg's clipping, at the median; each norm
+  weighing the square root of its examples, so that neither many identities nor one
+  large claim can move it much: :func:`_clip_norm`), so that
   training longer or on duplicated rows does not buy a larger step.
 * **Free riders**: an update that is zero (the global model sent back) adds exactly
   nothing, as each player moves the model by its 1/n share of the round's step and an
@@ -128,6 +130,25 @@ def _groups(deltas: Mapping[int, np.ndarray], tau: float) -> list[list[int]]:
     return sorted(out.values())
 
 
+def _clip_norm(deltas: Mapping[int, np.ndarray], examples: Mapping[int, int]) -> float:
+    """The norm every update is clipped to: the weighted median of the (non-zero)
+    updates' norms, each weighing the square root of its claimed examples.
+
+    Not the plain median over clients: ten identities of a few rows each send ten small
+    updates and would drag it down to theirs, clipping every honest client's step to
+    it (on the benchmark, from 2.2 to 0.9) while theirs stay whole. Not the median over
+    examples either: a client that claims most of the round's examples would set it
+    alone (its own long step unclipped). Under the square root, k identities of one
+    data set weigh sqrt(k) times what it weighs as one (not k times), and a claim k
+    times larger weighs sqrt(k) times more (not k times)."""
+    norms = {c: float(np.linalg.norm(d)) for c, d in deltas.items()}
+    moving = sorted((n, math.sqrt(int(examples[c]))) for c, n in norms.items() if n > 0)
+    if not moving:
+        return 0.0
+    weights = np.cumsum([w for _, w in moving])
+    return moving[int(np.searchsorted(weights, weights[-1] / 2))][0]
+
+
 def _replays(
     deltas: Mapping[int, np.ndarray], previous: np.ndarray | None, tau: float
 ) -> list[int]:
@@ -212,8 +233,7 @@ def _gtg_shapley(
     stale = _replays(deltas, previous_step, stale_tau)
     for c in stale:
         deltas[c] = np.zeros_like(base)
-    norms = [float(np.linalg.norm(d)) for d in deltas.values()]
-    cap = float(np.median([n for n in norms if n > 0])) if any(n > 0 for n in norms) else 0.0
+    cap = _clip_norm(deltas, examples)
     clipped = {
         c: (d * min(1.0, cap / n) if (n := float(np.linalg.norm(d))) > 0 else d)
         for c, d in deltas.items()
