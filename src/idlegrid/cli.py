@@ -1563,6 +1563,9 @@ def bench_rewards(
     as_json: JsonFlag = False,
     clients: Annotated[int, typer.Option(help="Clients (one Dirichlet part each).")] = 10,
     rounds: Annotated[int, typer.Option(help="Federated rounds of every run.")] = 8,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Seeds (partitions and training) the figures average.")
+    ] = 5,
 ) -> None:
     """Data contributors' rewards: what free riders, noisy labels, duplicates and sybils earn."""
     from .bench._rewards import bench_rewards as run_rewards
@@ -1570,7 +1573,7 @@ def bench_rewards(
     def say(msg: str) -> None:
         console.print(f"[dim]•[/dim] {msg}")
 
-    result = run_rewards(clients=clients, rounds=rounds, progress=say)
+    result = run_rewards(clients=clients, rounds=rounds, seeds=seeds, progress=say)
     if as_json:
         _print_json(result)
         return
@@ -1578,7 +1581,9 @@ def bench_rewards(
         "free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain", "duplicate_gain",
         "rank_correlation", "overhead", "rule_max_diff", "claim_gas",
     ):  # fmt: skip
-        out.print(f"{key}: {result[key]}")
+        spread = result["spread"].get(key)
+        sd = f" (sd {spread['sd']:.3f} over {seeds} seeds)" if spread and seeds > 1 else ""
+        out.print(f"{key}: {result[key]}{sd}")
     for name, met in result["targets"].items():
         out.print(f"{name}: {met}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from idlegrid import InvalidInput
 from idlegrid.bench._rewards import bench_rewards
 
 FIGURES = (
@@ -17,7 +18,7 @@ def test_bench_rewards_prints_every_figure() -> None:
     pytest.importorskip("torch")
 
     # Execute
-    result = bench_rewards(clients=6, rounds=2)
+    result = bench_rewards(clients=6, rounds=2, seeds=2)
 
     # Assert: each figure a number; the free riders' four strategies, the sybil splits
     for key in (*FIGURES, "targets", "anchors", "how"):
@@ -32,3 +33,19 @@ def test_bench_rewards_prints_every_figure() -> None:
     assert -1 <= result["rank_correlation"] <= 1 and result["overhead"] > 0
     assert sum(result["clean_shares"].values()) == pytest.approx(1.0)
     assert 21_000 < result["claim_gas"] < 200_000
+    # two seeds: a figure is their mean, the free riders' share their worst
+    seeds = result["by_seed"]
+    assert set(seeds) == {"0", "1"} and result["seeds"] == 2
+    for key in ("noisy_vs_clean", "duplicate_gain", "rank_correlation", "overhead"):
+        assert result[key] == pytest.approx((seeds["0"][key] + seeds["1"][key]) / 2), key
+        spread = result["spread"][key]
+        assert spread["min"] <= result[key] <= spread["max"] and spread["sd"] >= 0
+    assert result["free_rider_share"] == max(s["free_rider_share"] for s in seeds.values())
+    for k in ("2", "3", "10"):
+        each = [s["sybil_gain_by_split"][k] for s in seeds.values()]
+        assert result["sybil_gain_by_split"][k] == pytest.approx(sum(each) / 2)
+
+
+def test_bench_rewards_refuses_no_seeds() -> None:
+    with pytest.raises(InvalidInput, match="seeds must be 1 or more"):
+        bench_rewards(seeds=0)
