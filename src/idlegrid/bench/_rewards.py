@@ -18,7 +18,8 @@ client playing a game each time (always from the same partitions and seeds):
   total reward over client 4's as one; the worst split (furthest from 1);
 * ``rank_correlation``: Spearman correlation between the clean run's rewards and each
   client's leave-one-out value, measured by training again without it (the final
-  held-out loss without the client minus with everyone);
+  held-out loss without the client minus with everyone, the mean over
+  ``LOO_TRAININGS`` trainings with their own seeds);
 * ``overhead``: seconds spent estimating contributions over seconds spent training, in
   the clean run (no message from clients beyond their updates);
 * ``rule_max_diff``: the largest difference of a client's share between the clean run
@@ -64,6 +65,12 @@ ANCHORS = {
 }
 FREE_RIDERS = ("zero", "global", "noise", "stale")
 SPLITS = (2, 3, 10)
+#: trainings the leave-one-out values average (each with and without every client, from
+#: the same start; one training's values correlate with another's at Spearman 0.83 to
+#: 0.98 on seed 0, so one alone is a noisy reference)
+LOO_TRAININGS = 3
+#: what a retraining adds to every local fit's seed (beyond any round's and client's)
+RETRAIN = 100_000
 #: figures reported as their mean over the seeds
 MEANS = (
     "noisy_vs_clean", "noisy30_vs_clean", "duplicate_gain", "rank_correlation", "overhead",
@@ -121,6 +128,7 @@ def _run(
     rule: str = "fedavg",
     without: int | None = None,
     contributions: bool = True,
+    retrain: int = 0,
 ) -> dict[str, Any]:
     """One federated run; each identity's summed round shares, the final held-out loss,
     and the seconds spent training and estimating."""
@@ -139,8 +147,8 @@ def _run(
         for ident, x, y in s.parts(game):
             if ident == without:
                 continue
-            fit = local_fit(s.model, params, x, y, epochs=2, batch=16, lr=0.3,
-                            seed=client_seed(s.seed, rnd, ident % 1000))  # fmt: skip
+            fit_seed = client_seed(s.seed, rnd, ident % 1000) + RETRAIN * retrain
+            fit = local_fit(s.model, params, x, y, epochs=2, batch=16, lr=0.3, seed=fit_seed)
             updates[ident], examples[ident] = fit.params, fit.examples
         if rider is not None:
             rng = np.random.default_rng([s.seed, rnd, 11])
@@ -243,10 +251,14 @@ def _one_seed(s: _Setup, progress: Progress) -> dict[str, Any]:
         got = _run(s, f"sybil{k}")["shares"]
         sybil[k] = sum(v for c, v in got.items() if c >= 1000) / clean["shares"][4]
         _say(progress, f"seed {s.seed}: {k} sybils: gain {sybil[k]:.3f}")
-    _say(progress, f"seed {s.seed}: leave-one-out: training again without each client")
-    loo = {}
-    for c in range(clients):
-        loo[c] = _run(s, without=c, contributions=False)["loss"] - clean["loss"]
+    _say(progress, f"seed {s.seed}: leave-one-out: training again without each client, "
+         f"{LOO_TRAININGS} times")  # fmt: skip
+    loo = dict.fromkeys(range(clients), 0.0)
+    for t in range(LOO_TRAININGS):
+        everyone = clean["loss"] if t == 0 else _run(s, contributions=False, retrain=t)["loss"]
+        for c in range(clients):
+            without = _run(s, without=c, contributions=False, retrain=t)["loss"]
+            loo[c] += (without - everyone) / LOO_TRAININGS
     rewards = [clean["shares"].get(c, 0.0) for c in range(clients)]
     rank = float(spearmanr(rewards, [loo[c] for c in range(clients)]).statistic)
     median = _run(s, rule="median")["shares"]
@@ -358,7 +370,8 @@ def bench_rewards(
         "overhead": "process CPU seconds of the estimate / of the local training, clean run, "
         "after an untimed warm-up of both (torch's first fit costs more than the run's)",
         "rank_correlation": "Spearman(reward, final held-out loss without the client - with "
-        "everyone), each retrained from the same start",
+        f"everyone), each retrained from the same start, the mean over {LOO_TRAININGS} "
+        "trainings (local fits seeded apart)",
         "claim_gas": "median gas of a claim from a 10-leaf posting, embedded chain",
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
