@@ -11,8 +11,10 @@ import pytest
 
 from idlegrid import InvalidInput
 from idlegrid.fl._contrib import (
+    GCE_Q,
     MlpValue,
     _clip_norm,
+    gce_score,
     group_contributions,
     gtg_shapley,
     shares,
@@ -234,9 +236,10 @@ def test_on_real_training_a_free_rider_earns_nothing_and_flipped_labels_earn_les
     assert clean.v_after > clean.v_before and clean.evaluations > 6
 
 
-def test_the_numpy_value_of_an_mlp_is_torch_s_loss() -> None:
+def test_the_numpy_value_of_an_mlp_is_the_gce_of_torch_s_probabilities() -> None:
     pytest.importorskip("torch")
     from idlegrid.fl import evaluate_params, initial_params, validation_value
+    from idlegrid.fl._local import true_class_log_probs
     from idlegrid.fl._partition import digits_federated
     from idlegrid.workloads._train_models import MlpModel
 
@@ -245,12 +248,26 @@ def test_the_numpy_value_of_an_mlp_is_torch_s_loss() -> None:
     value = validation_value(model, data.x_test, data.y_test)
     for seed in (0, 1):
         params = initial_params(model, seed)
+        log_p = true_class_log_probs(model, params, data.x_test, data.y_test)
+        q = GCE_Q
+        assert value(params) == pytest.approx(float(np.mean((np.exp(q * log_p) - 1) / q)), abs=1e-5)
+        # the same log-probabilities torch's cross-entropy averages
         loss, _ = evaluate_params(model, params, data.x_test, data.y_test)
-        assert value(params) == pytest.approx(-loss, abs=1e-5)
+        assert -float(np.mean(log_p)) == pytest.approx(loss, abs=1e-5)
     with pytest.raises(InvalidInput, match="parameters are"):
         value(params[:-1])
     with pytest.raises(InvalidInput, match="validation set"):
         validation_value(model, data.x_test[:, :10], data.y_test)
+
+
+def test_the_score_is_bounded_and_between_log_likelihood_and_probability() -> None:
+    log_p = np.log(np.array([[1.0, 0.5, 1e-30], [1.0, 1.0, 1.0]]))
+    got = gce_score(log_p)
+    # a certain row scores 0, a hopeless one -1/q at worst (log-likelihood: -69)
+    assert got[1] == 0.0 and got[0] >= -1 / GCE_Q
+    assert got[0] == pytest.approx((0 + (0.5**GCE_Q - 1) / GCE_Q - 1 / GCE_Q) / 3)
+    # one confidently wrong row weighs less than under the log-likelihood
+    assert np.mean(log_p[0]) < got[0]
 
 
 def test_a_reward_is_split_by_positive_contribution_and_never_over_its_total() -> None:

@@ -55,6 +55,7 @@ from ..workloads._train_models import MlpModel, ModelSpec, param_count
 
 __all__ = [
     "RoundContribution",
+    "gce_score",
     "group_contributions",
     "gtg_shapley",
     "shares",
@@ -64,6 +65,9 @@ __all__ = [
 
 #: passes over the players (each first in turn) before the estimate may stop
 MIN_PASSES = 2
+#: ``q`` of the generalized cross-entropy the coalitions are scored by (:func:`gce_score`;
+#: the paper's recommended value)
+GCE_Q = 0.7
 
 #: v(params) -> the validation metric (higher is better)
 Value = Callable[[np.ndarray], float]
@@ -517,22 +521,33 @@ class MlpValue:
             h = np.matmul(np.maximum(h, 0.0), w.transpose(0, 2, 1)) + bias[:, None, :]
         h = h.astype(np.float64)
         h -= h.max(axis=2, keepdims=True)  # each row's top logit: exp cannot overflow
-        # the mean log-probability of the true labels: their logits less the log-sum-exp
-        lse = np.log(np.exp(h).sum(axis=2)).sum(axis=1)
-        picked = h[:, self._rows, self.labels].sum(axis=1)
-        return np.asarray((picked - lse) / len(self._rows), dtype=np.float64)
+        # the true labels' log-probabilities: their logits less the log-sum-exp
+        lse = np.log(np.exp(h).sum(axis=2))
+        return gce_score(h[:, self._rows, self.labels] - lse)
 
     def __call__(self, params: np.ndarray) -> float:
         return self.head(self.first(params), params)
 
 
+def gce_score(log_p: np.ndarray) -> np.ndarray:
+    """Minus the generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018) of the true
+    labels' log-probabilities ``log_p`` (``[..., rows]``), averaged over the last axis:
+    ``mean((p ** q - 1) / q)`` with ``q = GCE_Q``. Between minus the cross-entropy
+    (``q -> 0``) and the mean probability of the true label (``q = 1``), and bounded
+    (each row in ``[-1/q, 0]``): one confidently wrong validation row cannot outweigh
+    many right ones, so an update that teaches wrong labels is seen by how many rows it
+    gets wrong more than by how sure it is of them."""
+    return np.asarray(np.expm1(GCE_Q * np.asarray(log_p, np.float64)).mean(axis=-1) / GCE_Q)
+
+
 def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> Value:
-    """``v(params)``: minus the mean cross-entropy of ``params`` on the validation set
+    """``v(params)``: the :func:`gce_score` of ``params`` on the validation set
     ``(x, y)``. An MLP is evaluated in numpy (the estimate evaluates hundreds of
     coalitions a round; building a torch network for each would cost more than the
-    round's training); other families through :func:`~idlegrid.fl.evaluate_params`."""
+    round's training); other families through torch
+    (:func:`~idlegrid.fl._local.true_class_log_probs`)."""
     if not isinstance(model, MlpModel):
-        from ._local import evaluate_params
+        from ._local import true_class_log_probs
 
-        return lambda params: -evaluate_params(model, params, x, y)[0]
+        return lambda params: float(gce_score(true_class_log_probs(model, params, x, y)))
     return MlpValue(model, x, y)

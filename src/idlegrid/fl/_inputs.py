@@ -61,7 +61,7 @@ __all__ = ["MAX_INPUTS_BYTES", "RoundInputs", "check_posting", "post_contributio
 #: bytes a round's inputs may have (a blob store's default limit)
 MAX_INPUTS_BYTES = 256 * 2**20
 #: the format's name, in ``meta.npy``: another estimator is another format
-FORMAT = "idlegrid/round-inputs/1"
+FORMAT = "idlegrid/round-inputs/2"
 #: a posted amount may differ from the recomputation by this part of the round's reward
 TOLERANCE = 10**-4
 
@@ -103,7 +103,7 @@ class RoundInputs:
 
     # -- the recomputation -------------------------------------------------------------
     def contributions(self) -> dict[str, float]:
-        """Each participant's contribution (GTG-Shapley, in validation-loss units)."""
+        """Each participant's contribution (GTG-Shapley, in units of the validation score)."""
         return dict(self._contributions)
 
     def amounts(self) -> dict[str, int]:

@@ -24,7 +24,7 @@ from ..workloads._train_models import ModelSpec, build, param_count
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LocalFit", "evaluate_params", "initial_params", "local_fit"]
+__all__ = ["LocalFit", "evaluate_params", "initial_params", "local_fit", "true_class_log_probs"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,34 @@ def local_fit(
     return LocalFit(out, float(np.mean(losses)), len(y))
 
 
+def _logits(model: ModelSpec, params: np.ndarray, x: np.ndarray) -> torch.Tensor:
+    import torch
+
+    net = _network(model, params)
+    net.eval()
+    with torch.no_grad():
+        return torch.cat(
+            [
+                net(torch.from_numpy(np.ascontiguousarray(x[i : i + 1024])))
+                for i in range(0, len(x), 1024)
+            ]
+        )
+
+
+def true_class_log_probs(
+    model: ModelSpec, params: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """float64 ``[rows]``: each row's log-probability of its label under ``params``."""
+    _torch()
+    import torch
+
+    logits = _logits(model, params, x).double()
+    picked = torch.log_softmax(logits, dim=1)[
+        torch.arange(len(y)), torch.from_numpy(y.astype(np.int64))
+    ]
+    return np.asarray(picked.numpy(), dtype=np.float64)
+
+
 def evaluate_params(
     model: ModelSpec, params: np.ndarray, x: np.ndarray, y: np.ndarray
 ) -> tuple[float, float]:
@@ -130,15 +158,8 @@ def evaluate_params(
     _torch()
     import torch
 
-    net = _network(model, params)
-    net.eval()
+    logits = _logits(model, params, x)
     with torch.no_grad():
-        logits = torch.cat(
-            [
-                net(torch.from_numpy(np.ascontiguousarray(x[i : i + 1024])))
-                for i in range(0, len(x), 1024)
-            ]
-        )
         yt = torch.from_numpy(y.astype(np.int64))
         loss = float(torch.nn.functional.cross_entropy(logits, yt))
         accuracy = float((logits.argmax(dim=1) == yt).float().mean())
