@@ -3,8 +3,8 @@ earn, with the round contributions of :func:`idlegrid.fl.gtg_shapley`.
 
 Ten clients on the federated benchmark's Dirichlet partitions of scikit-learn's digits
 (the MLP 64-32-10, local SGD), ``rounds`` FedAvg rounds; each round's contributions are
-estimated from the round's updates on the sponsor's held-out set (minus its loss), and a
-client's reward is its share of each round, summed. The same run is repeated with one
+estimated from the round's updates on the sponsor's held-out set (its validation
+score), and a client's reward is its share of each round, summed. The same run is repeated with one
 client playing a game each time (always from the same partitions and seeds):
 
 * ``free_rider_share``: client 0 sends, instead of its work, a zero update (all-zero
@@ -363,10 +363,11 @@ def bench_rewards(
         "over the seeds (spread: their sd, min and max; by_seed: each), the free riders' "
         "share the worst over seeds; sybil_gain the split whose mean is furthest from 1; "
         "clean_shares and leave_one_out_loss_gain are the first seed's",
-        "estimator": "GTG-Shapley (idlegrid.fl.gtg_shapley): minus held-out loss (numpy "
-        "forward pass), updates clipped to the round's median norm (each weighing the "
-        "square root of its examples), near-identical updates (cosine >= 0.8) merged, "
-        "replays of the last global step zeroed; shares clipped at 0 per round",
+        "estimator": "GTG-Shapley (idlegrid.fl.gtg_shapley): minus the held-out "
+        "generalized cross-entropy, q = 0.7 (numpy forward pass), updates clipped to the "
+        "round's median norm (each weighing the square root of its examples), "
+        "near-identical updates (cosine >= 0.8) merged, replays of the last global step "
+        "zeroed; shares clipped at 0 per round",
         "overhead": "process CPU seconds of the estimate / of the local training, clean run, "
         "after an untimed warm-up of both (torch's first fit costs more than the run's)",
         "rank_correlation": "Spearman(reward, final held-out loss without the client - with "

@@ -94,7 +94,7 @@ class RoundReport:
     #: same weights were registered before, by an identical run)
     registered: bool = False
     #: each participant's contribution to the round (GTG-Shapley, in units of the
-    #: validation loss it took off; ``fl/_contrib.py``); in a secure round, whose single
+    #: validation score it added; ``fl/_contrib.py``); in a secure round, whose single
     #: updates the coordinator never sees, estimated from the run's secure aggregates
     #: so far (``group_contributions``)
     contributions: dict[str, float] = field(default_factory=dict)
