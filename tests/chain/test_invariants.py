@@ -68,6 +68,7 @@ from idlegrid.chain import (
     Contribution,
     DataRoyalty,
     DisputeClient,
+    EmbeddedBackend,
     ModelRegistryClient,
     RewardPoolClient,
     RewardTree,
@@ -115,7 +116,9 @@ ZERO = "0x" + "00" * 20
 MARGIN = 600
 
 # About 300 steps a backend; the embedded chain sends 15-30 transactions a second.
-# Derandomized, so every run tries the same examples.
+# Derandomized, so every run tries the same examples. The embedded chain (py-evm) runs
+# them at under half anvil's speed (160 s against 73 s for 15 sequences, the suite's
+# slowest test): it runs 10 sequences, anvil 15.
 SETTINGS = settings(
     max_examples=15,
     stateful_step_count=30,
@@ -1479,7 +1482,9 @@ def test_ledger_invariants(session_env: Env) -> None:
     w3.eth.default_account = w3.to_checksum_address(env.owner.address)
     try:
         machine = type("Machine", (LedgerMachine,), {"env": env, "start": _start(env)})
-        run_state_machine_as_test(machine, settings=SETTINGS)
+        embedded = isinstance(env.backend, EmbeddedBackend)
+        chosen = settings(SETTINGS, max_examples=10) if embedded else SETTINGS
+        run_state_machine_as_test(machine, settings=chosen)
     finally:
         w3.eth.default_account = default_account
         env.backend.revert(outer)
