@@ -294,16 +294,17 @@ def _gtg_shapley(
                 _fill(cache, mlp, order, z_base, z_share, tail_share, base)
             prefix: frozenset[int] = frozenset()
             step = zero
-            z = z_base
             v_prev = v0
             for p in order:
                 if abs(vn - v_prev) < within_eps * abs(vn - v0):
                     marginal = 0.0
                 else:
                     prefix = prefix | {p}
-                    step = step + shares_of_step[p]
-                    z = z + z_share[p] if z is not None else None
-                    v_cur = v(prefix, step, z)
+                    if mlp is not None:
+                        v_cur = cache[prefix]  # every prefix valued by _fill
+                    else:
+                        step = step + shares_of_step[p]
+                        v_cur = v(prefix, step, None)
                     marginal, v_prev = v_cur - v_prev, v_cur
                 counts[p] += 1
                 phi[p] += (marginal - phi[p]) / counts[p]
@@ -469,14 +470,13 @@ class MlpValue:
             raise InvalidInput(f"a validation set of [rows, {model.inputs}] and as many labels")
         if not rows:
             raise InvalidInput(f"a validation set of [rows, {model.inputs}] and as many labels")
-        self._first = self.dims[0] * self.dims[1] + self.dims[1]  # its weights and bias
         #: parameters in the first layer (its weights and bias); the rest are the tail
-        self.first_size = self._first
+        self.first_size = self.dims[0] * self.dims[1] + self.dims[1]
         self._rows = np.arange(rows)
         self._xs64: np.ndarray | None = None
         #: the layers after the first: (weights' start, bias' start, inputs, outputs)
         self._layers: list[tuple[int, int, int, int]] = []
-        at = self._first
+        at = self.first_size
         for a, b in list(itertools.pairwise(self.dims))[1:]:
             self._layers.append((at, at + a * b, a, b))
             at += a * b + b
@@ -503,7 +503,7 @@ class MlpValue:
         """``v`` from the first layer's pre-activation ``z``, the later layers'
         parameters taken from ``params``."""
         flat = self._check(params)
-        return float(self.heads(z[None], flat[None, self._first :])[0])
+        return float(self.heads(z[None], flat[None, self.first_size :])[0])
 
     def heads(self, z: np.ndarray, tails: np.ndarray) -> np.ndarray:
         """:meth:`head` of ``k`` coalitions at once: ``z`` their first-layer
@@ -512,12 +512,12 @@ class MlpValue:
         :meth:`head`'s: a round's estimate is hundreds of small evaluations whose time
         is numpy's per-call overhead, not arithmetic."""
         k = len(z)
-        if tails.shape != (k, self.n - self._first) or z.shape[:2] != (k, len(self._rows)):
+        if tails.shape != (k, self.n - self.first_size) or z.shape[:2] != (k, len(self._rows)):
             raise InvalidInput(f"{k} coalitions' activations and tails do not match the model")
         h = z
         for w_at, b_at, a, b in self._layers:  # after the first: (weights, bias) slices
-            w = tails[:, w_at - self._first : b_at - self._first].reshape(k, b, a)
-            bias = tails[:, b_at - self._first : b_at - self._first + b]
+            w = tails[:, w_at - self.first_size : b_at - self.first_size].reshape(k, b, a)
+            bias = tails[:, b_at - self.first_size : b_at - self.first_size + b]
             h = np.matmul(np.maximum(h, 0.0), w.transpose(0, 2, 1)) + bias[:, None, :]
         h = h.astype(np.float64)
         h -= h.max(axis=2, keepdims=True)  # each row's top logit: exp cannot overflow
