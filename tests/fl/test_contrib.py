@@ -4,6 +4,9 @@ the games on real local training over the digits partitions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from itertools import combinations
+from math import factorial
 from typing import Any
 
 import numpy as np
@@ -13,7 +16,11 @@ from idlegrid import InvalidInput
 from idlegrid.fl._contrib import (
     GCE_Q,
     MlpValue,
+    RoundContribution,
+    TorchValue,
     _clip_norm,
+    _players,
+    aumann_shapley,
     gce_score,
     group_contributions,
     gtg_shapley,
@@ -26,9 +33,34 @@ TARGET = np.linspace(-1.0, 1.0, DIM)
 BASE = np.zeros(DIM, np.float32)
 
 
-def bowl(params: np.ndarray) -> float:
-    """Higher is better: minus the squared distance to TARGET."""
-    return -float(np.sum((params.astype(np.float64) - TARGET) ** 2))
+class Bowl:
+    """Higher is better: minus the squared distance to TARGET (a quadratic game, whose
+    gradient along a path is known in closed form)."""
+
+    def __call__(self, params: np.ndarray) -> float:
+        return -float(np.sum((params.astype(np.float64) - TARGET) ** 2))
+
+    def path_gradient(self, base: np.ndarray, step: np.ndarray, nodes: int) -> np.ndarray:
+        # the gradient -2 (p - TARGET) is affine in p: its mean over the segment is its
+        # value at the midpoint, whatever the number of nodes
+        return -2.0 * (np.asarray(base, np.float64) + step / 2 - TARGET)
+
+
+bowl = Bowl()
+
+Estimate = Callable[..., RoundContribution]
+
+
+def _gtg(*args: Any, seed: int = 0, **kw: Any) -> RoundContribution:
+    return gtg_shapley(*args, seed=seed, **kw)
+
+
+def _path(*args: Any, seed: int = 0, **kw: Any) -> RoundContribution:
+    return aumann_shapley(*args, **kw)
+
+
+#: each game test runs with both estimators of the same game
+ESTIMATORS = pytest.mark.parametrize("estimate", [_gtg, _path], ids=["gtg", "path"])
 
 
 def _direction(client: int) -> np.ndarray:
@@ -48,7 +80,8 @@ def _updates(
     }
 
 
-def test_a_zero_update_earns_nothing_and_the_useful_ones_share_the_gain() -> None:
+@ESTIMATORS
+def test_a_zero_update_earns_nothing_and_the_useful_ones_share_the_gain(estimate: Estimate) -> None:
     # Prepare: three clients move towards the optimum, a free rider sends the model back
     rng = np.random.default_rng(0)
     updates = _updates({0: 1.0, 1: 0.9, 2: 0.8}, rng, noise=0.05)
@@ -56,7 +89,7 @@ def test_a_zero_update_earns_nothing_and_the_useful_ones_share_the_gain() -> Non
     examples = dict.fromkeys(updates, 100)
 
     # Execute
-    got = gtg_shapley(BASE, updates, examples, bowl, seed=1, group_tau=1.1)
+    got = estimate(BASE, updates, examples, bowl, seed=1, group_tau=1.1)
 
     # Assert: exactly zero for the free rider; the others positive; the values add up
     # to the round's gain (efficiency), within the sampling error
@@ -66,16 +99,18 @@ def test_a_zero_update_earns_nothing_and_the_useful_ones_share_the_gain() -> Non
     assert not got.truncated_round and got.evaluations <= 2**4
 
 
-def test_an_update_that_hurts_earns_nothing_once_clipped_at_zero() -> None:
+@ESTIMATORS
+def test_an_update_that_hurts_earns_nothing_once_clipped_at_zero(estimate: Estimate) -> None:
     rng = np.random.default_rng(1)
     updates = _updates({0: 1.0, 1: 1.0}, rng, noise=0.02)
     updates[2] = (BASE - 3.0 * TARGET).astype(np.float32)  # away from the optimum
-    got = gtg_shapley(BASE, updates, dict.fromkeys(updates, 50), bowl, seed=2, group_tau=1.1)
+    got = estimate(BASE, updates, dict.fromkeys(updates, 50), bowl, seed=2, group_tau=1.1)
     assert got.values[2] < 0 and shares(got.values)[2] == 0.0
     assert sum(shares(got.values).values()) == pytest.approx(1.0)
 
 
-def test_identities_with_one_data_set_are_worth_what_it_is_worth_as_one() -> None:
+@ESTIMATORS
+def test_identities_with_one_data_set_are_worth_what_it_is_worth_as_one(estimate: Estimate) -> None:
     # Prepare: client 9's update, as one client, and the same update from three
     # identities splitting its examples (a sybil sends what its data gives)
     rng = np.random.default_rng(2)
@@ -85,8 +120,8 @@ def test_identities_with_one_data_set_are_worth_what_it_is_worth_as_one() -> Non
     as_three = {**honest, 91: mine, 92: mine.copy(), 93: mine.copy()}
 
     # Execute
-    one = gtg_shapley(BASE, as_one, {0: 90, 1: 90, 9: 90}, bowl, seed=3, group_tau=0.99)
-    three = gtg_shapley(
+    one = estimate(BASE, as_one, {0: 90, 1: 90, 9: 90}, bowl, seed=3, group_tau=0.99)
+    three = estimate(
         BASE, as_three, {0: 90, 1: 90, 91: 30, 92: 30, 93: 30}, bowl, seed=3, group_tau=0.99
     )
 
@@ -97,7 +132,8 @@ def test_identities_with_one_data_set_are_worth_what_it_is_worth_as_one() -> Non
     assert three.values[91] == pytest.approx(total / 3)
 
 
-def test_a_bigger_step_buys_nothing() -> None:
+@ESTIMATORS
+def test_a_bigger_step_buys_nothing(estimate: Estimate) -> None:
     # Prepare: the same direction, once at its own size (above the round's median) and
     # once five times longer (training longer on duplicated rows)
     rng = np.random.default_rng(3)
@@ -108,8 +144,8 @@ def test_a_bigger_step_buys_nothing() -> None:
     ex = dict.fromkeys(plain, 100)
 
     # Execute
-    a = gtg_shapley(BASE, plain, ex, bowl, seed=4, group_tau=1.1)
-    b = gtg_shapley(BASE, pumped, ex, bowl, seed=4, group_tau=1.1)
+    a = estimate(BASE, plain, ex, bowl, seed=4, group_tau=1.1)
+    b = estimate(BASE, pumped, ex, bowl, seed=4, group_tau=1.1)
 
     # Assert: clipped to the round's median norm, it is worth what it was
     assert b.values[3] == pytest.approx(a.values[3], rel=1e-6)
@@ -143,21 +179,23 @@ def test_neither_many_identities_nor_a_large_claim_set_the_clip_norm() -> None:
     assert _clip_norm({0: np.zeros(DIM)}, {0: 5}) == 0.0
 
 
-def test_a_replay_of_the_last_global_step_counts_as_nothing() -> None:
+@ESTIMATORS
+def test_a_replay_of_the_last_global_step_counts_as_nothing(estimate: Estimate) -> None:
     rng = np.random.default_rng(4)
     updates = _updates({0: 0.5, 1: 0.4}, rng, noise=0.05)
     previous = 0.3 * _direction(5)
     updates[2] = (BASE + previous + 1e-4 * rng.normal(size=DIM)).astype(np.float32)
-    got = gtg_shapley(BASE, updates, dict.fromkeys(updates, 10), bowl, seed=5,
+    got = estimate(BASE, updates, dict.fromkeys(updates, 10), bowl, seed=5,
                       group_tau=1.1, previous_step=previous)  # fmt: skip
     assert got.replays == [2] and got.values[2] == 0.0
-    without = gtg_shapley(BASE, updates, dict.fromkeys(updates, 10), bowl, seed=5, group_tau=1.1)
+    without = estimate(BASE, updates, dict.fromkeys(updates, 10), bowl, seed=5, group_tau=1.1)
     assert without.values[2] > 0  # without the check the replay would have been paid
 
 
-def test_a_round_that_did_not_move_the_model_is_skipped() -> None:
+@ESTIMATORS
+def test_a_round_that_did_not_move_the_model_is_skipped(estimate: Estimate) -> None:
     updates = {c: (BASE + 1e-6 * (c + 1)).astype(np.float32) for c in range(3)}
-    got = gtg_shapley(BASE, updates, dict.fromkeys(updates, 5), bowl, seed=6)
+    got = estimate(BASE, updates, dict.fromkeys(updates, 5), bowl, seed=6)
     assert got.truncated_round and set(got.values.values()) == {0.0}
     assert shares(got.values) == dict.fromkeys(updates, 0.0)
 
@@ -181,11 +219,12 @@ def test_the_estimate_is_deterministic_for_a_seed() -> None:
         ({0: BASE}, {0: 0}, "claims 0 examples"),
     ],
 )
+@ESTIMATORS
 def test_bad_rounds_are_refused_with_a_clear_reason(
-    updates: dict[int, np.ndarray], examples: dict[int, int], reason: str
+    updates: dict[int, np.ndarray], examples: dict[int, int], reason: str, estimate: Estimate
 ) -> None:
     with pytest.raises(InvalidInput, match=reason):
-        gtg_shapley(BASE, updates, examples, bowl, seed=0)
+        estimate(BASE, updates, examples, bowl, seed=0)
 
 
 # -- real local training --------------------------------------------------------------
@@ -195,9 +234,10 @@ def _round(
     flip: float = 0.0, free_rider: bool = False
 ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, int], object]:
     """One round of 6 digits clients from a shared start (client 1's labels flipped in
-    part, client 0 a free rider); the value is minus the validation loss."""
+    part, client 0 a free rider); the value is the validation score."""
     pytest.importorskip("torch")
-    from idlegrid.fl._local import evaluate_params, initial_params, local_fit
+    from idlegrid.fl import validation_value
+    from idlegrid.fl._local import initial_params, local_fit
     from idlegrid.fl._partition import client_seed, digits_federated
     from idlegrid.workloads._train_models import MlpModel
 
@@ -218,22 +258,128 @@ def _round(
     if free_rider:
         updates[0] = start.copy()
 
-    def value(p: np.ndarray) -> float:
-        return -evaluate_params(model, p, data.x_test, data.y_test)[0]
-
-    return start, updates, examples, value
+    return start, updates, examples, validation_value(model, data.x_test, data.y_test)
 
 
-def test_on_real_training_a_free_rider_earns_nothing_and_flipped_labels_earn_less() -> None:
+@ESTIMATORS
+def test_on_real_training_a_free_rider_earns_nothing_and_flipped_labels_earn_less(
+    estimate: Estimate,
+) -> None:
     # Execute: the same round clean, with client 1's labels half flipped, with a free rider
-    clean = gtg_shapley(*_round(), seed=1)  # type: ignore[arg-type]
-    noisy = gtg_shapley(*_round(flip=0.5), seed=1)  # type: ignore[arg-type]
-    rider = gtg_shapley(*_round(free_rider=True), seed=1)  # type: ignore[arg-type]
+    clean = estimate(*_round(), seed=1)  # type: ignore[arg-type]
+    noisy = estimate(*_round(flip=0.5), seed=1)  # type: ignore[arg-type]
+    rider = estimate(*_round(free_rider=True), seed=1)  # type: ignore[arg-type]
 
     # Assert
     assert shares(rider.values)[0] == 0.0 and rider.values[0] == 0.0
     assert 0 <= shares(noisy.values)[1] < shares(clean.values)[1]
     assert clean.v_after > clean.v_before and clean.evaluations > 6
+
+
+def _exact_shapley(value: Any, base: np.ndarray, steps: list[np.ndarray]) -> np.ndarray:
+    """Every coalition's value, weighted as Shapley's formula weighs it."""
+    n = len(steps)
+    phi = np.zeros(n)
+    for i in range(n):
+        rest = [j for j in range(n) if j != i]
+        for size in range(n):
+            weight = factorial(size) * factorial(n - size - 1) / factorial(n)
+            for coalition in combinations(rest, size):
+                without = base + sum((steps[j] for j in coalition), np.zeros_like(base))
+                phi[i] += weight * (
+                    value((without + steps[i]).astype(np.float32))
+                    - value(without.astype(np.float32))
+                )
+    return phi
+
+
+def test_the_path_estimate_is_the_exact_shapley_value_of_a_quadratic_game() -> None:
+    # Prepare: five clients of a quadratic game (the bowl), unequal, non-iid, noisy
+    rng = np.random.default_rng(11)
+    updates = _updates({0: 0.9, 1: 0.6, 2: 0.4, 3: 0.2, 4: 0.05}, rng, noise=0.1)
+    examples = dict.fromkeys(updates, 40)
+    base, groups, steps, _ = _players(BASE, updates, examples, 1.1, None, 0.95)
+
+    # Execute
+    got = aumann_shapley(BASE, updates, examples, bowl, group_tau=1.1, nodes=1)
+
+    # Assert: every one of the 2**5 coalitions' values, weighted; no sampling error
+    want = _exact_shapley(bowl, base, steps)
+    assert [g[0] for g in groups] == list(range(5))
+    # (to float32 rounding: the bowl scores float32 parameters, as every value does)
+    assert np.allclose([got.values[c] for c in range(5)], want, rtol=1e-6, atol=1e-9)
+    assert got.change < 1e-6 and got.evaluations == 3
+
+
+def test_on_real_training_the_path_estimate_is_within_two_percent_of_exact_shapley() -> None:
+    # Prepare: one round of six digits clients, one with half its labels flipped
+    start, updates, examples, value = _round(flip=0.5)
+    base, _, steps, _ = _players(start, updates, examples, 0.8, None, 0.95)
+    want = _exact_shapley(value, base, steps)
+
+    # Execute
+    got = aumann_shapley(start, updates, examples, value)
+
+    # Assert: the 64 coalitions' exact values against 8 gradients (relative L1 error)
+    mine = np.array([got.values[c] for c in range(6)])
+    assert np.abs(mine - want).sum() <= 0.02 * np.abs(want).sum()
+    assert got.change < 0.01  # the values add up to the round's gain
+
+
+def test_the_numpy_path_gradient_of_an_mlp_is_torch_s_autograd() -> None:
+    pytest.importorskip("torch")
+    from idlegrid.fl import initial_params, local_fit
+    from idlegrid.fl._partition import digits_federated
+    from idlegrid.workloads._train_models import MlpModel
+
+    model = MlpModel(family="mlp", inputs=64, hidden=(32, 16), classes=10)
+    data = digits_federated(3, 1.0, seed=1)
+    start = initial_params(model, 0)
+    x, y = data.client(0)
+    fit = local_fit(model, start, x, y, epochs=1, batch=16, lr=0.3, seed=0)
+    base, step = start.astype(np.float64), fit.params.astype(np.float64) - start
+    numpy_value = MlpValue(model, data.x_test, data.y_test)
+    torch_value = TorchValue(model, data.x_test, data.y_test)
+    for nodes in (1, 3):
+        mine = numpy_value.path_gradient(base, step, nodes)
+        theirs = torch_value.path_gradient(base, step, nodes)
+        assert np.allclose(mine, theirs, rtol=1e-4, atol=1e-7)
+    # along a client's step, the mean gradient times the step is the score's change
+    gain = numpy_value(fit.params) - numpy_value(start)
+    assert float(numpy_value.path_gradient(base, step, 8) @ step) == pytest.approx(gain, rel=0.01)
+
+
+def test_a_convolutional_round_is_estimated_through_torch() -> None:
+    pytest.importorskip("torch")
+    from idlegrid.fl import initial_params, validation_value
+    from idlegrid.workloads._train_models import CnnModel
+
+    model = CnnModel(family="cnn", channels=1, height=8, width=8, conv=(4,), classes=3)
+    rng = np.random.default_rng(4)
+    x = rng.random((40, 1, 8, 8), dtype=np.float32)
+    y = (x.reshape(40, -1).mean(axis=1) * 3).astype(np.int64).clip(0, 2)
+    start = initial_params(model, 0)
+    value = validation_value(model, x, y)
+    assert isinstance(value, TorchValue)
+    # two clients step along the score's gradient (useful), one sends the model back
+    grad = value.path_gradient(start.astype(np.float64), np.zeros(start.shape), 1)
+    updates = {
+        0: (start + 2.0 * grad).astype(np.float32),
+        1: (start + 1.0 * grad + 0.01 * rng.normal(size=start.shape)).astype(np.float32),
+        2: start.copy(),
+    }
+
+    got = aumann_shapley(start, updates, dict.fromkeys(updates, 10), value, group_tau=1.1)
+
+    assert got.values[2] == 0.0 and got.values[0] > 0 and got.values[1] > 0
+    assert sum(got.values.values()) == pytest.approx(got.v_after - got.v_before, rel=0.01)
+
+
+def test_the_path_needs_one_to_max_nodes_points() -> None:
+    updates = _updates({0: 0.5}, np.random.default_rng(0))
+    for nodes in (0, 65):
+        with pytest.raises(InvalidInput, match="1 to 64 nodes"):
+            aumann_shapley(BASE, updates, {0: 5}, bowl, nodes=nodes)
 
 
 def test_the_numpy_value_of_an_mlp_is_the_gce_of_torch_s_probabilities() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from idlegrid import InvalidInput, PayloadTooLarge
 from idlegrid.fl import RoundInputs, check_posting
-from idlegrid.fl._contrib import gtg_shapley, split_reward, validation_value
+from idlegrid.fl._contrib import aumann_shapley, split_reward, validation_value
 from idlegrid.fl._inputs import _npy, _zip
 from idlegrid.protocol import checksum
 from idlegrid.workloads._train_models import MlpModel, param_count
@@ -48,7 +48,7 @@ def _synthetic(clients: int = 4, *, previous: bool = True, seed: int = 0) -> Rou
         previous_step=(0.01 * rng.normal(size=p)).astype(np.float32) if previous else None,
         x_val=rng.random((30, MODEL.inputs), dtype=np.float32),
         y_val=rng.integers(0, MODEL.classes, 30),
-        seed=5 * 100_003 + 2,
+        nodes=8,
         part=PART,
     )
 
@@ -87,8 +87,8 @@ def test_the_inputs_come_back_from_their_bytes() -> None:
     back = RoundInputs.from_bytes(blob)
 
     # Assert: every field, and numpy reads the file as a plain .npz
-    assert (back.run, back.round, back.model, back.seed, back.part) == (
-        inputs.run, inputs.round, inputs.model, inputs.seed, inputs.part
+    assert (back.run, back.round, back.model, back.nodes, back.part) == (
+        inputs.run, inputs.round, inputs.model, inputs.nodes, inputs.part
     )  # fmt: skip
     assert list(back.updates) == list(inputs.updates) and back.examples == inputs.examples
     for a in inputs.updates:
@@ -137,21 +137,21 @@ def test_the_amounts_are_the_split_of_the_round_s_contributions() -> None:
     inputs = RoundInputs(
         run=bytes(32), round=1, model=model, params=start, updates=updates,
         examples=examples, previous_step=None, x_val=data.x_test, y_val=data.y_test,
-        seed=100_004, part=PART,
+        nodes=8, part=PART,
     )  # fmt: skip
 
     # Execute: the referee's recomputation from the published bytes
     got = RoundInputs.from_bytes(inputs.to_bytes())
     amounts = got.amounts()
 
-    # Assert: gtg_shapley over the participants in ascending address order
+    # Assert: aumann_shapley over the participants in ascending address order
     order = sorted(updates, key=lambda a: int(a, 16))
-    direct = gtg_shapley(
+    direct = aumann_shapley(
         start,
         {i: updates[a] for i, a in enumerate(order)},
         {i: examples[a] for i, a in enumerate(order)},
         validation_value(model, data.x_test, data.y_test),
-        seed=100_004,
+        nodes=8,
     )
     values = {order[i]: v for i, v in direct.values.items()}
     assert got.contributions() == values
@@ -254,6 +254,13 @@ HOSTILE: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     ),
     "a negative part": (lambda b: _tamper(b, lambda d: d.update(part=-1)), "part -1"),
     "another format": (lambda b: _tamper(b, lambda d: d.update(format="x/2")), "format"),
+    "the old format": (
+        lambda b: _tamper(b, lambda d: d.update(format="idlegrid/round-inputs/2")),
+        "not 'idlegrid/round-inputs/3'",
+    ),
+    "no quadrature nodes": (lambda b: _tamper(b, lambda d: d.update(nodes=0)), "nodes 0"),
+    "a costly quadrature": (lambda b: _tamper(b, lambda d: d.update(nodes=10**6)), "nodes 1000000"),
+    "nodes as a string": (lambda b: _tamper(b, lambda d: d.update(nodes="8")), "nodes '8'"),
     "a bad model": (
         lambda b: _tamper(b, lambda d: d["model"].update(classes=1)),
         "model: mlp.classes",

@@ -1,5 +1,5 @@
 """``idlegrid bench rewards``: what each data contributor earns, and what the known games
-earn, with the round contributions of :func:`idlegrid.fl.gtg_shapley`.
+earn, with the round contributions of :func:`idlegrid.fl.aumann_shapley`.
 
 Ten clients on the federated benchmark's Dirichlet partitions of scikit-learn's digits
 (the MLP 64-32-10, local SGD), ``rounds`` FedAvg rounds; each round's contributions are
@@ -132,7 +132,7 @@ def _run(
 ) -> dict[str, Any]:
     """One federated run; each identity's summed round shares, the final held-out loss,
     and the seconds spent training and estimating."""
-    from ..fl._contrib import gtg_shapley, shares, validation_value
+    from ..fl._contrib import aumann_shapley, shares, validation_value
     from ..fl._local import local_fit
     from ..fl._partition import client_seed
 
@@ -162,8 +162,7 @@ def _run(
         train_s += time.process_time() - t0
         if contributions:
             t0 = time.process_time()
-            got = gtg_shapley(params, updates, examples, value, seed=rnd,
-                              previous_step=previous)  # fmt: skip
+            got = aumann_shapley(params, updates, examples, value, previous_step=previous)
             contrib_s += time.process_time() - t0
             for c, share in shares(got.values).items():
                 total[c] = total.get(c, 0.0) + share
@@ -189,13 +188,13 @@ def _warm_up(s: _Setup) -> None:
     for torch's and numpy's one-off set-up (over a second of CPU on this benchmark,
     three times the run's warm training), which neither side of ``overhead`` should
     carry."""
-    from ..fl._contrib import gtg_shapley, validation_value
+    from ..fl._contrib import aumann_shapley, validation_value
     from ..fl._local import local_fit
 
     x, y = s.data.client(0)
     fit = local_fit(s.model, s.start, x, y, epochs=1, batch=16, lr=0.3, seed=0)
     value = validation_value(s.model, s.data.x_test, s.data.y_test)
-    gtg_shapley(s.start, {0: fit.params, 1: s.start}, {0: fit.examples, 1: 1}, value, seed=0)
+    aumann_shapley(s.start, {0: fit.params, 1: s.start}, {0: fit.examples, 1: 1}, value)
 
 
 def _claim_gas(contributors: int) -> int:
@@ -363,8 +362,10 @@ def bench_rewards(
         "over the seeds (spread: their sd, min and max; by_seed: each), the free riders' "
         "share the worst over seeds; sybil_gain the split whose mean is furthest from 1; "
         "clean_shares and leave_one_out_loss_gain are the first seed's",
-        "estimator": "GTG-Shapley (idlegrid.fl.gtg_shapley): minus the held-out "
-        "generalized cross-entropy, q = 0.7 (numpy forward pass), updates clipped to the "
+        "estimator": "Aumann-Shapley value of each round's game (idlegrid.fl.aumann_shapley: "
+        "the score's gradient averaged along the round's step at 8 Gauss-Legendre points, "
+        "numpy backward pass) of minus the held-out "
+        "generalized cross-entropy, q = 0.7, updates clipped to the "
         "round's median norm (each weighing the square root of its examples), "
         "near-identical updates (cosine >= 0.8) merged, replays of the last global step "
         "zeroed; shares clipped at 0 per round",

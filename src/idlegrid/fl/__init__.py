@@ -6,9 +6,10 @@ differential privacy, each round's model in the on-chain lineage.
   Flower's ``flwr.server.strategy`` behind one small interface (``_strategy.py``);
 * ``_secagg.py``: SecAgg+ on Flower's primitives, stateless on the client;
 * ``_dp.py``: DP-FedAvg (clipping, Gaussian noise) with opacus's RDP accountant;
-* :func:`gtg_shapley` (``_contrib.py``): what each client's update added to a round
-  (GTG-Shapley, with free riders, replays, duplicates and look-alike identities priced
-  out), :func:`shares` to pay by it;
+* :func:`aumann_shapley` (``_contrib.py``): what each client's update added to a round
+  (its Shapley value, from the validation score's gradient along the round's step, with
+  free riders, replays, duplicates and look-alike identities priced out;
+  :func:`gtg_shapley` for a score without a gradient), :func:`shares` to pay by it;
 * :class:`RoundInputs` (``_inputs.py``): a clear round's published inputs, from which
   anyone recomputes its contributions and reward posting, :func:`check_posting` to
   judge a posting against the recomputation;
@@ -19,7 +20,13 @@ differential privacy, each round's model in the on-chain lineage.
 
 from __future__ import annotations
 
-from ._contrib import RoundContribution, gtg_shapley, shares, validation_value
+from ._contrib import (
+    RoundContribution,
+    aumann_shapley,
+    gtg_shapley,
+    shares,
+    validation_value,
+)
 from ._coordinator import Coordinator, FederatedResult, RoundReport, check_update, client_seed
 from ._inputs import MAX_INPUTS_BYTES, RoundInputs, check_posting, post_contributions
 from ._local import LocalFit, evaluate_params, initial_params, local_fit
@@ -40,6 +47,7 @@ __all__ = [
     "RoundReport",
     "Strategy",
     "StrategySpec",
+    "aumann_shapley",
     "check_posting",
     "check_update",
     "client_seed",

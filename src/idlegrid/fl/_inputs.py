@@ -1,12 +1,12 @@
 """A round's published inputs: everything the contribution estimate of a clear round is
 computed from, so that anyone can recompute its reward posting and challenge it.
 
-The estimate (:func:`~idlegrid.fl.gtg_shapley`) is deterministic for its inputs: the
+The estimate (:func:`~idlegrid.fl.aumann_shapley`) is deterministic for its inputs: the
 global model before the round, each participant's update and example count, the
 previous round's global step, the sponsor's validation set, the model's spec and the
-seed. :class:`RoundInputs` holds them with the round's reward part, computes the
-contributions and the amounts the coordinator posts (the coordinator uses it too), and
-writes them as one ``.npz`` whose sha256 the posting records.
+points of the path's quadrature (``nodes``). :class:`RoundInputs` holds them with the
+round's reward part, computes the contributions and the amounts the coordinator posts (the
+coordinator uses it too), and writes them as one ``.npz`` whose sha256 the posting records.
 
 The file is an ``.npz`` that ``numpy.load(..., allow_pickle=False)`` reads: stored (not
 compressed) members ``meta.npy`` (the scalars, the model and the participants as UTF-8
@@ -51,7 +51,7 @@ from ..workloads._train_models import (
     input_shape,
     param_count,
 )
-from ._contrib import gtg_shapley, split_reward, validation_value
+from ._contrib import MAX_NODES, aumann_shapley, split_reward, validation_value
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -61,7 +61,7 @@ __all__ = ["MAX_INPUTS_BYTES", "RoundInputs", "check_posting", "post_contributio
 #: bytes a round's inputs may have (a blob store's default limit)
 MAX_INPUTS_BYTES = 256 * 2**20
 #: the format's name, in ``meta.npy``: another estimator is another format
-FORMAT = "idlegrid/round-inputs/2"
+FORMAT = "idlegrid/round-inputs/3"
 #: a posted amount may differ from the recomputation by this part of the round's reward
 TOLERANCE = 10**-4
 
@@ -70,7 +70,7 @@ _MAX_DIRECTORY_BYTES = 64 * 2**10
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _EOCD = struct.Struct("<4s4H2LH")  # the zip's end of central directory record
 _F32, _I64, _U8 = np.dtype("<f4"), np.dtype("<i8"), np.dtype("<u1")
-_META_KEYS = {"format", "run", "round", "model", "clients", "examples", "seed", "part"}
+_META_KEYS = {"format", "run", "round", "model", "clients", "examples", "nodes", "part"}
 _MEMBERS = ("meta", "params", "updates", "previous_step", "x_val", "y_val")
 _models: TypeAdapter[MlpModel | CnnModel | TransformerModel] = TypeAdapter(ModelSpec)
 
@@ -94,7 +94,8 @@ class RoundInputs:
     previous_step: np.ndarray | None
     x_val: np.ndarray
     y_val: np.ndarray
-    seed: int
+    #: the points of the Gauss-Legendre rule the estimate averages the gradient on
+    nodes: int
     #: the round's reward part (wei)
     part: int
 
@@ -103,7 +104,8 @@ class RoundInputs:
 
     # -- the recomputation -------------------------------------------------------------
     def contributions(self) -> dict[str, float]:
-        """Each participant's contribution (GTG-Shapley, in units of the validation score)."""
+        """Each participant's contribution (its Aumann-Shapley value, in units of the
+        validation score)."""
         return dict(self._contributions)
 
     def amounts(self) -> dict[str, int]:
@@ -123,12 +125,12 @@ class RoundInputs:
     @cached_property
     def _contributions(self) -> dict[str, float]:
         clients = list(self.updates)
-        got = gtg_shapley(
+        got = aumann_shapley(
             self.params,
             dict(enumerate(self.updates.values())),
             {i: self.examples[a] for i, a in enumerate(clients)},
             validation_value(self.model, self.x_val, self.y_val),
-            seed=self.seed,
+            nodes=self.nodes,
             previous_step=self.previous_step,
         )
         return {clients[i]: v for i, v in got.values.items()}
@@ -157,7 +159,7 @@ class RoundInputs:
             "model": self.model.model_dump(mode="json"),
             "clients": list(self.updates),
             "examples": [int(self.examples[a]) for a in self.updates],
-            "seed": self.seed,
+            "nodes": self.nodes,
             "part": self.part,
         }
         text = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
@@ -210,7 +212,7 @@ class RoundInputs:
             previous_step=arrays.get("previous_step"),
             x_val=arrays["x_val"],
             y_val=arrays["y_val"],
-            seed=meta["seed"],
+            nodes=meta["nodes"],
             part=meta["part"],
         )
 
@@ -274,8 +276,8 @@ def _check(r: RoundInputs) -> None:
         _fail(f"round {r.round!r} is not a round number")
     if not isinstance(r.model, MlpModel | CnnModel | TransformerModel):
         _fail("the model is not a model spec")
-    if not _is_int(r.seed) or not 0 <= r.seed < 2**128:
-        _fail(f"seed {r.seed!r} is not an integer in [0, 2**128)")
+    if not _is_int(r.nodes) or not 1 <= r.nodes <= MAX_NODES:
+        _fail(f"nodes {r.nodes!r} is not an integer in [1, {MAX_NODES}]")
     if not _is_int(r.part) or not 0 <= r.part < 2**256:
         _fail(f"the round's part {r.part!r} is not an amount of wei")
     p = param_count(r.model)
@@ -308,7 +310,7 @@ def _check(r: RoundInputs) -> None:
     set_(r, "previous_step", previous)
     set_(r, "x_val", x)
     set_(r, "round", int(r.round))
-    set_(r, "seed", int(r.seed))
+    set_(r, "nodes", int(r.nodes))
     set_(r, "part", int(r.part))
 
 

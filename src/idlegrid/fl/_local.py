@@ -24,7 +24,14 @@ from ..workloads._train_models import ModelSpec, build, param_count
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LocalFit", "evaluate_params", "initial_params", "local_fit", "true_class_log_probs"]
+__all__ = [
+    "LocalFit",
+    "evaluate_params",
+    "gce_gradient",
+    "initial_params",
+    "local_fit",
+    "true_class_log_probs",
+]
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,28 @@ def true_class_log_probs(
         torch.arange(len(y)), torch.from_numpy(y.astype(np.int64))
     ]
     return np.asarray(picked.numpy(), dtype=np.float64)
+
+
+def gce_gradient(
+    model: ModelSpec, params: np.ndarray, x: np.ndarray, y: np.ndarray, q: float
+) -> np.ndarray:
+    """float64 ``[P]``: the gradient, in ``parameters_to_vector`` order, of the mean of
+    ``(p ** q - 1) / q`` over the rows, ``p`` each row's probability of its label (minus
+    the generalized cross-entropy), by autograd."""
+    _torch()
+    import torch
+
+    net = _network(model, params)
+    net.eval()
+    net.zero_grad(set_to_none=True)
+    labels = torch.from_numpy(y.astype(np.int64))
+    for i in range(0, len(x), 1024):
+        logits = net(torch.from_numpy(np.ascontiguousarray(x[i : i + 1024]))).double()
+        picked = torch.log_softmax(logits, dim=1)[torch.arange(len(logits)), labels[i : i + 1024]]
+        part = torch.expm1(q * picked).sum() / (q * len(x))
+        part.backward()  # type: ignore[no-untyped-call]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in net.parameters()]
+    return np.asarray(torch.cat([g.reshape(-1) for g in grads]).numpy(), dtype=np.float64)
 
 
 def evaluate_params(
