@@ -45,6 +45,10 @@ class Bowl:
         # value at the midpoint, whatever the number of nodes
         return -2.0 * (np.asarray(base, np.float64) + step / 2 - TARGET)
 
+    def effects(self, base: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        # the bowl "predicts" its parameters: an update's effect is the update
+        return np.asarray(deltas, np.float64)
+
 
 bowl = Bowl()
 
@@ -373,6 +377,55 @@ def test_a_convolutional_round_is_estimated_through_torch() -> None:
 
     assert got.values[2] == 0.0 and got.values[0] > 0 and got.values[1] > 0
     assert sum(got.values.values()) == pytest.approx(got.v_after - got.v_before, rel=0.01)
+
+
+def test_copies_padded_with_noise_are_still_one_player_by_what_they_predict() -> None:
+    # Prepare: client 2's update sent by three identities, each adding its own noise
+    # of 3/4 of the update's norm (their parameters' cosines fall to 0.64)
+    start, updates, examples, value = _round()
+    mine, claim = updates.pop(2).astype(np.float64) - start, examples.pop(2)
+    rng = np.random.default_rng(8)
+    for k in (91, 92, 93):
+        noise = rng.normal(size=mine.shape)
+        noise *= 0.75 * np.linalg.norm(mine) / np.linalg.norm(noise)
+        updates[k], examples[k] = (start + mine + noise).astype(np.float32), claim
+    as_one = {c: u for c, u in updates.items() if c < 90} | {2: (start + mine).astype(np.float32)}
+    one_examples = {c: n for c, n in examples.items() if c < 90} | {2: claim}
+
+    # Execute
+    by_params = gtg_shapley(start, updates, examples, value, seed=1)
+    by_effects = aumann_shapley(start, updates, examples, value)
+    apart = aumann_shapley(start, updates, examples, value, group_tau=1.1)
+    one = aumann_shapley(start, as_one, one_examples, value)
+
+    # Assert: compared by parameters the copies are three players; by their effect on
+    # the validation logits (which the noise barely moves) one, worth what the one is
+    assert not any({91, 92, 93} <= set(g) for g in by_params.groups)
+    assert [91, 92, 93] in by_effects.groups
+    copies = sum(by_effects.values[k] for k in (91, 92, 93))
+    assert 0.95 * one.values[2] <= copies <= 1.05 * one.values[2]
+    # not merged, the three would have been paid well over the one's worth
+    assert sum(apart.values[k] for k in (91, 92, 93)) > 1.5 * one.values[2]
+
+
+def test_the_numpy_logit_effects_of_an_mlp_are_torch_s_jvp() -> None:
+    pytest.importorskip("torch")
+    from idlegrid.fl import initial_params
+    from idlegrid.fl._partition import digits_federated
+    from idlegrid.workloads._train_models import MlpModel
+
+    model = MlpModel(family="mlp", inputs=64, hidden=(32, 16), classes=10)
+    data = digits_federated(3, 1.0, seed=1)
+    base = initial_params(model, 0)
+    deltas = np.random.default_rng(5).normal(0, 0.05, (3, base.size))
+    mine = MlpValue(model, data.x_test, data.y_test).effects(base, deltas)
+    theirs = TorchValue(model, data.x_test, data.y_test).effects(base, deltas)
+    assert mine.shape == (3, len(data.y_test) * 10)
+    assert np.allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+    # linear in the update: twice the update, twice the effect; none, none
+    double = MlpValue(model, data.x_test, data.y_test).effects(base, 2 * deltas[:1])
+    assert np.allclose(double, 2 * mine[:1], atol=1e-9)
+    assert not MlpValue(model, data.x_test, data.y_test).effects(base, 0 * deltas[:1]).any()
 
 
 def test_the_path_needs_one_to_max_nodes_points() -> None:

@@ -34,10 +34,16 @@ Both skip a round whose global model barely moved (between-round truncation).
 What a copier or a freeloader gains is designed out before the estimate:
 
 * **Identities with the same data** (sybils: one data set split into several clients,
-  or sent twice) send updates that point the same way. Updates whose cosine similarity
+  or sent twice) send updates that do the same thing. Updates whose cosine similarity
   is at least ``group_tau`` are merged into one player (``groups``): its update is the
   members' mean and its value is shared by them in proportion to their examples. A
-  data set split into k identities is then worth what it is worth as one client.
+  data set split into k identities is then worth what it is worth as one client. With
+  a differentiable score (:func:`aumann_shapley`) the cosine is taken between the
+  updates' first-order effects on the validation set's logits (:meth:`MlpValue.effects`),
+  not between their parameters: an identity that adds its own random noise to its
+  update lowers its parameters' cosine with its siblings at little cost (the noise is
+  nearly orthogonal to the score's gradient), but barely changes what the update
+  predicts.
 * **Size claimed, not shown**: every player counts the same in ``v`` (a plain mean,
   not weighted by claimed examples), and each update is scaled down to the median norm
   of the round's updates (Flower's and DP-FedAvg's clipping, at the median; each norm
@@ -92,6 +98,8 @@ GCE_Q = 0.7
 PATH_NODES = 8
 #: the most points a round's inputs may ask for (each costs a backward pass)
 MAX_NODES = 64
+#: validation rows on which updates' effects are compared (grouping look-alikes)
+EFFECT_ROWS = 1024
 
 #: v(params) -> the validation metric (higher is better)
 Value = Callable[[np.ndarray], float]
@@ -103,6 +111,8 @@ class DifferentiableValue(Protocol):
     def __call__(self, params: np.ndarray) -> float: ...
 
     def path_gradient(self, base: np.ndarray, step: np.ndarray, nodes: int) -> np.ndarray: ...
+
+    def effects(self, base: np.ndarray, deltas: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -368,7 +378,7 @@ def aumann_shapley(
     if not 1 <= nodes <= MAX_NODES:
         raise InvalidInput(f"the path's quadrature takes 1 to {MAX_NODES} nodes, not {nodes}")
     base, groups, shares_of_step, stale = _players(
-        global_params, updates, examples, group_tau, previous_step, stale_tau
+        global_params, updates, examples, group_tau, previous_step, stale_tau, value.effects
     )
     step = np.sum(shares_of_step, axis=0)
     with _blas().limit(limits=1, user_api="blas"):
@@ -398,10 +408,13 @@ def _players(
     group_tau: float,
     previous_step: np.ndarray | None,
     stale_tau: float,
+    effects: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[list[int]], list[np.ndarray], list[int]]:
     """The round's game, as both estimators play it: the base model (float64), the
     players (groups of clients), each player's share of the round's step, and the
-    replays (valued as zero)."""
+    replays (valued as zero). Clients are grouped by the cosine of what their updates
+    do to the validation predictions when ``effects`` gives it (a differentiable
+    score's :meth:`MlpValue.effects`), of the updates themselves otherwise."""
     _check(global_params, updates, examples)
     base = np.asarray(global_params, dtype=np.float64)
     deltas = {c: np.asarray(p, dtype=np.float64) - base for c, p in updates.items()}
@@ -413,7 +426,12 @@ def _players(
         c: (d * min(1.0, cap / n) if (n := float(np.linalg.norm(d))) > 0 else d)
         for c, d in deltas.items()
     }
-    groups = _groups(clipped, group_tau)
+    if effects is None:
+        groups = _groups(clipped, group_tau)
+    else:
+        order = sorted(deltas)
+        seen = effects(base, np.stack([deltas[c] for c in order]))
+        groups = _groups(dict(zip(order, seen, strict=True)), group_tau)
     player_delta = [np.mean([clipped[c] for c in g], axis=0) for g in groups]
     # each player moves the model by its 1/n share of the round's step; an absent
     # player's share is zero (so a zero update adds exactly nothing)
@@ -630,6 +648,29 @@ class MlpValue:
     def __call__(self, params: np.ndarray) -> float:
         return self.head(self.first(params), params)
 
+    def effects(self, base: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        """float64 ``[n, rows * classes]``: what each of the ``n`` updates ``deltas``
+        (``[n, P]``) does to the logits of the validation set (at most
+        ``EFFECT_ROWS`` of its rows) to first order at ``base``: the network's
+        Jacobian-vector product, forward through the layers, one update at a time."""
+        base = self._check(np.asarray(base, np.float64)).astype(np.float64)
+        deltas = np.asarray(deltas, np.float64)
+        if deltas.ndim != 2 or deltas.shape[1] != self.n:
+            raise InvalidInput(f"updates are {deltas.shape}, not (n, {self.n})")
+        xs = self.xs[:EFFECT_ROWS].astype(np.float64)
+        a, b = self.dims[0], self.dims[1]
+        z0 = xs @ base[: a * b].reshape(b, a).T + base[a * b : self.first_size]
+        out = np.empty((len(deltas), len(xs) * self.dims[-1]))
+        for i, d in enumerate(deltas):
+            h, dh = z0, xs @ d[: a * b].reshape(b, a).T + d[a * b : self.first_size]
+            for w_at, b_at, a_in, b_out in self._layers:
+                act, dact = np.maximum(h, 0.0), dh * (h > 0)
+                w, dw = base[w_at:b_at].reshape(b_out, a_in), d[w_at:b_at].reshape(b_out, a_in)
+                h = act @ w.T + base[b_at : b_at + b_out]
+                dh = dact @ w.T + act @ dw.T + d[b_at : b_at + b_out]
+            out[i] = dh.reshape(-1)
+        return out
+
     def path_gradient(self, base: np.ndarray, step: np.ndarray, nodes: int) -> np.ndarray:
         """float64 ``[P]``: the gradient of ``v`` averaged along the segment from
         ``base`` to ``base + step`` (Gauss-Legendre, ``nodes`` points), by backpropagation
@@ -695,6 +736,13 @@ class TorchValue:
         from ._local import true_class_log_probs
 
         return float(gce_score(true_class_log_probs(self.model, params, self.x, self.y)))
+
+    def effects(self, base: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+        """As :meth:`MlpValue.effects`, by forward-mode autograd (``torch.func.jvp``)."""
+        from ._local import logit_effects
+
+        x = self.x[:EFFECT_ROWS]
+        return logit_effects(self.model, np.asarray(base, np.float32), x, deltas)
 
     def path_gradient(self, base: np.ndarray, step: np.ndarray, nodes: int) -> np.ndarray:
         """As :meth:`MlpValue.path_gradient`, one backward pass a point."""

@@ -30,6 +30,7 @@ __all__ = [
     "gce_gradient",
     "initial_params",
     "local_fit",
+    "logit_effects",
     "true_class_log_probs",
 ]
 
@@ -178,6 +179,43 @@ def gce_gradient(
         part.backward()  # type: ignore[no-untyped-call]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in net.parameters()]
     return np.asarray(torch.cat([g.reshape(-1) for g in grads]).numpy(), dtype=np.float64)
+
+
+def logit_effects(
+    model: ModelSpec, params: np.ndarray, x: np.ndarray, deltas: np.ndarray
+) -> np.ndarray:
+    """float64 ``[n, rows * classes]``: each update's (``deltas``, ``[n, P]``)
+    first-order change of the logits of ``x`` at ``params``, by forward-mode autograd."""
+    _torch()
+    import warnings
+
+    import torch
+
+    from torch.func import functional_call, jvp
+
+    net = _network(model, params)
+    net.eval()
+    names = [name for name, _ in net.named_parameters()]
+    shapes = [p.shape for _, p in net.named_parameters()]
+    sizes = [p.numel() for _, p in net.named_parameters()]
+
+    def unflat(flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = torch.split(flat, sizes)
+        return {n: t.reshape(s) for n, t, s in zip(names, parts, shapes, strict=True)}
+
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    start = torch.from_numpy(np.asarray(params, np.float32).copy())
+    out = []
+    with warnings.catch_warnings():  # forward-mode AD's first use scripts helpers (deprecated)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for d in np.asarray(deltas, np.float32):
+            got = jvp(
+                lambda flat: functional_call(net, unflat(flat), (xt,)),
+                (start,),
+                (torch.from_numpy(d.copy()),),
+            )
+            out.append(got[1].detach().double().reshape(-1).numpy())
+    return np.stack(out) if out else np.zeros((0, 0))
 
 
 def evaluate_params(
