@@ -190,7 +190,6 @@ def logit_effects(
     import warnings
 
     import torch
-
     from torch.func import functional_call, jvp
 
     net = _network(model, params)
