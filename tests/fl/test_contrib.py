@@ -428,6 +428,19 @@ def test_the_numpy_logit_effects_of_an_mlp_are_torch_s_jvp() -> None:
     assert not MlpValue(model, data.x_test, data.y_test).effects(base, 0 * deltas[:1]).any()
 
 
+def test_an_effect_is_measured_on_fewer_rows_when_classes_are_many() -> None:
+    from idlegrid.workloads._train_models import MlpModel
+
+    model = MlpModel(family="mlp", inputs=4, hidden=(3,), classes=1024)
+    rng = np.random.default_rng(2)
+    value = MlpValue(model, rng.random((50, 4), dtype=np.float32), rng.integers(0, 1024, 50))
+    base = rng.normal(size=value.n).astype(np.float32)
+    got = value.effects(base, rng.normal(size=(2, value.n)))
+    assert got.shape == (2, 32 * 1024)  # 2**15 logits an update, not 50 rows' 51,200
+    with pytest.raises(InvalidInput, match="updates are"):
+        value.effects(base, rng.normal(size=(2, value.n + 1)))
+
+
 def test_the_path_needs_one_to_max_nodes_points() -> None:
     updates = _updates({0: 0.5}, np.random.default_rng(0))
     for nodes in (0, 65):

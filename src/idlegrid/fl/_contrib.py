@@ -9,7 +9,8 @@ updates alone, ``v(S) = score(global + sum of S's shares of the step)``, so no c
 sends anything more and no raw data moves. The Shapley value of a client is its marginal
 gain ``v(S + i) - v(S)`` averaged over the orders in which clients could join.
 
-Two estimators of the same game:
+Two estimators of the same game (they differ only in how look-alike identities are
+compared, below):
 
 * :func:`aumann_shapley` (the one the coordinator, the round's inputs and the benchmark
   use): the game's value is a smooth function of the sum of its players' shares, so its
@@ -98,8 +99,11 @@ GCE_Q = 0.7
 PATH_NODES = 8
 #: the most points a round's inputs may ask for (each costs a backward pass)
 MAX_NODES = 64
-#: validation rows on which updates' effects are compared (grouping look-alikes)
+#: validation rows on which updates' effects are compared (grouping look-alikes), and
+#: the most logits an update's effect may hold (rows x classes: 128 updates' effects
+#: then fit in 32 MiB whatever the number of classes)
 EFFECT_ROWS = 1024
+EFFECT_LOGITS = 2**15
 
 #: v(params) -> the validation metric (higher is better)
 Value = Callable[[np.ndarray], float]
@@ -393,6 +397,11 @@ def aumann_shapley(
     return _result(groups, phi, examples, v0, vn, 2 + nodes, 0, False, gap, stale)
 
 
+def _effect_rows(classes: int) -> int:
+    """How many validation rows an update's effect is measured on."""
+    return max(1, min(EFFECT_ROWS, EFFECT_LOGITS // classes))
+
+
 @functools.cache
 def _gauss_legendre(nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Legendre points and weights on [0, 1] (exact for polynomials of degree
@@ -650,14 +659,14 @@ class MlpValue:
 
     def effects(self, base: np.ndarray, deltas: np.ndarray) -> np.ndarray:
         """float64 ``[n, rows * classes]``: what each of the ``n`` updates ``deltas``
-        (``[n, P]``) does to the logits of the validation set (at most
-        ``EFFECT_ROWS`` of its rows) to first order at ``base``: the network's
+        (``[n, P]``) does to the logits of the validation set (at most ``EFFECT_ROWS``
+        of its rows, fewer for many classes) to first order at ``base``: the network's
         Jacobian-vector product, forward through the layers, one update at a time."""
         base = self._check(np.asarray(base, np.float64)).astype(np.float64)
         deltas = np.asarray(deltas, np.float64)
         if deltas.ndim != 2 or deltas.shape[1] != self.n:
             raise InvalidInput(f"updates are {deltas.shape}, not (n, {self.n})")
-        xs = self.xs[:EFFECT_ROWS].astype(np.float64)
+        xs = self.xs[: _effect_rows(self.dims[-1])].astype(np.float64)
         a, b = self.dims[0], self.dims[1]
         z0 = xs @ base[: a * b].reshape(b, a).T + base[a * b : self.first_size]
         out = np.empty((len(deltas), len(xs) * self.dims[-1]))
@@ -741,7 +750,7 @@ class TorchValue:
         """As :meth:`MlpValue.effects`, by forward-mode autograd (``torch.func.jvp``)."""
         from ._local import logit_effects
 
-        x = self.x[:EFFECT_ROWS]
+        x = self.x[: _effect_rows(self.model.classes)]
         return logit_effects(self.model, np.asarray(base, np.float32), x, deltas)
 
     def path_gradient(self, base: np.ndarray, step: np.ndarray, nodes: int) -> np.ndarray:
