@@ -768,10 +768,11 @@ class TorchValue:
 
 def validation_value(model: ModelSpec, x: np.ndarray, y: np.ndarray) -> MlpValue | TorchValue:
     """``v(params)``: the :func:`gce_score` of ``params`` on the validation set
-    ``(x, y)``. An MLP is evaluated in numpy (the estimate evaluates hundreds of
-    coalitions a round; building a torch network for each would cost more than the
-    round's training); other families through torch
-    (:func:`~idlegrid.fl._local.true_class_log_probs`)."""
+    ``(x, y)``, with its gradient along a path and the updates' effects on the logits
+    (what :func:`aumann_shapley` needs). An MLP in numpy (:class:`MlpValue`: GTG-Shapley
+    evaluates hundreds of coalitions a round, and building a torch network for each
+    would cost more than the round's training); other families through torch
+    (:class:`TorchValue`)."""
     if not isinstance(model, MlpModel):
         return TorchValue(model, x, y)
     return MlpValue(model, x, y)
