@@ -381,11 +381,11 @@ def aumann_shapley(
     :class:`TorchValue`); a black-box score takes :func:`gtg_shapley`."""
     if not 1 <= nodes <= MAX_NODES:
         raise InvalidInput(f"the path's quadrature takes 1 to {MAX_NODES} nodes, not {nodes}")
-    base, groups, shares_of_step, stale = _players(
-        global_params, updates, examples, group_tau, previous_step, stale_tau, value.effects
-    )
-    step = np.sum(shares_of_step, axis=0)
-    with _blas().limit(limits=1, user_api="blas"):
+    with _blas().limit(limits=1, user_api="blas"):  # small products: threads only contend
+        base, groups, shares_of_step, stale = _players(
+            global_params, updates, examples, group_tau, previous_step, stale_tau, value.effects
+        )
+        step = np.sum(shares_of_step, axis=0)
         v0 = value(base.astype(np.float32))
         vn = value((base + step).astype(np.float32))
         if abs(vn - v0) < between_eps:
