@@ -615,15 +615,22 @@ class MlpValue:
             raise InvalidInput(f"parameters are {params.shape}, not ({self.n},)")
         return np.asarray(params, dtype=np.float32)
 
-    def first(self, params: np.ndarray, *, wide: bool = False) -> np.ndarray:
-        """The first layer's pre-activation ``x @ W.T + b`` (affine in ``params``); in
-        float64 when ``wide`` (for sums of many players' terms), else float32."""
+    def _wide(self) -> np.ndarray:
+        """The validation set in float64 (made once)."""
+        if self._xs64 is None:
+            self._xs64 = self.xs.astype(np.float64)
+        return self._xs64
+
+    def first(
+        self, params: np.ndarray, *, wide: bool = False, rows: int | None = None
+    ) -> np.ndarray:
+        """The first layer's pre-activation ``x @ W.T + b`` (affine in ``params``) of the
+        validation set's first ``rows`` rows (all by default); in float64 when ``wide``
+        (for sums of many players' terms), else float32."""
         self._check(params)
         dtype = np.float64 if wide else np.float32
         flat = np.asarray(params, dtype=dtype)
-        if wide and self._xs64 is None:
-            self._xs64 = self.xs.astype(np.float64)
-        xs: np.ndarray = self._xs64 if wide and self._xs64 is not None else self.xs
+        xs: np.ndarray = (self._wide() if wide else self.xs)[:rows]
         a, b = self.dims[0], self.dims[1]
         w = flat[: a * b].reshape(b, a)
         return np.asarray(xs @ w.T + flat[a * b : a * b + b], dtype=dtype)
@@ -666,17 +673,20 @@ class MlpValue:
         deltas = np.asarray(deltas, np.float64)
         if deltas.ndim != 2 or deltas.shape[1] != self.n:
             raise InvalidInput(f"updates are {deltas.shape}, not (n, {self.n})")
-        xs = self.xs[: _effect_rows(self.dims[-1])].astype(np.float64)
-        a, b = self.dims[0], self.dims[1]
-        z0 = xs @ base[: a * b].reshape(b, a).T + base[a * b : self.first_size]
-        out = np.empty((len(deltas), len(xs) * self.dims[-1]))
+        rows = _effect_rows(self.dims[-1])
+        # the base's forward pass, once: each later layer's input, its ReLU's gate and
+        # weights
+        h, layers = self.first(base, wide=True, rows=rows), []
+        for w_at, b_at, a_in, b_out in self._layers:
+            act, w = np.maximum(h, 0.0), base[w_at:b_at].reshape(b_out, a_in)
+            layers.append((act, h > 0, w, w_at, b_at, a_in, b_out))
+            h = act @ w.T + base[b_at : b_at + b_out]
+        out = np.empty((len(deltas), len(h) * self.dims[-1]))
         for i, d in enumerate(deltas):
-            h, dh = z0, xs @ d[: a * b].reshape(b, a).T + d[a * b : self.first_size]
-            for w_at, b_at, a_in, b_out in self._layers:
-                act, dact = np.maximum(h, 0.0), dh * (h > 0)
-                w, dw = base[w_at:b_at].reshape(b_out, a_in), d[w_at:b_at].reshape(b_out, a_in)
-                h = act @ w.T + base[b_at : b_at + b_out]
-                dh = dact @ w.T + act @ dw.T + d[b_at : b_at + b_out]
+            dh = self.first(d, wide=True, rows=rows)
+            for act, gate, w, w_at, b_at, a_in, b_out in layers:
+                dw = d[w_at:b_at].reshape(b_out, a_in)
+                dh = (dh * gate) @ w.T + act @ dw.T + d[b_at : b_at + b_out]
             out[i] = dh.reshape(-1)
         return out
 
@@ -718,7 +728,7 @@ class MlpValue:
             err = np.matmul(err, weights) * (x_in > 0)
         first = err.sum(axis=0)  # [rows, hidden]: the nodes' errors, weighted, summed
         a, b = self.dims[0], self.dims[1]
-        grad[: a * b] = (first.T @ self.xs.astype(np.float64)).reshape(-1)
+        grad[: a * b] = (first.T @ self._wide()).reshape(-1)
         grad[a * b : f] = first.sum(axis=0)
         return grad
 
