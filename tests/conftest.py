@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from idlegrid.chain import (
     RpcBackend,
 )
 from idlegrid.protocol import Account
+from tests import _stackcache
 
 ACCOUNTS = 20
 CONFIG = LedgerConfig(min_stake=100 * TOKEN, unbonding_delay=7 * 24 * 3600, close_window=24 * 3600)
@@ -67,6 +69,21 @@ class Env:
             if key in self.ledger.deployment.contracts:
                 holders.append(self.ledger.deployment.address(key))
         assert self.token.total_supply() == sum(self.token.balance_of(h) for h in holders)
+
+
+_STACKCACHE = "not installed"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Install the frame-stack chunk cache before any test runs (tests/_stackcache.py)."""
+    global _STACKCACHE
+    cache = config.cache
+    directory = cache.mkdir("stackcache") if cache is not None else Path(".pytest_cache")
+    _STACKCACHE = _stackcache.install(Path(directory))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"frame-stack chunk cache (CPython gh-142183): {_STACKCACHE}"
 
 
 @pytest.fixture(scope="session")
