@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # the explorer's browser tests drive Debian's chromium (as root here; sudo otherwise)
 CHROMIUM := /usr/bin/chromium
+# pytest-xdist workers (CI has 2 cores; the tests wait on nodes and chains a lot)
+TEST_WORKERS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test check setup setup-dev lint typecheck clean
@@ -19,7 +21,7 @@ check: $(VENV)/.dev node_modules/.installed $(CHROMIUM)
 	$(BIN)/ruff format --check src tests
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 setup: $(VENV)/.core
 setup-dev: $(VENV)/.dev node_modules/.installed $(CHROMIUM)

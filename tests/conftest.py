@@ -8,6 +8,7 @@ reverted afterwards.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ from idlegrid.chain import (
 )
 from idlegrid.protocol import Account
 from tests import _stackcache
+
+# The CLI's consoles are made on import and keep the width they see then; pytest-xdist's
+# workers start with COLUMNS=80, which would cut the addresses the CLI tests look for.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 ACCOUNTS = 20
 CONFIG = LedgerConfig(min_stake=100 * TOKEN, unbonding_delay=7 * 24 * 3600, close_window=24 * 3600)
@@ -73,11 +79,33 @@ class Env:
 
 _STACKCACHE = "not installed"
 
+#: modules with a test of a minute or more (``--durations``), collected first: the suite
+#: runs on pytest-xdist workers a module at a time (``--dist loadfile``), and a long
+#: module taken last keeps one worker busy alone at the end
+HEAVY_FIRST = (
+    "tests/bench/test_train_bench.py",
+    "tests/network/test_long_jobs.py",
+    "tests/chain/test_invariants.py",
+    "tests/bench/test_fl_bench.py",
+    "tests/network/test_training.py",
+    "tests/network/test_federated.py",
+    "tests/oracle/test_zk.py",
+    "tests/network/test_runs.py",
+    "tests/network/test_training_cli.py",
+    "tests/bench/test_oracle_bench.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules of ``HEAVY_FIRST`` first, in its order; the rest as collected."""
+    rank = {path: i for i, path in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Install the frame-stack chunk cache before any test runs (tests/_stackcache.py)."""
     global _STACKCACHE
-    cache = config.cache
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
     directory = cache.mkdir("stackcache") if cache is not None else Path(".pytest_cache")
     _STACKCACHE = _stackcache.install(Path(directory))
 

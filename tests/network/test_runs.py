@@ -23,6 +23,7 @@ from .test_long_jobs import BATCH, OPTIONS, SEGMENT_AMOUNT, SEGMENT_STEPS, datas
 
 SEGMENTS = 16  # about 10 s
 KILL_AT = 6
+WAIT_S = 120.0  # the most a test waits for the node to reach a state
 
 
 def test_node_driven_run_is_followed_paid_as_it_goes_and_resumed_after_a_sigkill(
@@ -86,6 +87,19 @@ def _events(net: Network, node: Node, run_id: str, account: Account) -> list[tup
     return out
 
 
+def _wait_for_jobs(net: Network, node: Node, kind: str, count: int) -> None:
+    """Until the node's journal has ``count`` finished jobs of ``kind`` (its status)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        sent = send(net, node, "GET", "/v1/status", account=None)
+        assert sent.status == 200, sent.response.text
+        jobs = sent.response.json()["jobs"]
+        if sum(j["kind"] == kind and j["outcome"] != "running" for j in jobs) >= count:
+            return
+        assert time.monotonic() < deadline, f"fewer than {count} {kind} jobs after {WAIT_S}s"
+        time.sleep(0.1)
+
+
 def test_node_runs_no_further_than_the_vouchers_cancel_404_and_403(
     make_network: Callable[..., Network],
 ) -> None:
@@ -116,7 +130,8 @@ def test_node_runs_no_further_than_the_vouchers_cancel_404_and_403(
     # Execute
     started = send(net, node, "POST", "/v1/runs", json.dumps(body).encode(), account=owner)
     run_id = started.response.json()["run_id"]
-    time.sleep(4)  # long enough for several segments, were they paid for
+    _wait_for_jobs(net, node, "sgd", 2)  # the free segment and the one run ahead
+    time.sleep(1)  # time for a third, were it not waiting for a voucher (none comes)
     unknown = send(net, node, "GET", "/v1/runs/0x" + "00" * 16 + "/events", account=owner)
     foreign = send(net, node, "GET", f"/v1/runs/{run_id}/events", account=stranger)
     foreign_cancel = send(net, node, "POST", f"/v1/runs/{run_id}/cancel", account=stranger)
