@@ -16,11 +16,14 @@ demo: $(VENV)/.core
 
 test: check
 
-# format check, lint, type check and the test suite, in that order (one check script)
+# format check, lint, type check and the test suite, in that order (one check script);
+# compileall first writes the package's bytecode: the suite starts many node, helper and
+# CLI processes, and where PYTHONDONTWRITEBYTECODE is set each would compile it again
 check: $(VENV)/.dev node_modules/.installed $(CHROMIUM)
 	$(BIN)/ruff format --check src tests
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+	$(BIN)/python -m compileall -q src
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 setup: $(VENV)/.core

@@ -79,18 +79,22 @@ class Env:
 
 _STACKCACHE = "not installed"
 
-#: modules with a test of a minute or more (``--durations``), collected first: the suite
+#: the modules that take a minute or more (``--durations``), longest first: the suite
 #: runs on pytest-xdist workers a module at a time (``--dist loadfile``), and a long
 #: module taken last keeps one worker busy alone at the end
 HEAVY_FIRST = (
     "tests/bench/test_train_bench.py",
-    "tests/network/test_long_jobs.py",
     "tests/chain/test_invariants.py",
-    "tests/bench/test_fl_bench.py",
-    "tests/network/test_training.py",
     "tests/network/test_federated.py",
+    "tests/bench/test_fl_bench.py",
+    "tests/explorer/test_network.py",
+    "tests/network/test_training.py",
+    "tests/test_cli.py",
     "tests/oracle/test_zk.py",
+    "tests/network/test_long_jobs.py",
+    "tests/network/test_disputes.py",
     "tests/network/test_runs.py",
+    "tests/network/test_verify.py",
     "tests/network/test_training_cli.py",
     "tests/bench/test_oracle_bench.py",
 )

@@ -111,15 +111,17 @@ def devnet_up(
     nodes: bool = True,
     contracts: Sequence[ContractSpec] = CONTRACTS,
     explorer: bool = False,
+    node_flags: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Start a chain in the background, deploy and fund the ledger, write ``devnet.json``.
 
     ``backend``: "anvil", "embedded", or "auto" (anvil if installed). Accounts
     1..``providers`` are registered as providers with the minimum stake and, with
     ``nodes``, each runs a provider node process (``idlegrid node start``) on a
-    free loopback port. The contracts deployed are those of ``contracts``, in
-    its order. With ``explorer``, an explorer process (``idlegrid explorer``) serves
-    the network on a free loopback port, its address in ``explorer_url`` (the
+    free loopback port, with ``node_flags`` added to its command line (``["--train"]``,
+    say). The contracts deployed are those of ``contracts``, in its order. With
+    ``explorer``, an explorer process (``idlegrid explorer``) serves the network on a
+    free loopback port, its address in ``explorer_url`` (the
     command line's ``devnet up`` starts one; the API leaves it to the caller, as tests
     and benchmarks seldom look). Each step is reported to ``progress``. Returns what was
     written to devnet.json. Raises ConfigError if a devnet already runs in
@@ -145,7 +147,7 @@ def devnet_up(
             )
             _write_json(directory / DEVNET_FILE, record)
             if nodes and providers:
-                _start_nodes(directory, record, say=say)
+                _start_nodes(directory, record, flags=node_flags, say=say)
                 _write_json(directory / DEVNET_FILE, record)
             if explorer:
                 _start_explorer(directory, record, say=say)
@@ -353,7 +355,9 @@ def wait_for_node(
     raise ConfigError(f"{what} at {url} did not answer within {timeout:.0f}s")
 
 
-def _start_nodes(directory: Path, record: dict[str, Any], *, say: Progress) -> None:
+def _start_nodes(
+    directory: Path, record: dict[str, Any], *, flags: Sequence[str], say: Progress
+) -> None:
     """Start one provider node per registered provider; they update their endpoints."""
     network = directory / DEVNET_FILE
     started = []
@@ -362,7 +366,7 @@ def _start_nodes(directory: Path, record: dict[str, Any], *, say: Progress) -> N
         url = f"http://127.0.0.1:{port}"
         log = directory / STATE_DIR / f"node-{i}.log"
         say(f"starting provider node {i} ({provider['address']}) on {url} (log: {log})")
-        argv = node_argv(network, i, port, directory / STATE_DIR / f"node-{i}")
+        argv = [*node_argv(network, i, port, directory / STATE_DIR / f"node-{i}"), *flags]
         proc, ref = spawn(argv, log=log, role=f"provider-{i}", cwd=directory)
         record["processes"].append(ref.as_dict())
         _write_json(directory / STATE_DIR / PID_FILE, {"processes": record["processes"]})

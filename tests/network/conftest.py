@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,9 @@ DEMO_CLIENT = 4  # pays through idlegrid.Client in the demo test
 JOB_CLIENT = 5  # holds one channel per node for the known-good jobs
 STRANGER = 6  # signs what it is not allowed to sign
 FUZZ_CLIENT = 7  # holds the channels that property tests send garbage on
-HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# A job's answer may wait behind others' (a node's per-job limit is 30 s of wall time, and
+# a loaded two-core machine runs two at a time), so the read limit is a hang guard only.
+HTTP_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 GONE_TIMEOUT = 15.0
 
 Serves = Callable[["Node"], None]
@@ -196,19 +198,24 @@ def wait_gone(refs: list[ProcessRef], timeout: float = GONE_TIMEOUT) -> None:
         time.sleep(0.05)
 
 
-def start_network(directory: Path, *, providers: int = PROVIDERS) -> Network:
-    """Start an anvil devnet with provider nodes in ``directory``; fail if anvil is missing."""
+def start_network(
+    directory: Path, *, providers: int = PROVIDERS, node_flags: Sequence[str] = ()
+) -> Network:
+    """Start an anvil devnet with provider nodes in ``directory``, each with ``node_flags``
+    added to its command line; fail if anvil is missing."""
     if find_anvil() is None:
         pytest.fail(ANVIL_MISSING)
     directory = directory.resolve()
-    devnet_up(directory, providers=providers, accounts=ACCOUNTS, backend="anvil")  # all or none
+    devnet_up(  # all or none
+        directory, providers=providers, accounts=ACCOUNTS, backend="anvil", node_flags=node_flags
+    )
     info = load_devnet(directory)
     record = json.loads((directory / DEVNET_FILE).read_text())
     nodes = []
     for i, provider in enumerate(record["providers"], start=1):
         port = int(provider["endpoint"].rsplit(":", 1)[1])
         data_dir = directory / ".idlegrid" / f"node-{i}"
-        argv = node_argv(directory / DEVNET_FILE, i, port, data_dir)
+        argv = [*node_argv(directory / DEVNET_FILE, i, port, data_dir), *node_flags]
         nodes.append(Node(i, provider["address"], provider["endpoint"], argv, directory))
     ledger = info.ledger()
     domain = node_domain(info.chain_id, info.deployment.market)

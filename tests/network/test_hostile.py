@@ -55,7 +55,7 @@ RATE = 10**6  # node 2's units per CPU-second
 CAP = 4  # node 2's jobs per client, running or queued
 SECRET = b"TOPSECRET-0123456789abcdef"  # as the workload tests' leaking models expect
 F = TensorProto.FLOAT
-LONG_TRIPS = 1_500_000  # a Loop of this many trips runs for about a CPU-second or more
+LONG_TRIPS = 1_500_000  # a Loop of this many trips runs for a CPU-second or more (4.7 s seen)
 STATS_TIMEOUT = 60.0
 
 
@@ -318,6 +318,7 @@ def test_one_clients_long_jobs_do_not_make_anothers_wait_behind_all_of_them(
 ) -> None:
     # Prepare: an attacker with a Loop that runs a CPU-second or more, a victim with digits
     node = hostile.metered
+    wait_for_stats(hostile, node, running=0, queued=0)  # no earlier test's jobs left
     attacker = channel(hostile, node, 6, digits)
     victim = channel(hostile, node, 7, digits)
     model = upload(attacker, loop_model(LONG_TRIPS))
@@ -354,6 +355,7 @@ def test_a_client_over_its_job_cap_is_answered_429_and_may_send_the_job_again(
 ) -> None:
     # Prepare: CAP long jobs of one client in flight
     node = hostile.metered
+    wait_for_stats(hostile, node, running=0, queued=0)  # no earlier test's jobs left
     attacker = channel(hostile, node, 6, digits)
     model = upload(attacker, loop_model(LONG_TRIPS))
     bodies = [

@@ -7,7 +7,6 @@ so its result is checked against the same steps run here, uninterrupted.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -21,8 +20,8 @@ from .test_failover import paid_only_for_what_was_received, wait_earned
 
 FEATURES, CLASSES, BATCH = 4, 3, 8
 SEGMENT_STEPS = 12_000  # about half a second of a worker
-SEGMENTS = 24  # about 20 s in all
-KILL_AT = 8  # segments done when the run's provider is killed
+SEGMENTS = 12  # about 6 s of work in all
+KILL_AT = 4  # segments done when the run's provider is killed
 OPTIONS = {"segment_steps": SEGMENT_STEPS, "batch": BATCH, "lr": 0.05, "seed": 7}
 
 
@@ -52,7 +51,6 @@ def test_long_run_survives_a_killed_provider_and_pays_each_for_its_part(
     events: list[Progress | Failover] = []
     killed: list[str] = []
     by_address = {node.address: node for node in net.nodes}
-    started = time.monotonic()
 
     # Execute
     try:
@@ -63,7 +61,6 @@ def test_long_run_survives_a_killed_provider_and_pays_each_for_its_part(
                 killed.append(event.provider)
                 net.kill(by_address[event.provider])
         result = run.result()
-        seconds = time.monotonic() - started
     finally:
         client.close()
 
@@ -81,7 +78,6 @@ def test_long_run_survives_a_killed_provider_and_pays_each_for_its_part(
     assert sum(result.segments.values()) == SEGMENTS
     assert result.paid == {a: n * SEGMENT_AMOUNT for a, n in result.segments.items()}
     assert run.plan.workload.close_enough(result.output, reference(x, y, steps))
-    assert seconds > 5  # a long job indeed, on any machine this suite runs on
     paid_only_for_what_was_received(net, client)
     for address, amount in result.paid.items():
         vouchered = sum(ch.amount for ch in client.channels() if ch.terms.provider == address)

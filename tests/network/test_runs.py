@@ -21,8 +21,8 @@ from .conftest import DEMO_CLIENT, STRANGER, Network, Node, put_blob, send
 from .test_failover import paid_only_for_what_was_received
 from .test_long_jobs import BATCH, OPTIONS, SEGMENT_AMOUNT, SEGMENT_STEPS, dataset, reference
 
-SEGMENTS = 16  # about 10 s
-KILL_AT = 6
+SEGMENTS = 8  # about 5 s
+KILL_AT = 3
 WAIT_S = 120.0  # the most a test waits for the node to reach a state
 
 

@@ -52,19 +52,26 @@ def serve_train(net: Network, *, cheat: list[str] | None = None, only: int | Non
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    network = start_network(tmp_path_factory.mktemp("training"))
+    network = start_network(tmp_path_factory.mktemp("training"), node_flags=["--train"])
     try:
-        serve_train(network)
         yield network
     finally:
         network.close()
 
 
 def local_run(spec: TrainSpec, total: int) -> np.ndarray:
-    """The whole run here, in one segment, on the same interval grid."""
+    """The whole run here, in one segment, on the same interval grid, with one thread as a
+    node's worker (another count sums in another order: not bit-equal)."""
+    import torch
+
     whole = TrainSpec.model_validate({**spec.model_dump(), "start": 0, "steps": total})
     x, y, _, _ = read_dataset(DATA, whole)
-    return train_steps(whole, None, x, y)[-1]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_steps(whole, None, x, y)[-1]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_a_model_trained_on_the_network_is_verified_registered_and_served(

@@ -24,7 +24,7 @@ from idlegrid import cli
 from idlegrid.client import Progress
 
 from .conftest import DEMO_CLIENT, Network, start_network
-from .test_training import DATA, serve_train
+from .test_training import DATA
 
 JOB = {
     "model": {"family": "mlp", "inputs": 64, "hidden": [16], "classes": 10},
@@ -38,9 +38,8 @@ JOB = {
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    network = start_network(tmp_path_factory.mktemp("training-cli"))
+    network = start_network(tmp_path_factory.mktemp("training-cli"), node_flags=["--train"])
     try:
-        serve_train(network)
         yield network
     finally:
         network.close()

@@ -6,7 +6,7 @@ input are refused on chain."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,25 @@ def circuits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Circuit, Circuit
     return out[0], out[1]
 
 
+Prove = Callable[[Circuit, np.ndarray], tuple[list[int], bytes]]
+
+
+@pytest.fixture(scope="module")
+def prove() -> Prove:
+    """``zk_prove`` of a circuit on an input, each pair proven once for the module: every
+    test asks about the same row, and a proof takes seconds."""
+    proofs: dict[tuple[bytes, bytes], tuple[list[int], bytes]] = {}
+
+    def proven(c: Circuit, x: np.ndarray) -> tuple[list[int], bytes]:
+        key = (c.digest, np.ascontiguousarray(x, dtype=np.float64).tobytes())
+        if key not in proofs:
+            outputs, proof, _ = zk_prove(c.artifacts, x)
+            proofs[key] = (list(outputs), bytes(proof))
+        return proofs[key]
+
+    return proven
+
+
 class _Vault(ContractClient):
     _name = "RiskVault"
 
@@ -102,12 +121,12 @@ def _output_18(outputs: list[int], artifacts: ZkArtifacts) -> list[int]:
 
 
 def test_a_proven_answer_reaches_the_vault_and_pays_the_prover(
-    world: World, circuits: tuple[Circuit, Circuit]
+    world: World, circuits: tuple[Circuit, Circuit], prove: Prove
 ) -> None:
     # Prepare
     w, c = world, circuits[0]
     req = _ask(w)
-    outputs, proof, _ = zk_prove(c.artifacts, from_fixed(req.input))  # type: ignore[attr-defined]
+    outputs, proof = prove(c, from_fixed(req.input))  # type: ignore[attr-defined]
 
     # Execute
     done = w.oracle.fulfill_proof(req, _output_18(outputs, c.artifacts), proof, sender=w.prover)  # type: ignore[arg-type]
@@ -123,14 +142,14 @@ def test_a_proven_answer_reaches_the_vault_and_pays_the_prover(
 
 
 def test_forged_and_misdirected_proofs_are_refused_on_chain(
-    world: World, circuits: tuple[Circuit, Circuit]
+    world: World, circuits: tuple[Circuit, Circuit], prove: Prove
 ) -> None:
     # Prepare: a true proof for the request, and one for the other model
     w, c, other = world, circuits[0], circuits[1]
     req = _ask(w)
     x = from_fixed(req.input)  # type: ignore[attr-defined]
-    outputs, proof, _ = zk_prove(c.artifacts, x)
-    theirs, their_proof, _ = zk_prove(other.artifacts, x)
+    outputs, proof = prove(c, x)
+    theirs, their_proof = prove(other, x)
     answer = _output_18(outputs, c.artifacts)
     forged = bytearray(proof)
     forged[100] ^= 1

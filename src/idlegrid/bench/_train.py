@@ -110,11 +110,35 @@ def run_train(
     backend: str = "anvil",
     progress: Say | None = None,
 ) -> dict[str, Any]:
-    """Run the training benchmark and return its figures as a JSON-ready dict."""
+    """Run the training benchmark and return its figures as a JSON-ready dict (its local
+    run on one PyTorch thread, as a node's worker; the count is restored after)."""
     import torch
 
-    say = progress or (lambda _msg: None)
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _run_train(
+            steps=steps, batch=batch, segment_steps=segment_steps, checks=checks,
+            trials=trials, honest_trials=honest_trials, cheat_rate=cheat_rate,
+            trial_steps=trial_steps, backend=backend, say=progress or (lambda _msg: None),
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_train(
+    *,
+    steps: int,
+    batch: int,
+    segment_steps: int,
+    checks: int,
+    trials: int,
+    honest_trials: int,
+    cheat_rate: float,
+    trial_steps: int,
+    backend: str,
+    say: Say,
+) -> dict[str, Any]:
     interval = max(1, steps // (INTERVALS_PER_CHECK * checks))
     segment_steps = max(interval, segment_steps // interval * interval)
     job = TrainJob(
@@ -151,10 +175,10 @@ def run_train(
             finally:
                 client.close()
             modes = {}
+            for i in range(1, PROVIDERS):
+                nodes.start(i)  # honest referees from here on, not serving train
             for mode in MODES:
                 say(f"{mode}: node {CHEATER} alone serves train, fabricating {cheat_rate:.0%}")
-                for i in range(1, PROVIDERS):
-                    nodes.start(i)  # honest referees, not serving train
                 cheat = ["--cheat-rate", str(cheat_rate), "--cheat-mode", mode]
                 nodes.start(CHEATER, ["--train", *cheat, "--cheat-seed", str(CHEAT_SEED)])
                 nodes.wait_warm(CHEATER)

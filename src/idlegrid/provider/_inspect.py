@@ -15,74 +15,13 @@ import asyncio
 import concurrent.futures
 import multiprocessing
 import os
-import sys
-import threading
-import time
 from collections import OrderedDict
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 
 from .._exceptions import IdlegridError, InvalidInput
+from ..workloads._inspect_child import ModelFacts, count, init, ready
 
 __all__ = ["ModelFacts", "ModelInspector"]
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the node needs to know of a model, as plain data (the node imports no onnx)."""
-
-    flops_per_row: int
-    #: why the FLOP count is not exact and a job must be metered; None when it is exact
-    metering: str | None
-    #: the inputs a job feeds: name, shape (None: a symbolic dim), numpy dtype string
-    inputs: tuple[tuple[str, tuple[int | None, ...], str], ...]
-
-
-def _init(memory_mb: int | None, node: int) -> None:
-    """In the helper process: a memory limit, and an exit as soon as the node is gone.
-
-    ``node`` is the node's pid, passed in: a node killed while this process was still
-    starting has already made it an orphan, and its parent now would be someone else.
-    """
-    if memory_mb is not None:
-        import resource
-
-        limit = memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    if sys.platform == "linux":  # die with the node, even if it is killed
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != node:  # the node died before the line above took effect
-        os._exit(0)
-    threading.Thread(target=_exit_with, args=(node,), daemon=True).start()
-
-
-def _exit_with(node: int) -> None:
-    # the pool's queues hold both ends of their pipes here, so the helper never sees the
-    # node hang up: watch the parent instead
-    while os.getppid() == node:
-        time.sleep(0.5)
-    os._exit(0)
-
-
-def _count(path: str | None, data: bytes | None) -> ModelFacts:
-    from ..workloads import model_info
-
-    if path is not None:
-        with open(path, "rb") as f:
-            data = f.read()
-    assert data is not None
-    info = model_info(data)
-    inputs = tuple((s.name, s.shape, s.dtype.str) for s in info.inputs)
-    return ModelFacts(info.flops_per_row, info.metering, inputs)
-
-
-def _ready() -> int:
-    from ..workloads import count_flops  # noqa: F401  (import it now, not at the first model)
-
-    return os.getpid()
 
 
 class ModelInspector:
@@ -100,14 +39,14 @@ class ModelInspector:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init,
+                initializer=init,
                 initargs=(self.memory_mb, os.getpid()),
             )
         return self._pool
 
     def start(self) -> None:
         """Start the helper process now, so that the first model does not wait for it."""
-        self._executor().submit(_ready)
+        self._executor().submit(ready)
 
     def known(self, digest: str) -> int | None:
         """The cached count of ``digest``; raises the cached refusal; None if not counted."""
@@ -141,7 +80,7 @@ class ModelInspector:
     async def _count(self, digest: str, path: str | None, data: bytes | None) -> ModelFacts:
         async with self._turn:  # one model at a time: a kill on timeout hits only its own
             try:
-                future = self._executor().submit(_count, path, data)
+                future = self._executor().submit(count, path, data)
                 flops = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
             except TimeoutError:
                 self._kill()

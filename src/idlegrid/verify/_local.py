@@ -91,9 +91,9 @@ class LocalRunner:
         return False
 
     async def model_cost(self, digest: str) -> Any:
-        from ..provider._inspect import _count
+        from ..workloads._inspect_child import count
 
-        return await asyncio.to_thread(_count, self.blob_path(digest), None)
+        return await asyncio.to_thread(count, self.blob_path(digest), None)
 
     def _path(self, digest: str) -> Path:
         if len(digest) != 64 or not set(digest) <= set("0123456789abcdef"):
