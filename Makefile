@@ -24,7 +24,7 @@ check: $(VENV)/.dev node_modules/.installed $(CHROMIUM)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/python -m compileall -q src
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 setup: $(VENV)/.core
 setup-dev: $(VENV)/.dev node_modules/.installed $(CHROMIUM)

@@ -81,7 +81,9 @@ _STACKCACHE = "not installed"
 
 #: the modules that take a minute or more (``--durations``), longest first: the suite
 #: runs on pytest-xdist workers a module at a time (``--dist loadfile``), and a long
-#: module taken last keeps one worker busy alone at the end
+#: module taken last keeps one worker busy alone at the end. The Makefile passes
+#: ``--no-loadscope-reorder``: by default xdist hands out the modules with the most tests
+#: first, whatever the collection's order, and the one-test benchmarks came last.
 HEAVY_FIRST = (
     "tests/bench/test_train_bench.py",
     "tests/chain/test_invariants.py",
