@@ -21,7 +21,13 @@ from idlegrid import InvalidInput
 from idlegrid.chain import DisputeClient, ModelRegistryClient, TrainingOutcome
 from idlegrid.client import Client, Failover, ModelStore, Progress
 from idlegrid.workloads import OnnxRunner
-from idlegrid.workloads._kind_train import TrainSpec, read_dataset, train_dataset, train_steps
+from idlegrid.workloads._kind_train import (
+    TrainSpec,
+    read_dataset,
+    torch_threads,
+    train_dataset,
+    train_steps,
+)
 
 from .conftest import DEMO_CLIENT, Network, start_network
 
@@ -62,16 +68,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
 def local_run(spec: TrainSpec, total: int) -> np.ndarray:
     """The whole run here, in one segment, on the same interval grid, with one thread as a
     node's worker (another count sums in another order: not bit-equal)."""
-    import torch
-
     whole = TrainSpec.model_validate({**spec.model_dump(), "start": 0, "steps": total})
     x, y, _, _ = read_dataset(DATA, whole)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return train_steps(whole, None, x, y)[-1]
-    finally:
-        torch.set_num_threads(previous)
 
 
 def test_a_model_trained_on_the_network_is_verified_registered_and_served(

@@ -57,6 +57,7 @@ from ..workloads._kind_train import (
     TrainSpec,
     evaluate,
     read_dataset,
+    torch_threads,
     train_dataset,
     train_steps,
 )
@@ -97,6 +98,7 @@ def digits_data(images: bool) -> bytes:
     return train_dataset(x[:1437], y[:1437], x[1437:], y[1437:])
 
 
+@torch_threads(1)
 def run_train(
     *,
     steps: int = 8000,
@@ -110,35 +112,9 @@ def run_train(
     backend: str = "anvil",
     progress: Say | None = None,
 ) -> dict[str, Any]:
-    """Run the training benchmark and return its figures as a JSON-ready dict (its local
-    run on one PyTorch thread, as a node's worker; the count is restored after)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _run_train(
-            steps=steps, batch=batch, segment_steps=segment_steps, checks=checks,
-            trials=trials, honest_trials=honest_trials, cheat_rate=cheat_rate,
-            trial_steps=trial_steps, backend=backend, say=progress or (lambda _msg: None),
-        )  # fmt: skip
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _run_train(
-    *,
-    steps: int,
-    batch: int,
-    segment_steps: int,
-    checks: int,
-    trials: int,
-    honest_trials: int,
-    cheat_rate: float,
-    trial_steps: int,
-    backend: str,
-    say: Say,
-) -> dict[str, Any]:
+    """Run the training benchmark and return its figures as a JSON-ready dict (on one
+    PyTorch thread, as a node's worker; the count is restored after)."""
+    say = progress or (lambda _msg: None)
     interval = max(1, steps // (INTERVALS_PER_CHECK * checks))
     segment_steps = max(interval, segment_steps // interval * interval)
     job = TrainJob(

@@ -222,23 +222,15 @@ def replay_interval(
     (at the step it holds), replayed with ``threads`` PyTorch threads (the previous
     count restored after). At step 0 the replay starts from the run's initial state, as
     the trainer's first segment does (``check_interval`` checks ``before_state`` is it)."""
-    import torch
-
-    from ..workloads._kind_train import state_step, train_steps
+    from ..workloads._kind_train import state_step, torch_threads, train_steps
 
     start = state_step(before_state)
     steps = min(_every(spec), spec.total_steps - start)
     if steps < 1:
         raise ValueError(f"no interval of the run starts at step {start}")
     one = _one_interval(spec, start, steps, before_state)
-    previous = torch.get_num_threads()
-    if previous != threads:  # setting it rebuilds the thread pool
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         (after,) = train_steps(one, None if start == 0 else before_state, x, y)
-    finally:
-        if previous != threads:
-            torch.set_num_threads(previous)
     return after
 
 
@@ -458,19 +450,13 @@ def calibrate_pol(
     """Train the first ``intervals`` intervals of the run ``spec`` with one thread,
     replay each with every count of ``threads``, and forge each with every attack
     (``spoof``): the largest honest distances and the smallest forged ones."""
-    import torch
-
-    from ..workloads._kind_train import initial_state, params_of, train_steps
+    from ..workloads._kind_train import initial_state, params_of, torch_threads, train_steps
 
     k = _every(spec)
     steps = min(intervals * k, spec.total_steps)
     run = _one_interval(spec, 0, steps, initial_state(spec), interval=k)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         trajectory = [initial_state(spec), *train_steps(run, None, x, y)]
-    finally:
-        torch.set_num_threads(previous)
     n = len(trajectory) - 1
 
     def distance(before: np.ndarray, after: np.ndarray, replayed: np.ndarray) -> float:

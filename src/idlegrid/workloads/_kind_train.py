@@ -48,6 +48,8 @@ import io
 import math
 import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -792,6 +794,23 @@ def export_onnx(spec: TrainSpec, state: np.ndarray) -> bytes:
     """The network of a checkpoint as ONNX (input ``x``, output ``logits``, any batch
     size), which the ``onnx`` workload serves."""
     return export_onnx_network(spec.model, _network(spec, state))
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """PyTorch's intra-op thread count set to ``n`` for the block, the previous one restored
+    after (a count changes the order of sums, so runs to compare bit for bit share one;
+    setting it rebuilds the thread pool, so an unchanged count is left alone)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if previous != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if previous != n:
+            torch.set_num_threads(previous)
 
 
 def run(payload: bytes) -> bytes:
