@@ -1380,6 +1380,38 @@ def bench_dispatch(
     out.print(table)
 
 
+@bench_app.command("health")
+def bench_health(
+    as_json: JsonFlag = False,
+    adds: Annotated[int, typer.Option(help="Chained Add nodes in the model counted.")] = 10_000,
+    rows: Annotated[int, typer.Option(help="Rows of the heavy job.")] = 16_384,
+    interval_ms: Annotated[float, typer.Option(help="Pause between probes, ms.")] = 10.0,
+    backend: Annotated[str, typer.Option(help="anvil (the benchmark) or embedded.")] = "anvil",
+) -> None:
+    """A busy node's /v1/health latency: counting a big model, running a heavy job."""
+    from .bench._health import run_health
+
+    if adds < 1 or rows < 1 or interval_ms < 0:
+        raise typer.BadParameter("--adds and --rows must be positive, --interval-ms not negative")
+    result = run_health(
+        adds=adds, rows=rows, interval_ms=interval_ms, backend=backend,
+        progress=_progress(not as_json),
+    )  # fmt: skip
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(title="/v1/health while the node is busy")
+    for col in ("phase", "answers", "p50 ms", "p99 ms", "max ms"):
+        table.add_column(col, justify="right" if col != "phase" else "left")
+    for name, p in result["phases"].items():
+        table.add_row(name, str(p["answers"]), *(
+            "-" if p[k] is None else f"{p[k]:.1f}" for k in ("p50_ms", "p99_ms", "max_ms")
+        ))  # fmt: skip
+    out.print(table)
+    t = result["targets"]
+    out.print(f"health_max_ms <= {t['health_max_ms_max']:g}: {t['health_max_ms_met']}")
+
+
 @bench_app.command("fl")
 def bench_fl(
     as_json: JsonFlag = False,

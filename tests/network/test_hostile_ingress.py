@@ -29,9 +29,9 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from onnx import TensorProto, helper
 
 from idlegrid.bench._dispatch import mlp_model
+from idlegrid.bench._health import adds_model
 from idlegrid.chain import TOKEN
 from idlegrid.protocol import JobResult, npy_bytes
 from idlegrid.workloads import count_flops
@@ -44,8 +44,6 @@ SMALL_ROWS, BIG_ROWS = 2, 100
 #: node A's unpaid limit, in 2-row jobs: more than one big job, less than two
 UNPAID_LIMIT_JOBS = 75
 MAX_CONNECTIONS = 24
-#: a generous bound on /v1/health while the node is busy (the aim is 100 ms; CI is loaded)
-HEALTH_BOUND_S = 1.0
 
 
 @dataclass
@@ -127,25 +125,12 @@ def _stats(net: Network, node: Node) -> dict[str, object]:
 
 
 # -- the event loop stays free -----------------------------------------------------------------
-def chain_of_adds(nodes: int) -> bytes:
-    """A model of ``nodes`` chained Adds: cheap to run a row through, slow to count."""
-    graph_nodes = []
-    previous = "x"
-    for i in range(nodes):
-        graph_nodes.append(helper.make_node("Add", [previous, previous], [f"t{i}"]))
-        previous = f"t{i}"
-    graph = helper.make_graph(
-        graph_nodes,
-        "adds",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info(previous, TensorProto.FLOAT, ["n", 4])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    return bytes(model.SerializeToString())
+def health_while(net: Network, node: Node, work: threading.Thread, busy: str) -> tuple[int, float]:
+    """Ask /v1/health, then /v1/stats, until ``work`` ends: (health answers given while
+    the node said it was ``busy``: "counting" a model or "running" a job; the slowest).
 
-
-def health_while(net: Network, node: Node, work: threading.Thread) -> tuple[int, float]:
-    """Poll /v1/health until ``work`` ends: (answers that came before it ended, max latency)."""
+    An answer that /v1/stats shows was given during the work proves the event loop
+    free; its latency is printed, not asserted (``idlegrid bench health`` measures it)."""
     answered, worst = 0, 0.0
     with httpx.Client(timeout=30.0) as http:
         while work.is_alive():
@@ -153,7 +138,12 @@ def health_while(net: Network, node: Node, work: threading.Thread) -> tuple[int,
             response = http.get(f"{node.url}/v1/health")
             took = time.perf_counter() - start
             assert response.status_code == 200
-            if work.is_alive():
+            stats = http.get(f"{node.url}/v1/stats").json()
+            doing = {
+                "counting": stats["models"]["counting"],
+                "running": stats["executor"]["running"],
+            }
+            if doing[busy] > 0:
                 answered += 1
                 worst = max(worst, took)
             time.sleep(0.01)
@@ -171,20 +161,19 @@ def test_health_answers_while_a_big_model_is_counted(hostile: Hostile) -> None:
     # Prepare: a model that takes a second or more to count, on an open channel
     net, node = hostile.net, hostile.b
     jc = hostile.channel(node, HEAVY_CLIENT)
-    heavy = put_blob(net, node, chain_of_adds(100_000), account=jc.client)
+    heavy = put_blob(net, node, adds_model(100_000), account=jc.client)
     body = jc.request(model=heavy, input_npy=_b64(npy_bytes(np.zeros((2, 4), np.float32))))
     body["max_units"] = 1  # counted, then refused: the job never reaches a worker
 
     # Execute
     work, sent = in_background(lambda: jc.submit(body))
-    answered, worst = health_while(net, node, work)
+    answered, worst = health_while(net, node, work, "counting")
     work.join()
 
-    # Assert
+    # Assert: answers while the helper process counted, and the job refused after it
     assert sent[0].status == 400 and "max_units" in sent[0].reason, sent[0].response.text
     print(f"\n/v1/health while counting a 100k-node model: {answered} answers, max {worst:.3f}s")
     assert answered >= 3
-    assert worst < HEALTH_BOUND_S
 
 
 def test_health_answers_while_a_heavy_job_runs(hostile: Hostile) -> None:
@@ -199,14 +188,13 @@ def test_health_answers_while_a_heavy_job_runs(hostile: Hostile) -> None:
 
     # Execute
     work, sent = in_background(lambda: jc.submit(body))
-    answered, worst = health_while(net, node, work)
+    answered, worst = health_while(net, node, work, "running")
     work.join()
 
-    # Assert
+    # Assert: answers while a worker ran the job
     assert sent[0].status == 200, sent[0].response.text
     print(f"\n/v1/health during a heavy job: {answered} answers, max {worst:.3f}s")
     assert answered >= 3
-    assert worst < HEALTH_BOUND_S
 
 
 def test_big_model_on_a_channel_never_opened_is_402_unparsed(hostile: Hostile) -> None:

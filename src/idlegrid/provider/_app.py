@@ -247,6 +247,8 @@ def create_app(node: ProviderNode, *, redeem_interval: float = 1.0) -> FastAPI:
             "redemptions": node.stats.redemptions,
             "channels": node.channels,
             "warm": node.warm,
+            # models being counted in the helper process (or waiting their turn), and cached
+            "models": {"counting": node.models.counting, "cached": node.models.cached},
             # a testing aid's own count (never on an honest node): lies told so far
             **(
                 {"cheat": {"mode": node.cheat.mode, "lies": node.cheat.lies}}

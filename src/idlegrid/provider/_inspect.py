@@ -48,6 +48,16 @@ class ModelInspector:
         """Start the helper process now, so that the first model does not wait for it."""
         self._executor().submit(ready)
 
+    @property
+    def counting(self) -> int:
+        """Models being counted now or waiting for their turn (``/v1/stats``)."""
+        return len(self._pending)
+
+    @property
+    def cached(self) -> int:
+        """Models whose count or refusal the node remembers."""
+        return len(self._known)
+
     def known(self, digest: str) -> int | None:
         """The cached count of ``digest``; raises the cached refusal; None if not counted."""
         found = self._known.get(digest)
