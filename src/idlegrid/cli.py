@@ -1683,10 +1683,10 @@ def posting_challenge(
     """Challenge the posting of the round INPUTS describe, in its window (bond locked)."""
     from dataclasses import asdict
 
+    data, parsed = _round_inputs(inputs)  # a bad file is refused before the chain is touched
+    recomputed = parsed.amounts()
     from .client import Client
 
-    data, parsed = _round_inputs(inputs)
-    recomputed = parsed.amounts()
     key, ledger = _identity(network, account, keystore, default=0)
     with Client(key, ledger) as client:
         ruling = client.challenge_posting(parsed.run, parsed.round, data, timeout_s=timeout)
@@ -1710,10 +1710,10 @@ def posting_post(
     as_json: JsonFlag = False,
 ) -> None:
     """Post the round INPUTS describe from them (its coordinator, after a voided posting)."""
+    _data, parsed = _round_inputs(inputs)  # a bad file is refused before the chain is touched
     from .client import Client
     from .fl import post_contributions
 
-    _data, parsed = _round_inputs(inputs)
     key, ledger = _identity(network, account, keystore, default=0)
     with Client(key, ledger) as client:
         amounts = post_contributions(client, parsed)
@@ -2008,11 +2008,11 @@ def explorer(
 ) -> None:
     """Serve the network explorer: nodes, jobs, money, models, runs and oracle requests,
     live, built from the chain by the indexer alone."""
+    if not 0.05 <= interval <= 3600:
+        raise typer.BadParameter("interval must be 0.05..3600 seconds")
     from .devnet import load_devnet
     from .explorer import serve_explorer
 
-    if not 0.05 <= interval <= 3600:
-        raise typer.BadParameter("interval must be 0.05..3600 seconds")
     info = load_devnet(network)
     path = index or info.path.parent / ".idlegrid" / "explorer.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
