@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -357,30 +358,17 @@ def node_start(
             "--oracle", help="Also answer the oracle contract's requests (see docs/oracle.md)."
         ),
     ] = False,
-    log_json: Annotated[
-        bool,
-        typer.Option(
-            "--log-json",
-            help="Log one JSON object per line (also IDLEGRID_LOG_FORMAT=json).",
-        ),
-    ] = False,
-    log_level: Annotated[
-        str, typer.Option(help="Least level of idlegrid's records: debug, info, warning, error.")
-    ] = "info",
+    log_json: LogJsonOpt = False,
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Join the network as a provider: probe hardware, stake, register, serve /v1."""
-    import logging
     import os
 
     from .chain import TOKEN, free_port
-    from .provider import NodeConfig, build_node, configure_logging, log_format, serve_node
+    from .provider import NodeConfig, build_node, serve_node
     from .workloads import THREADS_ENV
 
-    level = log_level.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise typer.BadParameter(f"--log-level must be debug, info, warning or error: {log_level}")
-    fmt = log_format(log_json)
-    configure_logging(fmt, level=level)
+    fmt, say = _node_logging(log_json, log_level)
     key, ledger = _identity(network, account, keystore, default=1)
     config = NodeConfig(
         data_dir=data_dir or Path(".idlegrid") / f"node-{key.address.lower()}",
@@ -424,6 +412,31 @@ def node_start(
         from .oracle import attach_oracle
 
         attach_oracle(node)
+    serve_node(node, say=say, own_logging=True)
+
+
+LogJsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--log-json", help="Log one JSON object per line (also IDLEGRID_LOG_FORMAT=json)."
+    ),
+]
+LogLevelOpt = Annotated[
+    str, typer.Option(help="Least level of idlegrid's records: debug, info, warning, error.")
+]
+
+
+def _node_logging(log_json: bool, log_level: str) -> tuple[str, Callable[[str], None]]:
+    """Configure a node's logging: its format ("text" or "json") and how to say a line."""
+    import logging
+
+    from .provider import configure_logging, log_format
+
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise typer.BadParameter(f"--log-level must be debug, info, warning or error: {log_level}")
+    fmt = log_format(log_json)
+    configure_logging(fmt, level=level)
 
     def say(line: str) -> None:
         if fmt == "json":  # the node's lines are then all JSON objects
@@ -431,7 +444,7 @@ def node_start(
         else:
             console.print(f"[dim]•[/dim] {line}")
 
-    serve_node(node, say=say, own_logging=True)
+    return fmt, say
 
 
 @node_app.command("status")
@@ -1848,12 +1861,15 @@ def edge_start(
     cheat_mode: Annotated[
         str, typer.Option(help="TESTING AID: how to poison: sign-flip (send the update reversed).")
     ] = "sign-flip",
+    log_json: LogJsonOpt = False,
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Run an edge node: serve federated rounds on local data that never leaves."""
     from .chain import TOKEN, free_port
     from .edge import Egress, build_edge_node, serve_edge_node
     from .provider import NodeConfig
 
+    fmt, say = _node_logging(log_json, log_level)
     key, ledger = _identity(network, account, keystore, default=1)
     config = NodeConfig(
         data_dir=data_dir or Path(".idlegrid") / f"edge-{key.address.lower()}",
@@ -1870,14 +1886,14 @@ def edge_start(
         cheat_rate=cheat_rate,
         cheat_mode=cheat_mode,
     )
-    if cheat_rate:
+    if cheat_rate and fmt == "text":  # the node logs it too
         console.print(
             f"[bold red]THIS EDGE NODE POISONS[/bold red] (a testing aid): {cheat_mode} on "
             f"{cheat_rate:.0%} of rounds"
         )
     egress = Egress.from_env()
     node = build_edge_node(key, ledger, config, data.resolve(), egress=egress)
-    serve_edge_node(node, say=lambda line: console.print(f"[dim]•[/dim] {line}"))
+    serve_edge_node(node, say=say, own_logging=True)
 
 
 @edge_app.command("infer")

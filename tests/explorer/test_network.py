@@ -11,6 +11,7 @@ register as providers, and would sit on the committees of the tests before it.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
 import time
@@ -364,7 +365,7 @@ def _start_edges(net: Network, data: FederatedData) -> list[str]:
             sys.executable, "-m", "idlegrid.cli", "edge", "start",
             "--data", str(home / "data"), "--network", str(net.info.path),
             "--account", str(account), "--port", str(port),
-            "--data-dir", str(home / "node"), "--redeem-after", "2",
+            "--data-dir", str(home / "node"), "--redeem-after", "2", "--log-json",
         ]  # fmt: skip
         proc, ref = spawn(argv, log=home / "edge.log", role=f"edge-{account}", cwd=home)
         net.restarted.append(ref)  # Network.close stops it and checks it is gone
@@ -392,6 +393,10 @@ def test_a_federated_run_shows_its_rounds_contributors_shares_and_royalties(
         )  # fmt: skip
     assert len(result.rounds) == 2, result.stopped
     last = result.rounds[-1]
+    for account in EDGE_ACCOUNTS:  # --log-json: every line of an edge node's log is JSON
+        lines = (net.directory / "edges" / f"edge-{account}" / "edge.log").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        assert any("edge data sets: digits" in r["message"] for r in records), lines[:5]
     onnx = (tmp_path / "run" / "model.onnx").read_bytes()
     assert hashlib.sha256(onnx).hexdigest() == last.model
 

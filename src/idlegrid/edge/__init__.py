@@ -52,12 +52,14 @@ def build_edge_node(
     return node
 
 
-def serve_edge_node(node: ProviderNode, *, say: Callable[[str], None] = print) -> None:
+def serve_edge_node(
+    node: ProviderNode, *, say: Callable[[str], None] = print, own_logging: bool = False
+) -> None:
     """Register (or update) on chain and serve until SIGTERM, every byte out through
-    the node's egress."""
+    the node's egress (``own_logging``: as ``serve_node``'s)."""
     from ..provider import serve_node
 
     edge: EdgeState = node.edge
     held = ", ".join(f"{n} ({d.rows} rows)" for n, d in edge.datasets.items()) or "none"
     say(f"edge data sets: {held}")
-    serve_node(node, say=say, egress=edge.egress)
+    serve_node(node, say=say, egress=edge.egress, own_logging=own_logging)
