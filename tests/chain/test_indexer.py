@@ -610,3 +610,51 @@ def test_without_block_times_only_a_batch_s_last_block_is_timed(env: Env, tmp_pa
     # Assert: no block read per event (a client's index needs no clock)
     assert times[report.last_block] is not None
     assert all(t is None for block, t in times.items() if block != report.last_block)
+
+
+def test_each_redemption_s_increase_and_the_hourly_sums_are_kept(env: Env, tmp_path: Path) -> None:
+    # Prepare: the script's redemptions, then one in the next hour (channel a is open
+    # for 70 minutes from its top-up)
+    script = Script(env)
+    script.phase_one()
+    env.backend.advance_time(3600 - env.now() % 3600 + 1)
+    script.redeem("a", 150 * TOKEN, 9, 41, _root(14))
+
+    # Execute: with the blocks' times (in one batch and block by block), and without
+    indexes = {}
+    for name, options in {
+        "timed": {"block_times": True},
+        "timed_by_block": {"block_times": True, "batch_blocks": 1},
+        "untimed": {},
+    }.items():
+        with new_index(env, tmp_path / f"{name}.db", **options) as index:
+            index.sync()
+            added = index.read("SELECT jobs_added, units_added FROM redemptions ORDER BY seq")
+            hourly = index.read("SELECT hour, amount, jobs, units, redemptions FROM hourly")
+            redemptions = index.redemptions()
+            times = {r.block: index.block_time(r.block) for r in redemptions}
+            indexes[name] = ([(int(j), int(u)) for j, u in added], sorted(hourly), times)
+
+    # Assert: what each redemption added to its channel's totals
+    before: dict[bytes, tuple[int, int]] = {}
+    expected_added = []
+    for r in redemptions:
+        jobs, units = before.get(r.channel, (0, 0))
+        expected_added.append((r.jobs - jobs, r.units - units))
+        before[r.channel] = (r.jobs, r.units)
+    assert expected_added[-1] == (4, 11)  # channel a: 5 jobs and 30 units, then 9 and 41
+    # the sums by the hour of each redemption's block, from the chain's own timestamps
+    _, hourly, times = indexes["timed"]
+    sums: dict[int, list[int]] = {}
+    for r, (jobs, units) in zip(redemptions, expected_added, strict=True):
+        hour = sums.setdefault(times[r.block] // 3600 * 3600, [0, 0, 0, 0])
+        for i, value in enumerate((r.amount, jobs, units, 1)):
+            hour[i] += value
+    assert len(sums) >= 2  # the last redemption is in a later hour than the others
+    assert [(h, int(a), int(j), int(u), n) for h, a, j, u, n in hourly] == sorted(
+        (h, *v) for h, v in sums.items()
+    )
+    assert sum(int(a) for _, a, *_ in hourly) == sum(r.amount for r in redemptions)
+    assert indexes["timed"][:2] == indexes["timed_by_block"][:2]
+    # an index without the blocks' times keeps the increases but no partial hourly sums
+    assert indexes["untimed"][0] == expected_added and indexes["untimed"][1] == []

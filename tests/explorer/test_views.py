@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from idlegrid.chain import TOKEN
-from idlegrid.explorer import Explorer
+from idlegrid.explorer import Explorer, _views_network
 from idlegrid.explorer._views import figure
 from idlegrid.protocol import receipts_proof, receipts_root
 
@@ -47,6 +47,29 @@ def test_the_overview_counts_what_the_chain_says(world: World, api: httpx.Client
         sum(r.amount for r in world.receipts[3:]) / sum(r.units for r in world.receipts[3:]),
     ]
     assert got["as_of"]["block"] == world.backend.block_number()
+
+
+def test_the_overview_draws_the_latest_prices_and_the_last_hours_from_the_index_s_sums(
+    world: World, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: what the overview shows with room for everything
+    full = api.get("/api/overview").json()
+
+    # Execute: one price point and one hour at most
+    monkeypatch.setattr(_views_network, "PRICE_POINTS", 1)
+    monkeypatch.setattr(_views_network, "HOURLY_HOURS", 1)
+    got = api.get("/api/overview").json()
+
+    # Assert: the hours' sums are every redemption's; the bounded overview the latest
+    assert sum(h["jobs"] for h in full["hourly"]) == full["jobs_total"]["value"] == 5
+    assert sum(h["tokens"] for h in full["hourly"]) == pytest.approx(
+        int(full["tokens_paid_total"]["value"]) / TOKEN
+    )
+    assert len(full["price_history"]) == 2
+    assert got["price_history"] == full["price_history"][-1:]
+    now = got["as_of"]["timestamp"]
+    assert got["hourly"] == [h for h in full["hourly"] if h["hour"] == now // 3600 * 3600]
+    assert got["jobs_total"] == full["jobs_total"]
 
 
 def test_providers_sort_and_page_on_the_server(world: World, api: httpx.Client) -> None:

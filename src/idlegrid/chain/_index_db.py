@@ -35,7 +35,9 @@ __all__ = [
 # history, so it is rebuilt rather than migrated
 # 3: every event of every contract with its arguments (``events.contract``,
 # ``events.args``) and the blocks' timestamps (``blocks``), for the explorer
-SCHEMA_VERSION = "3"
+# 4: what each redemption added (``redemptions.jobs_added``, ``units_added``) and the
+# sums by the hour of the block (``hourly``), so that views read totals, not history
+SCHEMA_VERSION = "4"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -64,6 +66,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     hash TEXT NOT NULL,
     timestamp INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS blocks_by_time ON blocks (timestamp, number);
 CREATE TABLE IF NOT EXISTS providers (
     address TEXT PRIMARY KEY,
     endpoint TEXT NOT NULL,
@@ -106,6 +109,9 @@ CREATE TABLE IF NOT EXISTS redemptions (
     paid TEXT NOT NULL,
     jobs TEXT NOT NULL,
     units TEXT NOT NULL,
+    -- what this redemption added to the channel's totals (jobs and units above)
+    jobs_added TEXT NOT NULL,
+    units_added TEXT NOT NULL,
     receipts_root BLOB NOT NULL,
     block INTEGER NOT NULL,
     tx_hash TEXT NOT NULL,
@@ -114,11 +120,21 @@ CREATE TABLE IF NOT EXISTS redemptions (
 );
 CREATE INDEX IF NOT EXISTS redemptions_by_channel ON redemptions (channel, seq);
 CREATE INDEX IF NOT EXISTS redemptions_by_provider ON redemptions (provider, seq);
+CREATE INDEX IF NOT EXISTS redemptions_by_block ON redemptions (block, seq);
 -- per provider sums of redemptions (a derived table, kept in step by `apply`);
 -- `redemptions` counts only those that paid something
 CREATE TABLE IF NOT EXISTS contributions (
     provider TEXT PRIMARY KEY,
     earned TEXT NOT NULL,
+    jobs TEXT NOT NULL,
+    units TEXT NOT NULL,
+    redemptions INTEGER NOT NULL
+);
+-- sums of redemptions by the hour (unix time of its start) of their block's timestamp
+-- (a derived table, kept in step by `apply`; only with the blocks' timestamps)
+CREATE TABLE IF NOT EXISTS hourly (
+    hour INTEGER PRIMARY KEY,
+    amount TEXT NOT NULL,
     jobs TEXT NOT NULL,
     units TEXT NOT NULL,
     redemptions INTEGER NOT NULL
@@ -291,6 +307,37 @@ def _balance(conn: sqlite3.Connection, account: str) -> int:
     return num(row[0]) if row else 0
 
 
+def _sum_into(
+    conn: sqlite3.Connection,
+    table: str,
+    key: str,
+    value: str | int,
+    amount: int,
+    jobs: int,
+    units: int,
+    counted: bool,
+    *,
+    earned: str = "amount",
+) -> None:
+    """Add a redemption to the row ``key = value`` of the sums ``table`` (its ``earned``
+    column, jobs, units, and its count if ``counted``)."""
+    row = conn.execute(
+        f"SELECT {earned}, jobs, units, redemptions FROM {table} WHERE {key} = ?", (value,)
+    ).fetchone()
+    before = (num(row[0]), num(row[1]), num(row[2]), row[3]) if row else (0, 0, 0, 0)
+    conn.execute(
+        f"INSERT OR REPLACE INTO {table} ({key}, {earned}, jobs, units, redemptions) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (
+            value,
+            u256(before[0] + amount),
+            u256(before[1] + jobs),
+            u256(before[2] + units),
+            before[3] + counted,
+        ),
+    )
+
+
 def _add(
     conn: sqlite3.Connection, table: str, cols: tuple[str, str, str], a: str, b: str, amount: int
 ) -> None:
@@ -450,9 +497,12 @@ def _redeemed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
         units=u256(a["units"]),
         receipts_root=a["receipts_root"],
     )
+    # the event's jobs and units are the channel's totals: this redemption added the increase
+    jobs_added, units_added = a["jobs"] - num(jobs_before), a["units"] - num(units_before)
     conn.execute(
         "INSERT INTO redemptions (seq, channel, provider, amount, paid, jobs, units, "
-        "receipts_root, block, tx_hash, log_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "jobs_added, units_added, receipts_root, block, tx_hash, log_index) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             seq,
             a["channel"],
@@ -461,32 +511,21 @@ def _redeemed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
             u256(a["paid"]),
             u256(a["jobs"]),
             u256(a["units"]),
+            u256(jobs_added),
+            u256(units_added),
             a["receipts_root"],
             ev.block,
             ev.tx_hash,
             ev.log_index,
         ),
     )
-    # the event's jobs and units are the channel's totals; the provider's grow by the increase
-    row = conn.execute(
-        "SELECT earned, jobs, units, redemptions FROM contributions WHERE provider = ?",
-        (provider,),
-    ).fetchone()
-    earned, jobs, units, count = (
-        (num(row[0]), num(row[1]), num(row[2]), row[3]) if row else (0, 0, 0, 0)
-    )
     paying = a["amount"] > 0
-    conn.execute(
-        "INSERT OR REPLACE INTO contributions (provider, earned, jobs, units, redemptions) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (
-            provider,
-            u256(earned + a["amount"]),
-            u256(jobs + a["jobs"] - num(jobs_before)),
-            u256(units + a["units"] - num(units_before)),
-            count + paying,
-        ),
-    )
+    _sum_into(conn, "contributions", "provider", provider, a["amount"], jobs_added, units_added,
+              paying, earned="earned")  # fmt: skip
+    block = conn.execute("SELECT timestamp FROM blocks WHERE number = ?", (ev.block,)).fetchone()
+    if block is not None:  # the sync stores the blocks' times first, when it keeps them
+        hour = int(block[0]) // 3600 * 3600
+        _sum_into(conn, "hourly", "hour", hour, a["amount"], jobs_added, units_added, True)
     _credit(conn, provider, a["amount"])
     if paying:
         (client,) = _get(conn, ev, "channel", "client")

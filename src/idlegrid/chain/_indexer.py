@@ -190,12 +190,16 @@ class Indexer:
                 with self._transaction() as conn:
                     if _meta(conn, "last_block") != (None if last is None else str(last)):
                         continue  # another process synced this range meanwhile
+                    # with the blocks' times kept, they go in first: a redemption's
+                    # handler reads its block's (``hourly``); without, none is there
+                    # for it, and ``hourly`` stays empty rather than partial
+                    rows = [(n, h, t) for n, (h, t) in blocks.items()]
+                    if self._block_times:
+                        _put_blocks(conn, rows)
                     for event, handler in events:
                         applied += apply(conn, event, handler)
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO blocks (number, hash, timestamp) VALUES (?, ?, ?)",
-                        [(n, h, t) for n, (h, t) in blocks.items()],
-                    )
+                    if not self._block_times:
+                        _put_blocks(conn, rows)
                     _set_meta(conn, last_block=str(end), last_hash=end_hash)
                 scanned += end - start + 1
             return SyncReport(scanned, applied, head, self._last_synced(self._db(write=True)))
@@ -649,6 +653,12 @@ def _channel(r: tuple[Any, ...]) -> IndexedChannel:
         refund=None if r[13] is None else num(r[13]),
         opened_block=r[14],
         closed_block=r[15],
+    )
+
+
+def _put_blocks(conn: sqlite3.Connection, rows: list[tuple[int, str, int]]) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO blocks (number, hash, timestamp) VALUES (?, ?, ?)", rows
     )
 
 

@@ -16,60 +16,87 @@ from ._figures import (
     _address,
     _amount,
     _as_of,
-    _events,
     _hex32,
     _limit,
     figure,
 )
 
-
 # -- the network at a glance ---------------------------------------------------------
-def _redemption_deltas(index: Indexer, provider: str | None = None) -> list[dict[str, Any]]:
-    """Each redemption with what it added (jobs, units: the channel's totals are
-    cumulative) and its block's time, oldest first."""
-    where, params = "", []
+#: price points the overview draws: the latest redemptions that added units
+PRICE_POINTS = 500
+#: hours the overview's tokens-per-hour chart covers, up to the index's last block
+HOURLY_HOURS = 7 * 24
+
+#: redemptions in blocks after a time (a block's time never goes back: from the first
+#: block after it, found in ``blocks_by_time``)
+_FROM_TIME = (
+    "r.block >= COALESCE((SELECT MIN(number) FROM blocks WHERE timestamp > ?), "
+    "(SELECT MAX(number) FROM blocks) + 1)"
+)
+
+
+def _redemption_deltas(
+    index: Indexer,
+    provider: str | None = None,
+    *,
+    since: int | None = None,
+    latest: int | None = None,
+    priced: bool = False,
+) -> list[dict[str, Any]]:
+    """Redemptions with what each added (jobs, units) and its block's time, oldest
+    first: a ``provider``'s, those in blocks after time ``since``, only those that added
+    units (``priced``), the ``latest`` few."""
+    where: list[str] = []
+    params: list[Any] = []
     if provider is not None:
-        where, params = "WHERE r.provider = ?", [provider]
-    rows = index.read(
-        "SELECT r.channel, r.provider, r.amount, r.jobs, r.units, r.block, r.tx_hash, "
-        "b.timestamp FROM redemptions r LEFT JOIN blocks b ON b.number = r.block "
-        f"{where} ORDER BY r.seq",
-        params,
+        where.append("r.provider = ?")
+        params.append(provider)
+    if since is not None:
+        where.append(_FROM_TIME)
+        params.append(since)
+    if priced:  # decimal text, zero-padded: no units added is all zeros
+        where.append("LTRIM(r.units_added, '0') != ''")
+    sql = (
+        "SELECT r.channel, r.provider, r.amount, r.jobs_added, r.units_added, r.block, "
+        "r.tx_hash, b.timestamp FROM redemptions r LEFT JOIN blocks b ON b.number = r.block"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
     )
-    last: dict[bytes, tuple[int, int]] = {}
-    out = []
-    for channel, prov, amount, jobs, units, block, tx, ts in rows:
-        jobs_before, units_before = last.get(bytes(channel), (0, 0))
-        jobs, units = int(jobs), int(units)
-        last[bytes(channel)] = (jobs, units)
-        out.append(
-            {
-                "channel": "0x" + bytes(channel).hex(),
-                "provider": prov,
-                "amount": int(amount),
-                "jobs": jobs - jobs_before,
-                "units": units - units_before,
-                "block": int(block),
-                "tx": tx,
-                "timestamp": None if ts is None else int(ts),
-            }
-        )
-    return out
+    if latest is not None:
+        sql += " ORDER BY r.seq DESC LIMIT ?"
+        params.append(latest)
+    elif since is not None:  # seq follows the blocks; by block, the index finds the rows
+        sql += " ORDER BY r.block, r.seq"
+    else:
+        sql += " ORDER BY r.seq"
+    rows = index.read(sql, params)
+    if latest is not None:
+        rows.reverse()
+    return [
+        {
+            "channel": "0x" + bytes(channel).hex(),
+            "provider": prov,
+            "amount": int(amount),
+            "jobs": int(jobs),
+            "units": int(units),
+            "block": int(block),
+            "tx": tx,
+            "timestamp": None if ts is None else int(ts),
+        }
+        for channel, prov, amount, jobs, units, block, tx, ts in rows
+    ]
 
 
 def overview(index: Indexer) -> dict[str, Any]:
-    """Providers active, stake, jobs and tokens in the last hour, price per unit over
-    time and tokens per hour, as of the index's last block."""
+    """Providers active, stake, jobs and tokens in the last hour and in all, the latest
+    prices per unit and tokens per hour over the last week, as of the index's last
+    block. It reads the sums the index keeps (by provider, by hour), the last hour's
+    redemptions and the latest prices: what grows with the network's age is not read."""
     as_of = _as_of(index)
     providers = index.providers(active_only=False)
     active = [p for p in providers if p.active]
-    redemptions = _redemption_deltas(index)
+    totals = index.read("SELECT earned, jobs FROM contributions")
     now = as_of["timestamp"]
-    recent = [
-        r
-        for r in redemptions
-        if now is not None and r["timestamp"] is not None and r["timestamp"] > now - HOUR
-    ]
+    recent = [] if now is None else _redemption_deltas(index, since=now - HOUR)
     prices = [
         {
             "timestamp": r["timestamp"],
@@ -77,18 +104,14 @@ def overview(index: Indexer) -> dict[str, Any]:
             "tx": r["tx"],
             "price_per_unit_wei": r["amount"] / r["units"],
         }
-        for r in redemptions
-        if r["units"] > 0 and r["timestamp"] is not None
+        for r in _redemption_deltas(index, latest=PRICE_POINTS, priced=True)
+        if r["timestamp"] is not None
     ]
-    hourly: dict[int, dict[str, int]] = {}
-    for r in redemptions:
-        if r["timestamp"] is None:
-            continue
-        bucket = hourly.setdefault(r["timestamp"] // HOUR * HOUR, {"jobs": 0, "wei": 0})
-        bucket["jobs"] += r["jobs"]
-        bucket["wei"] += r["amount"]
+    hourly = [] if now is None else _hourly(index, (now // HOUR - HOURLY_HOURS + 1) * HOUR)
     disputes = index.read("SELECT COUNT(*), SUM(status != 'resolved') FROM disputes")
-    models = len(_events(index, "models", ["ModelRegistered"]))
+    (models,) = index.read(
+        "SELECT COUNT(*) FROM events WHERE contract = 'models' AND name = 'ModelRegistered'"
+    )[0]
     return {
         "as_of": as_of,
         "providers_active": figure(len(active), "derived"),
@@ -96,22 +119,31 @@ def overview(index: Indexer) -> dict[str, Any]:
         "stake": _amount(sum(p.stake for p in active), "derived"),
         "jobs_last_hour": figure(sum(r["jobs"] for r in recent), "derived"),
         "tokens_last_hour": _amount(sum(r["amount"] for r in recent), "derived"),
-        "jobs_total": figure(sum(r["jobs"] for r in redemptions), "derived"),
-        "tokens_paid_total": _amount(sum(r["amount"] for r in redemptions), "derived"),
+        "jobs_total": figure(sum(int(jobs) for _, jobs in totals), "derived"),
+        "tokens_paid_total": _amount(sum(int(earned) for earned, _ in totals), "derived"),
         "disputes": figure(int(disputes[0][0] or 0), "derived"),
         "disputes_open": figure(int(disputes[0][1] or 0), "derived"),
-        "models": figure(models, "derived"),
+        "models": figure(int(models), "derived"),
         "price_history": prices,
         "hourly": [
             {
-                "hour": h,
-                "jobs": v["jobs"],
-                "tokens": v["wei"] / TOKEN,
-                "partial": now is not None and h + HOUR > now,
+                "hour": hour,
+                "jobs": int(jobs),
+                "tokens": wei / TOKEN,
+                "partial": now is not None and hour + HOUR > now,
             }
-            for h, v in sorted(hourly.items())
+            for hour, wei, jobs in hourly
         ],
     }
+
+
+def _hourly(index: Indexer, start: int) -> list[tuple[int, int, int]]:
+    """(hour, wei, jobs) of the redemptions in blocks from time ``start`` on, by the
+    hour of their block (the index keeps the sums: ``hourly``)."""
+    rows = index.read(
+        "SELECT hour, amount, jobs FROM hourly WHERE hour >= ? ORDER BY hour", (start,)
+    )
+    return [(int(hour), int(wei), int(jobs)) for hour, wei, jobs in rows]
 
 
 # -- providers -------------------------------------------------------------------------
