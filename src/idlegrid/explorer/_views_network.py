@@ -179,13 +179,12 @@ def providers_view(
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    reps = index.reputations()
     out = []
     for address, _key in rows:
         p = index.provider(address)
         assert p is not None
         c = index.contribution(address)
-        rep = reps.get(address)
+        rep = index.reputation(address)  # the page's rows only: each is scored alone
         out.append(
             {
                 "address": address,
@@ -196,7 +195,7 @@ def providers_view(
                 "earned": _amount(c.earned, "derived"),
                 "jobs": figure(c.jobs, "derived"),
                 "units": figure(c.units, "derived"),
-                "reputation": figure(None if rep is None else rep.points / 1000, "derived"),
+                "reputation": figure(rep.points / 1000, "derived"),
                 "slashed": _amount(p.slashed_total),
                 "registered_block": p.registered_block,
             }
@@ -258,8 +257,12 @@ def provider_view(index: Indexer, address: str) -> dict[str, Any] | None:
             (address,),
         )
     ]
-    registered = index.activity(contract="registry", names=["ProviderRegistered"], limit=1000)
-    reg_tx = next((a.tx_hash for a in registered if a.args.get("provider") == address), None)
+    registered = index.read(
+        "SELECT tx_hash FROM events WHERE contract = 'registry' AND name = 'ProviderRegistered' "
+        "AND json_extract(args, '$.provider') = ? ORDER BY seq DESC LIMIT 1",
+        (address,),
+    )
+    reg_tx = registered[0][0] if registered else None
     return {
         "address": address,
         "endpoint": p.endpoint,
