@@ -114,9 +114,11 @@ def test_posting_commands_refuse_inputs_that_are_not_a_round_s(
     line, with the reason."""
     bad = tmp_path / "round-0001-inputs.npz"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
+    network = tmp_path / "devnet.json"
+    network.write_text("{}")  # never read: the inputs are refused first
 
-    missing = _idlegrid("posting", command, str(tmp_path / "nope.npz"))
-    garbage = _idlegrid("posting", command, str(bad))
+    missing = _idlegrid("posting", command, str(tmp_path / "nope.npz"), "--network", str(network))
+    garbage = _idlegrid("posting", command, str(bad), "--network", str(network))
 
     assert missing.returncode == 2 and "cannot read" in missing.stderr
     assert garbage.returncode == 2 and "InvalidInput" in garbage.stderr
@@ -125,11 +127,29 @@ def test_posting_commands_refuse_inputs_that_are_not_a_round_s(
 
 
 def test_the_explorer_refuses_a_missing_network_file_and_a_bad_interval(tmp_path: Path) -> None:
-    # Execute
-    missing = _idlegrid("explorer", "--network", str(tmp_path / "nope.json"))
-    bad = _idlegrid("explorer", "--network", str(tmp_path / "nope.json"), "--interval", "0")
+    # Prepare: a network file that is there (never read: the interval is refused first)
+    network = tmp_path / "devnet.json"
+    network.write_text("{}")
 
-    # Assert: one line that says why, before any server starts
-    assert missing.returncode == 2 and "no devnet" in missing.stderr
+    # Execute
+    missing = _idlegrid("explorer", "--network", str(tmp_path / "nope.json"), cwd=tmp_path)
+    bad = _idlegrid("explorer", "--network", str(network), "--interval", "0")
+
+    # Assert: the reason, before any server starts (the usage box may wrap the line)
+    assert missing.returncode == 2 and "no devnet at" in " ".join(missing.stderr.split())
     assert bad.returncode == 2 and "interval" in bad.stderr
     assert "Traceback" not in missing.stderr + bad.stderr
+
+
+def test_commands_on_a_network_refuse_a_missing_network_file_as_they_read_options(
+    tmp_path: Path,
+) -> None:
+    # Execute: the default (./devnet.json) and a named file, neither there
+    default = _idlegrid("channels", "list", cwd=tmp_path)
+    named = _idlegrid("node", "start", "--network", str(tmp_path / "nope"), cwd=tmp_path)
+
+    # Assert: a usage error that says why (the box wraps the path where it likes)
+    for result in (default, named):
+        text = " ".join(result.stderr.split())
+        assert result.returncode == 2 and "Invalid value for '--network'" in text, text
+        assert "no devnet at" in text and "Traceback" not in text

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import IdlegridError, InvalidInput
+from . import ConfigError, IdlegridError, InvalidInput
 
 app = typer.Typer(
     name="idlegrid",
@@ -235,10 +235,25 @@ def devnet_down(
     console.print(f"devnet down: stopped {len(pids)} process(es)")
 
 
+def _network_file(value: Path) -> Path:
+    """A network file that is there (checked as the options are read: before a command
+    imports the chain client, seconds of imports)."""
+    from ._devnet_file import devnet_file
+
+    try:
+        devnet_file(value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 NetworkOpt = Annotated[
     Path,
     typer.Option(
-        "--network", "--devnet", help="devnet.json-style file: rpc_url, chain_id, contracts."
+        "--network",
+        "--devnet",
+        help="devnet.json-style file: rpc_url, chain_id, contracts.",
+        callback=_network_file,
     ),
 ]
 AccountOpt = Annotated[

@@ -31,6 +31,7 @@ from typing import Any
 
 from eth_utils import keccak
 
+from ._devnet_file import DEVNET_FILE, devnet_file
 from ._exceptions import ChainUnavailable, ConfigError, IdlegridError
 from ._process import ProcessRef, spawn, stop
 from .chain import (
@@ -49,7 +50,6 @@ from .protocol import Account, checksum
 
 __all__ = ["DEVNET_FILE", "DevnetInfo", "devnet_down", "devnet_up", "load_devnet"]
 
-DEVNET_FILE = "devnet.json"
 STATE_DIR = ".idlegrid"
 PID_FILE = "devnet.pid.json"
 CHAIN_LOG = "chain.log"
@@ -184,9 +184,7 @@ def load_devnet(path: Path | str, *, contracts: Sequence[ContractSpec] = CONTRAC
 
     Every contract of ``contracts`` must have an address in the file.
     """
-    file = Path(path)
-    if file.is_dir():
-        file = file / DEVNET_FILE
+    file = devnet_file(path)
     raw = _read_json(file, missing=f"no devnet at {file}: start one with `idlegrid devnet up`")
     try:
         return _parse(raw, file, contracts)
