@@ -317,16 +317,17 @@ def _sum_into(
     units: int,
     counted: bool,
     *,
-    earned: str = "amount",
+    amount_column: str = "amount",
 ) -> None:
-    """Add a redemption to the row ``key = value`` of the sums ``table`` (its ``earned``
-    column, jobs, units, and its count if ``counted``)."""
+    """Add a redemption to the row ``key = value`` of the sums ``table``: its amount (in
+    ``amount_column``), jobs and units added, and one to the count if ``counted``."""
     row = conn.execute(
-        f"SELECT {earned}, jobs, units, redemptions FROM {table} WHERE {key} = ?", (value,)
+        f"SELECT {amount_column}, jobs, units, redemptions FROM {table} WHERE {key} = ?",
+        (value,),
     ).fetchone()
     before = (num(row[0]), num(row[1]), num(row[2]), row[3]) if row else (0, 0, 0, 0)
     conn.execute(
-        f"INSERT OR REPLACE INTO {table} ({key}, {earned}, jobs, units, redemptions) "
+        f"INSERT OR REPLACE INTO {table} ({key}, {amount_column}, jobs, units, redemptions) "
         "VALUES (?, ?, ?, ?, ?)",
         (
             value,
@@ -521,7 +522,7 @@ def _redeemed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
     )
     paying = a["amount"] > 0
     _sum_into(conn, "contributions", "provider", provider, a["amount"], jobs_added, units_added,
-              paying, earned="earned")  # fmt: skip
+              paying, amount_column="earned")  # fmt: skip
     block = conn.execute("SELECT timestamp FROM blocks WHERE number = ?", (ev.block,)).fetchone()
     if block is not None:  # the sync stores the blocks' times first, when it keeps them
         hour = int(block[0]) // 3600 * 3600
