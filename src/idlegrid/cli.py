@@ -1440,6 +1440,31 @@ def bench_health(
     out.print(f"health_max_ms <= {t['health_max_ms_max']:g}: {t['health_max_ms_met']}")
 
 
+@bench_app.command("explorer")
+def bench_explorer(
+    as_json: JsonFlag = False,
+    redemptions: Annotated[int, typer.Option(help="Vouchers redeemed in the history.")] = 100_000,
+    channels: Annotated[int, typer.Option(help="Channels they are spread over.")] = 2_000,
+    providers: Annotated[int, typer.Option(help="Providers the channels pay.")] = 200,
+    repeats: Annotated[int, typer.Option(help="Calls of each view timed.")] = 10,
+) -> None:
+    """The explorer's views on a long synthetic history: overview, providers, a provider."""
+    from .bench._explorer import run_explorer_bench
+
+    if min(redemptions, channels, providers, repeats) < 1 or providers > channels:
+        raise typer.BadParameter("every count must be 1 or more, and providers <= channels")
+    result = run_explorer_bench(
+        redemptions=redemptions, channels=channels, providers=providers, repeats=repeats,
+        progress=_progress(not as_json),
+    )  # fmt: skip
+    if as_json:
+        _print_json(result)
+        return
+    for key in ("overview_ms", "overview_kib", "providers_page_ms", "provider_ms",
+                "index_events_per_s"):  # fmt: skip
+        out.print(f"{key}: {result[key]}")
+
+
 @bench_app.command("fl")
 def bench_fl(
     as_json: JsonFlag = False,
