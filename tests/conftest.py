@@ -100,7 +100,6 @@ HEAVY_FIRST = (
     "tests/network/test_training_cli.py",
     "tests/bench/test_oracle_bench.py",
     "tests/bench/test_health_bench.py",
-    "tests/bench/test_explorer_bench.py",
 )
 
 
