@@ -1461,7 +1461,7 @@ def bench_explorer(
         _print_json(result)
         return
     for key in ("overview_ms", "overview_kib", "providers_page_ms", "provider_ms",
-                "index_events_per_s"):  # fmt: skip
+                "earnings_ms", "index_events_per_s"):  # fmt: skip
         out.print(f"{key}: {result[key]}")
 
 

@@ -24,15 +24,19 @@ def test_bench_explorer_prints_every_figure_and_the_views_count_the_history() ->
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     for key in ("overview_ms", "overview_kib", "providers_page_ms", "provider_ms",
-                "index_events_per_s"):  # fmt: skip
+                "earnings_ms", "index_events_per_s"):  # fmt: skip
         assert figures[key] > 0, key
     shown = figures["shown"]
     assert shown["jobs_total"] == 3 * REDEMPTIONS  # three jobs a redemption
     assert 0 < shown["jobs_last_hour"] < shown["jobs_total"]  # 500 blocks of 12 s
     assert shown["price_points"] == 500  # the latest only
     assert shown["providers_on_page"] == PROVIDERS
-    # the busiest provider's page lists each of its redemptions: one channel in 8 is its
-    assert shown["busiest_provider_redemptions"] == REDEMPTIONS // PROVIDERS
+    # the busiest provider's page lists each of its redemptions (one channel in 8 is
+    # its, fewer than the 500 listed), and its days add up to what the page says
+    assert shown["provider_redemptions_listed"] == REDEMPTIONS // PROVIDERS
+    assert shown["provider_days"] >= 1
+    assert shown["provider_days_tokens"] == pytest.approx(shown["provider_earned_tokens"])
+    assert shown["provider_earned_tokens"] == pytest.approx(REDEMPTIONS // PROVIDERS * 0.003)
     # registrations, activations and openings, then the redemptions
     assert figures["method"]["events_applied"] == 2 * PROVIDERS + CHANNELS + REDEMPTIONS
 

@@ -612,7 +612,9 @@ def test_without_block_times_only_a_batch_s_last_block_is_timed(env: Env, tmp_pa
     assert all(t is None for block, t in times.items() if block != report.last_block)
 
 
-def test_each_redemption_s_increase_and_the_hourly_sums_are_kept(env: Env, tmp_path: Path) -> None:
+def test_each_redemption_s_increase_and_the_sums_by_hour_and_day_are_kept(
+    env: Env, tmp_path: Path
+) -> None:
     # Prepare: the script's redemptions, then one in the next hour (channel a is open
     # for 70 minutes from its top-up)
     script = Script(env)
@@ -631,9 +633,11 @@ def test_each_redemption_s_increase_and_the_hourly_sums_are_kept(env: Env, tmp_p
             index.sync()
             added = index.read("SELECT jobs_added, units_added FROM redemptions ORDER BY seq")
             hourly = index.read("SELECT hour, amount, jobs, units, redemptions FROM hourly")
+            daily = index.read("SELECT provider, day, amount, jobs FROM provider_days")
             redemptions = index.redemptions()
             times = {r.block: index.block_time(r.block) for r in redemptions}
-            indexes[name] = ([(int(j), int(u)) for j, u in added], sorted(hourly), times)
+            indexes[name] = ([(int(j), int(u)) for j, u in added], sorted(hourly), times,
+                             sorted(daily))  # fmt: skip
 
     # Assert: what each redemption added to its channel's totals
     before: dict[bytes, tuple[int, int]] = {}
@@ -644,7 +648,7 @@ def test_each_redemption_s_increase_and_the_hourly_sums_are_kept(env: Env, tmp_p
         before[r.channel] = (r.jobs, r.units)
     assert expected_added[-1] == (4, 11)  # channel a: 5 jobs and 30 units, then 9 and 41
     # the sums by the hour of each redemption's block, from the chain's own timestamps
-    _, hourly, times = indexes["timed"]
+    _, hourly, times, daily = indexes["timed"]
     sums: dict[int, list[int]] = {}
     for r, (jobs, units) in zip(redemptions, expected_added, strict=True):
         hour = sums.setdefault(times[r.block] // 3600 * 3600, [0, 0, 0, 0])
@@ -655,6 +659,18 @@ def test_each_redemption_s_increase_and_the_hourly_sums_are_kept(env: Env, tmp_p
         (h, *v) for h, v in sums.items()
     )
     assert sum(int(a) for _, a, *_ in hourly) == sum(r.amount for r in redemptions)
-    assert indexes["timed"][:2] == indexes["timed_by_block"][:2]
-    # an index without the blocks' times keeps the increases but no partial hourly sums
-    assert indexes["untimed"][0] == expected_added and indexes["untimed"][1] == []
+    # and by provider and UTC day
+    days: dict[tuple[str, int], list[int]] = {}
+    for r, (jobs, _units) in zip(redemptions, expected_added, strict=True):
+        day = days.setdefault((r.provider, times[r.block] // 86400 * 86400), [0, 0])
+        day[0] += r.amount
+        day[1] += jobs
+    assert [(p, d, int(a), int(j)) for p, d, a, j in daily] == sorted(
+        (p, d, *v) for (p, d), v in days.items()
+    )
+    assert indexes["timed"][:2] + indexes["timed"][3:] == (
+        indexes["timed_by_block"][:2] + indexes["timed_by_block"][3:]
+    )
+    # an index without the blocks' times keeps the increases but no partial sums by time
+    untimed = indexes["untimed"]
+    assert untimed[0] == expected_added and untimed[1] == [] and untimed[3] == []

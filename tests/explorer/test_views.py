@@ -72,6 +72,24 @@ def test_the_overview_draws_the_latest_prices_and_the_last_hours_from_the_index_
     assert got["jobs_total"] == full["jobs_total"]
 
 
+def test_a_provider_s_page_lists_its_latest_redemptions_with_their_running_total(
+    world: World, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    address = world.providers[0].address
+    full = api.get(f"/api/providers/{address}").json()
+
+    # Execute: one redemption listed at most
+    monkeypatch.setattr(_views_network, "EARNING_POINTS", 1)
+    got = api.get(f"/api/providers/{address}").json()
+
+    # Assert: the latest, its running total counting the ones before it
+    paid = sum(r.amount for r in world.receipts)
+    assert len(full["earnings"]) == 2
+    assert got["earnings"] == full["earnings"][-1:]
+    assert got["earnings"][0]["cumulative_tokens"] == pytest.approx(paid / TOKEN)
+
+
 def test_providers_sort_and_page_on_the_server(world: World, api: httpx.Client) -> None:
     # Execute: two rows a page, by stake, both directions
     first = api.get("/api/providers", params={"sort": "stake", "limit": 2}).json()

@@ -12,8 +12,8 @@ Method (printed with the figures):
 * ``index_events_per_s``: events applied per second, in transactions of 10,000.
 * ``overview_ms``: the median of ``repeats`` calls of the overview (what ``/`` and
   ``/api/overview`` serve) and ``overview_kib`` its JSON; ``providers_page_ms`` a page
-  of 50 providers by stake; ``provider_ms`` the busiest provider's page (it lists each
-  of its redemptions for its earnings chart).
+  of 50 providers by stake; ``provider_ms`` the busiest provider's page (its latest
+  500 redemptions with their running total); ``earnings_ms`` its earnings per day.
 """
 
 from __future__ import annotations
@@ -77,13 +77,15 @@ def run_explorer_bench(
             overview_ms, overview = timed(lambda: views.overview(index))
             page_ms, page = timed(lambda: views.providers_view(index, limit=50))
             provider_ms, provider = timed(lambda: views.provider_view(index, busiest))
-    assert provider is not None
+            earnings_ms, earnings = timed(lambda: views.earnings_view(index, busiest))
+    assert provider is not None and earnings is not None
     return {
         "benchmark": "explorer",
         "overview_ms": overview_ms,
         "overview_kib": round(len(json.dumps(overview, default=str)) / 1024, 1),
         "providers_page_ms": page_ms,
         "provider_ms": provider_ms,
+        "earnings_ms": earnings_ms,
         "index_events_per_s": round(events / seconds, 1),
         "shown": {
             "jobs_total": overview["jobs_total"]["value"],
@@ -91,7 +93,10 @@ def run_explorer_bench(
             "price_points": len(overview["price_history"]),
             "hours": len(overview["hourly"]),
             "providers_on_page": len(page.rows),
-            "busiest_provider_redemptions": len(provider["earnings"]),
+            "provider_redemptions_listed": len(provider["earnings"]),
+            "provider_earned_tokens": provider["earnings"][-1]["cumulative_tokens"],
+            "provider_days": len(earnings["days"]),
+            "provider_days_tokens": sum(d["tokens"] for d in earnings["days"]),
         },
         "method": {
             "text": (__doc__ or "").split("Method (printed with the figures):", 1)[-1].strip(),

@@ -36,7 +36,8 @@ __all__ = [
 # 3: every event of every contract with its arguments (``events.contract``,
 # ``events.args``) and the blocks' timestamps (``blocks``), for the explorer
 # 4: what each redemption added (``redemptions.jobs_added``, ``units_added``) and the
-# sums by the hour of the block (``hourly``), so that views read totals, not history
+# sums by the hour of the block (``hourly``) and by provider and day (``provider_days``),
+# so that views read totals, not history
 SCHEMA_VERSION = "4"
 
 SCHEMA = """
@@ -138,6 +139,16 @@ CREATE TABLE IF NOT EXISTS hourly (
     jobs TEXT NOT NULL,
     units TEXT NOT NULL,
     redemptions INTEGER NOT NULL
+);
+-- the same by provider and UTC day (unix time of its start)
+CREATE TABLE IF NOT EXISTS provider_days (
+    provider TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    jobs TEXT NOT NULL,
+    units TEXT NOT NULL,
+    redemptions INTEGER NOT NULL,
+    PRIMARY KEY (provider, day)
 );
 CREATE TABLE IF NOT EXISTS slashes (
     seq INTEGER PRIMARY KEY REFERENCES events (seq),
@@ -310,8 +321,7 @@ def _balance(conn: sqlite3.Connection, account: str) -> int:
 def _sum_into(
     conn: sqlite3.Connection,
     table: str,
-    key: str,
-    value: str | int,
+    keys: dict[str, str | int],
     amount: int,
     jobs: int,
     units: int,
@@ -319,18 +329,19 @@ def _sum_into(
     *,
     amount_column: str = "amount",
 ) -> None:
-    """Add a redemption to the row ``key = value`` of the sums ``table``: its amount (in
+    """Add a redemption to the row of the sums ``table`` at ``keys``: its amount (in
     ``amount_column``), jobs and units added, and one to the count if ``counted``."""
+    where = " AND ".join(f"{k} = ?" for k in keys)
     row = conn.execute(
-        f"SELECT {amount_column}, jobs, units, redemptions FROM {table} WHERE {key} = ?",
-        (value,),
+        f"SELECT {amount_column}, jobs, units, redemptions FROM {table} WHERE {where}",
+        tuple(keys.values()),
     ).fetchone()
     before = (num(row[0]), num(row[1]), num(row[2]), row[3]) if row else (0, 0, 0, 0)
     conn.execute(
-        f"INSERT OR REPLACE INTO {table} ({key}, {amount_column}, jobs, units, redemptions) "
-        "VALUES (?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO {table} ({', '.join(keys)}, {amount_column}, jobs, units, "
+        f"redemptions) VALUES ({', '.join('?' * len(keys))}, ?, ?, ?, ?)",
         (
-            value,
+            *keys.values(),
             u256(before[0] + amount),
             u256(before[1] + jobs),
             u256(before[2] + units),
@@ -521,12 +532,15 @@ def _redeemed(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
         ),
     )
     paying = a["amount"] > 0
-    _sum_into(conn, "contributions", "provider", provider, a["amount"], jobs_added, units_added,
-              paying, amount_column="earned")  # fmt: skip
+    added = (a["amount"], jobs_added, units_added)
+    _sum_into(conn, "contributions", {"provider": provider}, *added, paying,
+              amount_column="earned")  # fmt: skip
     block = conn.execute("SELECT timestamp FROM blocks WHERE number = ?", (ev.block,)).fetchone()
     if block is not None:  # the sync stores the blocks' times first, when it keeps them
-        hour = int(block[0]) // 3600 * 3600
-        _sum_into(conn, "hourly", "hour", hour, a["amount"], jobs_added, units_added, True)
+        ts = int(block[0])
+        _sum_into(conn, "hourly", {"hour": ts // 3600 * 3600}, *added, True)
+        _sum_into(conn, "provider_days", {"provider": provider, "day": ts // 86400 * 86400},
+                  *added, True)  # fmt: skip
     _credit(conn, provider, a["amount"])
     if paying:
         (client,) = _get(conn, ev, "channel", "client")

@@ -26,6 +26,8 @@ from ._figures import (
 PRICE_POINTS = 500
 #: hours the overview's tokens-per-hour chart covers, up to the index's last block
 HOURLY_HOURS = 7 * 24
+#: redemptions a provider's page lists (the latest), with its cumulative earnings
+EARNING_POINTS = 500
 
 #: redemptions in blocks after a time (a block's time never goes back: from the first
 #: block after it, found in ``blocks_by_time``)
@@ -224,8 +226,9 @@ def provider_view(index: Indexer, address: str) -> dict[str, Any] | None:
         return None
     rep = index.reputation(address)
     c = index.contribution(address)
-    earnings, total = [], 0
-    for r in _redemption_deltas(index, address):
+    latest = _redemption_deltas(index, address, latest=EARNING_POINTS)
+    earnings, total = [], c.earned - sum(r["amount"] for r in latest)  # before the window
+    for r in latest:
         total += r["amount"]
         earnings.append(
             {
@@ -323,16 +326,12 @@ def earnings_view(
         raise InvalidInput("since must not be after until")
     as_of = _as_of(index)["timestamp"]
     today = None if as_of is None else as_of // DAY * DAY
-    days: dict[int, dict[str, int]] = {}
-    for r in _redemption_deltas(index, address):
-        if r["timestamp"] is None:
-            continue
-        day = r["timestamp"] // DAY * DAY
-        if (lo is not None and day < lo) or (hi is not None and day > hi):
-            continue
-        bucket = days.setdefault(day, {"wei": 0, "jobs": 0})
-        bucket["wei"] += r["amount"]
-        bucket["jobs"] += r["jobs"]
+    rows = index.read(  # the sums the index keeps by provider and day
+        "SELECT day, amount, jobs FROM provider_days WHERE provider = ? AND day >= ? "
+        "AND day <= ? ORDER BY day",
+        (address, -1 if lo is None else lo, 2**62 if hi is None else hi),
+    )
+    days = {int(day): {"wei": int(wei), "jobs": int(jobs)} for day, wei, jobs in rows}
     return {
         "address": address,
         "since": since,
