@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import ConfigError, IdlegridError, InvalidInput
+from . import IdlegridError, InvalidInput
 
 app = typer.Typer(
     name="idlegrid",
@@ -235,25 +235,10 @@ def devnet_down(
     console.print(f"devnet down: stopped {len(pids)} process(es)")
 
 
-def _network_file(value: Path) -> Path:
-    """A network file that is there (checked as the options are read: before a command
-    imports the chain client, seconds of imports)."""
-    from ._devnet_file import devnet_file
-
-    try:
-        devnet_file(value)
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    return value
-
-
 NetworkOpt = Annotated[
     Path,
     typer.Option(
-        "--network",
-        "--devnet",
-        help="devnet.json-style file: rpc_url, chain_id, contracts.",
-        callback=_network_file,
+        "--network", "--devnet", help="devnet.json-style file: rpc_url, chain_id, contracts."
     ),
 ]
 AccountOpt = Annotated[
@@ -268,6 +253,9 @@ def _identity(network: Path, account: int | None, keystore: Path | None, default
     """(Account, Ledger) from a network file and a key source."""
     import os
 
+    from ._devnet_file import devnet_file
+
+    devnet_file(network)  # a missing file is refused before seconds of imports
     from .devnet import load_devnet
     from .protocol import KEY_ENV, Account
 
@@ -2066,6 +2054,9 @@ def explorer(
     live, built from the chain by the indexer alone."""
     if not 0.05 <= interval <= 3600:
         raise typer.BadParameter("interval must be 0.05..3600 seconds")
+    from ._devnet_file import devnet_file
+
+    devnet_file(network)  # a missing file is refused before seconds of imports
     from .devnet import load_devnet
     from .explorer import serve_explorer
 

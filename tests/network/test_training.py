@@ -146,16 +146,19 @@ def test_training_resumes_elsewhere_after_its_provider_is_killed(net: Network) -
             net.restart(by_address[address])
 
     # Assert: the killed provider was paid for its part; the rest ran elsewhere; the
-    # final weights are an uninterrupted run's
+    # final weights are an uninterrupted run's. The events reach the callback from a
+    # queue while the run goes on, so on a loaded machine the provider may finish its
+    # second segment before the kill lands (it has never been later than that).
     total = 3 * (1400 // 32)
     assert [f.provider for f in model.run.failovers] == killed
-    assert model.run.segments[killed[0]] == 1
+    done = model.run.segments[killed[0]]
+    assert done in (1, 2)
     assert sum(model.run.segments.values()) == 3 and len(model.run.paid) == 2
     np.testing.assert_array_equal(model.state, local_run(model.spec, total))
     # verified, but for intervals whose states died with the killed provider (inside
-    # its segment, the first 43 steps: unfetchable, so unchecked rather than failed)
+    # its segments of 43 steps: unfetchable, so unchecked rather than failed)
     assert model.verified and model.disputes == []
-    assert all(i < 43 for i in model.unavailable)
+    assert all(i < 43 * done for i in model.unavailable)
 
 
 def test_a_provider_that_fabricates_intervals_is_caught_disputed_and_slashed(
