@@ -148,7 +148,7 @@ def test_training_resumes_elsewhere_after_its_provider_is_killed(net: Network) -
     # Assert: the killed provider was paid for its part; the rest ran elsewhere; the
     # final weights are an uninterrupted run's. The events reach the callback from a
     # queue while the run goes on, so on a loaded machine the provider may finish its
-    # second segment before the kill lands (it has never been later than that).
+    # second segment before the kill lands (CI has seen it do so).
     total = 3 * (1400 // 32)
     assert [f.provider for f in model.run.failovers] == killed
     done = model.run.segments[killed[0]]
