@@ -70,11 +70,14 @@ def test_long_run_survives_a_killed_provider_and_pays_each_for_its_part(
     assert [p.step for p in progress] == [(i + 1) * SEGMENT_STEPS for i in range(SEGMENTS)]
     assert progress[-1].metrics["loss"] < progress[0].metrics["loss"]
     assert [p.amount for p in progress] == [(i + 1) * SEGMENT_AMOUNT for i in range(SEGMENTS)]
+    # the run goes on while the events wait for this loop, so on a loaded machine the
+    # killed provider may finish one more segment before the kill lands
+    done = result.segments[killed[0]]
+    assert done in (KILL_AT, KILL_AT + 1)
     assert len(failovers) == 1 and failovers[0].provider == killed[0]
-    assert failovers[0].step == KILL_AT * SEGMENT_STEPS
-    assert all(p.provider != killed[0] for p in progress[KILL_AT:])
+    assert failovers[0].step == done * SEGMENT_STEPS
+    assert all(p.provider != killed[0] for p in progress[done:])
     assert result.steps == steps and not result.cancelled
-    assert result.segments[killed[0]] == KILL_AT
     assert sum(result.segments.values()) == SEGMENTS
     assert result.paid == {a: n * SEGMENT_AMOUNT for a, n in result.segments.items()}
     assert run.plan.workload.close_enough(result.output, reference(x, y, steps))

@@ -58,7 +58,9 @@ def test_node_driven_run_is_followed_paid_as_it_goes_and_resumed_after_a_sigkill
     assert progress[-1].metrics["loss"] < progress[0].metrics["loss"]
     assert len(failovers) == 1 and failovers[0].provider == killed[0]
     assert result.steps == steps and not result.cancelled
-    assert result.segments[killed[0]] == KILL_AT
+    # the node runs on while the events wait for this loop, so on a loaded machine it
+    # may finish one more segment before the kill lands
+    assert result.segments[killed[0]] in (KILL_AT, KILL_AT + 1)
     assert result.paid == {a: n * SEGMENT_AMOUNT for a, n in result.segments.items()}
     assert run.plan.workload.close_enough(result.output, reference(x, y, steps))
     paid_only_for_what_was_received(net, client)
