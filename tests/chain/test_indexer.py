@@ -234,6 +234,11 @@ def test_index_matches_contracts_after_full_history(env: Env, tmp_path: Path) ->
             (120 * t, 5, 30),
         ]
         assert [r.channel for r in index.redemptions(provider=p1)] == [a.id, a.id, c.id]
+        # the latest few, still oldest first
+        assert index.redemptions(provider=p1, latest=2) == index.redemptions(provider=p1)[1:]
+        assert index.redemptions(latest=1) == index.redemptions()[-1:]
+        with pytest.raises(InvalidInput):
+            index.redemptions(latest=0)
         assert index.contribution(p1) == dataclasses.replace(
             index.contribution(p1), earned=200 * t, jobs=8, units=39, redemptions=3
         )

@@ -88,6 +88,9 @@ def test_a_provider_s_page_lists_its_latest_redemptions_with_their_running_total
     assert len(full["earnings"]) == 2
     assert got["earnings"] == full["earnings"][-1:]
     assert got["earnings"][0]["cumulative_tokens"] == pytest.approx(paid / TOKEN)
+    # a channel's page lists its latest redemptions the same way
+    channel = api.get(f"/api/channels/{_hex(world.channel.id)}").json()
+    assert len(channel["redemptions"]) == 1 and int(channel["paid"]["value"]) == paid
 
 
 def test_providers_sort_and_page_on_the_server(world: World, api: httpx.Client) -> None:

@@ -261,9 +261,16 @@ class Indexer:
         return None if row is None or row[0] is None else bytes(row[0])
 
     def redemptions(
-        self, channel: bytes | None = None, provider: str | None = None
+        self,
+        channel: bytes | None = None,
+        provider: str | None = None,
+        *,
+        latest: int | None = None,
     ) -> list[Redemption]:
-        """Redeemed vouchers matching every filter given, oldest first."""
+        """Redeemed vouchers matching every filter given, oldest first (only the
+        ``latest`` ones, if given)."""
+        if latest is not None and latest < 1:
+            raise InvalidInput(f"latest must be 1 or more, got {latest}")
         conds: list[str] = []
         params: list[Any] = []
         if channel is not None:
@@ -273,7 +280,12 @@ class Indexer:
             conds.append("provider = ?")
             params.append(checksum(provider))
         where = f"WHERE {' AND '.join(conds)} " if conds else ""
-        rows = self._rows(f"SELECT {_REDEMPTION_COLS} FROM redemptions {where}ORDER BY seq", params)
+        sql = f"SELECT {_REDEMPTION_COLS} FROM redemptions {where}ORDER BY seq"
+        if latest is not None:
+            newest = f"SELECT seq, {_REDEMPTION_COLS} FROM redemptions {where}"
+            sql = f"SELECT {_REDEMPTION_COLS} FROM ({newest}ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+            params.append(latest)
+        rows = self._rows(sql, params)
         return [_redemption(r) for r in rows]
 
     def contributions(self) -> list[ProviderContribution]:

@@ -26,7 +26,8 @@ from ._figures import (
 PRICE_POINTS = 500
 #: hours the overview's tokens-per-hour chart covers, up to the index's last block
 HOURLY_HOURS = 7 * 24
-#: redemptions a provider's page lists (the latest), with its cumulative earnings
+#: redemptions a provider's page (with its cumulative earnings) and a channel's list:
+#: the latest
 EARNING_POINTS = 500
 
 #: redemptions in blocks after a time (a block's time never goes back: from the first
@@ -373,7 +374,7 @@ def _declared(capabilities: bytes) -> str:
 
 
 def channel_view(index: Indexer, channel: str) -> dict[str, Any] | None:
-    """One channel and its redemptions; None if unknown."""
+    """One channel and its latest redemptions (``EARNING_POINTS``); None if unknown."""
     cid = _hex32(channel, "a channel id")
     ch = index.channel(cid)
     if ch is None:
@@ -403,7 +404,7 @@ def channel_view(index: Indexer, channel: str) -> dict[str, Any] | None:
                 "tx": r.tx_hash,
                 "block": r.block,
             }
-            for r in index.redemptions(channel=cid)
+            for r in index.redemptions(channel=cid, latest=EARNING_POINTS)
         ],
     }
 
