@@ -1703,13 +1703,13 @@ InputsArg = Annotated[
 
 
 def _round_inputs(path: Path) -> tuple[bytes, Any]:
-    from .fl import RoundInputs
+    from .fl import read_round_inputs
 
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return data, RoundInputs.from_bytes(data)
+    return data, read_round_inputs(data)
 
 
 @posting_app.command("challenge")

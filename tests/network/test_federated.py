@@ -280,14 +280,17 @@ def test_secure_aggregation_gives_the_plain_run_s_models(
 
 
 def test_a_secure_run_pays_its_participants_by_the_aggregates(
-    federation: Federation, data: FederatedData
+    federation: Federation, data: FederatedData, tmp_path: Path
 ) -> None:
     """Under SecAgg+ the coordinator sees only each round's sum: the contributions come
     from the run's aggregates, here every node in every round, so the equal split; each
-    round's part is posted on chain (with no inputs to recompute a single update from)."""
+    round's part is posted on chain with the sha256 of its published inputs (the run's
+    secure history: cohorts and models, no single update), which recompute it."""
     from idlegrid.chain import TOKEN, RewardPoolClient
+    from idlegrid.fl import SecureRoundInputs, read_round_inputs
 
-    result = _run(federation, data, _spec(rounds=2, secagg=True, seed=11), rewards=TOKEN)
+    result = _run(federation, data, _spec(rounds=2, secagg=True, seed=11), rewards=TOKEN,
+                  output=tmp_path / "run")  # fmt: skip
 
     pool = federation.ledger().client("rewards", RewardPoolClient)
     posted = pool.postings_of(bytes.fromhex(result.run))
@@ -296,8 +299,60 @@ def test_a_secure_run_pays_its_participants_by_the_aggregates(
         # equal up to the solver's float rounding (~1e-15 of the part)
         assert max(r.rewards.values()) - min(r.rewards.values()) <= TOKEN // 10**9
         assert TOKEN // 2 - len(r.rewards) <= sum(r.rewards.values()) <= TOKEN // 2
-        assert posted[rnd].amounts == r.rewards and posted[rnd].inputs == bytes(32)
-        assert r.inputs_sha256 == ""
+        blob = (tmp_path / "run" / f"round-{rnd:04d}-inputs.npz").read_bytes()
+        inputs = read_round_inputs(blob)
+        assert isinstance(inputs, SecureRoundInputs)
+        assert inputs.round == rnd and len(inputs.steps) == rnd
+        assert posted[rnd].amounts == r.rewards == inputs.amounts()
+        assert posted[rnd].inputs == inputs.sha256 and r.inputs_sha256 == inputs.sha256.hex()
+        assert inputs.check(posted[rnd].amounts) is None
+        assert b"updates.npy" not in blob
+
+
+def test_a_wrong_secure_posting_is_challenged_and_voided(
+    federation: Federation, data: FederatedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secure run's coordinator that posts a round's whole part to one member of an
+    equal cohort: an underpaid member challenges it with the published secure inputs;
+    the referees (edge processes) refit the history's gains and vote it wrong."""
+    from idlegrid.chain import TOKEN, RewardPoolClient, RewardTree
+    from idlegrid.fl import SecureRoundInputs, read_round_inputs
+
+    pool = federation.ledger().client("rewards", RewardPoolClient)
+    honest_post = RewardPoolClient.post
+
+    def greedy_post(self: Any, tree: RewardTree, model: bytes, **kw: Any) -> Any:
+        first = tree.contributors[0]
+        return honest_post(self, RewardTree(tree.run, tree.round, {first: tree.total}), model, **kw)
+
+    # Prepare: two secure rounds, their postings skewed, their inputs published as they were
+    with monkeypatch.context() as m:
+        m.setattr(RewardPoolClient, "post", greedy_post)
+        result = _run(federation, data, _spec(rounds=2, secagg=True, seed=13), rewards=TOKEN,
+                      output=tmp_path / "run")  # fmt: skip
+    run = bytes.fromhex(result.run)
+    inputs_file = tmp_path / "run" / "round-0002-inputs.npz"
+    inputs = read_round_inputs(inputs_file.read_bytes())
+    assert isinstance(inputs, SecureRoundInputs)
+    posted = pool.postings_of(run)[2]
+    fair = inputs.amounts()
+    underpaid = next(a for a in fair if posted.amounts.get(a, 0) < fair[a])
+    edge = next(e for e in federation.edges if e.address == underpaid)
+    before = pool.pool(run).budget
+
+    # Execute: the underpaid member challenges round 2's posting (command line)
+    ruling = _cli_json(
+        "posting", "challenge", str(inputs_file), "--network", str(federation.network),
+        "--account", str(edge.index), "--timeout", "240",
+    )  # fmt: skip
+
+    # Assert: found wrong by the committee, void, its total back in the pool
+    assert posted.inputs == inputs.sha256 and inputs.check(posted.amounts) is not None
+    assert ruling["outcome"] == "provider_wrong", ruling
+    assert ruling["wrong_votes"] >= 2 and underpaid not in ruling["committee"]
+    assert ruling["recomputed"] == fair
+    assert pool.posting(run, 2).posted_at == 0
+    assert pool.pool(run).budget == before + posted.total
 
 
 def test_an_edge_node_answers_a_round_s_unmask_only_to_the_client_who_paid_its_fit(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -52,9 +53,11 @@ from ..workloads import get_workload
 from ..workloads._kind_fl import MAX_STAGE_BYTES
 from ..workloads._train_models import param_count
 from ._contrib import PATH_NODES
-from ._inputs import RoundInputs
+from ._inputs import MAX_INPUTS_BYTES, RoundInputs
 from ._local import evaluate_params, initial_params
 from ._partition import client_seed
+from ._secure_inputs import MAX_CLIENTS as MAX_SECURE_CLIENTS
+from ._secure_inputs import SecureRoundInputs
 from ._spec import FederatedSpec
 
 if TYPE_CHECKING:
@@ -65,6 +68,9 @@ if TYPE_CHECKING:
 __all__ = ["Coordinator", "FederatedResult", "RoundReport", "check_update", "client_seed"]
 
 log = logging.getLogger("idlegrid.fl")
+
+#: what a secure round's history keeps of its models once they are not published
+_EMPTY = np.zeros(0, np.float32)
 
 #: bytes of a node's /v1/info the coordinator reads
 MAX_INFO_BYTES = 1 << 20
@@ -256,8 +262,11 @@ class Coordinator:
         #: jobs that missed their round's deadline and still run (paid when they finish)
         self._stragglers: set[asyncio.Task[Any]] = set()
         self._funded = False
-        #: each secure round's cohort and its aggregate's gain (for contributions)
-        self._groups: list[tuple[list[str], float]] = []
+        #: each secure round's number, cohort, global model before it, aggregate and the
+        #: aggregate's gain (its contributions and published inputs come from them)
+        self._secure: list[tuple[int, list[str], np.ndarray, np.ndarray, float]] = []
+        #: whether the secure history is still small enough to publish as inputs
+        self._secure_inputs = True
 
     # -- the run ---------------------------------------------------------------------
     async def run(self) -> FederatedResult:
@@ -338,15 +347,15 @@ class Coordinator:
             if new is None:
                 new = strategy.aggregate_fit(rnd, params, got.updates, len(failed))
             contributions: dict[str, float] = {}
-            inputs: RoundInputs | None = None
+            inputs: RoundInputs | SecureRoundInputs | None = None
             if self.contributions and got.updates:
                 inputs, contributions = await asyncio.to_thread(
                     self._contributions, rnd, params, got.updates, previous_step
                 )
             elif self.contributions and got.new is not None and got.participants:
                 # a secure round: only its aggregate is seen
-                contributions = await asyncio.to_thread(
-                    self._group_contributions, params, new, got.participants
+                inputs, contributions = await asyncio.to_thread(
+                    self._group_contributions, rnd, params, new, got.participants
                 )
             if spec.dp is not None and accountant is not None:
                 from ._dp import noise_mean
@@ -414,7 +423,7 @@ class Coordinator:
         self,
         rnd: int,
         model: bytes,
-        inputs: RoundInputs | None,
+        inputs: RoundInputs | SecureRoundInputs | None,
         contributions: Mapping[str, float],
     ) -> tuple[dict[str, int], str]:
         """Post round ``rnd``'s rewards to the run's pool (funding it first, on the first
@@ -422,8 +431,10 @@ class Coordinator:
         contribution, with the sha256 of the round's inputs, published first as
         ``round-NNNN-inputs.npz`` in the output (blocking). What rounding leaves stays in
         the pool for the sponsor. ``(amounts, inputs' sha256 hex)``, or ``({}, "")``
-        when nothing was posted. A secure round has no such inputs (``None``): its
-        ``contributions`` (from group aggregates) are posted with no inputs hash."""
+        when nothing was posted. A secure round's inputs (its run's secure history) grow
+        with the rounds: past :data:`MAX_INPUTS_BYTES` they are not published and the
+        ``contributions`` are posted with no inputs hash (that posting cannot be
+        challenged)."""
         from ..chain import RewardPoolClient, RewardTree
 
         pool = self.client.ledger.client("rewards", RewardPoolClient)
@@ -435,7 +446,7 @@ class Coordinator:
                 lock = self.client.ledger.backend.next_timestamp() + REWARD_LOCK_S
                 pool.fund(run, self.rewards, lock, sender=account)
                 self._funded = True
-            if inputs is None:
+            if inputs is None:  # a secure round whose history grew past publishing
                 from ._contrib import split_reward
 
                 amounts = split_reward(self.rewards // self.spec.rounds, contributions)
@@ -457,18 +468,49 @@ class Coordinator:
         return amounts, digest.hex() if inputs is not None else ""
 
     def _group_contributions(
-        self, params: np.ndarray, new: np.ndarray, participants: Sequence[str]
-    ) -> dict[str, float]:
-        """A secure round's participants' contributions, estimated from the gains of
-        this run's secure aggregates so far (``group_contributions``; blocking)."""
+        self, rnd: int, params: np.ndarray, new: np.ndarray, participants: Sequence[str]
+    ) -> tuple[SecureRoundInputs | None, dict[str, float]]:
+        """A secure round's published inputs, and its participants' contributions
+        estimated from them: the gains of this run's secure aggregates so far
+        (``group_contributions``; blocking). Once the history's models would make the
+        inputs larger than :data:`MAX_INPUTS_BYTES` (or name more clients than they
+        may), they are dropped, and the contributions come from the gains alone: no
+        inputs, so no challenge, from then on."""
         from ._contrib import group_contributions, validation_value
 
-        value = validation_value(self.spec.model, self.x_val, self.y_val)
         cohort = [checksum(a) for a in participants]
-        gain = value(np.asarray(new, dtype=np.float32)) - value(params)
-        self._groups.append((cohort, gain))
-        estimate = group_contributions(self._groups)
-        return {a: estimate[a] for a in cohort}
+        before, after = np.asarray(params, dtype=np.float32), np.asarray(new, dtype=np.float32)
+        value = validation_value(self.spec.model, self.x_val, self.y_val)
+        self._secure.append((rnd, cohort, before, after, value(after) - value(before)))
+        clients = {a for _, c, *_ in self._secure for a in c}
+        size = 0
+        if self._secure_inputs:  # as from_history stores them: a start equal to the
+            # previous round's aggregate (no differential privacy) is not stored again
+            starts = sum(
+                not np.array_equal(a[3], b[2]) for a, b in itertools.pairwise(self._secure)
+            )
+            vectors = 1 + len(self._secure) + starts
+            size = vectors * before.nbytes + self.x_val.nbytes + self.y_val.nbytes
+        if self._secure_inputs and (size > MAX_INPUTS_BYTES or len(clients) > MAX_SECURE_CLIENTS):
+            log.warning(
+                "round %d: the run's secure inputs would be %d bytes for %d clients (at most "
+                "%d and %d): its postings are published without inputs from now on",
+                rnd, size, len(clients), MAX_INPUTS_BYTES, MAX_SECURE_CLIENTS,
+            )  # fmt: skip
+            self._secure_inputs = False
+        if not self._secure_inputs:
+            self._secure = [(n, c, _EMPTY, _EMPTY, g) for n, c, _, _, g in self._secure]
+            estimate = group_contributions([(c, g) for _, c, _, _, g in self._secure])
+            return None, {a: estimate[a] for a in cohort}
+        inputs = SecureRoundInputs.from_history(
+            run=bytes.fromhex(self.run_id),
+            model=self.spec.model,
+            history=[(n, c, b, a) for n, c, b, a, _ in self._secure],
+            x_val=self.x_val,
+            y_val=self.y_val,
+            part=self.rewards // self.spec.rounds,
+        )
+        return inputs, inputs.contributions()
 
     def _contributions(
         self,

@@ -55,6 +55,7 @@ from ._contrib import MAX_NODES, aumann_shapley, split_reward, validation_value
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ._secure_inputs import SecureRoundInputs
 
 __all__ = ["MAX_INPUTS_BYTES", "RoundInputs", "check_posting", "post_contributions"]
 
@@ -180,7 +181,7 @@ class RoundInputs:
     @classmethod
     def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_INPUTS_BYTES) -> RoundInputs:
         """A stranger's file, read within budgets; InvalidInput says what is wrong."""
-        members = _members(data, max_bytes)
+        members = _members(data, max_bytes, _MEMBERS, optional=("previous_step",))
         meta = _meta(members.pop("meta"))
         model = meta["model"]
         p, shape = param_count(model), input_shape(model)
@@ -355,8 +356,17 @@ def _zip(members: Mapping[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _members(data: bytes, max_bytes: int) -> dict[str, bytes]:
-    """The members of a stranger's zip, each checked from the directory before read."""
+def _members(
+    data: bytes,
+    max_bytes: int,
+    members: tuple[str, ...],
+    *,
+    optional: tuple[str, ...] = (),
+    only: str | None = None,
+) -> dict[str, bytes]:
+    """The members of a stranger's zip, each checked from the directory before read:
+    ``members`` the names it may hold (without ``.npy``), all but ``optional`` required;
+    ``only`` reads that one member and no other."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidInput("round inputs are bytes")
     if len(data) > max_bytes:
@@ -370,10 +380,10 @@ def _members(data: bytes, max_bytes: int) -> dict[str, bytes]:
     *_, entries, directory, _, comment = _EOCD.unpack(end)
     if comment:
         raise InvalidInput("round inputs: a zip with a comment")
-    if entries > len(_MEMBERS) or directory > _MAX_DIRECTORY_BYTES:
+    if entries > len(members) or directory > _MAX_DIRECTORY_BYTES:
         raise InvalidInput(
             f"round inputs: a zip of {entries} members in {directory} bytes of directory, "
-            f"more than its {len(_MEMBERS)} members take"
+            f"more than its {len(members)} members take"
         )
     if data[-_EOCD.size - 20 : -_EOCD.size - 16] == b"PK\x06\x07":
         raise InvalidInput("round inputs: a zip64 file")
@@ -381,10 +391,10 @@ def _members(data: bytes, max_bytes: int) -> dict[str, bytes]:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
             names = [i.filename for i in infos]
-            allowed = {f"{m}.npy" for m in _MEMBERS}
+            allowed = {f"{m}.npy" for m in members}
             if len(set(names)) != len(names) or not set(names) <= allowed:
                 raise InvalidInput(f"round inputs: members {names}, expected {sorted(allowed)}")
-            missing = allowed - set(names) - {"previous_step.npy"}
+            missing = allowed - set(names) - {f"{m}.npy" for m in optional}
             if missing:
                 raise InvalidInput(f"round inputs: no {', '.join(sorted(missing))}")
             for i in infos:
@@ -398,7 +408,8 @@ def _members(data: bytes, max_bytes: int) -> dict[str, bytes]:
             meta = next(i for i in infos if i.filename == "meta.npy")
             if meta.file_size > _MAX_META_BYTES:
                 raise InvalidInput(f"round inputs: meta.npy over {_MAX_META_BYTES} bytes")
-            return {i.filename[: -len(".npy")]: zf.read(i) for i in infos}
+            wanted = [i for i in infos if only is None or i.filename == f"{only}.npy"]
+            return {i.filename[: -len(".npy")]: zf.read(i) for i in wanted}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
         raise InvalidInput(f"round inputs: not a valid zip: {exc}") from exc
     except (ValueError, OSError, EOFError, struct.error) as exc:  # zipfile's own slips
@@ -428,23 +439,21 @@ def _array(name: str, raw: bytes, dtype: np.dtype[Any], ndim: int) -> np.ndarray
     return np.frombuffer(raw, dtype=dtype, count=count, offset=f.tell()).reshape(shape)
 
 
-def _meta(raw: bytes) -> dict[str, Any]:
+def _meta_json(raw: bytes, keys: set[str], format: str) -> dict[str, Any]:
+    """``meta.npy``'s JSON object: of the format ``format`` (checked first, so that
+    another format is refused by name) and with exactly ``keys``; its model read as a
+    model spec and its run id as bytes."""
     array = _array("meta", raw, _U8, 1)
     try:
         doc = json.loads(array.tobytes().decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"round inputs: meta.npy is not JSON: {exc}") from exc
-    if not isinstance(doc, dict) or set(doc) != _META_KEYS:
-        raise InvalidInput(f"round inputs: meta.npy is not a JSON object of {sorted(_META_KEYS)}")
-    if doc["format"] != FORMAT:
-        raise InvalidInput(f"round inputs: format {doc['format']!r}, not {FORMAT!r}")
-    clients, examples = doc["clients"], doc["examples"]
-    if not isinstance(clients, list) or not all(isinstance(c, str) for c in clients):
-        raise InvalidInput("round inputs: clients is not a list of addresses")
-    if not isinstance(examples, list) or len(examples) != len(clients):
-        raise InvalidInput("round inputs: examples is not a list of one count per client")
-    if len(set(clients)) != len(clients):
-        raise InvalidInput("round inputs: a participant is named twice")
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"round inputs: meta.npy is not a JSON object of {sorted(keys)}")
+    if doc.get("format") != format:
+        raise InvalidInput(f"round inputs: format {doc.get('format')!r}, not {format!r}")
+    if set(doc) != keys:
+        raise InvalidInput(f"round inputs: meta.npy is not a JSON object of {sorted(keys)}")
     try:
         doc["model"] = _models.validate_python(doc["model"])
         run = bytes.fromhex(doc["run"]) if isinstance(doc["run"], str) else b""
@@ -459,7 +468,19 @@ def _meta(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def post_contributions(client: Client, inputs: RoundInputs) -> dict[str, int]:
+def _meta(raw: bytes) -> dict[str, Any]:
+    doc = _meta_json(raw, _META_KEYS, FORMAT)
+    clients, examples = doc["clients"], doc["examples"]
+    if not isinstance(clients, list) or not all(isinstance(c, str) for c in clients):
+        raise InvalidInput("round inputs: clients is not a list of addresses")
+    if not isinstance(examples, list) or len(examples) != len(clients):
+        raise InvalidInput("round inputs: examples is not a list of one count per client")
+    if len(set(clients)) != len(clients):
+        raise InvalidInput("round inputs: a participant is named twice")
+    return doc
+
+
+def post_contributions(client: Client, inputs: RoundInputs | SecureRoundInputs) -> dict[str, int]:
     """Post round ``inputs.round`` of run ``inputs.run`` from its published inputs: the
     amounts they give (:meth:`RoundInputs.amounts`), for the round's model in the
     lineage, with the inputs' sha256. What a coordinator does when a challenge voided

@@ -332,7 +332,7 @@ class Referee:
         recomputed from them here and compared with the posted amounts (blocking).
         (None, why) when the evidence is unusable: another may still come."""
         from ..chain import ModelRegistryClient, RewardPoolClient
-        from ..fl._inputs import RoundInputs
+        from ..fl._secure_inputs import read_round_inputs
 
         run, rnd = bytes.fromhex(case.posting_run[2:]), case.posting_round
         try:
@@ -355,7 +355,7 @@ class Referee:
             data = base64.b64decode(blob, validate=True)
             if hashlib.sha256(data).digest() != posting.inputs:
                 raise PeerError("the inputs do not hash to what the posting names")
-            inputs = RoundInputs.from_bytes(data)
+            inputs = read_round_inputs(data)
             if (inputs.run, inputs.round) != (run, rnd):
                 raise PeerError("the inputs are another round's")
         except (binascii.Error, ValueError, InvalidInput, PeerError) as exc:
