@@ -370,7 +370,13 @@ def _registered(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
     conn.execute(
         "INSERT INTO providers (address, endpoint, price, capabilities, stake, unbonding, "
         "withdrawable_at, active, registered_block, slashed_total) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) "
+        # an address that left may register again: its record starts over, its slashes stay
+        "ON CONFLICT(address) DO UPDATE SET endpoint = excluded.endpoint, "
+        "price = excluded.price, capabilities = excluded.capabilities, "
+        "stake = excluded.stake, unbonding = excluded.unbonding, "
+        "withdrawable_at = excluded.withdrawable_at, active = 0, "
+        "registered_block = excluded.registered_block",
         (
             a["provider"],
             a["endpoint"],
