@@ -31,7 +31,12 @@ def open_index(ledger: Ledger, path: Path | None = None) -> Indexer:
     """The client's event index for this deployment (a cache: rebuilt if the chain was reset)."""
     d = ledger.deployment
     if path is None:
-        path = cache_dir() / "index" / f"{d.chain_id}-{d.market.lower()}.sqlite"
+        # two devnets share a chain id and (deterministic) addresses, and may run at
+        # once: the deployment block's hash tells their chains apart, so that they never
+        # share (and rebuild under each other) one index file
+        block = ledger.backend.w3.eth.get_block(d.start_block)
+        tag = bytes(block["hash"]).hex()[:16]
+        path = cache_dir() / "index" / f"{d.chain_id}-{d.market.lower()}-{tag}.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         index = Indexer(ledger.backend, d, path)
