@@ -371,9 +371,10 @@ def _registered(conn: sqlite3.Connection, ev: LogEvent, seq: int) -> None:
         "INSERT INTO providers (address, endpoint, price, capabilities, stake, unbonding, "
         "withdrawable_at, active, registered_block, slashed_total) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) "
-        # the registry registers an address once, so a second event means the index
-        # applied one twice (seen once in CI under load, cause not yet found): keep the
-        # index usable rather than fail the client's sync; its slashes stay
+        # the registry registers an address once: a second event came from another
+        # chain written into the same file (seen in CI, two devnets of one chain id
+        # sharing a client's index; its name now tells them apart): keep the index
+        # usable rather than fail the sync; its slashes stay
         "ON CONFLICT(address) DO UPDATE SET endpoint = excluded.endpoint, "
         "price = excluded.price, capabilities = excluded.capabilities, "
         "stake = excluded.stake, unbonding = excluded.unbonding, "
