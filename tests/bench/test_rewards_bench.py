@@ -44,6 +44,14 @@ def test_bench_rewards_prints_every_figure() -> None:
     for k in ("2", "3", "10"):
         each = [s["sybil_gain_by_split"][k] for s in seeds.values()]
         assert result["sybil_gain_by_split"][k] == pytest.approx(sum(each) / 2)
+    # the same runs' values netted over the run: the same games' figures, summarised alike
+    netted = result["netted"]
+    for key in ("noisy_vs_clean", "duplicate_gain", "rank_correlation"):
+        assert netted[key] == pytest.approx(
+            (seeds["0"]["netted"][key] + seeds["1"]["netted"][key]) / 2
+        ), key
+    assert netted["free_rider_share"] < 0.05 and netted["duplicate_gain"] > 0
+    assert set(netted["sybil_gain_by_split"]) == {"2", "3", "10"}
 
 
 def test_bench_rewards_refuses_no_seeds() -> None:

@@ -5,7 +5,6 @@ and a posting judged against the recomputation."""
 from __future__ import annotations
 
 import io
-import json
 import struct
 import zipfile
 from collections.abc import Callable
@@ -19,15 +18,14 @@ from idlegrid import InvalidInput, PayloadTooLarge
 from idlegrid.fl import RoundInputs, check_posting
 from idlegrid.fl._contrib import aumann_shapley, split_reward, validation_value
 from idlegrid.fl._inputs import _npy, _zip
-from idlegrid.protocol import checksum
 from idlegrid.workloads._train_models import MlpModel, param_count
+
+from ._npz import address as _address
+from ._npz import members as _members
+from ._npz import tamper as _tamper
 
 MODEL = MlpModel(family="mlp", inputs=8, hidden=(4,), classes=3)
 PART = 3 * 10**18
-
-
-def _address(i: int) -> str:
-    return checksum(f"0x{(i + 1) * 0xABCDEF0123456789ABCDEF:040x}")
 
 
 def _synthetic(clients: int = 4, *, previous: bool = True, seed: int = 0) -> RoundInputs:
@@ -51,28 +49,6 @@ def _synthetic(clients: int = 4, *, previous: bool = True, seed: int = 0) -> Rou
         nodes=8,
         part=PART,
     )
-
-
-def _members(blob: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
-        return {i.filename: zf.read(i) for i in zf.infolist()}
-
-
-def _tamper(
-    blob: bytes,
-    meta: Callable[[dict[str, Any]], None] | None = None,
-    **arrays: np.ndarray | bytes,
-) -> bytes:
-    """``blob`` with its meta changed by ``meta`` and members replaced (``.npy`` bytes
-    or arrays)."""
-    members = _members(blob)
-    if meta is not None:
-        doc = json.loads(np.load(io.BytesIO(members["meta.npy"])).tobytes())
-        meta(doc)
-        members["meta.npy"] = _npy(np.frombuffer(json.dumps(doc).encode(), np.uint8))
-    for name, new in arrays.items():
-        members[f"{name}.npy"] = new if isinstance(new, bytes) else _npy(new)
-    return _zip(members)
 
 
 # -- the file -------------------------------------------------------------------------

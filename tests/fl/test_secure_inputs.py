@@ -6,8 +6,6 @@ and either kind of inputs read by the format it names."""
 from __future__ import annotations
 
 import io
-import json
-import zipfile
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -19,16 +17,15 @@ from idlegrid import InvalidInput, PayloadTooLarge
 from idlegrid.fl import RoundInputs, SecureRoundInputs, read_round_inputs
 from idlegrid.fl._contrib import group_contributions, split_reward, validation_value
 from idlegrid.fl._inputs import _npy, _zip
-from idlegrid.protocol import checksum
 from idlegrid.workloads._train_models import MlpModel, param_count
+
+from ._npz import address as _address
+from ._npz import members as _members
+from ._npz import tamper as _tamper
 
 MODEL = MlpModel(family="mlp", inputs=8, hidden=(4,), classes=3)
 P = param_count(MODEL)
 PART = 5 * 10**18
-
-
-def _address(i: int) -> str:
-    return checksum(f"0x{(i + 1) * 0xABCDEF0123456789ABCDEF:040x}")
 
 
 def _history(
@@ -59,24 +56,6 @@ def _inputs(**over: Any) -> SecureRoundInputs:
         **over,
     }
     return SecureRoundInputs.from_history(**kw)
-
-
-def _members(blob: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
-        return {i.filename: zf.read(i) for i in zf.infolist()}
-
-
-def _tamper(
-    blob: bytes, meta: Callable[[dict[str, Any]], None] | None = None, **arrays: np.ndarray
-) -> bytes:
-    members = _members(blob)
-    if meta is not None:
-        doc = json.loads(np.load(io.BytesIO(members["meta.npy"])).tobytes())
-        meta(doc)
-        members["meta.npy"] = _npy(np.frombuffer(json.dumps(doc).encode(), np.uint8))
-    for name, new in arrays.items():
-        members[f"{name}.npy"] = _npy(new)
-    return _zip(members)
 
 
 def _array(blob: bytes, name: str) -> np.ndarray:

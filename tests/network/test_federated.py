@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import time
@@ -192,6 +193,23 @@ def test_a_run_pays_its_contributors_on_chain_by_their_contributions(
     assert paid_before - ledger.token.balance_of(sponsor) >= 3 * TOKEN
 
 
+@contextlib.contextmanager
+def _greedy_postings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A cheating coordinator, inside the block: each posting pays the round's whole
+    part to its first contributor (its published inputs say otherwise)."""
+    from idlegrid.chain import RewardPoolClient, RewardTree
+
+    honest_post = RewardPoolClient.post
+
+    def greedy_post(self: Any, tree: RewardTree, model: bytes, **kw: Any) -> Any:
+        first = tree.contributors[0]
+        return honest_post(self, RewardTree(tree.run, tree.round, {first: tree.total}), model, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(RewardPoolClient, "post", greedy_post)
+        yield
+
+
 def test_a_wrong_posting_is_challenged_by_a_contributor_voided_and_corrected(
     federation: Federation, data: FederatedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,15 +222,9 @@ def test_a_wrong_posting_is_challenged_by_a_contributor_voided_and_corrected(
 
     ledger = federation.ledger()
     pool = ledger.client("rewards", RewardPoolClient)
-    honest_post = RewardPoolClient.post
-
-    def greedy_post(self: Any, tree: RewardTree, model: bytes, **kw: Any) -> Any:
-        first = tree.contributors[0]  # the coordinator's cheat: everything to one
-        return honest_post(self, RewardTree(tree.run, tree.round, {first: tree.total}), model, **kw)
 
     # Prepare: one round, its posting skewed, its inputs published as they were
-    with monkeypatch.context() as m:
-        m.setattr(RewardPoolClient, "post", greedy_post)
+    with _greedy_postings(monkeypatch):
         result = _run(federation, data, _spec(rounds=1, seed=7), rewards=TOKEN,
                       output=tmp_path / "run")  # fmt: skip
     run, report = bytes.fromhex(result.run), result.rounds[0]
@@ -315,19 +327,13 @@ def test_a_wrong_secure_posting_is_challenged_and_voided(
     """A secure run's coordinator that posts a round's whole part to one member of an
     equal cohort: an underpaid member challenges it with the published secure inputs;
     the referees (edge processes) refit the history's gains and vote it wrong."""
-    from idlegrid.chain import TOKEN, RewardPoolClient, RewardTree
+    from idlegrid.chain import TOKEN, RewardPoolClient
     from idlegrid.fl import SecureRoundInputs, read_round_inputs
 
     pool = federation.ledger().client("rewards", RewardPoolClient)
-    honest_post = RewardPoolClient.post
-
-    def greedy_post(self: Any, tree: RewardTree, model: bytes, **kw: Any) -> Any:
-        first = tree.contributors[0]
-        return honest_post(self, RewardTree(tree.run, tree.round, {first: tree.total}), model, **kw)
 
     # Prepare: two secure rounds, their postings skewed, their inputs published as they were
-    with monkeypatch.context() as m:
-        m.setattr(RewardPoolClient, "post", greedy_post)
+    with _greedy_postings(monkeypatch):
         result = _run(federation, data, _spec(rounds=2, secagg=True, seed=13), rewards=TOKEN,
                       output=tmp_path / "run")  # fmt: skip
     run = bytes.fromhex(result.run)

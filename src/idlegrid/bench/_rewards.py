@@ -72,6 +72,11 @@ LOO_TRAININGS = 3
 #: what a retraining adds to every local fit's seed (beyond any round's and client's)
 RETRAIN = 100_000
 #: figures reported as their mean over the seeds
+#: the figures also reported for rewards netted over the run (``netted``)
+NETTED = (
+    "free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain", "duplicate_gain",
+    "rank_correlation", "sybil_gain_by_split",
+)  # fmt: skip
 MEANS = (
     "noisy_vs_clean", "noisy30_vs_clean", "duplicate_gain", "rank_correlation", "overhead",
     "rule_max_diff",
@@ -130,8 +135,11 @@ def _run(
     contributions: bool = True,
     retrain: int = 0,
 ) -> dict[str, Any]:
-    """One federated run; each identity's summed round shares, the final held-out loss,
-    and the seconds spent training and estimating."""
+    """One federated run; each identity's summed round shares (``shares``: what the
+    coordinator pays, a round's part split by the round's positive values), the same
+    values netted over the run (``netted``: each identity's values summed over the
+    rounds, clipped at zero once, at the end), the final held-out loss, and the seconds
+    spent training and estimating."""
     from ..fl._contrib import aumann_shapley, shares, validation_value
     from ..fl._local import local_fit
     from ..fl._partition import client_seed
@@ -140,6 +148,7 @@ def _run(
     params = s.start.copy()
     previous: np.ndarray | None = None
     total: dict[int, float] = {}
+    netted: dict[int, float] = {}
     train_s = contrib_s = 0.0
     for rnd in range(1, s.rounds + 1):
         t0 = time.process_time()
@@ -166,6 +175,8 @@ def _run(
             contrib_s += time.process_time() - t0
             for c, share in shares(got.values).items():
                 total[c] = total.get(c, 0.0) + share
+            for c, v in got.values.items():
+                netted[c] = netted.get(c, 0.0) + v
         stacked = np.stack([updates[c].astype(np.float64) for c in updates])
         if rule == "median":
             new = np.median(stacked, axis=0)
@@ -177,6 +188,7 @@ def _run(
     norm = sum(total.values()) or 1.0
     return {
         "shares": {c: v / norm for c, v in total.items()},
+        "netted": shares(netted),
         "loss": s.loss(params),
         "train_s": train_s,
         "contrib_s": contrib_s,
@@ -231,50 +243,90 @@ def _claim_gas(contributors: int) -> int:
 
 
 def _one_seed(s: _Setup, progress: Progress) -> dict[str, Any]:
-    """Every figure of one seed's partitions and runs."""
-    from scipy.stats import spearmanr  # type: ignore[import-untyped]
-
+    """Every figure of one seed's partitions and runs (and, under ``netted``, the same
+    figures of the same runs had each identity's values been netted over the run)."""
     clients = s.clients
     _say(progress, f"seed {s.seed}: clean run, {clients} clients, {s.rounds} rounds")
-    clean = _run(s)
-    riders = {}
+    runs = {"clean": _run(s)}
     for mode in FREE_RIDERS:
-        riders[mode] = _run(s, rider=mode)["shares"].get(0, 0.0)
-        _say(progress, f"seed {s.seed}: free rider ({mode}): share {riders[mode]:.4f}")
-    noisy = {g: _run(s, g)["shares"][1] / clean["shares"][1] for g in ("noisy50", "noisy30")}
-    _say(progress, f"seed {s.seed}: flipped labels: {noisy}")
-    duplicate = _run(s, "duplicate")["shares"][3] / clean["shares"][3]
-    _say(progress, f"seed {s.seed}: duplicated rows: gain {duplicate:.3f}")
-    sybil = {}
-    for k in SPLITS:
-        got = _run(s, f"sybil{k}")["shares"]
-        sybil[k] = sum(v for c, v in got.items() if c >= 1000) / clean["shares"][4]
-        _say(progress, f"seed {s.seed}: {k} sybils: gain {sybil[k]:.3f}")
+        runs[f"rider-{mode}"] = _run(s, rider=mode)
+        _say(progress, f"seed {s.seed}: free rider ({mode}): share "
+             f"{runs[f'rider-{mode}']['shares'].get(0, 0.0):.4f}")  # fmt: skip
+    for game in ("noisy50", "noisy30", "duplicate", *(f"sybil{k}" for k in SPLITS)):
+        runs[game] = _run(s, game)
+        _say(progress, f"seed {s.seed}: {game} played")
     _say(progress, f"seed {s.seed}: leave-one-out: training again without each client, "
          f"{LOO_TRAININGS} times")  # fmt: skip
     loo = dict.fromkeys(range(clients), 0.0)
     for t in range(LOO_TRAININGS):
-        everyone = clean["loss"] if t == 0 else _run(s, contributions=False, retrain=t)["loss"]
+        everyone = (
+            runs["clean"]["loss"] if t == 0 else _run(s, contributions=False, retrain=t)["loss"]
+        )
         for c in range(clients):
             without = _run(s, without=c, contributions=False, retrain=t)["loss"]
             loo[c] += (without - everyone) / LOO_TRAININGS
-    rewards = [clean["shares"].get(c, 0.0) for c in range(clients)]
+    median = _run(s, rule="median")
+    out = _figures(runs, median, loo, "shares", clients)
+    netted = _figures(runs, median, loo, "netted", clients)
+    _say(progress, f"seed {s.seed}: flipped labels {out['noisy_vs_clean']:.3f}, duplicate "
+         f"{out['duplicate_gain']:.3f}, sybils {out['sybil_gain_by_split']}, rank "
+         f"{out['rank_correlation']:.3f}")  # fmt: skip
+    clean = runs["clean"]
+    return out | {
+        "overhead": clean["contrib_s"] / clean["train_s"],
+        "clean_shares": {str(c): clean["shares"].get(c, 0.0) for c in range(clients)},
+        "leave_one_out_loss_gain": {str(c): loo[c] for c in range(clients)},
+        "netted": {k: v for k, v in netted.items() if k in NETTED},
+    }
+
+
+def _figures(
+    runs: dict[str, dict[str, Any]],
+    median: dict[str, Any],
+    loo: dict[int, float],
+    scheme: str,
+    clients: int,
+) -> dict[str, Any]:
+    """The games' figures of one seed's runs, with each run's rewards taken from
+    ``scheme`` (``shares`` or ``netted``)."""
+    from scipy.stats import spearmanr  # type: ignore[import-untyped]
+
+    clean = runs["clean"][scheme]
+    riders = {m: runs[f"rider-{m}"][scheme].get(0, 0.0) for m in FREE_RIDERS}
+    sybil = {
+        k: sum(v for c, v in runs[f"sybil{k}"][scheme].items() if c >= 1000) / clean[4]
+        for k in SPLITS
+    }
+    rewards = [clean.get(c, 0.0) for c in range(clients)]
     rank = float(spearmanr(rewards, [loo[c] for c in range(clients)]).statistic)
-    median = _run(s, rule="median")["shares"]
-    rule_diff = max(abs(median.get(c, 0.0) - clean["shares"].get(c, 0.0)) for c in range(clients))
+    rule_diff = max(abs(median[scheme].get(c, 0.0) - clean.get(c, 0.0)) for c in range(clients))
     return {
         "free_rider_share": max(riders.values()),
-        "noisy_vs_clean": noisy["noisy50"],
-        "noisy30_vs_clean": noisy["noisy30"],
+        "noisy_vs_clean": runs["noisy50"][scheme][1] / clean[1],
+        "noisy30_vs_clean": runs["noisy30"][scheme][1] / clean[1],
         "sybil_gain": max(sybil.values(), key=lambda g: abs(g - 1.0)),
-        "duplicate_gain": duplicate,
+        "duplicate_gain": runs["duplicate"][scheme][3] / clean[3],
         "rank_correlation": rank,
-        "overhead": clean["contrib_s"] / clean["train_s"],
         "rule_max_diff": rule_diff,
         "free_rider_by_strategy": riders,
         "sybil_gain_by_split": {str(k): v for k, v in sybil.items()},
-        "clean_shares": {str(c): clean["shares"].get(c, 0.0) for c in range(clients)},
-        "leave_one_out_loss_gain": {str(c): loo[c] for c in range(clients)},
+    }
+
+
+def _netted_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """The netted scheme's figures over the seeds, summarised as the paid ones are."""
+    rows = [r["netted"] for r in per_seed]
+    by_split = {
+        str(k): float(np.mean([r["sybil_gain_by_split"][str(k)] for r in rows])) for k in SPLITS
+    }
+    return {
+        "free_rider_share": max(r["free_rider_share"] for r in rows),
+        **{
+            key: float(np.mean([r[key] for r in rows]))
+            for key in ("noisy_vs_clean", "noisy30_vs_clean", "duplicate_gain", "rank_correlation")
+        },
+        "sybil_gain": max(by_split.values(), key=lambda g: abs(g - 1.0)),
+        "sybil_gain_by_split": by_split,
     }
 
 
@@ -337,9 +389,10 @@ def bench_rewards(
         "leave_one_out_loss_gain": per_seed[0]["leave_one_out_loss_gain"],
         "by_seed": {
             str(seed + k): {key: v for key, v in r.items() if not isinstance(v, dict)}
-            | {"sybil_gain_by_split": r["sybil_gain_by_split"]}
+            | {"sybil_gain_by_split": r["sybil_gain_by_split"], "netted": r["netted"]}
             for k, r in enumerate(per_seed)
         },
+        "netted": _netted_summary(per_seed),
     }
     lo, hi = (float(b) for b in TARGETS["sybil_gain_range"])
     out["targets"] = {
@@ -375,6 +428,9 @@ def bench_rewards(
         f"everyone), each retrained from the same start, the mean over {LOO_TRAININGS} "
         "trainings (local fits seeded apart)",
         "claim_gas": "median gas of a claim from a 10-leaf posting, embedded chain",
+        "netted": "not what the coordinator pays (a round's part split by that round's "
+        "positive values): the same runs' values summed over the run per identity and "
+        "clipped at zero once, a settlement at the run's end (docs/federated.md)",
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     return out

@@ -31,7 +31,7 @@ import json
 import math
 import struct
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from tokenize import TokenError
@@ -145,7 +145,7 @@ class RoundInputs:
     @property
     def data_hash(self) -> bytes:
         """The validation set's hash as the run registers it with each round's model."""
-        return hashlib.sha256(npy_bytes(self.x_val) + npy_bytes(self.y_val)).digest()
+        return _data_hash(self.x_val, self.y_val)
 
     def to_bytes(self) -> bytes:
         """The inputs as an ``.npz``; the same inputs give the same bytes."""
@@ -163,16 +163,14 @@ class RoundInputs:
             "nodes": self.nodes,
             "part": self.part,
         }
-        text = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
         arrays: dict[str, np.ndarray | None] = {
-            "meta": np.frombuffer(text, dtype=_U8),
             "params": self.params,
             "updates": np.stack(list(self.updates.values())),
             "previous_step": self.previous_step,
             "x_val": self.x_val,
             "y_val": self.y_val,
         }
-        return _zip({f"{k}.npy": _npy(a) for k, a in arrays.items() if a is not None})
+        return _file(meta, arrays)
 
     @cached_property
     def _digest(self) -> bytes:
@@ -271,16 +269,9 @@ def _fail(why: str) -> NoReturn:
 def _check(r: RoundInputs) -> None:
     """The meaning of a round's inputs (the shapes of a file are checked as it is read);
     normalises them: contiguous arrays, participants in ascending address order."""
-    if not isinstance(r.run, bytes) or len(r.run) != 32:
-        _fail("the run id is 32 bytes")
-    if not _is_int(r.round) or not 1 <= r.round < 2**64:
-        _fail(f"round {r.round!r} is not a round number")
-    if not isinstance(r.model, MlpModel | CnnModel | TransformerModel):
-        _fail("the model is not a model spec")
+    _check_header(r.run, r.round, r.model, r.part, _fail)
     if not _is_int(r.nodes) or not 1 <= r.nodes <= MAX_NODES:
         _fail(f"nodes {r.nodes!r} is not an integer in [1, {MAX_NODES}]")
-    if not _is_int(r.part) or not 0 <= r.part < 2**256:
-        _fail(f"the round's part {r.part!r} is not an amount of wei")
     p = param_count(r.model)
     params = _floats(r.params, (p,), "the global model")
     if not 1 <= len(r.updates) <= MAX_ROSTER:
@@ -298,12 +289,7 @@ def _check(r: RoundInputs) -> None:
     previous = r.previous_step
     if previous is not None:
         previous = _floats(previous, (p,), "the previous step")
-    y = r.y_val
-    if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1 or not len(y):
-        _fail("the validation labels are int64 [rows], at least one")
-    x = _floats(r.x_val, (len(y), *input_shape(r.model)), "the validation set")
-    if int(y.min()) < 0 or int(y.max()) >= r.model.classes:
-        _fail(f"a validation label outside the model's {r.model.classes} classes")
+    x = _check_validation(r.x_val, r.y_val, r.model, _fail)
     set_ = object.__setattr__
     set_(r, "params", params)
     set_(r, "updates", updates)
@@ -315,6 +301,39 @@ def _check(r: RoundInputs) -> None:
     set_(r, "part", int(r.part))
 
 
+def _check_header(
+    run: object, rnd: int, model: object, part: int, fail: Callable[[str], NoReturn]
+) -> None:
+    """What either kind of inputs starts with: the run id, the round, the model, the part."""
+    if not isinstance(run, bytes) or len(run) != 32:
+        fail("the run id is 32 bytes")
+    if not _is_int(rnd) or not 1 <= rnd < 2**64:
+        fail(f"round {rnd!r} is not a round number")
+    if not isinstance(model, MlpModel | CnnModel | TransformerModel):
+        fail("the model is not a model spec")
+    if not _is_int(part) or not 0 <= part < 2**256:
+        fail(f"the round's part {part!r} is not an amount of wei")
+
+
+def _check_validation(
+    x: object, y: object, model: ModelSpec, fail: Callable[[str], NoReturn]
+) -> np.ndarray:
+    """The sponsor's validation set, as either kind of inputs holds it: int64 labels
+    within the model's classes and float32 rows of its input's shape; the rows,
+    contiguous."""
+    if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1 or not len(y):
+        fail("the validation labels are int64 [rows], at least one")
+    rows = _floats(x, (len(y), *input_shape(model)), "the validation set", fail)
+    if int(y.min()) < 0 or int(y.max()) >= model.classes:
+        fail(f"a validation label outside the model's {model.classes} classes")
+    return rows
+
+
+def _data_hash(x: np.ndarray, y: np.ndarray) -> bytes:
+    """The validation set's hash as a run registers it with each round's model."""
+    return hashlib.sha256(npy_bytes(x) + npy_bytes(y)).digest()
+
+
 def _is_address(a: object) -> bool:
     if not isinstance(a, str):
         return False
@@ -324,13 +343,15 @@ def _is_address(a: object) -> bool:
         return False
 
 
-def _floats(a: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+def _floats(
+    a: object, shape: tuple[int, ...], what: str, fail: Callable[[str], NoReturn] = _fail
+) -> np.ndarray:
     if not isinstance(a, np.ndarray) or a.dtype != np.float32:
-        _fail(f"{what} is not a float32 array")
+        fail(f"{what} is not a float32 array")
     if a.shape != shape:
-        _fail(f"{what} is {list(a.shape)}, not {list(shape)}")
+        fail(f"{what} is {list(a.shape)}, not {list(shape)}")
     if not np.isfinite(a).all():
-        _fail(f"{what} has NaN or Inf")
+        fail(f"{what} has NaN or Inf")
     return np.ascontiguousarray(a)
 
 
@@ -342,6 +363,14 @@ def _npy(array: np.ndarray) -> bytes:
     little = array.astype(array.dtype.newbyteorder("<"), copy=False)
     np.lib.format.write_array(buf, np.ascontiguousarray(little), allow_pickle=False)
     return buf.getvalue()
+
+
+def _file(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray | None]) -> bytes:
+    """Either kind of inputs as its ``.npz``: ``meta`` as canonical JSON in ``meta.npy``,
+    then ``arrays`` (those given) in order."""
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    members = {"meta": np.frombuffer(text, dtype=_U8), **arrays}
+    return _zip({f"{k}.npy": _npy(a) for k, a in members.items() if a is not None})
 
 
 def _zip(members: Mapping[str, bytes]) -> bytes:
@@ -439,15 +468,20 @@ def _array(name: str, raw: bytes, dtype: np.dtype[Any], ndim: int) -> np.ndarray
     return np.frombuffer(raw, dtype=dtype, count=count, offset=f.tell()).reshape(shape)
 
 
+def _meta_doc(raw: bytes) -> Any:
+    """``meta.npy``'s JSON document, whatever its shape."""
+    array = _array("meta", raw, _U8, 1)
+    try:
+        return json.loads(array.tobytes().decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"round inputs: meta.npy is not JSON: {exc}") from exc
+
+
 def _meta_json(raw: bytes, keys: set[str], format: str) -> dict[str, Any]:
     """``meta.npy``'s JSON object: of the format ``format`` (checked first, so that
     another format is refused by name) and with exactly ``keys``; its model read as a
     model spec and its run id as bytes."""
-    array = _array("meta", raw, _U8, 1)
-    try:
-        doc = json.loads(array.tobytes().decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"round inputs: meta.npy is not JSON: {exc}") from exc
+    doc = _meta_doc(raw)
     if not isinstance(doc, dict):
         raise InvalidInput(f"round inputs: meta.npy is not a JSON object of {sorted(keys)}")
     if doc.get("format") != format:

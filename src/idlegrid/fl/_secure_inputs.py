@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import numpy as np
 
 from .._exceptions import InvalidInput
-from ..protocol import checksum, npy_bytes
+from ..protocol import checksum
 from ..workloads._train_models import (
     CnnModel,
     MlpModel,
@@ -58,13 +57,15 @@ from ._inputs import (
     MAX_INPUTS_BYTES,
     RoundInputs,
     _array,
+    _check_header,
+    _check_validation,
+    _data_hash,
+    _file,
     _floats,
     _is_address,
-    _is_int,
     _members,
+    _meta_doc,
     _meta_json,
-    _npy,
-    _zip,
     check_posting,
 )
 
@@ -219,7 +220,7 @@ class SecureRoundInputs:
     @property
     def data_hash(self) -> bytes:
         """The validation set's hash as the run registers it with each round's model."""
-        return hashlib.sha256(npy_bytes(self.x_val) + npy_bytes(self.y_val)).digest()
+        return _data_hash(self.x_val, self.y_val)
 
     @property
     def size(self) -> int:
@@ -241,16 +242,14 @@ class SecureRoundInputs:
             "clients": list(self.clients),
             "part": self.part,
         }
-        text = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-        arrays = {
-            "meta": np.frombuffer(text, dtype=_U8),
+        arrays: dict[str, np.ndarray | None] = {
             "models": self.models,
             "steps": self.steps,
             "cohorts": self.cohorts,
             "x_val": self.x_val,
             "y_val": self.y_val,
         }
-        return _zip({f"{k}.npy": _npy(a) for k, a in arrays.items()})
+        return _file(meta, arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_INPUTS_BYTES) -> SecureRoundInputs:
@@ -296,14 +295,7 @@ class SecureRoundInputs:
 def _check(r: SecureRoundInputs) -> None:
     """The meaning of a secure round's inputs (a file's shapes are checked as it is
     read); normalises them to contiguous arrays."""
-    if not isinstance(r.run, bytes) or len(r.run) != 32:
-        _fail("the run id is 32 bytes")
-    if not _is_int(r.round) or not 1 <= r.round < 2**64:
-        _fail(f"round {r.round!r} is not a round number")
-    if not isinstance(r.model, MlpModel | CnnModel | TransformerModel):
-        _fail("the model is not a model spec")
-    if not _is_int(r.part) or not 0 <= r.part < 2**256:
-        _fail(f"the round's part {r.part!r} is not an amount of wei")
+    _check_header(r.run, r.round, r.model, r.part, _fail)
     clients = list(r.clients)
     if not 1 <= len(clients) <= MAX_CLIENTS:
         _fail(f"{len(clients)} clients, not 1 to {MAX_CLIENTS}")
@@ -321,7 +313,7 @@ def _check(r: SecureRoundInputs) -> None:
     p = param_count(r.model)
     if not isinstance(r.models, np.ndarray) or r.models.ndim != 2 or not len(r.models):
         _fail("models is not float32 [vectors, parameters]")
-    models = _floats(r.models, (len(r.models), p), "models")
+    models = _floats(r.models, (len(r.models), p), "models", _fail)
     numbers_of_rounds = steps[:, 0]
     if int(numbers_of_rounds[0]) < 1 or bool(np.any(np.diff(numbers_of_rounds) <= 0)):
         _fail("the rounds are not numbered in ascending order from 1")
@@ -337,12 +329,7 @@ def _check(r: SecureRoundInputs) -> None:
         _fail("a cohort is not 0s and 1s with at least one member")
     if bool(np.any(cohorts.sum(axis=0) == 0)):
         _fail("a client is in no round's cohort")
-    y = r.y_val
-    if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1 or not len(y):
-        _fail("the validation labels are int64 [rows], at least one")
-    x = _floats(r.x_val, (len(y), *input_shape(r.model)), "the validation set")
-    if int(y.min()) < 0 or int(y.max()) >= r.model.classes:
-        _fail(f"a validation label outside the model's {r.model.classes} classes")
+    x = _check_validation(r.x_val, r.y_val, r.model, _fail)
     set_ = object.__setattr__
     set_(r, "clients", tuple(clients))
     set_(r, "models", models)
@@ -359,11 +346,7 @@ def inputs_format(data: bytes, *, max_bytes: int = MAX_INPUTS_BYTES) -> str:
     names = tuple(dict.fromkeys(_MEMBERS + MEMBERS))
     optional = tuple(n for n in names if n != "meta")
     raw = _members(data, max_bytes, names, optional=optional, only="meta")["meta"]
-    array = _array("meta", raw, _U8, 1)
-    try:
-        doc: Any = json.loads(array.tobytes().decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"round inputs: meta.npy is not JSON: {exc}") from exc
+    doc = _meta_doc(raw)
     found = doc.get("format") if isinstance(doc, dict) else None
     if not isinstance(found, str):
         raise InvalidInput("round inputs: meta.npy names no format")
