@@ -151,3 +151,28 @@ def test_a_missing_network_file_is_refused_with_its_path(tmp_path: Path) -> None
         assert result.returncode == 2 and "ConfigError: no devnet at" in result.stderr
         assert "Traceback" not in result.stderr
     assert "devnet.json" in default.stderr and "nope" in named.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["channels", "list"], ["rewards"], ["model", "show", "00" * 32], ["node", "start"],
+     ["fl", "start", "spec.json"], ["oracle", "ask", "00" * 32, "--input", "1"]],
+)  # fmt: skip
+def test_every_network_command_refuses_a_missing_file_before_loading_the_chain_client(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # Execute: the command in-process, web3's import recorded, with no network file here
+    script = (
+        "import sys\n"
+        "from idlegrid.cli import main\n"
+        f"sys.argv = ['idlegrid', *{command!r}, '--network', {str(tmp_path / 'nope')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print('web3' in sys.modules, code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    # Assert: refused by name, with the web3 stack never imported
+    assert "ConfigError: no devnet at" in " ".join(proc.stderr.split() + proc.stdout.split())
+    assert proc.stdout.split()[-2:] == ["False", "2"], proc.stdout + proc.stderr

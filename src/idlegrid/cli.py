@@ -235,10 +235,22 @@ def devnet_down(
     console.print(f"devnet down: stopped {len(pids)} process(es)")
 
 
+def _network_file(path: Path) -> Path:
+    """Refuse a network file that is not there as the command line is parsed: before the
+    command imports the chain client (seconds), so a wrong path is said at once."""
+    from ._devnet_file import devnet_file
+
+    devnet_file(path)
+    return path
+
+
 NetworkOpt = Annotated[
     Path,
     typer.Option(
-        "--network", "--devnet", help="devnet.json-style file: rpc_url, chain_id, contracts."
+        "--network",
+        "--devnet",
+        help="devnet.json-style file: rpc_url, chain_id, contracts.",
+        callback=_network_file,
     ),
 ]
 AccountOpt = Annotated[
@@ -253,9 +265,6 @@ def _identity(network: Path, account: int | None, keystore: Path | None, default
     """(Account, Ledger) from a network file and a key source."""
     import os
 
-    from ._devnet_file import devnet_file
-
-    devnet_file(network)  # a missing file is refused before seconds of imports
     from .devnet import load_devnet
     from .protocol import KEY_ENV, Account
 
@@ -2054,9 +2063,6 @@ def explorer(
     live, built from the chain by the indexer alone."""
     if not 0.05 <= interval <= 3600:
         raise typer.BadParameter("interval must be 0.05..3600 seconds")
-    from ._devnet_file import devnet_file
-
-    devnet_file(network)  # a missing file is refused before seconds of imports
     from .devnet import load_devnet
     from .explorer import serve_explorer
 
