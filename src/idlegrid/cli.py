@@ -1648,6 +1648,10 @@ def bench_rewards(
     seeds: Annotated[
         int, typer.Option(min=1, help="Seeds (partitions and training) the figures average.")
     ] = 5,
+    players: Annotated[
+        int | None,
+        typer.Option(min=1, help="Clients that play each game in turn (default: all)."),
+    ] = None,
 ) -> None:
     """Data contributors' rewards: what free riders, noisy labels, duplicates and sybils earn."""
     from .bench._rewards import bench_rewards as run_rewards
@@ -1655,7 +1659,7 @@ def bench_rewards(
     def say(msg: str) -> None:
         console.print(f"[dim]•[/dim] {msg}")
 
-    result = run_rewards(clients=clients, rounds=rounds, seeds=seeds, progress=say)
+    result = run_rewards(clients=clients, rounds=rounds, seeds=seeds, players=players, progress=say)
     if as_json:
         _print_json(result)
         return
@@ -1668,6 +1672,11 @@ def bench_rewards(
         out.print(f"{key}: {result[key]}{sd}")
     for name, met in result["targets"].items():
         out.print(f"{name}: {met}")
+    netted = result["netted"]
+    out.print("payout: run (netted over the run):")
+    for key in ("free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain",
+                "duplicate_gain", "rank_correlation"):  # fmt: skip
+        out.print(f"  {key}: {netted[key]}")
 
 
 @bench_app.command("oracle")

@@ -18,7 +18,7 @@ def test_bench_rewards_prints_every_figure() -> None:
     pytest.importorskip("torch")
 
     # Execute
-    result = bench_rewards(clients=6, rounds=2, seeds=2)
+    result = bench_rewards(clients=6, rounds=2, seeds=2, players=2)
 
     # Assert: each figure a number; the free riders' four strategies, the sybil splits
     for key in (*FIGURES, "targets", "anchors", "how"):
@@ -52,8 +52,14 @@ def test_bench_rewards_prints_every_figure() -> None:
         ), key
     assert netted["free_rider_share"] < 0.05 and netted["duplicate_gain"] > 0
     assert set(netted["sybil_gain_by_split"]) == {"2", "3", "10"}
+    assert (
+        set(netted["targets"]) <= set(result["targets"])
+        and "clients 0 to 1" in result["how"]["games"]
+    )
 
 
-def test_bench_rewards_refuses_no_seeds() -> None:
+def test_bench_rewards_refuses_no_seeds_and_players_it_has_not() -> None:
     with pytest.raises(InvalidInput, match="seeds must be 1 or more"):
         bench_rewards(seeds=0)
+    with pytest.raises(InvalidInput, match="players must be 1 to the 4 clients"):
+        bench_rewards(clients=4, players=5)

@@ -158,6 +158,8 @@ def test_a_spec_is_refused_before_any_work_when_it_cannot_run() -> None:
         ({"strategy": {"name": "fedmagic"}}, "fedmagic"),
         ({"dataset": "../x"}, "dataset"),
         ({"rounds": 0}, "rounds"),
+        ({"secagg": True, "payout": "run"}, "payout: run nets"),
+        ({"payout": "weekly"}, "payout"),
     ):
         with pytest.raises(InvalidInput, match=why):
             load_spec({**SPEC, **bad})

@@ -271,6 +271,69 @@ def test_a_wrong_posting_is_challenged_by_a_contributor_voided_and_corrected(
     assert ledger.token.balance_of(underpaid) == wallet + fair[underpaid]
 
 
+def test_a_run_settled_at_its_end_pays_netted_contributions_and_a_wrong_settlement_is_voided(
+    federation: Federation, data: FederatedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``payout: run``: no posting a round; one at the end, for the last round's model,
+    the whole budget split by each client's contributions summed over the rounds, with
+    every round's inputs published in one file. A greedy settlement is challenged with
+    that file, voided by the committee and posted again from it; the underpaid claims."""
+    from idlegrid.chain import TOKEN, RewardPoolClient, RewardTree
+    from idlegrid.fl import RunInputs, read_round_inputs
+    from idlegrid.fl._contrib import split_reward
+
+    ledger = federation.ledger()
+    pool = ledger.client("rewards", RewardPoolClient)
+
+    # Prepare: two rounds paid once, the settlement skewed to one contributor
+    with _greedy_postings(monkeypatch):
+        result = _run(federation, data, _spec(rounds=2, seed=11, payout="run"),
+                      rewards=2 * TOKEN, output=tmp_path / "run")  # fmt: skip
+    run = bytes.fromhex(result.run)
+    inputs_file = tmp_path / "run" / "run-inputs.npz"
+    inputs = read_round_inputs(inputs_file.read_bytes())
+    assert isinstance(inputs, RunInputs)
+    postings = pool.postings_of(run)
+    fair = inputs.amounts()
+    netted: dict[str, float] = {}
+    for r in result.rounds:
+        for who, v in r.contributions.items():
+            netted[who] = netted.get(who, 0.0) + v
+
+    # Assert: one posting, the last round's, for its model; the file is every round's
+    # inputs and nets what the rounds reported
+    assert set(postings) == {2} and all(not r.rewards for r in result.rounds)
+    assert postings[2].model == bytes.fromhex(result.rounds[-1].model)
+    assert [r.round for r in inputs.rounds] == [1, 2] and inputs.part == 2 * TOKEN
+    assert fair == result.rewards == split_reward(2 * TOKEN, netted) and len(fair) >= 2
+    assert result.rewards_inputs_sha256 == inputs.sha256.hex() == postings[2].inputs.hex()
+    assert not (tmp_path / "run" / "round-0001-inputs.npz").exists()
+    underpaid = next(a for a in fair if postings[2].amounts.get(a, 0) < fair[a])
+    edge = next(e for e in federation.edges if e.address == underpaid)
+
+    # Execute: the underpaid node challenges the settlement; then the coordinator posts
+    # it again from the file (command line)
+    ruling = _cli_json(
+        "posting", "challenge", str(inputs_file), "--network", str(federation.network),
+        "--account", str(edge.index), "--timeout", "240",
+    )  # fmt: skip
+    corrected = _cli_json(
+        "posting", "post", str(inputs_file), "--network", str(federation.network),
+        "--account", str(federation.sponsor),
+    )["amounts"]  # fmt: skip
+    ledger.backend.advance_time(pool.challenge_window() + 1)
+    wallet = ledger.token.balance_of(underpaid)
+    again = pool.postings_of(run)[2]
+    pool.claim_from(again.tree(), underpaid, sender=federation.info.accounts[federation.sponsor])
+
+    # Assert: voided by the committee, posted right, the underpaid paid its netted share
+    assert ruling["outcome"] == "provider_wrong", ruling
+    assert ruling["recomputed"] == fair and underpaid not in ruling["committee"]
+    assert again.amounts == corrected == dict(RewardTree(run, 2, fair).amounts)
+    assert ledger.token.balance_of(underpaid) == wallet + fair[underpaid]
+    assert pool.pool(run).budget == 2 * TOKEN - sum(fair.values())
+
+
 def test_secure_aggregation_gives_the_plain_run_s_models(
     federation: Federation, data: FederatedData
 ) -> None:

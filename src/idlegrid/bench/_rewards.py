@@ -4,18 +4,21 @@ earn, with the round contributions of :func:`idlegrid.fl.aumann_shapley`.
 Ten clients on the federated benchmark's Dirichlet partitions of scikit-learn's digits
 (the MLP 64-32-10, local SGD), ``rounds`` FedAvg rounds; each round's contributions are
 estimated from the round's updates on the sponsor's held-out set (its validation
-score), and a client's reward is its share of each round, summed. The same run is repeated with one
-client playing a game each time (always from the same partitions and seeds):
+score), and a client's reward is its share of each round, summed (``payout: round``);
+the same values netted over the run are reported under ``netted`` (``payout: run``).
+The same run is repeated with one client playing a game each time (always from the same
+partitions and seeds), each game played by every client in turn, its figure pooled over
+them (what the players earned playing it over what they earned clean: one client's
+ratio moves with its partition, from 0.3 to 2.7 for ten identities):
 
 * ``free_rider_share``: client 0 sends, instead of its work, a zero update (all-zero
   weights), the global model back, noise, or the last round's global step plus noise;
   its share of the pool, the worst of the four;
-* ``noisy_vs_clean``, ``noisy30_vs_clean``: client 1 with 50 % / 30 % of its labels
-  flipped, its reward over its reward with clean labels;
-* ``duplicate_gain``: client 3 trains on its rows twice (and says so), its reward over
-  its reward with its rows once;
-* ``sybil_gain``: client 4's rows split at random into 2, 3 and 10 identities, their
-  total reward over client 4's as one; the worst split (furthest from 1);
+* ``noisy_vs_clean``, ``noisy30_vs_clean``: the player with 50 % / 30 % of its labels
+  flipped;
+* ``duplicate_gain``: the player trains on its rows twice (and says so);
+* ``sybil_gain``: the player's rows split at random into 2, 3 and 10 identities, their
+  total reward; the worst split (furthest from 1);
 * ``rank_correlation``: Spearman correlation between the clean run's rewards and each
   client's leave-one-out value, measured by training again without it (the final
   held-out loss without the client minus with everyone, the mean over
@@ -65,6 +68,8 @@ ANCHORS = {
 }
 FREE_RIDERS = ("zero", "global", "noise", "stale")
 SPLITS = (2, 3, 10)
+#: the games each client plays in turn (one run a client and game)
+GAMES = ("noisy50", "noisy30", "duplicate", *(f"sybil{k}" for k in SPLITS))
 #: trainings the leave-one-out values average (each with and without every client, from
 #: the same start; one training's values correlate with another's at Spearman 0.83 to
 #: 0.98 on seed 0, so one alone is a noisy reference)
@@ -103,22 +108,22 @@ class _Setup:
     def loss(self, params: np.ndarray) -> float:
         return float(self._evaluate(self.model, params, self.data.x_test, self.data.y_test)[0])
 
-    def parts(self, game: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """(identity, x, y) of every client under ``game``."""
+    def parts(self, game: str, target: int = 0) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(identity, x, y) of every client, client ``target`` playing ``game``."""
         out: list[tuple[int, np.ndarray, np.ndarray]] = []
         for i in range(self.clients):
             x, y = self.data.client(i)
-            if i == 1 and game in ("noisy50", "noisy30"):
-                rng = np.random.default_rng([self.seed, 5])
+            if i == target and game in ("noisy50", "noisy30"):
+                rng = np.random.default_rng([self.seed, 5, i])
                 y = y.copy()
                 idx = rng.choice(len(y), int((0.5 if game == "noisy50" else 0.3) * len(y)),
                                  replace=False)  # fmt: skip
                 y[idx] = (y[idx] + rng.integers(1, 10, len(idx))) % 10
-            if i == 3 and game == "duplicate":
+            if i == target and game == "duplicate":
                 x, y = np.concatenate([x, x]), np.concatenate([y, y])
-            if i == 4 and game.startswith("sybil"):
+            if i == target and game.startswith("sybil"):
                 k = int(game[5:])
-                perm = np.random.default_rng([self.seed, 7]).permutation(len(y))
+                perm = np.random.default_rng([self.seed, 7, i]).permutation(len(y))
                 out.extend((1000 + j, x[p], y[p]) for j, p in enumerate(np.array_split(perm, k)))
                 continue
             out.append((i, x, y))
@@ -129,6 +134,7 @@ def _run(
     s: _Setup,
     game: str = "clean",
     *,
+    target: int = 0,
     rider: str | None = None,
     rule: str = "fedavg",
     without: int | None = None,
@@ -153,7 +159,7 @@ def _run(
     for rnd in range(1, s.rounds + 1):
         t0 = time.process_time()
         updates, examples = {}, {}
-        for ident, x, y in s.parts(game):
+        for ident, x, y in s.parts(game, target):
             if ident == without:
                 continue
             fit_seed = client_seed(s.seed, rnd, ident % 1000) + RETRAIN * retrain
@@ -242,9 +248,10 @@ def _claim_gas(contributors: int) -> int:
     return int(np.median(gas))
 
 
-def _one_seed(s: _Setup, progress: Progress) -> dict[str, Any]:
-    """Every figure of one seed's partitions and runs (and, under ``netted``, the same
-    figures of the same runs had each identity's values been netted over the run)."""
+def _one_seed(s: _Setup, players: int, progress: Progress) -> dict[str, Any]:
+    """Every figure of one seed's partitions and runs, each game played by each of the
+    first ``players`` clients in turn (and, under ``netted``, the same figures of the
+    same runs had each identity's values been netted over the run)."""
     clients = s.clients
     _say(progress, f"seed {s.seed}: clean run, {clients} clients, {s.rounds} rounds")
     runs = {"clean": _run(s)}
@@ -252,9 +259,10 @@ def _one_seed(s: _Setup, progress: Progress) -> dict[str, Any]:
         runs[f"rider-{mode}"] = _run(s, rider=mode)
         _say(progress, f"seed {s.seed}: free rider ({mode}): share "
              f"{runs[f'rider-{mode}']['shares'].get(0, 0.0):.4f}")  # fmt: skip
-    for game in ("noisy50", "noisy30", "duplicate", *(f"sybil{k}" for k in SPLITS)):
-        runs[game] = _run(s, game)
-        _say(progress, f"seed {s.seed}: {game} played")
+    for game in GAMES:
+        for t in range(players):
+            runs[f"{game}@{t}"] = _run(s, game, target=t)
+        _say(progress, f"seed {s.seed}: {game}, played by {players} clients in turn")
     _say(progress, f"seed {s.seed}: leave-one-out: training again without each client, "
          f"{LOO_TRAININGS} times")  # fmt: skip
     loo = dict.fromkeys(range(clients), 0.0)
@@ -266,8 +274,8 @@ def _one_seed(s: _Setup, progress: Progress) -> dict[str, Any]:
             without = _run(s, without=c, contributions=False, retrain=t)["loss"]
             loo[c] += (without - everyone) / LOO_TRAININGS
     median = _run(s, rule="median")
-    out = _figures(runs, median, loo, "shares", clients)
-    netted = _figures(runs, median, loo, "netted", clients)
+    out = _figures(runs, median, loo, "shares", clients, players)
+    netted = _figures(runs, median, loo, "netted", clients, players)
     _say(progress, f"seed {s.seed}: flipped labels {out['noisy_vs_clean']:.3f}, duplicate "
          f"{out['duplicate_gain']:.3f}, sybils {out['sybil_gain_by_split']}, rank "
          f"{out['rank_correlation']:.3f}")  # fmt: skip
@@ -286,26 +294,36 @@ def _figures(
     loo: dict[int, float],
     scheme: str,
     clients: int,
+    players: int,
 ) -> dict[str, Any]:
     """The games' figures of one seed's runs, with each run's rewards taken from
-    ``scheme`` (``shares`` or ``netted``)."""
+    ``scheme`` (``shares`` or ``netted``). A game's figure pools its players: what they
+    earned playing it, summed, over what they earned clean (a player with a near-zero
+    clean reward cannot blow a ratio up)."""
     from scipy.stats import spearmanr  # type: ignore[import-untyped]
 
     clean = runs["clean"][scheme]
+    clean_total = sum(clean.get(t, 0.0) for t in range(players)) or 1.0
+
+    def gain(game: str) -> float:
+        if game.startswith("sybil"):
+            got = [sum(v for c, v in runs[f"{game}@{t}"][scheme].items() if c >= 1000)
+                   for t in range(players)]  # fmt: skip
+        else:
+            got = [runs[f"{game}@{t}"][scheme].get(t, 0.0) for t in range(players)]
+        return float(sum(got) / clean_total)
+
     riders = {m: runs[f"rider-{m}"][scheme].get(0, 0.0) for m in FREE_RIDERS}
-    sybil = {
-        k: sum(v for c, v in runs[f"sybil{k}"][scheme].items() if c >= 1000) / clean[4]
-        for k in SPLITS
-    }
+    sybil = {k: gain(f"sybil{k}") for k in SPLITS}
     rewards = [clean.get(c, 0.0) for c in range(clients)]
     rank = float(spearmanr(rewards, [loo[c] for c in range(clients)]).statistic)
     rule_diff = max(abs(median[scheme].get(c, 0.0) - clean.get(c, 0.0)) for c in range(clients))
     return {
         "free_rider_share": max(riders.values()),
-        "noisy_vs_clean": runs["noisy50"][scheme][1] / clean[1],
-        "noisy30_vs_clean": runs["noisy30"][scheme][1] / clean[1],
+        "noisy_vs_clean": gain("noisy50"),
+        "noisy30_vs_clean": gain("noisy30"),
         "sybil_gain": max(sybil.values(), key=lambda g: abs(g - 1.0)),
-        "duplicate_gain": runs["duplicate"][scheme][3] / clean[3],
+        "duplicate_gain": gain("duplicate"),
         "rank_correlation": rank,
         "rule_max_diff": rule_diff,
         "free_rider_by_strategy": riders,
@@ -337,10 +355,12 @@ def bench_rewards(
     alpha: float = 0.5,
     seed: int = 0,
     seeds: int = 5,
+    players: int | None = None,
     progress: Progress = None,
 ) -> dict[str, Any]:
     """Run the benchmark over ``seeds`` seeds (``seed``, ``seed + 1``, ...: each its
-    own partitions, starting model and training); one JSON-ready dict.
+    own partitions, starting model and training); one JSON-ready dict. Each game is
+    played by each of the first ``players`` clients in turn (all by default).
 
     One seed's figures move a lot with the partitions (over eight seeds the sybil gains
     have a standard deviation of 0.2 to 0.4, the rank correlation 0.15), more than the
@@ -348,12 +368,15 @@ def bench_rewards(
     the free riders' share is the worst over seeds and strategies."""
     if seeds < 1:
         raise InvalidInput(f"seeds must be 1 or more, not {seeds}")
+    players = clients if players is None else players
+    if not 1 <= players <= clients:
+        raise InvalidInput(f"players must be 1 to the {clients} clients, not {players}")
     started = time.perf_counter()
     per_seed = []
     for k in range(seeds):
         s = _Setup(clients, alpha, rounds, seed + k)
         _warm_up(s)
-        per_seed.append(_one_seed(s, progress))
+        per_seed.append(_one_seed(s, players, progress))
     claim_gas = _claim_gas(clients)
     mean = {key: float(np.mean([r[key] for r in per_seed])) for key in MEANS}
     by_split = {
@@ -405,6 +428,15 @@ def bench_rewards(
         "overhead_le_0_1": out["overhead"] <= TARGETS["overhead_max"],
         "rules_within_0_1": out["rule_max_diff"] <= TARGETS["rule_max_diff_max"],
     }
+    net = out["netted"]
+    net["targets"] = {
+        "free_rider_share_le_0_005": net["free_rider_share"] <= TARGETS["free_rider_share_max"],
+        "noisy_vs_clean_le_0_1": net["noisy_vs_clean"] <= TARGETS["noisy_vs_clean_max"],
+        "noisy30_vs_clean_le_0_5": net["noisy30_vs_clean"] <= TARGETS["noisy30_vs_clean_max"],
+        "sybil_gain_in_0_95_1_05": all(lo <= g <= hi for g in net["sybil_gain_by_split"].values()),
+        "duplicate_gain_le_1_02": net["duplicate_gain"] <= TARGETS["duplicate_gain_max"],
+        "rank_correlation_ge_0_9": net["rank_correlation"] >= TARGETS["rank_correlation_min"],
+    }
     out["anchors"] = ANCHORS
     out["how"] = {
         "data": f"scikit-learn digits, {clients} Dirichlet(alpha={alpha}) parts, "
@@ -428,9 +460,13 @@ def bench_rewards(
         f"everyone), each retrained from the same start, the mean over {LOO_TRAININGS} "
         "trainings (local fits seeded apart)",
         "claim_gas": "median gas of a claim from a 10-leaf posting, embedded chain",
-        "netted": "not what the coordinator pays (a round's part split by that round's "
-        "positive values): the same runs' values summed over the run per identity and "
-        "clipped at zero once, a settlement at the run's end (docs/federated.md)",
+        "games": f"each game played by each of clients 0 to {players - 1} in turn (free "
+        "riders: client 0); a game's figure is what its players earned playing it over what "
+        "they earned clean, summed over the players",
+        "netted": "what payout: run pays from the same runs (the top-level figures are "
+        "payout: round, a round's part split by that round's positive values): each "
+        "identity's values summed over the run and clipped at zero once, posted at the "
+        "run's end (idlegrid.fl.RunInputs, docs/federated.md)",
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     return out

@@ -13,8 +13,10 @@ differential privacy, each round's model in the on-chain lineage.
 * :class:`RoundInputs` (``_inputs.py``): a clear round's published inputs, from which
   anyone recomputes its contributions and reward posting, :func:`check_posting` to
   judge a posting against the recomputation; :class:`SecureRoundInputs`
-  (``_secure_inputs.py``), a secure round's (its run's secure aggregates so far), and
-  :func:`read_round_inputs` to read either from a stranger's bytes;
+  (``_secure_inputs.py``), a secure round's (its run's secure aggregates so far);
+  :class:`RunInputs` (``_run_inputs.py``), a run's settlement (``payout: run``: every
+  round's inputs, contributions netted over the run); :func:`read_round_inputs` to read
+  any of them from a stranger's bytes;
 * ``_local.py``: a client's local training (the same in idlegrid, Flower and the
   centralized baseline); ``_partition.py``: Dirichlet label partitions;
   ``_flower.py``: the Flower baseline the benchmark runs next to idlegrid.
@@ -32,6 +34,7 @@ from ._contrib import (
 from ._coordinator import Coordinator, FederatedResult, RoundReport, check_update, client_seed
 from ._inputs import MAX_INPUTS_BYTES, RoundInputs, check_posting, post_contributions
 from ._local import LocalFit, evaluate_params, initial_params, local_fit
+from ._run_inputs import RunInputs
 from ._secure_inputs import SecureRoundInputs, read_round_inputs
 from ._spec import DpSpec, FederatedSpec, LocalSpec, StrategySpec, load_spec
 from ._strategy import FitResult, Strategy, make_strategy
@@ -48,6 +51,7 @@ __all__ = [
     "RoundContribution",
     "RoundInputs",
     "RoundReport",
+    "RunInputs",
     "SecureRoundInputs",
     "Strategy",
     "StrategySpec",

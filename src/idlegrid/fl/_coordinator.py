@@ -50,12 +50,13 @@ from .._exceptions import (
 )
 from ..protocol import checksum, npy_bytes
 from ..workloads import get_workload
-from ..workloads._kind_fl import MAX_STAGE_BYTES
+from ..workloads._kind_fl import MAX_ROSTER, MAX_STAGE_BYTES
 from ..workloads._train_models import param_count
 from ._contrib import PATH_NODES
 from ._inputs import MAX_INPUTS_BYTES, RoundInputs
 from ._local import evaluate_params, initial_params
 from ._partition import client_seed
+from ._run_inputs import MAX_RUN_ROUNDS, RunInputs
 from ._secure_inputs import MAX_CLIENTS as MAX_SECURE_CLIENTS
 from ._secure_inputs import SecureRoundInputs
 from ._spec import FederatedSpec
@@ -123,6 +124,11 @@ class FederatedResult:
     params: np.ndarray
     rounds: list[RoundReport] = field(default_factory=list)
     stopped: str = "all rounds done"
+    #: ``payout: run``: what the run's one posting (for its last paid round) pays each
+    #: contributor (wei), by its contributions netted over the rounds
+    rewards: dict[str, int] = field(default_factory=dict)
+    #: sha256 (hex) of that posting's inputs (``run-inputs.npz``; :class:`RunInputs`)
+    rewards_inputs_sha256: str = ""
 
     @property
     def accuracy(self) -> float:
@@ -134,6 +140,8 @@ class FederatedResult:
             "stopped": self.stopped,
             "accuracy": self.accuracy,
             "rounds": [asdict(r) for r in self.rounds],
+            "rewards": self.rewards,
+            "rewards_inputs_sha256": self.rewards_inputs_sha256,
         }
 
 
@@ -267,6 +275,12 @@ class Coordinator:
         self._secure: list[tuple[int, list[str], np.ndarray, np.ndarray, float]] = []
         #: whether the secure history is still small enough to publish as inputs
         self._secure_inputs = True
+        #: ``payout: run``: each paid round's inputs and model, held for the settlement
+        #: (and their file's bytes so far)
+        self._unsettled: list[tuple[RoundInputs, bytes]] = []
+        self._unsettled_bytes = 0
+        #: whether paid rounds are still held for the settlement (``payout: run``)
+        self._settling = spec.payout == "run"
 
     # -- the run ---------------------------------------------------------------------
     async def run(self) -> FederatedResult:
@@ -389,9 +403,12 @@ class Coordinator:
             rewards: dict[str, int] = {}
             posted_inputs = ""
             if self.rewards and registered and contributions:
-                rewards, posted_inputs = await asyncio.to_thread(
-                    self._post_rewards, rnd, model_hash, inputs, contributions
-                )
+                if isinstance(inputs, RoundInputs) and self._holds(inputs):
+                    self._unsettled.append((inputs, model_hash))
+                else:
+                    rewards, posted_inputs = await asyncio.to_thread(
+                        self._post_rewards, rnd, model_hash, inputs, contributions
+                    )
             parent = model_hash
             self._checkpoint(rnd, params, onnx)
             report = RoundReport(
@@ -418,13 +435,17 @@ class Coordinator:
             if spec.target_accuracy is not None and accuracy >= spec.target_accuracy:
                 result.stopped = f"target accuracy {spec.target_accuracy} reached"
                 break
+        if self._unsettled:
+            result.rewards, result.rewards_inputs_sha256 = await asyncio.to_thread(self._settle)
 
     def _post_rewards(
         self,
         rnd: int,
         model: bytes,
-        inputs: RoundInputs | SecureRoundInputs | None,
+        inputs: RoundInputs | SecureRoundInputs | RunInputs | None,
         contributions: Mapping[str, float],
+        *,
+        name: str | None = None,
     ) -> tuple[dict[str, int], str]:
         """Post round ``rnd``'s rewards to the run's pool (funding it first, on the first
         round): an equal part of the budget a round (``inputs.part``), split by positive
@@ -459,13 +480,56 @@ class Coordinator:
                 digest = inputs.sha256
                 if self.output is not None:
                     self.output.mkdir(parents=True, exist_ok=True)
-                    (self.output / f"round-{rnd:04d}-inputs.npz").write_bytes(inputs.to_bytes())
+                    file = name or f"round-{rnd:04d}-inputs.npz"
+                    (self.output / file).write_bytes(inputs.to_bytes())
             tree = RewardTree(run, rnd, amounts)
             pool.post(tree, model, inputs=digest, sender=account)
         except (ContractReverted, InvalidInput) as exc:  # the round is trained: go on
             log.warning("round %d: rewards not posted: %s", rnd, exc)
             return {}, ""
         return amounts, digest.hex() if inputs is not None else ""
+
+    def _holds(self, inputs: RoundInputs) -> bool:
+        """Whether a clear round's posting waits for the run's settlement (``payout:
+        run``). The held rounds' inputs stay in memory until then: once they would pass
+        :data:`MAX_INPUTS_BYTES` (or :data:`MAX_RUN_ROUNDS` rounds, or name more clients
+        than a posting may pay), the held rounds are posted one by one, as ``payout:
+        round`` posts them, and so is every round after (blocking: the inputs' bytes)."""
+        if not self._settling:
+            return False
+        size = self._unsettled_bytes + len(inputs.to_bytes()) + 256
+        clients = {a for held, _ in self._unsettled for a in held.updates} | set(inputs.updates)
+        if (
+            size <= MAX_INPUTS_BYTES
+            and len(self._unsettled) < MAX_RUN_ROUNDS
+            and len(clients) <= MAX_ROSTER
+        ):
+            self._unsettled_bytes = size
+            return True
+        log.warning(
+            "round %d: the run's settlement inputs would be %d bytes, %d rounds, %d clients "
+            "(at most %d, %d, %d): its rounds are posted one by one from now on",
+            inputs.round, size, len(self._unsettled) + 1, len(clients), MAX_INPUTS_BYTES,
+            MAX_RUN_ROUNDS, MAX_ROSTER,
+        )  # fmt: skip
+        held, self._unsettled = self._unsettled, []
+        self._settling = False
+        for past, model in held:
+            self._post_rewards(past.round, model, past, past.contributions())
+        return False
+
+    def _settle(self) -> tuple[dict[str, int], str]:
+        """Post the run's settlement (``payout: run``): the whole budget by each client's
+        contributions netted over the held rounds, for the last of them, with their
+        inputs published as ``run-inputs.npz`` (blocking)."""
+        held, self._unsettled = self._unsettled, []
+        inputs = RunInputs(
+            run=bytes.fromhex(self.run_id), rounds=[i for i, _ in held], part=self.rewards
+        )
+        last, model = held[-1]
+        return self._post_rewards(
+            last.round, model, inputs, inputs.contributions(), name="run-inputs.npz"
+        )
 
     def _group_contributions(
         self, rnd: int, params: np.ndarray, new: np.ndarray, participants: Sequence[str]

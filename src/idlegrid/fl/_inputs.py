@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import struct
 import zipfile
 from collections.abc import Callable, Mapping
@@ -55,6 +56,7 @@ from ._contrib import MAX_NODES, aumann_shapley, split_reward, validation_value
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ._run_inputs import RunInputs
     from ._secure_inputs import SecureRoundInputs
 
 __all__ = ["MAX_INPUTS_BYTES", "RoundInputs", "check_posting", "post_contributions"]
@@ -392,10 +394,13 @@ def _members(
     *,
     optional: tuple[str, ...] = (),
     only: str | None = None,
+    pattern: re.Pattern[str] | None = None,
+    most: int | None = None,
 ) -> dict[str, bytes]:
     """The members of a stranger's zip, each checked from the directory before read:
-    ``members`` the names it may hold (without ``.npy``), all but ``optional`` required;
-    ``only`` reads that one member and no other."""
+    ``members`` the names it may hold (without ``.npy``), all but ``optional`` required,
+    and any name ``pattern`` matches whole, ``most`` members in all (``len(members)`` by
+    default); ``only`` reads that one member and no other."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidInput("round inputs are bytes")
     if len(data) > max_bytes:
@@ -409,10 +414,11 @@ def _members(
     *_, entries, directory, _, comment = _EOCD.unpack(end)
     if comment:
         raise InvalidInput("round inputs: a zip with a comment")
-    if entries > len(members) or directory > _MAX_DIRECTORY_BYTES:
+    limit = len(members) if most is None else most
+    if entries > limit or directory > _MAX_DIRECTORY_BYTES:
         raise InvalidInput(
             f"round inputs: a zip of {entries} members in {directory} bytes of directory, "
-            f"more than its {len(members)} members take"
+            f"more than its {limit} members take"
         )
     if data[-_EOCD.size - 20 : -_EOCD.size - 16] == b"PK\x06\x07":
         raise InvalidInput("round inputs: a zip64 file")
@@ -421,7 +427,12 @@ def _members(
             infos = zf.infolist()
             names = [i.filename for i in infos]
             allowed = {f"{m}.npy" for m in members}
-            if len(set(names)) != len(names) or not set(names) <= allowed:
+            foreign = [
+                n for n in names
+                if n not in allowed
+                and not (pattern and n.endswith(".npy") and pattern.fullmatch(n[: -len(".npy")]))
+            ]  # fmt: skip
+            if len(set(names)) != len(names) or foreign:
                 raise InvalidInput(f"round inputs: members {names}, expected {sorted(allowed)}")
             missing = allowed - set(names) - {f"{m}.npy" for m in optional}
             if missing:
@@ -514,7 +525,9 @@ def _meta(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def post_contributions(client: Client, inputs: RoundInputs | SecureRoundInputs) -> dict[str, int]:
+def post_contributions(
+    client: Client, inputs: RoundInputs | SecureRoundInputs | RunInputs
+) -> dict[str, int]:
     """Post round ``inputs.round`` of run ``inputs.run`` from its published inputs: the
     amounts they give (:meth:`RoundInputs.amounts`), for the round's model in the
     lineage, with the inputs' sha256. What a coordinator does when a challenge voided

@@ -34,7 +34,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
@@ -68,6 +68,9 @@ from ._inputs import (
     _meta_json,
     check_posting,
 )
+
+if TYPE_CHECKING:
+    from ._run_inputs import RunInputs
 
 __all__ = ["SECURE_FORMAT", "SecureRoundInputs", "inputs_format", "read_round_inputs"]
 
@@ -343,9 +346,14 @@ def _check(r: SecureRoundInputs) -> None:
 def inputs_format(data: bytes, *, max_bytes: int = MAX_INPUTS_BYTES) -> str:
     """The format a stranger's round-inputs file names in its ``meta.npy`` (only that
     member is read; the file's size and directory are checked as for any inputs)."""
+    from ._run_inputs import MAX_RUN_ROUNDS, ROUND_MEMBER
+
     names = tuple(dict.fromkeys(_MEMBERS + MEMBERS))
     optional = tuple(n for n in names if n != "meta")
-    raw = _members(data, max_bytes, names, optional=optional, only="meta")["meta"]
+    most = max(len(names), 1 + MAX_RUN_ROUNDS)
+    raw = _members(
+        data, max_bytes, names, optional=optional, only="meta", pattern=ROUND_MEMBER, most=most
+    )["meta"]
     doc = _meta_doc(raw)
     found = doc.get("format") if isinstance(doc, dict) else None
     if not isinstance(found, str):
@@ -355,12 +363,18 @@ def inputs_format(data: bytes, *, max_bytes: int = MAX_INPUTS_BYTES) -> str:
 
 def read_round_inputs(
     data: bytes, *, max_bytes: int = MAX_INPUTS_BYTES
-) -> RoundInputs | SecureRoundInputs:
-    """A clear or a secure round's published inputs from a stranger's bytes, by the
-    format they name; InvalidInput for any other format or a bad file."""
+) -> RoundInputs | SecureRoundInputs | RunInputs:
+    """A clear or a secure round's published inputs, or a run's settlement inputs, from
+    a stranger's bytes, by the format they name; InvalidInput for any other format or a
+    bad file."""
+    from ._run_inputs import RUN_FORMAT, RunInputs
+
     found = inputs_format(data, max_bytes=max_bytes)
     if found == SECURE_FORMAT:
         return SecureRoundInputs.from_bytes(data, max_bytes=max_bytes)
     if found == FORMAT:
         return RoundInputs.from_bytes(data, max_bytes=max_bytes)
-    raise InvalidInput(f"round inputs: format {found!r}, not {FORMAT!r} or {SECURE_FORMAT!r}")
+    if found == RUN_FORMAT:
+        return RunInputs.from_bytes(data, max_bytes=max_bytes)
+    formats = ", ".join(repr(f) for f in (FORMAT, SECURE_FORMAT, RUN_FORMAT))
+    raise InvalidInput(f"round inputs: format {found!r}, not one of {formats}")

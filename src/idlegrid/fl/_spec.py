@@ -10,6 +10,7 @@ min_clients: 5             # a round closes at its deadline with at least this m
 deadline_s: 60
 local: {epochs: 2, batch: 32, lr: 0.1, optimizer: sgd}
 secagg: false              # SecAgg+ masks (the coordinator sees only the sum)
+payout: round              # data rewards posted each round, or netted and posted once: run
 dp: {clip: 1.0, noise_multiplier: 1.0, delta: 1.0e-5, epsilon: 8.0}   # or omitted
 seed: 0
 ```
@@ -82,11 +83,22 @@ class FederatedSpec(_Strict):
     target_accuracy: float | None = Field(default=None, gt=0, le=1)
     #: an update whose distance from the global model is above this is refused
     max_update_norm: float = Field(default=1e3, gt=0)
+    #: how data contributors are paid (when the run funds rewards): ``round``, each
+    #: round's part by that round's positive contributions, posted as the round ends;
+    #: ``run``, the whole budget by each client's contributions netted over the run,
+    #: posted once at its end (a round a client hurt offsets one it helped; clear
+    #: rounds only)
+    payout: Literal["round", "run"] = "round"
 
     @model_validator(mode="after")
     def _consistent(self) -> FederatedSpec:
         if self.min_clients > self.clients_per_round:
             raise ValueError("min_clients is more than clients_per_round")
+        if self.secagg and self.payout == "run":
+            raise ValueError(
+                "payout: run nets each client's contributions over clear rounds; a secure "
+                "run's contributions are already fitted over its rounds (use payout: round)"
+            )
         if self.secagg and self.clients_per_round < 3:
             raise ValueError("secure aggregation needs at least 3 clients per round")
         from ._strategy import make_strategy
