@@ -2052,6 +2052,11 @@ def fl_start(
             f"run {result.run[:16]}…: {result.stopped}; accuracy {result.accuracy:.2%}; "
             f"model in {output / 'model.onnx'}"
         )
+        if result.rewards:
+            console.print(
+                f"settled at the run's end: {_tokens(sum(result.rewards.values()))} to "
+                f"{len(result.rewards)} contributor(s), inputs in {output / 'run-inputs.npz'}"
+            )
 
 
 @app.command("explorer")
