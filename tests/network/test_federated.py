@@ -334,6 +334,37 @@ def test_a_run_settled_at_its_end_pays_netted_contributions_and_a_wrong_settleme
     assert pool.pool(run).budget == 2 * TOKEN - sum(fair.values())
 
 
+def test_a_settlement_too_large_to_hold_falls_back_to_posting_each_round(
+    federation: Federation, data: FederatedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``payout: run`` with room for one held round: at the second, the held round is
+    posted as ``payout: round`` posts it, and so is the second; nothing waits for the
+    end, and nothing is paid twice."""
+    from idlegrid.chain import TOKEN, RewardPoolClient
+    from idlegrid.fl import RoundInputs
+    from idlegrid.fl import _coordinator as coordinator
+
+    pool = federation.ledger().client("rewards", RewardPoolClient)
+    monkeypatch.setattr(coordinator, "MAX_RUN_ROUNDS", 1)
+
+    # Execute
+    result = _run(federation, data, _spec(rounds=2, seed=12, payout="run"), rewards=2 * TOKEN,
+                  output=tmp_path / "run")  # fmt: skip
+
+    # Assert: both rounds posted by their own inputs, no settlement
+    run = bytes.fromhex(result.run)
+    postings = pool.postings_of(run)
+    assert set(postings) == {1, 2} and result.rewards == {}
+    for rnd in (1, 2):
+        inputs = RoundInputs.from_bytes(
+            (tmp_path / "run" / f"round-{rnd:04d}-inputs.npz").read_bytes()
+        )
+        assert postings[rnd].amounts == inputs.amounts() and postings[rnd].inputs == inputs.sha256
+    assert result.rounds[1].rewards == postings[2].amounts
+    assert not (tmp_path / "run" / "run-inputs.npz").exists()
+    assert pool.pool(run).budget == 2 * TOKEN - postings[1].total - postings[2].total
+
+
 def test_secure_aggregation_gives_the_plain_run_s_models(
     federation: Federation, data: FederatedData
 ) -> None:

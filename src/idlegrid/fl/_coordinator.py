@@ -403,7 +403,10 @@ class Coordinator:
             rewards: dict[str, int] = {}
             posted_inputs = ""
             if self.rewards and registered and contributions:
-                if isinstance(inputs, RoundInputs) and self._holds(inputs):
+                held = isinstance(inputs, RoundInputs) and await asyncio.to_thread(
+                    self._holds, inputs
+                )
+                if held and isinstance(inputs, RoundInputs):
                     self._unsettled.append((inputs, model_hash))
                 else:
                     rewards, posted_inputs = await asyncio.to_thread(
