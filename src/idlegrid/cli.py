@@ -253,6 +253,14 @@ NetworkOpt = Annotated[
         callback=_network_file,
     ),
 ]
+#: the same option, checked only when the command needs the chain (``train`` refuses a
+#: bad job before it looks for a network, and ``--make-digits`` needs none)
+LateNetworkOpt = Annotated[
+    Path,
+    typer.Option(
+        "--network", "--devnet", help="devnet.json-style file: rpc_url, chain_id, contracts."
+    ),
+]
 AccountOpt = Annotated[
     int | None, typer.Option("--account", help="Index of a dev account in the network file.")
 ]
@@ -265,6 +273,7 @@ def _identity(network: Path, account: int | None, keystore: Path | None, default
     """(Account, Ledger) from a network file and a key source."""
     import os
 
+    _network_file(network)  # a missing file is refused before seconds of imports
     from .devnet import load_devnet
     from .protocol import KEY_ENV, Account
 
@@ -646,7 +655,7 @@ def train(
     output: Annotated[
         Path | None, typer.Option("--output", help="Directory the trained model is written to.")
     ] = None,
-    network: NetworkOpt = Path("devnet.json"),
+    network: LateNetworkOpt = Path("devnet.json"),
     account: AccountOpt = None,
     keystore: KeystoreOpt = None,
     resume: Annotated[
