@@ -210,6 +210,16 @@ def _greedy_postings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+def _challenge_as(federation: Federation, address: str, inputs_file: Path) -> Any:
+    """``idlegrid posting challenge INPUTS`` from edge node ``address``'s account: the
+    ruling, as JSON."""
+    edge = next(e for e in federation.edges if e.address == address)
+    return _cli_json(
+        "posting", "challenge", str(inputs_file), "--network", str(federation.network),
+        "--account", str(edge.index), "--timeout", "240",
+    )  # fmt: skip
+
+
 def test_a_wrong_posting_is_challenged_by_a_contributor_voided_and_corrected(
     federation: Federation, data: FederatedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -233,14 +243,10 @@ def test_a_wrong_posting_is_challenged_by_a_contributor_voided_and_corrected(
     posted: Posted = pool.postings_of(run)[1]
     fair = inputs.amounts()
     underpaid = next(a for a in fair if posted.amounts.get(a, 0) < fair[a])
-    edge = next(e for e in federation.edges if e.address == underpaid)
     before = pool.pool(run).budget
 
     # Execute: the underpaid edge node's account challenges the posting (command line)
-    ruling = _cli_json(
-        "posting", "challenge", str(inputs_file), "--network", str(federation.network),
-        "--account", str(edge.index), "--timeout", "240",
-    )  # fmt: skip
+    ruling = _challenge_as(federation, underpaid, inputs_file)
 
     # Assert: found wrong by the committee (edge processes), void, the total back
     assert report.inputs_sha256 == inputs.sha256.hex() == posted.inputs.hex()
@@ -309,14 +315,10 @@ def test_a_run_settled_at_its_end_pays_netted_contributions_and_a_wrong_settleme
     assert result.rewards_inputs_sha256 == inputs.sha256.hex() == postings[2].inputs.hex()
     assert not (tmp_path / "run" / "round-0001-inputs.npz").exists()
     underpaid = next(a for a in fair if postings[2].amounts.get(a, 0) < fair[a])
-    edge = next(e for e in federation.edges if e.address == underpaid)
 
     # Execute: the underpaid node challenges the settlement; then the coordinator posts
     # it again from the file (command line)
-    ruling = _cli_json(
-        "posting", "challenge", str(inputs_file), "--network", str(federation.network),
-        "--account", str(edge.index), "--timeout", "240",
-    )  # fmt: skip
+    ruling = _challenge_as(federation, underpaid, inputs_file)
     corrected = _cli_json(
         "posting", "post", str(inputs_file), "--network", str(federation.network),
         "--account", str(federation.sponsor),
@@ -437,14 +439,10 @@ def test_a_wrong_secure_posting_is_challenged_and_voided(
     posted = pool.postings_of(run)[2]
     fair = inputs.amounts()
     underpaid = next(a for a in fair if posted.amounts.get(a, 0) < fair[a])
-    edge = next(e for e in federation.edges if e.address == underpaid)
     before = pool.pool(run).budget
 
     # Execute: the underpaid member challenges round 2's posting (command line)
-    ruling = _cli_json(
-        "posting", "challenge", str(inputs_file), "--network", str(federation.network),
-        "--account", str(edge.index), "--timeout", "240",
-    )  # fmt: skip
+    ruling = _challenge_as(federation, underpaid, inputs_file)
 
     # Assert: found wrong by the committee, void, its total back in the pool
     assert posted.inputs == inputs.sha256 and inputs.check(posted.amounts) is not None
