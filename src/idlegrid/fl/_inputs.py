@@ -78,8 +78,29 @@ _MEMBERS = ("meta", "params", "updates", "previous_step", "x_val", "y_val")
 _models: TypeAdapter[MlpModel | CnnModel | TransformerModel] = TypeAdapter(ModelSpec)
 
 
+class _Published:
+    """What every kind of published inputs does with its file: the bytes (written once,
+    by the subclass's ``_write``) and their sha256 (what a posting records)."""
+
+    def _write(self) -> bytes:
+        raise NotImplementedError
+
+    @cached_property
+    def _blob(self) -> bytes:
+        return self._write()
+
+    def to_bytes(self) -> bytes:
+        """The inputs as an ``.npz``; the same inputs give the same bytes."""
+        return self._blob
+
+    @cached_property
+    def sha256(self) -> bytes:
+        """The sha256 of :meth:`to_bytes` (what the posting records)."""
+        return hashlib.sha256(self._blob).digest()
+
+
 @dataclass(frozen=True, eq=False)
-class RoundInputs:
+class RoundInputs(_Published):
     """What round ``round`` of run ``run`` paid its contributors from (see the module's
     notes). Checked when built: a ``RoundInputs`` always writes a file
     :meth:`from_bytes` reads. Updates are kept in ascending address order."""
@@ -140,21 +161,11 @@ class RoundInputs:
 
     # -- the file ----------------------------------------------------------------------
     @property
-    def sha256(self) -> bytes:
-        """The sha256 of :meth:`to_bytes` (what the posting records)."""
-        return self._digest
-
-    @property
     def data_hash(self) -> bytes:
         """The validation set's hash as the run registers it with each round's model."""
         return _data_hash(self.x_val, self.y_val)
 
-    def to_bytes(self) -> bytes:
-        """The inputs as an ``.npz``; the same inputs give the same bytes."""
-        return self._blob
-
-    @cached_property
-    def _blob(self) -> bytes:
+    def _write(self) -> bytes:
         meta = {
             "format": FORMAT,
             "run": self.run.hex(),
@@ -173,10 +184,6 @@ class RoundInputs:
             "y_val": self.y_val,
         }
         return _file(meta, arrays)
-
-    @cached_property
-    def _digest(self) -> bytes:
-        return hashlib.sha256(self._blob).digest()
 
     @classmethod
     def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_INPUTS_BYTES) -> RoundInputs:

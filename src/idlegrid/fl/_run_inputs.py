@@ -22,7 +22,6 @@ same budget).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ from ._inputs import (
     _is_int,
     _members,
     _meta_json,
+    _Published,
     check_posting,
 )
 
@@ -68,7 +68,7 @@ def _member(rnd: int) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class RunInputs:
+class RunInputs(_Published):
     """What run ``run``'s settlement paid from: its clear rounds' inputs, ascending, and
     the settlement's part (wei). Checked when built: a ``RunInputs`` always writes a
     file :meth:`from_bytes` reads."""
@@ -128,21 +128,11 @@ class RunInputs:
 
     # -- the file ----------------------------------------------------------------------
     @property
-    def sha256(self) -> bytes:
-        """The sha256 of :meth:`to_bytes` (what the posting records)."""
-        return hashlib.sha256(self._blob).digest()
-
-    @property
     def size(self) -> int:
         """The file's bytes, about (the rounds' files and their directory)."""
         return sum(len(r.to_bytes()) + 256 for r in self.rounds) + 4096
 
-    def to_bytes(self) -> bytes:
-        """The inputs as an ``.npz``; the same inputs give the same bytes."""
-        return self._blob
-
-    @cached_property
-    def _blob(self) -> bytes:
+    def _write(self) -> bytes:
         meta = {
             "format": RUN_FORMAT,
             "run": self.run.hex(),

@@ -29,7 +29,6 @@ format its ``meta.npy`` names.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ from ._inputs import (
     _members,
     _meta_doc,
     _meta_json,
+    _Published,
     check_posting,
 )
 
@@ -91,7 +91,7 @@ def _fail(why: str) -> NoReturn:
 
 
 @dataclass(frozen=True, eq=False)
-class SecureRoundInputs:
+class SecureRoundInputs(_Published):
     """What secure round ``round`` of run ``run`` paid its cohort from (see the module's
     notes). Checked when built, as :class:`~idlegrid.fl.RoundInputs`: a
     ``SecureRoundInputs`` always writes a file :meth:`from_bytes` reads."""
@@ -216,11 +216,6 @@ class SecureRoundInputs:
 
     # -- the file ----------------------------------------------------------------------
     @property
-    def sha256(self) -> bytes:
-        """The sha256 of :meth:`to_bytes` (what the posting records)."""
-        return hashlib.sha256(self._blob).digest()
-
-    @property
     def data_hash(self) -> bytes:
         """The validation set's hash as the run registers it with each round's model."""
         return _data_hash(self.x_val, self.y_val)
@@ -231,12 +226,7 @@ class SecureRoundInputs:
         arrays = (self.models, self.steps, self.cohorts, self.x_val, self.y_val)
         return sum(a.nbytes for a in arrays) + 4096 + 45 * len(self.clients)
 
-    def to_bytes(self) -> bytes:
-        """The inputs as an ``.npz``; the same inputs give the same bytes."""
-        return self._blob
-
-    @cached_property
-    def _blob(self) -> bytes:
+    def _write(self) -> bytes:
         meta = {
             "format": SECURE_FORMAT,
             "run": self.run.hex(),
