@@ -211,3 +211,31 @@ def test_a_transaction_that_reverts_once_mined_reports_the_contracts_reason(env:
     # Assert
     assert exc.value.reason == "market: expiry in the past"
     env.conservation()
+
+
+def test_a_deadline_at_the_edge_of_the_next_block_passes_its_gas_estimate(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gas is estimated on the block the transaction will be mined in. A node estimates
+    on the latest block when told nothing, and anvil stamps that with the time it was
+    mined: once no block was mined for a while, an expiry a year from the chain's time
+    now (the furthest the market allows) failed its estimate, though it would pass."""
+    # Prepare: the pending block an hour ahead of the latest
+    client, provider = env.users[0], env.users[1]
+    env.token.approve(env.market.address, 10, sender=client)
+    latest = env.backend.timestamp()
+    if env.kind == "anvil":
+        env.backend.w3.provider.make_request("evm_setNextBlockTimestamp", [latest + HOUR])
+    else:
+        _set_wall_clock(monkeypatch, 2 * HOUR)  # the latest block may lie ahead of it
+        env.backend.revert(env.backend.snapshot())  # py-evm makes a pending block, now
+    now = env.now()
+    assert now >= latest + HOUR
+    expiry = now + env.market._call("MAX_CHANNEL_TTL")
+
+    # Execute
+    terms, _ = env.market.open_channel(provider.address, 10, expiry, sender=client)
+
+    # Assert
+    assert env.market.channel(terms).expiry == expiry
+    env.conservation()

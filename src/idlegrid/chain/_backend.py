@@ -16,7 +16,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from web3 import Web3
 from web3.exceptions import BlockNotFound, TimeExhausted, TransactionNotFound
@@ -51,6 +51,9 @@ class TxResult:
 
 class ChainBackend(ABC):
     """An EVM chain we can read and send signed transactions to."""
+
+    #: the block gas is estimated on (:meth:`send`); ``None``: the node's default
+    _estimate_block: Literal["pending"] | None = "pending"
 
     def __init__(self, w3: Web3, *, tx_timeout: float = DEFAULT_TX_TIMEOUT) -> None:
         self._w3 = w3
@@ -115,7 +118,13 @@ class ChainBackend(ABC):
             tx.setdefault("chainId", self.chain_id)
             tx.setdefault("value", 0)
             if "gas" not in tx:
-                tx["gas"] = int(w3.eth.estimate_gas(cast(Any, tx))) * 12 // 10 + 10_000
+                # on the pending block: the one the transaction will be mined in. A node
+                # estimates on the latest block when told nothing, and anvil stamps that
+                # with the time it was mined, seconds to minutes behind the pending
+                # block's wall clock: a deadline counted from the chain's time now
+                # (next_timestamp) would pass the transaction and fail its estimate
+                estimate = w3.eth.estimate_gas(cast(Any, tx), self._estimate_block)
+                tx["gas"] = int(estimate) * 12 // 10 + 10_000
             if "maxFeePerGas" not in tx and "gasPrice" not in tx:
                 base = int(w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
                 tip = 10**9
@@ -215,6 +224,10 @@ class ChainBackend(ABC):
 
 class EmbeddedBackend(ChainBackend):
     """py-evm in this process, via eth-tester. Accounts are anvil's dev accounts."""
+
+    # eth-tester refuses "pending" and, told nothing, estimates in a new block on top of
+    # the latest (py-evm's costless state, stamped with the wall clock): the pending one
+    _estimate_block = None
 
     def __init__(self, *, accounts: int = 10, tx_timeout: float = DEFAULT_TX_TIMEOUT) -> None:
         from eth_tester import EthereumTester, PyEVMBackend
