@@ -1681,11 +1681,11 @@ def bench_rewards(
         out.print(f"{key}: {result[key]}{sd}")
     for name, met in result["targets"].items():
         out.print(f"{name}: {met}")
-    netted = result["netted"]
-    out.print("payout: run (netted over the run):")
+    per_round = result["per_round"]
+    out.print("payout: round (each round's part, as a secure run is paid):")
     for key in ("free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain",
                 "duplicate_gain", "rank_correlation"):  # fmt: skip
-        out.print(f"  {key}: {netted[key]}")
+        out.print(f"  {key}: {per_round[key]}")
 
 
 @bench_app.command("oracle")
@@ -2013,8 +2013,9 @@ def fl_start(
     rewards: Annotated[
         float,
         typer.Option(
-            help="Tokens for the data contributors, posted each round to the "
-            "run's RewardPool by contribution (0: none)."
+            help="Tokens for the data contributors, posted to the run's RewardPool by "
+            "contribution: at the run's end (the spec's payout: run, a clear run's "
+            "default) or each round (payout: round) (0: none)."
         ),
     ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

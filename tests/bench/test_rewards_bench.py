@@ -44,16 +44,16 @@ def test_bench_rewards_prints_every_figure() -> None:
     for k in ("2", "3", "10"):
         each = [s["sybil_gain_by_split"][k] for s in seeds.values()]
         assert result["sybil_gain_by_split"][k] == pytest.approx(sum(each) / 2)
-    # the same runs' values netted over the run: the same games' figures, summarised alike
-    netted = result["netted"]
+    # the same runs' values paid round by round: the same games' figures, summarised alike
+    per_round = result["per_round"]
     for key in ("noisy_vs_clean", "duplicate_gain", "rank_correlation"):
-        assert netted[key] == pytest.approx(
-            (seeds["0"]["netted"][key] + seeds["1"]["netted"][key]) / 2
+        assert per_round[key] == pytest.approx(
+            (seeds["0"]["per_round"][key] + seeds["1"]["per_round"][key]) / 2
         ), key
-    assert netted["free_rider_share"] < 0.05 and netted["duplicate_gain"] > 0
-    assert set(netted["sybil_gain_by_split"]) == {"2", "3", "10"}
+    assert per_round["free_rider_share"] < 0.05 and per_round["duplicate_gain"] > 0
+    assert set(per_round["sybil_gain_by_split"]) == {"2", "3", "10"}
     assert (
-        set(netted["targets"]) <= set(result["targets"])
+        set(per_round["targets"]) <= set(result["targets"])
         and "clients 0 to 1" in result["how"]["games"]
     )
 

@@ -383,7 +383,7 @@ def test_a_federated_run_shows_its_rounds_contributors_shares_and_royalties(
     edges = _start_edges(net, data)
     ledger, sponsor = net.ledger, net.account(DEMO_CLIENT)
     pool = ledger.client("rewards", RewardPoolClient)
-    spec = _spec(rounds=2, clients_per_round=len(edges), seed=5)
+    spec = _spec(rounds=2, clients_per_round=len(edges), seed=5, payout="round")
 
     # Execute: two rounds with 3 tokens of rewards, posted round by round
     with Client(sponsor, ledger, timeout_s=120) as client:

@@ -167,6 +167,20 @@ def test_a_spec_is_refused_before_any_work_when_it_cannot_run() -> None:
         load_spec("- a\n- list\n")
 
 
+def test_a_clear_run_is_paid_at_its_end_unless_it_asks_for_rounds_and_a_secure_one_by_round() -> (
+    None
+):
+    # a clear run nets its contributions (rounds a client hurt offset those it helped);
+    # a secure one can only post round by round; either is kept when named
+    assert load_spec(SPEC).payout == "run"
+    assert load_spec({**SPEC, "secagg": True}).payout == "round"
+    assert load_spec({**SPEC, "secagg": "yes"}).payout == "round"  # YAML's words for true
+    assert load_spec({**SPEC, "payout": "round"}).payout == "round"
+    # the default is part of the spec, so of its hash: the same run whichever was written
+    assert load_spec(SPEC).spec_hash() == load_spec({**SPEC, "payout": "run"}).spec_hash()
+    assert load_spec(SPEC).spec_hash() != load_spec({**SPEC, "payout": "round"}).spec_hash()
+
+
 def _stage_job(state: EdgeState, stage: str, roster: list[dict[str, Any]], **extra: Any) -> bytes:
     import pickle
 

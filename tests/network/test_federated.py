@@ -149,7 +149,7 @@ def test_a_run_pays_its_contributors_on_chain_by_their_contributions(
     # Execute: a run with 3 tokens for its contributors; after the challenge window the
     # first edge node claims its own from the command line (the postings are read from
     # the chain), the others' claims are sent by anyone (here the sponsor's account)
-    spec = _spec(rounds=2, seed=5)
+    spec = _spec(rounds=2, seed=5, payout="round")
     result = _run(federation, data, spec, rewards=3 * TOKEN, output=tmp_path / "run")
     run = bytes.fromhex(result.run)
     ledger.backend.advance_time(pool.challenge_window() + 1)
@@ -235,7 +235,7 @@ def test_a_wrong_posting_is_challenged_by_a_contributor_voided_and_corrected(
 
     # Prepare: one round, its posting skewed, its inputs published as they were
     with _greedy_postings(monkeypatch):
-        result = _run(federation, data, _spec(rounds=1, seed=7), rewards=TOKEN,
+        result = _run(federation, data, _spec(rounds=1, seed=7, payout="round"), rewards=TOKEN,
                       output=tmp_path / "run")  # fmt: skip
     run, report = bytes.fromhex(result.run), result.rounds[0]
     inputs_file = tmp_path / "run" / "round-0001-inputs.npz"
@@ -293,7 +293,7 @@ def test_a_run_settled_at_its_end_pays_netted_contributions_and_a_wrong_settleme
 
     # Prepare: two rounds paid once, the settlement skewed to one contributor
     with _greedy_postings(monkeypatch):
-        result = _run(federation, data, _spec(rounds=2, seed=11, payout="run"),
+        result = _run(federation, data, _spec(rounds=2, seed=11),
                       rewards=2 * TOKEN, output=tmp_path / "run")  # fmt: skip
     run = bytes.fromhex(result.run)
     inputs_file = tmp_path / "run" / "run-inputs.npz"

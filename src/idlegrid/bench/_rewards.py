@@ -4,8 +4,9 @@ earn, with the round contributions of :func:`idlegrid.fl.aumann_shapley`.
 Ten clients on the federated benchmark's Dirichlet partitions of scikit-learn's digits
 (the MLP 64-32-10, local SGD), ``rounds`` FedAvg rounds; each round's contributions are
 estimated from the round's updates on the sponsor's held-out set (its validation
-score), and a client's reward is its share of each round, summed (``payout: round``);
-the same values netted over the run are reported under ``netted`` (``payout: run``).
+score), and a client's reward is its share of its values netted over the run (``payout:
+run``, the default of a clear run); what ``payout: round`` would pay from the same values
+(each round's share, summed) is reported under ``per_round``.
 The same run is repeated with one client playing a game each time (always from the same
 partitions and seeds), each game played by every client in turn, its figure pooled over
 them (what the players earned playing it over what they earned clean: one client's
@@ -76,12 +77,12 @@ GAMES = ("noisy50", "noisy30", "duplicate", *(f"sybil{k}" for k in SPLITS))
 LOO_TRAININGS = 3
 #: what a retraining adds to every local fit's seed (beyond any round's and client's)
 RETRAIN = 100_000
-#: figures reported as their mean over the seeds
-#: the figures also reported for rewards netted over the run (``netted``)
-NETTED = (
+#: the figures also reported for rewards paid round by round (``per_round``)
+PER_ROUND = (
     "free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain", "duplicate_gain",
     "rank_correlation", "sybil_gain_by_split",
 )  # fmt: skip
+#: figures reported as their mean over the seeds
 MEANS = (
     "noisy_vs_clean", "noisy30_vs_clean", "duplicate_gain", "rank_correlation", "overhead",
     "rule_max_diff",
@@ -250,15 +251,15 @@ def _claim_gas(contributors: int) -> int:
 
 def _one_seed(s: _Setup, players: int, progress: Progress) -> dict[str, Any]:
     """Every figure of one seed's partitions and runs, each game played by each of the
-    first ``players`` clients in turn (and, under ``netted``, the same figures of the
-    same runs had each identity's values been netted over the run)."""
+    first ``players`` clients in turn (and, under ``per_round``, the same figures of the
+    same runs had each round's values been paid as the round ended)."""
     clients = s.clients
     _say(progress, f"seed {s.seed}: clean run, {clients} clients, {s.rounds} rounds")
     runs = {"clean": _run(s)}
     for mode in FREE_RIDERS:
         runs[f"rider-{mode}"] = _run(s, rider=mode)
         _say(progress, f"seed {s.seed}: free rider ({mode}): share "
-             f"{runs[f'rider-{mode}']['shares'].get(0, 0.0):.4f}")  # fmt: skip
+             f"{runs[f'rider-{mode}']['netted'].get(0, 0.0):.4f}")  # fmt: skip
     for game in GAMES:
         for t in range(players):
             runs[f"{game}@{t}"] = _run(s, game, target=t)
@@ -274,17 +275,17 @@ def _one_seed(s: _Setup, players: int, progress: Progress) -> dict[str, Any]:
             without = _run(s, without=c, contributions=False, retrain=t)["loss"]
             loo[c] += (without - everyone) / LOO_TRAININGS
     median = _run(s, rule="median")
-    out = _figures(runs, median, loo, "shares", clients, players)
-    netted = _figures(runs, median, loo, "netted", clients, players)
+    out = _figures(runs, median, loo, "netted", clients, players)
+    per_round = _figures(runs, median, loo, "shares", clients, players)
     _say(progress, f"seed {s.seed}: flipped labels {out['noisy_vs_clean']:.3f}, duplicate "
          f"{out['duplicate_gain']:.3f}, sybils {out['sybil_gain_by_split']}, rank "
          f"{out['rank_correlation']:.3f}")  # fmt: skip
     clean = runs["clean"]
     return out | {
         "overhead": clean["contrib_s"] / clean["train_s"],
-        "clean_shares": {str(c): clean["shares"].get(c, 0.0) for c in range(clients)},
+        "clean_shares": {str(c): clean["netted"].get(c, 0.0) for c in range(clients)},
         "leave_one_out_loss_gain": {str(c): loo[c] for c in range(clients)},
-        "netted": {k: v for k, v in netted.items() if k in NETTED},
+        "per_round": {k: v for k, v in per_round.items() if k in PER_ROUND},
     }
 
 
@@ -331,9 +332,9 @@ def _figures(
     }
 
 
-def _netted_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """The netted scheme's figures over the seeds, summarised as the paid ones are."""
-    rows = [r["netted"] for r in per_seed]
+def _per_round_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """``payout: round``'s figures over the seeds, summarised as the paid ones are."""
+    rows = [r["per_round"] for r in per_seed]
     by_split = {
         str(k): float(np.mean([r["sybil_gain_by_split"][str(k)] for r in rows])) for k in SPLITS
     }
@@ -412,10 +413,10 @@ def bench_rewards(
         "leave_one_out_loss_gain": per_seed[0]["leave_one_out_loss_gain"],
         "by_seed": {
             str(seed + k): {key: v for key, v in r.items() if not isinstance(v, dict)}
-            | {"sybil_gain_by_split": r["sybil_gain_by_split"], "netted": r["netted"]}
+            | {"sybil_gain_by_split": r["sybil_gain_by_split"], "per_round": r["per_round"]}
             for k, r in enumerate(per_seed)
         },
-        "netted": _netted_summary(per_seed),
+        "per_round": _per_round_summary(per_seed),
     }
     lo, hi = (float(b) for b in TARGETS["sybil_gain_range"])
     out["targets"] = {
@@ -428,7 +429,7 @@ def bench_rewards(
         "overhead_le_0_1": out["overhead"] <= TARGETS["overhead_max"],
         "rules_within_0_1": out["rule_max_diff"] <= TARGETS["rule_max_diff_max"],
     }
-    net = out["netted"]
+    net = out["per_round"]
     net["targets"] = {
         "free_rider_share_le_0_005": net["free_rider_share"] <= TARGETS["free_rider_share_max"],
         "noisy_vs_clean_le_0_1": net["noisy_vs_clean"] <= TARGETS["noisy_vs_clean_max"],
@@ -453,7 +454,7 @@ def bench_rewards(
         "generalized cross-entropy, q = 0.7, updates clipped to the "
         "round's median norm (each weighing the square root of its examples), "
         "near-identical updates (cosine >= 0.8) merged, replays of the last global step "
-        "zeroed; shares clipped at 0 per round",
+        "zeroed; each client's values netted over the run, clipped at 0 once",
         "overhead": "process CPU seconds of the estimate / of the local training, clean run, "
         "after an untimed warm-up of both (torch's first fit costs more than the run's)",
         "rank_correlation": "Spearman(reward, final held-out loss without the client - with "
@@ -463,10 +464,11 @@ def bench_rewards(
         "games": f"each game played by each of clients 0 to {players - 1} in turn (free "
         "riders: client 0); a game's figure is what its players earned playing it over what "
         "they earned clean, summed over the players",
-        "netted": "what payout: run pays from the same runs (the top-level figures are "
-        "payout: round, a round's part split by that round's positive values): each "
-        "identity's values summed over the run and clipped at zero once, posted at the "
-        "run's end (idlegrid.fl.RunInputs, docs/federated.md)",
+        "per_round": "what payout: round (a secure run's) pays from the same runs (the "
+        "top-level figures are payout: run's, a clear run's default: each identity's "
+        "values summed over the run and clipped at zero once, posted at the run's end, "
+        "idlegrid.fl.RunInputs): each round's part split by that round's positive values, "
+        "summed over the rounds (docs/federated.md)",
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     return out

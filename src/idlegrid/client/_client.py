@@ -445,8 +445,10 @@ class Client:
         model with its participants. ``spec`` is a :class:`~idlegrid.fl.FederatedSpec`,
         a mapping or a YAML file; ``on_round`` sees each :class:`~idlegrid.fl.RoundReport`.
         With ``rewards`` (wei), this client funds the run's ``RewardPool`` with it and
-        posts each round's part, split by the participants' contributions (they claim
-        it after the pool's challenge window). ``contributions=False`` skips the
+        posts it split by the participants' contributions: once, at the run's end, by
+        their contributions netted over the rounds (``payout: run``, a clear run's
+        default), or each round's part as the round ends (``payout: round``, a secure
+        run's); they claim after the pool's challenge window. ``contributions=False`` skips the
         per-round contribution estimate (no rewards then). Returns the
         :class:`~idlegrid.fl.FederatedResult`."""
         from ..fl import Coordinator, load_spec

@@ -10,7 +10,7 @@ min_clients: 5             # a round closes at its deadline with at least this m
 deadline_s: 60
 local: {epochs: 2, batch: 32, lr: 0.1, optimizer: sgd}
 secagg: false              # SecAgg+ masks (the coordinator sees only the sum)
-payout: round              # data rewards posted each round, or netted and posted once: run
+payout: run                # data rewards netted and posted once; round: each round (secagg)
 dp: {clip: 1.0, noise_multiplier: 1.0, delta: 1.0e-5, epsilon: 8.0}   # or omitted
 seed: 0
 ```
@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml  # type: ignore[import-untyped]
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from .._exceptions import InvalidInput
 from ..workloads._kind_fl import DATASET_NAME, MAX_ROSTER
@@ -83,12 +90,24 @@ class FederatedSpec(_Strict):
     target_accuracy: float | None = Field(default=None, gt=0, le=1)
     #: an update whose distance from the global model is above this is refused
     max_update_norm: float = Field(default=1e3, gt=0)
-    #: how data contributors are paid (when the run funds rewards): ``round``, each
-    #: round's part by that round's positive contributions, posted as the round ends;
-    #: ``run``, the whole budget by each client's contributions netted over the run,
-    #: posted once at its end (a round a client hurt offsets one it helped; clear
-    #: rounds only)
-    payout: Literal["round", "run"] = "round"
+    #: how data contributors are paid (when the run funds rewards): ``run`` (the default
+    #: of a clear run), the whole budget by each client's contributions netted over the
+    #: run, posted once at its end (a round a client hurt offsets one it helped);
+    #: ``round`` (the default, and the only payout, of a secure run), each round's part
+    #: by that round's positive contributions, posted as the round ends
+    payout: Literal["round", "run"] = "run"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_payout(cls, data: Any) -> Any:
+        """A spec that names no payout gets ``run``, or ``round`` with ``secagg``."""
+        if isinstance(data, dict) and "payout" not in data:
+            try:
+                secagg = TypeAdapter(bool).validate_python(data.get("secagg", False))
+            except ValidationError:
+                return data  # the field's own check names it
+            return {**data, "payout": "round" if secagg else "run"}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> FederatedSpec:
