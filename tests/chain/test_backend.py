@@ -12,6 +12,7 @@ from __future__ import annotations
 import eth._utils.headers as evm_headers
 import pytest
 from eth_tester.exceptions import ValidationError as EthTesterRefusal
+from web3.types import RPCEndpoint
 
 from idlegrid import ContractReverted, InvalidInput
 from idlegrid.chain import EmbeddedBackend, _rpcmethods
@@ -20,6 +21,8 @@ from idlegrid.chain._rpcwire import RpcFault
 from ..conftest import Env
 
 HOUR = 3600
+#: anvil's call that stamps the next block with a given time
+SET_NEXT_TIMESTAMP = RPCEndpoint("evm_setNextBlockTimestamp")
 
 
 def _pending(backend: EmbeddedBackend) -> int:
@@ -198,7 +201,7 @@ def test_a_transaction_that_reverts_once_mined_reports_the_contracts_reason(env:
     expiry = env.now() + 100
     data = env.market._c.encode_abi("open_channel", args=[provider.address, 10, expiry, 7])
     if env.kind == "anvil":  # only the block it is mined in lies past the expiry
-        env.backend.w3.provider.make_request("evm_setNextBlockTimestamp", [expiry + 1])
+        env.backend.w3.provider.make_request(SET_NEXT_TIMESTAMP, [expiry + 1])
     else:  # eth-tester runs a transaction as it is sent
         env.backend.advance_time(200)
 
@@ -225,7 +228,7 @@ def test_a_deadline_at_the_edge_of_the_next_block_passes_its_gas_estimate(
     env.token.approve(env.market.address, 10, sender=client)
     latest = env.backend.timestamp()
     if env.kind == "anvil":
-        env.backend.w3.provider.make_request("evm_setNextBlockTimestamp", [latest + HOUR])
+        env.backend.w3.provider.make_request(SET_NEXT_TIMESTAMP, [latest + HOUR])
     else:
         _set_wall_clock(monkeypatch, 2 * HOUR)  # the latest block may lie ahead of it
         env.backend.revert(env.backend.snapshot())  # py-evm makes a pending block, now
