@@ -349,6 +349,21 @@ def _per_round_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _game_targets(figures: dict[str, Any]) -> dict[str, bool]:
+    """Whether one payout's game figures (top level or ``per_round``) meet the targets."""
+    lo, hi = (float(b) for b in TARGETS["sybil_gain_range"])
+    return {
+        "free_rider_share_le_0_005": figures["free_rider_share"] <= TARGETS["free_rider_share_max"],
+        "noisy_vs_clean_le_0_1": figures["noisy_vs_clean"] <= TARGETS["noisy_vs_clean_max"],
+        "noisy30_vs_clean_le_0_5": figures["noisy30_vs_clean"] <= TARGETS["noisy30_vs_clean_max"],
+        "sybil_gain_in_0_95_1_05": all(
+            lo <= g <= hi for g in figures["sybil_gain_by_split"].values()
+        ),
+        "duplicate_gain_le_1_02": figures["duplicate_gain"] <= TARGETS["duplicate_gain_max"],
+        "rank_correlation_ge_0_9": figures["rank_correlation"] >= TARGETS["rank_correlation_min"],
+    }
+
+
 def bench_rewards(
     *,
     clients: int = 10,
@@ -418,26 +433,11 @@ def bench_rewards(
         },
         "per_round": _per_round_summary(per_seed),
     }
-    lo, hi = (float(b) for b in TARGETS["sybil_gain_range"])
-    out["targets"] = {
-        "free_rider_share_le_0_005": out["free_rider_share"] <= TARGETS["free_rider_share_max"],
-        "noisy_vs_clean_le_0_1": out["noisy_vs_clean"] <= TARGETS["noisy_vs_clean_max"],
-        "noisy30_vs_clean_le_0_5": out["noisy30_vs_clean"] <= TARGETS["noisy30_vs_clean_max"],
-        "sybil_gain_in_0_95_1_05": all(lo <= g <= hi for g in by_split.values()),
-        "duplicate_gain_le_1_02": out["duplicate_gain"] <= TARGETS["duplicate_gain_max"],
-        "rank_correlation_ge_0_9": out["rank_correlation"] >= TARGETS["rank_correlation_min"],
+    out["targets"] = _game_targets(out) | {
         "overhead_le_0_1": out["overhead"] <= TARGETS["overhead_max"],
         "rules_within_0_1": out["rule_max_diff"] <= TARGETS["rule_max_diff_max"],
     }
-    net = out["per_round"]
-    net["targets"] = {
-        "free_rider_share_le_0_005": net["free_rider_share"] <= TARGETS["free_rider_share_max"],
-        "noisy_vs_clean_le_0_1": net["noisy_vs_clean"] <= TARGETS["noisy_vs_clean_max"],
-        "noisy30_vs_clean_le_0_5": net["noisy30_vs_clean"] <= TARGETS["noisy30_vs_clean_max"],
-        "sybil_gain_in_0_95_1_05": all(lo <= g <= hi for g in net["sybil_gain_by_split"].values()),
-        "duplicate_gain_le_1_02": net["duplicate_gain"] <= TARGETS["duplicate_gain_max"],
-        "rank_correlation_ge_0_9": net["rank_correlation"] >= TARGETS["rank_correlation_min"],
-    }
+    out["per_round"]["targets"] = _game_targets(out["per_round"])
     out["anchors"] = ANCHORS
     out["how"] = {
         "data": f"scikit-learn digits, {clients} Dirichlet(alpha={alpha}) parts, "

@@ -448,8 +448,8 @@ class Client:
         posts it split by the participants' contributions: once, at the run's end, by
         their contributions netted over the rounds (``payout: run``, a clear run's
         default), or each round's part as the round ends (``payout: round``, a secure
-        run's); they claim after the pool's challenge window. ``contributions=False`` skips the
-        per-round contribution estimate (no rewards then). Returns the
+        run's); they claim after the pool's challenge window. ``contributions=False``
+        skips the per-round contribution estimate (no rewards then). Returns the
         :class:`~idlegrid.fl.FederatedResult`."""
         from ..fl import Coordinator, load_spec
 

@@ -41,6 +41,8 @@ __all__ = ["DpSpec", "FederatedSpec", "LocalSpec", "StrategySpec", "load_spec"]
 
 #: bytes a spec file may have
 MAX_SPEC_BYTES = 64 * 2**10
+#: reads ``secagg`` as the field does (YAML's and pydantic's words for true and false)
+_BOOL = TypeAdapter(bool)
 
 
 class _Strict(BaseModel):
@@ -103,7 +105,7 @@ class FederatedSpec(_Strict):
         """A spec that names no payout gets ``run``, or ``round`` with ``secagg``."""
         if isinstance(data, dict) and "payout" not in data:
             try:
-                secagg = TypeAdapter(bool).validate_python(data.get("secagg", False))
+                secagg = _BOOL.validate_python(data.get("secagg", False))
             except ValidationError:
                 return data  # the field's own check names it
             return {**data, "payout": "round" if secagg else "run"}
