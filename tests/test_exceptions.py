@@ -152,7 +152,24 @@ def test_public_namespace_matches_all() -> None:
             for n, obj in vars(module).items()
             if not n.startswith("_") and not inspect.ismodule(obj) and n != "annotations"
         }
-        assert public == set(module.__all__) - {"__version__"}, module.__name__
+        exported = set(module.__all__) - {"__version__"}
+        assert public <= exported, module.__name__
+        # what is exported but not yet loaded is loaded when first asked for
+        for name in exported - public:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+        assert exported - public <= {"RpcServer", "serve"}, module.__name__
+
+
+def test_a_node_loads_no_embedded_chain() -> None:
+    # a node and a command on a real chain: eth-tester and py-evm are the embedded
+    # chain's (its JSON-RPC server is loaded when first asked for)
+    script = (
+        "import sys, idlegrid.provider, idlegrid.chain; "
+        "print(sorted(m for m in ('eth_tester', 'eth') if m in sys.modules)); "
+        "idlegrid.chain.RpcServer; print('eth_tester' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "True"]
 
 
 def test_the_executor_package_imports_no_heavy_library() -> None:

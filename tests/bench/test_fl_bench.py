@@ -25,8 +25,8 @@ def test_bench_fl_prints_every_figure_in_range() -> None:
     if find_anvil() is None:
         pytest.fail("anvil is not installed: run `npm install` in the idlegrid checkout")
 
-    # Execute
-    result = bench_fl(clients=3, rounds=2, epochs=1, attackers=1)
+    # Execute (the heavy runs small too: their figure is there, not its size)
+    result = bench_fl(clients=3, rounds=2, epochs=1, attackers=1, heavy_epochs=2, heavy_rounds=2)
 
     # Assert
     for key in FIGURES + MAIN_ONLY + ("alpha_0_1", "targets", "how"):
@@ -52,6 +52,7 @@ def test_bench_fl_prints_every_figure_in_range() -> None:
     }  # fmt: skip
     assert all(isinstance(v, bool) for v in result["targets"].values())
     assert result["how"]["clients"] == 3 and result["how"]["rounds"] == 2
+    assert "2 local epochs, 2 rounds" in result["how"]["secagg"]
     assert "over the network" in result["how"]["byzantine"]["how"]
     assert 0 <= result["fedavg_attacked_accuracy"] <= 1
     assert 1 <= result["dp_rounds"] <= 2

@@ -103,6 +103,12 @@ def heavy_modules(payload: bytes) -> bytes:
     return json.dumps(sorted(m for m in heavy if m in sys.modules)).encode()
 
 
+def loaded(payload: bytes) -> bytes:
+    """Which of the modules ``payload`` names (comma-separated) the worker had loaded
+    before this job."""
+    return json.dumps([m for m in payload.decode().split(",") if m in sys.modules]).encode()
+
+
 def where(payload: bytes) -> bytes:
     """The worker's working directory: its path, its mode and what it holds."""
     cwd = Path.cwd()

@@ -46,6 +46,7 @@ ECHO = t.name(t.echo)
 SPAN = t.name(t.span)
 COUNT = t.name(t.count_calls)
 SLEEP = t.name(t.sleep_forever)
+LOADED = t.name(t.loaded)
 TASKS = [
     t.name(fn)
     for fn in (
@@ -643,6 +644,44 @@ if __name__ == "__main__":
     while any(ProcessRef(pid, None).alive() for pid in pids):
         assert time.monotonic() < deadline, "workers outlived their node"
         time.sleep(0.02)
+
+
+def test_preloaded_modules_are_loaded_in_every_worker_once_forked() -> None:
+    """A worker forked from a forkserver that preloaded a module has it before its first
+    job; a module that is not installed is skipped; a worker of a plain forkserver has
+    neither. In a process of its own: the forkserver is one per process."""
+    script = f"""
+import asyncio, json, sys
+from idlegrid.executor import ExecutorLimits, ProcessExecutor
+
+async def main(preload):
+    names = "colorsys,wave,no_such_module_here"
+    async with ProcessExecutor(ExecutorLimits(workers=2), allowed_tasks=[{LOADED!r}],
+                               preload=preload) as ex:
+        got = await asyncio.gather(*(ex.submit({LOADED!r}, names.encode()) for _ in range(2)))
+    print(json.dumps([json.loads(g) for g in got]))
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1].split(",") if sys.argv[1] else []))
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+
+    def workers_loaded(preload: str) -> list[list[str]]:
+        out = subprocess.run(
+            [sys.executable, "-c", script, preload], env=env, cwd=ROOT, timeout=120,
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        loaded: list[list[str]] = json.loads(out.stdout)
+        return loaded
+
+    assert workers_loaded("colorsys,no_such_module_here") == [["colorsys"], ["colorsys"]]
+    assert workers_loaded("") == [[], []]
+
+
+def test_a_preload_that_is_not_a_module_name_is_refused() -> None:
+    for bad in ("os; rm -rf /", "../x", "a:b", ""):
+        with pytest.raises(ConfigError, match="preload"):
+            ProcessExecutor(ExecutorLimits(), allowed_tasks=[ECHO], preload=[bad])
 
 
 def test_workers_that_cannot_start_fail_jobs_instead_of_hanging() -> None:

@@ -4,6 +4,8 @@ ABI and web3 objects stay inside this package; callers get typed clients,
 plain dataclasses and idlegrid exceptions.
 """
 
+import typing as _typing
+
 from ._anvil import AnvilNode, find_anvil, free_port, wait_for_rpc
 from ._backend import ChainBackend, EmbeddedBackend, RpcBackend, TxResult
 from ._clients import (
@@ -59,7 +61,6 @@ from ._rewards import (
     RoyaltyTerms,
     reward_leaf,
 )
-from ._rpchttp import RpcServer, serve
 from ._types import (
     TOKEN,
     ChannelState,
@@ -72,6 +73,9 @@ from ._types import (
     LedgerConfig,
     ProviderInfo,
 )
+
+if _typing.TYPE_CHECKING:
+    from ._rpchttp import RpcServer, serve
 
 __all__ = [
     "CONTRACTS",
@@ -151,3 +155,14 @@ __all__ = [
     "wait_for_rpc",
     "within_tolerance",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """The embedded chain's JSON-RPC server (``RpcServer``, ``serve``), loaded when first
+    asked for: it loads eth-tester and py-evm, a third of a second that every node and
+    command on a real chain would pay for nothing."""
+    if name in ("RpcServer", "serve"):
+        from . import _rpchttp
+
+        return getattr(_rpchttp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import requests
-from eth_tester.exceptions import TransactionFailed
 from web3.exceptions import (
     BadFunctionCallOutput,
     ContractLogicError,
@@ -52,10 +52,6 @@ def translate(function: str | None = None) -> Iterator[None]:
         raise
     except ContractLogicError as exc:
         raise ContractReverted(revert_reason(exc.message), function=function) from exc
-    except TransactionFailed as exc:
-        raise ContractReverted(
-            revert_reason(exc.args[0] if exc.args else ""), function=function
-        ) from exc
     except UnicodeDecodeError as exc:
         # a String field holding bytes that are not UTF-8: the chain accepts them
         raise PeerError(f"{function or 'call'}: chain data is not valid UTF-8 text") from exc
@@ -74,3 +70,17 @@ def translate(function: str | None = None) -> Iterator[None]:
         ) from exc
     except Web3Exception as exc:
         raise ChainUnavailable(f"chain error: {exc}") from exc
+    except Exception as exc:
+        if not _eth_tester_failure(exc):
+            raise
+        raise ContractReverted(
+            revert_reason(exc.args[0] if exc.args else ""), function=function
+        ) from exc
+
+
+def _eth_tester_failure(exc: Exception) -> bool:
+    """Whether ``exc`` is eth-tester's revert (``TransactionFailed``). Looked up where
+    eth-tester is loaded, not imported here: only the embedded chain loads it, and its
+    import costs every node and command on a real chain a third of a second."""
+    tester = sys.modules.get("eth_tester.exceptions")
+    return tester is not None and isinstance(exc, tester.TransactionFailed)

@@ -81,6 +81,7 @@ CLOSE_GRACE = 2.0
 MAX_START_FAILURES = 3
 
 _TASK_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,10 @@ class ProcessExecutor(Executor):
     forking a process with an event loop and threads is unsafe. Either way, as
     multiprocessing does, the parent's ``__main__`` module is run once in the
     forkserver or in each spawned worker; workers import ``idlegrid.executor``.
+    ``preload`` names modules the forkserver imports before the first worker forks
+    from it, so that no worker imports them again (a module that is not installed is
+    skipped, as multiprocessing does); the forkserver is one per process, so the first
+    executor to start a worker sets them.
     """
 
     def __init__(
@@ -240,9 +245,13 @@ class ProcessExecutor(Executor):
         *,
         allowed_tasks: Collection[str],
         start_method: Literal["forkserver", "spawn"] = "forkserver",
+        preload: Collection[str] = (),
     ) -> None:
         if start_method not in ("forkserver", "spawn"):
             raise ConfigError(f"start_method must be 'forkserver' or 'spawn', not {start_method!r}")
+        for module in preload:
+            if not _MODULE.fullmatch(module):
+                raise ConfigError(f"preload: {module!r} is not a module name")
         self.limits = limits
         self._allowed = check_task_names(allowed_tasks)
         self._names = {name: name.encode() for name in self._allowed}
@@ -251,6 +260,9 @@ class ProcessExecutor(Executor):
             if start_method == "spawn"
             else multiprocessing.get_context("forkserver")
         )
+        if preload and isinstance(self._ctx, ForkServerContext):
+            # ``__main__`` first, as multiprocessing's own default
+            self._ctx.set_forkserver_preload(["__main__", *preload])
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: list[WorkerHandle | None] = [None] * limits.workers
         self._supervisors: list[asyncio.Task[None]] = []

@@ -57,7 +57,7 @@ from ._logs import job_context
 from ._metrics import NodeMetrics
 from ._quota import BlobQuota
 
-__all__ = ["ProviderNode", "Unauthorized", "tasks"]
+__all__ = ["ProviderNode", "Unauthorized", "preloads", "tasks"]
 
 log = logging.getLogger("idlegrid.provider")
 
@@ -70,6 +70,12 @@ def tasks(kinds: Iterable[str]) -> tuple[str, ...]:
         workload = get_workload(kind)
         names += [workload.task] + ([workload.warm_task] if workload.warm_task else [])
     return tuple(dict.fromkeys(names))
+
+
+def preloads(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The libraries the workers of a node serving ``kinds`` start with (each kind's
+    ``Workload.preload``)."""
+    return tuple(dict.fromkeys(m for kind in kinds for m in get_workload(kind).preload))
 
 
 #: channels remembered as not open on chain

@@ -18,7 +18,7 @@ from ._config import NodeConfig
 from ._hardware import probe_hardware
 from ._http import guarded_protocol
 from ._journal import Journal
-from ._node import ProviderNode, tasks
+from ._node import ProviderNode, preloads, tasks
 
 __all__ = ["build_node", "serve_node"]
 
@@ -40,6 +40,7 @@ def build_node(account: Account, ledger: Ledger, config: NodeConfig) -> Provider
         # every registered kind's task: a referee re-executes disputed jobs of kinds the
         # node does not serve (the HTTP API refuses jobs of those kinds)
         allowed_tasks=tasks(w.name for w in workloads()),
+        preload=preloads(config.workloads),
     )
     return ProviderNode(
         account,

@@ -217,6 +217,12 @@ class Workload(ABC, Generic[SpecT, Inputs]):
     #: a task each worker runs once when the node starts (imports, first-call set-up),
     #: so that the first job does not pay for it; None: nothing to warm
     warm_task: ClassVar[str | None] = None
+    #: libraries the kind's task needs, imported once by a node's forkserver (the
+    #: process its workers fork from) so that every worker, and every replacement of one
+    #: that died, starts with them loaded instead of importing them again (PyTorch: 3 s
+    #: of CPU a worker). Only libraries that start no thread when imported: a process
+    #: with threads cannot be forked safely.
+    preload: ClassVar[tuple[str, ...]] = ()
 
     # -- the spec -------------------------------------------------------------------
     def parse(self, fields: Mapping[str, Any]) -> SpecT:

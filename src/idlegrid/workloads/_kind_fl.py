@@ -203,6 +203,7 @@ class FlWorkload(Workload[FlSpec, Any]):
     task = "idlegrid.workloads._kind_fl:run"
     summary = "one stage of a federated round on an edge node's own data (fit, secure agg.)"
     input_fields = ("params",)
+    preload = ("torch",)
 
     def units(self, spec: FlSpec, inputs: Any = None) -> int:
         if spec.stage == "fit":

@@ -316,6 +316,7 @@ class TrainWorkload(LongWorkload[TrainSpec]):
     input_fields = ("data", "state")
     side_outputs = True
     warm_task = "idlegrid.workloads._kind_train:warm"
+    preload = ("torch",)
 
     def units(self, spec: TrainSpec, inputs: Any = None) -> int:
         return train_units(spec)
