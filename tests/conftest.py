@@ -9,6 +9,7 @@ reverted afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,18 @@ HEAVY_FIRST = (
     "tests/bench/test_oracle_bench.py",
     "tests/bench/test_health_bench.py",
 )
+
+
+def fresh_cache(path: Path) -> Path:
+    """An empty ``IDLEGRID_CACHE`` for a test's commands, but for the compiled contracts
+    (copied from this session's cache): with none, each command would compile every
+    contract again, 30 s of CPU that no such test is about."""
+    from idlegrid.chain import compile_all
+    from idlegrid.chain._compile import cache_dir
+
+    compile_all()  # compiled or read: the session's cache holds them after
+    shutil.copytree(cache_dir() / "vyper", path / "vyper", ignore=shutil.ignore_patterns("*.tmp"))
+    return path
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -30,6 +30,8 @@ from idlegrid.fl._coordinator import Coordinator
 from idlegrid.fl._dp import PrivacyAccountant
 from idlegrid.fl._partition import FederatedData, digits_federated
 
+from ..conftest import fresh_cache
+
 pytestmark = pytest.mark.anvil
 
 EDGES = 4
@@ -334,6 +336,40 @@ def test_a_run_settled_at_its_end_pays_netted_contributions_and_a_wrong_settleme
     assert again.amounts == corrected == dict(RewardTree(run, 2, fair).amounts)
     assert ledger.token.balance_of(underpaid) == wallet + fair[underpaid]
     assert pool.pool(run).budget == 2 * TOKEN - sum(fair.values())
+
+
+def test_a_run_that_fails_after_some_rounds_still_pays_for_them(
+    federation: Federation, data: FederatedData, tmp_path: Path
+) -> None:
+    """``payout: run``: a run that dies with an error after its second round (here its
+    caller's round callback fails) settles the rounds it trained before the error is
+    raised, as a run that stops early does; its contributors claim as from any posting."""
+    from idlegrid.chain import TOKEN, RewardPoolClient
+    from idlegrid.fl import RunInputs, read_round_inputs
+
+    pool = federation.ledger().client("rewards", RewardPoolClient)
+    reports: list[Any] = []
+
+    def fail_at_round_2(report: Any) -> None:
+        reports.append(report)
+        if report.round == 2:
+            raise RuntimeError("the sponsor's dashboard fell over")
+
+    # Execute
+    with pytest.raises(RuntimeError, match="dashboard fell over"):
+        _run(federation, data, _spec(rounds=4, seed=13), rewards=2 * TOKEN,
+             output=tmp_path / "run", on_round=fail_at_round_2)  # fmt: skip
+
+    # Assert: one posting, for the last round trained, paying its netted contributions
+    inputs = read_round_inputs((tmp_path / "run" / "run-inputs.npz").read_bytes())
+    assert isinstance(inputs, RunInputs) and [r.round for r in inputs.rounds] == [1, 2]
+    posted = pool.posted(bytes.fromhex(reports[-1].model))
+    assert posted is not None and posted.round == 2
+    assert pool.posted(bytes.fromhex(reports[0].model)) is None
+    assert (
+        dict(posted.amounts) == inputs.amounts() and 0 < sum(posted.amounts.values()) <= 2 * TOKEN
+    )
+    assert posted.inputs == inputs.sha256
 
 
 def test_a_settlement_too_large_to_hold_falls_back_to_posting_each_round(
@@ -695,7 +731,7 @@ def test_the_cli_runs_a_federated_spec_and_an_edge_node_runs_its_model_locally(
         "local: {epochs: 1, batch: 32, lr: 0.1}\nsecagg: true\n"
     )
     np.savez(tmp_path / "val.npz", x=data.x_test, y=data.y_test)
-    env = {**os.environ, "IDLEGRID_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "IDLEGRID_CACHE": str(fresh_cache(tmp_path / "cache"))}
     cli = [sys.executable, "-m", "idlegrid.cli"]
     network = ["--network", str(federation.network)]
 

@@ -23,6 +23,7 @@ from idlegrid.chain import (
 from idlegrid.chain._clients import ContractClient
 from idlegrid.protocol import Account
 
+from ..conftest import fresh_cache
 from ..oracle.test_relay import B, W, _linear_model
 from .conftest import Network, put_blob
 
@@ -98,7 +99,7 @@ def test_a_person_registers_a_model_and_asks_the_oracle_from_the_command_line(
     path.write_bytes(_linear_model(bias))
     cli = [sys.executable, "-m", "idlegrid.cli"]
     where = ["--network", str(network.info.path)]
-    env = {**os.environ, "IDLEGRID_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "IDLEGRID_CACHE": str(fresh_cache(tmp_path / "cache"))}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -56,6 +56,13 @@ def circuits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Circuit, Circuit
     return out[0], out[1]
 
 
+def test_circuits_of_one_size_are_set_up_with_one_srs(circuits: tuple[Circuit, Circuit]) -> None:
+    a, b = (c.artifacts for c in circuits)
+    assert a.logrows == b.logrows
+    assert (a.directory / "kzg.srs").read_bytes() == (b.directory / "kzg.srs").read_bytes()
+    assert (a.directory / "vk.key").read_bytes() != (b.directory / "vk.key").read_bytes()
+
+
 Prove = Callable[[Circuit, np.ndarray], tuple[list[int], bytes]]
 
 

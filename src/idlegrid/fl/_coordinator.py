@@ -312,6 +312,9 @@ class Coordinator:
         result = FederatedResult(self.run_id, spec, params)
         try:
             await self._rounds(result, edges, params, strategy, accountant)
+        except Exception:
+            await self._settle_failed_run(result)
+            raise
         finally:
             if self._agreement is not None:  # a prefetched agreement the run did not use
                 with contextlib.suppress(Exception):
@@ -520,6 +523,19 @@ class Coordinator:
         for past, model in held:
             self._post_rewards(past.round, model, past, past.contributions())
         return False
+
+    async def _settle_failed_run(self, result: FederatedResult) -> None:
+        """``payout: run``, a run that failed after some rounds: the rounds it trained are
+        settled as those of a run that stopped early are, so that their contributors are
+        paid for them. The run's own error is the one raised: a settlement that cannot
+        be posted either (the chain is down) is logged, and its rounds stay unpaid."""
+        if not self._unsettled:
+            return
+        try:
+            result.rewards, result.rewards_inputs_sha256 = await asyncio.to_thread(self._settle)
+        except Exception as exc:
+            log.warning("the run failed; settling its %d rounds failed too: %s",
+                        len(result.rounds), exc)  # fmt: skip
 
     def _settle(self) -> tuple[dict[str, int], str]:
         """Post the run's settlement (``payout: run``): the whole budget by each client's

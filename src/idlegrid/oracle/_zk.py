@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -49,6 +51,13 @@ def zk_dir(model: bytes) -> Path:
     from ..chain._compile import cache_dir
 
     return cache_dir() / "zk" / model.hex()
+
+
+def _srs_dir() -> Path:
+    """Where ``zk_setup`` keeps the SRS of each circuit size: ``$IDLEGRID_CACHE/zk/srs``."""
+    from ..chain._compile import cache_dir
+
+    return cache_dir() / "zk" / "srs"
 
 
 def felt(q: int) -> int:
@@ -121,9 +130,11 @@ def _run(fn: Any, *args: Any, **kw: Any) -> Any:
     return asyncio.run(call())
 
 
-def zk_setup(model: bytes, directory: Path) -> ZkArtifacts:
+def zk_setup(model: bytes, directory: Path, *, srs_dir: Path | None = None) -> ZkArtifacts:
     """Circuit, keys and a compiled EVM verifier for ``model`` (ONNX, one input of one
-    row), in ``directory``; reused when it holds them already."""
+    row), in ``directory``; reused when it holds them already. The SRS comes from
+    ``srs_dir`` (default ``$IDLEGRID_CACHE/zk/srs``), one per circuit size, made there
+    by the first setup that needs it (:func:`_srs`)."""
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "zk.json").exists():
         return ZkArtifacts.load(directory)
@@ -163,7 +174,7 @@ def zk_setup(model: bytes, directory: Path) -> ZkArtifacts:
         settings = json.loads((d / "settings.json").read_text())
         run_args = settings["run_args"]
         logrows = int(run_args["logrows"])
-        _run(ezkl.gen_srs, str(d / "kzg.srs"), logrows)
+        _copy_srs(_srs(ezkl, logrows, srs_dir or _srs_dir()), d / "kzg.srs")
         _run(
             ezkl.setup,
             str(d / "model.compiled"),
@@ -199,6 +210,34 @@ def zk_setup(model: bytes, directory: Path) -> ZkArtifacts:
     doc = {k: v for k, v in artifacts.__dict__.items() if k != "directory"}
     (d / "zk.json").write_text(json.dumps(doc))
     return artifacts
+
+
+def _srs(ezkl: Any, logrows: int, srs_dir: Path) -> Path:
+    """The local KZG SRS for circuits of ``2**logrows`` rows: the one in ``srs_dir``, or
+    a new one (``gen_srs``: seconds, minutes for large circuits) put there, written
+    under a name of its own and renamed, so that setups racing for it each find a whole
+    file. Shared by every model of that size: the SRS is a property of the size, not of
+    the circuit, and a local one is as trusted as the machine that made it."""
+    path = srs_dir / f"kzg-{logrows}.srs"
+    if not path.exists():
+        srs_dir.mkdir(parents=True, exist_ok=True)
+        part = srs_dir / f".kzg-{logrows}-{secrets.token_hex(8)}.part"
+        try:
+            _run(ezkl.gen_srs, str(part), logrows)
+            os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
+    return path
+
+
+def _copy_srs(source: Path, target: Path) -> None:
+    """The SRS in a model's directory (its artifacts stay whole on their own): a hard
+    link where the file system allows, else a copy."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _symbols(model: bytes) -> list[tuple[str, int]]:
