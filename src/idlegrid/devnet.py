@@ -341,15 +341,18 @@ def wait_for_node(
     import httpx
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConfigError(f"{what} at {url} exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"{url}{path}", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    # one client for the whole wait: ``httpx.get`` builds a client (and its TLS context)
+    # per call, 30 ms of CPU, ten times a second while a node starts
+    with httpx.Client(timeout=1.0) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ConfigError(f"{what} at {url} exited with code {proc.returncode}")
+            try:
+                if http.get(f"{url}{path}").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
     raise ConfigError(f"{what} at {url} did not answer within {timeout:.0f}s")
 
 

@@ -4,12 +4,15 @@ foundry's ``cast``. One server process for the module, stopped even when a test 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -138,6 +141,59 @@ def test_rpc_backend_deploys_the_ledger_and_transfers(url: str, ledger: Ledger) 
     assert ledger.token.owner() == owner.address
     assert ledger.registry.market() == ledger.market.address
     assert ledger.backend.chain_id == int(call(url, "eth_chainId")["result"], 16)
+
+
+class _Counting(BaseHTTPRequestHandler):
+    """A JSON-RPC relay to ``upstream`` that records the method of every request."""
+
+    upstream: ClassVar[str] = ""
+    methods: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        parsed = json.loads(body)
+        for request in parsed if isinstance(parsed, list) else [parsed]:
+            self.methods.append(request["method"])
+        reply = requests.post(
+            self.upstream, data=body, headers={"content-type": "application/json"},
+            timeout=TIMEOUT,
+        )  # fmt: skip
+        self.send_response(reply.status_code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(reply.content)))
+        self.end_headers()
+        self.wfile.write(reply.content)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_rpc_backend_asks_the_chain_id_once_not_before_every_call(url: str, ledger: Ledger) -> None:
+    """web3's validation middleware needs the chain id for every call, estimate and
+    transaction; the backend asks the endpoint once (per thread) and keeps the answer."""
+    # Prepare: a backend that reaches the chain through a relay that counts requests
+    handler = type("Handler", (_Counting,), {"upstream": url, "methods": []})
+    relay = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    serving = threading.Thread(target=relay.serve_forever, daemon=True)
+    serving.start()
+    try:
+        backend = RpcBackend(f"http://127.0.0.1:{relay.server_address[1]}")
+        seen = Ledger(backend, ledger.deployment)
+        _, alice, bob = dev_accounts(3)
+
+        # Execute: reads and a transaction
+        for _ in range(5):
+            seen.token.balance_of(bob.address)
+        seen.token.transfer(bob.address, TOKEN, sender=alice)
+        seen.token.balance_of(bob.address)
+    finally:
+        relay.shutdown()
+        relay.server_close()
+
+    # Assert
+    methods = handler.methods
+    assert methods.count("eth_call") >= 6 and "eth_sendRawTransaction" in methods
+    assert methods.count("eth_chainId") == 1, methods
 
 
 def test_rpc_backend_reports_the_contracts_revert_reason(ledger: Ledger) -> None:

@@ -85,12 +85,13 @@ def _api(ex: Any, path: str, until: Callable[[Any], bool], what: str) -> Any:
     """The JSON at ``path`` once ``until`` holds of it (the index catches up with the
     chain by itself); fail with ``what`` after ``CHAIN_WAIT_S``."""
     deadline = time.monotonic() + CHAIN_WAIT_S
-    while True:
-        got = httpx.get(ex.url + path, timeout=HTTP)
-        if got.status_code == 200 and until(got.json()):
-            return got.json()
-        assert time.monotonic() < deadline, f"{what}: still {got.status_code} {got.text[:500]}"
-        time.sleep(0.2)
+    with httpx.Client(timeout=HTTP) as http:  # one client: ``httpx.get`` makes one a call
+        while True:
+            got = http.get(ex.url + path)
+            if got.status_code == 200 and until(got.json()):
+                return got.json()
+            assert time.monotonic() < deadline, f"{what}: still {got.status_code} {got.text[:500]}"
+            time.sleep(0.2)
 
 
 def _tokens(wei: int) -> str:

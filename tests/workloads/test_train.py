@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pickle
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -155,6 +157,25 @@ def test_training_lowers_the_loss_and_learns_digits() -> None:
 def test_a_segment_is_deterministic() -> None:
     node = Node({DIGEST: DATA})
     assert segment(node, steps=30) == segment(node, steps=30)
+
+
+def test_deterministic_mode_is_set_without_loading_the_compiler() -> None:
+    """``deterministic()`` turns PyTorch's switch on, as the public call does, and leaves
+    ``torch._inductor`` and ``torch._dynamo`` unloaded (their import is what made every
+    training process's start 1.4 s longer). In a process of its own: another test may
+    have loaded them here."""
+    code = (
+        "import sys, torch\n"
+        "from idlegrid.workloads._train_models import deterministic\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "deterministic()\n"
+        "print(torch.are_deterministic_algorithms_enabled(),"
+        " sorted(m for m in ('torch._inductor', 'torch._dynamo') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "True []"
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])

@@ -118,10 +118,11 @@ class _Nodes:
     def wait_warm(self, i: int, timeout_s: float = 120.0) -> None:
         """Wait until node ``i``'s workers are warm (``/v1/stats`` ``warm``)."""
         deadline = time.monotonic() + timeout_s
-        while not httpx.get(f"{self.urls[i]}/v1/stats", timeout=10.0).json().get("warm"):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"node {i} did not warm up in {timeout_s:g} s")
-            time.sleep(0.2)
+        with httpx.Client(timeout=10.0) as http:  # one for the wait (see wait_for_node)
+            while not http.get(f"{self.urls[i]}/v1/stats").json().get("warm"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"node {i} did not warm up in {timeout_s:g} s")
+                time.sleep(0.2)
 
     def lies(self, i: int) -> int:
         """Lies node ``i`` has told since it started (its testing aid's count)."""

@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 from web3 import Web3
 from web3.exceptions import BlockNotFound, TimeExhausted, TransactionNotFound
 from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import RPCEndpoint
 
 from .._exceptions import (
     ChainTimeout,
@@ -232,11 +233,14 @@ class EmbeddedBackend(ChainBackend):
     def __init__(self, *, accounts: int = 10, tx_timeout: float = DEFAULT_TX_TIMEOUT) -> None:
         from eth_tester import EthereumTester, PyEVMBackend
 
+        from . import _pyevm_gas
+
         backend = PyEVMBackend.from_mnemonic(
             DEV_MNEMONIC,
             num_accounts=accounts,
             hd_path="m/44'/60'/0'/0",  # the same keys as anvil's dev accounts
         )
+        _pyevm_gas.install(backend.chain)  # two executions an estimate, not thirteen
         self._tester = EthereumTester(backend)
         self._accounts = dev_accounts(accounts)
         super().__init__(Web3(EthereumTesterProvider(self._tester)), tx_timeout=tx_timeout)
@@ -280,7 +284,18 @@ class RpcBackend(ChainBackend):
         tx_timeout: float = DEFAULT_TX_TIMEOUT,
     ) -> None:
         self.url = url
-        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": rpc_timeout}))
+        # web3's validation middleware asks the node for its chain id before every
+        # call, gas estimate and transaction it checks (one more round trip each: 40%
+        # of a read's CPU); an endpoint's chain id does not change, so that one answer
+        # is cached (per thread), and nothing else is
+        provider = Web3.HTTPProvider(
+            url,
+            request_kwargs={"timeout": rpc_timeout},
+            cache_allowed_requests=True,
+            cacheable_requests={RPCEndpoint("eth_chainId")},
+            request_cache_validation_threshold=None,  # (for block reads: none cached)
+        )
+        w3 = Web3(provider)
         super().__init__(w3, tx_timeout=tx_timeout)
         self._dev_count = dev_account_count
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .._exceptions import ConfigError, InvalidInput
-from ..workloads._train_models import ModelSpec, build, param_count
+from ..workloads._train_models import ModelSpec, build, deterministic, param_count
 
 if TYPE_CHECKING:
     import torch
@@ -100,7 +100,7 @@ def local_fit(
         raise InvalidInput(f"local data: {len(x)} rows of x, {len(y)} labels")
     if epochs < 1 or batch < 1 or not lr > 0 or prox_mu < 0:
         raise InvalidInput("epochs and batch must be >= 1, lr > 0 and prox_mu >= 0")
-    torch.use_deterministic_algorithms(True)
+    deterministic()
     torch.set_num_threads(1)
     net = _network(model, params)
     net.train()

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import io
 import math
 import os
@@ -64,6 +65,7 @@ from ._train_models import (
     TransformerModel,
     activation_floats,
     build,
+    deterministic,
     export_onnx_network,
     flops_per_sample,
     input_shape,
@@ -316,7 +318,8 @@ class TrainWorkload(LongWorkload[TrainSpec]):
     input_fields = ("data", "state")
     side_outputs = True
     warm_task = "idlegrid.workloads._kind_train:warm"
-    preload = ("torch",)
+    #: torch's optimizers import ``torch._dynamo`` when first made (1.1 s, torch 2.13)
+    preload = ("torch", "torch._dynamo")
 
     def units(self, spec: TrainSpec, inputs: Any = None) -> int:
         return train_units(spec)
@@ -361,7 +364,7 @@ class TrainWorkload(LongWorkload[TrainSpec]):
         """The data set and checkpoint are read and checked here, so that a wrong one is
         refused before it runs (not billed)."""
         _need_torch()
-        if spec.device == "cuda" and not _cuda():
+        if spec.device == "cuda" and not await asyncio.to_thread(_cuda):
             raise InvalidInput("this node has no CUDA device: it trains runs on device cpu only")
 
         def load() -> bytes:
@@ -595,10 +598,10 @@ def _cuda() -> bool:
 
 
 def _need_torch() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise ConfigError("train jobs need PyTorch (pip install 'idlegrid[embed]')") from None
+    """PyTorch is installed (found, not imported: the import takes seconds, and this runs
+    on the node's event loop; the workers import it)."""
+    if importlib.util.find_spec("torch") is None:
+        raise ConfigError("train jobs need PyTorch (pip install 'idlegrid[embed]')")
 
 
 def _lr(spec: TrainSpec, step: int) -> float:
@@ -714,7 +717,7 @@ def train_steps(
     """
     import torch
 
-    torch.use_deterministic_algorithms(True)
+    deterministic()
     device = torch.device(spec.device)
     net = _network(spec, state).to(device)
     net.train()
@@ -841,7 +844,7 @@ def warm(payload: bytes) -> bytes:
     import torch
 
     torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    deterministic()
     tiny: list[dict[str, Any]] = [
         {"family": "mlp", "inputs": 4, "hidden": [4], "classes": 2},
         {"family": "cnn", "channels": 1, "height": 4, "width": 4, "conv": [2], "classes": 2},
