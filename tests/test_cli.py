@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,17 @@ import pytest
 
 
 def _idlegrid(
-    *args: str, cwd: Path | None = None, timeout: float = 300
+    *args: str, cwd: Path | None = None, timeout: float = 300, tmpdir: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """The command, run to its end; ``tmpdir``: its ``TMPDIR``."""
+    env = None if tmpdir is None else {**os.environ, "TMPDIR": str(tmpdir)}
     return subprocess.run(
         [sys.executable, "-m", "idlegrid.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd,
+        env=env,
         check=False,
     )
 
@@ -76,11 +80,13 @@ def test_help(args: list[str]) -> None:
     assert "Usage" in proc.stdout
 
 
-def test_network_demo_json() -> None:
-    """The main job: 3 real provider processes, one SIGKILLed mid-batch, everyone paid."""
-    proc = _idlegrid("demo", "--json", timeout=600)
+def test_network_demo_json(tmp_path: Path) -> None:
+    """The main job: 3 real provider processes, one SIGKILLed mid-batch, everyone paid;
+    its devnet's directory is gone after."""
+    proc = _idlegrid("demo", "--json", timeout=600, tmpdir=tmp_path)
 
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(tmp_path.glob("idlegrid-demo-*")) == []
     result = json.loads(proc.stdout)
     assert result["results_match_local"] is True
     assert result["balances_conserved"] is True

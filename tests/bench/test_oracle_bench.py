@@ -3,6 +3,9 @@ with a liar; every figure the issue names is there, and the liar never sets the 
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from idlegrid.bench._oracle import bench_oracle
@@ -11,9 +14,12 @@ from idlegrid.chain import find_anvil
 FIGURES = ("gas_per_request", "latency_blocks", "latency_s", "request_gas")
 
 
-def test_bench_oracle_prints_every_figure_and_the_liar_changes_nothing() -> None:
+def test_bench_oracle_prints_every_figure_and_the_liar_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if find_anvil() is None:
         pytest.fail("anvil is not installed: run `npm install` in the idlegrid checkout")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
     # Execute
     result = bench_oracle(requests=2, zk_requests=1, providers=3)
@@ -21,6 +27,7 @@ def test_bench_oracle_prints_every_figure_and_the_liar_changes_nothing() -> None
     # Assert: the figures, honest and with a liar (who sits on every committee of 3)
     for key in (*FIGURES, "gas_zk", "prove_s", "quantisation_error", "targets", "how"):
         assert key in result, key
+    assert list(tmp_path.glob("idlegrid-bench-oracle-*")) == []  # its devnet, removed
     wrong, alone, burst = result["with_wrong_provider"], result["alone"], result["burst"]
     assert result["gas_per_request"] == burst["gas_per_request"]
     for figures in (burst, wrong):

@@ -29,6 +29,7 @@ onnxruntime's float outputs).
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 import time
@@ -182,6 +183,7 @@ def bench_oracle(
         if liar_ref is not None:
             stop(liar_ref, timeout=10.0)
         devnet_down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
     return {
         "gas_per_request": honest["gas_per_request"],
         "gas_zk": zk["gas_zk"],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -104,6 +105,8 @@ def run_demo(
         return result
     finally:
         devnet_down(directory)
+        if workdir is None:  # a directory of its own: nothing in it is needed after
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _run(
