@@ -1656,7 +1656,7 @@ def bench_rewards(
     rounds: Annotated[int, typer.Option(help="Federated rounds of every run.")] = 8,
     seeds: Annotated[
         int, typer.Option(min=1, help="Seeds (partitions and training) the figures average.")
-    ] = 5,
+    ] = 10,
     players: Annotated[
         int | None,
         typer.Option(min=1, help="Clients that play each game in turn (default: all)."),
@@ -1674,7 +1674,7 @@ def bench_rewards(
         return
     for key in (
         "free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain", "duplicate_gain",
-        "rank_correlation", "overhead", "rule_max_diff", "claim_gas",
+        "rank_correlation", "loo_agreement", "overhead", "rule_max_diff", "claim_gas",
     ):  # fmt: skip
         spread = result["spread"].get(key)
         sd = f" (sd {spread['sd']:.3f} over {seeds} seeds)" if spread and seeds > 1 else ""

@@ -24,6 +24,7 @@ from idlegrid.fl._contrib import (
     gce_score,
     group_contributions,
     gtg_shapley,
+    net_rounds,
     shares,
     split_reward,
 )
@@ -493,6 +494,30 @@ def test_a_reward_is_split_by_positive_contribution_and_never_over_its_total() -
     assert split_reward(5, {0: 1.0, 1: 1.0, 2: 1.0}) == {0: 1, 1: 1, 2: 1}
     with pytest.raises(InvalidInput, match="0 wei or more"):
         split_reward(-1, values)
+
+
+def test_netting_weighs_every_round_the_same_and_a_round_that_hurt_takes_back() -> None:
+    # Prepare: round 1 moved the model ten times as far as round 2; client "b" hurt
+    # round 3 as much as it helped round 2; "c" was absent from round 1; round 4 moved
+    # nothing
+    rounds = [
+        {"a": 9.0, "b": 1.0},
+        {"a": 0.3, "b": 0.5, "c": 0.2},
+        {"a": 0.5, "b": -0.5},
+        {"a": 0.0, "b": 0.0, "c": 0.0},
+    ]
+
+    # Execute
+    netted = net_rounds(rounds)
+
+    # Assert: each round a client's signed fraction of the round's total absolute value
+    assert netted == pytest.approx({"a": 0.9 + 0.3 + 0.5, "b": 0.1 + 0.5 - 0.5, "c": 0.2})
+    # a round's scale does not matter: only the split of what moved the model
+    scaled = net_rounds([{c: 1e3 * v for c, v in r.items()} for r in rounds])
+    assert scaled == pytest.approx(netted)
+    # so the first round's size does not buy the run: "b" keeps what round 1 split
+    assert shares(netted)["b"] == pytest.approx(0.1 / 2.0)
+    assert net_rounds([]) == {}
 
 
 # -- under secure aggregation: contributions from group aggregates ----------------------

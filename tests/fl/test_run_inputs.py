@@ -75,12 +75,15 @@ def test_a_settlement_nets_each_clients_contributions_over_the_rounds() -> None:
     # Execute
     netted, amounts = inputs.contributions(), inputs.amounts()
 
-    # Assert: the rounds' values summed per client (a client absent from a round adds
-    # nothing for it), the budget split by the positive sums, never more than the budget
+    # Assert: each round's values as fractions of their total absolute value, summed per
+    # client (a client absent from a round adds nothing for it), the budget split by the
+    # positive sums, never more than the budget
     want: dict[str, float] = {}
     for r in inputs.rounds:
-        for who, v in r.contributions().items():
-            want[who] = want.get(who, 0.0) + v
+        values = r.contributions()
+        scale = sum(abs(v) for v in values.values())
+        for who, v in values.items():
+            want[who] = want.get(who, 0.0) + v / scale
     assert netted == pytest.approx(want) and set(netted) == {_address(i) for i in range(4)}
     assert amounts == split_reward(BUDGET, want)
     assert 0 < sum(amounts.values()) <= BUDGET
@@ -104,7 +107,10 @@ def test_a_client_whose_rounds_cancel_out_is_paid_nothing() -> None:
         )  # fmt: skip
 
     first, second = with_step(1, step), with_step(2, -step)
-    per_round = [first.contributions()[_address(1)], second.contributions()[_address(1)]]
+    per_round = []  # client 1's signed fraction of each round's absolute total
+    for r in (first, second):
+        values = r.contributions()
+        per_round.append(values[_address(1)] / sum(abs(v) for v in values.values()))
 
     # Execute
     inputs = RunInputs(run=RUN, rounds=[first, second], part=BUDGET)

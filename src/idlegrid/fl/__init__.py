@@ -9,7 +9,8 @@ differential privacy, each round's model in the on-chain lineage.
 * :func:`aumann_shapley` (``_contrib.py``): what each client's update added to a round
   (its Shapley value, from the validation score's gradient along the round's step, with
   free riders, replays, duplicates and look-alike identities priced out;
-  :func:`gtg_shapley` for a score without a gradient), :func:`shares` to pay by it;
+  :func:`gtg_shapley` for a score without a gradient), :func:`shares` to pay by it,
+  :func:`net_rounds` to net a run's rounds;
 * :class:`RoundInputs` (``_inputs.py``): a clear round's published inputs, from which
   anyone recomputes its contributions and reward posting, :func:`check_posting` to
   judge a posting against the recomputation; :class:`SecureRoundInputs`
@@ -28,6 +29,7 @@ from ._contrib import (
     RoundContribution,
     aumann_shapley,
     gtg_shapley,
+    net_rounds,
     shares,
     validation_value,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "load_spec",
     "local_fit",
     "make_strategy",
+    "net_rounds",
     "post_contributions",
     "read_round_inputs",
     "shares",

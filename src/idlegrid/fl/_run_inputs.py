@@ -7,14 +7,16 @@ round at zero: a client whose update helped one round and hurt the next keeps th
 and loses nothing for the second, and an update's noise pays as a lottery ticket each
 round (``E[max(0, noise)] > 0``), one ticket an identity. Netting sums each client's
 signed values over the run and clips once, at the end (``payout: run``): the rounds a
-client hurt offset the rounds it helped, and noise cancels. On the rewards benchmark's
-runs (``idlegrid bench rewards``, ``netted``) a client with half its labels flipped
-earns nothing instead of 0.14 of its clean reward, and ten identities of one data set
-earn 0.96 times the data as one (mean over every client of seeds 0 to 4) instead of
-1.30.
+client hurt offset the rounds it helped, and noise cancels. Each round weighs the same
+(its values as fractions of their total absolute value, :func:`~idlegrid.fl.net_rounds`),
+as when each round is paid. On the rewards benchmark's runs (``idlegrid bench rewards``,
+seeds 0 to 9, every client playing each game in turn) a client with half its labels
+flipped earns nothing instead of 0.12 of its clean reward, 30 % flipped 0.05 instead of
+0.25; ten identities of one data set earn 0.87 times the data as one instead of 1.05
+(the lottery tickets, one an identity, pay them back what their split data lost).
 
 The file is an ``.npz`` read with the budgets of :mod:`._inputs`: stored members
-``meta.npy`` (format ``idlegrid/run-inputs/1``, the run, the last round, the rounds'
+``meta.npy`` (format ``idlegrid/run-inputs/2``, the run, the last round, the rounds'
 numbers, the model, the settlement's part) and ``round-NNNNN.npy`` for each round (uint8:
 that round's :class:`~idlegrid.fl.RoundInputs` file, read by its own reader within the
 same budget).
@@ -33,7 +35,7 @@ import numpy as np
 
 from .._exceptions import InvalidInput
 from ..protocol import checksum
-from ._contrib import split_reward
+from ._contrib import net_rounds, split_reward
 from ._inputs import (
     _U8,
     MAX_INPUTS_BYTES,
@@ -50,7 +52,7 @@ from ._inputs import (
 __all__ = ["MAX_RUN_ROUNDS", "RUN_FORMAT", "RunInputs"]
 
 #: the format's name, in ``meta.npy``
-RUN_FORMAT = "idlegrid/run-inputs/1"
+RUN_FORMAT = "idlegrid/run-inputs/2"
 #: rounds a settlement's inputs may hold (each is a member of the zip's directory)
 MAX_RUN_ROUNDS = 1024
 #: a round's member (without ``.npy``)
@@ -98,8 +100,8 @@ class RunInputs(_Published):
 
     # -- the recomputation -------------------------------------------------------------
     def contributions(self) -> dict[str, float]:
-        """Each participant's contributions summed over the rounds (signed; in units of
-        the validation score)."""
+        """Each participant's contributions netted over the rounds (signed; each round's
+        values as fractions of their total absolute value, summed: :func:`net_rounds`)."""
         return dict(self._contributions)
 
     def amounts(self) -> dict[str, int]:
@@ -120,10 +122,7 @@ class RunInputs(_Published):
 
     @cached_property
     def _contributions(self) -> dict[str, float]:
-        total: dict[str, float] = {}
-        for r in self.rounds:
-            for who, value in r.contributions().items():
-                total[who] = total.get(who, 0.0) + value
+        total = net_rounds([r.contributions() for r in self.rounds])
         return {a: total[a] for a in self.participants}
 
     # -- the file ----------------------------------------------------------------------
