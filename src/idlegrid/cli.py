@@ -1674,7 +1674,8 @@ def bench_rewards(
         return
     for key in (
         "free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain", "duplicate_gain",
-        "rank_correlation", "loo_agreement", "overhead", "rule_max_diff", "claim_gas",
+        "rank_correlation", "loo_agreement", "loo_single_agreement", "overhead", "rule_max_diff",
+        "claim_gas",
     ):  # fmt: skip
         spread = result["spread"].get(key)
         sd = f" (sd {spread['sd']:.3f} over {seeds} seeds)" if spread and seeds > 1 else ""

@@ -31,7 +31,7 @@ def test_bench_rewards_prints_every_figure() -> None:
     assert result["free_rider_share"] < 0.05
     assert 0 <= result["noisy_vs_clean"] < 1 and result["duplicate_gain"] > 0
     assert -1 <= result["rank_correlation"] <= 1 and result["overhead"] > 0
-    assert -1 <= result["loo_agreement"] <= 1
+    assert -1 <= result["loo_agreement"] <= 1 and -1 <= result["loo_single_agreement"] <= 1
     assert sum(result["clean_shares"].values()) == pytest.approx(1.0)
     assert 21_000 < result["claim_gas"] < 200_000
     # two seeds: a figure is their mean, the free riders' share their worst

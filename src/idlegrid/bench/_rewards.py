@@ -25,7 +25,10 @@ ratio moves with its partition, from 0.3 to 2.7 for ten identities):
   held-out loss without the client minus with everyone, the mean over
   ``LOO_TRAININGS`` trainings with their own seeds); ``loo_agreement``: the same
   correlation between the first half of those trainings and the second (the
-  reference's agreement with itself, a ceiling for any estimate's);
+  reference's agreement with itself); ``loo_single_agreement``: one training's
+  leave-one-out values against the mean of the others', averaged over the trainings
+  (what the exact leave-one-out of one run, which an estimate from that run's updates
+  approximates at best, scores against such a reference);
 * ``overhead``: seconds spent estimating contributions over seconds spent training, in
   the clean run (no message from clients beyond their updates);
 * ``rule_max_diff``: the largest difference of a client's share between the clean run
@@ -89,7 +92,7 @@ PER_ROUND = (
 #: figures reported as their mean over the seeds
 MEANS = (
     "noisy_vs_clean", "noisy30_vs_clean", "duplicate_gain", "rank_correlation", "overhead",
-    "rule_max_diff", "loo_agreement",
+    "rule_max_diff", "loo_agreement", "loo_single_agreement",
 )  # fmt: skip
 
 
@@ -288,6 +291,11 @@ def _one_seed(s: _Setup, players: int, progress: Progress) -> dict[str, Any]:
     return out | {
         "overhead": clean["contrib_s"] / clean["train_s"],
         "loo_agreement": _spearman(each[:half].mean(axis=0), each[half:].mean(axis=0)),
+        "loo_single_agreement": float(
+            np.mean(
+                [_spearman(each[t], np.delete(each, t, 0).mean(axis=0)) for t in range(len(each))]
+            )
+        ),
         "clean_shares": {str(c): clean["netted"].get(c, 0.0) for c in range(clients)},
         "leave_one_out_loss_gain": {str(c): loo[c] for c in range(clients)},
         "per_round": {k: v for k, v in per_round.items() if k in PER_ROUND},
@@ -473,7 +481,8 @@ def bench_rewards(
         f"everyone), each retrained from the same start, the mean over {LOO_TRAININGS} "
         "trainings (local fits seeded apart); loo_agreement: the same Spearman between "
         "the mean of the first half of those trainings and of the second half (how well "
-        "the reference agrees with itself)",
+        "the reference agrees with itself); loo_single_agreement: one training's "
+        "leave-one-out values against the mean of the other trainings', averaged",
         "claim_gas": "median gas of a claim from a 10-leaf posting, embedded chain",
         "games": f"each game played by each of clients 0 to {players - 1} in turn (free "
         "riders: client 0); a game's figure is what its players earned playing it over what "
