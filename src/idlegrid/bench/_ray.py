@@ -166,11 +166,12 @@ def _session(model: bytes) -> Any:
 
     import onnxruntime as ort
 
+    from ..workloads._onnx import session_options
+
     digest = hashlib.sha256(model).hexdigest()
     session = _SESSIONS.get(digest)
     if session is None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # as an idlegrid worker
+        options = session_options(1)  # as an idlegrid worker
         session = _SESSIONS[digest] = ort.InferenceSession(
             model, options, providers=["CPUExecutionProvider"]
         )

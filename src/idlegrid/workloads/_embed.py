@@ -40,7 +40,7 @@ import onnxruntime as ort
 from .._exceptions import ConfigError, InvalidInput
 from ._bert import BUILDER_VERSION, BertConfig, build_bert_encoder
 from ._errors import translate_onnx
-from ._onnx import select_providers
+from ._onnx import select_providers, session_options
 
 __all__ = [
     "EMBED_DIM",
@@ -94,9 +94,7 @@ class Embedder:
         self.batch_size = batch_size
         self.weights_sha256 = _sha256(directory / "model.safetensors")
         self._tokenizer = _load_tokenizer(directory)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads
+        options = session_options(threads)
         chosen = select_providers(providers)
 
         def load(model: Path | bytes) -> ort.InferenceSession:

@@ -134,6 +134,27 @@ def select_providers(
     return [CUDA, CPU] if CUDA in have else [CPU]
 
 
+#: onnxruntime's session option for its thread pool's busy-wait between runs
+SPINNING = "session.intra_op.allow_spinning"
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """Options for a session that runs strangers' jobs: ``threads`` intra-op threads
+    (0: one per core, onnxruntime's choice), errors only in the log (they reach the
+    caller as exceptions), and no spinning.
+
+    By default onnxruntime's pool threads keep spinning after a run, waiting for the
+    next; on a node that bills by the CPU time of the worker (every thread counted),
+    that wait would be billed to the job before it. On a model of 64 x 256 x 10 run
+    with 2 threads every 2 ms, it made 2.6 ms of CPU a run against 0.49 ms without
+    (back to back, runs take 5-10 % longer without it: the price of honest metering)."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry(SPINNING, "0")
+    return options
+
+
 @dataclass(frozen=True)
 class _Loaded:
     sha256: str
@@ -215,9 +236,7 @@ class OnnxRunner:
             proto = onnx.load_model_from_string(model)
         refuse_external_data(proto)  # the last line: a relative path would read our files
         del proto
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: they reach the caller as exceptions
-        options.intra_op_num_threads = self.threads
+        options = session_options(self.threads)
         with translate_onnx("invalid ONNX model"):
             session = ort.InferenceSession(model, options, providers=self.providers)
         inputs = []
