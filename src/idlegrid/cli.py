@@ -1793,6 +1793,39 @@ def posting_post(
         out.print(f"{who}  {_tokens(amount)}")
 
 
+@posting_app.command("settle")
+def posting_settle(
+    output: Annotated[
+        Path, typer.Argument(help="The killed run's output directory (idlegrid fl start --output).")
+    ],
+    network: NetworkOpt = Path("devnet.json"),
+    account: AccountOpt = None,
+    keystore: KeystoreOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Settle a payout: run run whose coordinator was killed before its end, from the
+    rounds it held in OUTPUT/held: fund the run's pool, post the netted contributions
+    for the last held round and publish OUTPUT/run-inputs.npz (its coordinator only)."""
+    from .client import Client
+    from .fl import read_held, settle_held
+
+    read_held(output)  # a bad directory is refused before the chain is touched
+    key, ledger = _identity(network, account, keystore, default=4)
+    with Client(key, ledger) as client:
+        amounts, inputs = settle_held(client, output)
+    if as_json:
+        _print_json({"run": inputs.run.hex(), "round": inputs.round,
+                     "rounds": [r.round for r in inputs.rounds], "amounts": amounts,
+                     "inputs": str(output / "run-inputs.npz")})  # fmt: skip
+        return
+    out.print(
+        f"run 0x{inputs.run.hex()[:12]}…: rounds {[r.round for r in inputs.rounds]} settled "
+        f"for round {inputs.round}; inputs in {output / 'run-inputs.npz'}"
+    )
+    for who, amount in amounts.items():
+        out.print(f"{who}  {_tokens(amount)}")
+
+
 edge_app = typer.Typer(help="Edge nodes: private data that never leaves, federated rounds.")
 app.add_typer(edge_app, name="edge")
 fl_app = typer.Typer(help="Federated training over edge nodes (the sponsor coordinates, pays).")

@@ -58,7 +58,11 @@ def federation(
 
 
 def _spec(**over: Any) -> Any:
-    raw = {
+    return load_spec(_spec_raw(**over))
+
+
+def _spec_raw(**over: Any) -> dict[str, Any]:
+    return {
         "model": MODEL,
         "dataset": "digits",
         "rounds": 3,
@@ -69,7 +73,6 @@ def _spec(**over: Any) -> Any:
         "seed": 3,
         **over,
     }
-    return load_spec(raw)
 
 
 def _cli_json(*args: str) -> Any:
@@ -793,6 +796,94 @@ def test_the_cli_runs_a_federated_spec_and_an_edge_node_runs_its_model_locally(
         "at",
         "signature",
     }
+
+
+def test_a_coordinator_killed_before_its_runs_end_is_settled_from_the_rounds_it_held(
+    federation: Federation, data: FederatedData, tmp_path: Path
+) -> None:
+    """``payout: run``, the coordinator's process SIGKILLed after its second round (no
+    handler runs): nothing is posted and no token moved; the rounds it held on disk
+    settle the run from the command line (funded then, posted for the last held
+    round, inputs published), its contributors claim, and the pool conserves tokens."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from idlegrid.chain import TOKEN, RewardPoolClient, RewardTree
+    from idlegrid.fl import RunInputs, read_round_inputs
+
+    # Prepare: a run of many rounds, coordinated by its own account (its channels to
+    # the edge nodes are nobody else's)
+    coordinator = federation.sponsor + 1
+    spec = tmp_path / "fl.yaml"
+    spec.write_text(json.dumps({**_spec_raw(rounds=12, seed=17), "payout": "run"}))
+    np.savez(tmp_path / "val.npz", x=data.x_test, y=data.y_test)
+    ledger = federation.ledger()
+    pool = ledger.client("rewards", RewardPoolClient)
+    who = federation.info.accounts[coordinator].address
+    balance = ledger.token.balance_of(who)
+    out = tmp_path / "run"
+    held = out / "held"
+    log = tmp_path / "coordinator.log"
+
+    # Execute: kill it outright once its second round is held
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "idlegrid.cli", "fl", "start", str(spec),
+             "--validation", str(tmp_path / "val.npz"), "--output", str(out),
+             "--network", str(federation.network), "--account", str(coordinator),
+             "--rewards", "2", "--json"],
+            stdout=subprocess.DEVNULL, stderr=sink, env=dict(os.environ),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while not (held / "round-00002-inputs.npz").exists():
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "round 2 was never held"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(timeout=60)
+    run = bytes.fromhex(json.loads((held / "settlement.json").read_text())["run"])
+    assert proc.returncode == -signal.SIGKILL
+    assert pool.postings_of(run) == {} and pool.pool(run).budget == 0
+    assert ledger.token.balance_of(who) <= balance  # it paid for training, no rewards
+    before_settling = ledger.token.balance_of(who)
+    settled = _cli_json(
+        "posting", "settle", str(out), "--network", str(federation.network),
+        "--account", str(coordinator),
+    )  # fmt: skip
+    again = subprocess.run(
+        [sys.executable, "-m", "idlegrid.cli", "posting", "settle", str(out),
+         "--network", str(federation.network), "--account", str(coordinator)],
+        capture_output=True, text=True, env=dict(os.environ), timeout=300, check=False,
+    )  # fmt: skip
+
+    # Assert: one posting, for the last held round, of the held rounds' netted amounts
+    inputs = read_round_inputs((out / "run-inputs.npz").read_bytes())
+    assert isinstance(inputs, RunInputs) and inputs.part == 2 * TOKEN
+    rounds = [r.round for r in inputs.rounds]
+    assert rounds == list(range(1, len(rounds) + 1)) and len(rounds) >= 2
+    assert settled["rounds"] == rounds and settled["round"] == rounds[-1]
+    postings = pool.postings_of(run)
+    assert set(postings) == {rounds[-1]}
+    posted = postings[rounds[-1]]
+    assert dict(posted.amounts) == inputs.amounts() == settled["amounts"]
+    assert posted.inputs == inputs.sha256 and 0 < posted.total <= 2 * TOKEN
+    assert not held.exists()
+    assert again.returncode != 0 and "no held/ folder" in " ".join(again.stderr.split())
+    # the settlement was funded once, by the coordinator; its contributors claim it
+    assert before_settling - ledger.token.balance_of(who) == 2 * TOKEN
+    ledger.backend.advance_time(pool.challenge_window() + 1)
+    tree = RewardTree(run, rounds[-1], posted.amounts)
+    paid = {a: ledger.token.balance_of(a) for a in tree.contributors}
+    for a in tree.contributors:
+        pool.claim_from(tree, a, sender=federation.info.accounts[coordinator])
+    assert {a: ledger.token.balance_of(a) - paid[a] for a in paid} == dict(posted.amounts)
+    assert pool.pool(run).budget == 2 * TOKEN - posted.total
 
 
 def test_an_edge_node_killed_mid_round_does_not_stop_a_secure_run(

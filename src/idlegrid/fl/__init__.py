@@ -17,7 +17,8 @@ differential privacy, each round's model in the on-chain lineage.
   (``_secure_inputs.py``), a secure round's (its run's secure aggregates so far);
   :class:`RunInputs` (``_run_inputs.py``), a run's settlement (``payout: run``: every
   round's inputs, contributions netted over the run); :func:`read_round_inputs` to read
-  any of them from a stranger's bytes;
+  any of them from a stranger's bytes; :func:`settle_held` (``_held.py``) settles a
+  ``payout: run`` run whose coordinator was killed, from the rounds it held on disk;
 * ``_local.py``: a client's local training (the same in idlegrid, Flower and the
   centralized baseline); ``_partition.py``: Dirichlet label partitions;
   ``_flower.py``: the Flower baseline the benchmark runs next to idlegrid.
@@ -34,6 +35,7 @@ from ._contrib import (
     validation_value,
 )
 from ._coordinator import Coordinator, FederatedResult, RoundReport, check_update, client_seed
+from ._held import read_held, settle_held
 from ._inputs import MAX_INPUTS_BYTES, RoundInputs, check_posting, post_contributions
 from ._local import LocalFit, evaluate_params, initial_params, local_fit
 from ._run_inputs import RunInputs
@@ -69,7 +71,9 @@ __all__ = [
     "make_strategy",
     "net_rounds",
     "post_contributions",
+    "read_held",
     "read_round_inputs",
+    "settle_held",
     "shares",
     "validation_value",
 ]

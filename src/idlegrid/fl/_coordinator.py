@@ -53,6 +53,7 @@ from ..workloads import get_workload
 from ..workloads._kind_fl import MAX_ROSTER, MAX_STAGE_BYTES
 from ..workloads._train_models import param_count
 from ._contrib import PATH_NODES
+from ._held import HELD_DIR, forget_held, hold_round
 from ._inputs import MAX_INPUTS_BYTES, RoundInputs
 from ._local import evaluate_params, initial_params
 from ._partition import client_seed
@@ -411,6 +412,11 @@ class Coordinator:
                 )
                 if held and isinstance(inputs, RoundInputs):
                     self._unsettled.append((inputs, model_hash))
+                    if self.output is not None:  # a killed coordinator's run is settled
+                        await asyncio.to_thread(  # from them (idlegrid posting settle)
+                            hold_round, self.output, bytes.fromhex(self.run_id), self.rewards,
+                            inputs,
+                        )  # fmt: skip
                 else:
                     rewards, posted_inputs = await asyncio.to_thread(
                         self._post_rewards, rnd, model_hash, inputs, contributions
@@ -522,6 +528,8 @@ class Coordinator:
         self._settling = False
         for past, model in held:
             self._post_rewards(past.round, model, past, past.contributions())
+        if self.output is not None:
+            forget_held(self.output)
         return False
 
     async def _settle_failed_run(self, result: FederatedResult) -> None:
@@ -534,8 +542,10 @@ class Coordinator:
         try:
             result.rewards, result.rewards_inputs_sha256 = await asyncio.to_thread(self._settle)
         except Exception as exc:
-            log.warning("the run failed; settling its %d rounds failed too: %s",
-                        len(result.rounds), exc)  # fmt: skip
+            log.warning("the run failed; settling its %d rounds failed too: %s%s",
+                        len(result.rounds), exc, "" if self.output is None else
+                        f" (they wait in {self.output / HELD_DIR}: `idlegrid posting "
+                        f"settle {self.output}` posts them)")  # fmt: skip
 
     def _settle(self) -> tuple[dict[str, int], str]:
         """Post the run's settlement (``payout: run``): the whole budget by each client's
@@ -546,9 +556,19 @@ class Coordinator:
             run=bytes.fromhex(self.run_id), rounds=[i for i, _ in held], part=self.rewards
         )
         last, model = held[-1]
-        return self._post_rewards(
+        amounts, digest = self._post_rewards(
             last.round, model, inputs, inputs.contributions(), name="run-inputs.npz"
         )
+        if self.output is None:
+            return amounts, digest
+        if amounts or not inputs.amounts():  # posted, or nothing to post
+            forget_held(self.output)
+        else:
+            log.warning(
+                "the run's settlement was not posted; its rounds wait in %s: post it with "
+                "`idlegrid posting settle %s`", self.output / HELD_DIR, self.output,
+            )  # fmt: skip
+        return amounts, digest
 
     def _group_contributions(
         self, rnd: int, params: np.ndarray, new: np.ndarray, participants: Sequence[str]
