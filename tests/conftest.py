@@ -23,7 +23,10 @@ from idlegrid.chain import (
     EmbeddedBackend,
     Ledger,
     LedgerConfig,
+    MarketClient,
+    RegistryClient,
     RpcBackend,
+    TokenClient,
 )
 from idlegrid.protocol import Account
 from tests import _stackcache
@@ -49,15 +52,15 @@ class Env:
     users: list[Account]
 
     @property
-    def token(self):  # type: ignore[no-untyped-def]
+    def token(self) -> TokenClient:
         return self.ledger.token
 
     @property
-    def registry(self):  # type: ignore[no-untyped-def]
+    def registry(self) -> RegistryClient:
         return self.ledger.registry
 
     @property
-    def market(self):  # type: ignore[no-untyped-def]
+    def market(self) -> MarketClient:
         return self.ledger.market
 
     def now(self) -> int:

@@ -204,7 +204,7 @@ def test_devnet_file_of_an_older_version_still_loads(
 ) -> None:
     # Prepare: a devnet.json as the first versions wrote it (no start_block)
     accounts = dev_accounts(2)
-    old = {
+    old: dict[str, Any] = {
         "format": 1,
         "rpc_url": "http://127.0.0.1:8545",
         "chain_id": 31337,

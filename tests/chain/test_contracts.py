@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from web3 import Web3
 
 from idlegrid import ConfigError
 from idlegrid.chain import (
@@ -112,7 +113,7 @@ def test_extra_contract_is_saved_loaded_and_indexed(
         {
             "fromBlock": loaded.start_block,
             "toBlock": "latest",
-            "address": sorted(loaded.contracts.values()),
+            "address": [Web3.to_checksum_address(a) for a in sorted(loaded.contracts.values())],
         }
     )
     assert first.events_applied + second.events_applied == len(logs)

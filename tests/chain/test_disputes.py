@@ -407,10 +407,14 @@ def test_forged_signature_inner_node_and_wrong_root_are_refused(case: Case) -> N
     unknown = replace(receipt, output_hash=b"\x77" * 32)  # not in the voucher's root
     other_terms = replace(case.terms, salt=case.terms.salt + 1)
 
-    def attempt(r: Receipt2, terms: ChannelTerms | None = None, **kw: Signature) -> str:
+    def attempt(
+        r: Receipt2, terms: ChannelTerms | None = None, signature: Signature | None = None
+    ) -> str:
         voucher = replace(case.voucher, channel=(terms or case.terms).id)
         return _reverts(
-            lambda: case.open_with(r, case.proof(0), terms=terms, voucher=voucher, **kw)
+            lambda: case.open_with(
+                r, case.proof(0), terms=terms, voucher=voucher, signature=signature
+            )
         )
 
     # Execute / Assert

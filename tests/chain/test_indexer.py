@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
+from web3 import Web3
 
 from idlegrid import ConfigError, InvalidInput, UsageError
 from idlegrid.chain import (
@@ -68,7 +69,10 @@ def ledger_logs(env: Env, until: int | None = None) -> int:
     """How many events the index should record up to block ``until`` (the head if
     None): every log of the ledger's contracts since the deployment, as the chain
     reports them."""
-    ledger = [env.token.address, env.registry.address, env.market.address]
+    ledger = [
+        Web3.to_checksum_address(a)
+        for a in (env.token.address, env.registry.address, env.market.address)
+    ]
     last = env.backend.block_number() if until is None else until
     logs = env.backend.w3.eth.get_logs(
         {"fromBlock": env.ledger.deployment.start_block, "toBlock": last, "address": ledger}
@@ -613,6 +617,7 @@ def test_without_block_times_only_a_batch_s_last_block_is_timed(env: Env, tmp_pa
         times = {a.block: a.timestamp for a in index.activity(limit=1000)}
 
     # Assert: no block read per event (a client's index needs no clock)
+    assert report.last_block is not None
     assert times[report.last_block] is not None
     assert all(t is None for block, t in times.items() if block != report.last_block)
 
@@ -629,11 +634,12 @@ def test_each_redemption_s_increase_and_the_sums_by_hour_and_day_are_kept(
 
     # Execute: with the blocks' times (in one batch and block by block), and without
     indexes = {}
-    for name, options in {
+    runs: dict[str, dict[str, Any]] = {
         "timed": {"block_times": True},
         "timed_by_block": {"block_times": True, "batch_blocks": 1},
         "untimed": {},
-    }.items():
+    }
+    for name, options in runs.items():
         with new_index(env, tmp_path / f"{name}.db", **options) as index:
             index.sync()
             added = index.read("SELECT jobs_added, units_added FROM redemptions ORDER BY seq")
@@ -656,7 +662,9 @@ def test_each_redemption_s_increase_and_the_sums_by_hour_and_day_are_kept(
     _, hourly, times, daily = indexes["timed"]
     sums: dict[int, list[int]] = {}
     for r, (jobs, units) in zip(redemptions, expected_added, strict=True):
-        hour = sums.setdefault(times[r.block] // 3600 * 3600, [0, 0, 0, 0])
+        timestamp = times[r.block]
+        assert timestamp is not None  # the timed index has every block's time
+        hour = sums.setdefault(timestamp // 3600 * 3600, [0, 0, 0, 0])
         for i, value in enumerate((r.amount, jobs, units, 1)):
             hour[i] += value
     assert len(sums) >= 2  # the last redemption is in a later hour than the others
@@ -667,7 +675,9 @@ def test_each_redemption_s_increase_and_the_sums_by_hour_and_day_are_kept(
     # and by provider and UTC day
     days: dict[tuple[str, int], list[int]] = {}
     for r, (jobs, _units) in zip(redemptions, expected_added, strict=True):
-        day = days.setdefault((r.provider, times[r.block] // 86400 * 86400), [0, 0])
+        timestamp = times[r.block]
+        assert timestamp is not None
+        day = days.setdefault((r.provider, timestamp // 86400 * 86400), [0, 0])
         day[0] += r.amount
         day[1] += jobs
     assert [(p, d, int(a), int(j)) for p, d, a, j in daily] == sorted(

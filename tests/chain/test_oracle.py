@@ -4,9 +4,10 @@ by side, on the embedded EVM and on anvil, the token conserved after every test.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -251,7 +252,7 @@ def test_forged_misplaced_and_replayed_answers_are_refused(setup: Setup) -> None
 
 def _named_outlier(
     s: Setup, liars: dict[int, list[int]], honest: list[int]
-) -> tuple[OracleRequest, dict[str, object]]:
+) -> tuple[OracleRequest, dict[str, Any]]:
     """A delivered request whose committee positions in ``liars`` answered those outputs
     and the rest ``honest``; the first ``Outlier`` event's args."""
     req, _ = s.oracle.request(s.model, to_fixed([1.0]), fee=FEE, sender=s.consumer)
@@ -353,6 +354,7 @@ def test_only_an_answer_the_oracle_named_an_outlier_can_be_disputed(setup: Setup
 
     # Execute / Assert: an answer that was paid, another output, another model, another
     # time, the provider itself; then once, not twice; then too late
+    call: Callable[[], None]
     for call, reason in (
         (lambda: open_(paid, to_fixed([0.9])), "not an answer the oracle named an outlier"),
         (lambda: open_(liar, to_fixed([4.0])), "not an answer the oracle named an outlier"),

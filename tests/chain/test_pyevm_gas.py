@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from web3 import Web3
 
 from idlegrid import ContractReverted
 from idlegrid.chain import (
@@ -59,7 +60,9 @@ def test_a_transaction_sent_with_the_estimate_alone_succeeds_and_uses_most_of_it
     backend, ledger = chain
     owner, alice, bob = backend.dev_accounts()
     ledger.token.mint(alice.address, 10 * TOKEN, sender=owner)
-    contract = backend.w3.eth.contract(address=ledger.token.address, abi=compile_all()["Token"].abi)
+    contract = backend.w3.eth.contract(
+        address=Web3.to_checksum_address(ledger.token.address), abi=compile_all()["Token"].abi
+    )
     tx = contract.functions.transfer(bob.address, TOKEN).build_transaction(
         {"from": alice.address, "gas": 1}  # gas given: build only, no estimate
     )
@@ -82,7 +85,7 @@ def test_a_transaction_that_needs_more_than_it_uses_is_estimated_by_bisection(
     source.write_text(GREEDY)
     artifact = compile_file(source)
     address = deploy_contract(backend, "Greedy", [], sender=owner, artifact=artifact)
-    greedy = backend.w3.eth.contract(address=address, abi=artifact.abi)
+    greedy = backend.w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact.abi)
     need = 3_000_000
     data = greedy.encode_abi("bump", [need])
 

@@ -171,9 +171,13 @@ class _Counting(BaseHTTPRequestHandler):
 def test_rpc_backend_asks_the_chain_id_once_not_before_every_call(url: str, ledger: Ledger) -> None:
     """web3's validation middleware needs the chain id for every call, estimate and
     transaction; the backend asks the endpoint once (per thread) and keeps the answer."""
+
     # Prepare: a backend that reaches the chain through a relay that counts requests
-    handler = type("Handler", (_Counting,), {"upstream": url, "methods": []})
-    relay = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Handler(_Counting):
+        upstream = url
+        methods: ClassVar[list[str]] = []
+
+    relay = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     serving = threading.Thread(target=relay.serve_forever, daemon=True)
     serving.start()
     try:
@@ -191,7 +195,7 @@ def test_rpc_backend_asks_the_chain_id_once_not_before_every_call(url: str, ledg
         relay.server_close()
 
     # Assert
-    methods = handler.methods
+    methods = Handler.methods
     assert methods.count("eth_call") >= 6 and "eth_sendRawTransaction" in methods
     assert methods.count("eth_chainId") == 1, methods
 

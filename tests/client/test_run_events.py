@@ -109,7 +109,7 @@ class Setup:
     def progress(self, step: int, seq: int, output: np.ndarray | None = None) -> bytes:
         """A progress event as a node sends it, with the segment's signed result."""
         out = np.full((1, 2), float(step)) if output is None else output
-        fields = dict(FIRST)
+        fields: dict[str, Any] = dict(FIRST)
         if step > 2:  # the node derives the next segment from the last checkpoint
             previous = hashlib.sha256(npy_bytes(np.full((1, 2), float(step - 2)))).hexdigest()
             fields = {"start": step - 2, "steps": 2, "state": previous}

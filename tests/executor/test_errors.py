@@ -49,5 +49,5 @@ def test_job_failed_says_what_raised() -> None:
 def test_job_errors_and_busy_errors_sit_where_callers_catch_them() -> None:
     for cls in (JobFailed, JobCrashed, JobTimeout):
         assert issubclass(cls, JobError)
-    for cls in (ExecutorBusy, ExecutorClosed):
-        assert issubclass(cls, UnavailableError)
+    for busy_cls in (ExecutorBusy, ExecutorClosed):
+        assert issubclass(busy_cls, UnavailableError)

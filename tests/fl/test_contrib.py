@@ -237,7 +237,7 @@ def test_bad_rounds_are_refused_with_a_clear_reason(
 
 def _round(
     flip: float = 0.0, free_rider: bool = False
-) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, int], object]:
+) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, int], MlpValue | TorchValue]:
     """One round of 6 digits clients from a shared start (client 1's labels flipped in
     part, client 0 a free rider); the value is the validation score."""
     pytest.importorskip("torch")
@@ -271,9 +271,9 @@ def test_on_real_training_a_free_rider_earns_nothing_and_flipped_labels_earn_les
     estimate: Estimate,
 ) -> None:
     # Execute: the same round clean, with client 1's labels half flipped, with a free rider
-    clean = estimate(*_round(), seed=1)  # type: ignore[arg-type]
-    noisy = estimate(*_round(flip=0.5), seed=1)  # type: ignore[arg-type]
-    rider = estimate(*_round(free_rider=True), seed=1)  # type: ignore[arg-type]
+    clean = estimate(*_round(), seed=1)
+    noisy = estimate(*_round(flip=0.5), seed=1)
+    rider = estimate(*_round(free_rider=True), seed=1)
 
     # Assert
     assert shares(rider.values)[0] == 0.0 and rider.values[0] == 0.0

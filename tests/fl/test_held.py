@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from idlegrid import InvalidInput
-from idlegrid.fl import RunInputs, read_held
+from idlegrid.fl import RoundInputs, RunInputs, read_held
 from idlegrid.fl import _held as held_module
 from idlegrid.fl._held import HELD_DIR, META_FILE, forget_held, hold_round
 
 from .test_run_inputs import BUDGET, RUN, _round
 
 
-def _hold(directory: Path, *rounds: int) -> list[object]:
+def _hold(directory: Path, *rounds: int) -> list[RoundInputs]:
     made = [_round(n, [0, 1, 2], seed=n) for n in rounds]
     for inputs in made:
         hold_round(directory, RUN, BUDGET, inputs)
@@ -34,7 +34,7 @@ def test_held_rounds_read_back_as_the_settlement_the_coordinator_would_post(
     settlement = read_held(tmp_path)
 
     # Assert: the same file, so the same amounts and hash, as the in-memory settlement
-    expected = RunInputs(run=RUN, rounds=rounds, part=BUDGET)  # type: ignore[arg-type]
+    expected = RunInputs(run=RUN, rounds=rounds, part=BUDGET)
     assert settlement.sha256 == expected.sha256
     assert settlement.amounts() == expected.amounts() and settlement.round == 4
     assert sorted(p.name for p in (tmp_path / HELD_DIR).iterdir()) == [

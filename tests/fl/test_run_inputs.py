@@ -235,17 +235,18 @@ HOSTILE: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "the last round not the posting's": (
         lambda b: _tamper(b, lambda d: d.update(round=3)), "not at round 3",
     ),
+    # (meta None: a member's name is no identifier, so the members come as **{name: ...})
     "a round's file swapped for another run's": (
-        lambda b: _tamper(b, **{"round-00002": np.frombuffer(
+        lambda b: _tamper(b, None, **{"round-00002": np.frombuffer(
             _round(2, [0], seed=2, run=bytes(32)).to_bytes(), np.uint8)}),
         "another run",
     ),
     "a round's file that is not inputs": (
-        lambda b: _tamper(b, **{"round-00002": np.frombuffer(b"PK garbage", np.uint8)}),
+        lambda b: _tamper(b, None, **{"round-00002": np.frombuffer(b"PK garbage", np.uint8)}),
         "not a zip",
     ),
     "a round's file as floats": (
-        lambda b: _tamper(b, **{"round-00002": np.zeros(4, np.float32)}), "dtype",
+        lambda b: _tamper(b, None, **{"round-00002": np.zeros(4, np.float32)}), "dtype",
     ),
     "a round's file numbered as another": (
         lambda b: _with_member(_without(b, "round-00002.npy"), "round-00002.npy",

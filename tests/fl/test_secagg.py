@@ -11,7 +11,7 @@ from flwr.common.secure_aggregation.crypto.shamir import combine_shares, create_
 from flwr.common.secure_aggregation.quantization import quantize
 from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import stats  # type: ignore[import-untyped]  # no stubs (src ignores it so too)
 
 from idlegrid._exceptions import InvalidInput
 from idlegrid.fl._secagg import (

@@ -59,7 +59,8 @@ def _inputs(**over: Any) -> SecureRoundInputs:
 
 
 def _array(blob: bytes, name: str) -> np.ndarray:
-    return np.load(io.BytesIO(_members(blob)[f"{name}.npy"]), allow_pickle=False)
+    array: np.ndarray = np.load(io.BytesIO(_members(blob)[f"{name}.npy"]), allow_pickle=False)
+    return array
 
 
 # -- the file and the recomputation ---------------------------------------------------

@@ -64,7 +64,10 @@ def test_batch_over_three_providers_is_correct_and_paid_exactly(
         time.sleep(0.25)
 
 
-def _scrape(network: Network, node: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _scrape(network: Network, node: Any) -> Metrics:
     """A node's ``GET /metrics``, parsed by prometheus-client's own parser."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -92,7 +95,9 @@ def test_every_node_serves_prometheus_metrics_of_its_jobs(network: Network, digi
     for node in network.nodes:
         after, was = _scrape(network, node), before[node.address]
 
-        def grew(name: str, labels: tuple[tuple[str, str], ...], a=after, b=was) -> float:
+        def grew(
+            name: str, labels: tuple[tuple[str, str], ...], a: Metrics = after, b: Metrics = was
+        ) -> float:
             return a.get((name, labels), 0.0) - b.get((name, labels), 0.0)
 
         jobs = ran.get(node.address, 0)

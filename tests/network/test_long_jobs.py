@@ -8,6 +8,7 @@ so its result is checked against the same steps run here, uninterrupted.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ FEATURES, CLASSES, BATCH = 4, 3, 8
 SEGMENT_STEPS = 12_000  # about half a second of a worker
 SEGMENTS = 12  # about 6 s of work in all
 KILL_AT = 4  # segments done when the run's provider is killed
-OPTIONS = {"segment_steps": SEGMENT_STEPS, "batch": BATCH, "lr": 0.05, "seed": 7}
+OPTIONS: dict[str, Any] = {"segment_steps": SEGMENT_STEPS, "batch": BATCH, "lr": 0.05, "seed": 7}
 
 
 def dataset(n: int = 300) -> tuple[np.ndarray, np.ndarray]:

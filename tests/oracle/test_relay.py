@@ -54,7 +54,7 @@ def _linear_model(b: np.ndarray = B) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
 class Clock:
@@ -177,7 +177,7 @@ def test_a_lying_member_is_outvoted_and_reported(world: World) -> None:
         model.graph.initializer[1].CopyFrom(
             numpy_helper.from_array(np.array([9.0], np.float32), "b")
         )
-        return model.SerializeToString()
+        return bytes(model.SerializeToString())
 
     bus.relays[liar].models = wrong
 
@@ -195,6 +195,11 @@ def _delivery_order(req: OracleRequest, committee: list[str]) -> list[str]:
     """The relays' delivery order of ``req``'s committee (by keccak256(epoch, address))."""
     epoch = (req.block // EPOCH_BLOCKS).to_bytes(32, "big")
     return sorted(committee, key=lambda a: keccak256(epoch + bytes.fromhex(a[2:])))
+
+
+def _challenger(relay: OracleRelay) -> OutlierChallenger:
+    assert relay.challenger is not None
+    return relay.challenger
 
 
 @pytest.mark.parametrize("liar_delivers", [False, True], ids=["honest-deliverer", "liar-delivers"])
@@ -228,9 +233,8 @@ def test_an_honest_member_disputes_the_outlier_and_draws_its_committee(
     assert state.status is DisputeStatus.VOTING and state.committee
     assert not {liar, challenger} & set(state.committee)
     assert env.token.balance_of(disputes.address) == disputes.bond()
-    assert [r.challenger.opened for r in bus.relays.values() if r.challenger.opened] == [
-        [bytes(opened["dispute"])]
-    ]
+    challengers = [_challenger(r) for r in bus.relays.values()]
+    assert [c.opened for c in challengers if c.opened] == [[bytes(opened["dispute"])]]
 
 
 def test_a_dead_leader_is_covered_after_the_grace_period(world: World) -> None:

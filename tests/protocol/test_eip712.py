@@ -69,8 +69,9 @@ def test_bad_voucher_and_receipt_fields_are_refused() -> None:
         Voucher(b"\x01" * 31, 1, 1, 1, b"\x00" * 32)
     with pytest.raises(InvalidInput):
         Voucher(b"\x01" * 32, -1, 1, 1, b"\x00" * 32)
+    zero = b"\x00" * 32
     with pytest.raises(InvalidInput):
-        Receipt(b"\x01" * 32, b"\x02" * 32, "0x" + "ab" * 20, *[b"\x00" * 32] * 3, -1, 0)
+        Receipt(b"\x01" * 32, b"\x02" * 32, "0x" + "ab" * 20, zero, zero, zero, -1, 0)
 
 
 def test_permit_must_be_signed_by_owner() -> None:

@@ -25,12 +25,15 @@ def _npy(a: np.ndarray) -> bytes:
 
 
 def _load(raw: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(raw), allow_pickle=False)
+    array: np.ndarray = np.load(io.BytesIO(raw), allow_pickle=False)
+    return array
 
 
 @pytest.mark.parametrize("mode", [m for m in CHEAT_MODES if m not in TRAIN_MODES])
 @pytest.mark.parametrize("dtype", [np.float32, np.int64])
-def test_every_lie_has_the_shape_and_dtype_but_is_not_close_enough(mode: str, dtype: type) -> None:
+def test_every_lie_has_the_shape_and_dtype_but_is_not_close_enough(
+    mode: str, dtype: type[np.generic]
+) -> None:
     # Prepare: a cheater on every job; stale needs an older output to replay
     cheat = Cheat(1.0, mode, seed=3)
     rng = np.random.default_rng(0)

@@ -5,6 +5,7 @@ each known spoofing attack refused."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -265,9 +266,12 @@ def test_initial_weights_from_another_seed_are_refused() -> None:
     spec = run_spec()
     other = trajectory_of(run_spec(seed=4))
 
+    def no_fetch(digest: bytes) -> np.ndarray:  # q = 0: no state is fetched
+        return np.empty(0)
+
     # Execute
     verdict = check_interval(spec, X, Y, 0, other[0], other[1], leaves_of(other))
-    report = verify_run(spec, X, Y, leaves_of(other), lambda d: {}, b"seed", 0)
+    report = verify_run(spec, X, Y, leaves_of(other), no_fetch, b"seed", 0)
 
     # Assert
     assert not verdict.ok
@@ -309,7 +313,7 @@ def test_a_wrong_step_counter_nan_or_loss_is_refused(
     assert reason in verdict.reason
 
 
-def fetcher(states: list[np.ndarray]) -> tuple[dict[bytes, int], object]:
+def fetcher(states: list[np.ndarray]) -> tuple[dict[bytes, int], Callable[[bytes], np.ndarray]]:
     by_digest = {state_hash(s): s for s in states}
     fetched: dict[bytes, int] = {}
 

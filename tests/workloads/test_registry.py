@@ -14,6 +14,7 @@ from idlegrid import InvalidInput
 from idlegrid.protocol import NodeInfo
 from idlegrid.workloads import (
     EMBED_DIM,
+    EmbedWorkload,
     OnnxWorkload,
     embed_flops,
     get_workload,
@@ -80,6 +81,7 @@ def test_onnx_units_are_flops_per_row_times_rows() -> None:
 def test_embed_units_outputs_and_split_are_those_of_its_texts() -> None:
     # Prepare
     embed = get_workload("embed")
+    assert isinstance(embed, EmbedWorkload)  # whose units and outputs need no inputs
     texts = ["one", "two words", "and three words", "four"]
     spec = embed.parse({"texts": texts})
 

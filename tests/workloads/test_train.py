@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 pytest.importorskip("torch")
 
@@ -314,6 +315,7 @@ def test_a_checkpoint_of_another_step_is_refused() -> None:
 @pytest.mark.parametrize("model", [CNN, TRANSFORMER])
 def test_cnn_and_transformer_train(model: dict[str, Any]) -> None:
     rng = np.random.default_rng(0)
+    x: NDArray[np.float32] | NDArray[np.int64]
     if model is CNN:
         x = rng.normal(size=(64, 1, 8, 8)).astype(np.float32)
         y = (x.mean(axis=(1, 2, 3)) > 0).astype(np.int64)
