@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from idlegrid import InvalidInput
+from idlegrid import ConfigError, InvalidInput
 from idlegrid.fl import RoundInputs, RunInputs, read_held
 from idlegrid.fl import _held as held_module
-from idlegrid.fl._held import HELD_DIR, META_FILE, forget_held, hold_round
+from idlegrid.fl._held import HELD_DIR, META_FILE, forget_held, hold_round, refuse_unsettled
 
 from .test_run_inputs import BUDGET, RUN, _round
 
@@ -128,3 +128,12 @@ def test_more_bytes_than_a_settlement_may_hold_are_refused_before_reading(
 
     with pytest.raises(InvalidInput, match="bytes"):
         read_held(tmp_path)
+
+
+def test_a_new_run_is_not_mixed_with_an_unsettled_ones_rounds(tmp_path: Path) -> None:
+    refuse_unsettled(tmp_path)  # nothing held: a run may start
+    _hold(tmp_path, 1)
+
+    with pytest.raises(ConfigError, match="never settled"):
+        refuse_unsettled(tmp_path)
+    assert [r.round for r in read_held(tmp_path).rounds] == [1]  # left as it was

@@ -852,6 +852,15 @@ def test_a_coordinator_killed_before_its_runs_end_is_settled_from_the_rounds_it_
     assert pool.postings_of(run) == {} and pool.pool(run).budget == 0
     assert ledger.token.balance_of(who) <= balance  # it paid for training, no rewards
     before_settling = ledger.token.balance_of(who)
+    # a new run in the same output directory would mix with the unsettled rounds
+    refused = subprocess.run(
+        [sys.executable, "-m", "idlegrid.cli", "fl", "start", str(spec),
+         "--validation", str(tmp_path / "val.npz"), "--output", str(out),
+         "--network", str(federation.network), "--account", str(coordinator),
+         "--rewards", "2"],
+        capture_output=True, text=True, env=dict(os.environ), timeout=300, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "never settled" in " ".join(refused.stderr.split())
     settled = _cli_json(
         "posting", "settle", str(out), "--network", str(federation.network),
         "--account", str(coordinator),

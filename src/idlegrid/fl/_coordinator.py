@@ -53,7 +53,7 @@ from ..workloads import get_workload
 from ..workloads._kind_fl import MAX_ROSTER, MAX_STAGE_BYTES
 from ..workloads._train_models import param_count
 from ._contrib import PATH_NODES
-from ._held import HELD_DIR, forget_held, hold_round
+from ._held import HELD_DIR, forget_held, hold_round, refuse_unsettled
 from ._inputs import MAX_INPUTS_BYTES, RoundInputs
 from ._local import evaluate_params, initial_params
 from ._partition import client_seed
@@ -289,6 +289,8 @@ class Coordinator:
         from ._strategy import make_strategy
 
         spec = self.spec
+        if self.output is not None and self.rewards and self._settling:
+            refuse_unsettled(self.output)  # before any round is trained or paid for
         edges = self._pool = await self._edges()
         if len(edges) < spec.min_clients:
             raise NoProviders(

@@ -28,14 +28,21 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._exceptions import InvalidInput
+from .._exceptions import ConfigError, InvalidInput
 from ._inputs import MAX_INPUTS_BYTES, RoundInputs, post_contributions
 from ._run_inputs import MAX_RUN_ROUNDS, RunInputs
 
 if TYPE_CHECKING:
     from ..client import Client
 
-__all__ = ["HELD_DIR", "forget_held", "hold_round", "read_held", "settle_held"]
+__all__ = [
+    "HELD_DIR",
+    "forget_held",
+    "hold_round",
+    "read_held",
+    "refuse_unsettled",
+    "settle_held",
+]
 
 #: the output directory's folder of held rounds
 HELD_DIR = "held"
@@ -67,6 +74,17 @@ def hold_round(directory: Path, run: bytes, part: int, inputs: RoundInputs) -> N
         doc = {"format": META_FORMAT, "run": run.hex(), "part": str(part)}
         _write(meta, json.dumps(doc).encode())
     _write(held / f"round-{inputs.round:05d}-inputs.npz", inputs.to_bytes())
+
+
+def refuse_unsettled(directory: Path) -> None:
+    """ConfigError if ``directory/held`` holds an earlier run's rounds: a new run's
+    would mix with them, and removing them would leave that run's contributors unpaid."""
+    held = directory / HELD_DIR
+    if held.exists():
+        raise ConfigError(
+            f"{held} holds the rounds of an earlier run that was never settled: settle it "
+            f"with `idlegrid posting settle {directory}`, or give this run another output"
+        )
 
 
 def forget_held(directory: Path) -> None:
