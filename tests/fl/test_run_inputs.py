@@ -4,6 +4,7 @@ round's inputs refuse, refused here with a reason."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -81,7 +82,7 @@ def test_a_settlement_nets_each_clients_contributions_over_the_rounds() -> None:
     want: dict[str, float] = {}
     for r in inputs.rounds:
         values = r.contributions()
-        scale = sum(abs(v) for v in values.values())
+        scale = math.fsum(abs(v) for v in values.values())  # exactly, as paid
         for who, v in values.items():
             want[who] = want.get(who, 0.0) + v / scale
     assert netted == pytest.approx(want) and set(netted) == {_address(i) for i in range(4)}

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -308,7 +309,7 @@ def test_a_run_settled_at_its_end_pays_netted_contributions_and_a_wrong_settleme
     fair = inputs.amounts()
     netted: dict[str, float] = {}
     for r in result.rounds:  # each round's values as fractions of their absolute total
-        scale = sum(abs(v) for v in r.contributions.values())
+        scale = math.fsum(abs(v) for v in r.contributions.values())  # exactly, as paid
         for who, v in r.contributions.items():
             netted[who] = netted.get(who, 0.0) + v / scale
 
