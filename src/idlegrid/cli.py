@@ -1809,10 +1809,10 @@ def posting_settle(
     from .client import Client
     from .fl import read_held, settle_held
 
-    read_held(output)  # a bad directory is refused before the chain is touched
+    held = read_held(output)  # a bad directory is refused before the chain is touched
     key, ledger = _identity(network, account, keystore, default=4)
     with Client(key, ledger) as client:
-        amounts, inputs = settle_held(client, output)
+        amounts, inputs = settle_held(client, output, held)
     if as_json:
         _print_json({"run": inputs.run.hex(), "round": inputs.round,
                      "rounds": [r.round for r in inputs.rounds], "amounts": amounts,

@@ -54,7 +54,7 @@ from ..workloads._kind_fl import MAX_ROSTER, MAX_STAGE_BYTES
 from ..workloads._train_models import param_count
 from ._contrib import PATH_NODES
 from ._held import HELD_DIR, forget_held, hold_round, refuse_unsettled
-from ._inputs import MAX_INPUTS_BYTES, RoundInputs
+from ._inputs import MAX_INPUTS_BYTES, RoundInputs, fund_run
 from ._local import evaluate_params, initial_params
 from ._partition import client_seed
 from ._run_inputs import MAX_RUN_ROUNDS, RunInputs
@@ -80,8 +80,6 @@ MAX_INFO_BYTES = 1 << 20
 SHARE_ATTEMPTS = 3
 #: rounds of keys a secure run asks each member for at once
 KEY_ROUNDS_AHEAD = 64
-#: how long a run's reward budget stays in its pool at least (seconds)
-REWARD_LOCK_S = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -477,9 +475,7 @@ class Coordinator:
         account = self.client.account
         try:
             if not self._funded:
-                self.client.ledger.token.approve(pool.address, self.rewards, sender=account)
-                lock = self.client.ledger.backend.next_timestamp() + REWARD_LOCK_S
-                pool.fund(run, self.rewards, lock, sender=account)
+                fund_run(self.client, run, self.rewards)
                 self._funded = True
             if inputs is None:  # a secure round whose history grew past publishing
                 from ._contrib import split_reward

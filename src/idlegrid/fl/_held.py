@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._exceptions import ConfigError, InvalidInput
-from ._inputs import MAX_INPUTS_BYTES, RoundInputs, post_contributions
+from ._inputs import MAX_INPUTS_BYTES, RoundInputs, fund_run, post_contributions
 from ._run_inputs import MAX_RUN_ROUNDS, RunInputs
 
 if TYPE_CHECKING:
@@ -162,17 +162,20 @@ def read_held(directory: Path) -> RunInputs:
         raise _fail(str(exc)) from exc
 
 
-def settle_held(client: Client, directory: Path) -> tuple[dict[str, int], RunInputs]:
+def settle_held(
+    client: Client, directory: Path, inputs: RunInputs | None = None
+) -> tuple[dict[str, int], RunInputs]:
     """Settle the run whose rounds ``directory/held`` holds (its coordinator was killed
     before its end): publish the settlement's inputs as ``directory/run-inputs.npz``,
     fund the run's pool up to the settlement's part (what it does not hold yet: a
     settlement whose posting failed after funding is not funded twice) and post it for
     the last held round. ``client`` must be the run's coordinator (the pool refuses
-    anyone else). The held rounds are removed once posted. ``(amounts, inputs)``."""
+    anyone else). The held rounds are removed once posted. ``inputs``: what
+    :func:`read_held` gave for ``directory``, if the caller read it already.
+    ``(amounts, inputs)``."""
     from ..chain import RewardPoolClient
-    from ._coordinator import REWARD_LOCK_S
 
-    inputs = read_held(directory)
+    inputs = read_held(directory) if inputs is None else inputs
     if not inputs.amounts():
         raise InvalidInput("nobody's netted contribution is positive: nothing to post")
     pool = client.ledger.client("rewards", RewardPoolClient)
@@ -181,10 +184,7 @@ def settle_held(client: Client, directory: Path) -> tuple[dict[str, int], RunInp
     _write(directory / "run-inputs.npz", inputs.to_bytes())
     missing = inputs.part - pool.pool(inputs.run).budget
     if missing > 0:
-        account = client.account
-        client.ledger.token.approve(pool.address, missing, sender=account)
-        lock = client.ledger.backend.next_timestamp() + REWARD_LOCK_S
-        pool.fund(inputs.run, missing, lock, sender=account)
+        fund_run(client, inputs.run, missing)
     amounts = post_contributions(client, inputs)
     forget_held(directory)
     return amounts, inputs

@@ -532,6 +532,22 @@ def _meta(raw: bytes) -> dict[str, Any]:
     return doc
 
 
+#: how long a run's reward budget stays in its pool at least (seconds)
+REWARD_LOCK_S = 30 * 24 * 3600
+
+
+def fund_run(client: Client, run: bytes, amount: int) -> None:
+    """Put ``amount`` wei of ``client``'s tokens (approved here) in run ``run``'s
+    RewardPool, kept there for its contributors for :data:`REWARD_LOCK_S` at least (the
+    run's sponsor: the pool's first funder, the only one after)."""
+    from ..chain import RewardPoolClient
+
+    pool = client.ledger.client("rewards", RewardPoolClient)
+    client.ledger.token.approve(pool.address, amount, sender=client.account)
+    lock = client.ledger.backend.next_timestamp() + REWARD_LOCK_S
+    pool.fund(run, amount, lock, sender=client.account)
+
+
 def post_contributions(
     client: Client, inputs: RoundInputs | SecureRoundInputs | RunInputs
 ) -> dict[str, int]:
