@@ -64,3 +64,19 @@ def test_bench_rewards_refuses_no_seeds_and_players_it_has_not() -> None:
         bench_rewards(seeds=0)
     with pytest.raises(InvalidInput, match="players must be 1 to the 4 clients"):
         bench_rewards(clients=4, players=5)
+
+
+def test_no_sybil_identity_shares_a_clients_local_fit_seed() -> None:
+    pytest.importorskip("torch")
+    from idlegrid.bench._rewards import _seat, _Setup
+    from idlegrid.fl._partition import client_seed
+
+    # Arrange: client 3 split into ten identities
+    s = _Setup(clients=10, alpha=0.5, rounds=3, seed=0)
+    idents = [ident for ident, _, _ in s.parts("sybil10", target=3)]
+
+    # Execute: every identity's local-fit seed in every round
+    seeds = [client_seed(s.seed, rnd, _seat(s, i)) for rnd in (1, 2, 3) for i in idents]
+
+    # Assert: nineteen identities a round, no seed twice (in a round or across rounds)
+    assert len(idents) == 19 and len(set(seeds)) == len(seeds)

@@ -82,6 +82,8 @@ GAMES = ("noisy50", "noisy30", "duplicate", *(f"sybil{k}" for k in SPLITS))
 #: reference; ``loo_agreement`` measures what remains: the first half's mean against the
 #: second's)
 LOO_TRAININGS = 6
+#: the first sybil identity (``SYBIL + j``: the player's ``j``-th part)
+SYBIL = 1000
 #: what a retraining adds to every local fit's seed (beyond any round's and client's)
 RETRAIN = 100_000
 #: the figures also reported for rewards paid round by round (``per_round``)
@@ -132,7 +134,7 @@ class _Setup:
             if i == target and game.startswith("sybil"):
                 k = int(game[5:])
                 perm = np.random.default_rng([self.seed, 7, i]).permutation(len(y))
-                out.extend((1000 + j, x[p], y[p]) for j, p in enumerate(np.array_split(perm, k)))
+                out.extend((SYBIL + j, x[p], y[p]) for j, p in enumerate(np.array_split(perm, k)))
                 continue
             out.append((i, x, y))
         return out
@@ -170,7 +172,7 @@ def _run(
         for ident, x, y in s.parts(game, target):
             if ident == without:
                 continue
-            fit_seed = client_seed(s.seed, rnd, ident % 1000) + RETRAIN * retrain
+            fit_seed = client_seed(s.seed, rnd, _seat(s, ident)) + RETRAIN * retrain
             fit = local_fit(s.model, params, x, y, epochs=2, batch=16, lr=0.3, seed=fit_seed)
             updates[ident], examples[ident] = fit.params, fit.examples
         if rider is not None:
@@ -206,6 +208,13 @@ def _run(
         "train_s": train_s,
         "contrib_s": contrib_s,
     }
+
+
+def _seat(s: _Setup, ident: int) -> int:
+    """The index ``ident``'s local fits are seeded by: a client's own, a sybil identity
+    (``1000 + j``) one after the clients' (``clients + j``), so no identity shares a
+    client's shuffles in the same round (nor, as ``1000 + j`` would, the next round's)."""
+    return ident if ident < SYBIL else s.clients + ident - SYBIL
 
 
 def _warm_up(s: _Setup) -> None:
@@ -319,7 +328,7 @@ def _figures(
 
     def gain(game: str) -> float:
         if game.startswith("sybil"):
-            got = [sum(v for c, v in runs[f"{game}@{t}"][scheme].items() if c >= 1000)
+            got = [sum(v for c, v in runs[f"{game}@{t}"][scheme].items() if c >= SYBIL)
                    for t in range(players)]  # fmt: skip
         else:
             got = [runs[f"{game}@{t}"][scheme].get(t, 0.0) for t in range(players)]
