@@ -1673,9 +1673,9 @@ def bench_rewards(
         _print_json(result)
         return
     for key in (
-        "free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain", "duplicate_gain",
-        "rank_correlation", "loo_agreement", "loo_single_agreement", "overhead", "rule_max_diff",
-        "claim_gas",
+        "free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain",
+        "padded_sybil_gain", "duplicate_gain", "rank_correlation", "loo_agreement",
+        "loo_single_agreement", "overhead", "rule_max_diff", "claim_gas",
     ):  # fmt: skip
         spread = result["spread"].get(key)
         sd = f" (sd {spread['sd']:.3f} over {seeds} seeds)" if spread and seeds > 1 else ""
@@ -1685,7 +1685,7 @@ def bench_rewards(
     per_round = result["per_round"]
     out.print("payout: round (each round's part, as a secure run is paid):")
     for key in ("free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain",
-                "duplicate_gain", "rank_correlation"):  # fmt: skip
+                "padded_sybil_gain", "duplicate_gain", "rank_correlation"):  # fmt: skip
         out.print(f"  {key}: {per_round[key]}")
 
 

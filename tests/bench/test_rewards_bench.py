@@ -21,7 +21,7 @@ def test_bench_rewards_prints_every_figure() -> None:
     result = bench_rewards(clients=6, rounds=2, seeds=2, players=2)
 
     # Assert: each figure a number; the free riders' four strategies, the sybil splits
-    for key in (*FIGURES, "targets", "anchors", "how"):
+    for key in (*FIGURES, "padded_sybil_gain", "targets", "anchors", "how"):
         assert key in result, key
     assert set(result["free_rider_by_strategy"]) == {"zero", "global", "noise", "stale"}
     assert set(result["sybil_gain_by_split"]) == {"2", "3", "10"}
@@ -80,3 +80,30 @@ def test_no_sybil_identity_shares_a_clients_local_fit_seed() -> None:
 
     # Assert: nineteen identities a round, no seed twice (in a round or across rounds)
     assert len(idents) == 19 and len(set(seeds)) == len(seeds)
+
+
+def test_padded_identities_reach_the_median_norm_with_noise_orthogonal_to_their_step() -> None:
+    import numpy as np
+
+    pytest.importorskip("torch")
+    from idlegrid.bench._rewards import SYBIL, _pad, _Setup
+
+    # Arrange: three honest steps (norms 1, 2, 3) and two identities (0.5, and 4: longer)
+    s = _Setup(clients=3, alpha=0.5, rounds=1, seed=0)
+    params = np.zeros(8, np.float32)
+    unit = np.eye(8, dtype=np.float32)
+    updates = {0: unit[0] * 1, 1: unit[1] * 2, 2: unit[2] * 3,
+               SYBIL: unit[3] * 0.5, SYBIL + 1: unit[4] * 4}  # fmt: skip
+    before = {c: u.copy() for c, u in updates.items()}
+
+    # Execute
+    _pad(s, 1, params, updates)
+
+    # Assert: the short identity padded to the honest median (2), its step kept; the
+    # others untouched
+    padded = updates[SYBIL]
+    assert np.linalg.norm(padded) == pytest.approx(2.0, rel=1e-5)
+    assert float(padded @ unit[3]) == pytest.approx(0.5, abs=1e-5)
+    assert not np.allclose(padded, before[SYBIL])
+    for c in (0, 1, 2, SYBIL + 1):
+        assert np.array_equal(updates[c], before[c])

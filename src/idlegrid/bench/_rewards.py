@@ -20,6 +20,10 @@ ratio moves with its partition, from 0.3 to 2.7 for ten identities):
 * ``duplicate_gain``: the player trains on its rows twice (and says so);
 * ``sybil_gain``: the player's rows split at random into 2, 3 and 10 identities, their
   total reward; the worst split (furthest from 1);
+* ``padded_sybil_gain``: ten identities again, each adding a random vector to its update
+  that brings its norm up to the round's median (the norm updates are clipped to; the
+  median of the other clients' steps, which the attacker is granted to know): look-alike
+  identities made to look unlike, their total reward over the data's as one;
 * ``rank_correlation``: Spearman correlation between the clean run's rewards and each
   client's leave-one-out value, measured by training again without it (the final
   held-out loss without the client minus with everyone, the mean over
@@ -75,7 +79,9 @@ ANCHORS = {
 FREE_RIDERS = ("zero", "global", "noise", "stale")
 SPLITS = (2, 3, 10)
 #: the games each client plays in turn (one run a client and game)
-GAMES = ("noisy50", "noisy30", "duplicate", *(f"sybil{k}" for k in SPLITS))
+#: ten identities that pad their updates with noise (``padded_sybil_gain``)
+PADDED = "padded10"
+GAMES = ("noisy50", "noisy30", "duplicate", *(f"sybil{k}" for k in SPLITS), PADDED)
 #: trainings the leave-one-out values average (each with and without every client, from
 #: the same start; one training's values correlate with another's at Spearman 0.78 to
 #: 0.89, the mean over a seed's pairs, on seeds 0 to 4, so one alone is a noisy
@@ -89,18 +95,30 @@ RETRAIN = 100_000
 #: the figures also reported for rewards paid round by round (``per_round``)
 PER_ROUND = (
     "free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain", "duplicate_gain",
-    "rank_correlation", "sybil_gain_by_split",
+    "rank_correlation", "sybil_gain_by_split", "padded_sybil_gain",
+)  # fmt: skip
+#: ``per_round``'s figures reported as their mean over the seeds
+ROUND_MEANS = (
+    "noisy_vs_clean", "noisy30_vs_clean", "duplicate_gain", "padded_sybil_gain",
+    "rank_correlation",
 )  # fmt: skip
 #: figures reported as their mean over the seeds
 MEANS = (
-    "noisy_vs_clean", "noisy30_vs_clean", "duplicate_gain", "rank_correlation", "overhead",
-    "rule_max_diff", "loo_agreement", "loo_single_agreement",
+    "noisy_vs_clean", "noisy30_vs_clean", "duplicate_gain", "padded_sybil_gain",
+    "rank_correlation", "overhead", "rule_max_diff", "loo_agreement", "loo_single_agreement",
 )  # fmt: skip
 
 
 def _say(progress: Progress, msg: str) -> None:
     if progress is not None:
         progress(msg)
+
+
+def _identities(game: str) -> int:
+    """How many identities the player of ``game`` splits into (0: it plays as one)."""
+    if game == PADDED:
+        return 10
+    return int(game[5:]) if game.startswith("sybil") else 0
 
 
 class _Setup:
@@ -131,8 +149,7 @@ class _Setup:
                 y[idx] = (y[idx] + rng.integers(1, 10, len(idx))) % 10
             if i == target and game == "duplicate":
                 x, y = np.concatenate([x, x]), np.concatenate([y, y])
-            if i == target and game.startswith("sybil"):
-                k = int(game[5:])
+            if i == target and (k := _identities(game)):
                 perm = np.random.default_rng([self.seed, 7, i]).permutation(len(y))
                 out.extend((SYBIL + j, x[p], y[p]) for j, p in enumerate(np.array_split(perm, k)))
                 continue
@@ -175,6 +192,8 @@ def _run(
             fit_seed = client_seed(s.seed, rnd, _seat(s, ident)) + RETRAIN * retrain
             fit = local_fit(s.model, params, x, y, epochs=2, batch=16, lr=0.3, seed=fit_seed)
             updates[ident], examples[ident] = fit.params, fit.examples
+        if game == PADDED:
+            _pad(s, rnd, params, updates)
         if rider is not None:
             rng = np.random.default_rng([s.seed, rnd, 11])
             noise = rng.normal(0, 0.05, params.shape).astype(np.float32)
@@ -215,6 +234,27 @@ def _seat(s: _Setup, ident: int) -> int:
     (``1000 + j``) one after the clients' (``clients + j``), so no identity shares a
     client's shuffles in the same round (nor, as ``1000 + j`` would, the next round's)."""
     return ident if ident < SYBIL else s.clients + ident - SYBIL
+
+
+def _pad(s: _Setup, rnd: int, params: np.ndarray, updates: dict[int, np.ndarray]) -> None:
+    """Pad each sybil identity's update, in place, with a random vector orthogonal to
+    its step that brings the step's norm up to the median of the other clients' steps
+    (an attacker granted the round's clip norm: the clipped updates' median)."""
+    honest = [float(np.linalg.norm(u - params)) for c, u in updates.items() if c < SYBIL]
+    target = float(np.median(honest))
+    rng = np.random.default_rng([s.seed, rnd, 13])
+    for c in sorted(updates):
+        if c < SYBIL:
+            continue
+        step = (updates[c] - params).astype(np.float64)
+        noise = rng.normal(0.0, 1.0, step.shape)
+        length = float(np.dot(step, step))
+        if length > 0:
+            noise -= step * (float(np.dot(noise, step)) / length)
+        room = target**2 - length
+        if room > 0:
+            noise *= np.sqrt(room) / float(np.linalg.norm(noise))
+            updates[c] = (params + step + noise).astype(np.float32)
 
 
 def _warm_up(s: _Setup) -> None:
@@ -327,7 +367,7 @@ def _figures(
     clean_total = sum(clean.get(t, 0.0) for t in range(players)) or 1.0
 
     def gain(game: str) -> float:
-        if game.startswith("sybil"):
+        if _identities(game):
             got = [sum(v for c, v in runs[f"{game}@{t}"][scheme].items() if c >= SYBIL)
                    for t in range(players)]  # fmt: skip
         else:
@@ -349,6 +389,7 @@ def _figures(
         "rule_max_diff": rule_diff,
         "free_rider_by_strategy": riders,
         "sybil_gain_by_split": {str(k): v for k, v in sybil.items()},
+        "padded_sybil_gain": gain(PADDED),
     }
 
 
@@ -366,10 +407,7 @@ def _per_round_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     }
     return {
         "free_rider_share": max(r["free_rider_share"] for r in rows),
-        **{
-            key: float(np.mean([r[key] for r in rows]))
-            for key in ("noisy_vs_clean", "noisy30_vs_clean", "duplicate_gain", "rank_correlation")
-        },
+        **{key: float(np.mean([r[key] for r in rows])) for key in ROUND_MEANS},
         "sybil_gain": max(by_split.values(), key=lambda g: abs(g - 1.0)),
         "sybil_gain_by_split": by_split,
     }
@@ -386,6 +424,7 @@ def _game_targets(figures: dict[str, Any]) -> dict[str, bool]:
             lo <= g <= hi for g in figures["sybil_gain_by_split"].values()
         ),
         "duplicate_gain_le_1_02": figures["duplicate_gain"] <= TARGETS["duplicate_gain_max"],
+        "padded_sybil_gain_le_1_05": figures["padded_sybil_gain"] <= hi,
         "rank_correlation_ge_0_9": figures["rank_correlation"] >= TARGETS["rank_correlation_min"],
     }
 
@@ -495,7 +534,9 @@ def bench_rewards(
         "claim_gas": "median gas of a claim from a 10-leaf posting, embedded chain",
         "games": f"each game played by each of clients 0 to {players - 1} in turn (free "
         "riders: client 0); a game's figure is what its players earned playing it over what "
-        "they earned clean, summed over the players",
+        "they earned clean, summed over the players; padded_sybil_gain: ten identities "
+        "(the same split and fits as sybil10's) each padding its update with a random "
+        "vector orthogonal to its step, up to the median norm of the other clients' steps",
         "per_round": "what payout: round (a secure run's) pays from the same runs (the "
         "top-level figures are payout: run's, a clear run's default: each identity's "
         "values summed over the run and clipped at zero once, posted at the run's end, "
