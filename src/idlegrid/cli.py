@@ -1661,6 +1661,10 @@ def bench_rewards(
         int | None,
         typer.Option(min=1, help="Clients that play each game in turn (default: all)."),
     ] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(help="Also play the games in secure runs (paid from aggregates only)."),
+    ] = False,
 ) -> None:
     """Data contributors' rewards: what free riders, noisy labels, duplicates and sybils earn."""
     from .bench._rewards import bench_rewards as run_rewards
@@ -1668,7 +1672,9 @@ def bench_rewards(
     def say(msg: str) -> None:
         console.print(f"[dim]•[/dim] {msg}")
 
-    result = run_rewards(clients=clients, rounds=rounds, seeds=seeds, players=players, progress=say)
+    result = run_rewards(
+        clients=clients, rounds=rounds, seeds=seeds, players=players, secure=secure, progress=say
+    )
     if as_json:
         _print_json(result)
         return
@@ -1687,6 +1693,11 @@ def bench_rewards(
     for key in ("free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain",
                 "padded_sybil_gain", "duplicate_gain", "rank_correlation"):  # fmt: skip
         out.print(f"  {key}: {per_round[key]}")
+    if secure:
+        out.print("secure runs (paid from each round's aggregate only):")
+        for key in ("free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain",
+                    "duplicate_gain", "rank_correlation", "overhead"):  # fmt: skip
+            out.print(f"  {key}: {result['secure'][key]}")
 
 
 @bench_app.command("oracle")

@@ -107,3 +107,50 @@ def test_padded_identities_reach_the_median_norm_with_noise_orthogonal_to_their_
     assert not np.allclose(padded, before[SYBIL])
     for c in (0, 1, 2, SYBIL + 1):
         assert np.array_equal(updates[c], before[c])
+
+
+def test_secure_runs_pay_only_their_cohorts_from_their_aggregates() -> None:
+    import numpy as np
+
+    pytest.importorskip("torch")
+    from idlegrid.bench._rewards import SYBIL, _Setup
+    from idlegrid.bench._rewards_secure import COHORT, ROUNDS_FACTOR, secure_run
+
+    # Arrange: 8 clients, cohorts of 5, 2 clear rounds (so 4 secure ones)
+    s = _Setup(clients=8, alpha=0.5, rounds=2, seed=3)
+
+    # Execute
+    clean = secure_run(s)
+    zero = secure_run(s, rider="zero")
+    split = secure_run(s, "sybil3", target=2)
+
+    # Assert: shares of a pool; no more identities paid than the rounds' seats; the
+    # player's three identities paid in place of it
+    for run in (clean, zero, split):
+        assert sum(run["shares"].values()) == pytest.approx(1.0)
+        assert all(v >= 0 for v in run["shares"].values())
+        assert len(run["shares"]) <= COHORT * ROUNDS_FACTOR * s.rounds
+        assert np.isfinite(run["loss"]) and run["train_s"] > 0
+    assert set(split["shares"]) <= {0, 1, 3, 4, 5, 6, 7, SYBIL, SYBIL + 1, SYBIL + 2}
+    assert set(clean["shares"]) <= set(range(8)) and 2 not in split["shares"]
+    # the same cohorts (seeded by round): the free rider changes what is paid, not who
+    assert set(zero["shares"]) == set(clean["shares"]) and zero["shares"] != clean["shares"]
+
+
+def test_bench_rewards_secure_reports_the_games_under_secure_aggregation() -> None:
+    pytest.importorskip("torch")
+
+    # Execute
+    result = bench_rewards(clients=6, rounds=2, seeds=1, players=1, secure=True)
+
+    # Assert: the games' figures and their targets, for secure runs; none for padding
+    secure = result["secure"]
+    for key in ("free_rider_share", "noisy_vs_clean", "noisy30_vs_clean", "sybil_gain",
+                "duplicate_gain", "rank_correlation", "overhead", "targets", "how"):  # fmt: skip
+        assert key in secure, key
+    assert (
+        "padded_sybil_gain" not in secure and "padded_sybil_gain_le_1_05" not in secure["targets"]
+    )
+    assert set(secure["sybil_gain_by_split"]) == {"2", "3", "10"}
+    assert result["by_seed"]["0"]["secure"]["duplicate_gain"] == secure["duplicate_gain"]
+    assert "secure" not in bench_rewards(clients=4, rounds=1, seeds=1, players=1)

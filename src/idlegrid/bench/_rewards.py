@@ -195,14 +195,7 @@ def _run(
         if game == PADDED:
             _pad(s, rnd, params, updates)
         if rider is not None:
-            rng = np.random.default_rng([s.seed, rnd, 11])
-            noise = rng.normal(0, 0.05, params.shape).astype(np.float32)
-            updates[0] = {
-                "zero": np.zeros_like(params),
-                "global": params.copy(),
-                "noise": params + noise,
-                "stale": params + (previous if previous is not None else 0) + noise / 50,
-            }[rider].astype(np.float32)
+            updates[0] = _ride(s, rnd, rider, params, previous)
         train_s += time.process_time() - t0
         if contributions:
             t0 = time.process_time()
@@ -234,6 +227,21 @@ def _seat(s: _Setup, ident: int) -> int:
     (``1000 + j``) one after the clients' (``clients + j``), so no identity shares a
     client's shuffles in the same round (nor, as ``1000 + j`` would, the next round's)."""
     return ident if ident < SYBIL else s.clients + ident - SYBIL
+
+
+def _ride(
+    s: _Setup, rnd: int, rider: str, params: np.ndarray, previous: np.ndarray | None
+) -> np.ndarray:
+    """What free rider ``rider`` sends in round ``rnd`` instead of its work."""
+    rng = np.random.default_rng([s.seed, rnd, 11])
+    noise = rng.normal(0, 0.05, params.shape).astype(np.float32)
+    sent = {
+        "zero": np.zeros_like(params),
+        "global": params.copy(),
+        "noise": params + noise,
+        "stale": params + (previous if previous is not None else 0) + noise / 50,
+    }[rider]
+    return np.asarray(sent, dtype=np.float32)
 
 
 def _pad(s: _Setup, rnd: int, params: np.ndarray, updates: dict[int, np.ndarray]) -> None:
@@ -304,10 +312,11 @@ def _claim_gas(contributors: int) -> int:
     return int(np.median(gas))
 
 
-def _one_seed(s: _Setup, players: int, progress: Progress) -> dict[str, Any]:
+def _one_seed(s: _Setup, players: int, progress: Progress, secure: bool) -> dict[str, Any]:
     """Every figure of one seed's partitions and runs, each game played by each of the
     first ``players`` clients in turn (and, under ``per_round``, the same figures of the
-    same runs had each round's values been paid as the round ended)."""
+    same runs had each round's values been paid as the round ended; under ``secure``,
+    with ``secure``, the games' figures of secure runs, :mod:`._rewards_secure`)."""
     clients = s.clients
     _say(progress, f"seed {s.seed}: clean run, {clients} clients, {s.rounds} rounds")
     runs = {"clean": _run(s)}
@@ -330,39 +339,59 @@ def _one_seed(s: _Setup, players: int, progress: Progress) -> dict[str, Any]:
             each[t, c] = _run(s, without=c, contributions=False, retrain=t)["loss"] - everyone
     loo = dict(enumerate(each.mean(axis=0).tolist()))
     median = _run(s, rule="median")
-    out = _figures(runs, median, loo, "netted", clients, players)
-    per_round = _figures(runs, median, loo, "shares", clients, players)
+    out = _figures(runs, loo, "netted", clients, players, median=median)
+    per_round = _figures(runs, loo, "shares", clients, players, median=median)
     _say(progress, f"seed {s.seed}: flipped labels {out['noisy_vs_clean']:.3f}, duplicate "
          f"{out['duplicate_gain']:.3f}, sybils {out['sybil_gain_by_split']}, rank "
          f"{out['rank_correlation']:.3f}")  # fmt: skip
     clean = runs["clean"]
     half = LOO_TRAININGS // 2
-    return out | {
-        "overhead": clean["contrib_s"] / clean["train_s"],
-        "loo_agreement": _spearman(each[:half].mean(axis=0), each[half:].mean(axis=0)),
-        "loo_single_agreement": float(
-            np.mean(
-                [_spearman(each[t], np.delete(each, t, 0).mean(axis=0)) for t in range(len(each))]
-            )
-        ),
-        "clean_shares": {str(c): clean["netted"].get(c, 0.0) for c in range(clients)},
-        "leave_one_out_loss_gain": {str(c): loo[c] for c in range(clients)},
-        "per_round": {k: v for k, v in per_round.items() if k in PER_ROUND},
+    return (
+        out
+        | {
+            "overhead": clean["contrib_s"] / clean["train_s"],
+            "loo_agreement": _spearman(each[:half].mean(axis=0), each[half:].mean(axis=0)),
+            "loo_single_agreement": float(
+                np.mean(
+                    [
+                        _spearman(each[t], np.delete(each, t, 0).mean(axis=0))
+                        for t in range(len(each))
+                    ]
+                )
+            ),
+            "clean_shares": {str(c): clean["netted"].get(c, 0.0) for c in range(clients)},
+            "leave_one_out_loss_gain": {str(c): loo[c] for c in range(clients)},
+            "per_round": {k: v for k, v in per_round.items() if k in PER_ROUND},
+        }
+        | ({"secure": _secure_seed(s, players, loo, progress)} if secure else {})
+    )
+
+
+def _secure_seed(
+    s: _Setup, players: int, loo: dict[int, float], progress: Progress
+) -> dict[str, Any]:
+    from ._rewards_secure import secure_games
+
+    got = secure_games(s, players, progress)
+    return _figures(got, loo, "shares", s.clients, players) | {
+        "overhead": got["clean"]["contrib_s"] / got["clean"]["train_s"],
     }
 
 
 def _figures(
     runs: dict[str, dict[str, Any]],
-    median: dict[str, Any],
     loo: dict[int, float],
     scheme: str,
     clients: int,
     players: int,
+    *,
+    median: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The games' figures of one seed's runs, with each run's rewards taken from
     ``scheme`` (``shares`` or ``netted``). A game's figure pools its players: what they
     earned playing it, summed, over what they earned clean (a player with a near-zero
-    clean reward cannot blow a ratio up)."""
+    clean reward cannot blow a ratio up). ``rule_max_diff`` given the run aggregated by
+    the median, ``padded_sybil_gain`` if the runs hold that game."""
     clean = runs["clean"][scheme]
     clean_total = sum(clean.get(t, 0.0) for t in range(players)) or 1.0
 
@@ -378,19 +407,23 @@ def _figures(
     sybil = {k: gain(f"sybil{k}") for k in SPLITS}
     rewards = [clean.get(c, 0.0) for c in range(clients)]
     rank = _spearman(rewards, [loo[c] for c in range(clients)])
-    rule_diff = max(abs(median[scheme].get(c, 0.0) - clean.get(c, 0.0)) for c in range(clients))
-    return {
+    out = {
         "free_rider_share": max(riders.values()),
         "noisy_vs_clean": gain("noisy50"),
         "noisy30_vs_clean": gain("noisy30"),
         "sybil_gain": max(sybil.values(), key=lambda g: abs(g - 1.0)),
         "duplicate_gain": gain("duplicate"),
         "rank_correlation": rank,
-        "rule_max_diff": rule_diff,
         "free_rider_by_strategy": riders,
         "sybil_gain_by_split": {str(k): v for k, v in sybil.items()},
-        "padded_sybil_gain": gain(PADDED),
     }
+    if median is not None:
+        out["rule_max_diff"] = max(
+            abs(median[scheme].get(c, 0.0) - clean.get(c, 0.0)) for c in range(clients)
+        )
+    if f"{PADDED}@0" in runs:
+        out["padded_sybil_gain"] = gain(PADDED)
+    return out
 
 
 def _spearman(a: Any, b: Any) -> float:
@@ -399,15 +432,15 @@ def _spearman(a: Any, b: Any) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def _per_round_summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """``payout: round``'s figures over the seeds, summarised as the paid ones are."""
-    rows = [r["per_round"] for r in per_seed]
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Another payout's figures (``per_round``, ``secure``) over the seeds, summarised as
+    the top-level ones are."""
     by_split = {
         str(k): float(np.mean([r["sybil_gain_by_split"][str(k)] for r in rows])) for k in SPLITS
     }
     return {
         "free_rider_share": max(r["free_rider_share"] for r in rows),
-        **{key: float(np.mean([r[key] for r in rows])) for key in ROUND_MEANS},
+        **{key: float(np.mean([r[key] for r in rows])) for key in ROUND_MEANS if key in rows[0]},
         "sybil_gain": max(by_split.values(), key=lambda g: abs(g - 1.0)),
         "sybil_gain_by_split": by_split,
     }
@@ -424,9 +457,12 @@ def _game_targets(figures: dict[str, Any]) -> dict[str, bool]:
             lo <= g <= hi for g in figures["sybil_gain_by_split"].values()
         ),
         "duplicate_gain_le_1_02": figures["duplicate_gain"] <= TARGETS["duplicate_gain_max"],
-        "padded_sybil_gain_le_1_05": figures["padded_sybil_gain"] <= hi,
         "rank_correlation_ge_0_9": figures["rank_correlation"] >= TARGETS["rank_correlation_min"],
-    }
+    } | (
+        {"padded_sybil_gain_le_1_05": figures["padded_sybil_gain"] <= hi}
+        if "padded_sybil_gain" in figures
+        else {}
+    )
 
 
 def bench_rewards(
@@ -437,6 +473,7 @@ def bench_rewards(
     seed: int = 0,
     seeds: int = 10,
     players: int | None = None,
+    secure: bool = False,
     progress: Progress = None,
 ) -> dict[str, Any]:
     """Run the benchmark over ``seeds`` seeds (``seed``, ``seed + 1``, ...: each its
@@ -459,7 +496,7 @@ def bench_rewards(
     for k in range(seeds):
         s = _Setup(clients, alpha, rounds, seed + k)
         _warm_up(s)
-        per_seed.append(_one_seed(s, players, progress))
+        per_seed.append(_one_seed(s, players, progress, secure))
     claim_gas = _claim_gas(clients)
     mean = {key: float(np.mean([r[key] for r in per_seed])) for key in MEANS}
     by_split = {
@@ -498,13 +535,22 @@ def bench_rewards(
             | {"sybil_gain_by_split": r["sybil_gain_by_split"], "per_round": r["per_round"]}
             for k, r in enumerate(per_seed)
         },
-        "per_round": _per_round_summary(per_seed),
+        "per_round": _summary([r["per_round"] for r in per_seed]),
     }
     out["targets"] = _game_targets(out) | {
         "overhead_le_0_1": out["overhead"] <= TARGETS["overhead_max"],
         "rules_within_0_1": out["rule_max_diff"] <= TARGETS["rule_max_diff_max"],
     }
     out["per_round"]["targets"] = _game_targets(out["per_round"])
+    if secure:
+        from ._rewards_secure import HOW
+
+        rows = [r["secure"] for r in per_seed]
+        out["secure"] = _summary(rows) | {"overhead": float(np.mean([r["overhead"] for r in rows]))}
+        out["secure"]["targets"] = _game_targets(out["secure"])
+        out["secure"]["how"] = HOW
+        for k, r in enumerate(per_seed):
+            out["by_seed"][str(seed + k)]["secure"] = r["secure"]
     out["anchors"] = ANCHORS
     out["how"] = {
         "data": f"scikit-learn digits, {clients} Dirichlet(alpha={alpha}) parts, "
