@@ -182,3 +182,28 @@ def test_every_network_command_refuses_a_missing_file_before_loading_the_chain_c
     # Assert: refused by name, with the web3 stack never imported
     assert "ConfigError: no devnet at" in " ".join(proc.stderr.split() + proc.stdout.split())
     assert proc.stdout.split()[-2:] == ["False", "2"], proc.stdout + proc.stderr
+
+
+def test_fl_start_refuses_a_named_node_that_is_not_an_address_before_the_chain(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    # Prepare: a valid spec and validation set; a network file that is never read
+    spec = tmp_path / "fl.yaml"
+    spec.write_text(
+        "model: {family: mlp, inputs: 64, hidden: [8], classes: 10}\n"
+        "dataset: digits\nrounds: 1\nclients_per_round: 2\n"
+    )
+    np.savez(tmp_path / "val.npz", x=np.zeros((4, 64), np.float32), y=np.zeros(4, np.int64))
+    network = tmp_path / "devnet.json"
+    network.write_text("{}")
+
+    # Execute
+    bad = _idlegrid("fl", "start", str(spec), "--validation", str(tmp_path / "val.npz"),
+                    "--output", str(tmp_path / "run"), "--network", str(network),
+                    "--node", "0x" + "11" * 20, "--node", "hospital-2")  # fmt: skip
+
+    # Assert: the bad address by name, in one line; nothing written
+    assert bad.returncode == 2 and "not an Ethereum address: 'hospital-2'" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "run").exists()

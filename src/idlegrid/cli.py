@@ -2063,6 +2063,14 @@ def fl_start(
             "default) or each round (payout: round) (0: none)."
         ),
     ] = 0.0,
+    node: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An edge node's address the run may sample; repeat it for each (default: "
+            "every edge node holding the data set). Naming the sites is what keeps a "
+            "stranger's extra identities out of a secure run (docs/federated.md)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Coordinate a federated run over the edge nodes holding its data set, paying them."""
@@ -2073,8 +2081,10 @@ def fl_start(
 
     from .client import Client
     from .fl import load_spec
+    from .protocol import checksum
     from .workloads._kind_fl import read_local_dataset
 
+    nodes = None if node is None else [checksum(a) for a in node]  # before the chain
     spec = load_spec(spec_file)
     x_val, y_val = read_local_dataset(str(validation))
     key, ledger = _identity(network, account, keystore, default=4)
@@ -2098,7 +2108,7 @@ def fl_start(
             raise InvalidInput("--rewards is a number of tokens, 0 or more")
         result = client.federate(
             spec, (x_val, y_val), output=output, register=register, on_round=show,
-            rewards=round(rewards * 10**18),
+            rewards=round(rewards * 10**18), nodes=nodes,
         )  # fmt: skip
     if as_json:
         print(_json.dumps(result.summary(), indent=2))

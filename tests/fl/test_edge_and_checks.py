@@ -167,6 +167,27 @@ def test_a_spec_is_refused_before_any_work_when_it_cannot_run() -> None:
         load_spec("- a\n- list\n")
 
 
+def test_a_run_refuses_named_nodes_that_are_not_addresses_and_keeps_the_ones_that_are() -> None:
+    from typing import cast
+
+    from idlegrid.client import Client
+    from idlegrid.fl import Coordinator
+
+    spec = load_spec(SPEC)
+    val = (np.zeros((4, 4), np.float32), np.zeros(4, np.int64))
+    nobody = cast(Client, None)  # refused before the client is asked anything
+    for nodes, why in (([], "at least one edge node"), (["site-2"], "not an Ethereum address")):
+        with pytest.raises(InvalidInput, match=why):
+            Coordinator(nobody, spec, val, nodes=nodes)
+
+    from types import SimpleNamespace
+
+    me = cast(Client, SimpleNamespace(account=SimpleNamespace(address="0x" + "22" * 20)))
+    site = "0x" + "ab" * 20
+    kept = Coordinator(me, spec, val, nodes=[site.upper().replace("0X", "0x")])
+    assert kept.nodes == {site}
+
+
 def test_a_clear_run_is_paid_at_its_end_unless_it_asks_for_rounds_and_a_secure_one_by_round() -> (
     None
 ):

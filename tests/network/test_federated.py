@@ -740,11 +740,15 @@ def test_the_cli_runs_a_federated_spec_and_an_edge_node_runs_its_model_locally(
     cli = [sys.executable, "-m", "idlegrid.cli"]
     network = ["--network", str(federation.network)]
 
+    # the sponsor names three of the four sites: the fourth is never sampled
+    named = [e.address for e in federation.edges[:3]]
+    left_out = federation.edges[3].address
+
     # Execute: a run from the command line, then the factory case on edge 1's data
     out = subprocess.run(
         [*cli, "fl", "start", str(spec), "--validation", str(tmp_path / "val.npz"),
          "--output", str(tmp_path / "run"), *network, "--account", str(federation.sponsor),
-         "--json"],
+         *(a for address in named for a in ("--node", address.lower())), "--json"],
         capture_output=True, text=True, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
@@ -770,6 +774,8 @@ def test_the_cli_runs_a_federated_spec_and_an_edge_node_runs_its_model_locally(
     # Assert: the run's rounds and files; the predictions stay local, the receipt is
     # signed by the edge node and names the model, rows and the predictions' hash only
     assert [r["round"] for r in summary["rounds"]] == [1, 2]
+    for r in summary["rounds"]:
+        assert sorted(r["participants"]) == sorted(named) and left_out not in r["participants"]
     assert summary["rounds"][-1]["model"] == digest
     assert (tmp_path / "run" / "round-0002.npy").exists()
     assert infer.returncode == 0, infer.stderr[-3000:]

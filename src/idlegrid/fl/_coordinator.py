@@ -242,7 +242,10 @@ class Coordinator:
         self.spec = spec
         self.x_val = np.ascontiguousarray(x_val, dtype=np.float32)
         self.y_val = np.asarray(y_val, dtype=np.int64)
-        self.nodes = {n.lower() for n in nodes} if nodes is not None else None
+        if nodes is not None and not nodes:
+            raise InvalidInput("nodes: name at least one edge node (or none, for every one)")
+        #: the only edge nodes the run may sample (the sponsor's named sites), or None
+        self.nodes = {checksum(n).lower() for n in nodes} if nodes is not None else None
         self.register = register
         self.output = output
         self.on_round = on_round
@@ -291,9 +294,10 @@ class Coordinator:
             refuse_unsettled(self.output)  # before any round is trained or paid for
         edges = self._pool = await self._edges()
         if len(edges) < spec.min_clients:
+            named = "" if self.nodes is None else f" (of the {len(self.nodes)} named)"
             raise NoProviders(
-                f"{len(edges)} edge node(s) hold data set {spec.dataset!r}; the run needs "
-                f"at least min_clients={spec.min_clients}"
+                f"{len(edges)} edge node(s){named} hold data set {spec.dataset!r}; the run "
+                f"needs at least min_clients={spec.min_clients}"
             )
         params = (
             self.initial.astype(np.float32)
