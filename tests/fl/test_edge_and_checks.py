@@ -188,6 +188,34 @@ def test_a_run_refuses_named_nodes_that_are_not_addresses_and_keeps_the_ones_tha
     assert kept.nodes == {site}
 
 
+def test_a_secure_run_with_rewards_over_unnamed_nodes_says_what_that_risks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from idlegrid.client import Client
+    from idlegrid.fl import Coordinator
+
+    me = cast(Client, SimpleNamespace(account=SimpleNamespace(address="0x" + "22" * 20)))
+    val = (np.zeros((4, 4), np.float32), np.zeros(4, np.int64))
+    secure = load_spec({**SPEC, "secagg": True})
+
+    # Execute: unnamed and named nodes, with rewards; a clear run's; no rewards
+    with caplog.at_level("WARNING", logger="idlegrid.fl"):
+        Coordinator(me, secure, val, rewards=10**18)
+    unnamed = caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="idlegrid.fl"):
+        Coordinator(me, secure, val, rewards=10**18, nodes=["0x" + "ab" * 20])
+        Coordinator(me, load_spec(SPEC), val, rewards=10**18)
+        Coordinator(me, secure, val)
+
+    # Assert: only the first warns, naming the remedy
+    assert "more seats" in unnamed and "--node" in unnamed
+    assert "seats" not in caplog.text
+
+
 def test_a_clear_run_is_paid_at_its_end_unless_it_asks_for_rounds_and_a_secure_one_by_round() -> (
     None
 ):

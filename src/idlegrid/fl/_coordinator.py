@@ -257,6 +257,13 @@ class Coordinator:
         #: tokens the sponsor puts in the run's RewardPool for its data contributors,
         #: posted round by round in proportion to the round's contributions
         self.rewards = rewards
+        if rewards and spec.secagg and self.nodes is None:
+            log.warning(
+                "a secure run's rewards are split among each round's sampled nodes by "
+                "estimates from aggregates only: an operator with more staked edge nodes "
+                "holds more seats; name the sites to sample (--node, nodes=) if it matters "
+                "(docs/federated.md, 'Under secure aggregation')"
+            )
         self.run_id = hashlib.sha256(
             spec.spec_hash() + client.account.address.encode() + os.urandom(16)
         ).hexdigest()
