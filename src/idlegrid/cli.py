@@ -1733,7 +1733,8 @@ def bench_oracle(
 
 
 posting_app = typer.Typer(
-    help="A federated round's reward posting: challenge it, or post it from its inputs."
+    help="A federated run's reward posting: challenge it, post it from its inputs, or settle "
+    "the rounds a killed coordinator held.",
 )
 app.add_typer(posting_app, name="posting")
 InputsArg = Annotated[
