@@ -315,8 +315,8 @@ def _claim_gas(contributors: int) -> int:
 def _one_seed(s: _Setup, players: int, progress: Progress, secure: bool) -> dict[str, Any]:
     """Every figure of one seed's partitions and runs, each game played by each of the
     first ``players`` clients in turn (and, under ``per_round``, the same figures of the
-    same runs had each round's values been paid as the round ended; under ``secure``,
-    with ``secure``, the games' figures of secure runs, :mod:`._rewards_secure`)."""
+    same runs had each round's values been paid as the round ended; with ``secure``,
+    under ``secure``, the games' figures in secure runs: :mod:`._rewards_secure`)."""
     clients = s.clients
     _say(progress, f"seed {s.seed}: clean run, {clients} clients, {s.rounds} rounds")
     runs = {"clean": _run(s)}
@@ -346,25 +346,18 @@ def _one_seed(s: _Setup, players: int, progress: Progress, secure: bool) -> dict
          f"{out['rank_correlation']:.3f}")  # fmt: skip
     clean = runs["clean"]
     half = LOO_TRAININGS // 2
-    return (
-        out
-        | {
-            "overhead": clean["contrib_s"] / clean["train_s"],
-            "loo_agreement": _spearman(each[:half].mean(axis=0), each[half:].mean(axis=0)),
-            "loo_single_agreement": float(
-                np.mean(
-                    [
-                        _spearman(each[t], np.delete(each, t, 0).mean(axis=0))
-                        for t in range(len(each))
-                    ]
-                )
-            ),
-            "clean_shares": {str(c): clean["netted"].get(c, 0.0) for c in range(clients)},
-            "leave_one_out_loss_gain": {str(c): loo[c] for c in range(clients)},
-            "per_round": {k: v for k, v in per_round.items() if k in PER_ROUND},
-        }
-        | ({"secure": _secure_seed(s, players, loo, progress)} if secure else {})
-    )
+    single = [_spearman(each[t], np.delete(each, t, 0).mean(axis=0)) for t in range(len(each))]
+    out |= {
+        "overhead": clean["contrib_s"] / clean["train_s"],
+        "loo_agreement": _spearman(each[:half].mean(axis=0), each[half:].mean(axis=0)),
+        "loo_single_agreement": float(np.mean(single)),
+        "clean_shares": {str(c): clean["netted"].get(c, 0.0) for c in range(clients)},
+        "leave_one_out_loss_gain": {str(c): loo[c] for c in range(clients)},
+        "per_round": {k: v for k, v in per_round.items() if k in PER_ROUND},
+    }
+    if secure:
+        out["secure"] = _secure_seed(s, players, loo, progress)
+    return out
 
 
 def _secure_seed(
