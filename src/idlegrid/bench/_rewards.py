@@ -174,8 +174,6 @@ def _run(
     zero once, at the end), the final held-out loss, and the seconds spent training and
     estimating."""
     from ..fl._contrib import aumann_shapley, net_rounds, shares, validation_value
-    from ..fl._local import local_fit
-    from ..fl._partition import client_seed
 
     value = validation_value(s.model, s.data.x_test, s.data.y_test)
     params = s.start.copy()
@@ -183,15 +181,10 @@ def _run(
     total: dict[int, float] = {}
     values: list[dict[int, float]] = []
     train_s = contrib_s = 0.0
+    parts = [p for p in s.parts(game, target) if p[0] != without]
     for rnd in range(1, s.rounds + 1):
         t0 = time.process_time()
-        updates, examples = {}, {}
-        for ident, x, y in s.parts(game, target):
-            if ident == without:
-                continue
-            fit_seed = client_seed(s.seed, rnd, _seat(s, ident)) + RETRAIN * retrain
-            fit = local_fit(s.model, params, x, y, epochs=2, batch=16, lr=0.3, seed=fit_seed)
-            updates[ident], examples[ident] = fit.params, fit.examples
+        updates, examples = _fits(s, params, rnd, parts, retrain)
         if game == PADDED:
             _pad(s, rnd, params, updates)
         if rider is not None:
@@ -204,12 +197,10 @@ def _run(
             for c, share in shares(got.values).items():
                 total[c] = total.get(c, 0.0) + share
             values.append(got.values)
-        stacked = np.stack([updates[c].astype(np.float64) for c in updates])
         if rule == "median":
-            new = np.median(stacked, axis=0)
+            new = np.median(np.stack([updates[c].astype(np.float64) for c in updates]), axis=0)
         else:
-            w = np.array([examples[c] for c in updates], np.float64)
-            new = (w[:, None] * stacked).sum(axis=0) / w.sum()
+            new = _fedavg(updates, examples)
         previous = (new - params).astype(np.float32)
         params = new.astype(np.float32)
     norm = sum(total.values()) or 1.0
@@ -220,6 +211,33 @@ def _run(
         "train_s": train_s,
         "contrib_s": contrib_s,
     }
+
+
+def _fits(
+    s: _Setup,
+    params: np.ndarray,
+    rnd: int,
+    parts: list[tuple[int, np.ndarray, np.ndarray]],
+    retrain: int = 0,
+) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+    """Round ``rnd``'s local fit of each (identity, x, y) in ``parts`` from ``params``
+    (the benchmark's one local training): the new weights and the examples, by identity."""
+    from ..fl._local import local_fit
+    from ..fl._partition import client_seed
+
+    updates, examples = {}, {}
+    for ident, x, y in parts:
+        fit_seed = client_seed(s.seed, rnd, _seat(s, ident)) + RETRAIN * retrain
+        fit = local_fit(s.model, params, x, y, epochs=2, batch=16, lr=0.3, seed=fit_seed)
+        updates[ident], examples[ident] = fit.params, fit.examples
+    return updates, examples
+
+
+def _fedavg(updates: dict[int, np.ndarray], examples: dict[int, int]) -> np.ndarray:
+    """The examples-weighted mean of ``updates`` (float64), as FedAvg aggregates."""
+    stacked = np.stack([updates[c].astype(np.float64) for c in updates])
+    w = np.array([examples[c] for c in updates], np.float64)
+    return np.asarray((w[:, None] * stacked).sum(axis=0) / w.sum())
 
 
 def _seat(s: _Setup, ident: int) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._rewards import FREE_RIDERS, GAMES, PADDED, _ride, _say, _seat, _Setup
+from ._rewards import FREE_RIDERS, GAMES, PADDED, _fedavg, _fits, _ride, _say, _Setup
 
 __all__ = ["COHORT", "HOW", "secure_games", "secure_run"]
 
@@ -55,8 +55,6 @@ def secure_run(
     """One secure run: each identity's summed round shares (``shares``, summing to 1),
     the final held-out loss, and the seconds spent training and estimating."""
     from ..fl._contrib import group_contributions, shares, validation_value
-    from ..fl._local import local_fit
-    from ..fl._partition import client_seed
 
     value = validation_value(s.model, s.data.x_test, s.data.y_test)
     parts = s.parts(game, target)
@@ -71,16 +69,10 @@ def secure_run(
         cohort = [
             parts[i] for i in sorted(rng.choice(len(parts), min(COHORT, len(parts)), replace=False))
         ]
-        updates, examples = {}, {}
-        for ident, x, y in cohort:
-            fit = local_fit(s.model, params, x, y, epochs=2, batch=16, lr=0.3,
-                            seed=client_seed(s.seed, rnd, _seat(s, ident)))  # fmt: skip
-            updates[ident], examples[ident] = fit.params, fit.examples
+        updates, examples = _fits(s, params, rnd, cohort)
         if rider is not None and 0 in updates:
             updates[0] = _ride(s, rnd, rider, params, previous)
-        w = np.array([examples[c] for c in updates], np.float64)
-        stacked = np.stack([updates[c].astype(np.float64) for c in updates])
-        new = ((w[:, None] * stacked).sum(axis=0) / w.sum()).astype(np.float32)
+        new = _fedavg(updates, examples).astype(np.float32)
         train_s += time.process_time() - t0
         t0 = time.process_time()
         history.append((sorted(updates), float(value(new)) - float(value(params))))
