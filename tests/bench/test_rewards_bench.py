@@ -57,6 +57,41 @@ def test_bench_rewards_prints_every_figure() -> None:
         set(per_round["targets"]) <= set(result["targets"])
         and "clients 0 to 1" in result["how"]["games"]
     )
+    # and paid by each round's leave-one-out on the FedAvg aggregate, alike
+    by_claims = result["by_claims"]
+    for key in ("duplicate_gain", "rank_correlation"):
+        assert by_claims[key] == pytest.approx(
+            (seeds["0"]["by_claims"][key] + seeds["1"]["by_claims"][key]) / 2
+        ), key
+    assert set(by_claims["targets"]) == set(per_round["targets"]) and "by_claims" in result["how"]
+
+
+def test_leave_one_out_by_claims_follows_the_claimed_examples() -> None:
+    import numpy as np
+
+    pytest.importorskip("torch")
+    from idlegrid.bench._rewards import _by_claims, _fedavg, _fits, _Setup
+
+    # Arrange: one round's local fits of four clients
+    s = _Setup(clients=4, alpha=0.5, rounds=1, seed=1)
+    parts = s.parts("clean")
+    updates, examples = _fits(s, s.start, 1, parts)
+
+    # Execute: as claimed, and with client 0 claiming ten times its rows (same update)
+    honest = _by_claims(s, updates, examples)
+    inflated = _by_claims(s, updates, {**examples, 0: 10 * examples[0]})
+
+    # Assert: the held-out loss without the client minus with everyone, everyone
+    # weighed by the examples claimed: the same update claimed larger is worth another
+    # amount (the claim is paid)
+    for claimed, got in ((examples, honest), ({**examples, 0: 10 * examples[0]}, inflated)):
+        for c in (0, 2):
+            rest = {k: u for k, u in updates.items() if k != c}
+            without = s.loss(_fedavg(rest, {k: claimed[k] for k in rest}).astype(np.float32))
+            everyone = s.loss(_fedavg(updates, claimed).astype(np.float32))
+            assert got[c] == pytest.approx(without - everyone)
+    assert abs(inflated[0] - honest[0]) > 0.01 and abs(inflated[2] - honest[2]) > 0.001
+    assert _by_claims(s, {0: updates[0]}, {0: examples[0]}) == {0: 0.0}
 
 
 def test_bench_rewards_refuses_no_seeds_and_players_it_has_not() -> None:

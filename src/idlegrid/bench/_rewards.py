@@ -33,6 +33,10 @@ ratio moves with its partition, from 0.3 to 2.7 for ten identities):
   leave-one-out values against the mean of the others', averaged over the trainings
   (what the exact leave-one-out of one run, which an estimate from that run's updates
   approximates at best, scores against such a reference);
+* ``by_claims``: the same figures had each run paid by each round's own leave-one-out
+  on the FedAvg aggregate (:func:`_by_claims`), which follows the claimed examples as
+  the reference does: what ranking like the reference costs (a duplicate's claim is
+  paid). Not an estimate the coordinator uses;
 * ``overhead``: seconds spent estimating contributions over seconds spent training, in
   the clean run (no message from clients beyond their updates);
 * ``rule_max_diff``: the largest difference of a client's share between the clean run
@@ -171,14 +175,16 @@ def _run(
     """One federated run; each identity's summed round shares (``shares``: what the
     coordinator pays, a round's part split by the round's positive values), the same
     values netted over the run (``netted``: :func:`~idlegrid.fl.net_rounds`, clipped at
-    zero once, at the end), the final held-out loss, and the seconds spent training and
-    estimating."""
+    zero once, at the end), what each round's own leave-one-out on the FedAvg aggregate
+    would pay (``claims``: :func:`_by_claims`, not an estimate the coordinator uses), the
+    final held-out loss, and the seconds spent training and estimating."""
     from ..fl._contrib import aumann_shapley, net_rounds, shares, validation_value
 
     value = validation_value(s.model, s.data.x_test, s.data.y_test)
     params = s.start.copy()
     previous: np.ndarray | None = None
     total: dict[int, float] = {}
+    claims: dict[int, float] = {}
     values: list[dict[int, float]] = []
     train_s = contrib_s = 0.0
     parts = [p for p in s.parts(game, target) if p[0] != without]
@@ -197,6 +203,8 @@ def _run(
             for c, share in shares(got.values).items():
                 total[c] = total.get(c, 0.0) + share
             values.append(got.values)
+            for c, v in _by_claims(s, updates, examples).items():
+                claims[c] = claims.get(c, 0.0) + v
         if rule == "median":
             new = np.median(np.stack([updates[c].astype(np.float64) for c in updates]), axis=0)
         else:
@@ -207,6 +215,7 @@ def _run(
     return {
         "shares": {c: v / norm for c, v in total.items()},
         "netted": shares(net_rounds(values)),
+        "claims": shares(claims),
         "loss": s.loss(params),
         "train_s": train_s,
         "contrib_s": contrib_s,
@@ -231,6 +240,26 @@ def _fits(
         fit = local_fit(s.model, params, x, y, epochs=2, batch=16, lr=0.3, seed=fit_seed)
         updates[ident], examples[ident] = fit.params, fit.examples
     return updates, examples
+
+
+def _by_claims(
+    s: _Setup, updates: dict[int, np.ndarray], examples: dict[int, int]
+) -> dict[int, float]:
+    """Each identity's leave-one-out value in one round, on the FedAvg aggregate: the
+    held-out loss of the examples-weighted mean without it minus with everyone. What the
+    benchmark's reference (leave-one-out by retraining) measures, one round at a time:
+    it follows the claimed examples, as FedAvg does, so it is the estimate that ranks
+    like the reference and pays a duplicate for its claim (``by_claims``)."""
+    everyone = s.loss(_fedavg(updates, examples).astype(np.float32))
+    out = {}
+    for c in updates:
+        rest = {k: u for k, u in updates.items() if k != c}
+        if not rest:
+            out[c] = 0.0
+            continue
+        kept = {k: examples[k] for k in rest}
+        out[c] = s.loss(_fedavg(rest, kept).astype(np.float32)) - everyone
+    return out
 
 
 def _fedavg(updates: dict[int, np.ndarray], examples: dict[int, int]) -> np.ndarray:
@@ -359,6 +388,7 @@ def _one_seed(s: _Setup, players: int, progress: Progress, secure: bool) -> dict
     median = _run(s, rule="median")
     out = _figures(runs, loo, "netted", clients, players, median=median)
     per_round = _figures(runs, loo, "shares", clients, players, median=median)
+    by_claims = _figures(runs, loo, "claims", clients, players)
     _say(progress, f"seed {s.seed}: flipped labels {out['noisy_vs_clean']:.3f}, duplicate "
          f"{out['duplicate_gain']:.3f}, sybils {out['sybil_gain_by_split']}, rank "
          f"{out['rank_correlation']:.3f}")  # fmt: skip
@@ -372,6 +402,7 @@ def _one_seed(s: _Setup, players: int, progress: Progress, secure: bool) -> dict
         "clean_shares": {str(c): clean["netted"].get(c, 0.0) for c in range(clients)},
         "leave_one_out_loss_gain": {str(c): loo[c] for c in range(clients)},
         "per_round": {k: v for k, v in per_round.items() if k in PER_ROUND},
+        "by_claims": {k: v for k, v in by_claims.items() if k in PER_ROUND},
     }
     if secure:
         out["secure"] = _secure_seed(s, players, loo, progress)
@@ -543,16 +574,18 @@ def bench_rewards(
         "leave_one_out_loss_gain": per_seed[0]["leave_one_out_loss_gain"],
         "by_seed": {
             str(seed + k): {key: v for key, v in r.items() if not isinstance(v, dict)}
-            | {"sybil_gain_by_split": r["sybil_gain_by_split"], "per_round": r["per_round"]}
+            | {key: r[key] for key in ("sybil_gain_by_split", "per_round", "by_claims")}
             for k, r in enumerate(per_seed)
         },
         "per_round": _summary([r["per_round"] for r in per_seed]),
+        "by_claims": _summary([r["by_claims"] for r in per_seed]),
     }
     out["targets"] = _game_targets(out) | {
         "overhead_le_0_1": out["overhead"] <= TARGETS["overhead_max"],
         "rules_within_0_1": out["rule_max_diff"] <= TARGETS["rule_max_diff_max"],
     }
-    out["per_round"]["targets"] = _game_targets(out["per_round"])
+    for column in ("per_round", "by_claims"):
+        out[column]["targets"] = _game_targets(out[column])
     if secure:
         from ._rewards_secure import HOW
 
@@ -599,6 +632,11 @@ def bench_rewards(
         "values summed over the run and clipped at zero once, posted at the run's end, "
         "idlegrid.fl.RunInputs): each round's part split by that round's positive values, "
         "summed over the rounds (docs/federated.md)",
+        "by_claims": "what the same runs would pay by each round's own leave-one-out on the "
+        "FedAvg aggregate (held-out cross-entropy without the identity minus with everyone, "
+        "examples-weighted as FedAvg and the leave-one-out reference are), summed over the "
+        "rounds and clipped at zero: not an estimate idlegrid pays by; reported to show "
+        "what ranking like the reference costs, as it follows the claimed examples",
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     return out
